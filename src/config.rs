@@ -1,0 +1,690 @@
+//! The license configuration: SoftClient4ES's `softclient4es.license` block, as JSON.
+//!
+//! Nested objects and dotted keys mean the same (`{"refresh": {"interval": "1h"}}` and
+//! `{"refresh.interval": "1h"}`). Every key is validated here, at init, so a typo is an
+//! error naming the key rather than a setting silently ignored.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use url::{Host, Url};
+
+use crate::log::Level;
+use crate::token::KeySet;
+
+/// Default license backend.
+pub const DEFAULT_API_URL: &str = "https://license.softclient4es.com";
+/// Default required `iss` claim.
+pub const DEFAULT_ISSUER: &str = "https://license.softclient4es.com";
+/// Environment variable read when `key` is not configured.
+pub const ENV_LICENSE_KEY: &str = "SOFTCLIENT4ES_LICENSE_KEY";
+/// Environment variable read when `api-key` is not configured.
+pub const ENV_API_KEY: &str = "SOFTCLIENT4ES_API_KEY";
+
+/// Telemetry field names that `telemetry.exclude` may name.
+pub const TELEMETRY_FIELDS: [&str; 4] = [
+    "queries_total",
+    "joins_total",
+    "mvs_active",
+    "clusters_connected",
+];
+
+/// Every leaf key, in dotted form.
+const LEAF_KEYS: [&str; 26] = [
+    "key",
+    "key-file",
+    "api-key",
+    "api-url",
+    "public-keys",
+    "issuer",
+    "cache-dir",
+    "grace-period",
+    "clock-skew",
+    "connect-timeout",
+    "read-timeout",
+    "product-version",
+    "instance-id",
+    "refresh.enabled",
+    "refresh.interval",
+    "refresh.force-before-expiry",
+    "telemetry.enabled",
+    "telemetry.exclude",
+    "seat.enabled",
+    "seat.reconnect-interval",
+    "seat.max-heartbeat-failures",
+    "seat.release-timeout",
+    "seat.hardware-id",
+    "community.features",
+    "community.quotas",
+    "log-level",
+];
+
+/// Keys that hold nested objects of leaf keys.
+const GROUP_KEYS: [&str; 4] = ["refresh", "telemetry", "seat", "community"];
+
+/// A configuration that could not be accepted; `key` names the offending key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid license config: {key}: {message}")]
+pub struct ConfigError {
+    /// The dotted key at fault (`(config)` for the document as a whole).
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, message: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Periodic refresh settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshConfig {
+    /// Whether the worker refreshes on a schedule.
+    pub enabled: bool,
+    /// Time between refreshes.
+    pub interval: Duration,
+    /// Refresh at once when the token expires sooner than this.
+    pub force_before_expiry: Duration,
+}
+
+/// Usage telemetry settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    /// Whether refresh bodies carry the telemetry object.
+    pub enabled: bool,
+    /// Telemetry fields never sent.
+    pub exclude: Vec<String>,
+}
+
+/// Hybrid seat mode settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatConfig {
+    /// Whether seat mode replaces the plain token fetch.
+    pub enabled: bool,
+    /// Longest wait between reconnect attempts while offline.
+    pub reconnect_interval: Duration,
+    /// Consecutive heartbeat failures before offline mode.
+    pub max_heartbeat_failures: u32,
+    /// Bound on the release call at shutdown.
+    pub release_timeout: Duration,
+    /// Overrides the derived hardware id.
+    pub hardware_id: Option<String>,
+}
+
+/// Features and quotas.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Entitlements {
+    /// Feature names.
+    pub features: BTreeSet<String>,
+    /// Quota name → limit; `None` is unlimited.
+    pub quotas: BTreeMap<String, Option<i64>>,
+}
+
+impl Entitlements {
+    /// SoftClient4ES's Community entitlements.
+    pub fn community_defaults() -> Self {
+        let features = [
+            "materialized_views",
+            "jdbc_driver",
+            "adbc_driver",
+            "flight_sql",
+            "federation",
+            "repl",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let quotas = [
+            ("max_materialized_views", 1),
+            ("max_result_rows", 10_000),
+            ("max_clusters", 1),
+            ("max_joins", 2),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), Some(*v)))
+        .collect();
+        Entitlements { features, quotas }
+    }
+
+    /// The limit for `name`; -1 when unlimited or not set.
+    pub fn quota(&self, name: &str) -> i64 {
+        match self.quotas.get(name) {
+            Some(Some(v)) => *v,
+            _ => -1,
+        }
+    }
+
+    /// Whether `name` is among the features.
+    pub fn has_feature(&self, name: &str) -> bool {
+        self.features.contains(name)
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Static license token.
+    pub key: Option<String>,
+    /// File holding the static license token.
+    pub key_file: Option<PathBuf>,
+    /// API key (`sk-…`).
+    pub api_key: Option<String>,
+    /// Backend base URL.
+    pub api_url: Url,
+    /// Keys tokens must be signed with.
+    pub public_keys: KeySet,
+    /// Required `iss`.
+    pub issuer: String,
+    /// Directory of the cached token, instance id and state.
+    pub cache_dir: PathBuf,
+    /// How long an expired token still counts.
+    pub grace_period: Duration,
+    /// Leeway on `exp` / `nbf`.
+    pub clock_skew: Duration,
+    /// TCP connect bound per request.
+    pub connect_timeout: Duration,
+    /// Response bound per request.
+    pub read_timeout: Duration,
+    /// The host's version, sent as `version`.
+    pub product_version: String,
+    /// Overrides the persisted instance id.
+    pub instance_id: Option<String>,
+    /// Refresh settings.
+    pub refresh: RefreshConfig,
+    /// Telemetry settings.
+    pub telemetry: TelemetryConfig,
+    /// Seat settings.
+    pub seat: SeatConfig,
+    /// Entitlements while the tier is Community.
+    pub community: Entitlements,
+    /// Least severe level logged.
+    pub log_level: Level,
+}
+
+impl Config {
+    /// Parses a config, reading the environment for `key` and `api-key` fallbacks.
+    pub fn from_json(json: &str) -> Result<Config, ConfigError> {
+        Self::from_json_with_env(json, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses a config with `env` standing in for the process environment.
+    pub fn from_json_with_env(
+        json: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let doc: Value = serde_json::from_str(json)
+            .map_err(|e| ConfigError::new("(config)", format!("not valid JSON: {e}")))?;
+        let Value::Object(root) = doc else {
+            return Err(ConfigError::new("(config)", "must be a JSON object"));
+        };
+        let mut flat = BTreeMap::new();
+        flatten(&root, "", &mut flat)?;
+        // A blank string or null counts as absent.
+        flat.retain(|_, v| match v {
+            Value::Null => false,
+            Value::String(s) => !s.trim().is_empty(),
+            _ => true,
+        });
+        build(&flat, env)
+    }
+
+    /// Whether any license source (static token or API key) is configured.
+    pub fn has_license_source(&self) -> bool {
+        self.key.is_some() || self.key_file.is_some() || self.api_key.is_some()
+    }
+}
+
+fn flatten(
+    obj: &Map<String, Value>,
+    prefix: &str,
+    out: &mut BTreeMap<String, Value>,
+) -> Result<(), ConfigError> {
+    for (k, v) in obj {
+        let full = format!("{prefix}{k}");
+        if LEAF_KEYS.contains(&full.as_str()) {
+            if out.insert(full.clone(), v.clone()).is_some() {
+                return Err(ConfigError::new(
+                    &full,
+                    "set twice (as a dotted key and in a nested object)",
+                ));
+            }
+        } else if GROUP_KEYS.contains(&full.as_str()) {
+            match v {
+                Value::Object(inner) => flatten(inner, &format!("{full}."), out)?,
+                Value::Null => {}
+                _ => return Err(ConfigError::new(&full, "must be an object")),
+            }
+        } else {
+            return Err(ConfigError::new(&full, "unknown key"));
+        }
+    }
+    Ok(())
+}
+
+fn build(
+    flat: &BTreeMap<String, Value>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let get = |k: &str| flat.get(k);
+    let non_blank_env = |name: &str| env(name).filter(|s| !s.trim().is_empty());
+
+    let key_file = opt_string(flat, "key-file")?.map(|s| expand_home(&s));
+    let mut key = opt_string(flat, "key")?.map(|s| s.trim().to_string());
+    if key.is_some() && key_file.is_some() {
+        return Err(ConfigError::new(
+            "key-file",
+            "`key` and `key-file` are both set; keep one",
+        ));
+    }
+    if key.is_none() && key_file.is_none() {
+        key = non_blank_env(ENV_LICENSE_KEY).map(|s| s.trim().to_string());
+    }
+
+    let api_key = match opt_string(flat, "api-key")? {
+        Some(k) => Some(k),
+        None => non_blank_env(ENV_API_KEY),
+    }
+    .map(|k| k.trim().to_string());
+    if let Some(k) = &api_key {
+        validate_api_key(k).map_err(|m| ConfigError::new("api-key", m))?;
+    }
+
+    let api_url_s = opt_string(flat, "api-url")?.unwrap_or_else(|| DEFAULT_API_URL.to_string());
+    let api_url = Url::parse(api_url_s.trim())
+        .map_err(|e| ConfigError::new("api-url", format!("not a URL: {e}")))?;
+    check_backend_url(&api_url).map_err(|m| ConfigError::new("api-url", m))?;
+
+    let public_keys = match get("public-keys") {
+        Some(v) => KeySet::from_json_value(v).map_err(|m| ConfigError::new("public-keys", m))?,
+        None => KeySet::builtin().map_err(|m| ConfigError::new("public-keys", m))?,
+    };
+
+    let key_source = key.is_some() || key_file.is_some() || api_key.is_some();
+    if key_source && public_keys.is_empty() {
+        return Err(ConfigError::new(
+            "public-keys",
+            "a license source is configured but no public keys are (the host must supply them, \
+             or the library must be built with LIC4ES_PUBLIC_KEYS_FILE)",
+        ));
+    }
+
+    let issuer = opt_string(flat, "issuer")?.unwrap_or_else(|| DEFAULT_ISSUER.to_string());
+    let cache_dir = match opt_string(flat, "cache-dir")? {
+        Some(s) => expand_home(&s),
+        None => default_cache_dir(),
+    };
+
+    let grace_period = duration(flat, "grace-period", "14d")?;
+    let clock_skew = duration(flat, "clock-skew", "60s")?;
+    let connect_timeout = positive_duration(flat, "connect-timeout", "10s")?;
+    let read_timeout = positive_duration(flat, "read-timeout", "10s")?;
+    let product_version = opt_string(flat, "product-version")?.unwrap_or_default();
+    let instance_id = opt_string(flat, "instance-id")?.map(|s| s.trim().to_string());
+    if let Some(id) = &instance_id {
+        if id.len() > 256 || id.chars().any(|c| c.is_control()) {
+            return Err(ConfigError::new(
+                "instance-id",
+                "must be at most 256 characters without control characters",
+            ));
+        }
+    }
+
+    let refresh = RefreshConfig {
+        enabled: boolean(flat, "refresh.enabled", true)?,
+        interval: positive_duration(flat, "refresh.interval", "24h")?,
+        force_before_expiry: duration(flat, "refresh.force-before-expiry", "48h")?,
+    };
+
+    let exclude = match get("telemetry.exclude") {
+        None => Vec::new(),
+        Some(v) => string_list(v, "telemetry.exclude")?,
+    };
+    for name in &exclude {
+        if !TELEMETRY_FIELDS.contains(&name.as_str()) {
+            return Err(ConfigError::new(
+                "telemetry.exclude",
+                format!(
+                    "unknown telemetry field `{name}` (known: {})",
+                    TELEMETRY_FIELDS.join(", ")
+                ),
+            ));
+        }
+    }
+    let telemetry = TelemetryConfig {
+        enabled: boolean(flat, "telemetry.enabled", true)?,
+        exclude,
+    };
+
+    let seat = SeatConfig {
+        enabled: boolean(flat, "seat.enabled", false)?,
+        reconnect_interval: positive_duration(flat, "seat.reconnect-interval", "1h")?,
+        max_heartbeat_failures: match get("seat.max-heartbeat-failures") {
+            None => 3,
+            Some(v) => positive_u32(v, "seat.max-heartbeat-failures")?,
+        },
+        release_timeout: positive_duration(flat, "seat.release-timeout", "2s")?,
+        hardware_id: opt_string(flat, "seat.hardware-id")?.map(|s| s.trim().to_string()),
+    };
+    if seat.enabled && api_key.is_none() {
+        return Err(ConfigError::new(
+            "seat.enabled",
+            "seat mode needs an `api-key`",
+        ));
+    }
+
+    let defaults = Entitlements::community_defaults();
+    let community = Entitlements {
+        features: match get("community.features") {
+            None => defaults.features,
+            Some(v) => string_list(v, "community.features")?.into_iter().collect(),
+        },
+        quotas: match get("community.quotas") {
+            None => defaults.quotas,
+            Some(v) => quota_map(v, "community.quotas")?,
+        },
+    };
+
+    let log_level = match opt_string(flat, "log-level")? {
+        None => Level::Info,
+        Some(s) => Level::parse(&s).ok_or_else(|| {
+            ConfigError::new(
+                "log-level",
+                format!("`{s}` is not one of error, warn, info, debug"),
+            )
+        })?,
+    };
+
+    Ok(Config {
+        key,
+        key_file,
+        api_key,
+        api_url,
+        public_keys,
+        issuer,
+        cache_dir,
+        grace_period,
+        clock_skew,
+        connect_timeout,
+        read_timeout,
+        product_version,
+        instance_id,
+        refresh,
+        telemetry,
+        seat,
+        community,
+        log_level,
+    })
+}
+
+/// Checks an API key's shape: `sk-` and at least one more printable ASCII character.
+pub fn validate_api_key(k: &str) -> Result<(), String> {
+    let Some(rest) = k.strip_prefix("sk-") else {
+        return Err("must start with `sk-`".into());
+    };
+    if rest.is_empty() {
+        return Err("must have at least one character after `sk-`".into());
+    }
+    if k.len() > 1024 {
+        return Err("is longer than 1024 characters".into());
+    }
+    if !k.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be printable ASCII without spaces".into());
+    }
+    Ok(())
+}
+
+/// The https rule: `https`, or `http` on a loopback host only.
+pub fn check_backend_url(url: &Url) -> Result<(), String> {
+    let host = url
+        .host()
+        .ok_or_else(|| format!("`{url}` has no host"))?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(&host) => Ok(()),
+        "http" => Err(format!(
+            "`{url}` must use https (plain http is allowed only on loopback)"
+        )),
+        other => Err(format!("`{url}`: scheme `{other}` is not https")),
+    }
+}
+
+fn is_loopback(host: &Host<&str>) -> bool {
+    match host {
+        Host::Domain(d) => {
+            let d = d.trim_end_matches('.');
+            d.eq_ignore_ascii_case("localhost")
+        }
+        Host::Ipv4(ip) => ip.is_loopback(),
+        Host::Ipv6(ip) => ip.is_loopback(),
+    }
+}
+
+fn default_cache_dir() -> PathBuf {
+    match dirs::home_dir() {
+        Some(h) => h.join(".softclient4es"),
+        None => std::env::temp_dir().join(".softclient4es"),
+    }
+}
+
+fn expand_home(s: &str) -> PathBuf {
+    let s = s.trim();
+    if s == "~" {
+        return dirs::home_dir().unwrap_or_else(|| PathBuf::from(s));
+    }
+    if let Some(rest) = s.strip_prefix("~/") {
+        if let Some(h) = dirs::home_dir() {
+            return h.join(rest);
+        }
+    }
+    PathBuf::from(s)
+}
+
+fn opt_string(flat: &BTreeMap<String, Value>, key: &str) -> Result<Option<String>, ConfigError> {
+    match flat.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(ConfigError::new(key, "must be a string")),
+    }
+}
+
+fn boolean(flat: &BTreeMap<String, Value>, key: &str, default: bool) -> Result<bool, ConfigError> {
+    match flat.get(key) {
+        None => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        // HOCON accepts these spellings for booleans.
+        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" => Ok(true),
+            "false" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError::new(key, format!("`{s}` is not a boolean"))),
+        },
+        Some(_) => Err(ConfigError::new(key, "must be a boolean")),
+    }
+}
+
+fn duration(
+    flat: &BTreeMap<String, Value>,
+    key: &str,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let v = match flat.get(key) {
+        None => Value::String(default.to_string()),
+        Some(v) => v.clone(),
+    };
+    parse_duration(&v).map_err(|m| ConfigError::new(key, m))
+}
+
+fn positive_duration(
+    flat: &BTreeMap<String, Value>,
+    key: &str,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let d = duration(flat, key, default)?;
+    if d.is_zero() {
+        return Err(ConfigError::new(key, "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+/// Parses a HOCON duration: a number of milliseconds, or a string such as `"500ms"`,
+/// `"10s"`, `"5m"`, `"24h"`, `"14d"`, `"14 days"`, `"1 hour"`, `"1.5h"`.
+pub fn parse_duration(v: &Value) -> Result<Duration, String> {
+    match v {
+        Value::Number(n) => {
+            let ms = n
+                .as_f64()
+                .ok_or_else(|| format!("`{n}` is not a duration"))?;
+            millis_to_duration(ms, &n.to_string())
+        }
+        Value::String(s) => parse_duration_str(s),
+        _ => Err("must be a duration such as \"10s\" or a number of milliseconds".into()),
+    }
+}
+
+fn parse_duration_str(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit = unit.trim();
+    if num.is_empty() {
+        return Err(format!("`{s}` is not a duration (e.g. \"10s\", \"24h\", \"14d\")"));
+    }
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. \"10s\", \"24h\", \"14d\")"))?;
+    let factor_ms: f64 = match unit {
+        "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => 1.0,
+        "ns" | "nano" | "nanos" | "nanosecond" | "nanoseconds" => 1e-6,
+        "us" | "micro" | "micros" | "microsecond" | "microseconds" => 1e-3,
+        "s" | "second" | "seconds" => 1_000.0,
+        "m" | "minute" | "minutes" => 60_000.0,
+        "h" | "hour" | "hours" => 3_600_000.0,
+        "d" | "day" | "days" => 86_400_000.0,
+        other => {
+            return Err(format!(
+                "`{s}`: unknown unit `{other}` (use ms, s, m, h or d)"
+            ))
+        }
+    };
+    millis_to_duration(value * factor_ms, s)
+}
+
+fn millis_to_duration(ms: f64, shown: &str) -> Result<Duration, String> {
+    // Ten thousand years is more than any license needs and keeps arithmetic in range.
+    const MAX_MS: f64 = 10_000.0 * 365.0 * 86_400_000.0;
+    if !ms.is_finite() || ms < 0.0 {
+        return Err(format!("`{shown}` must be a non-negative duration"));
+    }
+    if ms > MAX_MS {
+        return Err(format!("`{shown}` is too long"));
+    }
+    Ok(Duration::from_nanos((ms * 1e6).round() as u64))
+}
+
+fn positive_u32(v: &Value, key: &str) -> Result<u32, ConfigError> {
+    let n = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if n >= 1 && n <= u32::MAX as u64 => Ok(n as u32),
+        _ => Err(ConfigError::new(key, "must be a whole number of at least 1")),
+    }
+}
+
+fn string_list(v: &Value, key: &str) -> Result<Vec<String>, ConfigError> {
+    let Value::Array(items) = v else {
+        return Err(ConfigError::new(key, "must be a list of strings"));
+    };
+    items
+        .iter()
+        .map(|i| match i {
+            Value::String(s) => Ok(s.trim().to_string()),
+            _ => Err(ConfigError::new(key, "must be a list of strings")),
+        })
+        .collect()
+}
+
+fn quota_map(v: &Value, key: &str) -> Result<BTreeMap<String, Option<i64>>, ConfigError> {
+    let Value::Object(m) = v else {
+        return Err(ConfigError::new(key, "must be an object of name to integer"));
+    };
+    m.iter()
+        .map(|(name, limit)| match limit {
+            Value::Null => Ok((name.clone(), None)),
+            Value::Number(n) => n
+                .as_i64()
+                .map(|i| (name.clone(), Some(i)))
+                .ok_or_else(|| {
+                    ConfigError::new(&format!("{key}.{name}"), "must be an integer")
+                }),
+            _ => Err(ConfigError::new(
+                &format!("{key}.{name}"),
+                "must be an integer or null",
+            )),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Result<Duration, String> {
+        parse_duration(&Value::String(s.into()))
+    }
+
+    #[test]
+    fn hocon_durations() {
+        assert_eq!(d("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(d("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(d("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(d("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(d("14d"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(d("14 days"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(d("1 hour"), Ok(Duration::from_secs(3_600)));
+        assert_eq!(d("1.5h"), Ok(Duration::from_secs(5_400)));
+        assert_eq!(d("250"), Ok(Duration::from_millis(250)));
+        assert_eq!(
+            parse_duration(&serde_json::json!(1500)),
+            Ok(Duration::from_millis(1500))
+        );
+        for bad in ["", "ten seconds", "5 fortnights", "-5s", "1e400h", "h", "1..2s"] {
+            assert!(d(bad).is_err(), "{bad} should be rejected");
+        }
+        assert!(parse_duration(&serde_json::json!(-1)).is_err());
+        assert!(parse_duration(&serde_json::json!(true)).is_err());
+    }
+
+    #[test]
+    fn url_rule() {
+        let ok = |s: &str| check_backend_url(&Url::parse(s).unwrap());
+        assert!(ok("https://license.example.com").is_ok());
+        assert!(ok("http://127.0.0.1:8700").is_ok());
+        assert!(ok("http://127.9.9.9").is_ok());
+        assert!(ok("http://[::1]:80").is_ok());
+        assert!(ok("http://LOCALHOST:1").is_ok());
+        assert!(ok("http://license.example.com").is_err());
+        assert!(ok("http://10.0.0.1").is_err());
+        assert!(ok("ftp://127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn api_key_shape() {
+        assert!(validate_api_key("sk-x").is_ok());
+        assert!(validate_api_key("sk-").is_err());
+        assert!(validate_api_key("pk-abc").is_err());
+        assert!(validate_api_key("sk-a b").is_err());
+        assert!(validate_api_key("sk-a\nb").is_err());
+    }
+}

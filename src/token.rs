@@ -1,0 +1,541 @@
+//! License tokens: trusted keys, signature checks, claims, and standing in time.
+//!
+//! Parsing is done here rather than by `jsonwebtoken::decode` so that every rejection
+//! has a precise reason for the operator, time comes from the engine's clock, and the
+//! algorithm whitelist is enforced before any key is touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::{Map, Value};
+
+use crate::tier::Tier;
+
+/// Largest token accepted, in bytes.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// Public keys built in at compile time from `LIC4ES_PUBLIC_KEYS_FILE` (empty when unset).
+const BUILTIN_KEYS: &str = include_str!(concat!(env!("OUT_DIR"), "/builtin_public_keys.json"));
+
+const DAY: i64 = 86_400;
+
+/// Why a token is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Over [`MAX_TOKEN_BYTES`].
+    #[error("token is {0} bytes, over the 16 KiB limit")]
+    TooLarge(usize),
+    /// Not three base64url parts with JSON objects.
+    #[error("not a well-formed JWT: {0}")]
+    Malformed(String),
+    /// `alg` is not EdDSA, RS256 or ES256.
+    #[error("algorithm `{0}` is not allowed (only EdDSA, RS256 and ES256 are)")]
+    AlgNotAllowed(String),
+    /// The header has a `crit` parameter, which this engine does not understand.
+    #[error("header has critical extensions (`crit`), which are not supported")]
+    CriticalHeader,
+    /// No `kid` in the header.
+    #[error("header has no `kid`")]
+    MissingKid,
+    /// `kid` names no trusted key.
+    #[error("no trusted public key has kid `{0}`")]
+    UnknownKid(String),
+    /// The key named by `kid` is of another type than `alg` needs.
+    #[error("key `{kid}` is {key_type} and cannot verify {alg}")]
+    KeyMismatch {
+        /// The key id.
+        kid: String,
+        /// The key's type.
+        key_type: &'static str,
+        /// The token's algorithm.
+        alg: String,
+    },
+    /// The signature does not verify with the named key.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// A required claim is absent.
+    #[error("claim `{0}` is missing")]
+    MissingClaim(&'static str),
+    /// A claim has the wrong type or value.
+    #[error("claim `{0}` is malformed: {1}")]
+    BadClaim(&'static str, String),
+    /// `iss` is not the configured issuer.
+    #[error("issuer `{found}` is not the expected `{expected}`")]
+    WrongIssuer {
+        /// The token's `iss`.
+        found: String,
+        /// The configured issuer.
+        expected: String,
+    },
+    /// `nbf` is in the future.
+    #[error("not valid before {0}")]
+    NotYetValid(String),
+    /// Expired beyond the grace period.
+    #[error("expired {days} days ago, beyond the grace period")]
+    Expired {
+        /// Whole days since `exp`.
+        days: i64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    Ed25519,
+    Rsa,
+    P256,
+}
+
+impl KeyKind {
+    fn name(self) -> &'static str {
+        match self {
+            KeyKind::Ed25519 => "an Ed25519 key",
+            KeyKind::Rsa => "an RSA key",
+            KeyKind::P256 => "a P-256 key",
+        }
+    }
+
+    fn algorithm(self) -> Algorithm {
+        match self {
+            KeyKind::Ed25519 => Algorithm::EdDSA,
+            KeyKind::Rsa => Algorithm::RS256,
+            KeyKind::P256 => Algorithm::ES256,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct TrustedKey {
+    kid: String,
+    kind: KeyKind,
+    key: DecodingKey,
+}
+
+/// The public keys tokens must be signed with, by `kid`.
+#[derive(Clone, Default)]
+pub struct KeySet {
+    keys: Vec<TrustedKey>,
+}
+
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.keys.iter().map(|k| &k.kid))
+            .finish()
+    }
+}
+
+impl KeySet {
+    /// The keys built into the library at compile time.
+    pub fn builtin() -> Result<KeySet, String> {
+        if BUILTIN_KEYS.trim().is_empty() {
+            return Ok(KeySet::default());
+        }
+        Self::from_json_str(BUILTIN_KEYS).map_err(|e| format!("built-in key set: {e}"))
+    }
+
+    /// Parses a JWK Set (`{"keys": [...]}`) or an array of JWKs from text.
+    pub fn from_json_str(s: &str) -> Result<KeySet, String> {
+        let v: Value = serde_json::from_str(s).map_err(|e| format!("not valid JSON: {e}"))?;
+        Self::from_json_value(&v)
+    }
+
+    /// Parses a JWK Set (`{"keys": [...]}`) or an array of JWKs.
+    pub fn from_json_value(v: &Value) -> Result<KeySet, String> {
+        let list = match v {
+            Value::Array(a) => a,
+            Value::Object(o) => match o.get("keys") {
+                Some(Value::Array(a)) => a,
+                _ => return Err("a JWK Set needs a `keys` array".into()),
+            },
+            _ => return Err("must be an array of JWKs or a JWK Set".into()),
+        };
+        let mut keys: Vec<TrustedKey> = Vec::with_capacity(list.len());
+        for (i, jwk) in list.iter().enumerate() {
+            let key = parse_jwk(jwk).map_err(|e| format!("key #{i}: {e}"))?;
+            if keys.iter().any(|k| k.kid == key.kid) {
+                return Err(format!("key #{i}: kid `{}` appears twice", key.kid));
+            }
+            keys.push(key);
+        }
+        Ok(KeySet { keys })
+    }
+
+    /// Whether the set holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The key ids, in order.
+    pub fn kids(&self) -> Vec<&str> {
+        self.keys.iter().map(|k| k.kid.as_str()).collect()
+    }
+
+    /// Checks the token's form and signature and parses its claims. Time and issuer are
+    /// checked by [`Policy::check`].
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let parts = split(token)?;
+        let header = decode_object(parts.header, "header")?;
+        let alg = match header.get("alg") {
+            Some(Value::String(a)) => a.as_str(),
+            _ => return Err(TokenError::Malformed("header has no `alg`".into())),
+        };
+        let wanted = match alg {
+            "EdDSA" => KeyKind::Ed25519,
+            "RS256" => KeyKind::Rsa,
+            "ES256" => KeyKind::P256,
+            other => return Err(TokenError::AlgNotAllowed(other.to_string())),
+        };
+        if header.contains_key("crit") {
+            return Err(TokenError::CriticalHeader);
+        }
+        let kid = match header.get("kid") {
+            Some(Value::String(k)) if !k.is_empty() => k,
+            _ => return Err(TokenError::MissingKid),
+        };
+        let key = self
+            .keys
+            .iter()
+            .find(|k| &k.kid == kid)
+            .ok_or_else(|| TokenError::UnknownKid(kid.clone()))?;
+        if key.kind != wanted {
+            return Err(TokenError::KeyMismatch {
+                kid: kid.clone(),
+                key_type: key.kind.name(),
+                alg: alg.to_string(),
+            });
+        }
+        let message = &token.as_bytes()[..parts.header.len() + 1 + parts.payload.len()];
+        match jsonwebtoken::crypto::verify(parts.signature, message, &key.key, key.kind.algorithm())
+        {
+            Ok(true) => {}
+            _ => return Err(TokenError::BadSignature),
+        }
+        Claims::from_object(&decode_object(parts.payload, "payload")?)
+    }
+}
+
+fn parse_jwk(jwk: &Value) -> Result<TrustedKey, String> {
+    let Value::Object(o) = jwk else {
+        return Err("not a JSON object".into());
+    };
+    let field = |name: &str| -> Result<&str, String> {
+        match o.get(name) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.as_str()),
+            _ => Err(format!("missing `{name}`")),
+        }
+    };
+    let kid = field("kid")?.to_string();
+    let bytes = |name: &str| -> Result<Vec<u8>, String> {
+        URL_SAFE_NO_PAD
+            .decode(field(name)?.trim_end_matches('='))
+            .map_err(|_| format!("`{name}` is not base64url"))
+    };
+    let (kind, key) = match field("kty")? {
+        "OKP" => {
+            if field("crv")? != "Ed25519" {
+                return Err("only the Ed25519 curve is supported for OKP keys".into());
+            }
+            let x = bytes("x")?;
+            if x.len() != 32 {
+                return Err("`x` must be 32 bytes for Ed25519".into());
+            }
+            (KeyKind::Ed25519, DecodingKey::from_ed_der(&x))
+        }
+        "RSA" => {
+            let n = bytes("n")?;
+            let e = bytes("e")?;
+            let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
+            if bits < 2048 {
+                return Err("RSA keys must be at least 2048 bits".into());
+            }
+            (KeyKind::Rsa, DecodingKey::from_rsa_raw_components(&n, &e))
+        }
+        "EC" => {
+            if field("crv")? != "P-256" {
+                return Err("only the P-256 curve is supported for EC keys".into());
+            }
+            let (x, y) = (field("x")?, field("y")?);
+            if bytes("x")?.len() != 32 || bytes("y")?.len() != 32 {
+                return Err("`x` and `y` must be 32 bytes for P-256".into());
+            }
+            let key = DecodingKey::from_ec_components(x, y).map_err(|e| e.to_string())?;
+            (KeyKind::P256, key)
+        }
+        other => return Err(format!("key type `{other}` is not supported")),
+    };
+    if let Some(Value::String(alg)) = o.get("alg") {
+        let expected = match kind {
+            KeyKind::Ed25519 => "EdDSA",
+            KeyKind::Rsa => "RS256",
+            KeyKind::P256 => "ES256",
+        };
+        if alg != expected {
+            return Err(format!("`alg` {alg} does not fit this key (expected {expected})"));
+        }
+    }
+    Ok(TrustedKey { kid, kind, key })
+}
+
+struct Parts<'a> {
+    header: &'a str,
+    payload: &'a str,
+    signature: &'a str,
+}
+
+fn split(token: &str) -> Result<Parts<'_>, TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::TooLarge(token.len()));
+    }
+    let mut it = token.split('.');
+    match (it.next(), it.next(), it.next(), it.next()) {
+        (Some(h), Some(p), Some(s), None) if !h.is_empty() && !p.is_empty() => Ok(Parts {
+            header: h,
+            payload: p,
+            signature: s,
+        }),
+        _ => Err(TokenError::Malformed(
+            "expected three dot-separated parts".into(),
+        )),
+    }
+}
+
+fn decode_object(part: &str, what: &str) -> Result<Map<String, Value>, TokenError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenError::Malformed(format!("{what} is not base64url")))?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(o)) => Ok(o),
+        _ => Err(TokenError::Malformed(format!("{what} is not a JSON object"))),
+    }
+}
+
+/// Decodes header and claims without verifying anything; for the operator CLI.
+pub fn decode_unverified(token: &str) -> Result<(Value, Value), TokenError> {
+    let parts = split(token)?;
+    Ok((
+        Value::Object(decode_object(parts.header, "header")?),
+        Value::Object(decode_object(parts.payload, "payload")?),
+    ))
+}
+
+/// The claims of a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    /// Issuer.
+    pub iss: String,
+    /// License id.
+    pub sub: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: i64,
+    /// Not-before, seconds since the epoch.
+    pub nbf: Option<i64>,
+    /// Issued-at, seconds since the epoch.
+    pub iat: Option<i64>,
+    /// The tier; unknown names are Community.
+    pub tier: Tier,
+    /// Features granted.
+    pub features: BTreeSet<String>,
+    /// Quotas; `None` is unlimited.
+    pub quotas: BTreeMap<String, Option<i64>>,
+    /// Token id.
+    pub jti: Option<String>,
+    /// Licensee's name.
+    pub org_name: Option<String>,
+    /// Whether this is a trial license.
+    pub trial: bool,
+    /// Where a static token is refreshed.
+    pub refresh_url: Option<String>,
+    /// The nonce of the request that produced this token.
+    pub nonce: Option<String>,
+}
+
+impl Claims {
+    fn from_object(o: &Map<String, Value>) -> Result<Claims, TokenError> {
+        let string = |name: &'static str| -> Result<Option<String>, TokenError> {
+            match o.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(TokenError::BadClaim(name, "must be a string".into())),
+            }
+        };
+        let time = |name: &'static str| -> Result<Option<i64>, TokenError> {
+            match o.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
+                    (Some(i), _) => Ok(Some(i)),
+                    (None, Some(f)) if f.is_finite() && f.abs() < 1e15 => Ok(Some(f.floor() as i64)),
+                    _ => Err(TokenError::BadClaim(name, "out of range".into())),
+                },
+                Some(_) => Err(TokenError::BadClaim(name, "must be a number".into())),
+            }
+        };
+        let iss = string("iss")?.ok_or(TokenError::MissingClaim("iss"))?;
+        let sub = string("sub")?
+            .filter(|s| !s.trim().is_empty())
+            .ok_or(TokenError::MissingClaim("sub"))?;
+        let exp = time("exp")?.ok_or(TokenError::MissingClaim("exp"))?;
+        let features = match o.get("features") {
+            None | Some(Value::Null) => BTreeSet::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|f| match f {
+                    Value::String(s) => Ok(s.clone()),
+                    _ => Err(TokenError::BadClaim(
+                        "features",
+                        "must be a list of strings".into(),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => {
+                return Err(TokenError::BadClaim(
+                    "features",
+                    "must be a list of strings".into(),
+                ))
+            }
+        };
+        let quotas = match o.get("quotas") {
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(Value::Object(q)) => q
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::Null => Ok((k.clone(), None)),
+                    Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                        (Some(i), _) => Ok((k.clone(), Some(i))),
+                        (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9e15 => {
+                            Ok((k.clone(), Some(f as i64)))
+                        }
+                        _ => Err(TokenError::BadClaim(
+                            "quotas",
+                            format!("`{k}` is not an integer"),
+                        )),
+                    },
+                    _ => Err(TokenError::BadClaim(
+                        "quotas",
+                        format!("`{k}` is not an integer or null"),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(TokenError::BadClaim("quotas", "must be an object".into())),
+        };
+        let trial = match o.get("trial") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(TokenError::BadClaim("trial", "must be a boolean".into())),
+        };
+        Ok(Claims {
+            iss,
+            sub,
+            exp,
+            nbf: time("nbf")?,
+            iat: time("iat")?,
+            tier: string("tier")?
+                .map(|t| Tier::from_claim(&t))
+                .unwrap_or(Tier::Community),
+            features,
+            quotas,
+            jti: string("jti")?,
+            org_name: string("org_name")?,
+            trial,
+            refresh_url: string("refresh_url")?,
+            nonce: string("nonce")?,
+        })
+    }
+}
+
+/// Which half of the grace period an expired token is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GracePhase {
+    /// First half: the operator is asked to renew.
+    Early,
+    /// Second half: the operator is told when the tier will drop.
+    Mid,
+}
+
+/// How a verified token stands at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Within its validity period.
+    Valid,
+    /// Expired, but within the grace period.
+    Grace {
+        /// Early or mid grace.
+        phase: GracePhase,
+        /// Whole days since `exp`.
+        days_ago: i64,
+        /// Whole days until the grace period ends.
+        days_left: i64,
+    },
+}
+
+/// A token that was accepted, with how it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// Its claims.
+    pub claims: Claims,
+    /// Valid or in grace.
+    pub standing: Standing,
+}
+
+/// Everything needed to accept or reject a token: keys, issuer, leeway and grace.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Trusted keys.
+    pub keys: KeySet,
+    /// Required `iss`.
+    pub issuer: String,
+    /// Leeway on `exp` / `nbf`, in seconds.
+    pub skew_secs: i64,
+    /// Grace after `exp`, in seconds.
+    pub grace_secs: i64,
+}
+
+impl Policy {
+    /// Verifies `token` and judges it at `now_secs`.
+    pub fn check(&self, token: &str, now_secs: i64) -> Result<Checked, TokenError> {
+        let claims = self.keys.verify(token)?;
+        let standing = self.standing(&claims, now_secs)?;
+        Ok(Checked { claims, standing })
+    }
+
+    /// Judges already-verified claims at `now_secs`: issuer, `nbf`, `exp` and grace.
+    pub fn standing(&self, claims: &Claims, now_secs: i64) -> Result<Standing, TokenError> {
+        if claims.iss != self.issuer {
+            return Err(TokenError::WrongIssuer {
+                found: claims.iss.clone(),
+                expected: self.issuer.clone(),
+            });
+        }
+        if let Some(nbf) = claims.nbf {
+            if nbf > now_secs.saturating_add(self.skew_secs) {
+                return Err(TokenError::NotYetValid(crate::clock::rfc3339(nbf)));
+            }
+        }
+        if now_secs < claims.exp.saturating_add(self.skew_secs) {
+            return Ok(Standing::Valid);
+        }
+        let expired = now_secs.saturating_sub(claims.exp).max(0);
+        if expired < self.grace_secs {
+            let phase = if expired.saturating_mul(2) < self.grace_secs {
+                GracePhase::Early
+            } else {
+                GracePhase::Mid
+            };
+            return Ok(Standing::Grace {
+                phase,
+                days_ago: expired / DAY,
+                days_left: (self.grace_secs - expired) / DAY,
+            });
+        }
+        Err(TokenError::Expired {
+            days: expired / DAY,
+        })
+    }
+
+    /// The instant (seconds) at which a token with this `exp` stops counting at all.
+    pub fn end_of_grace(&self, exp: i64) -> i64 {
+        exp.saturating_add(self.grace_secs.max(self.skew_secs))
+    }
+}
