@@ -1,0 +1,359 @@
+//! Shared test support: key fixtures, token minting, a loopback HTTP backend, log capture.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use lic4es::clock::ManualClock;
+use lic4es::log::{Level, LogSink};
+use lic4es::telemetry::Usage;
+use lic4es::{Config, Engine, EngineOptions};
+use serde_json::{json, Value};
+
+/// 2026-11-22T13:29:12Z: "now" in every test.
+pub const NOW: i64 = 1_795_354_152;
+pub const DAY: i64 = 86_400;
+pub const ISSUER: &str = "https://license.softclient4es.com";
+
+pub fn keys_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys")
+}
+
+pub fn jwks() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(keys_dir().join("jwks.json")).unwrap()).unwrap()
+}
+
+fn pem(name: &str) -> Vec<u8> {
+    std::fs::read(keys_dir().join(name)).unwrap()
+}
+
+/// Signs `claims` with the Ed25519 test key (kid `test-ed-1`).
+pub fn mint(claims: &Value) -> String {
+    mint_with(claims, Algorithm::EdDSA, "test-ed-1")
+}
+
+/// Signs with the fixture key that fits `alg`, naming `kid` in the header.
+pub fn mint_with(claims: &Value, alg: Algorithm, kid: &str) -> String {
+    let key = match alg {
+        Algorithm::EdDSA if kid == "test-ed-other" => {
+            EncodingKey::from_ed_pem(&pem("ed25519-other.pem")).unwrap()
+        }
+        Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem("ed25519-1.pem")).unwrap(),
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem("rsa.pem")).unwrap(),
+        Algorithm::ES256 => EncodingKey::from_ec_pem(&pem("p256.pem")).unwrap(),
+        other => panic!("no fixture for {other:?}"),
+    };
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.to_string());
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+/// Claims of a paid license expiring at `exp`.
+pub fn claims(tier: &str, exp: i64) -> Value {
+    json!({
+        "iss": ISSUER,
+        "sub": "org-acme-123",
+        "iat": exp - 30 * DAY,
+        "exp": exp,
+        "tier": tier,
+        "features": ["materialized_views", "jdbc_driver", "federation", "unlimited_joins"],
+        "quotas": {"max_materialized_views": 50, "max_result_rows": null, "max_clusters": 5},
+        "jti": "tok-1",
+        "org_name": "Acme Corp",
+        "trial": false
+    })
+}
+
+/// A token of `tier` expiring `days` days from NOW (negative: expired).
+pub fn token(tier: &str, days: i64) -> String {
+    mint(&claims(tier, NOW + days * DAY))
+}
+
+/// Captured log records.
+#[derive(Clone, Default)]
+pub struct Logs(pub Arc<Mutex<Vec<(Level, String)>>>);
+
+impl Logs {
+    pub fn sink(&self) -> LogSink {
+        let logs = self.0.clone();
+        Arc::new(move |l, m| logs.lock().unwrap().push((l, m.to_string())))
+    }
+    pub fn all(&self) -> Vec<(Level, String)> {
+        self.0.lock().unwrap().clone()
+    }
+    pub fn has(&self, level: Level, text: &str) -> bool {
+        self.all().iter().any(|(l, m)| *l == level && m.contains(text))
+    }
+    pub fn count(&self, text: &str) -> usize {
+        self.all().iter().filter(|(_, m)| m.contains(text)).count()
+    }
+    pub fn dump(&self) -> String {
+        self.all()
+            .iter()
+            .map(|(l, m)| format!("{l}: {m}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// A test fixture: a temporary cache dir, a clock at NOW, captured logs.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub clock: Arc<ManualClock>,
+    pub logs: Logs,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        Fixture {
+            dir: tempfile::tempdir().unwrap(),
+            clock: Arc::new(ManualClock::at_secs(NOW)),
+            logs: Logs::default(),
+        }
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
+    /// A config with the test keys and this fixture's cache dir, merged with `extra`.
+    pub fn config(&self, extra: Value) -> Value {
+        let mut base = json!({
+            "public-keys": jwks(),
+            "cache-dir": self.cache_dir().to_str().unwrap(),
+            "connect-timeout": "2s",
+            "read-timeout": "2s",
+            "log-level": "debug",
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            base[k] = v.clone();
+        }
+        base
+    }
+
+    pub fn start(&self, extra: Value) -> Engine {
+        let cfg = Config::from_json_with_env(&self.config(extra).to_string(), &|_| None)
+            .expect("valid config");
+        self.start_config(cfg)
+    }
+
+    pub fn start_config(&self, cfg: Config) -> Engine {
+        Engine::start(
+            cfg,
+            EngineOptions {
+                clock: self.clock.clone(),
+                log: self.logs.sink(),
+                tier_mirror: None,
+                usage: Box::leak(Box::new(Usage::new())),
+            },
+        )
+        .expect("engine starts")
+    }
+
+    pub fn write_cache(&self, token: &str) {
+        write_private(&self.cache_dir(), "license-cache.jwt", token);
+    }
+
+    pub fn read_cache(&self) -> Option<String> {
+        std::fs::read_to_string(self.cache_dir().join("license-cache.jwt")).ok()
+    }
+}
+
+pub fn write_private(dir: &Path, name: &str, contents: &str) {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, contents).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// One request as the test backend saw it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// What the test backend answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Accept the request but never answer (until the server stops).
+    pub hang: bool,
+}
+
+impl Reply {
+    pub fn json(status: u16, v: Value) -> Reply {
+        Reply {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: v.to_string().into_bytes(),
+            hang: false,
+        }
+    }
+    pub fn raw(status: u16, body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status,
+            headers: vec![],
+            body: body.into(),
+            hang: false,
+        }
+    }
+    pub fn hang() -> Reply {
+        Reply {
+            hang: true,
+            ..Reply::raw(200, "")
+        }
+    }
+    pub fn token(jwt: &str) -> Reply {
+        Reply::json(200, json!({"jwt": jwt, "expires_in": 86400}))
+    }
+}
+
+type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
+
+/// A real HTTP/1.1 server on 127.0.0.1 that records requests and answers from a closure.
+pub struct TestServer {
+    port: u16,
+    requests: Arc<Mutex<Vec<Request>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (reqs, stop2) = (requests.clone(), stop.clone());
+        let thread = thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (h, r, s) = (handler.clone(), reqs.clone(), stop2.clone());
+                thread::spawn(move || serve(conn, &*h, &r, &s));
+            }
+        });
+        TestServer {
+            port,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(conn: TcpStream, handler: &Handler, reqs: &Mutex<Vec<Request>>, stop: &AtomicBool) {
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = h.trim_end().split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let len = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let req = Request {
+        method,
+        path,
+        headers,
+        body,
+    };
+    let reply = handler(&req);
+    reqs.lock().unwrap().push(req);
+    let mut conn = conn;
+    if reply.hang {
+        let until = Instant::now() + Duration::from_secs(20);
+        while !stop.load(Ordering::SeqCst) && Instant::now() < until {
+            thread::sleep(Duration::from_millis(10));
+        }
+        return;
+    }
+    let mut head = format!(
+        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reply.status,
+        reply.body.len()
+    );
+    for (k, v) in &reply.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = conn.write_all(head.as_bytes());
+    let _ = conn.write_all(&reply.body);
+    let _ = conn.flush();
+}
+
+/// A loopback URL on which nothing listens (connection refused).
+pub fn refused_url() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("http://127.0.0.1:{port}")
+}

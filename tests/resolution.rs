@@ -1,0 +1,493 @@
+//! The resolution chain of section 5, each step and each fall-through, against a real
+//! HTTP backend on loopback.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::*;
+use lic4es::log::Level;
+use lic4es::{Source, Tier};
+use serde_json::{json, Value};
+
+#[test]
+fn static_token_valid_is_used_without_network_or_cache() {
+    let f = Fixture::new();
+    let server = TestServer::start(|_| Reply::raw(500, ""));
+    let e = f.start(json!({"key": token("pro", 30), "api-key": "sk-test", "api-url": server.url()}));
+    assert_eq!(e.tier(), Tier::Pro);
+    let s = e.status();
+    assert_eq!(s.source, Source::Static);
+    assert_eq!(s.status, "Active");
+    assert_eq!(s.mode, "static");
+    assert!(server.requests().is_empty(), "a valid static token never calls the backend");
+    assert!(f.read_cache().is_none(), "static mode writes no cache");
+}
+
+#[test]
+fn key_file_is_read_with_trailing_whitespace_ignored() {
+    let f = Fixture::new();
+    let path = f.dir.path().join("license.jwt");
+    std::fs::write(&path, format!("{}\n\n  ", token("team", 30))).unwrap();
+    let e = f.start(json!({"key-file": path.to_str().unwrap()}));
+    assert_eq!(e.tier(), Tier::Team);
+}
+
+#[test]
+fn missing_key_file_falls_through_to_community_with_reason() {
+    let f = Fixture::new();
+    let e = f.start(json!({"key-file": f.dir.path().join("nope.jwt").to_str().unwrap()}));
+    assert_eq!(e.tier(), Tier::Community);
+    assert!(e.status().reason.unwrap().contains("does not exist"));
+}
+
+#[test]
+fn static_token_in_early_grace_keeps_tier_and_warns() {
+    let f = Fixture::new();
+    let e = f.start(json!({"key": mint(&claims("pro", NOW - 3 * DAY - 60))}));
+    assert_eq!(e.tier(), Tier::Pro);
+    assert!(
+        f.logs.has(Level::Warn, "License expired 3 days ago. Renew your license."),
+        "{}",
+        f.logs.dump()
+    );
+    let s = e.status();
+    assert_eq!(s.grace, "early");
+    assert_eq!(s.status, "Expired (3 days ago, in grace period)");
+    assert_eq!(s.days_remaining, Some(0));
+}
+
+#[test]
+fn static_token_in_mid_grace_says_when_it_degrades() {
+    let f = Fixture::new();
+    let e = f.start(json!({"key": mint(&claims("enterprise", NOW - 10 * DAY - 3600))}));
+    assert_eq!(e.tier(), Tier::Enterprise);
+    assert!(
+        f.logs.has(
+            Level::Warn,
+            "License expired 10 days ago. Service will degrade to Community in 3 days."
+        ),
+        "{}",
+        f.logs.dump()
+    );
+    let s = e.status();
+    assert_eq!(s.grace, "mid");
+    assert_eq!(s.status, "Expired (10 days ago, 3 days until Community fallback)");
+}
+
+#[test]
+fn grace_period_is_configurable() {
+    let f = Fixture::new();
+    let e = f.start(json!({"key": token("pro", -3), "grace-period": "2d"}));
+    assert_eq!(e.tier(), Tier::Community);
+    let f = Fixture::new();
+    let e = f.start(json!({"key": token("pro", -3), "grace-period": "4 days"}));
+    assert_eq!(e.tier(), Tier::Pro);
+    assert_eq!(e.status().grace, "mid");
+}
+
+#[test]
+fn expired_static_token_falls_through_to_api_key() {
+    let f = Fixture::new();
+    let fetched = token("enterprise", 1);
+    let server = TestServer::start(move |_| Reply::token(&fetched));
+    let e = f.start(json!({"key": token("pro", -20), "api-key": "sk-test", "api-url": server.url()}));
+    assert_eq!(e.tier(), Tier::Enterprise);
+    assert_eq!(e.status().source, Source::ApiKey);
+    assert_eq!(server.requests().len(), 1);
+    assert!(f.logs.has(Level::Warn, "Static license"));
+}
+
+#[test]
+fn expired_static_token_alone_gives_community() {
+    let f = Fixture::new();
+    let e = f.start(json!({"key": token("pro", -20)}));
+    assert_eq!(e.tier(), Tier::Community);
+    let s = e.status();
+    assert_eq!(s.status, "No license");
+    assert_eq!(s.source, Source::None);
+    assert!(s.reason.unwrap().contains("expired 20 days ago"));
+}
+
+#[test]
+fn api_key_fetch_uses_token_and_writes_private_cache() {
+    let f = Fixture::new();
+    let fetched = token("pro", 1);
+    let served = fetched.clone();
+    let server = TestServer::start(move |_| {
+        Reply::json(200, json!({"jwt": served, "expires_in": 86400, "message": "Welcome back, Acme"}))
+    });
+    let e = f.start(json!({"api-key": "sk-live-abcdef123", "api-url": server.url(), "product-version": "0.9.1"}));
+    assert_eq!(e.tier(), Tier::Pro);
+    assert!(f.logs.has(Level::Info, "Welcome back, Acme"));
+
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 1);
+    let r = &reqs[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path, "/api/v1/licenses/token");
+    assert_eq!(r.header("authorization"), Some("Bearer sk-live-abcdef123"));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert!(r.header("user-agent").unwrap().starts_with("lic4es/"));
+    let body = r.json();
+    assert_eq!(body["version"], "0.9.1");
+    assert_eq!(body["instance_id"], e.status().instance_id);
+    let nonce = body["nonce"].as_str().unwrap();
+    assert_eq!(nonce.len(), 32);
+    assert!(nonce.chars().all(|c| c.is_ascii_hexdigit()));
+    assert!(body["uptime_hours"].is_number());
+    assert!(body["telemetry"].is_object());
+
+    assert_eq!(f.read_cache().as_deref(), Some(fetched.as_str()));
+    let mode = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(f.cache_dir()), 0o700);
+    assert_eq!(mode(f.cache_dir().join("license-cache.jwt")), 0o600);
+    assert_eq!(mode(f.cache_dir().join("instance-id")), 0o600);
+
+    let s = e.status();
+    assert_eq!(s.source, Source::ApiKey);
+    assert_eq!(s.mode, "api_key");
+    assert!(s.last_refresh.as_ref().unwrap().ok);
+    assert_eq!(s.last_telemetry.unwrap()["nonce"], nonce);
+    assert!(!f.logs.dump().contains("sk-live-abcdef123"), "API key logged in full");
+}
+
+#[test]
+fn each_request_carries_a_fresh_nonce() {
+    let f = Fixture::new();
+    let server = TestServer::start(|_| Reply::raw(503, ""));
+    let url = server.url();
+    drop(f.start(json!({"api-key": "sk-test", "api-url": url})));
+    drop(f.start(json!({"api-key": "sk-test", "api-url": url})));
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_ne!(reqs[0].json()["nonce"], reqs[1].json()["nonce"]);
+}
+
+#[test]
+fn telemetry_disabled_or_excluded_is_not_sent() {
+    let f = Fixture::new();
+    let server = TestServer::start(|_| Reply::raw(503, ""));
+    drop(f.start(json!({"api-key": "sk-test", "api-url": server.url(), "telemetry": {"enabled": false}})));
+    drop(f.start(json!({"api-key": "sk-test", "api-url": server.url(), "telemetry.exclude": ["queries_total"]})));
+    let reqs = server.requests();
+    let (off, some) = (reqs[0].json(), reqs[1].json());
+    assert!(off.get("telemetry").is_none());
+    assert!(off.get("instance_id").is_some() && off.get("version").is_some());
+    assert!(some["telemetry"].get("queries_total").is_none());
+    assert!(some["telemetry"].get("joins_total").is_some());
+}
+
+fn fetch_failure_falls_back_to_cache(reply: Reply) -> (Fixture, lic4es::Engine) {
+    let f = Fixture::new();
+    f.write_cache(&token("pro", 5));
+    let server = TestServer::start(move |_| reply.clone());
+    let e = f.start(json!({"api-key": "sk-test", "api-url": server.url()}));
+    (f, e)
+}
+
+fn assert_cached_pro(f: &Fixture, e: &lic4es::Engine) {
+    assert_eq!(e.tier(), Tier::Pro, "{}", f.logs.dump());
+    assert_eq!(e.status().source, Source::Cache);
+    assert!(
+        f.logs.has(Level::Warn, "Using cached license (API key fetch failed)"),
+        "{}",
+        f.logs.dump()
+    );
+    assert!(f.logs.has(Level::Warn, "License fetch with API key sk-tes… failed"));
+}
+
+#[test]
+fn server_error_falls_back_to_cache() {
+    let (f, e) = fetch_failure_falls_back_to_cache(Reply::json(500, json!({"error": "boom"})));
+    assert_cached_pro(&f, &e);
+    let s = e.status();
+    assert!(!s.last_refresh.as_ref().unwrap().ok);
+    assert!(s.last_refresh.unwrap().error.unwrap().contains("500"));
+}
+
+#[test]
+fn unauthorized_without_revocation_falls_back_to_cache() {
+    let (f, e) = fetch_failure_falls_back_to_cache(Reply::json(
+        401,
+        json!({"error": "invalid_api_key", "message": "unknown key"}),
+    ));
+    assert_cached_pro(&f, &e);
+    assert!(f.read_cache().is_some());
+}
+
+#[test]
+fn null_jwt_is_a_failure() {
+    let (f, e) = fetch_failure_falls_back_to_cache(Reply::json(200, json!({"jwt": null})));
+    assert_cached_pro(&f, &e);
+}
+
+#[test]
+fn garbage_body_is_a_failure() {
+    let (f, e) = fetch_failure_falls_back_to_cache(Reply::raw(200, "<html>hello</html>"));
+    assert_cached_pro(&f, &e);
+}
+
+#[test]
+fn oversized_body_is_a_failure() {
+    let big = format!("{{\"jwt\": \"{}\"}}", "a".repeat(70_000));
+    let (f, e) = fetch_failure_falls_back_to_cache(Reply::raw(200, big));
+    assert_cached_pro(&f, &e);
+    assert!(e.status().last_refresh.unwrap().error.unwrap().contains("64 KiB"));
+}
+
+#[test]
+fn redirects_are_not_followed() {
+    let f = Fixture::new();
+    f.write_cache(&token("pro", 5));
+    let jwt = token("enterprise", 1);
+    let server = TestServer::start(move |r| {
+        if r.path == "/elsewhere" {
+            Reply::token(&jwt)
+        } else {
+            let mut rep = Reply::raw(307, "");
+            rep.headers.push(("Location".into(), "/elsewhere".into()));
+            rep
+        }
+    });
+    let e = f.start(json!({"api-key": "sk-test", "api-url": server.url()}));
+    assert_eq!(server.requests().len(), 1);
+    assert_cached_pro(&f, &e);
+}
+
+#[test]
+fn refused_connection_falls_through_to_cache() {
+    let f = Fixture::new();
+    f.write_cache(&token("pro", 5));
+    let e = f.start(json!({"api-key": "sk-test", "api-url": refused_url()}));
+    assert_cached_pro(&f, &e);
+}
+
+#[test]
+fn read_timeout_bounds_a_silent_backend() {
+    let f = Fixture::new();
+    f.write_cache(&token("pro", 5));
+    let server = TestServer::start(|_| Reply::hang());
+    let e = f.start(json!({"api-key": "sk-test", "api-url": server.url(), "read-timeout": "300ms"}));
+    assert_cached_pro(&f, &e);
+    assert!(e.status().last_refresh.unwrap().error.unwrap().contains("timed out"));
+}
+
+#[test]
+fn fetch_failure_without_cache_gives_community() {
+    let f = Fixture::new();
+    let e = f.start(json!({"api-key": "sk-test", "api-url": refused_url()}));
+    assert_eq!(e.tier(), Tier::Community);
+    assert_eq!(e.status().status, "No license");
+    assert!(e.status().reason.unwrap().contains("API key fetch failed"));
+}
+
+#[test]
+fn cached_token_in_grace_with_failed_fetch_logs_both_warnings() {
+    let f = Fixture::new();
+    f.write_cache(&token("team", -2));
+    let e = f.start(json!({"api-key": "sk-test", "api-url": refused_url()}));
+    assert_eq!(e.tier(), Tier::Team);
+    assert!(f.logs.has(Level::Warn, "Using cached license (API key fetch failed)"));
+    assert!(f.logs.has(Level::Warn, "Using cached license (expired, within grace period)"));
+    assert!(f.logs.has(Level::Warn, "License expired 2 days ago. Renew your license."));
+}
+
+#[test]
+fn cached_token_is_used_without_any_source_configured_as_fallback() {
+    // An expired static token, no API key: the cache from an earlier API-key run counts.
+    let f = Fixture::new();
+    f.write_cache(&token("pro", 10));
+    let e = f.start(json!({"key": token("pro", -30)}));
+    assert_eq!(e.tier(), Tier::Pro);
+    assert_eq!(e.status().source, Source::Cache);
+    assert!(!f.logs.has(Level::Warn, "API key fetch failed"));
+}
+
+fn revoked(status: u16, code: &str) {
+    let f = Fixture::new();
+    f.write_cache(&token("pro", 5));
+    let code = code.to_string();
+    let server = TestServer::start(move |_| {
+        Reply::json(status, json!({"error": code, "message": "License revoked by vendor"}))
+    });
+    let e = f.start(json!({"api-key": "sk-test", "api-url": server.url()}));
+    assert_eq!(e.tier(), Tier::Community);
+    let s = e.status();
+    assert_eq!(s.status, "Revoked");
+    assert_eq!(s.source, Source::None);
+    assert!(f.read_cache().is_none(), "revocation deletes the cache");
+    assert!(f.logs.has(Level::Error, "License revoked by vendor"), "{}", f.logs.dump());
+    assert!(!f.logs.has(Level::Warn, "Using cached license"));
+}
+
+#[test]
+fn revoked_api_key_ends_resolution_and_deletes_cache() {
+    revoked(401, "api_key_revoked");
+}
+
+#[test]
+fn revoked_license_on_403_ends_resolution_and_deletes_cache() {
+    revoked(403, "license_revoked");
+}
+
+#[test]
+fn forbidden_without_revocation_code_falls_back() {
+    let (f, e) = fetch_failure_falls_back_to_cache(Reply::json(403, json!({"error": "forbidden"})));
+    assert_cached_pro(&f, &e);
+}
+
+#[test]
+fn nonce_must_match_the_request() {
+    let f = Fixture::new();
+    let server = TestServer::start(|r| {
+        let mut c = claims("pro", NOW + DAY);
+        c["nonce"] = r.json()["nonce"].clone();
+        Reply::token(&mint(&c))
+    });
+    let e = f.start(json!({"api-key": "sk-test", "api-url": server.url()}));
+    assert_eq!(e.tier(), Tier::Pro);
+
+    let f = Fixture::new();
+    let server = TestServer::start(|_| {
+        let mut c = claims("pro", NOW + DAY);
+        c["nonce"] = Value::from("0123456789abcdef0123456789abcdef");
+        Reply::token(&mint(&c))
+    });
+    let e = f.start(json!({"api-key": "sk-test", "api-url": server.url()}));
+    assert_eq!(e.tier(), Tier::Community);
+    assert!(e.status().reason.unwrap().contains("nonce"));
+    assert!(f.read_cache().is_none(), "a replayed token is not cached");
+}
+
+#[test]
+fn fetched_token_signed_by_unknown_key_is_rejected() {
+    let f = Fixture::new();
+    let server = TestServer::start(|_| {
+        Reply::token(&mint_with(
+            &claims("enterprise", NOW + DAY),
+            jsonwebtoken::Algorithm::EdDSA,
+            "test-ed-other",
+        ))
+    });
+    let e = f.start(json!({"api-key": "sk-test", "api-url": server.url()}));
+    assert_eq!(e.tier(), Tier::Community);
+    assert!(e.status().reason.unwrap().contains("test-ed-other"));
+}
+
+#[test]
+fn rejected_cached_token_is_deleted() {
+    let f = Fixture::new();
+    let good = token("pro", 5);
+    let (h, p, s) = {
+        let v: Vec<&str> = good.split('.').collect();
+        (v[0].to_string(), v[1].to_string(), v[2].to_string())
+    };
+    let mut sig = s.into_bytes();
+    sig[5] = if sig[5] == b'A' { b'B' } else { b'A' };
+    f.write_cache(&format!("{h}.{p}.{}", String::from_utf8(sig).unwrap()));
+    let e = f.start(json!({}));
+    assert_eq!(e.tier(), Tier::Community);
+    assert!(f.read_cache().is_none());
+    assert!(f.logs.has(Level::Warn, "Cached license rejected"));
+}
+
+#[test]
+fn cached_token_beyond_grace_is_deleted() {
+    let f = Fixture::new();
+    f.write_cache(&token("pro", -40));
+    let e = f.start(json!({}));
+    assert_eq!(e.tier(), Tier::Community);
+    assert!(f.read_cache().is_none());
+}
+
+#[test]
+fn status_reports_license_details() {
+    let f = Fixture::new();
+    let e = f.start(json!({"key": token("enterprise", 45), "instance-id": "pod-7"}));
+    let v: Value = serde_json::from_str(&e.status_json()).unwrap();
+    assert_eq!(v["tier"], "enterprise");
+    assert_eq!(v["source"], "static");
+    assert_eq!(v["status"], "Active");
+    assert_eq!(v["grace"], "none");
+    assert_eq!(v["license_id"], "org-acme-123");
+    assert_eq!(v["org_name"], "Acme Corp");
+    assert_eq!(v["jti"], "tok-1");
+    assert_eq!(v["trial"], false);
+    assert_eq!(v["days_remaining"], 45);
+    assert_eq!(v["expires_at"], lic4es::clock::rfc3339(NOW + 45 * DAY));
+    assert_eq!(v["instance_id"], "pod-7");
+    assert_eq!(v["mode"], "static");
+    assert!(v["last_refresh"].is_null());
+    assert!(v["last_telemetry"].is_null());
+    assert!(v["generation"].as_u64().unwrap() >= 1);
+    for k in ["features", "quotas", "next_refresh_at"] {
+        assert!(v.get(k).is_some(), "status lacks {k}");
+    }
+    assert_eq!(v["quotas"]["max_clusters"], 5);
+    assert!(v["quotas"]["max_result_rows"].is_null());
+}
+
+#[test]
+fn paid_entitlements_are_exactly_the_tokens() {
+    let f = Fixture::new();
+    let e = f.start(json!({"key": token("pro", 30)}));
+    assert!(e.has_feature("unlimited_joins"));
+    assert!(!e.has_feature("repl"), "Community features do not leak into a paid tier");
+    assert_eq!(e.quota("max_clusters"), 5);
+    assert_eq!(e.quota("max_result_rows"), -1, "null quota is unlimited");
+    assert_eq!(e.quota("max_joins"), -1, "absent quota is unlimited");
+}
+
+#[test]
+fn community_entitlements_come_from_config() {
+    let f = Fixture::new();
+    let e = f.start(json!({}));
+    assert!(e.has_feature("repl"));
+    assert_eq!(e.quota("max_joins"), 2);
+    assert_eq!(e.quota("max_result_rows"), 10_000);
+    let f = Fixture::new();
+    let e = f.start(json!({"community": {"features": ["jdbc_driver"], "quotas": {"max_joins": 7}}}));
+    assert!(e.has_feature("jdbc_driver"));
+    assert!(!e.has_feature("repl"));
+    assert_eq!(e.quota("max_joins"), 7);
+    assert_eq!(e.quota("max_result_rows"), -1);
+}
+
+#[test]
+fn unknown_tier_claim_is_community() {
+    let f = Fixture::new();
+    let e = f.start(json!({"key": token("platinum", 30)}));
+    assert_eq!(e.tier(), Tier::Community);
+    assert!(e.has_feature("repl"), "Community entitlements apply");
+}
+
+#[test]
+fn tier_drops_when_the_running_license_leaves_grace() {
+    let f = Fixture::new();
+    let e = f.start(json!({"key": token("pro", 1), "grace-period": "1d"}));
+    assert_eq!(e.tier(), Tier::Pro);
+    let gen = e.status().generation;
+    f.clock.advance_millis((2 * DAY + 60) * 1000);
+    let s = e.status();
+    assert_eq!(e.tier(), Tier::Community);
+    assert!(s.generation > gen);
+    assert!(
+        f.logs.has(Level::Warn, "License downgraded from Pro to Community"),
+        "{}",
+        f.logs.dump()
+    );
+}
+
+#[test]
+fn nbf_in_the_future_is_rejected_and_skew_tolerated() {
+    let f = Fixture::new();
+    let mut c = claims("pro", NOW + 30 * DAY);
+    c["nbf"] = json!(NOW + 3600);
+    let e = f.start(json!({"key": mint(&c)}));
+    assert_eq!(e.tier(), Tier::Community);
+    let f = Fixture::new();
+    c["nbf"] = json!(NOW + 30);
+    let e = f.start(json!({"key": mint(&c)}));
+    assert_eq!(e.tier(), Tier::Pro, "within the 60 s clock skew");
+}
