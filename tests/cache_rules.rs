@@ -1,0 +1,194 @@
+//! Disk state rules of section 7: permissions, atomic writes, refusal of links and
+//! oversized files, write failures, and never replacing a longer-lived token.
+
+mod common;
+
+use std::os::unix::fs::symlink;
+
+use common::*;
+use lic4es::log::Level;
+use lic4es::{Source, Tier};
+use serde_json::json;
+
+#[test]
+fn write_failure_is_a_warning_and_the_engine_carries_on() {
+    let f = Fixture::new();
+    // A regular file where a directory should be: no process, root included, can create it.
+    let blocker = f.dir.path().join("blocker");
+    std::fs::write(&blocker, "x").unwrap();
+    let cache_dir = blocker.join("cache");
+    let jwt = token("pro", 1);
+    let server = TestServer::start(move |_| Reply::token(&jwt));
+    let cfg = json!({"api-key": "sk-test", "api-url": server.url(), "cache-dir": cache_dir.to_str().unwrap()});
+    let e = f.start(cfg.clone());
+    assert_eq!(e.tier(), Tier::Pro, "{}", f.logs.dump());
+    assert!(f.logs.has(Level::Warn, "License cache not written"), "{}", f.logs.dump());
+    assert!(f.logs.has(Level::Warn, "instance id not persisted"));
+    let first_id = e.status().instance_id;
+    drop(e);
+    let e = f.start(cfg);
+    assert_ne!(e.status().instance_id, first_id, "an unwritable dir gives a fresh id per run");
+    assert!(uuid::Uuid::parse_str(&first_id).is_ok());
+}
+
+#[test]
+fn symlinked_cache_file_is_not_read_nor_followed() {
+    let f = Fixture::new();
+    let target = f.dir.path().join("elsewhere.jwt");
+    let tok = token("enterprise", 10);
+    std::fs::write(&target, &tok).unwrap();
+    std::fs::create_dir_all(f.cache_dir()).unwrap();
+    symlink(&target, f.cache_dir().join("license-cache.jwt")).unwrap();
+    let e = f.start(json!({}));
+    assert_eq!(e.tier(), Tier::Community);
+    assert!(f.logs.has(Level::Warn, "symbolic link"), "{}", f.logs.dump());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), tok, "link target untouched");
+}
+
+#[test]
+fn cache_write_replaces_a_symlink_instead_of_writing_through_it() {
+    let f = Fixture::new();
+    let target = f.dir.path().join("victim");
+    std::fs::write(&target, "precious").unwrap();
+    std::fs::create_dir_all(f.cache_dir()).unwrap();
+    symlink(&target, f.cache_dir().join("license-cache.jwt")).unwrap();
+    let jwt = token("pro", 1);
+    let served = jwt.clone();
+    let server = TestServer::start(move |_| Reply::token(&served));
+    let e = f.start(json!({"api-key": "sk-test", "api-url": server.url()}));
+    assert_eq!(e.tier(), Tier::Pro);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+    let p = f.cache_dir().join("license-cache.jwt");
+    assert!(!std::fs::symlink_metadata(&p).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(p).unwrap(), jwt);
+}
+
+#[test]
+fn oversized_cache_file_is_not_read() {
+    let f = Fixture::new();
+    let mut big = token("pro", 10);
+    big.push_str(&" ".repeat(70_000 - big.len()));
+    assert_eq!(big.len(), 70_000);
+    f.write_cache(&big);
+    let e = f.start(json!({}));
+    assert_eq!(e.tier(), Tier::Community);
+    assert!(f.logs.has(Level::Warn, "over the 64 KiB limit"), "{}", f.logs.dump());
+}
+
+#[test]
+fn torn_temp_file_from_a_crash_is_ignored() {
+    let f = Fixture::new();
+    f.write_cache(&token("pro", 10));
+    let torn = f.cache_dir().join(".license-cache.jwt.tmp.4242.deadbeef");
+    std::fs::write(&torn, "eyJhbGciOiJFZERTQSJ9.eyJ").unwrap();
+    let e = f.start(json!({}));
+    assert_eq!(e.tier(), Tier::Pro);
+    assert_eq!(e.status().source, Source::Cache);
+
+    // Writing still works with the leftover there.
+    let jwt = token("team", 20);
+    let served = jwt.clone();
+    let server = TestServer::start(move |_| Reply::token(&served));
+    let e = f.start(json!({"api-key": "sk-test", "api-url": server.url()}));
+    assert_eq!(e.tier(), Tier::Team);
+    assert_eq!(f.read_cache().unwrap(), jwt);
+}
+
+#[test]
+fn stale_temp_files_are_swept() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.cache_dir()).unwrap();
+    let stale = f.cache_dir().join(".license-cache.jwt.tmp.1.old");
+    let fresh = f.cache_dir().join(".license-cache.jwt.tmp.2.new");
+    std::fs::write(&stale, "x").unwrap();
+    std::fs::write(&fresh, "x").unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    drop(f.start(json!({})));
+    assert!(!stale.exists());
+    assert!(fresh.exists(), "a recent temp file may belong to a live writer");
+}
+
+#[test]
+fn cached_token_is_never_replaced_by_one_expiring_earlier() {
+    let f = Fixture::new();
+    let long = token("pro", 30);
+    f.write_cache(&long);
+    let short = token("pro", 1);
+    let server = TestServer::start(move |_| Reply::token(&short));
+    let e = f.start(json!({"api-key": "sk-test", "api-url": server.url()}));
+    assert_eq!(e.tier(), Tier::Pro);
+    assert_eq!(f.read_cache().unwrap(), long);
+
+    let f = Fixture::new();
+    f.write_cache(&token("pro", 1));
+    let longer = token("enterprise", 30);
+    let served = longer.clone();
+    let server = TestServer::start(move |_| Reply::token(&served));
+    drop(f.start(json!({"api-key": "sk-test", "api-url": server.url()})));
+    assert_eq!(f.read_cache().unwrap(), longer);
+}
+
+#[test]
+fn a_forged_long_lived_cache_does_not_block_writes() {
+    let f = Fixture::new();
+    f.write_cache(&mint_with(
+        &claims("enterprise", NOW + 3650 * DAY),
+        jsonwebtoken::Algorithm::EdDSA,
+        "test-ed-other",
+    ));
+    let jwt = token("pro", 1);
+    let served = jwt.clone();
+    let server = TestServer::start(move |_| Reply::token(&served));
+    drop(f.start(json!({"api-key": "sk-test", "api-url": server.url()})));
+    assert_eq!(f.read_cache().unwrap(), jwt);
+}
+
+#[test]
+fn instance_id_is_persisted_reused_and_overridable() {
+    let f = Fixture::new();
+    let a = f.start(json!({})).status().instance_id;
+    let b = f.start(json!({})).status().instance_id;
+    assert_eq!(a, b);
+    assert!(uuid::Uuid::parse_str(&a).is_ok());
+    assert_eq!(
+        std::fs::read_to_string(f.cache_dir().join("instance-id")).unwrap().trim(),
+        a
+    );
+    let c = f.start(json!({"instance-id": "statefulset-0"})).status().instance_id;
+    assert_eq!(c, "statefulset-0");
+}
+
+#[test]
+fn garbage_instance_id_file_is_replaced() {
+    let f = Fixture::new();
+    write_private(&f.cache_dir(), "instance-id", "not a uuid\u{0}\u{1}");
+    let id = f.start(json!({})).status().instance_id;
+    assert!(uuid::Uuid::parse_str(&id).is_ok());
+    assert!(f.logs.has(Level::Warn, "not a UUID"));
+}
+
+#[test]
+fn binary_cache_file_is_rejected_without_crashing() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.cache_dir()).unwrap();
+    std::fs::write(f.cache_dir().join("license-cache.jwt"), [0xff, 0xfe, 0, 1, 2]).unwrap();
+    let e = f.start(json!({}));
+    assert_eq!(e.tier(), Tier::Community);
+    assert!(f.logs.has(Level::Warn, "not UTF-8"));
+}
+
+#[test]
+fn cache_dir_is_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    let nested = f.dir.path().join("a/b/c");
+    drop(f.start(json!({"cache-dir": nested.to_str().unwrap()})));
+    let mode = std::fs::metadata(&nested).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+}

@@ -1,0 +1,213 @@
+//! Section 3: every key parsed and validated, errors naming the key.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use lic4es::log::Level;
+use lic4es::Config;
+use serde_json::{json, Value};
+
+fn parse(v: Value) -> Result<Config, lic4es::ConfigError> {
+    Config::from_json_with_env(&v.to_string(), &|_| None)
+}
+
+fn err_key(v: Value) -> String {
+    parse(v).expect_err("config accepted").key
+}
+
+#[test]
+fn empty_object_is_valid_community_config() {
+    let c = parse(json!({})).unwrap();
+    assert!(!c.has_license_source());
+    assert_eq!(c.api_url.as_str(), "https://license.softclient4es.com/");
+    assert_eq!(c.grace_period, Duration::from_secs(14 * DAY as u64));
+    assert_eq!(c.clock_skew, Duration::from_secs(60));
+    assert_eq!(c.refresh.interval, Duration::from_secs(86_400));
+    assert_eq!(c.refresh.force_before_expiry, Duration::from_secs(48 * 3600));
+    assert!(c.refresh.enabled && c.telemetry.enabled && !c.seat.enabled);
+    assert_eq!(c.seat.max_heartbeat_failures, 3);
+    assert_eq!(c.seat.release_timeout, Duration::from_secs(2));
+    assert_eq!(c.seat.reconnect_interval, Duration::from_secs(3600));
+    assert_eq!(c.log_level, Level::Info);
+    assert!(c.cache_dir.ends_with(".softclient4es"));
+}
+
+#[test]
+fn not_an_object_or_not_json_is_an_error() {
+    for s in ["", "[]", "42", "\"x\"", "null", "{", "{\"key\": }"] {
+        let e = Config::from_json_with_env(s, &|_| None).unwrap_err();
+        assert_eq!(e.key, "(config)", "{s}");
+    }
+}
+
+#[test]
+fn every_key_is_accepted_nested_or_dotted() {
+    let full = json!({
+        "key": token("pro", 1),
+        "api-key": "sk-abc",
+        "api-url": "http://127.0.0.1:8700",
+        "public-keys": jwks(),
+        "issuer": ISSUER,
+        "cache-dir": "/tmp/lic4es-test",
+        "grace-period": "7d",
+        "clock-skew": "30s",
+        "connect-timeout": "3s",
+        "read-timeout": 4000,
+        "product-version": "1.2.3",
+        "instance-id": "pod-1",
+        "refresh": {"enabled": false, "interval": "1h", "force-before-expiry": "2h"},
+        "telemetry": {"enabled": "off", "exclude": ["joins_total"]},
+        "seat": {"enabled": true, "reconnect-interval": "10m", "max-heartbeat-failures": 5,
+                 "release-timeout": "500ms", "hardware-id": "hw-1"},
+        "community": {"features": ["repl"], "quotas": {"max_joins": 1, "max_clusters": null}},
+        "log-level": "WARN"
+    });
+    let c = parse(full).unwrap();
+    assert_eq!(c.read_timeout, Duration::from_secs(4));
+    assert_eq!(c.refresh.interval, Duration::from_secs(3600));
+    assert!(!c.refresh.enabled && !c.telemetry.enabled && c.seat.enabled);
+    assert_eq!(c.telemetry.exclude, vec!["joins_total"]);
+    assert_eq!(c.seat.max_heartbeat_failures, 5);
+    assert_eq!(c.seat.hardware_id.as_deref(), Some("hw-1"));
+    assert_eq!(c.community.quota("max_joins"), 1);
+    assert_eq!(c.community.quota("max_clusters"), -1);
+    assert_eq!(c.log_level, Level::Warn);
+
+    let dotted = parse(json!({"refresh.interval": "2h", "seat.release-timeout": "1s"})).unwrap();
+    assert_eq!(dotted.refresh.interval, Duration::from_secs(7200));
+    assert_eq!(dotted.seat.release_timeout, Duration::from_secs(1));
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    assert_eq!(err_key(json!({"colour": "blue"})), "colour");
+    assert_eq!(err_key(json!({"refresh": {"intervall": "1h"}})), "refresh.intervall");
+    assert_eq!(err_key(json!({"seat.enable": true})), "seat.enable");
+    assert_eq!(err_key(json!({"community": {"quotas.max_joins": 3}})), "community.quotas.max_joins");
+    let msg = parse(json!({"telemetry": {"enabeld": true}})).unwrap_err().to_string();
+    assert!(msg.contains("telemetry.enabeld") && msg.contains("unknown key"), "{msg}");
+}
+
+#[test]
+fn same_key_twice_is_an_error() {
+    assert_eq!(
+        err_key(json!({"refresh": {"interval": "1h"}, "refresh.interval": "2h"})),
+        "refresh.interval"
+    );
+}
+
+#[test]
+fn bad_durations_are_named() {
+    for (k, v) in [
+        ("grace-period", json!("fortnight")),
+        ("clock-skew", json!("-5s")),
+        ("connect-timeout", json!("0s")),
+        ("read-timeout", json!(true)),
+        ("refresh.interval", json!("0")),
+        ("refresh.force-before-expiry", json!("5 weeks")),
+        ("seat.reconnect-interval", json!([])),
+        ("seat.release-timeout", json!("1e9d")),
+    ] {
+        let mut doc = json!({});
+        doc[k] = v.clone();
+        assert_eq!(err_key(doc), k, "{k} = {v}");
+    }
+}
+
+#[test]
+fn bad_api_keys_are_rejected() {
+    for bad in ["abc", "sk-", "SK-abc", "sk-has space", "sk-tab\there", "pk-live-1"] {
+        assert_eq!(err_key(json!({"api-key": bad, "public-keys": jwks()})), "api-key", "{bad}");
+    }
+    assert!(parse(json!({"api-key": "sk-x", "public-keys": jwks()})).is_ok());
+}
+
+#[test]
+fn blank_strings_and_nulls_are_absent() {
+    let c = parse(json!({"key": "  ", "api-key": "", "api-url": "", "cache-dir": null, "refresh": null})).unwrap();
+    assert!(!c.has_license_source());
+    assert_eq!(c.api_url.as_str(), "https://license.softclient4es.com/");
+}
+
+#[test]
+fn environment_supplies_key_and_api_key() {
+    let env = |name: &str| match name {
+        "SOFTCLIENT4ES_LICENSE_KEY" => Some("eyJ.from.env".to_string()),
+        "SOFTCLIENT4ES_API_KEY" => Some("sk-from-env".to_string()),
+        _ => None,
+    };
+    let doc = json!({"public-keys": jwks()}).to_string();
+    let c = Config::from_json_with_env(&doc, &env).unwrap();
+    assert_eq!(c.key.as_deref(), Some("eyJ.from.env"));
+    assert_eq!(c.api_key.as_deref(), Some("sk-from-env"));
+
+    let doc = json!({"public-keys": jwks(), "key": "eyJ.from.config", "api-key": "sk-config"}).to_string();
+    let c = Config::from_json_with_env(&doc, &env).unwrap();
+    assert_eq!(c.key.as_deref(), Some("eyJ.from.config"));
+    assert_eq!(c.api_key.as_deref(), Some("sk-config"));
+
+    let bad_env = |name: &str| (name == "SOFTCLIENT4ES_API_KEY").then(|| "nope".to_string());
+    let e = Config::from_json_with_env(&json!({"public-keys": jwks()}).to_string(), &bad_env).unwrap_err();
+    assert_eq!(e.key, "api-key");
+}
+
+#[test]
+fn seat_mode_needs_an_api_key() {
+    assert_eq!(err_key(json!({"seat": {"enabled": true}})), "seat.enabled");
+}
+
+#[test]
+fn plain_http_is_only_for_loopback() {
+    assert_eq!(err_key(json!({"api-url": "http://license.example.com"})), "api-url");
+    assert_eq!(err_key(json!({"api-url": "not a url"})), "api-url");
+    assert_eq!(err_key(json!({"api-url": "file:///etc/passwd"})), "api-url");
+    assert!(parse(json!({"api-url": "http://localhost:8700"})).is_ok());
+    assert!(parse(json!({"api-url": "https://license.example.com/base/"})).is_ok());
+}
+
+#[test]
+fn a_license_source_needs_public_keys() {
+    assert_eq!(err_key(json!({"key": "eyJ.x.y"})), "public-keys");
+    assert_eq!(err_key(json!({"api-key": "sk-x"})), "public-keys");
+    assert_eq!(err_key(json!({"key": "eyJ.x.y", "public-keys": []})), "public-keys");
+}
+
+#[test]
+fn key_and_key_file_together_are_ambiguous() {
+    assert_eq!(
+        err_key(json!({"key": "a.b.c", "key-file": "/tmp/x", "public-keys": jwks()})),
+        "key-file"
+    );
+}
+
+#[test]
+fn wrong_types_are_named() {
+    for (k, v) in [
+        ("key", json!(["a"])),
+        ("refresh.enabled", json!("maybe")),
+        ("telemetry.exclude", json!("queries_total")),
+        ("telemetry.exclude", json!(["instance_id"])),
+        ("seat.max-heartbeat-failures", json!(0)),
+        ("seat.max-heartbeat-failures", json!(-1)),
+        ("community.features", json!([1, 2])),
+        ("community.quotas", json!([])),
+        ("log-level", json!("verbose")),
+        ("refresh", json!("24h")),
+        ("instance-id", json!("a\u{0007}b")),
+    ] {
+        let mut doc = json!({});
+        doc[k] = v.clone();
+        let key = err_key(doc);
+        assert!(key.starts_with(k), "{k} = {v}: error named {key}");
+    }
+}
+
+#[test]
+fn home_is_expanded_in_cache_dir() {
+    let c = parse(json!({"cache-dir": "~/lic-cache"})).unwrap();
+    if let Some(home) = dirs::home_dir() {
+        assert_eq!(c.cache_dir, home.join("lic-cache"));
+    }
+}
