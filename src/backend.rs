@@ -201,9 +201,7 @@ impl Backend {
                     Some(Value::Null) | None => {
                         return Err(BackendError::Malformed("no `jwt` in the response".into()))
                     }
-                    Some(_) => {
-                        return Err(BackendError::Malformed("`jwt` is not a string".into()))
-                    }
+                    Some(_) => return Err(BackendError::Malformed("`jwt` is not a string".into())),
                 };
                 Ok(TokenReply {
                     jwt,
@@ -302,18 +300,16 @@ fn transport_error(url: &str, e: &reqwest::Error) -> BackendError {
     }
 }
 
+/// The innermost cause: reqwest's outer messages repeat the URL, which the caller
+/// already names.
 fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
+    let mut deepest = e.to_string();
     let mut cur = e.source();
     while let Some(inner) = cur {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
+        deepest = inner.to_string();
         cur = inner.source();
     }
-    s
+    deepest
 }
 
 /// Makes backend-supplied text safe to log: one line, at most 512 characters.

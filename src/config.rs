@@ -442,9 +442,7 @@ pub fn validate_api_key(k: &str) -> Result<(), String> {
 
 /// The https rule: `https`, or `http` on a loopback host only.
 pub fn check_backend_url(url: &Url) -> Result<(), String> {
-    let host = url
-        .host()
-        .ok_or_else(|| format!("`{url}` has no host"))?;
+    let host = url.host().ok_or_else(|| format!("`{url}` has no host"))?;
     match url.scheme() {
         "https" => Ok(()),
         "http" if is_loopback(&host) => Ok(()),
@@ -556,7 +554,9 @@ fn parse_duration_str(s: &str) -> Result<Duration, String> {
     let (num, unit) = t.split_at(split);
     let unit = unit.trim();
     if num.is_empty() {
-        return Err(format!("`{s}` is not a duration (e.g. \"10s\", \"24h\", \"14d\")"));
+        return Err(format!(
+            "`{s}` is not a duration (e.g. \"10s\", \"24h\", \"14d\")"
+        ));
     }
     let value: f64 = num
         .parse()
@@ -598,7 +598,10 @@ fn positive_u32(v: &Value, key: &str) -> Result<u32, ConfigError> {
     };
     match n {
         Some(n) if n >= 1 && n <= u32::MAX as u64 => Ok(n as u32),
-        _ => Err(ConfigError::new(key, "must be a whole number of at least 1")),
+        _ => Err(ConfigError::new(
+            key,
+            "must be a whole number of at least 1",
+        )),
     }
 }
 
@@ -617,7 +620,10 @@ fn string_list(v: &Value, key: &str) -> Result<Vec<String>, ConfigError> {
 
 fn quota_map(v: &Value, key: &str) -> Result<BTreeMap<String, Option<i64>>, ConfigError> {
     let Value::Object(m) = v else {
-        return Err(ConfigError::new(key, "must be an object of name to integer"));
+        return Err(ConfigError::new(
+            key,
+            "must be an object of name to integer",
+        ));
     };
     m.iter()
         .map(|(name, limit)| match limit {
@@ -625,9 +631,7 @@ fn quota_map(v: &Value, key: &str) -> Result<BTreeMap<String, Option<i64>>, Conf
             Value::Number(n) => n
                 .as_i64()
                 .map(|i| (name.clone(), Some(i)))
-                .ok_or_else(|| {
-                    ConfigError::new(&format!("{key}.{name}"), "must be an integer")
-                }),
+                .ok_or_else(|| ConfigError::new(&format!("{key}.{name}"), "must be an integer")),
             _ => Err(ConfigError::new(
                 &format!("{key}.{name}"),
                 "must be an integer or null",
@@ -659,7 +663,15 @@ mod tests {
             parse_duration(&serde_json::json!(1500)),
             Ok(Duration::from_millis(1500))
         );
-        for bad in ["", "ten seconds", "5 fortnights", "-5s", "1e400h", "h", "1..2s"] {
+        for bad in [
+            "",
+            "ten seconds",
+            "5 fortnights",
+            "-5s",
+            "1e400h",
+            "h",
+            "1..2s",
+        ] {
             assert!(d(bad).is_err(), "{bad} should be rejected");
         }
         assert!(parse_duration(&serde_json::json!(-1)).is_err());

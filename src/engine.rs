@@ -495,8 +495,10 @@ impl Shared {
                     return;
                 }
                 Err(FetchFailure::Other(reason)) => {
-                    self.log
-                        .warn(&format!("License fetch with API key {} failed: {reason}", redact(api_key)));
+                    self.log.warn(&format!(
+                        "License fetch with API key {} failed: {reason}",
+                        redact(api_key)
+                    ));
                     reasons.push(format!("API key fetch failed: {reason}"));
                     fetch_failed = true;
                 }
@@ -631,7 +633,11 @@ impl Shared {
             }
             Err(BackendError::Revoked { code, message }) => Err(FetchFailure::Revoked(format!(
                 "{} ({code})",
-                if message.is_empty() { "license revoked".to_string() } else { message }
+                if message.is_empty() {
+                    "license revoked".to_string()
+                } else {
+                    message
+                }
             ))),
             Err(e) => Err(FetchFailure::Other(e.to_string())),
         };
@@ -654,16 +660,16 @@ impl Shared {
         if let Ok(Some(existing)) = self.cache.read(TOKEN_FILE) {
             if let Ok(c) = self.policy.check(existing.trim(), self.now_secs()) {
                 if c.claims.exp > claims.exp {
-                    self.log.debug(
-                        "License cache kept: it holds a license that expires later",
-                    );
+                    self.log
+                        .debug("License cache kept: it holds a license that expires later");
                     return;
                 }
             }
         }
         if let Err(e) = self.cache.write(TOKEN_FILE, token) {
-            self.log
-                .warn(&format!("License cache not written ({e}); carrying on in memory"));
+            self.log.warn(&format!(
+                "License cache not written ({e}); carrying on in memory"
+            ));
         }
     }
 
@@ -698,6 +704,19 @@ impl Shared {
         }
         {
             let mut st = lock(&self.state);
+            if !st.initialized {
+                out.push(
+                    Level::Info,
+                    format!(
+                        "License {}: {} (license {}, {}expires {})",
+                        source_label(source),
+                        checked.claims.tier,
+                        checked.claims.sub,
+                        if checked.claims.trial { "trial, " } else { "" },
+                        rfc3339(checked.claims.exp)
+                    ),
+                );
+            }
             st.current = Some(Current {
                 claims: checked.claims,
                 source,
@@ -722,10 +741,7 @@ impl Shared {
             ),
             _ => (Tier::Community, self.config.community.clone()),
         };
-        *self
-            .entitlements
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = Arc::new(ents);
+        *self.entitlements.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ents);
         let old = Tier::from_u8(self.tier.swap(tier as u8, Ordering::AcqRel));
         if let Some(m) = self.tier_mirror {
             m.store(tier as u8, Ordering::Release);
@@ -733,9 +749,15 @@ impl Shared {
         st.generation += 1;
         if st.initialized && old != tier {
             if tier > old {
-                out.push(Level::Info, format!("License upgraded from {old} to {tier}"));
+                out.push(
+                    Level::Info,
+                    format!("License upgraded from {old} to {tier}"),
+                );
             } else {
-                out.push(Level::Warn, format!("License downgraded from {old} to {tier}"));
+                out.push(
+                    Level::Warn,
+                    format!("License downgraded from {old} to {tier}"),
+                );
             }
         }
     }
@@ -837,6 +859,16 @@ impl Shared {
             reason: st.reason.clone(),
             version: env!("CARGO_PKG_VERSION"),
         }
+    }
+}
+
+fn source_label(source: Source) -> &'static str {
+    match source {
+        Source::Static => "from static token",
+        Source::ApiKey => "fetched with API key",
+        Source::Cache => "from cache",
+        Source::Seat => "from seat",
+        Source::None => "none",
     }
 }
 

@@ -273,7 +273,9 @@ fn parse_jwk(jwk: &Value) -> Result<TrustedKey, String> {
             KeyKind::P256 => "ES256",
         };
         if alg != expected {
-            return Err(format!("`alg` {alg} does not fit this key (expected {expected})"));
+            return Err(format!(
+                "`alg` {alg} does not fit this key (expected {expected})"
+            ));
         }
     }
     Ok(TrustedKey { kid, kind, key })
@@ -308,7 +310,9 @@ fn decode_object(part: &str, what: &str) -> Result<Map<String, Value>, TokenErro
         .map_err(|_| TokenError::Malformed(format!("{what} is not base64url")))?;
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(o)) => Ok(o),
-        _ => Err(TokenError::Malformed(format!("{what} is not a JSON object"))),
+        _ => Err(TokenError::Malformed(format!(
+            "{what} is not a JSON object"
+        ))),
     }
 }
 
@@ -353,6 +357,14 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// Parses claims from a decoded payload (no signature check); for inspection tools.
+    pub fn from_json(v: &Value) -> Result<Claims, TokenError> {
+        match v {
+            Value::Object(o) => Self::from_object(o),
+            _ => Err(TokenError::Malformed("payload is not a JSON object".into())),
+        }
+    }
+
     fn from_object(o: &Map<String, Value>) -> Result<Claims, TokenError> {
         let string = |name: &'static str| -> Result<Option<String>, TokenError> {
             match o.get(name) {
@@ -366,7 +378,9 @@ impl Claims {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
                     (Some(i), _) => Ok(Some(i)),
-                    (None, Some(f)) if f.is_finite() && f.abs() < 1e15 => Ok(Some(f.floor() as i64)),
+                    (None, Some(f)) if f.is_finite() && f.abs() < 1e15 => {
+                        Ok(Some(f.floor() as i64))
+                    }
                     _ => Err(TokenError::BadClaim(name, "out of range".into())),
                 },
                 Some(_) => Err(TokenError::BadClaim(name, "must be a number".into())),

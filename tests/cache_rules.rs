@@ -22,12 +22,20 @@ fn write_failure_is_a_warning_and_the_engine_carries_on() {
     let cfg = json!({"api-key": "sk-test", "api-url": server.url(), "cache-dir": cache_dir.to_str().unwrap()});
     let e = f.start(cfg.clone());
     assert_eq!(e.tier(), Tier::Pro, "{}", f.logs.dump());
-    assert!(f.logs.has(Level::Warn, "License cache not written"), "{}", f.logs.dump());
+    assert!(
+        f.logs.has(Level::Warn, "License cache not written"),
+        "{}",
+        f.logs.dump()
+    );
     assert!(f.logs.has(Level::Warn, "instance id not persisted"));
     let first_id = e.status().instance_id;
     drop(e);
     let e = f.start(cfg);
-    assert_ne!(e.status().instance_id, first_id, "an unwritable dir gives a fresh id per run");
+    assert_ne!(
+        e.status().instance_id,
+        first_id,
+        "an unwritable dir gives a fresh id per run"
+    );
     assert!(uuid::Uuid::parse_str(&first_id).is_ok());
 }
 
@@ -41,8 +49,16 @@ fn symlinked_cache_file_is_not_read_nor_followed() {
     symlink(&target, f.cache_dir().join("license-cache.jwt")).unwrap();
     let e = f.start(json!({}));
     assert_eq!(e.tier(), Tier::Community);
-    assert!(f.logs.has(Level::Warn, "symbolic link"), "{}", f.logs.dump());
-    assert_eq!(std::fs::read_to_string(&target).unwrap(), tok, "link target untouched");
+    assert!(
+        f.logs.has(Level::Warn, "symbolic link"),
+        "{}",
+        f.logs.dump()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        tok,
+        "link target untouched"
+    );
 }
 
 #[test]
@@ -59,7 +75,10 @@ fn cache_write_replaces_a_symlink_instead_of_writing_through_it() {
     assert_eq!(e.tier(), Tier::Pro);
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
     let p = f.cache_dir().join("license-cache.jwt");
-    assert!(!std::fs::symlink_metadata(&p).unwrap().file_type().is_symlink());
+    assert!(!std::fs::symlink_metadata(&p)
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert_eq!(std::fs::read_to_string(p).unwrap(), jwt);
 }
 
@@ -72,7 +91,11 @@ fn oversized_cache_file_is_not_read() {
     f.write_cache(&big);
     let e = f.start(json!({}));
     assert_eq!(e.tier(), Tier::Community);
-    assert!(f.logs.has(Level::Warn, "over the 64 KiB limit"), "{}", f.logs.dump());
+    assert!(
+        f.logs.has(Level::Warn, "over the 64 KiB limit"),
+        "{}",
+        f.logs.dump()
+    );
 }
 
 #[test]
@@ -111,7 +134,10 @@ fn stale_temp_files_are_swept() {
         .unwrap();
     drop(f.start(json!({})));
     assert!(!stale.exists());
-    assert!(fresh.exists(), "a recent temp file may belong to a live writer");
+    assert!(
+        fresh.exists(),
+        "a recent temp file may belong to a live writer"
+    );
 }
 
 #[test]
@@ -157,10 +183,15 @@ fn instance_id_is_persisted_reused_and_overridable() {
     assert_eq!(a, b);
     assert!(uuid::Uuid::parse_str(&a).is_ok());
     assert_eq!(
-        std::fs::read_to_string(f.cache_dir().join("instance-id")).unwrap().trim(),
+        std::fs::read_to_string(f.cache_dir().join("instance-id"))
+            .unwrap()
+            .trim(),
         a
     );
-    let c = f.start(json!({"instance-id": "statefulset-0"})).status().instance_id;
+    let c = f
+        .start(json!({"instance-id": "statefulset-0"}))
+        .status()
+        .instance_id;
     assert_eq!(c, "statefulset-0");
 }
 
@@ -177,7 +208,11 @@ fn garbage_instance_id_file_is_replaced() {
 fn binary_cache_file_is_rejected_without_crashing() {
     let f = Fixture::new();
     std::fs::create_dir_all(f.cache_dir()).unwrap();
-    std::fs::write(f.cache_dir().join("license-cache.jwt"), [0xff, 0xfe, 0, 1, 2]).unwrap();
+    std::fs::write(
+        f.cache_dir().join("license-cache.jwt"),
+        [0xff, 0xfe, 0, 1, 2],
+    )
+    .unwrap();
     let e = f.start(json!({}));
     assert_eq!(e.tier(), Tier::Community);
     assert!(f.logs.has(Level::Warn, "not UTF-8"));

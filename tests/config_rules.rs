@@ -25,7 +25,10 @@ fn empty_object_is_valid_community_config() {
     assert_eq!(c.grace_period, Duration::from_secs(14 * DAY as u64));
     assert_eq!(c.clock_skew, Duration::from_secs(60));
     assert_eq!(c.refresh.interval, Duration::from_secs(86_400));
-    assert_eq!(c.refresh.force_before_expiry, Duration::from_secs(48 * 3600));
+    assert_eq!(
+        c.refresh.force_before_expiry,
+        Duration::from_secs(48 * 3600)
+    );
     assert!(c.refresh.enabled && c.telemetry.enabled && !c.seat.enabled);
     assert_eq!(c.seat.max_heartbeat_failures, 3);
     assert_eq!(c.seat.release_timeout, Duration::from_secs(2));
@@ -83,11 +86,22 @@ fn every_key_is_accepted_nested_or_dotted() {
 #[test]
 fn unknown_keys_are_named() {
     assert_eq!(err_key(json!({"colour": "blue"})), "colour");
-    assert_eq!(err_key(json!({"refresh": {"intervall": "1h"}})), "refresh.intervall");
+    assert_eq!(
+        err_key(json!({"refresh": {"intervall": "1h"}})),
+        "refresh.intervall"
+    );
     assert_eq!(err_key(json!({"seat.enable": true})), "seat.enable");
-    assert_eq!(err_key(json!({"community": {"quotas.max_joins": 3}})), "community.quotas.max_joins");
-    let msg = parse(json!({"telemetry": {"enabeld": true}})).unwrap_err().to_string();
-    assert!(msg.contains("telemetry.enabeld") && msg.contains("unknown key"), "{msg}");
+    assert_eq!(
+        err_key(json!({"community": {"quotas.max_joins": 3}})),
+        "community.quotas.max_joins"
+    );
+    let msg = parse(json!({"telemetry": {"enabeld": true}}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("telemetry.enabeld") && msg.contains("unknown key"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -118,15 +132,29 @@ fn bad_durations_are_named() {
 
 #[test]
 fn bad_api_keys_are_rejected() {
-    for bad in ["abc", "sk-", "SK-abc", "sk-has space", "sk-tab\there", "pk-live-1"] {
-        assert_eq!(err_key(json!({"api-key": bad, "public-keys": jwks()})), "api-key", "{bad}");
+    for bad in [
+        "abc",
+        "sk-",
+        "SK-abc",
+        "sk-has space",
+        "sk-tab\there",
+        "pk-live-1",
+    ] {
+        assert_eq!(
+            err_key(json!({"api-key": bad, "public-keys": jwks()})),
+            "api-key",
+            "{bad}"
+        );
     }
     assert!(parse(json!({"api-key": "sk-x", "public-keys": jwks()})).is_ok());
 }
 
 #[test]
 fn blank_strings_and_nulls_are_absent() {
-    let c = parse(json!({"key": "  ", "api-key": "", "api-url": "", "cache-dir": null, "refresh": null})).unwrap();
+    let c = parse(
+        json!({"key": "  ", "api-key": "", "api-url": "", "cache-dir": null, "refresh": null}),
+    )
+    .unwrap();
     assert!(!c.has_license_source());
     assert_eq!(c.api_url.as_str(), "https://license.softclient4es.com/");
 }
@@ -143,13 +171,15 @@ fn environment_supplies_key_and_api_key() {
     assert_eq!(c.key.as_deref(), Some("eyJ.from.env"));
     assert_eq!(c.api_key.as_deref(), Some("sk-from-env"));
 
-    let doc = json!({"public-keys": jwks(), "key": "eyJ.from.config", "api-key": "sk-config"}).to_string();
+    let doc = json!({"public-keys": jwks(), "key": "eyJ.from.config", "api-key": "sk-config"})
+        .to_string();
     let c = Config::from_json_with_env(&doc, &env).unwrap();
     assert_eq!(c.key.as_deref(), Some("eyJ.from.config"));
     assert_eq!(c.api_key.as_deref(), Some("sk-config"));
 
     let bad_env = |name: &str| (name == "SOFTCLIENT4ES_API_KEY").then(|| "nope".to_string());
-    let e = Config::from_json_with_env(&json!({"public-keys": jwks()}).to_string(), &bad_env).unwrap_err();
+    let e = Config::from_json_with_env(&json!({"public-keys": jwks()}).to_string(), &bad_env)
+        .unwrap_err();
     assert_eq!(e.key, "api-key");
 }
 
@@ -160,7 +190,10 @@ fn seat_mode_needs_an_api_key() {
 
 #[test]
 fn plain_http_is_only_for_loopback() {
-    assert_eq!(err_key(json!({"api-url": "http://license.example.com"})), "api-url");
+    assert_eq!(
+        err_key(json!({"api-url": "http://license.example.com"})),
+        "api-url"
+    );
     assert_eq!(err_key(json!({"api-url": "not a url"})), "api-url");
     assert_eq!(err_key(json!({"api-url": "file:///etc/passwd"})), "api-url");
     assert!(parse(json!({"api-url": "http://localhost:8700"})).is_ok());
@@ -171,7 +204,10 @@ fn plain_http_is_only_for_loopback() {
 fn a_license_source_needs_public_keys() {
     assert_eq!(err_key(json!({"key": "eyJ.x.y"})), "public-keys");
     assert_eq!(err_key(json!({"api-key": "sk-x"})), "public-keys");
-    assert_eq!(err_key(json!({"key": "eyJ.x.y", "public-keys": []})), "public-keys");
+    assert_eq!(
+        err_key(json!({"key": "eyJ.x.y", "public-keys": []})),
+        "public-keys"
+    );
 }
 
 #[test]

@@ -14,13 +14,17 @@ use serde_json::{json, Value};
 fn static_token_valid_is_used_without_network_or_cache() {
     let f = Fixture::new();
     let server = TestServer::start(|_| Reply::raw(500, ""));
-    let e = f.start(json!({"key": token("pro", 30), "api-key": "sk-test", "api-url": server.url()}));
+    let e =
+        f.start(json!({"key": token("pro", 30), "api-key": "sk-test", "api-url": server.url()}));
     assert_eq!(e.tier(), Tier::Pro);
     let s = e.status();
     assert_eq!(s.source, Source::Static);
     assert_eq!(s.status, "Active");
     assert_eq!(s.mode, "static");
-    assert!(server.requests().is_empty(), "a valid static token never calls the backend");
+    assert!(
+        server.requests().is_empty(),
+        "a valid static token never calls the backend"
+    );
     assert!(f.read_cache().is_none(), "static mode writes no cache");
 }
 
@@ -47,7 +51,10 @@ fn static_token_in_early_grace_keeps_tier_and_warns() {
     let e = f.start(json!({"key": mint(&claims("pro", NOW - 3 * DAY - 60))}));
     assert_eq!(e.tier(), Tier::Pro);
     assert!(
-        f.logs.has(Level::Warn, "License expired 3 days ago. Renew your license."),
+        f.logs.has(
+            Level::Warn,
+            "License expired 3 days ago. Renew your license."
+        ),
         "{}",
         f.logs.dump()
     );
@@ -72,7 +79,10 @@ fn static_token_in_mid_grace_says_when_it_degrades() {
     );
     let s = e.status();
     assert_eq!(s.grace, "mid");
-    assert_eq!(s.status, "Expired (10 days ago, 3 days until Community fallback)");
+    assert_eq!(
+        s.status,
+        "Expired (10 days ago, 3 days until Community fallback)"
+    );
 }
 
 #[test]
@@ -91,7 +101,8 @@ fn expired_static_token_falls_through_to_api_key() {
     let f = Fixture::new();
     let fetched = token("enterprise", 1);
     let server = TestServer::start(move |_| Reply::token(&fetched));
-    let e = f.start(json!({"key": token("pro", -20), "api-key": "sk-test", "api-url": server.url()}));
+    let e =
+        f.start(json!({"key": token("pro", -20), "api-key": "sk-test", "api-url": server.url()}));
     assert_eq!(e.tier(), Tier::Enterprise);
     assert_eq!(e.status().source, Source::ApiKey);
     assert_eq!(server.requests().len(), 1);
@@ -115,7 +126,10 @@ fn api_key_fetch_uses_token_and_writes_private_cache() {
     let fetched = token("pro", 1);
     let served = fetched.clone();
     let server = TestServer::start(move |_| {
-        Reply::json(200, json!({"jwt": served, "expires_in": 86400, "message": "Welcome back, Acme"}))
+        Reply::json(
+            200,
+            json!({"jwt": served, "expires_in": 86400, "message": "Welcome back, Acme"}),
+        )
     });
     let e = f.start(json!({"api-key": "sk-live-abcdef123", "api-url": server.url(), "product-version": "0.9.1"}));
     assert_eq!(e.tier(), Tier::Pro);
@@ -149,7 +163,10 @@ fn api_key_fetch_uses_token_and_writes_private_cache() {
     assert_eq!(s.mode, "api_key");
     assert!(s.last_refresh.as_ref().unwrap().ok);
     assert_eq!(s.last_telemetry.unwrap()["nonce"], nonce);
-    assert!(!f.logs.dump().contains("sk-live-abcdef123"), "API key logged in full");
+    assert!(
+        !f.logs.dump().contains("sk-live-abcdef123"),
+        "API key logged in full"
+    );
 }
 
 #[test]
@@ -168,7 +185,9 @@ fn each_request_carries_a_fresh_nonce() {
 fn telemetry_disabled_or_excluded_is_not_sent() {
     let f = Fixture::new();
     let server = TestServer::start(|_| Reply::raw(503, ""));
-    drop(f.start(json!({"api-key": "sk-test", "api-url": server.url(), "telemetry": {"enabled": false}})));
+    drop(f.start(
+        json!({"api-key": "sk-test", "api-url": server.url(), "telemetry": {"enabled": false}}),
+    ));
     drop(f.start(json!({"api-key": "sk-test", "api-url": server.url(), "telemetry.exclude": ["queries_total"]})));
     let reqs = server.requests();
     let (off, some) = (reqs[0].json(), reqs[1].json());
@@ -190,11 +209,14 @@ fn assert_cached_pro(f: &Fixture, e: &lic4es::Engine) {
     assert_eq!(e.tier(), Tier::Pro, "{}", f.logs.dump());
     assert_eq!(e.status().source, Source::Cache);
     assert!(
-        f.logs.has(Level::Warn, "Using cached license (API key fetch failed)"),
+        f.logs
+            .has(Level::Warn, "Using cached license (API key fetch failed)"),
         "{}",
         f.logs.dump()
     );
-    assert!(f.logs.has(Level::Warn, "License fetch with API key sk-tes… failed"));
+    assert!(f
+        .logs
+        .has(Level::Warn, "License fetch with API key sk-tes… failed"));
 }
 
 #[test]
@@ -233,7 +255,13 @@ fn oversized_body_is_a_failure() {
     let big = format!("{{\"jwt\": \"{}\"}}", "a".repeat(70_000));
     let (f, e) = fetch_failure_falls_back_to_cache(Reply::raw(200, big));
     assert_cached_pro(&f, &e);
-    assert!(e.status().last_refresh.unwrap().error.unwrap().contains("64 KiB"));
+    assert!(e
+        .status()
+        .last_refresh
+        .unwrap()
+        .error
+        .unwrap()
+        .contains("64 KiB"));
 }
 
 #[test]
@@ -268,9 +296,16 @@ fn read_timeout_bounds_a_silent_backend() {
     let f = Fixture::new();
     f.write_cache(&token("pro", 5));
     let server = TestServer::start(|_| Reply::hang());
-    let e = f.start(json!({"api-key": "sk-test", "api-url": server.url(), "read-timeout": "300ms"}));
+    let e =
+        f.start(json!({"api-key": "sk-test", "api-url": server.url(), "read-timeout": "300ms"}));
     assert_cached_pro(&f, &e);
-    assert!(e.status().last_refresh.unwrap().error.unwrap().contains("timed out"));
+    assert!(e
+        .status()
+        .last_refresh
+        .unwrap()
+        .error
+        .unwrap()
+        .contains("timed out"));
 }
 
 #[test]
@@ -288,9 +323,17 @@ fn cached_token_in_grace_with_failed_fetch_logs_both_warnings() {
     f.write_cache(&token("team", -2));
     let e = f.start(json!({"api-key": "sk-test", "api-url": refused_url()}));
     assert_eq!(e.tier(), Tier::Team);
-    assert!(f.logs.has(Level::Warn, "Using cached license (API key fetch failed)"));
-    assert!(f.logs.has(Level::Warn, "Using cached license (expired, within grace period)"));
-    assert!(f.logs.has(Level::Warn, "License expired 2 days ago. Renew your license."));
+    assert!(f
+        .logs
+        .has(Level::Warn, "Using cached license (API key fetch failed)"));
+    assert!(f.logs.has(
+        Level::Warn,
+        "Using cached license (expired, within grace period)"
+    ));
+    assert!(f.logs.has(
+        Level::Warn,
+        "License expired 2 days ago. Renew your license."
+    ));
 }
 
 #[test]
@@ -309,7 +352,10 @@ fn revoked(status: u16, code: &str) {
     f.write_cache(&token("pro", 5));
     let code = code.to_string();
     let server = TestServer::start(move |_| {
-        Reply::json(status, json!({"error": code, "message": "License revoked by vendor"}))
+        Reply::json(
+            status,
+            json!({"error": code, "message": "License revoked by vendor"}),
+        )
     });
     let e = f.start(json!({"api-key": "sk-test", "api-url": server.url()}));
     assert_eq!(e.tier(), Tier::Community);
@@ -317,7 +363,11 @@ fn revoked(status: u16, code: &str) {
     assert_eq!(s.status, "Revoked");
     assert_eq!(s.source, Source::None);
     assert!(f.read_cache().is_none(), "revocation deletes the cache");
-    assert!(f.logs.has(Level::Error, "License revoked by vendor"), "{}", f.logs.dump());
+    assert!(
+        f.logs.has(Level::Error, "License revoked by vendor"),
+        "{}",
+        f.logs.dump()
+    );
     assert!(!f.logs.has(Level::Warn, "Using cached license"));
 }
 
@@ -433,7 +483,10 @@ fn paid_entitlements_are_exactly_the_tokens() {
     let f = Fixture::new();
     let e = f.start(json!({"key": token("pro", 30)}));
     assert!(e.has_feature("unlimited_joins"));
-    assert!(!e.has_feature("repl"), "Community features do not leak into a paid tier");
+    assert!(
+        !e.has_feature("repl"),
+        "Community features do not leak into a paid tier"
+    );
     assert_eq!(e.quota("max_clusters"), 5);
     assert_eq!(e.quota("max_result_rows"), -1, "null quota is unlimited");
     assert_eq!(e.quota("max_joins"), -1, "absent quota is unlimited");
@@ -447,7 +500,8 @@ fn community_entitlements_come_from_config() {
     assert_eq!(e.quota("max_joins"), 2);
     assert_eq!(e.quota("max_result_rows"), 10_000);
     let f = Fixture::new();
-    let e = f.start(json!({"community": {"features": ["jdbc_driver"], "quotas": {"max_joins": 7}}}));
+    let e =
+        f.start(json!({"community": {"features": ["jdbc_driver"], "quotas": {"max_joins": 7}}}));
     assert!(e.has_feature("jdbc_driver"));
     assert!(!e.has_feature("repl"));
     assert_eq!(e.quota("max_joins"), 7);
@@ -473,7 +527,8 @@ fn tier_drops_when_the_running_license_leaves_grace() {
     assert_eq!(e.tier(), Tier::Community);
     assert!(s.generation > gen);
     assert!(
-        f.logs.has(Level::Warn, "License downgraded from Pro to Community"),
+        f.logs
+            .has(Level::Warn, "License downgraded from Pro to Community"),
         "{}",
         f.logs.dump()
     );

@@ -44,8 +44,15 @@ fn eddsa_rs256_and_es256_tokens_verify() {
 #[test]
 fn alg_none_is_rejected() {
     let c = claims("pro", NOW + DAY);
-    let tok = format!("{}.{}.", b64(&json!({"alg": "none", "kid": "test-ed-1"})), b64(&c));
-    assert_eq!(check(&tok).unwrap_err(), TokenError::AlgNotAllowed("none".into()));
+    let tok = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "kid": "test-ed-1"})),
+        b64(&c)
+    );
+    assert_eq!(
+        check(&tok).unwrap_err(),
+        TokenError::AlgNotAllowed("none".into())
+    );
 }
 
 #[test]
@@ -61,7 +68,10 @@ fn hs256_signed_with_the_public_key_bytes_is_rejected() {
             &EncodingKey::from_secret(secret),
         )
         .unwrap();
-        assert_eq!(check(&tok).unwrap_err(), TokenError::AlgNotAllowed("HS256".into()));
+        assert_eq!(
+            check(&tok).unwrap_err(),
+            TokenError::AlgNotAllowed("HS256".into())
+        );
     }
 }
 
@@ -84,7 +94,10 @@ fn other_algorithms_are_rejected() {
 fn unknown_or_missing_kid_is_rejected() {
     let c = claims("pro", NOW + DAY);
     let tok = mint_with(&c, Algorithm::EdDSA, "test-ed-other");
-    assert_eq!(check(&tok).unwrap_err(), TokenError::UnknownKid("test-ed-other".into()));
+    assert_eq!(
+        check(&tok).unwrap_err(),
+        TokenError::UnknownKid("test-ed-other".into())
+    );
 
     let key = EncodingKey::from_ed_pem(&std::fs::read(keys_dir().join("ed25519-1.pem")).unwrap())
         .unwrap();
@@ -103,7 +116,10 @@ fn key_type_must_match_alg() {
 fn wrong_issuer_is_rejected() {
     let mut c = claims("pro", NOW + DAY);
     c["iss"] = json!("https://evil.example.com");
-    assert!(matches!(check(&mint(&c)), Err(TokenError::WrongIssuer { .. })));
+    assert!(matches!(
+        check(&mint(&c)),
+        Err(TokenError::WrongIssuer { .. })
+    ));
 }
 
 #[test]
@@ -186,10 +202,16 @@ fn wrong_claim_types_are_rejected_with_the_claim_named() {
     }
     let mut c = claims("pro", NOW + DAY);
     c.as_object_mut().unwrap().remove("exp");
-    assert_eq!(check(&mint(&c)).unwrap_err(), TokenError::MissingClaim("exp"));
+    assert_eq!(
+        check(&mint(&c)).unwrap_err(),
+        TokenError::MissingClaim("exp")
+    );
     c = claims("pro", NOW + DAY);
     c.as_object_mut().unwrap().remove("sub");
-    assert_eq!(check(&mint(&c)).unwrap_err(), TokenError::MissingClaim("sub"));
+    assert_eq!(
+        check(&mint(&c)).unwrap_err(),
+        TokenError::MissingClaim("sub")
+    );
 }
 
 #[test]
@@ -200,15 +222,27 @@ fn grace_phases_and_day_counts() {
     assert_eq!(at(59), Ok(Standing::Valid), "within skew");
     assert_eq!(
         at(DAY + 5),
-        Ok(Standing::Grace { phase: GracePhase::Early, days_ago: 1, days_left: 12 })
+        Ok(Standing::Grace {
+            phase: GracePhase::Early,
+            days_ago: 1,
+            days_left: 12
+        })
     );
     assert_eq!(
         at(7 * DAY),
-        Ok(Standing::Grace { phase: GracePhase::Mid, days_ago: 7, days_left: 7 })
+        Ok(Standing::Grace {
+            phase: GracePhase::Mid,
+            days_ago: 7,
+            days_left: 7
+        })
     );
     assert_eq!(
         at(14 * DAY - 1),
-        Ok(Standing::Grace { phase: GracePhase::Mid, days_ago: 13, days_left: 0 })
+        Ok(Standing::Grace {
+            phase: GracePhase::Mid,
+            days_ago: 13,
+            days_left: 0
+        })
     );
     assert_eq!(at(14 * DAY), Err(TokenError::Expired { days: 14 }));
 }

@@ -1,1 +1,206 @@
-fn main() {}
+//! `lic4es`: the operator's view of the licensing engine.
+//!
+//! `lic4es status --config FILE` starts an engine with the config, prints its status and
+//! stops it. `lic4es inspect TOKEN [--keys JWKS] [--issuer ISS]` explains why a token is or
+//! is not accepted. Together they answer "why am I on Community?".
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use lic4es::clock::{rfc3339, Clock, SystemClock};
+use lic4es::config::DEFAULT_ISSUER;
+use lic4es::token::{decode_unverified, Claims, GracePhase, KeySet, Policy, Standing};
+use lic4es::{Config, Engine, EngineOptions};
+
+const USAGE: &str = "usage:
+  lic4es status --config FILE [--summary]
+                                       start the engine with FILE (JSON), print its status
+                                       (--summary: one line)
+  lic4es inspect TOKEN [--keys JWKS] [--issuer ISS] [--grace-days N]
+                                       decode a token and say whether it is accepted;
+                                       TOKEN may be @FILE or - (stdin)
+  lic4es version";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("status") => status(&args[1..]),
+        Some("inspect") => inspect(&args[1..]),
+        Some("version") | Some("--version") => {
+            println!("lic4es {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("help") | Some("--help") | Some("-h") => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("{msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Returns the value after `--name`, if given.
+fn flag<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>, String> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(None),
+        Some(i) => args
+            .get(i + 1)
+            .map(|s| Some(s.as_str()))
+            .ok_or_else(|| format!("{name} needs a value\n{USAGE}")),
+    }
+}
+
+fn read_arg(spec: &str) -> Result<String, String> {
+    if spec == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .take(1 << 20)
+            .read_to_string(&mut s)
+            .map_err(|e| format!("cannot read stdin: {e}"))?;
+        Ok(s)
+    } else if let Some(path) = spec.strip_prefix('@') {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))
+    } else {
+        Ok(spec.to_string())
+    }
+}
+
+fn status(args: &[String]) -> Result<ExitCode, String> {
+    let path =
+        flag(args, "--config")?.ok_or_else(|| format!("status needs --config FILE\n{USAGE}"))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let config = Config::from_json(&text).map_err(|e| e.to_string())?;
+    let engine = Engine::start(config, EngineOptions::default()).map_err(|e| e.to_string())?;
+    let status = engine.status();
+    let _ = engine.shutdown();
+    if args.iter().any(|a| a == "--summary") {
+        println!(
+            "tier={} source={} status=\"{}\"{}",
+            status.tier,
+            serde_json::to_value(status.source)
+                .unwrap_or_default()
+                .as_str()
+                .unwrap_or("?"),
+            status.status,
+            status
+                .reason
+                .map(|r| format!(" reason=\"{r}\""))
+                .unwrap_or_default()
+        );
+    } else {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect(args: &[String]) -> Result<ExitCode, String> {
+    let spec = args
+        .first()
+        .filter(|a| !a.starts_with("--"))
+        .ok_or_else(|| format!("inspect needs a TOKEN\n{USAGE}"))?;
+    let token = read_arg(spec)?.trim().to_string();
+    let issuer = flag(args, "--issuer")?
+        .unwrap_or(DEFAULT_ISSUER)
+        .to_string();
+    let grace_days: i64 = match flag(args, "--grace-days")? {
+        Some(s) => s
+            .parse()
+            .map_err(|_| format!("--grace-days: `{s}` is not a number"))?,
+        None => 14,
+    };
+    let keys = match flag(args, "--keys")? {
+        Some(k) => Some(
+            KeySet::from_json_str(&read_arg(&format!("@{k}"))?)
+                .map_err(|e| format!("--keys: {e}"))?,
+        ),
+        None => None,
+    };
+
+    let (header, payload) = decode_unverified(&token).map_err(|e| format!("not a token: {e}"))?;
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    println!("header: {}", pretty(&header));
+    println!("claims: {}", pretty(&payload));
+
+    let now = SystemClock.now_secs();
+    let policy = Policy {
+        keys: keys.clone().unwrap_or_default(),
+        issuer,
+        skew_secs: 60,
+        grace_secs: grace_days.saturating_mul(86_400),
+    };
+    let mut problems = Vec::new();
+    let claims = match &keys {
+        Some(ks) => match ks.verify(&token) {
+            Ok(c) => {
+                println!(
+                    "signature: ok (kid {})",
+                    header["kid"].as_str().unwrap_or("?")
+                );
+                Some(c)
+            }
+            Err(e) => {
+                println!("signature: FAILED: {e}");
+                problems.push(format!("signature: {e}"));
+                Claims::from_json(&payload).ok()
+            }
+        },
+        None => {
+            println!("signature: not checked (pass --keys JWKS)");
+            problems.push("signature not checked".to_string());
+            Claims::from_json(&payload).ok()
+        }
+    };
+    let Some(claims) = claims else {
+        let e = Claims::from_json(&payload).unwrap_err();
+        println!("claims: FAILED: {e}");
+        println!("verdict: rejected");
+        return Ok(ExitCode::from(1));
+    };
+    if claims.iss == policy.issuer {
+        println!("issuer: ok ({})", claims.iss);
+    } else {
+        println!(
+            "issuer: FAILED: `{}` is not the expected `{}`",
+            claims.iss, policy.issuer
+        );
+    }
+    match policy.standing(&claims, now) {
+        Ok(Standing::Valid) => println!(
+            "expiry: valid until {} ({} days left)",
+            rfc3339(claims.exp),
+            (claims.exp - now).max(0) / 86_400
+        ),
+        Ok(Standing::Grace {
+            phase,
+            days_ago,
+            days_left,
+        }) => println!(
+            "expiry: expired {days_ago} days ago, in {} grace; Community in {days_left} days",
+            if phase == GracePhase::Early {
+                "early"
+            } else {
+                "mid"
+            }
+        ),
+        Err(e) => {
+            println!("expiry/issuer: FAILED: {e}");
+            problems.push(e.to_string());
+        }
+    }
+    if problems.is_empty() {
+        println!("verdict: accepted as {}", claims.tier);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("verdict: rejected ({})", problems.join("; "));
+        Ok(ExitCode::from(1))
+    }
+}

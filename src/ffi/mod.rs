@@ -94,8 +94,9 @@ pub const LIC_GAUGE_CLUSTERS_CONNECTED: lic_gauge = 1;
 /// Log callback. Called from the worker thread and from callers' threads, one record at a
 /// time per thread; `message` is valid only during the call. It may call lic_status_json,
 /// lic_current_tier and the like, but not lic_init, lic_shutdown or lic_refresh_now.
-pub type lic_log_fn =
-    Option<unsafe extern "C" fn(user_data: *mut c_void, level: lic_log_level, message: *const c_char)>;
+pub type lic_log_fn = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, level: lic_log_level, message: *const c_char),
+>;
 
 static ENGINE: RwLock<Option<Arc<Engine>>> = RwLock::new(None);
 /// Serialises init and shutdown.

@@ -88,7 +88,9 @@ impl Logs {
         self.0.lock().unwrap().clone()
     }
     pub fn has(&self, level: Level, text: &str) -> bool {
-        self.all().iter().any(|(l, m)| *l == level && m.contains(text))
+        self.all()
+            .iter()
+            .any(|(l, m)| *l == level && m.contains(text))
     }
     pub fn count(&self, text: &str) -> usize {
         self.all().iter().filter(|(_, m)| m.contains(text)).count()

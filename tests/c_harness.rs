@@ -1,0 +1,118 @@
+//! Builds tests/c/harness.c with -Wall -Wextra -Werror and runs it against the cdylib
+//! through dlopen. With LIC4ES_VALGRIND=1 it also runs under valgrind and fails on any
+//! error or definitely-lost block.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+use serde_json::json;
+
+fn target_dir() -> PathBuf {
+    // target/debug/deps/c_harness-xxxx -> target/debug
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// `cargo test` builds only the rlib for tests; the shared library is built here so the
+/// harness never loads a stale one.
+fn build_cdylib() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--lib", "--quiet"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if target_dir().ends_with("release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "cargo build --lib failed");
+    let lib = target_dir().join("liblic4es.so");
+    assert!(lib.exists(), "{} not built", lib.display());
+    lib
+}
+
+#[test]
+fn c_harness_passes() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let lib = build_cdylib();
+    let work = target_dir().join("c-harness");
+    std::fs::create_dir_all(&work).unwrap();
+    let exe = work.join("harness");
+
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let out = Command::new(&cc)
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-g", "-I"])
+        .arg(root.join("include"))
+        .arg(root.join("tests/c/harness.c"))
+        .arg("-o")
+        .arg(&exe)
+        .args(["-ldl", "-lpthread"])
+        .output()
+        .expect("a C compiler (set CC)");
+    assert!(
+        out.status.success(),
+        "C harness does not compile:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let cache = tempfile::tempdir().unwrap();
+    let config = json!({
+        "key": mint(&claims("pro", now() + 30 * DAY)),
+        "public-keys": jwks(),
+        "cache-dir": cache.path().join("c").to_str().unwrap(),
+        "log-level": "debug",
+    });
+    let config_path = work.join("config.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+
+    let run = Command::new(&exe)
+        .arg(&lib)
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "harness failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+
+    if std::env::var("LIC4ES_VALGRIND").as_deref() == Ok("1") {
+        let vg = Command::new("valgrind")
+            .args([
+                "--error-exitcode=1",
+                "--leak-check=full",
+                "--errors-for-leak-kinds=definite",
+                "--show-leak-kinds=definite",
+            ])
+            .arg(&exe)
+            .arg(&lib)
+            .arg(&config_path)
+            .output()
+            .expect("valgrind");
+        let report = String::from_utf8_lossy(&vg.stderr);
+        assert!(vg.status.success(), "valgrind found errors:\n{report}");
+        assert!(
+            report.contains("definitely lost: 0 bytes") || !report.contains("definitely lost"),
+            "{report}"
+        );
+        println!(
+            "{}",
+            report
+                .lines()
+                .filter(|l| l.contains("lost") || l.contains("ERROR SUMMARY"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}

@@ -1,0 +1,49 @@
+//! `lic_init` adds exactly one thread and `lic_shutdown` takes it away. Alone in its own
+//! test binary so that no other test's threads are counted.
+
+mod common;
+
+use std::ffi::CString;
+
+use common::*;
+use lic4es::ffi::*;
+use serde_json::json;
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn init_adds_exactly_one_thread_and_shutdown_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = [
+        json!({
+            "key": mint(&claims("pro", now() + 30 * DAY)),
+            "public-keys": jwks(),
+            "cache-dir": dir.path().join("a").to_str().unwrap(),
+        }),
+        // A backend that refuses: the fetch happens on the worker, no helper thread.
+        json!({
+            "api-key": "sk-test",
+            "api-url": refused_url(),
+            "public-keys": jwks(),
+            "cache-dir": dir.path().join("b").to_str().unwrap(),
+            "log-level": "error",
+        }),
+    ];
+    for cfg in configs {
+        let cfg = CString::new(cfg.to_string()).unwrap();
+        let before = threads();
+        assert_eq!(lic_init(cfg.as_ptr()), lic_result::LIC_OK);
+        assert_eq!(threads(), before + 1, "lic_init adds exactly one thread");
+        assert_eq!(lic_shutdown(), lic_result::LIC_OK);
+        assert_eq!(threads(), before, "lic_shutdown joins the worker");
+    }
+}
