@@ -283,20 +283,12 @@ impl Engine {
 
     /// The quota `name`; -1 when unlimited or not set by the license.
     pub fn quota(&self, name: &str) -> i64 {
-        self.entitlements().quota(name)
+        self.shared.read_entitlements().quota(name)
     }
 
     /// Whether the license grants `name`.
     pub fn has_feature(&self, name: &str) -> bool {
-        self.entitlements().has_feature(name)
-    }
-
-    fn entitlements(&self) -> Arc<Entitlements> {
-        self.shared
-            .entitlements
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.shared.read_entitlements().has_feature(name)
     }
 
     /// The status document.
@@ -387,6 +379,10 @@ fn worker_main(
 }
 
 impl Shared {
+    fn read_entitlements(&self) -> std::sync::RwLockReadGuard<'_, Arc<Entitlements>> {
+        self.entitlements.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn now_secs(&self) -> i64 {
         self.clock.now_secs()
     }
@@ -789,11 +785,7 @@ impl Shared {
         let now = self.now_secs();
         let st = lock(&self.state);
         let tier = Tier::from_u8(self.tier.load(Ordering::Acquire));
-        let ents = self
-            .entitlements
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let ents = self.read_entitlements().clone();
         let (source, status, grace, expires_at, days_remaining) = match &st.current {
             Some(c) => {
                 let (status, grace) = match self.policy.standing(&c.claims, now) {

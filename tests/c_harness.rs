@@ -23,19 +23,26 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-/// `cargo test` builds only the rlib for tests; the shared library is built here so the
-/// harness never loads a stale one.
+/// `cargo test` builds only the rlib for tests, so the shared library is built here and
+/// the harness never loads a stale one. It gets its own target directory: a plain
+/// `cargo build` resolves features without dev-dependencies, and sharing `target/debug`
+/// with the test build would make the two rebuild each other's dependencies.
 fn build_cdylib() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let release = target_dir().ends_with("release");
+    let dir = target_dir().join("cdylib");
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--lib", "--quiet"])
+    cmd.args(["build", "--lib", "--quiet", "--target-dir"])
+        .arg(&dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if target_dir().ends_with("release") {
+    if release {
         cmd.arg("--release");
     }
     let status = cmd.status().expect("run cargo build");
     assert!(status.success(), "cargo build --lib failed");
-    let lib = target_dir().join("liblic4es.so");
+    let lib = dir
+        .join(if release { "release" } else { "debug" })
+        .join("liblic4es.so");
     assert!(lib.exists(), "{} not built", lib.display());
     lib
 }

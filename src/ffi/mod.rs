@@ -121,8 +121,15 @@ extern "C" fn after_fork_in_child() {
     }
 }
 
+/// Set by the atfork handler: no syscall, so the per-query calls can ask.
 fn forked() -> bool {
-    if FORKED.load(Ordering::Relaxed) {
+    FORKED.load(Ordering::Relaxed)
+}
+
+/// The thorough check for the calls that are not per-query: also compares the pid, in
+/// case a child was created by a raw `clone` that skipped the atfork handlers.
+fn forked_or_pid_changed() -> bool {
+    if forked() {
         return true;
     }
     let pid = INIT_PID.load(Ordering::Relaxed);
@@ -131,7 +138,7 @@ fn forked() -> bool {
 }
 
 fn check_not_forked() -> Result<(), Failure> {
-    if forked() {
+    if forked_or_pid_changed() {
         return Err(Failure::new(
             lic_result::LIC_ERR_FORKED,
             "called in a child process after fork(); initialise a new engine only in a process \
@@ -139,6 +146,12 @@ fn check_not_forked() -> Result<(), Failure> {
         ));
     }
     Ok(())
+}
+
+/// Runs `f` on the live engine under the read lock, without touching its refcount.
+fn with_engine<T>(f: impl FnOnce(Option<&Engine>) -> T) -> T {
+    let guard = ENGINE.read().unwrap_or_else(|p| p.into_inner());
+    f(guard.as_deref())
 }
 
 fn engine() -> Result<Arc<Engine>, Failure> {
@@ -333,10 +346,10 @@ pub extern "C" fn lic_quota(name: *const c_char) -> i64 {
         if forked() {
             return community_defaults().quota(name);
         }
-        match engine() {
-            Ok(e) => e.quota(name),
-            Err(_) => community_defaults().quota(name),
-        }
+        with_engine(|e| match e {
+            Some(e) => e.quota(name),
+            None => community_defaults().quota(name),
+        })
     })
 }
 
@@ -356,10 +369,10 @@ pub extern "C" fn lic_has_feature(name: *const c_char) -> bool {
         if forked() {
             return community_defaults().has_feature(name);
         }
-        match engine() {
-            Ok(e) => e.has_feature(name),
-            Err(_) => community_defaults().has_feature(name),
-        }
+        with_engine(|e| match e {
+            Some(e) => e.has_feature(name),
+            None => community_defaults().has_feature(name),
+        })
     })
 }
 

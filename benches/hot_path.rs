@@ -1,0 +1,138 @@
+//! Budgets of section 12, measured through the C ABI: the per-query calls, init and
+//! shutdown. Figures are printed, not asserted.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::ffi::CString;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use criterion::{criterion_group, criterion_main, Criterion};
+use lic4es::ffi::*;
+use serde_json::json;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn static_config(dir: &std::path::Path) -> CString {
+    CString::new(
+        json!({
+            "key": mint(&claims("pro", now() + 30 * DAY)),
+            "public-keys": jwks(),
+            "cache-dir": dir.to_str().unwrap(),
+            "log-level": "error",
+        })
+        .to_string(),
+    )
+    .unwrap()
+}
+
+fn hot_path(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = static_config(dir.path());
+    assert_eq!(lic_init(cfg.as_ptr()), lic_result::LIC_OK);
+
+    c.bench_function("lic_current_tier", |b| {
+        b.iter(|| black_box(lic_current_tier()))
+    });
+
+    // The same, with a second thread calling it all the while.
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..1000 {
+                    black_box(lic_current_tier());
+                }
+            }
+        })
+    };
+    c.bench_function("lic_current_tier (2 threads)", |b| {
+        b.iter(|| black_box(lic_current_tier()))
+    });
+    stop.store(true, Ordering::Relaxed);
+    spinner.join().unwrap();
+
+    c.bench_function("lic_counter_add", |b| {
+        b.iter(|| lic_counter_add(black_box(LIC_COUNTER_QUERIES), black_box(1)))
+    });
+    let feature = c"jdbc_driver";
+    c.bench_function("lic_has_feature", |b| {
+        b.iter(|| black_box(lic_has_feature(black_box(feature.as_ptr()))))
+    });
+    let quota = c"max_clusters";
+    c.bench_function("lic_quota", |b| {
+        b.iter(|| black_box(lic_quota(black_box(quota.as_ptr()))))
+    });
+    assert_eq!(lic_shutdown(), lic_result::LIC_OK);
+}
+
+/// Times `lic_init` alone (shutdown untimed), or `lic_shutdown` alone.
+fn lifecycle(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let static_cfg = static_config(&dir.path().join("static"));
+
+    let cached = dir.path().join("cached");
+    write_private(
+        &cached,
+        "license-cache.jwt",
+        &mint(&claims("pro", now() + 30 * DAY)),
+    );
+    let refused_cfg = CString::new(
+        json!({
+            "api-key": "sk-bench",
+            "api-url": refused_url(),
+            "public-keys": jwks(),
+            "cache-dir": cached.to_str().unwrap(),
+            "log-level": "error",
+        })
+        .to_string(),
+    )
+    .unwrap();
+
+    let mut g = c.benchmark_group("lifecycle");
+    g.sample_size(30).measurement_time(Duration::from_secs(5));
+    g.bench_function("lic_init static token", |b| {
+        b.iter_custom(|n| time_init(&static_cfg, n))
+    });
+    g.bench_function("lic_init refused backend + cache", |b| {
+        b.iter_custom(|n| time_init(&refused_cfg, n))
+    });
+    g.bench_function("lic_shutdown idle", |b| {
+        b.iter_custom(|n| {
+            let mut total = Duration::ZERO;
+            for _ in 0..n {
+                assert_eq!(lic_init(static_cfg.as_ptr()), lic_result::LIC_OK);
+                let t = Instant::now();
+                assert_eq!(lic_shutdown(), lic_result::LIC_OK);
+                total += t.elapsed();
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+fn time_init(cfg: &CString, n: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..n {
+        let t = Instant::now();
+        assert_eq!(lic_init(cfg.as_ptr()), lic_result::LIC_OK);
+        total += t.elapsed();
+        assert_eq!(lic_current_tier(), lic_tier::LIC_TIER_PRO);
+        assert_eq!(lic_shutdown(), lic_result::LIC_OK);
+    }
+    total
+}
+
+criterion_group!(benches, hot_path, lifecycle);
+criterion_main!(benches);
