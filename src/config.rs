@@ -31,6 +31,25 @@ pub const TELEMETRY_FIELDS: [&str; 4] = [
     "clusters_connected",
 ];
 
+/// SoftClient4ES's Community features. Constant tables rather than a lazily built static,
+/// so that the library holds no heap data between `lic_shutdown` and an unload.
+pub const COMMUNITY_FEATURES: [&str; 6] = [
+    "materialized_views",
+    "jdbc_driver",
+    "adbc_driver",
+    "flight_sql",
+    "federation",
+    "repl",
+];
+
+/// SoftClient4ES's Community quotas.
+pub const COMMUNITY_QUOTAS: [(&str, i64); 4] = [
+    ("max_materialized_views", 1),
+    ("max_result_rows", 10_000),
+    ("max_clusters", 1),
+    ("max_joins", 2),
+];
+
 /// Every leaf key, in dotted form.
 const LEAF_KEYS: [&str; 26] = [
     "key",
@@ -130,27 +149,13 @@ pub struct Entitlements {
 impl Entitlements {
     /// SoftClient4ES's Community entitlements.
     pub fn community_defaults() -> Self {
-        let features = [
-            "materialized_views",
-            "jdbc_driver",
-            "adbc_driver",
-            "flight_sql",
-            "federation",
-            "repl",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let quotas = [
-            ("max_materialized_views", 1),
-            ("max_result_rows", 10_000),
-            ("max_clusters", 1),
-            ("max_joins", 2),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), Some(*v)))
-        .collect();
-        Entitlements { features, quotas }
+        Entitlements {
+            features: COMMUNITY_FEATURES.iter().map(|s| s.to_string()).collect(),
+            quotas: COMMUNITY_QUOTAS
+                .iter()
+                .map(|(k, v)| (k.to_string(), Some(*v)))
+                .collect(),
+        }
     }
 
     /// The limit for `name`; -1 when unlimited or not set.

@@ -159,6 +159,8 @@ struct State {
     last_telemetry: Option<Value>,
     generation: u64,
     initialized: bool,
+    /// When the last grace warning was logged (seconds), for the daily mid-grace reminder.
+    grace_warned_at: Option<i64>,
 }
 
 struct Shared {
@@ -240,6 +242,7 @@ impl Engine {
                 last_telemetry: None,
                 generation: 0,
                 initialized: false,
+                grace_warned_at: None,
             }),
             cache,
         });
@@ -423,20 +426,35 @@ impl Shared {
         Duration::from_millis(left).min(MAX_SLEEP)
     }
 
-    /// Drops a license that has aged past its grace period.
+    /// Drops a license that has aged past its grace period, and repeats the mid-grace
+    /// warning once a day while it lasts.
     fn reassess(&self) {
         let now = self.now_secs();
         let mut out = Outbox::default();
         {
             let mut st = lock(&self.state);
-            let expired = match &st.current {
-                Some(cur) => self.policy.standing(&cur.claims, now).err(),
-                None => None,
-            };
-            if let Some(e) = expired {
-                st.current = None;
-                st.reason = Some(format!("license {e}"));
-                self.publish(&mut st, &mut out);
+            let standing = st
+                .current
+                .as_ref()
+                .map(|cur| self.policy.standing(&cur.claims, now));
+            match standing {
+                Some(Err(e)) => {
+                    st.current = None;
+                    st.reason = Some(format!("license {e}"));
+                    self.publish(&mut st, &mut out);
+                }
+                Some(Ok(Standing::Grace {
+                    phase: GracePhase::Mid,
+                    days_ago,
+                    days_left,
+                })) if st.grace_warned_at.is_none_or(|t| now - t >= DAY_SECS) => {
+                    out.push(
+                        Level::Warn,
+                        grace_message(GracePhase::Mid, days_ago, days_left),
+                    );
+                    st.grace_warned_at = Some(now);
+                }
+                _ => {}
             }
         }
         out.flush(&self.log);
@@ -700,6 +718,7 @@ impl Shared {
         }
         {
             let mut st = lock(&self.state);
+            st.grace_warned_at = (!out.0.is_empty()).then(|| self.now_secs());
             if !st.initialized {
                 out.push(
                     Level::Info,

@@ -546,3 +546,33 @@ fn nbf_in_the_future_is_rejected_and_skew_tolerated() {
     let e = f.start(json!({"key": mint(&c)}));
     assert_eq!(e.tier(), Tier::Pro, "within the 60 s clock skew");
 }
+
+#[test]
+fn mid_grace_warning_repeats_once_a_day() {
+    let f = Fixture::new();
+    // Early grace at init (2 days past exp of a 14-day grace).
+    let e = f.start(json!({"key": token("pro", -2)}));
+    assert_eq!(f.logs.count("Renew your license."), 1);
+    let mid = "Service will degrade to Community in";
+    assert_eq!(f.logs.count(mid), 0);
+    // Five days on: mid grace, a day after the last warning.
+    f.clock.advance_millis(5 * DAY * 1000);
+    e.status();
+    assert!(
+        f.logs.has(
+            Level::Warn,
+            "License expired 7 days ago. Service will degrade to Community in 7 days."
+        ),
+        "{}",
+        f.logs.dump()
+    );
+    // Within the same day: no repeat.
+    f.clock.advance_millis(3600 * 1000);
+    e.status();
+    assert_eq!(f.logs.count(mid), 1);
+    // The next day: once more.
+    f.clock.advance_millis(DAY * 1000);
+    e.status();
+    assert_eq!(f.logs.count(mid), 2);
+    assert_eq!(e.tier(), Tier::Pro);
+}

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Once, RwLock};
 
 use self::boundary::{as_callback, in_callback, run, run_or, str_arg, write_str, Failure};
-use crate::config::{Config, Entitlements};
+use crate::config::{Config, COMMUNITY_FEATURES, COMMUNITY_QUOTAS};
 use crate::engine::{Engine, EngineError, EngineOptions};
 use crate::log::Level;
 use crate::telemetry::{Counter, Gauge, PROCESS_USAGE};
@@ -324,9 +324,16 @@ pub extern "C" fn lic_last_error(buf: *mut c_char, len: usize, out_len: *mut usi
     })
 }
 
-fn community_defaults() -> &'static Entitlements {
-    static DEFAULTS: std::sync::OnceLock<Entitlements> = std::sync::OnceLock::new();
-    DEFAULTS.get_or_init(Entitlements::community_defaults)
+/// Community defaults, for calls made before lic_init or in a forked child.
+fn default_quota(name: &str) -> i64 {
+    COMMUNITY_QUOTAS
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map_or(-1, |(_, v)| *v)
+}
+
+fn default_feature(name: &str) -> bool {
+    COMMUNITY_FEATURES.contains(&name)
 }
 
 /// The quota `name` of the license in effect; -1 means unlimited, also for a name the
@@ -344,11 +351,11 @@ pub extern "C" fn lic_quota(name: *const c_char) -> i64 {
             }
         };
         if forked() {
-            return community_defaults().quota(name);
+            return default_quota(name);
         }
         with_engine(|e| match e {
             Some(e) => e.quota(name),
-            None => community_defaults().quota(name),
+            None => default_quota(name),
         })
     })
 }
@@ -367,11 +374,11 @@ pub extern "C" fn lic_has_feature(name: *const c_char) -> bool {
             }
         };
         if forked() {
-            return community_defaults().has_feature(name);
+            return default_feature(name);
         }
         with_engine(|e| match e {
             Some(e) => e.has_feature(name),
-            None => community_defaults().has_feature(name),
+            None => default_feature(name),
         })
     })
 }

@@ -1,0 +1,103 @@
+//! The operator CLI: `status` and `inspect`.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::{json, Value};
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lic4es"))
+        .args(args)
+        .env_remove("SOFTCLIENT4ES_LICENSE_KEY")
+        .env_remove("SOFTCLIENT4ES_API_KEY")
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn status_prints_the_document_and_logs_to_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("license.json");
+    std::fs::write(
+        &cfg,
+        json!({"key": mint(&claims("team", now() + 10 * DAY)), "public-keys": jwks(),
+               "cache-dir": dir.path().join("c").to_str().unwrap()})
+        .to_string(),
+    )
+    .unwrap();
+    let out = cli(&["status", "--config", cfg.to_str().unwrap()]);
+    assert!(out.status.success());
+    let v: Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(v["tier"], "team");
+    assert_eq!(v["source"], "static");
+    let err = text(&out.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("lic4es: INFO: License from static token: Team")),
+        "{err}"
+    );
+
+    let out = cli(&["status", "--config", cfg.to_str().unwrap(), "--summary"]);
+    assert!(text(&out.stdout).starts_with("tier=team source=static status=\"Active\""));
+}
+
+#[test]
+fn status_with_a_bad_config_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("license.json");
+    std::fs::write(&cfg, r#"{"refresh": {"every": "1h"}}"#).unwrap();
+    let out = cli(&["status", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("refresh.every"));
+}
+
+#[test]
+fn inspect_explains_acceptance_and_rejection() {
+    let keys = keys_dir().join("jwks.json");
+    let keys = keys.to_str().unwrap();
+
+    let good = mint(&claims("enterprise", now() + 5 * DAY));
+    let out = cli(&["inspect", &good, "--keys", keys]);
+    let s = text(&out.stdout);
+    assert!(out.status.success(), "{s}");
+    assert!(s.contains("signature: ok (kid test-ed-1)"), "{s}");
+    assert!(s.contains("verdict: accepted as Enterprise"), "{s}");
+    assert!(s.contains("\"org_name\": \"Acme Corp\""), "{s}");
+
+    let parts: Vec<&str> = good.split('.').collect();
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        parts[1],
+        &parts[2][..parts[2].len() - 4]
+    );
+    let out = cli(&["inspect", &forged, "--keys", keys]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("signature: FAILED"));
+
+    let expired = mint(&claims("pro", now() - 30 * DAY));
+    let out = cli(&["inspect", &expired, "--keys", keys]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("expired 30 days ago, beyond the grace period"));
+
+    let out = cli(&["inspect", &good]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("signature: not checked"));
+
+    let out = cli(&["inspect", "garbage"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("not a token"));
+}
