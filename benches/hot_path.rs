@@ -15,29 +15,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use lic4es::ffi::*;
 use serde_json::json;
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn static_config(dir: &std::path::Path) -> CString {
-    CString::new(
-        json!({
-            "key": mint(&claims("pro", now() + 30 * DAY)),
-            "public-keys": jwks(),
-            "cache-dir": dir.to_str().unwrap(),
-            "log-level": "error",
-        })
-        .to_string(),
-    )
-    .unwrap()
-}
-
 fn hot_path(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = static_config(dir.path());
+    let cfg = live_pro_config(dir.path(), "error");
     assert_eq!(lic_init(cfg.as_ptr()), lic_result::LIC_OK);
 
     c.bench_function("lic_current_tier", |b| {
@@ -79,13 +59,13 @@ fn hot_path(c: &mut Criterion) {
 /// Times `lic_init` alone (shutdown untimed), or `lic_shutdown` alone.
 fn lifecycle(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let static_cfg = static_config(&dir.path().join("static"));
+    let static_cfg = live_pro_config(&dir.path().join("static"), "error");
 
     let cached = dir.path().join("cached");
     write_private(
         &cached,
         "license-cache.jwt",
-        &mint(&claims("pro", now() + 30 * DAY)),
+        &mint(&claims("pro", wall_now() + 30 * DAY)),
     );
     let refused_cfg = CString::new(
         json!({

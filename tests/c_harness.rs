@@ -16,13 +16,6 @@ fn target_dir() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 /// `cargo test` builds only the rlib for tests, so the shared library is built here and
 /// the harness never loads a stale one. It gets its own target directory: a plain
 /// `cargo build` resolves features without dev-dependencies, and sharing `target/debug`
@@ -73,7 +66,7 @@ fn c_harness_passes() {
 
     let cache = tempfile::tempdir().unwrap();
     let config = json!({
-        "key": mint(&claims("pro", now() + 30 * DAY)),
+        "key": mint(&claims("pro", wall_now() + 30 * DAY)),
         "public-keys": jwks(),
         "cache-dir": cache.path().join("c").to_str().unwrap(),
         "log-level": "debug",

@@ -20,20 +20,13 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 #[test]
 fn status_prints_the_document_and_logs_to_stderr() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("license.json");
     std::fs::write(
         &cfg,
-        json!({"key": mint(&claims("team", now() + 10 * DAY)), "public-keys": jwks(),
+        json!({"key": mint(&claims("team", wall_now() + 10 * DAY)), "public-keys": jwks(),
                "cache-dir": dir.path().join("c").to_str().unwrap()})
         .to_string(),
     )
@@ -69,7 +62,7 @@ fn inspect_explains_acceptance_and_rejection() {
     let keys = keys_dir().join("jwks.json");
     let keys = keys.to_str().unwrap();
 
-    let good = mint(&claims("enterprise", now() + 5 * DAY));
+    let good = mint(&claims("enterprise", wall_now() + 5 * DAY));
     let out = cli(&["inspect", &good, "--keys", keys]);
     let s = text(&out.stdout);
     assert!(out.status.success(), "{s}");
@@ -88,7 +81,7 @@ fn inspect_explains_acceptance_and_rejection() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).contains("signature: FAILED"));
 
-    let expired = mint(&claims("pro", now() - 30 * DAY));
+    let expired = mint(&claims("pro", wall_now() - 30 * DAY));
     let out = cli(&["inspect", &expired, "--keys", keys]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).contains("expired 30 days ago, beyond the grace period"));

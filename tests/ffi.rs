@@ -12,26 +12,6 @@ use serde_json::json;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn pro_config(dir: &std::path::Path) -> CString {
-    CString::new(
-        json!({
-            "key": mint(&claims("pro", now() + 30 * DAY)),
-            "public-keys": jwks(),
-            "cache-dir": dir.to_str().unwrap(),
-            "log-level": "debug",
-        })
-        .to_string(),
-    )
-    .unwrap()
-}
-
 fn last_error() -> String {
     let mut buf = vec![0 as c_char; 1024];
     assert_eq!(
@@ -86,7 +66,7 @@ fn log_callback_receives_records_and_cannot_init_or_shut_down() {
     // An expired license in grace logs a WARN at init, from the worker thread.
     let cfg = CString::new(
         json!({
-            "key": mint(&claims("team", now() - 2 * DAY)),
+            "key": mint(&claims("team", wall_now() - 2 * DAY)),
             "public-keys": jwks(),
             "cache-dir": dir.path().to_str().unwrap(),
         })
@@ -122,7 +102,7 @@ fn log_callback_receives_records_and_cannot_init_or_shut_down() {
 fn forked_child_gets_forked_errors_and_community() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let cfg = pro_config(dir.path());
+    let cfg = live_pro_config(dir.path(), "debug");
     assert_eq!(lic_init(cfg.as_ptr()), lic_result::LIC_OK);
     assert_eq!(lic_current_tier(), lic_tier::LIC_TIER_PRO);
     let pid = unsafe { libc::fork() };

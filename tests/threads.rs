@@ -13,19 +13,12 @@ fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 #[test]
 fn init_adds_exactly_one_thread_and_shutdown_removes_it() {
     let dir = tempfile::tempdir().unwrap();
     let configs = [
         json!({
-            "key": mint(&claims("pro", now() + 30 * DAY)),
+            "key": mint(&claims("pro", wall_now() + 30 * DAY)),
             "public-keys": jwks(),
             "cache-dir": dir.path().join("a").to_str().unwrap(),
         }),

@@ -70,6 +70,28 @@ pub fn claims(tier: &str, exp: i64) -> Value {
     })
 }
 
+/// The real time, for tests that go through the C ABI (which uses the system clock).
+pub fn wall_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A C-ABI config with a Pro static token valid for 30 real days.
+pub fn live_pro_config(cache_dir: &Path, log_level: &str) -> std::ffi::CString {
+    std::ffi::CString::new(
+        json!({
+            "key": mint(&claims("pro", wall_now() + 30 * DAY)),
+            "public-keys": jwks(),
+            "cache-dir": cache_dir.to_str().unwrap(),
+            "log-level": log_level,
+        })
+        .to_string(),
+    )
+    .unwrap()
+}
+
 /// A token of `tier` expiring `days` days from NOW (negative: expired).
 pub fn token(tier: &str, days: i64) -> String {
     mint(&claims(tier, NOW + days * DAY))
