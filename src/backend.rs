@@ -194,24 +194,25 @@ impl Backend {
         let url = self.endpoint("/api/v1/licenses/token");
         let (status, body) = self.post_json(&url, api_key, &req.body()).await?;
         match status {
-            StatusCode::OK => {
-                let v = parse_json(&body)?;
-                let jwt = match v.get("jwt") {
-                    Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
-                    Some(Value::Null) | None => {
-                        return Err(BackendError::Malformed("no `jwt` in the response".into()))
-                    }
-                    Some(_) => return Err(BackendError::Malformed("`jwt` is not a string".into())),
-                };
-                Ok(TokenReply {
-                    jwt,
-                    expires_in: v.get("expires_in").and_then(Value::as_i64),
-                    message: v
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .map(sanitize_message),
-                })
-            }
+            StatusCode::OK => parse_token_reply(&body),
+            s => Err(error_for_status(s, &body)),
+        }
+    }
+
+    /// `POST {refresh_url}` with the current token as bearer. `Ok(None)` is 204 (no change).
+    pub async fn refresh_static(
+        &self,
+        refresh_url: &str,
+        current_token: &str,
+        body: &Value,
+    ) -> Result<Option<TokenReply>, BackendError> {
+        let url = Url::parse(refresh_url)
+            .map_err(|e| BackendError::BadUrl(format!("refresh_url `{refresh_url}`: {e}")))?;
+        check_backend_url(&url).map_err(|e| BackendError::BadUrl(format!("refresh_url {e}")))?;
+        let (status, body) = self.post_json(url.as_str(), current_token, body).await?;
+        match status {
+            StatusCode::NO_CONTENT => Ok(None),
+            StatusCode::OK => parse_token_reply(&body).map(Some),
             s => Err(error_for_status(s, &body)),
         }
     }
@@ -252,6 +253,25 @@ async fn read_capped(mut resp: reqwest::Response, url: &str) -> Result<Vec<u8>, 
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+fn parse_token_reply(body: &[u8]) -> Result<TokenReply, BackendError> {
+    let v = parse_json(body)?;
+    let jwt = match v.get("jwt") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+        Some(Value::Null) | None => {
+            return Err(BackendError::Malformed("no `jwt` in the response".into()))
+        }
+        Some(_) => return Err(BackendError::Malformed("`jwt` is not a string".into())),
+    };
+    Ok(TokenReply {
+        jwt,
+        expires_in: v.get("expires_in").and_then(Value::as_i64),
+        message: v
+            .get("message")
+            .and_then(Value::as_str)
+            .map(sanitize_message),
+    })
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, BackendError> {

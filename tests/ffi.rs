@@ -174,9 +174,17 @@ fn counters_feed_the_telemetry_sent_at_init() {
     )
     .unwrap();
     assert_eq!(lic_init(cfg.as_ptr()), lic_result::LIC_OK);
+    // The backend keeps failing: a synchronous refresh says so, with the reason.
+    assert_eq!(lic_refresh_now(), lic_result::LIC_ERR_REFRESH_FAILED);
+    assert!(last_error().contains("503"), "{}", last_error());
+    assert_eq!(server.requests().len(), 2);
     let body = server.requests()[0].json();
     assert!(body["telemetry"]["joins_total"].as_u64().unwrap() >= 4);
     assert_eq!(body["telemetry"]["mvs_active"], 9);
-    assert_eq!(status().unwrap()["last_telemetry"], body);
+    assert_eq!(
+        status().unwrap()["last_telemetry"],
+        server.requests()[1].json(),
+        "the status shows the last body sent"
+    );
     assert_eq!(lic_shutdown(), lic_result::LIC_OK);
 }

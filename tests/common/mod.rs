@@ -16,6 +16,8 @@ use lic4es::telemetry::Usage;
 use lic4es::{Config, Engine, EngineOptions};
 use serde_json::{json, Value};
 
+pub mod paused;
+
 /// 2026-11-22T13:29:12Z: "now" in every test.
 pub const NOW: i64 = 1_795_354_152;
 pub const DAY: i64 = 86_400;

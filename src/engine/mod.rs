@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::backend::{new_nonce, Backend, BackendError, TokenRequest};
+use crate::backend::{new_nonce, Backend, BackendError, TokenReply, TokenRequest};
 use crate::cache::{read_bounded, CacheDir, INSTANCE_ID_FILE, TOKEN_FILE};
 use crate::clock::{rfc3339, rfc3339_millis, Clock, SystemClock};
 use crate::config::{Config, Entitlements};
@@ -21,13 +21,14 @@ use crate::telemetry::{Usage, PROCESS_USAGE};
 use crate::tier::Tier;
 use crate::token::{Checked, Claims, GracePhase, Policy, Standing};
 
+mod refresh;
+
+use self::refresh::{Command, Reply};
+
 const DAY_SECS: i64 = 86_400;
 
 /// How long the worker waits at shutdown for blocking work (a DNS lookup) to end.
 const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// Longest the worker sleeps before looking at the clock again; wall time can jump.
-const MAX_SLEEP: Duration = Duration::from_secs(DAY_SECS as u64);
 
 /// Where the license in use came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -63,6 +64,9 @@ pub enum EngineError {
     /// Nothing to refresh from.
     #[error("nothing to refresh from: {0}")]
     Unsupported(String),
+    /// The backend could not be reached or refused.
+    #[error("license refresh failed: {0}")]
+    RefreshFailed(String),
 }
 
 /// What an engine is wired to besides its config.
@@ -146,6 +150,7 @@ pub struct Status {
 }
 
 struct Current {
+    token: String,
     claims: Claims,
     source: Source,
 }
@@ -156,6 +161,8 @@ struct State {
     reason: Option<String>,
     instance_id: String,
     last_refresh: Option<RefreshRecord>,
+    /// Wall-clock milliseconds of the next scheduled refresh.
+    next_refresh_at: Option<i64>,
     last_telemetry: Option<Value>,
     generation: u64,
     initialized: bool,
@@ -194,9 +201,11 @@ impl Outbox {
 }
 
 struct Worker {
-    thread: JoinHandle<()>,
-    thread_id: ThreadId,
+    /// None when the engine runs on a caller's runtime ([`Engine::start_on_runtime`]).
+    thread: Option<JoinHandle<()>>,
+    thread_id: Option<ThreadId>,
     stop: tokio::sync::oneshot::Sender<()>,
+    commands: tokio::sync::mpsc::UnboundedSender<Command>,
 }
 
 /// A running license engine.
@@ -212,9 +221,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Engine {
-    /// Resolves the license (section 5 of the spec) and starts the worker thread. Returns
-    /// once the tier is decided.
-    pub fn start(config: Config, opts: EngineOptions) -> Result<Engine, EngineError> {
+    fn shared(config: Config, opts: EngineOptions) -> Arc<Shared> {
         let log = Logger::new(opts.log, config.log_level);
         let policy = Policy {
             keys: config.public_keys.clone(),
@@ -239,6 +246,7 @@ impl Engine {
                 reason: None,
                 instance_id: String::new(),
                 last_refresh: None,
+                next_refresh_at: None,
                 last_telemetry: None,
                 generation: 0,
                 initialized: false,
@@ -249,22 +257,30 @@ impl Engine {
         if let Some(m) = shared.tier_mirror {
             m.store(Tier::Community as u8, Ordering::Release);
         }
+        shared
+    }
 
+    /// Resolves the license (section 5 of the spec) and starts the worker thread. Returns
+    /// once the tier is decided.
+    pub fn start(config: Config, opts: EngineOptions) -> Result<Engine, EngineError> {
+        let shared = Self::shared(config, opts);
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), String>>(1);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
         let worker_shared = shared.clone();
         let thread = thread::Builder::new()
             .name("lic4es-worker".into())
-            .spawn(move || worker_main(worker_shared, ready_tx, stop_rx))
+            .spawn(move || worker_main(worker_shared, ready_tx, stop_rx, cmd_rx))
             .map_err(|e| EngineError::Spawn(e.to_string()))?;
         let thread_id = thread.thread().id();
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(Engine {
                 shared,
                 worker: Mutex::new(Some(Worker {
-                    thread,
-                    thread_id,
+                    thread: Some(thread),
+                    thread_id: Some(thread_id),
                     stop: stop_tx,
+                    commands: cmd_tx,
                 })),
             }),
             Ok(Err(e)) => {
@@ -275,6 +291,29 @@ impl Engine {
                 let _ = thread.join();
                 Err(EngineError::Startup("the worker thread ended early".into()))
             }
+        }
+    }
+
+    /// Resolves the license and runs the background work as a task on the caller's tokio
+    /// runtime instead of a thread of its own. Tests use this with tokio's paused time to
+    /// run days of schedule in milliseconds.
+    pub async fn start_on_runtime(config: Config, opts: EngineOptions) -> Engine {
+        let shared = Self::shared(config, opts);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut backend = None;
+        let init = shared.resolve(&mut backend).await;
+        let sched = shared.initial_schedule(init);
+        let worker_shared = shared.clone();
+        tokio::spawn(async move { worker_shared.run(stop_rx, cmd_rx, backend, sched).await });
+        Engine {
+            shared,
+            worker: Mutex::new(Some(Worker {
+                thread: None,
+                thread_id: None,
+                stop: stop_tx,
+                commands: cmd_tx,
+            })),
         }
     }
 
@@ -305,15 +344,34 @@ impl Engine {
         serde_json::to_string(&self.status()).unwrap_or_else(|_| "{}".into())
     }
 
-    /// A synchronous refresh. Periodic refresh arrives with the refresh scheduler; until
-    /// then there is nothing to refresh from.
-    pub fn refresh_now(&self) -> Result<(), EngineError> {
-        if lock(&self.worker).is_none() {
-            return Err(EngineError::NotRunning);
+    fn send(&self, reply: Reply) -> Result<(), EngineError> {
+        let worker = lock(&self.worker);
+        let worker = worker.as_ref().ok_or(EngineError::NotRunning)?;
+        if worker.thread_id.is_some() && worker.thread_id == Some(thread::current().id()) {
+            return Err(EngineError::Unsupported(
+                "a refresh cannot be requested from the worker thread (log callback)".into(),
+            ));
         }
-        Err(EngineError::Unsupported(
-            "on-demand refresh is not available in this version".into(),
-        ))
+        worker
+            .commands
+            .send(Command::RefreshNow(reply))
+            .map_err(|_| EngineError::NotRunning)
+    }
+
+    /// One refresh, now, waiting for its outcome (bounded by the request timeouts).
+    /// [`EngineError::Unsupported`] when there is nothing to refresh from,
+    /// [`EngineError::RefreshFailed`] with the reason when it failed.
+    pub fn refresh_now(&self) -> Result<(), EngineError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Reply::Blocking(tx))?;
+        rx.recv().unwrap_or(Err(EngineError::NotRunning))
+    }
+
+    /// [`Engine::refresh_now`] for callers on the engine's own runtime.
+    pub async fn refresh_now_async(&self) -> Result<(), EngineError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Reply::Async(tx))?;
+        rx.await.unwrap_or(Err(EngineError::NotRunning))
     }
 
     /// Stops the worker and joins its thread. A second call returns
@@ -321,14 +379,11 @@ impl Engine {
     pub fn shutdown(&self) -> Result<(), EngineError> {
         let worker = lock(&self.worker).take().ok_or(EngineError::NotRunning)?;
         let _ = worker.stop.send(());
-        let result = if thread::current().id() == worker.thread_id {
+        let result = match worker.thread {
             // Called from the worker itself (a log callback): it ends once this returns.
-            Ok(())
-        } else {
-            worker
-                .thread
-                .join()
-                .map_err(|_| EngineError::WorkerPanicked)
+            Some(_) if worker.thread_id == Some(thread::current().id()) => Ok(()),
+            Some(t) => t.join().map_err(|_| EngineError::WorkerPanicked),
+            None => Ok(()),
         };
         if let Some(m) = self.shared.tier_mirror {
             m.store(Tier::Community as u8, Ordering::Release);
@@ -352,6 +407,7 @@ fn worker_main(
     shared: Arc<Shared>,
     ready: mpsc::SyncSender<Result<(), String>>,
     stop: tokio::sync::oneshot::Receiver<()>,
+    commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -366,10 +422,11 @@ fn worker_main(
         }
     };
     let body = std::panic::AssertUnwindSafe(async {
-        let backend = shared.backend();
-        shared.resolve(backend.as_ref()).await;
+        let mut backend = None;
+        let init = shared.resolve(&mut backend).await;
+        let sched = shared.initial_schedule(init);
         let _ = ready.send(Ok(()));
-        shared.run(stop).await;
+        shared.run(stop, commands, backend, sched).await;
     });
     let outcome = std::panic::catch_unwind(|| rt.block_on(body));
     if outcome.is_err() {
@@ -388,42 +445,6 @@ impl Shared {
 
     fn now_secs(&self) -> i64 {
         self.clock.now_secs()
-    }
-
-    fn backend(&self) -> Option<Backend> {
-        self.config.api_key.as_ref()?;
-        match Backend::new(&self.config) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                self.log.error(&format!("License backend unavailable: {e}"));
-                None
-            }
-        }
-    }
-
-    /// Idle loop: sleeps until the license in use leaves its grace period (or a day,
-    /// whichever is sooner), or until told to stop.
-    async fn run(&self, mut stop: tokio::sync::oneshot::Receiver<()>) {
-        loop {
-            let wait = self.next_wake();
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = tokio::time::sleep(wait) => self.reassess(),
-            }
-        }
-    }
-
-    fn next_wake(&self) -> Duration {
-        let st = lock(&self.state);
-        let Some(cur) = &st.current else {
-            return MAX_SLEEP;
-        };
-        let end_ms = self
-            .policy
-            .end_of_grace(cur.claims.exp)
-            .saturating_mul(1000);
-        let left = end_ms.saturating_sub(self.clock.now_millis()).max(0) as u64;
-        Duration::from_millis(left).min(MAX_SLEEP)
     }
 
     /// Drops a license that has aged past its grace period, and repeats the mid-grace
@@ -469,8 +490,9 @@ impl Shared {
         (ms as f64 / 3_600_000.0 * 1000.0).round() / 1000.0
     }
 
-    /// Section 5: static token, API key, cache, Community.
-    async fn resolve(&self, backend: Option<&Backend>) {
+    /// Section 5: static token, API key, cache, Community. Says whether a token fetch was
+    /// attempted, and with what outcome, so the scheduler does not repeat it at once.
+    async fn resolve(&self, backend: &mut Option<Backend>) -> InitFetch {
         let mut out = Outbox::default();
         let instance_id = self.load_instance_id(&mut out);
         self.cache.sweep_stale_temps();
@@ -482,8 +504,8 @@ impl Shared {
             match self.policy.check(&token, self.now_secs()) {
                 Ok(checked) => {
                     out.flush(&self.log);
-                    self.adopt(checked, Source::Static, None);
-                    return;
+                    self.adopt(token, checked, Source::Static, None);
+                    return InitFetch::NotTried;
                 }
                 Err(e) => {
                     out.push(
@@ -500,13 +522,13 @@ impl Shared {
         let mut fetch_failed = false;
         if let Some(api_key) = &self.config.api_key {
             match self.fetch(backend, api_key).await {
-                Ok(checked) => {
-                    self.adopt(checked, Source::ApiKey, None);
-                    return;
+                Ok((token, checked)) => {
+                    self.adopt(token, checked, Source::ApiKey, None);
+                    return InitFetch::Succeeded;
                 }
                 Err(FetchFailure::Revoked(message)) => {
                     self.revoke(&message);
-                    return;
+                    return InitFetch::Failed;
                 }
                 Err(FetchFailure::Other(reason)) => {
                     self.log.warn(&format!(
@@ -538,8 +560,12 @@ impl Shared {
                         }
                         out.flush(&self.log);
                         let why = (!reasons.is_empty()).then(|| reasons.join("; "));
-                        self.adopt(checked, Source::Cache, why);
-                        return;
+                        self.adopt(token.trim().to_string(), checked, Source::Cache, why);
+                        return if fetch_failed {
+                            InitFetch::Failed
+                        } else {
+                            InitFetch::NotTried
+                        };
                     }
                     Err(e) => {
                         out.push(
@@ -576,6 +602,11 @@ impl Shared {
         st.reason = Some(reasons.join("; "));
         st.initialized = true;
         st.generation += 1;
+        if fetch_failed {
+            InitFetch::Failed
+        } else {
+            InitFetch::NotTried
+        }
     }
 
     fn static_token(&self, out: &mut Outbox, reasons: &mut Vec<String>) -> Option<String> {
@@ -601,71 +632,112 @@ impl Shared {
         }
     }
 
-    async fn fetch(
-        &self,
-        backend: Option<&Backend>,
-        api_key: &str,
-    ) -> Result<Checked, FetchFailure> {
-        let backend = backend.ok_or_else(|| FetchFailure::Other("no HTTP client".into()))?;
-        let req = TokenRequest {
+    /// The HTTP client, created on first use so that a static token without a
+    /// `refresh_url` never builds one.
+    fn client<'a>(&self, backend: &'a mut Option<Backend>) -> Result<&'a Backend, FetchFailure> {
+        if backend.is_none() {
+            *backend =
+                Some(Backend::new(&self.config).map_err(|e| FetchFailure::Other(e.to_string()))?);
+        }
+        backend
+            .as_ref()
+            .ok_or_else(|| FetchFailure::Other("no HTTP client".into()))
+    }
+
+    fn request(&self) -> TokenRequest {
+        TokenRequest {
             instance_id: lock(&self.state).instance_id.clone(),
             version: self.config.product_version.clone(),
             nonce: new_nonce(),
             uptime_hours: self.uptime_hours(),
             telemetry: self.usage.snapshot(&self.config.telemetry),
-        };
+        }
+    }
+
+    /// Fetches a token with the API key (section 6) and caches it.
+    async fn fetch(
+        &self,
+        backend: &mut Option<Backend>,
+        api_key: &str,
+    ) -> Result<(String, Checked), FetchFailure> {
+        let req = self.request();
         let body = req.body();
-        let result = backend.fetch_token(api_key, &req).await;
-        let outcome = match result {
-            Ok(reply) => {
-                if let Some(m) = &reply.message {
-                    self.log.info(m);
-                }
-                match self.policy.check(&reply.jwt, self.now_secs()) {
-                    Ok(checked) if checked.standing != Standing::Valid => Err(FetchFailure::Other(
-                        "the backend returned an expired license".into(),
-                    )),
-                    Ok(checked)
-                        if checked
-                            .claims
-                            .nonce
-                            .as_ref()
-                            .is_some_and(|n| *n != req.nonce) =>
-                    {
-                        Err(FetchFailure::Other(
-                            "the returned license answers another request (nonce mismatch)".into(),
-                        ))
-                    }
-                    Ok(checked) => {
-                        self.write_cache(&reply.jwt, &checked.claims);
-                        Ok(checked)
-                    }
-                    Err(e) => Err(FetchFailure::Other(format!(
-                        "the returned license was rejected: {e}"
-                    ))),
-                }
-            }
-            Err(BackendError::Revoked { code, message }) => Err(FetchFailure::Revoked(format!(
-                "{} ({code})",
-                if message.is_empty() {
-                    "license revoked".to_string()
-                } else {
-                    message
-                }
-            ))),
-            Err(e) => Err(FetchFailure::Other(e.to_string())),
+        let outcome = match self.client(backend) {
+            Ok(client) => match client.fetch_token(api_key, &req).await {
+                Ok(reply) => self
+                    .accept_reply(reply, &req.nonce)
+                    .inspect(|(jwt, checked)| {
+                        self.write_cache(jwt, &checked.claims);
+                    }),
+                Err(e) => Err(FetchFailure::from(e)),
+            },
+            Err(e) => Err(e),
         };
+        self.record_exchange(body, &outcome);
+        outcome
+    }
+
+    /// POSTs to a static token's `refresh_url`; `Ok(None)` when the backend says the
+    /// token is unchanged (204). Nothing is cached: the configured token stays the source
+    /// of truth across restarts.
+    async fn refresh_static(
+        &self,
+        backend: &mut Option<Backend>,
+        refresh_url: &str,
+        current: &str,
+        license_id: &str,
+    ) -> Result<Option<(String, Checked)>, FetchFailure> {
+        let req = self.request();
+        let mut body = req.body();
+        body["license_id"] = Value::from(license_id);
+        let outcome = match self.client(backend) {
+            Ok(client) => match client.refresh_static(refresh_url, current, &body).await {
+                Ok(Some(reply)) => self.accept_reply(reply, &req.nonce).map(Some),
+                Ok(None) => Ok(None),
+                Err(e) => Err(FetchFailure::from(e)),
+            },
+            Err(e) => Err(e),
+        };
+        self.record_exchange(body, &outcome);
+        outcome
+    }
+
+    /// A token just received must be valid now and answer this request's nonce.
+    fn accept_reply(
+        &self,
+        reply: TokenReply,
+        nonce: &str,
+    ) -> Result<(String, Checked), FetchFailure> {
+        if let Some(m) = &reply.message {
+            self.log.info(m);
+        }
+        match self.policy.check(&reply.jwt, self.now_secs()) {
+            Ok(checked) if checked.standing != Standing::Valid => Err(FetchFailure::Other(
+                "the backend returned an expired license".into(),
+            )),
+            Ok(checked) if checked.claims.nonce.as_ref().is_some_and(|n| n != nonce) => {
+                Err(FetchFailure::Other(
+                    "the returned license answers another request (nonce mismatch)".into(),
+                ))
+            }
+            Ok(checked) => Ok((reply.jwt, checked)),
+            Err(e) => Err(FetchFailure::Other(format!(
+                "the returned license was rejected: {e}"
+            ))),
+        }
+    }
+
+    fn record_exchange<T>(&self, body: Value, outcome: &Result<T, FetchFailure>) {
         let mut st = lock(&self.state);
         st.last_telemetry = Some(body);
         st.last_refresh = Some(RefreshRecord {
             at: rfc3339_millis(self.clock.now_millis()),
             ok: outcome.is_ok(),
-            error: match &outcome {
+            error: match outcome {
                 Ok(_) => None,
                 Err(FetchFailure::Revoked(m)) | Err(FetchFailure::Other(m)) => Some(m.clone()),
             },
         });
-        outcome
     }
 
     /// Writes the token to the cache unless the cache holds an acceptable one that
@@ -706,7 +778,7 @@ impl Shared {
     }
 
     /// Puts a checked license in use and logs grace warnings.
-    fn adopt(&self, checked: Checked, source: Source, reason: Option<String>) {
+    fn adopt(&self, token: String, checked: Checked, source: Source, reason: Option<String>) {
         let mut out = Outbox::default();
         if let Standing::Grace {
             phase,
@@ -733,6 +805,7 @@ impl Shared {
                 );
             }
             st.current = Some(Current {
+                token,
                 claims: checked.claims,
                 source,
             });
@@ -864,7 +937,7 @@ impl Shared {
             mode,
             instance_id: st.instance_id.clone(),
             last_refresh: st.last_refresh.clone(),
-            next_refresh_at: None,
+            next_refresh_at: st.next_refresh_at.map(rfc3339_millis),
             last_telemetry: st.last_telemetry.clone(),
             generation: st.generation,
             reason: st.reason.clone(),
@@ -886,6 +959,30 @@ fn source_label(source: Source) -> &'static str {
 enum FetchFailure {
     Revoked(String),
     Other(String),
+}
+
+impl From<BackendError> for FetchFailure {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::Revoked { code, message } => FetchFailure::Revoked(format!(
+                "{} ({code})",
+                if message.is_empty() {
+                    "license revoked".to_string()
+                } else {
+                    message
+                }
+            )),
+            e => FetchFailure::Other(e.to_string()),
+        }
+    }
+}
+
+/// What happened to the token fetch during init.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InitFetch {
+    NotTried,
+    Succeeded,
+    Failed,
 }
 
 /// The grace warning of section 5.

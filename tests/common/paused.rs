@@ -1,0 +1,149 @@
+//! Support for tests on tokio's paused time: a clock that follows it, and an HTTP backend
+//! served from the same runtime (a server on another thread would race the clock's
+//! auto-advance and see its requests time out).
+
+use std::sync::{Arc, Mutex};
+
+use lic4es::clock::Clock;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use super::{Reply, Request};
+
+/// Wall time that advances with tokio's (paused) clock, starting at `base_secs`.
+pub struct PausedClock {
+    base_ms: i64,
+    origin: Instant,
+}
+
+impl PausedClock {
+    pub fn new(base_secs: i64) -> Self {
+        PausedClock {
+            base_ms: base_secs * 1000,
+            origin: Instant::now(),
+        }
+    }
+}
+
+impl Clock for PausedClock {
+    fn now_millis(&self) -> i64 {
+        self.base_ms + self.origin.elapsed().as_millis() as i64
+    }
+}
+
+type Handler = Box<dyn Fn(&Request) -> Reply + Send + Sync>;
+
+/// One request, with when it arrived (ms since the server started, in tokio time).
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub at_ms: u64,
+    pub req: Request,
+}
+
+/// An HTTP/1.1 backend on 127.0.0.1, running as tasks on the current runtime.
+#[derive(Clone)]
+pub struct AsyncServer {
+    port: u16,
+    origin: Instant,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    handler: Arc<Mutex<Handler>>,
+}
+
+impl AsyncServer {
+    pub async fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = AsyncServer {
+            port: listener.local_addr().unwrap().port(),
+            origin: Instant::now(),
+            seen: Arc::default(),
+            handler: Arc::new(Mutex::new(Box::new(handler))),
+        };
+        let s = server.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((conn, _)) = listener.accept().await else {
+                    return;
+                };
+                let s = s.clone();
+                tokio::spawn(async move { s.serve(conn).await });
+            }
+        });
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Replaces what the server answers from now on.
+    pub fn answer(&self, handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) {
+        *self.handler.lock().unwrap() = Box::new(handler);
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    async fn serve(&self, conn: tokio::net::TcpStream) {
+        let (rd, mut wr) = conn.into_split();
+        let mut reader = BufReader::new(rd);
+        let mut line = String::new();
+        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).await.unwrap_or(0) == 0 || h == "\r\n" {
+                break;
+            }
+            if let Some((k, v)) = h.trim_end().split_once(':') {
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let len = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        let req = Request {
+            method,
+            path,
+            headers,
+            body,
+        };
+        let reply = (self.handler.lock().unwrap())(&req);
+        self.seen.lock().unwrap().push(Seen {
+            at_ms: self.origin.elapsed().as_millis() as u64,
+            req,
+        });
+        if reply.hang {
+            // Never answer: the client's timeout has to end the exchange.
+            std::future::pending::<()>().await;
+        }
+        let mut head = format!(
+            "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+            reply.status,
+            reply.body.len()
+        );
+        for (k, v) in &reply.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let _ = wr.write_all(head.as_bytes()).await;
+        let _ = wr.write_all(&reply.body).await;
+        let _ = wr.shutdown().await;
+    }
+}
