@@ -1,0 +1,189 @@
+//! The server's TOML config. Every setting has a default, so an empty file (or none)
+//! serves on 127.0.0.1:8700 with the store under `./license-server-data`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Per-tier policy.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TierPolicy {
+    /// Features granted.
+    pub features: Vec<String>,
+    /// Quotas; a missing name is unlimited.
+    #[serde(default)]
+    pub quotas: BTreeMap<String, i64>,
+    /// Seconds between seat heartbeats.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_interval: u64,
+    /// Offline grace for seats, in days (0 = strict online-only).
+    #[serde(default)]
+    pub offline_grace_days: u64,
+    /// Seats per license.
+    #[serde(default = "default_seats")]
+    pub seats: u32,
+}
+
+fn default_heartbeat() -> u64 {
+    300
+}
+fn default_seats() -> u32 {
+    5
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Where the store and the signing key live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// SQLite file; default `{data-dir}/licenses.sqlite3`.
+    #[serde(default)]
+    pub database: Option<PathBuf>,
+    /// `iss` of issued tokens.
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    /// Base URL clients reach this server at; used for `refresh_url`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Bearer token of the admin API; unset disables it.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    /// Lifetime of issued tokens, in hours.
+    #[serde(default = "default_lifetime")]
+    pub token_lifetime_hours: u64,
+    /// Tier policies (`pro`, `team`, `enterprise`).
+    #[serde(default = "default_tiers")]
+    pub tiers: BTreeMap<String, TierPolicy>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8700".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("license-server-data")
+}
+fn default_issuer() -> String {
+    lic4es::config::DEFAULT_ISSUER.into()
+}
+fn default_lifetime() -> u64 {
+    24
+}
+
+fn default_tiers() -> BTreeMap<String, TierPolicy> {
+    let community: Vec<String> = lic4es::config::COMMUNITY_FEATURES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut paid = community.clone();
+    paid.extend([
+        "unlimited_results".to_string(),
+        "cross_cluster_joins".to_string(),
+    ]);
+    let quotas = |mv: i64, clusters: i64, joins: i64| -> BTreeMap<String, i64> {
+        [
+            ("max_materialized_views".to_string(), mv),
+            ("max_clusters".to_string(), clusters),
+            ("max_joins".to_string(), joins),
+        ]
+        .into_iter()
+        .collect()
+    };
+    let mut tiers = BTreeMap::new();
+    tiers.insert(
+        "pro".into(),
+        TierPolicy {
+            features: paid.clone(),
+            quotas: quotas(10, 3, 10),
+            heartbeat_interval: 300,
+            offline_grace_days: 7,
+            seats: 5,
+        },
+    );
+    tiers.insert(
+        "team".into(),
+        TierPolicy {
+            features: paid.clone(),
+            quotas: quotas(50, 10, 50),
+            heartbeat_interval: 300,
+            offline_grace_days: 3,
+            seats: 20,
+        },
+    );
+    let mut ent = paid;
+    ent.push("sso".into());
+    tiers.insert(
+        "enterprise".into(),
+        TierPolicy {
+            features: ent,
+            quotas: BTreeMap::new(),
+            heartbeat_interval: 300,
+            offline_grace_days: 14,
+            seats: 100,
+        },
+    );
+    tiers
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+impl ServerConfig {
+    /// Reads `path`, or the defaults when `None`.
+    pub fn load(path: Option<&Path>) -> Result<ServerConfig, String> {
+        let cfg: ServerConfig = match path {
+            None => ServerConfig::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?
+            }
+        };
+        for name in cfg.tiers.keys() {
+            if !["pro", "team", "enterprise"].contains(&name.as_str()) {
+                return Err(format!(
+                    "tiers.{name}: unknown tier (pro, team, enterprise)"
+                ));
+            }
+        }
+        if cfg.token_lifetime_hours == 0 {
+            return Err("token-lifetime-hours must be at least 1".into());
+        }
+        Ok(cfg)
+    }
+
+    /// The SQLite file.
+    pub fn database_path(&self) -> PathBuf {
+        self.database
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("licenses.sqlite3"))
+    }
+
+    /// The private signing key (a JWK).
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.data_dir.join("signing-key.jwk")
+    }
+
+    /// Base URL for `refresh_url`.
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// The policy of a paid tier.
+    pub fn policy(&self, tier: &str) -> Option<&TierPolicy> {
+        self.tiers.get(tier)
+    }
+}

@@ -1,0 +1,332 @@
+//! The reference server over real HTTP on loopback.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use license_server::{AppState, ServerConfig};
+use serde_json::{json, Value};
+
+struct Server {
+    port: u16,
+    state: Arc<AppState>,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let config: ServerConfig = toml::from_str(&format!(
+            "data-dir = {:?}\nadmin-token = \"admin-secret\"\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().to_str().unwrap()
+        ))
+        .unwrap();
+        let state = license_server::open(config).unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let st = state.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                port_tx.send(l.local_addr().unwrap().port()).unwrap();
+                license_server::serve(l, st, async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        Server {
+            port: port_rx.recv().unwrap(),
+            state,
+            _dir: dir,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// One HTTP/1.1 exchange: (status, body).
+    fn call(&self, method: &str, path: &str, bearer: Option<&str>, body: &[u8]) -> (u16, Vec<u8>) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(b) = bearer {
+            head.push_str(&format!("Authorization: Bearer {b}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        let _ = s.write_all(body);
+        let mut resp = Vec::new();
+        let _ = s.read_to_end(&mut resp);
+        let text = String::from_utf8_lossy(&resp).to_string();
+        let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let split = text.find("\r\n\r\n").unwrap() + 4;
+        (status, resp[split..].to_vec())
+    }
+
+    fn json(&self, method: &str, path: &str, bearer: Option<&str>, body: Value) -> (u16, Value) {
+        let (status, b) = self.call(method, path, bearer, body.to_string().as_bytes());
+        (status, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    }
+
+    fn jwks(&self) -> lic4es::token::KeySet {
+        let (_, v) = self.json("GET", "/.well-known/jwks.json", None, Value::Null);
+        lic4es::token::KeySet::from_json_value(&v).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let _ = self.thread.take().unwrap().join();
+    }
+}
+
+fn fetch_body(nonce: &str) -> Value {
+    json!({"instance_id": "i-1", "version": "1.0", "nonce": nonce, "uptime_hours": 1.5,
+           "telemetry": {"queries_total": 10, "joins_total": 2, "mvs_active": 1, "clusters_connected": 1}})
+}
+
+const NONCE: &str = "0123456789abcdef0123456789abcdef";
+
+fn new_key(s: &Server, tier: &str) -> (String, String) {
+    let (status, v) = s.json(
+        "POST",
+        "/admin/licenses",
+        Some("admin-secret"),
+        json!({"tier": tier, "org_name": "Acme", "days": 30}),
+    );
+    assert_eq!(status, 201, "{v}");
+    (
+        v["license_id"].as_str().unwrap().to_string(),
+        v["api_key"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn token_for_an_api_key_is_signed_and_echoes_the_nonce() {
+    let s = Server::start();
+    let (license, key) = new_key(&s, "pro");
+    assert!(key.starts_with("sk-"));
+    let (status, v) = s.json(
+        "POST",
+        "/api/v1/licenses/token",
+        Some(&key),
+        fetch_body(NONCE),
+    );
+    assert_eq!(status, 200, "{v}");
+    let claims = s.jwks().verify(v["jwt"].as_str().unwrap()).unwrap();
+    assert_eq!(claims.sub, license);
+    assert_eq!(claims.tier, lic4es::Tier::Pro);
+    assert_eq!(claims.nonce.as_deref(), Some(NONCE));
+    assert_eq!(claims.org_name.as_deref(), Some("Acme"));
+    assert!(claims.features.contains("jdbc_driver"));
+    let lifetime = claims.exp - claims.iat.unwrap();
+    assert_eq!(lifetime, 24 * 3600);
+    assert!((v["expires_in"].as_i64().unwrap() - lifetime).abs() <= 2);
+
+    let (status, v) = s.json("GET", "/admin/telemetry", Some("admin-secret"), Value::Null);
+    assert_eq!(status, 200);
+    assert_eq!(v[0]["instance_id"], "i-1");
+    assert_eq!(v[0]["telemetry"]["queries_total"], 10);
+}
+
+#[test]
+fn unknown_and_revoked_keys_and_licenses() {
+    let s = Server::start();
+    let (status, v) = s.json(
+        "POST",
+        "/api/v1/licenses/token",
+        Some("sk-nope"),
+        fetch_body(NONCE),
+    );
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (401, Some("invalid_api_key"))
+    );
+
+    let (license, key) = new_key(&s, "team");
+    let (status, _) = s.json(
+        "POST",
+        &format!("/admin/licenses/{license}/revoke"),
+        Some("admin-secret"),
+        Value::Null,
+    );
+    assert_eq!(status, 200);
+    let (status, v) = s.json(
+        "POST",
+        "/api/v1/licenses/token",
+        Some(&key),
+        fetch_body(NONCE),
+    );
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (403, Some("license_revoked"))
+    );
+
+    let (_, key) = new_key(&s, "pro");
+    let (status, _) = s.json(
+        "POST",
+        "/admin/api-keys/revoke",
+        Some("admin-secret"),
+        json!({"api_key": key}),
+    );
+    assert_eq!(status, 200);
+    let (status, v) = s.json(
+        "POST",
+        "/api/v1/licenses/token",
+        Some(&key),
+        fetch_body(NONCE),
+    );
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (401, Some("api_key_revoked"))
+    );
+    assert!(v["message"].as_str().unwrap().contains("revoked"));
+}
+
+#[test]
+fn bad_input_gets_a_json_4xx_never_a_500() {
+    let s = Server::start();
+    let (_, key) = new_key(&s, "pro");
+    let big = vec![b'x'; 70 * 1024];
+    // (method, path, bearer, body, expected status)
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
+        ("POST", "/api/v1/licenses/token", Some(&key), b"{not json".to_vec(), 400),
+        ("POST", "/api/v1/licenses/token", Some(&key), b"[1,2]".to_vec(), 400),
+        ("POST", "/api/v1/licenses/token", Some(&key), br#"{"instance_id": 5, "nonce": "x"}"#.to_vec(), 400),
+        ("POST", "/api/v1/licenses/token", Some(&key),
+         br#"{"instance_id": "i", "nonce": "0123456789abcdef0123456789abcdef", "extra": 1}"#.to_vec(), 400),
+        ("POST", "/api/v1/licenses/token", Some(&key),
+         br#"{"instance_id": "i", "nonce": "not-hex-at-all-not-hex-at-all!!"}"#.to_vec(), 400),
+        ("POST", "/api/v1/licenses/token", Some(&key),
+         br#"{"instance_id": "i", "nonce": "0123456789abcdef0123456789abcdef", "telemetry": [1]}"#.to_vec(), 400),
+        ("POST", "/api/v1/licenses/token", Some(&key), big.clone(), 413),
+        ("POST", "/api/v1/licenses/token", None, fetch_body(NONCE).to_string().into_bytes(), 401),
+        ("POST", "/api/v1/licenses/refresh", Some("garbage.token.here"), fetch_body(NONCE).to_string().into_bytes(), 401),
+        ("POST", "/api/v1/licenses/refresh", Some("x"), big, 413),
+        ("GET", "/api/v1/licenses/token", Some(&key), vec![], 405),
+        ("GET", "/no/such/path", None, vec![], 404),
+        ("POST", "/admin/licenses", None, b"{}".to_vec(), 401),
+        ("POST", "/admin/licenses", Some("wrong"), b"{}".to_vec(), 401),
+        ("POST", "/admin/licenses", Some("admin-secret"), br#"{"tier": "gold", "days": 3}"#.to_vec(), 400),
+        ("POST", "/admin/licenses", Some("admin-secret"), br#"{"tier": "pro", "days": -3}"#.to_vec(), 400),
+    ];
+    for (method, path, bearer, body, want) in cases {
+        let (status, b) = s.call(method, path, bearer, &body);
+        assert_eq!(
+            status,
+            want,
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&b)
+        );
+        let v: Value = serde_json::from_slice(&b).unwrap_or_else(|_| {
+            panic!("{method} {path}: not JSON: {}", String::from_utf8_lossy(&b))
+        });
+        assert!(v["error"].is_string() && v["message"].is_string(), "{v}");
+    }
+    let (status, v) = s.json("GET", "/healthz", None, Value::Null);
+    assert_eq!((status, v["status"].as_str()), (200, Some("ok")));
+}
+
+#[test]
+fn static_token_refresh_issues_a_new_token_or_204() {
+    let s = Server::start();
+    let lic = s
+        .state
+        .create_license("org-static", "pro", Some("Acme"), 30, false)
+        .unwrap();
+    let url = format!("http://127.0.0.1:{}/api/v1/licenses/refresh", s.port);
+    let (token, _) = s.state.issue_static(&lic, Some(&url)).unwrap();
+    let body = json!({"license_id": "org-static", "instance_id": "i-2", "version": "1",
+                      "uptime_hours": 3, "nonce": NONCE});
+    let (status, _) = s.json(
+        "POST",
+        "/api/v1/licenses/refresh",
+        Some(&token),
+        body.clone(),
+    );
+    assert_eq!(status, 204, "unchanged license: no new token");
+
+    let (status, _) = s.json(
+        "POST",
+        "/admin/licenses/org-static/tier",
+        Some("admin-secret"),
+        json!({"tier": "enterprise"}),
+    );
+    assert_eq!(status, 200);
+    let (status, v) = s.json(
+        "POST",
+        "/api/v1/licenses/refresh",
+        Some(&token),
+        body.clone(),
+    );
+    assert_eq!(status, 200, "{v}");
+    let claims = s.jwks().verify(v["jwt"].as_str().unwrap()).unwrap();
+    assert_eq!(claims.tier, lic4es::Tier::Enterprise);
+    assert_eq!(claims.refresh_url.as_deref(), Some(url.as_str()));
+    assert_eq!(claims.nonce.as_deref(), Some(NONCE));
+
+    let mut other = body;
+    other["license_id"] = json!("org-else");
+    let (status, v) = s.json("POST", "/api/v1/licenses/refresh", Some(&token), other);
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (400, Some("license_mismatch"))
+    );
+}
+
+#[test]
+fn metrics_count_requests_tokens_and_telemetry() {
+    let s = Server::start();
+    let (_, key) = new_key(&s, "team");
+    s.json(
+        "POST",
+        "/api/v1/licenses/token",
+        Some(&key),
+        fetch_body(NONCE),
+    );
+    s.json(
+        "POST",
+        "/api/v1/licenses/token",
+        Some("sk-bad"),
+        fetch_body(NONCE),
+    );
+    let (status, b) = s.call("GET", "/metrics", None, b"");
+    assert_eq!(status, 200);
+    let text = String::from_utf8(b).unwrap();
+    assert!(
+        text.contains(
+            "license_server_requests_total{endpoint=\"/api/v1/licenses/token\",status=\"200\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains(
+        "license_server_requests_total{endpoint=\"/api/v1/licenses/token\",status=\"401\"} 1"
+    ));
+    assert!(text.contains("license_server_tokens_issued_total{tier=\"team\"} 1"));
+    assert!(text.contains("license_server_telemetry_received_total 1"));
+}
+
+#[test]
+fn defaults_listen_on_8700_with_a_store_under_the_data_dir() {
+    let c = ServerConfig::default();
+    assert_eq!(c.listen, "127.0.0.1:8700");
+    assert!(c.database_path().starts_with(&c.data_dir));
+    assert_eq!(c.token_lifetime_hours, 24);
+    assert_eq!(c.tiers["pro"].heartbeat_interval, 300);
+    assert_eq!(c.tiers["pro"].offline_grace_days, 7);
+    assert_eq!(c.tiers["team"].offline_grace_days, 3);
+    assert!(ServerConfig::load(Some(std::path::Path::new("/nonexistent.toml"))).is_err());
+}
