@@ -1,42 +1,89 @@
 #!/usr/bin/env bash
-# The lic4es demo: what an operator sees as the license backend comes and goes.
+# The lic4es demo: a local reference license server, a host running the engine, and
+# what happens as the license changes and the backend goes away.
 # Everything lives under target/demo and is removed at the end; ~/.softclient4es is
-# never touched. The demo key under examples/ is NOT a production key.
+# never touched. Keys and tokens made here are throwaway demo material.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --quiet --bin lic4es
-cli=target/release/lic4es
-demo=target/demo
+echo "building (release)..."
+cargo build --release --quiet -p lic4es --bin lic4es -p license-server --bin license-server
+cli=$PWD/target/release/lic4es
+srv=$PWD/target/release/license-server
+demo=$PWD/target/demo
+port=${DEMO_PORT:-18700}
 rm -rf "$demo"
 mkdir -p "$demo"
-trap 'rm -rf "$demo"' EXIT
+server_pid=""
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  rm -rf "$demo"
+}
+trap cleanup EXIT
 
-keys=$(cat examples/demo-public-keys.json)
-token=$(cat examples/demo-token.jwt)
-# A loopback port on which nothing listens: the backend is down.
-down="http://127.0.0.1:9"
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  echo "port $port is in use; set DEMO_PORT to a free port" >&2
+  exit 1
+fi
 
 step() { printf '\n== %s\n' "$*"; }
+start_server() {
+  "$srv" --config "$demo/server.toml" serve &
+  server_pid=$!
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "license-server did not start" >&2
+  exit 1
+}
+stop_server() {
+  kill "$server_pid"
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
 
-step "1. Static license token (key-file), no network"
-"$cli" status --config examples/demo-config.json
+step "0. A reference license server on 127.0.0.1:$port with a fresh key and a Pro API key"
+cat >"$demo/server.toml" <<TOML
+listen = "127.0.0.1:$port"
+data-dir = "$demo/server-data"
+TOML
+jwks=$("$srv" --config "$demo/server.toml" keygen 2>/dev/null)
+key=$("$srv" --config "$demo/server.toml" api-key create --tier pro --sub org-demo --days 30 --org "Demo Org")
+echo "public keys: $jwks"
+echo "API key:     ${key:0:6}… (shown in full only once, stored hashed)"
+start_server
 
-step "2. API key, backend down, no cache yet: Community, and the status says why"
-cat >"$demo/apikey.json" <<JSON
-{"api-key": "sk-demo-not-a-real-key", "api-url": "$down", "public-keys": $keys,
- "cache-dir": "$demo/cache", "connect-timeout": "2s", "read-timeout": "2s"}
+cat >"$demo/host.json" <<JSON
+{"api-key": "$key", "api-url": "http://127.0.0.1:$port", "public-keys": $jwks,
+ "cache-dir": "$demo/host-cache", "product-version": "demo-1.0",
+ "refresh": {"interval": "1s"}, "connect-timeout": "1s", "read-timeout": "2s"}
 JSON
-"$cli" status --config "$demo/apikey.json" --summary
 
-step "3. Same, with a token cached by an earlier successful fetch: still Pro, with the warning"
-install -m 600 examples/demo-token.jwt "$demo/cache/license-cache.jwt"
-"$cli" status --config "$demo/apikey.json" --summary
+step "1. The host starts: Pro by API key; then the vendor upgrades the license; then the server stops"
+"$cli" watch --config "$demo/host.json" --seconds 6 &
+host=$!
+sleep 2
+echo "-- vendor: license set-tier enterprise"
+"$srv" --config "$demo/server.toml" license set-tier --sub org-demo --tier enterprise
+sleep 2
+echo "-- the license server stops"
+stop_server
+wait "$host"
 
-step "4. A tampered cached token is refused and deleted"
-printf '%s' "${token%?????}AAAAA" >"$demo/cache/license-cache.jwt"
-"$cli" status --config "$demo/apikey.json" --summary
-[ -e "$demo/cache/license-cache.jwt" ] || echo "(cache file deleted)"
+step "2. The host restarts while the server is down: Enterprise from the cache, with the warning"
+"$cli" status --config "$demo/host.json" --summary
 
-step "5. Why? Inspect a token"
-"$cli" inspect @examples/demo-token-enterprise.jwt --keys examples/demo-public-keys.json
+step "3. A static token without refresh_url: no traffic at all (the server logs every request)"
+start_server
+static=$("$srv" --config "$demo/server.toml" mint --tier team --sub org-static --days 365)
+cat >"$demo/static.json" <<JSON
+{"key": "$static", "public-keys": $jwks, "api-url": "http://127.0.0.1:$port",
+ "cache-dir": "$demo/static-cache", "refresh": {"interval": "1s"}}
+JSON
+"$cli" watch --config "$demo/static.json" --seconds 3
+echo "-- (no request lines from license-server above: nothing left the host)"
+stop_server
+
+step "4. Why? Inspect the static token"
+"$cli" inspect "$static" --keys <(echo "$jwks") | tail -4

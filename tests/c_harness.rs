@@ -98,6 +98,7 @@ fn c_harness_passes() {
             .arg(&exe)
             .arg(&lib)
             .arg(&config_path)
+            .arg(&community_dir)
             .output()
             .expect("valgrind");
         let report = String::from_utf8_lossy(&vg.stderr);

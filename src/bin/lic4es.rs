@@ -16,6 +16,9 @@ const USAGE: &str = "usage:
   lic4es status --config FILE [--summary]
                                        start the engine with FILE (JSON), print its status
                                        (--summary: one line)
+  lic4es watch --config FILE --seconds N
+                                       run as a host for N seconds, printing the status
+                                       whenever it changes (log lines go to stderr)
   lic4es inspect TOKEN [--keys JWKS] [--issuer ISS] [--grace-days N]
                                        decode a token and say whether it is accepted;
                                        TOKEN may be @FILE or - (stdin)
@@ -26,6 +29,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("status") => status(&args[1..]),
         Some("inspect") => inspect(&args[1..]),
+        Some("watch") => watch(&args[1..]),
         Some("version") | Some("--version") => {
             println!("lic4es {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
@@ -71,34 +75,65 @@ fn read_arg(spec: &str) -> Result<String, String> {
     }
 }
 
-fn status(args: &[String]) -> Result<ExitCode, String> {
+fn start_engine(args: &[String]) -> Result<Engine, String> {
     let path =
-        flag(args, "--config")?.ok_or_else(|| format!("status needs --config FILE\n{USAGE}"))?;
+        flag(args, "--config")?.ok_or_else(|| format!("--config FILE is required\n{USAGE}"))?;
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let config = Config::from_json(&text).map_err(|e| e.to_string())?;
-    let engine = Engine::start(config, EngineOptions::default()).map_err(|e| e.to_string())?;
+    Engine::start(config, EngineOptions::default()).map_err(|e| e.to_string())
+}
+
+fn summary(status: &lic4es::Status) -> String {
+    format!(
+        "tier={} source={} status=\"{}\"{}",
+        status.tier,
+        serde_json::to_value(status.source)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        status.status,
+        status
+            .reason
+            .as_ref()
+            .map(|r| format!(" reason=\"{r}\""))
+            .unwrap_or_default()
+    )
+}
+
+fn status(args: &[String]) -> Result<ExitCode, String> {
+    let engine = start_engine(args)?;
     let status = engine.status();
     let _ = engine.shutdown();
     if args.iter().any(|a| a == "--summary") {
-        println!(
-            "tier={} source={} status=\"{}\"{}",
-            status.tier,
-            serde_json::to_value(status.source)
-                .unwrap_or_default()
-                .as_str()
-                .unwrap_or("?"),
-            status.status,
-            status
-                .reason
-                .map(|r| format!(" reason=\"{r}\""))
-                .unwrap_or_default()
-        );
+        println!("{}", summary(&status));
     } else {
         println!(
             "{}",
             serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn watch(args: &[String]) -> Result<ExitCode, String> {
+    let seconds: u64 = flag(args, "--seconds")?
+        .unwrap_or("10")
+        .parse()
+        .map_err(|_| "--seconds must be a whole number".to_string())?;
+    let engine = start_engine(args)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let mut shown = engine.status();
+    println!("{}", summary(&shown));
+    while std::time::Instant::now() < deadline {
+        // A host would ask per query; the demo asks ten times a second.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = engine.status();
+        if (now.tier, now.source, &now.status) != (shown.tier, shown.source, &shown.status) {
+            println!("{}", summary(&now));
+            shown = now;
+        }
+    }
+    let _ = engine.shutdown();
     Ok(ExitCode::SUCCESS)
 }
 

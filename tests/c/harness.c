@@ -1,6 +1,7 @@
 /* C harness for liblic4es: loads the library with dlopen and checks the C API contract.
- * Usage: harness LIBRARY CONFIG_JSON_FILE
- * The config must hold a valid Pro static token. Prints "N passed, N failed". */
+ * Usage: harness LIBRARY CONFIG_JSON_FILE CACHE_DIR
+ * The config must hold a valid Pro static token; CACHE_DIR is used for a second,
+ * Community-only config. Prints "N passed, N failed". */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdio.h>
@@ -91,7 +92,7 @@ static void on_log(void *user_data, lic_log_level level, const char *message) {
   (*(int *)user_data)++;
 }
 
-static void check_errors_and_buffers(api *a, const char *config) {
+static void check_errors_and_buffers(api *a, const char *config, const char *community) {
   size_t n = 12345;
   char small[8];
   char err[512];
@@ -177,7 +178,7 @@ static void check_errors_and_buffers(api *a, const char *config) {
   CHECK(a->init(config) == LIC_OK);
   CHECK(a->current_tier() == LIC_TIER_PRO);
   CHECK(a->shutdown() == LIC_OK);
-  CHECK(a->init("{\"log-level\": \"error\"}") == LIC_OK);
+  CHECK(a->init(community) == LIC_OK);
   CHECK(a->current_tier() == LIC_TIER_COMMUNITY);
   CHECK(a->shutdown() == LIC_OK);
 
@@ -185,8 +186,14 @@ static void check_errors_and_buffers(api *a, const char *config) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: %s LIBRARY CONFIG_JSON_FILE\n", argv[0]);
+  if (argc != 4) {
+    fprintf(stderr, "usage: %s LIBRARY CONFIG_JSON_FILE CACHE_DIR\n", argv[0]);
+    return 2;
+  }
+  char community[1024];
+  if (snprintf(community, sizeof community, "{\"log-level\": \"error\", \"cache-dir\": \"%s\"}",
+               argv[3]) >= (int)sizeof community) {
+    fprintf(stderr, "cache dir path too long\n");
     return 2;
   }
   char *config = read_file(argv[2]);
@@ -197,7 +204,7 @@ int main(int argc, char **argv) {
 
   api a;
   if (!load(&a, argv[1])) return 2;
-  check_errors_and_buffers(&a, config);
+  check_errors_and_buffers(&a, config, community);
   CHECK(dlclose(a.handle) == 0);
 
   /* 20 cycles of dlopen -> init -> shutdown -> dlclose: state is fresh every time. */
