@@ -74,9 +74,13 @@ fn c_harness_passes() {
     let config_path = work.join("config.json");
     std::fs::write(&config_path, config.to_string()).unwrap();
 
+    // The Community-only init inside the harness gets its own cache dir, so no test run
+    // ever writes to ~/.softclient4es.
+    let community_dir = cache.path().join("community");
     let run = Command::new(&exe)
         .arg(&lib)
         .arg(&config_path)
+        .arg(&community_dir)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);

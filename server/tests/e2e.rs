@@ -55,7 +55,7 @@ fn get(port: u16, path: &str) -> Option<String> {
 
 /// Starts `serve` and waits until it answers /healthz.
 fn serve(config: &Path, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_license-server"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_license-server"))
         .arg("--config")
         .arg(config)
         .arg("serve")
@@ -70,6 +70,8 @@ fn serve(config: &Path, port: u16) -> Child {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("license-server did not come up on port {port}");
 }
 
