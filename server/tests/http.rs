@@ -329,4 +329,16 @@ fn defaults_listen_on_8700_with_a_store_under_the_data_dir() {
     assert_eq!(c.tiers["pro"].offline_grace_days, 7);
     assert_eq!(c.tiers["team"].offline_grace_days, 3);
     assert!(ServerConfig::load(Some(std::path::Path::new("/nonexistent.toml"))).is_err());
+    let dir = tempfile::tempdir().unwrap();
+    for (text, key) in [
+        ("listn = \"x\"", "listn"),
+        ("[tiers.gold]\nfeatures = []", "gold"),
+        ("token-lifetime-hours = 0", "token-lifetime-hours"),
+        ("token-lifetime-hours = \"a day\"", "token-lifetime-hours"),
+    ] {
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        let err = ServerConfig::load(Some(&p)).unwrap_err();
+        assert!(err.contains(key), "{text}: {err}");
+    }
 }

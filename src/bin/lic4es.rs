@@ -1,16 +1,18 @@
 //! `lic4es`: the operator's view of the licensing engine.
 //!
-//! `lic4es status --config FILE` starts an engine with the config, prints its status and
-//! stops it. `lic4es inspect TOKEN [--keys JWKS] [--issuer ISS]` explains why a token is or
+//! `lic4es status --config FILE` starts the engine through its C ABI with the config,
+//! prints its status and stops it; `watch` runs as a host for a while. `lic4es inspect TOKEN [--keys JWKS] [--issuer ISS]` explains why a token is or
 //! is not accepted. Together they answer "why am I on Community?".
 
+use std::ffi::{c_char, CStr, CString};
 use std::io::Read;
 use std::process::ExitCode;
 
 use lic4es::clock::{rfc3339, Clock, SystemClock};
 use lic4es::config::DEFAULT_ISSUER;
+use lic4es::ffi;
 use lic4es::token::{decode_unverified, Claims, GracePhase, KeySet, Policy, Standing};
-use lic4es::{Config, Engine, EngineOptions};
+use serde_json::Value;
 
 const USAGE: &str = "usage:
   lic4es status --config FILE [--summary]
@@ -75,35 +77,67 @@ fn read_arg(spec: &str) -> Result<String, String> {
     }
 }
 
-fn start_engine(args: &[String]) -> Result<Engine, String> {
-    let path =
-        flag(args, "--config")?.ok_or_else(|| format!("--config FILE is required\n{USAGE}"))?;
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let config = Config::from_json(&text).map_err(|e| e.to_string())?;
-    Engine::start(config, EngineOptions::default()).map_err(|e| e.to_string())
+/// A host on the C ABI, exactly as an embedding application sees the engine.
+struct Host;
+
+impl Host {
+    fn start(args: &[String]) -> Result<Host, String> {
+        let path =
+            flag(args, "--config")?.ok_or_else(|| format!("--config FILE is required\n{USAGE}"))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let c = CString::new(text).map_err(|_| format!("{path} contains a NUL byte"))?;
+        match ffi::lic_init(c.as_ptr()) {
+            ffi::lic_result::LIC_OK => Ok(Host),
+            code => Err(format!("lic_init: {code:?}: {}", Self::last_error())),
+        }
+    }
+
+    fn last_error() -> String {
+        let mut buf = vec![0 as c_char; 4096];
+        ffi::lic_last_error(buf.as_mut_ptr(), buf.len(), std::ptr::null_mut());
+        // SAFETY: lic_last_error wrote a NUL-terminated string into buf.
+        unsafe { CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn status(&self) -> Result<Value, String> {
+        let mut needed = 0usize;
+        ffi::lic_status_json(std::ptr::null_mut(), 0, &mut needed);
+        let mut buf = vec![0 as c_char; needed.max(1)];
+        match ffi::lic_status_json(buf.as_mut_ptr(), buf.len(), std::ptr::null_mut()) {
+            // SAFETY: lic_status_json wrote a NUL-terminated string into buf.
+            ffi::lic_result::LIC_OK => {
+                serde_json::from_str(&unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy())
+                    .map_err(|e| e.to_string())
+            }
+            code => Err(format!("lic_status_json: {code:?}: {}", Self::last_error())),
+        }
+    }
 }
 
-fn summary(status: &lic4es::Status) -> String {
+impl Drop for Host {
+    fn drop(&mut self) {
+        ffi::lic_shutdown();
+    }
+}
+
+fn summary(status: &Value) -> String {
+    let s = |k: &str| status[k].as_str().unwrap_or("").to_string();
     format!(
         "tier={} source={} status=\"{}\"{}",
-        status.tier,
-        serde_json::to_value(status.source)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
-        status.status,
-        status
-            .reason
-            .as_ref()
+        s("tier"),
+        s("source"),
+        s("status"),
+        status["reason"]
+            .as_str()
             .map(|r| format!(" reason=\"{r}\""))
             .unwrap_or_default()
     )
 }
 
 fn status(args: &[String]) -> Result<ExitCode, String> {
-    let engine = start_engine(args)?;
-    let status = engine.status();
-    let _ = engine.shutdown();
+    let status = Host::start(args)?.status()?;
     if args.iter().any(|a| a == "--summary") {
         println!("{}", summary(&status));
     } else {
@@ -120,20 +154,20 @@ fn watch(args: &[String]) -> Result<ExitCode, String> {
         .unwrap_or("10")
         .parse()
         .map_err(|_| "--seconds must be a whole number".to_string())?;
-    let engine = start_engine(args)?;
+    let host = Host::start(args)?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    let mut shown = engine.status();
+    let key = |v: &Value| (v["tier"].clone(), v["source"].clone(), v["status"].clone());
+    let mut shown = host.status()?;
     println!("{}", summary(&shown));
     while std::time::Instant::now() < deadline {
-        // A host would ask per query; the demo asks ten times a second.
+        // A host asks per query; the demo asks ten times a second.
         std::thread::sleep(std::time::Duration::from_millis(100));
-        let now = engine.status();
-        if (now.tier, now.source, &now.status) != (shown.tier, shown.source, &shown.status) {
+        let now = host.status()?;
+        if key(&now) != key(&shown) {
             println!("{}", summary(&now));
             shown = now;
         }
     }
-    let _ = engine.shutdown();
     Ok(ExitCode::SUCCESS)
 }
 
