@@ -11,6 +11,8 @@ fn main() {
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=LIC4ES_PUBLIC_KEYS_FILE");
+    // A soname lets the JNI shim and C++ hosts link against it by name.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,liblic4es.so");
 
     // Vendors build their public keys into the library so that no operator-editable file
     // decides which signatures are trusted.

@@ -10,40 +10,10 @@ use std::process::Command;
 use common::*;
 use serde_json::json;
 
-fn target_dir() -> PathBuf {
-    // target/debug/deps/c_harness-xxxx -> target/debug
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-/// `cargo test` builds only the rlib for tests, so the shared library is built here and
-/// the harness never loads a stale one. It gets its own target directory: a plain
-/// `cargo build` resolves features without dev-dependencies, and sharing `target/debug`
-/// with the test build would make the two rebuild each other's dependencies.
-fn build_cdylib() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let release = target_dir().ends_with("release");
-    let dir = target_dir().join("cdylib");
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--lib", "--quiet", "--target-dir"])
-        .arg(&dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if release {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().expect("run cargo build");
-    assert!(status.success(), "cargo build --lib failed");
-    let lib = dir
-        .join(if release { "release" } else { "debug" })
-        .join("liblic4es.so");
-    assert!(lib.exists(), "{} not built", lib.display());
-    lib
-}
-
 #[test]
 fn c_harness_passes() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let lib = build_cdylib();
+    let lib = cdylib();
     let work = target_dir().join("c-harness");
     std::fs::create_dir_all(&work).unwrap();
     let exe = work.join("harness");

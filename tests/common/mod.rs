@@ -383,3 +383,84 @@ pub fn refused_url() -> String {
     drop(l);
     format!("http://127.0.0.1:{port}")
 }
+
+/// target/debug (or target/release) of the running test binary.
+pub fn target_dir() -> PathBuf {
+    // target/debug/deps/<test>-<hash> -> target/debug
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// Builds and returns `liblic4es.so`. `cargo test` builds only the rlib for tests, so
+/// the shared library is built here and nothing loads a stale one. It gets its own
+/// target directory: a plain `cargo build` resolves features without dev-dependencies,
+/// and sharing `target/debug` with the test build would make the two rebuild each
+/// other's dependencies.
+pub fn cdylib() -> PathBuf {
+    cdylib_with(target_dir().ends_with("release"))
+}
+
+/// The optimised `liblic4es.so`, as shipped in the jar; built under `target/cdylib`,
+/// where CI's release size check finds it again.
+pub fn cdylib_release() -> PathBuf {
+    cdylib_with(true)
+}
+
+fn cdylib_with(release: bool) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let dir = if release {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/cdylib")
+    } else {
+        target_dir().join("cdylib")
+    };
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["build", "-p", "lic4es", "--lib", "--quiet", "--target-dir"])
+        .arg(&dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "cargo build --lib failed");
+    let lib = dir
+        .join(if release { "release" } else { "debug" })
+        .join("liblic4es.so");
+    assert!(lib.exists(), "{} not built", lib.display());
+    lib
+}
+
+/// Whether `tool` is on the PATH. When it is not, prints a loud SKIPPED line and returns
+/// false, unless LIC4ES_REQUIRE_ALL=1, where a missing tool fails the test.
+pub fn have_tool(tool: &str) -> bool {
+    let found = tool_exists(tool);
+    if !found {
+        if std::env::var("LIC4ES_REQUIRE_ALL").as_deref() == Ok("1") {
+            panic!("{tool} not found and LIC4ES_REQUIRE_ALL=1");
+        }
+        eprintln!("SKIPPED: {tool} not found");
+        println!("SKIPPED: {tool} not found");
+    }
+    found
+}
+
+/// Whether `tool` is on the PATH.
+pub fn tool_exists(tool: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Whether a file a test needs exists; like [`have_tool`] when it does not.
+pub fn have_file(path: &Path) -> bool {
+    let found = path.exists();
+    if !found {
+        if std::env::var("LIC4ES_REQUIRE_ALL").as_deref() == Ok("1") {
+            panic!("{} not found and LIC4ES_REQUIRE_ALL=1", path.display());
+        }
+        eprintln!("SKIPPED: {} not found", path.display());
+        println!("SKIPPED: {} not found", path.display());
+    }
+    found
+}

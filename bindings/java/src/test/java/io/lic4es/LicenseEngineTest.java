@@ -1,0 +1,210 @@
+package io.lic4es;
+
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertFalse;
+import static org.junit.Assert.assertTrue;
+import static org.junit.Assert.fail;
+
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Paths;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Map;
+import java.util.logging.Handler;
+import java.util.logging.Level;
+import java.util.logging.LogRecord;
+import java.util.logging.Logger;
+import org.junit.After;
+import org.junit.Test;
+
+public class LicenseEngineTest {
+  static String config() throws Exception {
+    return new String(
+        Files.readAllBytes(Paths.get(System.getProperty("lic4es.test.config"))),
+        StandardCharsets.UTF_8);
+  }
+
+  @After
+  public void tearDown() {
+    LicenseEngine.setLogSink(null);
+    LicenseEngine.shutdown();
+  }
+
+  @Test
+  public void staticTokenGivesPro() throws Exception {
+    assertEquals(Tier.COMMUNITY, LicenseEngine.currentTier());
+    LicenseEngine.init(config());
+    assertEquals(Tier.PRO, LicenseEngine.currentTier());
+    assertTrue(LicenseEngine.currentTier().atLeast(Tier.PRO));
+    assertFalse(LicenseEngine.currentTier().atLeast(Tier.TEAM));
+  }
+
+  @Test
+  public void handleShutsDownOnClose() throws Exception {
+    try (LicenseEngine.Handle h = LicenseEngine.open(config())) {
+      assertEquals(Tier.PRO, h.tier());
+    }
+    assertEquals(Tier.COMMUNITY, LicenseEngine.currentTier());
+  }
+
+  @Test
+  @SuppressWarnings("unchecked")
+  public void statusJsonParses() throws Exception {
+    LicenseEngine.init(config());
+    Map<String, Object> status = (Map<String, Object>) Json.parse(LicenseEngine.statusJson());
+    assertEquals("pro", status.get("tier"));
+    assertEquals("static", status.get("source"));
+    assertEquals("Active", status.get("status"));
+    assertEquals("org-acme-123", status.get("license_id"));
+    assertTrue(status.get("features") instanceof List);
+  }
+
+  @Test
+  public void statusBeforeInitIsNotInitialized() {
+    try {
+      LicenseEngine.statusJson();
+      fail();
+    } catch (LicenseException e) {
+      assertEquals(LicenseException.LIC_ERR_NOT_INITIALIZED, e.code());
+    }
+  }
+
+  @Test
+  public void quotaAndFeature() throws Exception {
+    assertEquals(2L, LicenseEngine.quota("max_joins"));
+    LicenseEngine.init(config());
+    assertEquals(5L, LicenseEngine.quota("max_clusters"));
+    assertEquals(-1L, LicenseEngine.quota("max_result_rows"));
+    assertTrue(LicenseEngine.hasFeature("jdbc_driver"));
+    assertFalse(LicenseEngine.hasFeature("repl"));
+  }
+
+  @Test
+  public void countersAndGauges() throws Exception {
+    LicenseEngine.addQueries(5);
+    LicenseEngine.addJoins(1);
+    LicenseEngine.setMaterializedViewsActive(3);
+    LicenseEngine.setClustersConnected(2);
+    try {
+      LicenseEngine.addQueries(-1);
+      fail();
+    } catch (IllegalArgumentException expected) {
+      // negative counts are refused
+    }
+  }
+
+  @Test
+  public void logRecordReachesJavaUtilLogging() throws Exception {
+    final List<LogRecord> records = Collections.synchronizedList(new ArrayList<LogRecord>());
+    Handler h =
+        new Handler() {
+          @Override
+          public void publish(LogRecord r) {
+            records.add(r);
+          }
+
+          @Override
+          public void flush() {}
+
+          @Override
+          public void close() {}
+        };
+    Logger logger = Logger.getLogger("io.lic4es");
+    logger.addHandler(h);
+    try {
+      LicenseEngine.init(config());
+    } finally {
+      logger.removeHandler(h);
+    }
+    boolean seen = false;
+    synchronized (records) {
+      for (LogRecord r : records) {
+        seen |= r.getLevel() == Level.INFO && r.getMessage().contains("License from static token");
+      }
+    }
+    assertTrue("no INFO record in " + records.size(), seen);
+  }
+
+  @Test
+  public void customSinkReplacesJul() throws Exception {
+    final List<String> seen = Collections.synchronizedList(new ArrayList<String>());
+    LicenseEngine.setLogSink((level, message) -> seen.add(level + " " + message));
+    LicenseEngine.init(config());
+    assertTrue(seen.toString(), seen.toString().contains("INFO License from static token"));
+  }
+
+  @Test
+  public void badConfigNamesTheKey() {
+    try {
+      LicenseEngine.init("{\"refresh\": {\"intervall\": \"1h\"}}");
+      fail();
+    } catch (LicenseException e) {
+      assertEquals(LicenseException.LIC_ERR_CONFIG, e.code());
+      assertEquals("LIC_ERR_CONFIG", e.codeName());
+      assertTrue(e.getMessage(), e.getMessage().contains("refresh.intervall"));
+    }
+  }
+
+  @Test
+  public void nulInsideAStringIsAnErrorNotATruncation() {
+    try {
+      LicenseEngine.init("{}\u0000{\"garbage\": 1}");
+      fail();
+    } catch (LicenseException e) {
+      assertEquals(LicenseException.LIC_ERR_INVALID_ARGUMENT, e.code());
+    }
+    try {
+      LicenseEngine.hasFeature("repl\u0000x");
+      fail();
+    } catch (LicenseException e) {
+      assertEquals(LicenseException.LIC_ERR_INVALID_ARGUMENT, e.code());
+    }
+  }
+
+  @Test
+  public void shutdownTwiceIsHarmless() throws Exception {
+    LicenseEngine.init(config());
+    assertTrue(LicenseEngine.shutdown());
+    assertFalse(LicenseEngine.shutdown());
+    assertEquals(Tier.COMMUNITY, LicenseEngine.currentTier());
+  }
+
+  @Test
+  public void initTwiceIsAlreadyInitialized() throws Exception {
+    LicenseEngine.init(config());
+    try {
+      LicenseEngine.init(config());
+      fail();
+    } catch (LicenseException e) {
+      assertEquals(LicenseException.LIC_ERR_ALREADY_INITIALIZED, e.code());
+    }
+  }
+
+  @Test
+  public void refreshOfAStaticTokenWithoutRefreshUrlIsUnsupported() throws Exception {
+    LicenseEngine.init(config());
+    try {
+      LicenseEngine.refreshNow();
+      fail();
+    } catch (LicenseException e) {
+      assertEquals(LicenseException.LIC_ERR_UNSUPPORTED, e.code());
+    }
+  }
+
+  @Test
+  public void hundredInitShutdownCycles() throws Exception {
+    String cfg = config();
+    for (int i = 0; i < 100; i++) {
+      LicenseEngine.init(cfg);
+      assertEquals(Tier.PRO, LicenseEngine.currentTier());
+      assertTrue(LicenseEngine.shutdown());
+    }
+  }
+
+  @Test
+  public void versionIsReported() {
+    assertFalse(LicenseEngine.version().isEmpty());
+  }
+}

@@ -1,0 +1,245 @@
+//! The Java binding: jar built with the JDK alone, JUnit tests under -Xcheck:jni,
+//! extraction from the jar, threads racing init/shutdown, JVM exit without shutdown, and
+//! the per-call cost of currentTier(). Also the Scala example, compiled and run.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const JUNIT: &str = "/usr/share/java/junit4.jar";
+const HAMCREST: &str = "/usr/share/java/hamcrest-core.jar";
+const TYPESAFE_CONFIG: &str = "/usr/share/java/typesafe-config.jar";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+struct Built {
+    jar: PathBuf,
+    native: PathBuf,
+    test_classes: PathBuf,
+    config: PathBuf,
+}
+
+/// Builds once for both tests (they run in parallel and share the output directory).
+fn build() -> Option<&'static Built> {
+    static BUILT: OnceLock<Option<Built>> = OnceLock::new();
+    BUILT.get_or_init(build_once).as_ref()
+}
+
+fn build_once() -> Option<Built> {
+    if !(have_tool("java") && have_tool("javac") && have_tool("jar") && have_tool("cc")) {
+        return None;
+    }
+    if !(have_file(Path::new(JUNIT)) && have_file(Path::new(HAMCREST))) {
+        return None;
+    }
+    let lib = cdylib_release();
+    let out = target_dir().join("java");
+    run(Command::new(root().join("bindings/java/build.sh"))
+        .arg(&lib)
+        .arg(&out));
+    let jar = out.join("lic4es.jar");
+    let test_classes = out.join("test-classes");
+    std::fs::create_dir_all(&test_classes).unwrap();
+    let sources: Vec<PathBuf> =
+        std::fs::read_dir(root().join("bindings/java/src/test/java/io/lic4es"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+    run(Command::new("javac")
+        .arg("-cp")
+        .arg(format!("{}:{JUNIT}", jar.display()))
+        .arg("-d")
+        .arg(&test_classes)
+        .args(&sources));
+    let config = out.join("test-config.json");
+    let cache = out.join("test-cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    std::fs::write(
+        &config,
+        live_pro_config(&cache, "info").into_string().unwrap(),
+    )
+    .unwrap();
+    Some(Built {
+        jar,
+        native: out.join("native/linux-x86_64"),
+        test_classes,
+        config,
+    })
+}
+
+impl Built {
+    /// A JVM running `main`, under -Xcheck:jni unless `extra` holds `--no-check` (the
+    /// benchmark, where the checks would dominate what it measures).
+    fn java(&self, main: &str, extra: &[String], with_library_path: bool) -> Command {
+        let mut cmd = Command::new("java");
+        if !extra.iter().any(|e| e == "--no-check") {
+            cmd.arg("-Xcheck:jni");
+        }
+        cmd.arg(format!("-Dlic4es.test.config={}", self.config.display()))
+            .args(extra.iter().filter(|e| *e != "--no-check"));
+        if with_library_path {
+            cmd.arg(format!("-Dlic4es.library.path={}", self.native.display()));
+        }
+        cmd.arg("-cp")
+            .arg(format!(
+                "{}:{}:{JUNIT}:{HAMCREST}",
+                self.jar.display(),
+                self.test_classes.display()
+            ))
+            .arg(main);
+        cmd
+    }
+}
+
+fn assert_no_jni_warnings(out: &Output) {
+    let err = text(&out.stderr);
+    assert!(
+        !err.lines()
+            .any(|l| l.contains("WARNING") && l.contains("JNI")),
+        "-Xcheck:jni complained:\n{err}"
+    );
+}
+
+#[test]
+fn java_binding() {
+    let Some(b) = build() else { return };
+    let jar_size = std::fs::metadata(&b.jar).unwrap().len();
+    println!("lic4es.jar: {jar_size} bytes");
+
+    // JUnit, under -Xcheck:jni.
+    let mut cmd = b.java("org.junit.runner.JUnitCore", &[], true);
+    cmd.arg("io.lic4es.LicenseEngineTest");
+    let out = run(&mut cmd);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("OK ("), "{stdout}");
+    assert_no_jni_warnings(&out);
+    println!(
+        "{}",
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("OK"))
+            .collect::<String>()
+    );
+
+    // Loading from the jar alone: extraction into a unique dir under -Dlic4es.tmpdir.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(&mut b.java(
+        "io.lic4es.ExtractMain",
+        &[format!("-Dlic4es.tmpdir={}", tmp.path().display())],
+        false,
+    ));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("tier=PRO"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("origin={}/lic4es-", tmp.path().display())),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "extracted files are removed at exit"
+    );
+
+    // An unusable tmpdir: the error names the property to set.
+    let out = b
+        .java(
+            "io.lic4es.ExtractMain",
+            &["-Dlic4es.tmpdir=/nonexistent/lic4es".to_string()],
+            false,
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("-Dlic4es.tmpdir"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // 8 reader threads while init/shutdown cycles run, with -Xcheck:jni.
+    let out = run(&mut b.java("io.lic4es.ConcurrencyMain", &[], true));
+    assert!(text(&out.stdout).contains("bad=0"));
+    assert_no_jni_warnings(&out);
+
+    // The JVM exits by itself when shutdown() was never called.
+    let mut child = b
+        .java("io.lic4es.ExitMain", &[], true)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the JVM did not exit without shutdown()");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+
+    // Per-call cost, reported (without -Xcheck:jni, which wraps every native call).
+    let out = run(&mut b.java("io.lic4es.BenchMain", &["--no-check".to_string()], true));
+    println!("{}", text(&out.stdout).trim());
+}
+
+#[test]
+fn scala_example() {
+    if !(have_tool("scalac") && have_tool("scala") && have_file(Path::new(TYPESAFE_CONFIG))) {
+        return;
+    }
+    let Some(b) = build() else { return };
+    let out_dir = target_dir().join("scala-example");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let cp = format!("{}:{TYPESAFE_CONFIG}", b.jar.display());
+    run(Command::new("scalac")
+        .arg("-cp")
+        .arg(&cp)
+        .arg("-d")
+        .arg(&out_dir)
+        .arg(root().join("bindings/scala/LicenseExample.scala")));
+    // The example reads an application.conf; this one holds the test's license block.
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("application.conf");
+    let json = std::fs::read_to_string(&b.config).unwrap();
+    std::fs::write(&conf, format!("softclient4es {{ license = {json} }}\n")).unwrap();
+    let out = run(Command::new("scala")
+        .arg(format!("-Dlic4es.library.path={}", b.native.display()))
+        .arg("-cp")
+        .arg(format!("{cp}:{}", out_dir.display()))
+        .arg("LicenseExample")
+        .arg(&conf));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("tier: PRO"), "{stdout}");
+    assert!(
+        stdout.contains("\"license_id\":\"org-acme-123\""),
+        "{stdout}"
+    );
+    println!("{stdout}");
+}
