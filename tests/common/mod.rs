@@ -213,6 +213,35 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request from its request line and header lines, with a zeroed body of the
+    /// announced Content-Length for the caller to fill.
+    pub fn from_head(lines: &[String]) -> Request {
+        let mut parts = lines
+            .first()
+            .map(String::as_str)
+            .unwrap_or("")
+            .split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let headers: Vec<(String, String)> = lines
+            .iter()
+            .skip(1)
+            .filter_map(|h| h.trim_end().split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        let len = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        Request {
+            method,
+            path,
+            headers,
+            body: vec![0; len],
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -259,6 +288,20 @@ impl Reply {
     }
     pub fn token(jwt: &str) -> Reply {
         Reply::json(200, json!({"jwt": jwt, "expires_in": 86400}))
+    }
+
+    /// Status line and headers, through the blank line.
+    pub fn head(&self) -> String {
+        let mut head = format!(
+            "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+            self.status,
+            self.body.len()
+        );
+        for (k, v) in &self.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        head
     }
 }
 
@@ -320,38 +363,21 @@ impl Drop for TestServer {
 fn serve(conn: TcpStream, handler: &Handler, reqs: &Mutex<Vec<Request>>, stop: &AtomicBool) {
     conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
     let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut line = String::new();
-    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let path = parts.next().unwrap_or("").to_string();
-    let mut headers = Vec::new();
+    let mut lines = Vec::new();
     loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        if line == "\r\n" {
             break;
         }
-        if let Some((k, v)) = h.trim_end().split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
+        lines.push(line);
     }
-    let len = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    if reader.read_exact(&mut body).is_err() {
+    let mut req = Request::from_head(&lines);
+    if reader.read_exact(&mut req.body).is_err() {
         return;
     }
-    let req = Request {
-        method,
-        path,
-        headers,
-        body,
-    };
     let reply = handler(&req);
     reqs.lock().unwrap().push(req);
     let mut conn = conn;
@@ -362,16 +388,7 @@ fn serve(conn: TcpStream, handler: &Handler, reqs: &Mutex<Vec<Request>>, stop: &
         }
         return;
     }
-    let mut head = format!(
-        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-        reply.status,
-        reply.body.len()
-    );
-    for (k, v) in &reply.headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let _ = conn.write_all(head.as_bytes());
+    let _ = conn.write_all(reply.head().as_bytes());
     let _ = conn.write_all(&reply.body);
     let _ = conn.flush();
 }

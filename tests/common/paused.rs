@@ -92,38 +92,21 @@ impl AsyncServer {
     async fn serve(&self, conn: tokio::net::TcpStream) {
         let (rd, mut wr) = conn.into_split();
         let mut reader = BufReader::new(rd);
-        let mut line = String::new();
-        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or("").to_string();
-        let path = parts.next().unwrap_or("").to_string();
-        let mut headers = Vec::new();
+        let mut lines = Vec::new();
         loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).await.unwrap_or(0) == 0 || h == "\r\n" {
+            let mut line = String::new();
+            if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
                 break;
             }
-            if let Some((k, v)) = h.trim_end().split_once(':') {
-                headers.push((k.trim().to_string(), v.trim().to_string()));
-            }
+            lines.push(line);
         }
-        let len = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.parse::<usize>().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; len];
-        if reader.read_exact(&mut body).await.is_err() {
+        let mut req = Request::from_head(&lines);
+        if reader.read_exact(&mut req.body).await.is_err() {
             return;
         }
-        let req = Request {
-            method,
-            path,
-            headers,
-            body,
-        };
         let reply = (self.handler.lock().unwrap())(&req);
         self.seen.lock().unwrap().push(Seen {
             at_ms: self.origin.elapsed().as_millis() as u64,
@@ -133,16 +116,7 @@ impl AsyncServer {
             // Never answer: the client's timeout has to end the exchange.
             std::future::pending::<()>().await;
         }
-        let mut head = format!(
-            "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-            reply.status,
-            reply.body.len()
-        );
-        for (k, v) in &reply.headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        let _ = wr.write_all(head.as_bytes()).await;
+        let _ = wr.write_all(reply.head().as_bytes()).await;
         let _ = wr.write_all(&reply.body).await;
         let _ = wr.shutdown().await;
     }
