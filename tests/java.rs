@@ -178,6 +178,23 @@ fn java_binding() {
         text(&out.stderr)
     );
 
+    // A tmpdir on a noexec filesystem (the classic /tmp case): the error says what to set.
+    // Mounting needs privileges; without them this part is skipped.
+    if let Some(noexec) = NoexecMount::new() {
+        let out = b
+            .java(
+                "io.lic4es.ExtractMain",
+                &[format!("-Dlic4es.tmpdir={}", noexec.path.display())],
+                false,
+            )
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains("failed to map segment"), "{err}");
+        assert!(err.contains("noexec, set -Dlic4es.tmpdir"), "{err}");
+    }
+
     // 8 reader threads while init/shutdown cycles run, with -Xcheck:jni.
     let out = run(&mut b.java("io.lic4es.ConcurrencyMain", &[], true));
     assert!(text(&out.stdout).contains("bad=0"));
@@ -242,4 +259,36 @@ fn scala_example() {
         "{stdout}"
     );
     println!("{stdout}");
+}
+
+/// A tmpfs mounted noexec, unmounted on drop.
+struct NoexecMount {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl NoexecMount {
+    fn new() -> Option<NoexecMount> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "noexec,size=32m", "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            println!("SKIPPED: cannot mount a noexec tmpfs here (needs privileges)");
+            return None;
+        }
+        Some(NoexecMount {
+            path: dir.path().to_path_buf(),
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for NoexecMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
 }
