@@ -416,3 +416,26 @@ async fn telemetry_off_sends_no_counters_on_refresh() {
         .get("telemetry")
         .is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_revoked_static_token_stops_the_schedule() {
+    let r = Run::new();
+    let server = AsyncServer::start(|_| {
+        Reply::json(
+            403,
+            json!({"error": "license_revoked", "message": "revoked"}),
+        )
+    })
+    .await;
+    let url = format!("{}/refresh", server.url());
+    let e = r
+        .start(json!({"key": with_refresh_url("pro", 30, &url)}))
+        .await;
+    wait_secs(24 * H + 1).await;
+    assert_eq!(server.count(), 1);
+    assert_eq!(e.status().status, "Revoked");
+    // Nothing is left to refresh from: the worker goes back to sleep instead of spinning.
+    wait_secs(5 * 24 * H).await;
+    assert_eq!(server.count(), 1);
+    assert!(e.status().next_refresh_at.is_none());
+}

@@ -206,6 +206,11 @@ impl Shared {
         sched: &mut Schedule,
     ) -> Result<(), EngineError> {
         let Some(target) = self.target() else {
+            // Nothing to refresh from any more (a revoked or lapsed static token): stop
+            // the schedule rather than wake for nothing.
+            sched.next = None;
+            sched.window_at = None;
+            self.set_next(sched);
             return Err(EngineError::Unsupported(
                 "no API key, and the license in use has no refresh_url".into(),
             ));
