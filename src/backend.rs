@@ -176,11 +176,6 @@ impl Backend {
         Ok(Backend { client, base })
     }
 
-    /// The base URL.
-    pub fn base(&self) -> &Url {
-        &self.base
-    }
-
     fn endpoint(&self, path: &str) -> String {
         format!("{}{}", self.base.as_str().trim_end_matches('/'), path)
     }

@@ -16,8 +16,6 @@ pub const MAX_FILE_BYTES: u64 = 64 * 1024;
 pub const TOKEN_FILE: &str = "license-cache.jwt";
 /// The persisted instance id.
 pub const INSTANCE_ID_FILE: &str = "instance-id";
-/// Seat and clock state.
-pub const STATE_FILE: &str = "state.json";
 
 /// Temporary files older than this were left by a crash and are removed.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
@@ -72,11 +70,6 @@ impl CacheDir {
     /// A state directory at `dir` (not created until needed).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         CacheDir { dir: dir.into() }
-    }
-
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// The path of `name` inside the directory.

@@ -37,17 +37,6 @@ impl Level {
             _ => None,
         }
     }
-
-    /// The level with this numeric value, if any.
-    pub fn from_u8(v: u8) -> Option<Level> {
-        match v {
-            0 => Some(Level::Error),
-            1 => Some(Level::Warn),
-            2 => Some(Level::Info),
-            3 => Some(Level::Debug),
-            _ => None,
-        }
-    }
 }
 
 impl fmt::Display for Level {
@@ -124,7 +113,5 @@ mod tests {
         assert_eq!(Level::parse(" WARN "), Some(Level::Warn));
         assert_eq!(Level::parse("trace"), None);
         assert!(Level::Error < Level::Debug);
-        assert_eq!(Level::from_u8(2), Some(Level::Info));
-        assert_eq!(Level::from_u8(9), None);
     }
 }

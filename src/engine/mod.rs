@@ -390,11 +390,6 @@ impl Engine {
         }
         result
     }
-
-    /// Whether the worker is running.
-    pub fn is_running(&self) -> bool {
-        lock(&self.worker).is_some()
-    }
 }
 
 impl Drop for Engine {
