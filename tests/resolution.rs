@@ -576,3 +576,24 @@ fn mid_grace_warning_repeats_once_a_day() {
     assert_eq!(f.logs.count(mid), 2);
     assert_eq!(e.tier(), Tier::Pro);
 }
+
+#[test]
+fn log_level_filters_and_tokens_are_never_logged_in_full() {
+    let f = Fixture::new();
+    let expired = token("pro", -30);
+    let e = f.start(json!({"key": expired, "log-level": "warn"}));
+    assert_eq!(e.tier(), Tier::Community);
+    assert!(
+        f.logs.has(Level::Warn, "Static license"),
+        "{}",
+        f.logs.dump()
+    );
+    assert!(
+        f.logs.all().iter().all(|(l, _)| *l <= Level::Warn),
+        "records below log-level were delivered: {}",
+        f.logs.dump()
+    );
+    let dump = f.logs.dump();
+    assert!(!dump.contains(&expired), "a token was logged in full");
+    assert!(dump.contains(&format!("{}…", &expired[..6])));
+}
