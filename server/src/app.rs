@@ -295,9 +295,12 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         })
 }
 
+/// The body of a token request, and of a refresh (which adds `license_id`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TokenBody {
+struct ClientBody {
+    #[serde(default)]
+    license_id: Option<String>,
     instance_id: String,
     #[serde(default)]
     version: String,
@@ -308,58 +311,27 @@ struct TokenBody {
     telemetry: Option<Value>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RefreshBody {
-    license_id: String,
-    instance_id: String,
-    #[serde(default)]
-    version: String,
-    nonce: String,
-    #[serde(default)]
-    uptime_hours: f64,
-    #[serde(default)]
-    telemetry: Option<Value>,
-}
-
-fn check_common(
-    instance_id: &str,
-    version: &str,
-    nonce: &str,
-    uptime: f64,
-    telemetry: &Option<Value>,
-) -> Result<(), ApiError> {
-    if instance_id.trim().is_empty() || instance_id.len() > 256 {
-        return Err(ApiError::bad(
-            "invalid_request",
-            "instance_id must be 1 to 256 characters",
-        ));
+impl ClientBody {
+    fn check(&self) -> Result<(), ApiError> {
+        let bad = |m: &str| Err(ApiError::bad("invalid_request", m));
+        if self.instance_id.trim().is_empty() || self.instance_id.len() > 256 {
+            return bad("instance_id must be 1 to 256 characters");
+        }
+        if self.version.len() > 128 {
+            return bad("version is longer than 128 characters");
+        }
+        let n = &self.nonce;
+        if n.len() < 16 || n.len() > 128 || !n.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return bad("nonce must be 16 to 128 hex characters");
+        }
+        if !self.uptime_hours.is_finite() || self.uptime_hours < 0.0 {
+            return bad("uptime_hours must be a non-negative number");
+        }
+        if self.telemetry.as_ref().is_some_and(|t| !t.is_object()) {
+            return bad("telemetry must be an object");
+        }
+        Ok(())
     }
-    if version.len() > 128 {
-        return Err(ApiError::bad(
-            "invalid_request",
-            "version is longer than 128 characters",
-        ));
-    }
-    if nonce.len() < 16 || nonce.len() > 128 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::bad(
-            "invalid_request",
-            "nonce must be 16 to 128 hex characters",
-        ));
-    }
-    if !uptime.is_finite() || uptime < 0.0 {
-        return Err(ApiError::bad(
-            "invalid_request",
-            "uptime_hours must be a non-negative number",
-        ));
-    }
-    if telemetry.as_ref().is_some_and(|t| !t.is_object()) {
-        return Err(ApiError::bad(
-            "invalid_request",
-            "telemetry must be an object",
-        ));
-    }
-    Ok(())
 }
 
 impl AppState {
@@ -382,14 +354,14 @@ async fn token(
 ) -> Result<Json<Value>, ApiError> {
     let body = body_bytes(body)?;
     let key = bearer(&headers)?;
-    let req: TokenBody = parse(&body)?;
-    check_common(
-        &req.instance_id,
-        &req.version,
-        &req.nonce,
-        req.uptime_hours,
-        &req.telemetry,
-    )?;
+    let req: ClientBody = parse(&body)?;
+    req.check()?;
+    if req.license_id.is_some() {
+        return Err(ApiError::bad(
+            "invalid_request",
+            "license_id is not part of a token request",
+        ));
+    }
     let lic = {
         let store = s.store();
         let rec = store.api_key(key)?.ok_or_else(|| {
@@ -460,15 +432,9 @@ async fn refresh(
             "bearer token has another issuer",
         ));
     }
-    let req: RefreshBody = parse(&body)?;
-    check_common(
-        &req.instance_id,
-        &req.version,
-        &req.nonce,
-        req.uptime_hours,
-        &req.telemetry,
-    )?;
-    if req.license_id != claims.sub {
+    let req: ClientBody = parse(&body)?;
+    req.check()?;
+    if req.license_id.as_deref() != Some(claims.sub.as_str()) {
         return Err(ApiError::bad(
             "license_mismatch",
             "license_id does not match the bearer token",
