@@ -47,6 +47,18 @@ impl Run {
         .await
     }
 
+    /// A backend that answers every token fetch with `first`, and an engine in API-key
+    /// mode against it, with `extra` config.
+    async fn api_key_engine(&self, first: String, extra: Value) -> (AsyncServer, Engine) {
+        let server = AsyncServer::start(move |_| Reply::token(&first)).await;
+        let mut cfg = json!({"api-key": "sk-test", "api-url": server.url()});
+        for (k, v) in extra.as_object().unwrap() {
+            cfg[k] = v.clone();
+        }
+        let e = self.start(cfg).await;
+        (server, e)
+    }
+
     fn logs(&self) -> &Logs {
         &self.f.logs
     }
@@ -61,10 +73,8 @@ fn with_refresh_url(tier: &str, days: i64, url: &str) -> String {
 #[tokio::test(start_paused = true)]
 async fn api_key_mode_refreshes_every_interval_and_picks_up_an_upgrade() {
     let r = Run::new();
-    let pro = token("pro", 30);
-    let server = AsyncServer::start(move |_| Reply::token(&pro)).await;
-    let e = r
-        .start(json!({"api-key": "sk-test", "api-url": server.url(), "refresh.interval": "24h"}))
+    let (server, e) = r
+        .api_key_engine(token("pro", 30), json!({"refresh.interval": "24h"}))
         .await;
     assert_eq!(e.tier(), Tier::Pro);
     assert_eq!(server.count(), 1);
@@ -108,10 +118,8 @@ async fn api_key_mode_refreshes_every_interval_and_picks_up_an_upgrade() {
 #[tokio::test(start_paused = true)]
 async fn failures_keep_the_token_and_the_schedule() {
     let r = Run::new();
-    let pro = token("pro", 30);
-    let server = AsyncServer::start(move |_| Reply::token(&pro)).await;
-    let e = r
-        .start(json!({"api-key": "sk-test", "api-url": server.url(), "read-timeout": "5s"}))
+    let (server, e) = r
+        .api_key_engine(token("pro", 30), json!({"read-timeout": "5s"}))
         .await;
     let failures: Vec<(Reply, &str)> = vec![
         (
@@ -151,11 +159,7 @@ async fn failures_keep_the_token_and_the_schedule() {
 #[tokio::test(start_paused = true)]
 async fn revocation_while_running_drops_to_community_at_once() {
     let r = Run::new();
-    let pro = token("pro", 30);
-    let server = AsyncServer::start(move |_| Reply::token(&pro)).await;
-    let e = r
-        .start(json!({"api-key": "sk-test", "api-url": server.url()}))
-        .await;
+    let (server, e) = r.api_key_engine(token("pro", 30), json!({})).await;
     assert!(r.f.read_cache().is_some());
     server.answer(|_| {
         Reply::json(
@@ -319,11 +323,7 @@ async fn init_fetch_failure_inside_the_window_retries_after_a_minute() {
 #[tokio::test(start_paused = true)]
 async fn refreshed_token_with_another_nonce_is_rejected() {
     let r = Run::new();
-    let pro = token("pro", 30);
-    let server = AsyncServer::start(move |_| Reply::token(&pro)).await;
-    let e = r
-        .start(json!({"api-key": "sk-test", "api-url": server.url()}))
-        .await;
+    let (server, e) = r.api_key_engine(token("pro", 30), json!({})).await;
     server.answer(|_| {
         let mut c = claims("enterprise", NOW + 30 * DAY);
         c["nonce"] = Value::from("ffffffffffffffffffffffffffffffff");
@@ -340,11 +340,7 @@ async fn refreshed_token_with_another_nonce_is_rejected() {
 #[tokio::test(start_paused = true)]
 async fn refresh_now_reports_the_outcome_and_resets_the_schedule() {
     let r = Run::new();
-    let pro = token("pro", 30);
-    let server = AsyncServer::start(move |_| Reply::token(&pro)).await;
-    let e = r
-        .start(json!({"api-key": "sk-test", "api-url": server.url()}))
-        .await;
+    let (server, e) = r.api_key_engine(token("pro", 30), json!({})).await;
     wait_secs(10 * H).await;
     let team = token("team", 30);
     server.answer(move |_| Reply::token(&team));
@@ -366,10 +362,8 @@ async fn refresh_now_reports_the_outcome_and_resets_the_schedule() {
 #[tokio::test(start_paused = true)]
 async fn refresh_disabled_means_no_background_traffic() {
     let r = Run::new();
-    let pro = token("pro", 30);
-    let server = AsyncServer::start(move |_| Reply::token(&pro)).await;
-    let e = r
-        .start(json!({"api-key": "sk-test", "api-url": server.url(), "refresh.enabled": false}))
+    let (server, e) = r
+        .api_key_engine(token("pro", 30), json!({"refresh.enabled": false}))
         .await;
     wait_secs(5 * 24 * H).await;
     assert_eq!(server.count(), 1);
@@ -396,10 +390,8 @@ async fn tier_drops_at_the_end_of_grace_without_anyone_asking() {
 #[tokio::test(start_paused = true)]
 async fn telemetry_off_sends_no_counters_on_refresh() {
     let r = Run::new();
-    let pro = token("pro", 30);
-    let server = AsyncServer::start(move |_| Reply::token(&pro)).await;
-    let e = r
-        .start(json!({"api-key": "sk-test", "api-url": server.url(), "telemetry.enabled": false}))
+    let (server, e) = r
+        .api_key_engine(token("pro", 30), json!({"telemetry.enabled": false}))
         .await;
     r.usage.add(Counter::Joins, 3);
     wait_secs(24 * H + 1).await;

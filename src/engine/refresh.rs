@@ -20,6 +20,10 @@ const MAX_SLEEP_MS: i64 = 86_400_000;
 /// First retry delay inside the expiring-soon window.
 const FIRST_BACKOFF_MS: i64 = 60_000;
 
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// A request to the worker.
 pub(super) enum Command {
     RefreshNow(Reply),
@@ -66,19 +70,11 @@ pub(super) struct Schedule {
 
 impl Shared {
     fn interval_ms(&self) -> i64 {
-        self.config
-            .refresh
-            .interval
-            .as_millis()
-            .min(i64::MAX as u128) as i64
+        millis(self.config.refresh.interval)
     }
 
     fn window_ms(&self) -> i64 {
-        self.config
-            .refresh
-            .force_before_expiry
-            .as_millis()
-            .min(i64::MAX as u128) as i64
+        millis(self.config.refresh.force_before_expiry)
     }
 
     /// Expiry (ms) of the token in use.
