@@ -79,6 +79,16 @@ impl Server {
         (status, serde_json::from_slice(&b).unwrap_or(Value::Null))
     }
 
+    /// A token fetch with `key`, as the engine sends it.
+    fn fetch(&self, key: &str) -> (u16, Value) {
+        self.json(
+            "POST",
+            "/api/v1/licenses/token",
+            Some(key),
+            fetch_body(NONCE),
+        )
+    }
+
     fn jwks(&self) -> lic4es::token::KeySet {
         let (_, v) = self.json("GET", "/.well-known/jwks.json", None, Value::Null);
         lic4es::token::KeySet::from_json_value(&v).unwrap()
@@ -118,12 +128,7 @@ fn token_for_an_api_key_is_signed_and_echoes_the_nonce() {
     let s = Server::start();
     let (license, key) = new_key(&s, "pro");
     assert!(key.starts_with("sk-"));
-    let (status, v) = s.json(
-        "POST",
-        "/api/v1/licenses/token",
-        Some(&key),
-        fetch_body(NONCE),
-    );
+    let (status, v) = s.fetch(&key);
     assert_eq!(status, 200, "{v}");
     let claims = s.jwks().verify(v["jwt"].as_str().unwrap()).unwrap();
     assert_eq!(claims.sub, license);
@@ -144,12 +149,7 @@ fn token_for_an_api_key_is_signed_and_echoes_the_nonce() {
 #[test]
 fn unknown_and_revoked_keys_and_licenses() {
     let s = Server::start();
-    let (status, v) = s.json(
-        "POST",
-        "/api/v1/licenses/token",
-        Some("sk-nope"),
-        fetch_body(NONCE),
-    );
+    let (status, v) = s.fetch("sk-nope");
     assert_eq!(
         (status, v["error"].as_str()),
         (401, Some("invalid_api_key"))
@@ -163,12 +163,7 @@ fn unknown_and_revoked_keys_and_licenses() {
         Value::Null,
     );
     assert_eq!(status, 200);
-    let (status, v) = s.json(
-        "POST",
-        "/api/v1/licenses/token",
-        Some(&key),
-        fetch_body(NONCE),
-    );
+    let (status, v) = s.fetch(&key);
     assert_eq!(
         (status, v["error"].as_str()),
         (403, Some("license_revoked"))
@@ -182,12 +177,7 @@ fn unknown_and_revoked_keys_and_licenses() {
         json!({"api_key": key}),
     );
     assert_eq!(status, 200);
-    let (status, v) = s.json(
-        "POST",
-        "/api/v1/licenses/token",
-        Some(&key),
-        fetch_body(NONCE),
-    );
+    let (status, v) = s.fetch(&key);
     assert_eq!(
         (status, v["error"].as_str()),
         (401, Some("api_key_revoked"))
@@ -291,18 +281,8 @@ fn static_token_refresh_issues_a_new_token_or_204() {
 fn metrics_count_requests_tokens_and_telemetry() {
     let s = Server::start();
     let (_, key) = new_key(&s, "team");
-    s.json(
-        "POST",
-        "/api/v1/licenses/token",
-        Some(&key),
-        fetch_body(NONCE),
-    );
-    s.json(
-        "POST",
-        "/api/v1/licenses/token",
-        Some("sk-bad"),
-        fetch_body(NONCE),
-    );
+    s.fetch(&key);
+    s.fetch("sk-bad");
     let (status, b) = s.call("GET", "/metrics", None, b"");
     assert_eq!(status, 200);
     let text = String::from_utf8(b).unwrap();
