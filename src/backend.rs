@@ -1,23 +1,27 @@
-//! The license backend client (token fetch; refresh and seats build on it).
+//! The license backend client: token fetch, static refresh, and the seat exchanges.
 //!
 //! Every request is bounded: connect and read timeouts, no redirects, and a 64 KiB cap
 //! on the response body. Each client carries its own rustls provider, so nothing is
-//! installed process-wide in a host that may unload the library.
+//! installed process-wide in a host that may unload the library. Bodies are the types of
+//! [`crate::protocol`]; failures come back typed ([`BackendError`]), so the engine decides
+//! on variants, never on message text.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::StatusCode;
-use serde_json::{json, Value};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use url::Url;
 
 use crate::config::{check_backend_url, Config};
+use crate::protocol::{
+    codes, paths, AcquireAnswer, AcquireRequest, ErrorBody, HeartbeatAnswer, HeartbeatRequest,
+    ReconnectRequest, RefreshRequest, ReleaseRequest, TokenAnswer, TokenRequest,
+};
 
 /// Largest response body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// `error` codes that mean the license or key was revoked.
-pub const REVOKED_CODES: [&str; 2] = ["api_key_revoked", "license_revoked"];
 
 /// Why a backend call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +62,12 @@ pub enum BackendError {
         /// The backend's message.
         message: String,
     },
+    /// `403 no_seats_available`: every seat of the license is in use.
+    #[error("no seat available: {0}")]
+    NoSeats(String),
+    /// A heartbeat answered 404 or 410: the server no longer knows the session.
+    #[error("the license server ended the seat session")]
+    SessionGone,
     /// 401 without revocation.
     #[error("unauthorized ({code}): {message}")]
     Unauthorized {
@@ -81,38 +91,7 @@ impl BackendError {
     }
 }
 
-/// What a token fetch sends besides the API key.
-#[derive(Debug, Clone)]
-pub struct TokenRequest {
-    /// This engine's instance id.
-    pub instance_id: String,
-    /// The host's version.
-    pub version: String,
-    /// Fresh random nonce, 32 hex characters.
-    pub nonce: String,
-    /// Hours since init.
-    pub uptime_hours: f64,
-    /// Usage counters, when telemetry is on.
-    pub telemetry: Option<Value>,
-}
-
-impl TokenRequest {
-    /// The JSON body.
-    pub fn body(&self) -> Value {
-        let mut b = json!({
-            "instance_id": self.instance_id,
-            "version": self.version,
-            "nonce": self.nonce,
-            "uptime_hours": self.uptime_hours,
-        });
-        if let Some(t) = &self.telemetry {
-            b["telemetry"] = t.clone();
-        }
-        b
-    }
-}
-
-/// A successful token fetch.
+/// A successful token fetch or refresh: an answer that carries a token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenReply {
     /// The token.
@@ -186,8 +165,8 @@ impl Backend {
         api_key: &str,
         req: &TokenRequest,
     ) -> Result<TokenReply, BackendError> {
-        let url = self.endpoint("/api/v1/licenses/token");
-        let (status, body) = self.post_json(&url, api_key, &req.body()).await?;
+        let url = self.endpoint(paths::TOKEN);
+        let (status, body) = self.exchange(Method::POST, &url, api_key, req).await?;
         match status {
             StatusCode::OK => parse_token_reply(&body),
             s => Err(error_for_status(s, &body)),
@@ -199,12 +178,14 @@ impl Backend {
         &self,
         refresh_url: &str,
         current_token: &str,
-        body: &Value,
+        req: &RefreshRequest,
     ) -> Result<Option<TokenReply>, BackendError> {
         let url = Url::parse(refresh_url)
             .map_err(|e| BackendError::BadUrl(format!("refresh_url `{refresh_url}`: {e}")))?;
         check_backend_url(&url).map_err(|e| BackendError::BadUrl(format!("refresh_url {e}")))?;
-        let (status, body) = self.post_json(url.as_str(), current_token, body).await?;
+        let (status, body) = self
+            .exchange(Method::POST, url.as_str(), current_token, req)
+            .await?;
         match status {
             StatusCode::NO_CONTENT => Ok(None),
             StatusCode::OK => parse_token_reply(&body).map(Some),
@@ -212,18 +193,81 @@ impl Backend {
         }
     }
 
-    async fn post_json(
+    /// `POST {api-url}/api/v1/licenses/acquire`.
+    pub async fn acquire(
         &self,
+        api_key: &str,
+        req: &AcquireRequest,
+    ) -> Result<AcquireAnswer, BackendError> {
+        self.seat_grant(paths::ACQUIRE, api_key, req).await
+    }
+
+    /// `POST {api-url}/api/v1/licenses/reconnect`.
+    pub async fn reconnect(
+        &self,
+        api_key: &str,
+        req: &ReconnectRequest,
+    ) -> Result<AcquireAnswer, BackendError> {
+        self.seat_grant(paths::RECONNECT, api_key, req).await
+    }
+
+    async fn seat_grant(
+        &self,
+        path: &str,
+        api_key: &str,
+        req: &impl Serialize,
+    ) -> Result<AcquireAnswer, BackendError> {
+        let url = self.endpoint(path);
+        let (status, body) = self.exchange(Method::POST, &url, api_key, req).await?;
+        match status {
+            StatusCode::OK => parse_answer(&body),
+            s => Err(error_for_status(s, &body)),
+        }
+    }
+
+    /// `PUT {api-url}/api/v1/licenses/heartbeat`; 404 and 410 are
+    /// [`BackendError::SessionGone`].
+    pub async fn heartbeat(
+        &self,
+        api_key: &str,
+        req: &HeartbeatRequest,
+    ) -> Result<HeartbeatAnswer, BackendError> {
+        let url = self.endpoint(paths::HEARTBEAT);
+        let (status, body) = self.exchange(Method::PUT, &url, api_key, req).await?;
+        match status {
+            StatusCode::OK => parse_answer(&body),
+            StatusCode::NO_CONTENT => Ok(HeartbeatAnswer::default()),
+            StatusCode::NOT_FOUND | StatusCode::GONE => Err(BackendError::SessionGone),
+            s => Err(error_for_status(s, &body)),
+        }
+    }
+
+    /// `DELETE {api-url}/api/v1/licenses/release`. A session the server no longer knows
+    /// (404, 410) counts as released.
+    pub async fn release(&self, api_key: &str, req: &ReleaseRequest) -> Result<(), BackendError> {
+        let url = self.endpoint(paths::RELEASE);
+        let (status, body) = self.exchange(Method::DELETE, &url, api_key, req).await?;
+        match status {
+            s if s.is_success() => Ok(()),
+            StatusCode::NOT_FOUND | StatusCode::GONE => Ok(()),
+            s => Err(error_for_status(s, &body)),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
         url: &str,
         bearer: &str,
-        body: &Value,
+        body: &impl Serialize,
     ) -> Result<(StatusCode, Vec<u8>), BackendError> {
+        let body = serde_json::to_vec(body).map_err(|e| BackendError::Setup(e.to_string()))?;
         let resp = self
             .client
-            .post(url)
+            .request(method, url)
             .bearer_auth(bearer)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string())
+            .body(body)
             .send()
             .await
             .map_err(|e| transport_error(url, &e))?;
@@ -250,49 +294,44 @@ async fn read_capped(mut resp: reqwest::Response, url: &str) -> Result<Vec<u8>, 
     Ok(body)
 }
 
-fn parse_token_reply(body: &[u8]) -> Result<TokenReply, BackendError> {
-    let v = parse_json(body)?;
-    let jwt = match v.get("jwt") {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
-        Some(Value::Null) | None => {
-            return Err(BackendError::Malformed("no `jwt` in the response".into()))
-        }
-        Some(_) => return Err(BackendError::Malformed("`jwt` is not a string".into())),
-    };
-    Ok(TokenReply {
-        jwt,
-        expires_in: v.get("expires_in").and_then(Value::as_i64),
-        message: v
-            .get("message")
-            .and_then(Value::as_str)
-            .map(sanitize_message),
-    })
-}
-
-fn parse_json(body: &[u8]) -> Result<Value, BackendError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(v @ Value::Object(_)) => Ok(v),
+/// A 200 body as the protocol type `T`: a JSON object whose known fields have the right
+/// types (unknown fields are ignored).
+fn parse_answer<T: DeserializeOwned>(body: &[u8]) -> Result<T, BackendError> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v @ serde_json::Value::Object(_)) => serde_json::from_value(v)
+            .map_err(|e| BackendError::Malformed(sanitize_message(&e.to_string()))),
         Ok(_) => Err(BackendError::Malformed("body is not a JSON object".into())),
         Err(e) => Err(BackendError::Malformed(format!("body is not JSON: {e}"))),
     }
 }
 
-/// Maps a non-success status and its body to an error, recognising revocation.
+fn parse_token_reply(body: &[u8]) -> Result<TokenReply, BackendError> {
+    let answer: TokenAnswer = parse_answer(body)?;
+    let jwt = match answer.jwt {
+        Some(s) if !s.trim().is_empty() => s.trim().to_string(),
+        _ => return Err(BackendError::Malformed("no `jwt` in the response".into())),
+    };
+    Ok(TokenReply {
+        jwt,
+        expires_in: answer.expires_in,
+        message: answer.message.as_deref().map(sanitize_message),
+    })
+}
+
+/// Maps a non-success status and its body to an error, recognising revocation and a
+/// refused seat.
 pub fn error_for_status(status: StatusCode, body: &[u8]) -> BackendError {
-    let v = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
-    let code = v
-        .get("error")
-        .and_then(Value::as_str)
-        .map(sanitize_message)
-        .unwrap_or_default();
-    let message = v
-        .get("message")
-        .and_then(Value::as_str)
-        .map(sanitize_message)
-        .unwrap_or_default();
-    let revoked = REVOKED_CODES.contains(&code.as_str());
+    let e: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
+    let code = sanitize_message(&e.error);
+    let message = sanitize_message(&e.message);
+    let revoked = codes::REVOCATIONS.contains(&code.as_str());
     match status.as_u16() {
         401 | 403 if revoked => BackendError::Revoked { code, message },
+        403 if code == codes::NO_SEATS_AVAILABLE => BackendError::NoSeats(if message.is_empty() {
+            "all seats in use".into()
+        } else {
+            message
+        }),
         401 => BackendError::Unauthorized { code, message },
         other => BackendError::Status(other),
     }

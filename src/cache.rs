@@ -40,6 +40,14 @@ pub enum ReadError {
     /// Not UTF-8 text.
     #[error("{0} is not UTF-8 text; not read")]
     NotText(PathBuf),
+    /// Read, but its contents are not what they should be.
+    #[error("{path} is malformed ({reason}); ignored")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// Any other I/O error.
     #[error("cannot read {path}: {source}")]
     Io {

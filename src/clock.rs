@@ -88,6 +88,75 @@ pub fn rfc3339_millis(millis: i64) -> String {
     format!("{}.{:03}Z", &base[..base.len() - 1], ms)
 }
 
+/// Parses an RFC 3339 instant (`2026-11-22T13:29:12Z`, `…12.5Z`, `…12+02:00`) into
+/// milliseconds since the epoch; `None` for anything else.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.trim().as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(r)?;
+        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start || i - start > 9 {
+            return None;
+        }
+        let frac = &s.trim()[start..i];
+        millis = format!("{frac:0<3}")[..3].parse::<i64>().ok()?;
+    }
+    let offset = match b.get(i..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), rest @ ..] if rest.len() == 5 && rest[2] == b':' => {
+            let oh = num(i + 1..i + 3)?;
+            let om = num(i + 4..i + 6)?;
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = (oh * 60 + om) * 60;
+            if *sign == b'+' {
+                o
+            } else {
+                -o
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo as u32, d as u32);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
+    Some(secs * 1000 + millis)
+}
+
+// The inverse of civil_from_days (Howard Hinnant's days-from-civil).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 // Howard Hinnant's days-to-civil algorithm: exact for the proleptic Gregorian calendar.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -113,6 +182,35 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
         assert_eq!(rfc3339_millis(1_500), "1970-01-01T00:00:01.500Z");
+    }
+
+    #[test]
+    fn parses_what_it_formats_and_refuses_the_rest() {
+        for secs in [0, 1_795_354_152, 951_782_400, -86_400, 4_102_444_800] {
+            assert_eq!(parse_rfc3339(&rfc3339(secs)), Some(secs * 1000), "{secs}");
+        }
+        assert_eq!(parse_rfc3339(&rfc3339_millis(1_500)), Some(1_500));
+        assert_eq!(
+            parse_rfc3339("2026-11-22T15:29:12+02:00"),
+            Some(1_795_354_152_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-22T13:29:12.1234Z"),
+            Some(1_795_354_152_123)
+        );
+        for bad in [
+            "",
+            "2026-11-22",
+            "2026-11-22T13:29:12",
+            "2026-13-22T13:29:12Z",
+            "2026-11-22T25:29:12Z",
+            "2026-11-22T13:29:12.Z",
+            "2026-11-22T13:29:12+2:00",
+            "２026-11-22T13:29:12Z",
+            "2026-11-22T13:29:12Zjunk",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -79,6 +79,14 @@ pub enum TokenError {
         /// Whole days since `exp`.
         days: i64,
     },
+    /// A seat token (it carries `sid`) used outside seat mode.
+    #[error(
+        "a seat token is bound to its seat (it carries `sid`); it is accepted only in seat mode"
+    )]
+    SeatBound,
+    /// A seat token issued to another machine.
+    #[error("a seat token issued to another machine (hwid `{0}`)")]
+    OtherHardware(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -354,6 +362,25 @@ pub struct Claims {
     pub refresh_url: Option<String>,
     /// The nonce of the request that produced this token.
     pub nonce: Option<String>,
+    /// Seat tokens: the session they were issued to.
+    pub sid: Option<String>,
+    /// Seat tokens: the hardware id they were issued to.
+    pub hwid: Option<String>,
+}
+
+impl Claims {
+    /// Section 4's binding rule for seat tokens: outside seat mode (`seat_hardware_id`
+    /// `None`) a token carrying `sid` is refused; in seat mode a token carrying another
+    /// machine's `hwid` is. Tokens without the claims pass (a backend that does not bind).
+    pub fn check_binding(&self, seat_hardware_id: Option<&str>) -> Result<(), TokenError> {
+        match (seat_hardware_id, &self.hwid) {
+            (None, _) if self.sid.is_some() => Err(TokenError::SeatBound),
+            (Some(mine), Some(theirs)) if mine != theirs => {
+                Err(TokenError::OtherHardware(theirs.chars().take(16).collect()))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Claims {
@@ -455,6 +482,8 @@ impl Claims {
             trial,
             refresh_url: string("refresh_url")?,
             nonce: string("nonce")?,
+            sid: string("sid")?,
+            hwid: string("hwid")?,
         })
     }
 }

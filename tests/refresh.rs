@@ -42,6 +42,7 @@ impl Run {
                 log: self.f.logs.sink(),
                 tier_mirror: None,
                 usage: self.usage,
+                ..EngineOptions::default()
             },
         )
         .await

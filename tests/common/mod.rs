@@ -177,6 +177,7 @@ impl Fixture {
                 log: self.logs.sink(),
                 tier_mirror: None,
                 usage: Box::leak(Box::new(Usage::new())),
+                ..EngineOptions::default()
             },
         )
         .expect("engine starts")

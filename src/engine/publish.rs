@@ -1,0 +1,164 @@
+//! What the tier is, and telling the host: putting a license in use, dropping it, and
+//! publishing tier and entitlements (the seat machine gates the paid tier in seat mode).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{grace_message, lock, source_label, Current, Outbox, Shared, Source, State, DAY_SECS};
+use crate::cache::TOKEN_FILE;
+use crate::clock::rfc3339;
+use crate::config::Entitlements;
+use crate::log::Level;
+use crate::tier::Tier;
+use crate::token::{Checked, GracePhase, Standing};
+
+impl Shared {
+    /// Puts a checked license in `st.current` without publishing: logs its grace
+    /// warning, and at init the line saying where it came from.
+    pub(super) fn install(
+        &self,
+        st: &mut State,
+        out: &mut Outbox,
+        token: String,
+        checked: Checked,
+        source: Source,
+    ) {
+        st.grace_warned_at = None;
+        if let Standing::Grace {
+            phase,
+            days_ago,
+            days_left,
+        } = checked.standing
+        {
+            out.push(Level::Warn, grace_message(phase, days_ago, days_left));
+            st.grace_warned_at = Some(self.now_secs());
+        }
+        if !st.initialized {
+            out.push(
+                Level::Info,
+                format!(
+                    "License {}: {} (license {}, {}expires {})",
+                    source_label(source),
+                    checked.claims.tier,
+                    checked.claims.sub,
+                    if checked.claims.trial { "trial, " } else { "" },
+                    rfc3339(checked.claims.exp)
+                ),
+            );
+        }
+        st.current = Some(Current {
+            token,
+            claims: checked.claims,
+            source,
+        });
+        st.revoked = false;
+    }
+
+    /// Puts a checked license in use and publishes it.
+    pub(super) fn adopt(
+        &self,
+        token: String,
+        checked: Checked,
+        source: Source,
+        reason: Option<String>,
+    ) {
+        let mut out = Outbox::default();
+        {
+            let mut st = lock(&self.state);
+            self.install(&mut st, &mut out, token, checked, source);
+            st.reason = reason;
+            self.publish(&mut st, &mut out);
+            st.initialized = true;
+        }
+        out.flush(&self.log);
+    }
+
+    /// Drops the license at once after a revocation: Community, cache deleted.
+    pub(super) fn revoke(&self, message: &str) {
+        self.log.error(&format!("License revoked: {message}"));
+        if let Err(e) = self.cache.remove(TOKEN_FILE) {
+            self.log
+                .warn(&format!("Cannot delete the cached license: {e}"));
+        }
+        let mut out = Outbox::default();
+        {
+            let mut st = lock(&self.state);
+            st.current = None;
+            st.revoked = true;
+            st.reason = Some(format!("revoked: {message}"));
+            self.publish(&mut st, &mut out);
+            st.initialized = true;
+        }
+        out.flush(&self.log);
+    }
+
+    /// Makes tier and entitlements follow `st.current` (and, in seat mode, whether the
+    /// seat entitles the host to it); logs a change of tier after init.
+    pub(super) fn publish(&self, st: &mut State, out: &mut Outbox) {
+        let now = self.clock.now_millis();
+        let seat_allows = st.seat.as_ref().is_none_or(|s| s.machine.entitled(now));
+        let (tier, ents) = match &st.current {
+            Some(c) if seat_allows && c.claims.tier != Tier::Community => (
+                c.claims.tier,
+                Entitlements {
+                    features: c.claims.features.clone(),
+                    quotas: c.claims.quotas.clone(),
+                },
+            ),
+            _ => (Tier::Community, self.config.community.clone()),
+        };
+        *self.entitlements.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ents);
+        let old = Tier::from_u8(self.tier.swap(tier as u8, Ordering::AcqRel));
+        if let Some(m) = self.tier_mirror {
+            m.store(tier as u8, Ordering::Release);
+        }
+        st.generation += 1;
+        if st.initialized && old != tier {
+            if tier > old {
+                out.push(
+                    Level::Info,
+                    format!("License upgraded from {old} to {tier}"),
+                );
+            } else {
+                out.push(
+                    Level::Warn,
+                    format!("License downgraded from {old} to {tier}"),
+                );
+            }
+        }
+    }
+
+    /// Drops a license that has aged past its grace period, and repeats the mid-grace
+    /// warning once a day while it lasts.
+    pub(super) fn reassess(&self) {
+        let now = self.now_secs();
+        let mut out = Outbox::default();
+        {
+            let mut st = lock(&self.state);
+            let standing = st
+                .current
+                .as_ref()
+                .map(|cur| self.policy.standing(&cur.claims, now));
+            match standing {
+                Some(Err(e)) => {
+                    st.current = None;
+                    st.reason = Some(format!("license {e}"));
+                    self.publish(&mut st, &mut out);
+                }
+                Some(Ok(Standing::Grace {
+                    phase: GracePhase::Mid,
+                    days_ago,
+                    days_left,
+                })) if st.grace_warned_at.is_none_or(|t| now - t >= DAY_SECS) => {
+                    out.push(
+                        Level::Warn,
+                        grace_message(GracePhase::Mid, days_ago, days_left),
+                    );
+                    st.grace_warned_at = Some(now);
+                }
+                _ => {}
+            }
+        }
+        out.flush(&self.log);
+    }
+}

@@ -1,0 +1,207 @@
+//! Section 5: static token, API key (or a seat), cache, Community — decided before
+//! `lic_init` returns.
+
+use super::worker::Stop;
+use super::{lock, InitFetch, Outbox, Shared, Source};
+use crate::backend::Backend;
+use crate::cache::{read_bounded, INSTANCE_ID_FILE, TOKEN_FILE};
+use crate::log::{redact, Level};
+use crate::token::{Checked, Standing};
+
+use super::exchange::Failure;
+
+impl Shared {
+    /// Resolves the license. Says whether a token fetch was attempted, and with what
+    /// outcome, so the scheduler does not repeat it at once.
+    pub(super) async fn resolve(
+        &self,
+        backend: &mut Option<Backend>,
+        stop: &mut Stop,
+    ) -> InitFetch {
+        let mut out = Outbox::default();
+        let instance_id = self.load_instance_id(&mut out);
+        self.cache.sweep_stale_temps();
+        lock(&self.state).instance_id = instance_id.clone();
+        let mut reasons: Vec<String> = Vec::new();
+
+        // 1. Static token.
+        if let Some(token) = self.static_token(&mut out, &mut reasons) {
+            match self.check_token(&token) {
+                Ok(checked) => {
+                    out.flush(&self.log);
+                    self.adopt(token, checked, Source::Static, None);
+                    return InitFetch::NotTried;
+                }
+                Err(e) => {
+                    out.push(
+                        Level::Warn,
+                        format!("Static license {} rejected: {e}", redact(&token)),
+                    );
+                    reasons.push(format!("static license rejected: {e}"));
+                }
+            }
+        }
+        out.flush(&self.log);
+
+        // 2. A seat, or a token fetched with the API key.
+        let mut fetch_failed = false;
+        if let Some(api_key) = &self.config.api_key {
+            if self.config.seat.enabled {
+                self.resolve_seat(&instance_id, backend, stop, reasons)
+                    .await;
+                return InitFetch::NotTried;
+            }
+            match self.fetch(backend, api_key).await {
+                Ok((token, checked)) => {
+                    self.adopt(token, checked, Source::ApiKey, None);
+                    return InitFetch::Succeeded;
+                }
+                Err(Failure::Revoked(message)) => {
+                    self.revoke(&message);
+                    return InitFetch::Failed;
+                }
+                Err(failure) => {
+                    let reason = failure.reason();
+                    self.log.warn(&format!(
+                        "License fetch with API key {} failed: {reason}",
+                        redact(api_key)
+                    ));
+                    reasons.push(format!("API key fetch failed: {reason}"));
+                    fetch_failed = true;
+                }
+            }
+        }
+
+        // 3. Cached token.
+        let cause = fetch_failed.then_some("API key fetch failed");
+        if let Some((token, checked)) = self.cached_token(cause, &mut reasons) {
+            let why = (!reasons.is_empty()).then(|| reasons.join("; "));
+            self.adopt(token, checked, Source::Cache, why);
+            return if fetch_failed {
+                InitFetch::Failed
+            } else {
+                InitFetch::NotTried
+            };
+        }
+
+        // 4. Community.
+        self.settle_community(reasons);
+        if fetch_failed {
+            InitFetch::Failed
+        } else {
+            InitFetch::NotTried
+        }
+    }
+
+    /// Ends resolution without a license.
+    pub(super) fn settle_community(&self, mut reasons: Vec<String>) {
+        if reasons.is_empty() {
+            reasons.push("no license configured".into());
+        }
+        self.log
+            .info(&format!("Running as Community ({})", reasons.join("; ")));
+        let mut st = lock(&self.state);
+        st.reason = Some(reasons.join("; "));
+        st.initialized = true;
+        st.generation += 1;
+    }
+
+    /// Step 3: the cached token, when it is valid or in grace, logging why the cache is
+    /// used (`cause`, when a backend call failed). A cached token that is rejected is
+    /// deleted; the reasons gather why there is none.
+    pub(super) fn cached_token(
+        &self,
+        cause: Option<&str>,
+        reasons: &mut Vec<String>,
+    ) -> Option<(String, Checked)> {
+        let mut out = Outbox::default();
+        if self.policy.keys.is_empty() {
+            // Without keys every cached token would look forged; keep it for a run that has them.
+            return None;
+        }
+        let found = match self.cache.read(TOKEN_FILE) {
+            Ok(Some(token)) => match self.check_token(token.trim()) {
+                Ok(checked) => {
+                    if let Some(cause) = cause {
+                        out.push(Level::Warn, format!("Using cached license ({cause})"));
+                    }
+                    if matches!(checked.standing, Standing::Grace { .. }) {
+                        out.push(
+                            Level::Warn,
+                            "Using cached license (expired, within grace period)",
+                        );
+                    }
+                    Some((token.trim().to_string(), checked))
+                }
+                Err(e) => {
+                    out.push(
+                        Level::Warn,
+                        format!("Cached license rejected ({e}); deleting it"),
+                    );
+                    reasons.push(format!("cached license rejected: {e}"));
+                    if let Err(e) = self.cache.remove(TOKEN_FILE) {
+                        out.push(
+                            Level::Warn,
+                            format!("Cannot delete the rejected cached license: {e}"),
+                        );
+                    }
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                out.push(Level::Warn, format!("License cache ignored: {e}"));
+                reasons.push(format!("license cache ignored: {e}"));
+                None
+            }
+        };
+        out.flush(&self.log);
+        found
+    }
+
+    fn static_token(&self, out: &mut Outbox, reasons: &mut Vec<String>) -> Option<String> {
+        if let Some(k) = &self.config.key {
+            return Some(k.clone());
+        }
+        let path = self.config.key_file.as_ref()?;
+        match read_bounded(path, true) {
+            Ok(Some(s)) => Some(s.trim_end().to_string()),
+            Ok(None) => {
+                out.push(
+                    Level::Warn,
+                    format!("key-file {} does not exist", path.display()),
+                );
+                reasons.push(format!("key-file {} does not exist", path.display()));
+                None
+            }
+            Err(e) => {
+                out.push(Level::Warn, format!("key-file not read: {e}"));
+                reasons.push(format!("key-file not read: {e}"));
+                None
+            }
+        }
+    }
+
+    fn load_instance_id(&self, out: &mut Outbox) -> String {
+        if let Some(id) = &self.config.instance_id {
+            return id.clone();
+        }
+        match self.cache.read(INSTANCE_ID_FILE) {
+            Ok(Some(s)) if uuid::Uuid::parse_str(s.trim()).is_ok() => return s.trim().to_string(),
+            Ok(Some(_)) => out.push(
+                Level::Warn,
+                "instance-id file is not a UUID; creating a new one",
+            ),
+            Ok(None) => {}
+            Err(e) => out.push(Level::Warn, format!("instance-id not read: {e}")),
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        if let Err(e) = self.cache.write(INSTANCE_ID_FILE, &id) {
+            out.push(
+                Level::Warn,
+                format!("instance id not persisted ({e}); using a fresh one for this run"),
+            );
+        }
+        id
+    }
+}

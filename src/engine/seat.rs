@@ -1,0 +1,524 @@
+//! Seat mode's I/O: carries out what the [`SeatMachine`] decides — exchanges with the
+//! backend, the `state.json` record, log lines — and feeds the outcomes back to it.
+//! Nothing here decides; every rule lives in [`crate::seat`].
+
+use std::path::Path;
+
+use super::exchange::Failure;
+use super::worker::{race, Stop};
+use super::{lock, EngineError, Outbox, SeatRun, Shared, Source};
+use crate::backend::{new_nonce, Backend};
+use crate::cache::read_bounded;
+use crate::clock::rfc3339_millis;
+use crate::log::Level;
+use crate::protocol::{
+    AcquireAnswer, AcquireRequest, HeartbeatRequest, ReconnectRequest, ReleaseRequest, SeatMode,
+};
+use crate::seat::{
+    hardware_id, heartbeat_ms_from_secs, Action, Ctx, Event, Grant, GrantMode, SeatMachine,
+    SeatMemory, SeatParams, SeatState,
+};
+use crate::state::process_alive;
+use crate::token::Checked;
+
+/// The heartbeat interval assumed when an online grant does not name one (seconds).
+const DEFAULT_HEARTBEAT_SECS: i64 = 300;
+
+/// An exchange's outcome, ready for the machine.
+struct Exchanged {
+    event: Event,
+    /// A token to put in use along with the event.
+    token: Option<(String, Checked, Source)>,
+    /// For `lic_refresh_now`.
+    result: Result<(), String>,
+    /// Why the engine is where it is, when the event leaves it short of online.
+    reason: Option<String>,
+}
+
+impl Exchanged {
+    fn plain(event: Event) -> Exchanged {
+        Exchanged {
+            event,
+            token: None,
+            result: Ok(()),
+            reason: None,
+        }
+    }
+}
+
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown-host".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+impl Shared {
+    fn machine_id(&self) -> String {
+        if let Some(m) = &self.machine_id {
+            return m.clone();
+        }
+        match read_bounded(Path::new("/etc/machine-id"), true) {
+            Ok(Some(s)) if !s.trim().is_empty() => s.trim().to_string(),
+            _ => host_name(),
+        }
+    }
+
+    fn api_key(&self) -> &str {
+        self.config.api_key.as_deref().unwrap_or_default()
+    }
+
+    fn hw(&self) -> String {
+        self.hardware_id.get().cloned().unwrap_or_default()
+    }
+
+    /// Step 2 of section 5 in seat mode: acquire (or reconnect after a crash or an
+    /// offline exit), falling back on the cached token as the seat rules say.
+    pub(super) async fn resolve_seat(
+        &self,
+        instance_id: &str,
+        backend: &mut Option<Backend>,
+        stop: &mut Stop,
+        reasons: Vec<String>,
+    ) {
+        let hw = match &self.config.seat.hardware_id {
+            Some(h) => h.clone(),
+            None => hardware_id(&self.machine_id(), instance_id),
+        };
+        let _ = self.hardware_id.set(hw);
+        let now = self.clock.now_millis();
+        let (slot, mem) = match self
+            .state_file
+            .claim_slot(std::process::id(), now, &process_alive)
+        {
+            Ok((id, mem)) => (Some(id), mem),
+            Err(e) => {
+                self.log.warn(&format!(
+                    "Seat state not read ({e}); the seat record is kept in memory only"
+                ));
+                (None, SeatMemory::default())
+            }
+        };
+        let params = SeatParams {
+            max_failures: self.config.seat.max_heartbeat_failures,
+            reconnect_cap_ms: millis(self.config.seat.reconnect_interval),
+            refresh_interval_ms: millis(self.config.refresh.interval),
+        };
+        lock(&self.state).seat = Some(SeatRun {
+            machine: SeatMachine::new(params, mem),
+            slot,
+        });
+        self.seat_event(Event::Start, backend, stop).await;
+        let mut st = lock(&self.state);
+        if self.tier.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            let mut why = reasons;
+            why.extend(st.reason.clone());
+            if why.is_empty() {
+                why.push("no seat".into());
+            }
+            st.reason = Some(why.join("; "));
+            drop(st);
+            self.log
+                .info(&format!("Running as Community ({})", why.join("; ")));
+        }
+    }
+
+    /// When the seat machine next wants to be woken.
+    pub(super) fn seat_deadline(&self) -> Option<i64> {
+        lock(&self.state)
+            .seat
+            .as_ref()
+            .and_then(|s| s.machine.next_deadline())
+    }
+
+    /// Feeds one event to the machine and carries out what follows, exchange after
+    /// exchange, until nothing is pending. `None` when shutdown interrupted it;
+    /// otherwise the outcome of the last exchange (`Ok` when there was none).
+    pub(super) async fn seat_event(
+        &self,
+        event: Event,
+        backend: &mut Option<Backend>,
+        stop: &mut Stop,
+    ) -> Option<Result<(), String>> {
+        let mut next = Some(Exchanged::plain(event));
+        let mut result = Ok(());
+        while let Some(ex) = next.take() {
+            for action in self.seat_apply(ex) {
+                match action {
+                    Action::Persist(mem) => self.persist_seat(&mem),
+                    exchange => {
+                        let done = race(stop, self.seat_exchange(exchange, backend)).await?;
+                        result = done.result.clone();
+                        next = Some(done);
+                    }
+                }
+            }
+        }
+        Some(result)
+    }
+
+    /// `lic_refresh_now` in seat mode: a heartbeat when online, else a reconnect or an
+    /// acquire.
+    pub(super) async fn seat_refresh_now(
+        &self,
+        backend: &mut Option<Backend>,
+        stop: &mut Stop,
+    ) -> Option<Result<(), EngineError>> {
+        let r = self
+            .seat_event(Event::RefreshRequested, backend, stop)
+            .await?;
+        Some(r.map_err(EngineError::RefreshFailed))
+    }
+
+    /// At shutdown: releases a held seat within `seat.release-timeout`. A seat that
+    /// could not be released stays in `state.json`, so the next start frees it.
+    pub(super) async fn seat_shutdown(&self, backend: &mut Option<Backend>) {
+        if lock(&self.state).seat.is_none() {
+            return;
+        }
+        for action in self.seat_apply(Exchanged::plain(Event::Shutdown)) {
+            match action {
+                Action::Persist(mem) => self.persist_seat(&mem),
+                Action::Release { session_id } => {
+                    let req = ReleaseRequest { session_id };
+                    let timeout = self.config.seat.release_timeout;
+                    let outcome = match self.client(backend) {
+                        Ok(client) => {
+                            tokio::time::timeout(timeout, client.release(self.api_key(), &req))
+                                .await
+                                .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))
+                                .and_then(|r| r.map_err(|e| e.to_string()))
+                        }
+                        Err(e) => Err(e.reason()),
+                    };
+                    match outcome {
+                        Ok(()) => {
+                            for a in self.seat_apply(Exchanged::plain(Event::Released)) {
+                                if let Action::Persist(mem) = a {
+                                    self.persist_seat(&mem);
+                                }
+                            }
+                        }
+                        Err(e) => self.log.warn(&format!(
+                            "Seat not released ({e}); the next start with this cache-dir frees it"
+                        )),
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Hands the event to the machine under the state lock, puts a token that came with
+    /// it in use, and publishes when the tier may have changed. Log actions are written
+    /// here; the rest are returned.
+    fn seat_apply(&self, ex: Exchanged) -> Vec<Action> {
+        let cx = Ctx {
+            now: self.clock.now_millis(),
+            jitter: (self.jitter)(),
+        };
+        let quiet = matches!(ex.event, Event::Shutdown | Event::Released);
+        let drops_license = matches!(ex.event, Event::NoSeats(_));
+        let mut out = Outbox::default();
+        let mut rest = Vec::new();
+        {
+            let mut st = lock(&self.state);
+            let token_came = ex.token.is_some();
+            if let Some((token, checked, source)) = ex.token {
+                self.install(&mut st, &mut out, token, checked, source);
+            }
+            if drops_license {
+                st.current = None;
+            }
+            let Some(run) = st.seat.as_mut() else {
+                return Vec::new();
+            };
+            let before = (run.machine.state(), run.machine.entitled(cx.now));
+            let actions = run.machine.handle(cx, ex.event);
+            let after = (run.machine.state(), run.machine.entitled(cx.now));
+            let next = run.machine.next_exchange_at();
+            for a in actions {
+                match a {
+                    Action::Log(level, msg) => out.push(level, msg),
+                    a => rest.push(a),
+                }
+            }
+            match after.0 {
+                SeatState::Online | SeatState::OfflinePlan => st.reason = None,
+                SeatState::Degraded if before.0 == SeatState::Offline => {
+                    st.reason = Some("offline grace period expired".into());
+                }
+                _ => {
+                    if let Some(r) = ex.reason {
+                        st.reason = Some(r);
+                    }
+                }
+            }
+            st.next_refresh_at = next;
+            if !quiet && (token_came || drops_license || before != after) {
+                self.publish(&mut st, &mut out);
+            }
+            st.initialized = true;
+        }
+        out.flush(&self.log);
+        rest
+    }
+
+    fn persist_seat(&self, mem: &SeatMemory) {
+        let slot = lock(&self.state).seat.as_ref().and_then(|s| s.slot.clone());
+        let Some(slot) = slot else { return };
+        let now = self.clock.now_millis();
+        if let Err(e) =
+            self.state_file
+                .save_slot(&slot, std::process::id(), mem, now, &process_alive)
+        {
+            if !self
+                .state_write_warned
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                self.log.warn(&format!(
+                    "Seat state not written ({e}); carrying on in memory"
+                ));
+            }
+        }
+    }
+
+    /// Carries out one exchange the machine asked for and turns its outcome into the
+    /// machine's next event.
+    async fn seat_exchange(&self, action: Action, backend: &mut Option<Backend>) -> Exchanged {
+        let nonce = new_nonce();
+        match action {
+            Action::Acquire => {
+                let req = AcquireRequest {
+                    hardware_id: self.hw(),
+                    instance_id: self.instance_id(),
+                    version: self.config.product_version.clone(),
+                    nonce: nonce.clone(),
+                };
+                let answer = match self.client(backend) {
+                    Ok(c) => c.acquire(self.api_key(), &req).await.map_err(Failure::from),
+                    Err(e) => Err(e),
+                };
+                let granted = answer.and_then(|a| self.grant(a, &nonce));
+                self.record_exchange(&req, &granted);
+                self.after_grant(granted)
+            }
+            Action::Reconnect {
+                old_session_id,
+                offline_since,
+                offline_cycles_30d,
+            } => {
+                let req = ReconnectRequest {
+                    old_session_id,
+                    hardware_id: self.hw(),
+                    instance_id: self.instance_id(),
+                    version: self.config.product_version.clone(),
+                    nonce: nonce.clone(),
+                    offline_since: offline_since.map(rfc3339_millis),
+                    offline_cycles_30d,
+                };
+                let answer = match self.client(backend) {
+                    Ok(c) => c
+                        .reconnect(self.api_key(), &req)
+                        .await
+                        .map_err(Failure::from),
+                    Err(e) => Err(e),
+                };
+                let granted = answer.and_then(|a| self.grant(a, &nonce));
+                self.record_exchange(&req, &granted);
+                self.after_grant(granted)
+            }
+            Action::Heartbeat { session_id } => {
+                let req = HeartbeatRequest {
+                    session_id: session_id.clone(),
+                    nonce: nonce.clone(),
+                };
+                let answer = match self.client(backend) {
+                    Ok(c) => c
+                        .heartbeat(self.api_key(), &req)
+                        .await
+                        .map_err(Failure::from),
+                    Err(e) => Err(e),
+                };
+                let renewed = answer.and_then(|a| {
+                    let token = match &a.license {
+                        Some(jwt) => Some(self.seat_token(jwt, &nonce, Some(&session_id))?),
+                        None => None,
+                    };
+                    Ok((a.heartbeat_interval.map(heartbeat_ms_from_secs), token))
+                });
+                self.record_exchange(&req, &renewed);
+                match renewed {
+                    Ok((heartbeat_ms, token)) => Exchanged {
+                        event: Event::HeartbeatOk {
+                            heartbeat_ms,
+                            token_until: token.as_ref().map(|(_, c)| self.until_ms(c)),
+                        },
+                        token: token.map(|(jwt, c)| (jwt, c, Source::Seat)),
+                        result: Ok(()),
+                        reason: None,
+                    },
+                    Err(Failure::SessionGone) => Exchanged {
+                        result: Err(Failure::SessionGone.reason()),
+                        ..Exchanged::plain(Event::SessionGone)
+                    },
+                    Err(Failure::Revoked(m)) => {
+                        self.revoke(&m);
+                        Exchanged {
+                            result: Err(format!("license revoked: {m}")),
+                            ..Exchanged::plain(Event::Revoked)
+                        }
+                    }
+                    Err(f) => {
+                        let reason = f.reason();
+                        Exchanged {
+                            result: Err(reason.clone()),
+                            reason: Some(format!("license server unreachable: {reason}")),
+                            ..Exchanged::plain(Event::HeartbeatFailed { reason })
+                        }
+                    }
+                }
+            }
+            // Releases happen at shutdown only ([`Shared::seat_shutdown`]).
+            Action::Release { .. } | Action::Persist(_) | Action::Log(..) => {
+                Exchanged::plain(Event::Due)
+            }
+        }
+    }
+
+    /// When a checked token stops counting (ms).
+    fn until_ms(&self, c: &Checked) -> i64 {
+        self.policy.end_of_grace(c.claims.exp).saturating_mul(1000)
+    }
+
+    /// A seat token from the backend: acceptable, and naming the session it came with.
+    fn seat_token(
+        &self,
+        jwt: &str,
+        nonce: &str,
+        session_id: Option<&str>,
+    ) -> Result<(String, Checked), Failure> {
+        let checked = self.accept_token(jwt, nonce)?;
+        if let (Some(sid), Some(expected)) = (&checked.claims.sid, session_id) {
+            if sid != expected {
+                return Err(Failure::Rejected(
+                    "the returned license names another seat session".into(),
+                ));
+            }
+        }
+        self.write_cache(jwt, &checked.claims);
+        Ok((jwt.to_string(), checked))
+    }
+
+    /// Checks an acquire or reconnect answer and turns it into a grant.
+    fn grant(&self, a: AcquireAnswer, nonce: &str) -> Result<(Grant, String, Checked), Failure> {
+        let jwt = a
+            .license
+            .as_deref()
+            .map(str::trim)
+            .filter(|j| !j.is_empty())
+            .ok_or_else(|| Failure::Rejected("the answer carries no `license`".into()))?;
+        let mode = match a.mode {
+            SeatMode::Online => {
+                let sid = a
+                    .session_id
+                    .as_deref()
+                    .filter(|s| !s.is_empty() && s.len() <= 256)
+                    .filter(|s| !s.chars().any(char::is_control))
+                    .ok_or_else(|| {
+                        Failure::Rejected("an online seat without a usable session_id".into())
+                    })?;
+                GrantMode::Online {
+                    session_id: sid.to_string(),
+                    heartbeat_ms: heartbeat_ms_from_secs(
+                        a.heartbeat_interval.unwrap_or(DEFAULT_HEARTBEAT_SECS),
+                    ),
+                }
+            }
+            SeatMode::Offline => GrantMode::OfflinePlan,
+        };
+        let sid = match &mode {
+            GrantMode::Online { session_id, .. } => Some(session_id.as_str()),
+            GrantMode::OfflinePlan => None,
+        };
+        let (jwt, checked) = self.seat_token(jwt, nonce, sid)?;
+        if let Some(m) = &a.message {
+            self.log.info(&crate::backend::sanitize_message(m));
+        }
+        let grant = Grant {
+            mode,
+            grace_ms: a.grace_seconds().saturating_mul(1000),
+            token_until: self.until_ms(&checked),
+        };
+        Ok((grant, jwt, checked))
+    }
+
+    fn after_grant(&self, granted: Result<(Grant, String, Checked), Failure>) -> Exchanged {
+        match granted {
+            Ok((grant, jwt, checked)) => Exchanged {
+                event: Event::Granted(grant),
+                token: Some((jwt, checked, Source::Seat)),
+                result: Ok(()),
+                reason: None,
+            },
+            Err(Failure::Revoked(m)) => {
+                self.revoke(&m);
+                Exchanged {
+                    result: Err(format!("license revoked: {m}")),
+                    ..Exchanged::plain(Event::Revoked)
+                }
+            }
+            Err(Failure::NoSeats(m)) => Exchanged {
+                result: Err(format!("no seat available: {m}")),
+                reason: Some(format!("no seat available: {m}")),
+                ..Exchanged::plain(Event::NoSeats(m))
+            },
+            Err(f) => {
+                let reason = f.reason();
+                let (token_until, token) = self.fallback();
+                Exchanged {
+                    event: Event::Unreachable {
+                        reason: reason.clone(),
+                        token_until,
+                    },
+                    token,
+                    result: Err(reason.clone()),
+                    reason: Some(format!("seat acquire failed: {reason}")),
+                }
+            }
+        }
+    }
+
+    /// The token to work offline with when an acquire fails: the one in use, or at
+    /// init the cached one (section 9).
+    fn fallback(&self) -> (Option<i64>, Option<(String, Checked, Source)>) {
+        let in_use = lock(&self.state)
+            .current
+            .as_ref()
+            .map(|c| self.policy.end_of_grace(c.claims.exp).saturating_mul(1000));
+        if in_use.is_some() {
+            return (in_use, None);
+        }
+        let mut reasons = Vec::new();
+        match self.cached_token(Some("seat acquire failed"), &mut reasons) {
+            Some((jwt, checked)) => (
+                Some(self.until_ms(&checked)),
+                Some((jwt, checked, Source::Cache)),
+            ),
+            None => {
+                if !reasons.is_empty() {
+                    self.log.log(Level::Debug, &reasons.join("; "));
+                }
+                (None, None)
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The status document of `lic_status_json` (section 11).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{lock, SeatRun, Shared, Source, DAY_SECS};
+use crate::clock::{rfc3339, rfc3339_millis};
+use crate::seat::SeatState;
+use crate::tier::Tier;
+use crate::token::{GracePhase, Standing};
+
+/// The outcome of the last backend exchange, for the status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefreshRecord {
+    /// When (RFC 3339).
+    pub at: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Why not.
+    pub error: Option<String>,
+}
+
+/// The `seat` object of the status, in seat mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SeatStatus {
+    /// `acquiring`, `online`, `offline`, `degraded`, `offline_plan`, `no_seats`.
+    pub state: SeatState,
+    /// The session held.
+    pub session_id: Option<String>,
+    /// This engine's hardware id.
+    pub hardware_id: String,
+    /// Seconds between heartbeats.
+    pub heartbeat_interval: Option<i64>,
+    /// Consecutive heartbeat failures.
+    pub heartbeat_failures: u32,
+    /// The last heartbeat answered (RFC 3339).
+    pub last_heartbeat: Option<String>,
+    /// When offline mode was entered (RFC 3339).
+    pub offline_since: Option<String>,
+    /// When the offline grace ends (RFC 3339).
+    pub grace_until: Option<String>,
+    /// The next reconnect attempt (RFC 3339).
+    pub next_reconnect_at: Option<String>,
+    /// Offline periods entered in the last 30 days.
+    pub offline_cycles_30d: u32,
+}
+
+/// The status document of `lic_status_json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    /// Tier name, lower case.
+    pub tier: &'static str,
+    /// Where the license came from.
+    pub source: Source,
+    /// `Active`, `Expired (…)`, `No license`, `Revoked`, `Degraded (offline grace expired)`.
+    pub status: String,
+    /// `none`, `early`, `mid`.
+    pub grace: &'static str,
+    /// `sub`.
+    pub license_id: Option<String>,
+    /// `org_name`.
+    pub org_name: Option<String>,
+    /// `jti`.
+    pub jti: Option<String>,
+    /// `trial`.
+    pub trial: bool,
+    /// Effective features.
+    pub features: Vec<String>,
+    /// Effective quotas (null = unlimited).
+    pub quotas: BTreeMap<String, Option<i64>>,
+    /// Expiry of the license in use.
+    pub expires_at: Option<String>,
+    /// Whole days until expiry.
+    pub days_remaining: Option<i64>,
+    /// `static`, `api_key`, `online`, `offline`, `degraded`, `none`.
+    pub mode: &'static str,
+    /// This engine's instance id.
+    pub instance_id: String,
+    /// Last backend exchange.
+    pub last_refresh: Option<RefreshRecord>,
+    /// Next scheduled refresh (in seat mode: the next heartbeat, reconnect or acquire).
+    pub next_refresh_at: Option<String>,
+    /// The last body sent to the backend.
+    pub last_telemetry: Option<Value>,
+    /// Increments on every change of license or tier.
+    pub generation: u64,
+    /// Why the engine is where it is, in words.
+    pub reason: Option<String>,
+    /// The library version.
+    pub version: &'static str,
+    /// The seat, in seat mode (null otherwise).
+    pub seat: Option<SeatStatus>,
+}
+
+fn seat_mode_name(state: SeatState) -> &'static str {
+    match state {
+        SeatState::Online => "online",
+        SeatState::Offline | SeatState::OfflinePlan => "offline",
+        SeatState::Degraded => "degraded",
+        SeatState::Acquiring | SeatState::NoSeats => "none",
+    }
+}
+
+impl Shared {
+    fn seat_status(&self, run: &SeatRun, now_ms: i64) -> SeatStatus {
+        let m = &run.machine;
+        let offline = matches!(m.state(), SeatState::Offline | SeatState::Degraded);
+        SeatStatus {
+            state: m.state(),
+            session_id: m.session_id().map(str::to_string),
+            hardware_id: self.hardware_id.get().cloned().unwrap_or_default(),
+            heartbeat_interval: m.heartbeat_ms().map(|h| h / 1000),
+            heartbeat_failures: m.heartbeat_failures(),
+            last_heartbeat: m.last_heartbeat().map(rfc3339_millis),
+            offline_since: m.offline_since().map(rfc3339_millis),
+            grace_until: m.grace_until().filter(|_| offline).map(rfc3339_millis),
+            next_reconnect_at: m.next_reconnect_at().map(rfc3339_millis),
+            offline_cycles_30d: m.offline_cycles_30d(now_ms),
+        }
+    }
+
+    pub(super) fn status(&self) -> Status {
+        let now = self.now_secs();
+        let now_ms = self.clock.now_millis();
+        let st = lock(&self.state);
+        let tier = Tier::from_u8(self.tier.load(Ordering::Acquire));
+        let ents = self.read_entitlements().clone();
+        let seat_state = st.seat.as_ref().map(|s| s.machine.state());
+        let (source, status, grace, expires_at, days_remaining) = match &st.current {
+            Some(c) => {
+                let (status, grace) = match self.policy.standing(&c.claims, now) {
+                    _ if seat_state == Some(SeatState::Degraded) => {
+                        ("Degraded (offline grace expired)".to_string(), "none")
+                    }
+                    Ok(Standing::Valid) => ("Active".to_string(), "none"),
+                    Ok(Standing::Grace {
+                        phase: GracePhase::Early,
+                        days_ago,
+                        ..
+                    }) => (
+                        format!("Expired ({days_ago} days ago, in grace period)"),
+                        "early",
+                    ),
+                    Ok(Standing::Grace {
+                        phase: GracePhase::Mid,
+                        days_ago,
+                        days_left,
+                    }) => (
+                        format!(
+                            "Expired ({days_ago} days ago, {days_left} days until Community fallback)"
+                        ),
+                        "mid",
+                    ),
+                    Err(e) => (format!("Expired ({e})"), "none"),
+                };
+                (
+                    c.source,
+                    status,
+                    grace,
+                    Some(rfc3339(c.claims.exp)),
+                    Some((c.claims.exp - now).max(0) / DAY_SECS),
+                )
+            }
+            None if st.revoked => (Source::None, "Revoked".to_string(), "none", None, None),
+            None => (Source::None, "No license".to_string(), "none", None, None),
+        };
+        let claims = st.current.as_ref().map(|c| &c.claims);
+        let mode = match (seat_state, source) {
+            (Some(s), _) => seat_mode_name(s),
+            (None, Source::Static) => "static",
+            (None, Source::ApiKey) => "api_key",
+            _ if self.config.api_key.is_some() => "api_key",
+            _ if self.config.key.is_some() || self.config.key_file.is_some() => "static",
+            _ => "none",
+        };
+        Status {
+            tier: tier.as_str(),
+            source,
+            status,
+            grace,
+            license_id: claims.map(|c| c.sub.clone()),
+            org_name: claims.and_then(|c| c.org_name.clone()),
+            jti: claims.and_then(|c| c.jti.clone()),
+            trial: claims.is_some_and(|c| c.trial),
+            features: ents.features.iter().cloned().collect(),
+            quotas: ents.quotas.clone(),
+            expires_at,
+            days_remaining,
+            mode,
+            instance_id: st.instance_id.clone(),
+            last_refresh: st.last_refresh.clone(),
+            next_refresh_at: st.next_refresh_at.map(rfc3339_millis),
+            last_telemetry: st.last_telemetry.clone(),
+            generation: st.generation,
+            reason: st.reason.clone(),
+            version: env!("CARGO_PKG_VERSION"),
+            seat: st.seat.as_ref().map(|s| self.seat_status(s, now_ms)),
+        }
+    }
+}

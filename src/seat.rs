@@ -1,0 +1,761 @@
+//! The seat state machine of section 9 (hybrid online/offline seats).
+//!
+//! Pure: no I/O, no clock reads, no tokio. The engine feeds it [`Event`]s with the time
+//! and a jitter draw ([`Ctx`]); it answers with [`Action`]s to carry out (an exchange
+//! with the backend, a record to persist, a line to log) and tells when it next wants
+//! to be woken ([`SeatMachine::next_deadline`]). Whether the seat entitles the host to
+//! its paid tier at a given moment is [`SeatMachine::entitled`].
+//!
+//! All times are wall-clock milliseconds since the epoch.
+
+use serde::Serialize;
+
+use crate::log::Level;
+
+/// First reconnect delay ceiling while offline; it doubles per attempt.
+pub const FIRST_RECONNECT_MS: i64 = 60_000;
+/// Shortest wait between two reconnect attempts, so an unlucky jitter draw never spins.
+pub const MIN_RECONNECT_MS: i64 = 1_000;
+/// The window in which offline cycles are counted.
+pub const CYCLE_WINDOW_MS: i64 = 30 * DAY_MS;
+/// Offline cycles from which each new one is logged at WARN.
+pub const CYCLE_WARN_FROM: usize = 3;
+/// How close to the end of the offline grace the daily warning starts.
+pub const GRACE_WARN_MS: i64 = 2 * DAY_MS;
+/// Bounds on a heartbeat interval received from the backend.
+pub const HEARTBEAT_BOUNDS_MS: (i64, i64) = (1_000, DAY_MS);
+/// At most this many offline cycles are remembered.
+const MAX_CYCLES: usize = 64;
+const DAY_MS: i64 = 86_400_000;
+
+/// Where the seat stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeatState {
+    /// No seat yet: an acquire (or reconnect) is under way or scheduled.
+    Acquiring,
+    /// A seat is held and heartbeats reach the backend.
+    Online,
+    /// Contact lost: the tier holds until the offline grace ends; reconnecting.
+    Offline,
+    /// No paid tier: the offline grace is over (or there never was a seat); reconnecting.
+    Degraded,
+    /// A free plan: the token is used without a seat or heartbeats.
+    OfflinePlan,
+    /// The backend refused a seat (all in use); retried on the refresh schedule.
+    NoSeats,
+}
+
+impl SeatState {
+    /// Every state, for tables.
+    pub const ALL: [SeatState; 6] = [
+        SeatState::Acquiring,
+        SeatState::Online,
+        SeatState::Offline,
+        SeatState::Degraded,
+        SeatState::OfflinePlan,
+        SeatState::NoSeats,
+    ];
+
+    /// The snake_case name used in the status and the logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeatState::Acquiring => "acquiring",
+            SeatState::Online => "online",
+            SeatState::Offline => "offline",
+            SeatState::Degraded => "degraded",
+            SeatState::OfflinePlan => "offline_plan",
+            SeatState::NoSeats => "no_seats",
+        }
+    }
+}
+
+/// Settings from the engine's config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeatParams {
+    /// `seat.max-heartbeat-failures`.
+    pub max_failures: u32,
+    /// `seat.reconnect-interval`: the longest wait between reconnect attempts.
+    pub reconnect_cap_ms: i64,
+    /// `refresh.interval`: when a free plan or a refused seat is tried again.
+    pub refresh_interval_ms: i64,
+}
+
+/// What the machine keeps across restarts (the seat record of `state.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SeatMemory {
+    /// The session held (or held before a crash or while offline).
+    pub session_id: Option<String>,
+    /// When offline mode was entered; `None` while in contact.
+    pub offline_since: Option<i64>,
+    /// The offline grace of the last successful acquire.
+    pub grace_ms: Option<i64>,
+    /// The heartbeat interval of the last successful acquire (or heartbeat).
+    pub heartbeat_ms: Option<i64>,
+    /// When offline mode was entered, for the last 30 days (oldest first).
+    pub offline_cycles: Vec<i64>,
+}
+
+/// How a seat was granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantMode {
+    /// A seat with heartbeats.
+    Online {
+        /// The session.
+        session_id: String,
+        /// Heartbeat interval.
+        heartbeat_ms: i64,
+    },
+    /// A free plan: no seat, no heartbeats.
+    OfflinePlan,
+}
+
+/// A successful acquire or reconnect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Online seat or offline plan.
+    pub mode: GrantMode,
+    /// The offline grace this license allows (0 = strict online-only).
+    pub grace_ms: i64,
+    /// When the token received stops counting (its expiry plus the grace period).
+    pub token_until: i64,
+}
+
+/// Something that happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The engine starts in seat mode.
+    Start,
+    /// An acquire or reconnect succeeded.
+    Granted(Grant),
+    /// An acquire or reconnect was refused: every seat is in use.
+    NoSeats(String),
+    /// A seat call answered with a revocation (the engine drops the license itself).
+    Revoked,
+    /// An acquire or reconnect could not reach the backend (network, timeout, 5xx, or an
+    /// answer that could not be used). `token_until` is when the token the engine could
+    /// fall back on (cached, or in use) stops counting, if it has one.
+    Unreachable {
+        /// Why, for the log.
+        reason: String,
+        /// End of the usable token, if any.
+        token_until: Option<i64>,
+    },
+    /// A heartbeat was answered.
+    HeartbeatOk {
+        /// A new interval, from the next beat on.
+        heartbeat_ms: Option<i64>,
+        /// End of a renewed token, when one came.
+        token_until: Option<i64>,
+    },
+    /// A heartbeat failed (network, timeout, 5xx, or an unusable answer).
+    HeartbeatFailed {
+        /// Why, for the log.
+        reason: String,
+    },
+    /// A heartbeat was answered 404/410: the backend dropped the session.
+    SessionGone,
+    /// The release at shutdown went through.
+    Released,
+    /// A deadline the machine asked for has come.
+    Due,
+    /// The host asked for a refresh now (`lic_refresh_now`).
+    RefreshRequested,
+    /// The engine shuts down.
+    Shutdown,
+}
+
+/// Something for the engine to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Acquire a seat.
+    Acquire,
+    /// Reconnect, ending the old session and reporting the offline period.
+    Reconnect {
+        /// The session held before.
+        old_session_id: Option<String>,
+        /// When offline mode was entered.
+        offline_since: Option<i64>,
+        /// Offline cycles in the last 30 days.
+        offline_cycles_30d: u32,
+    },
+    /// Send a heartbeat.
+    Heartbeat {
+        /// The session kept.
+        session_id: String,
+    },
+    /// Give the seat back (at shutdown).
+    Release {
+        /// The session given back.
+        session_id: String,
+    },
+    /// Write the seat record.
+    Persist(SeatMemory),
+    /// Log a line.
+    Log(Level, String),
+}
+
+impl Action {
+    /// Whether this action talks to the backend.
+    pub fn is_exchange(&self) -> bool {
+        matches!(
+            self,
+            Action::Acquire
+                | Action::Reconnect { .. }
+                | Action::Heartbeat { .. }
+                | Action::Release { .. }
+        )
+    }
+}
+
+/// The time of an event, and a uniform draw in `[0, 1]` for the reconnect jitter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ctx {
+    /// Now, in milliseconds.
+    pub now: i64,
+    /// Jitter draw in `[0, 1]` (values outside are clamped).
+    pub jitter: f64,
+}
+
+/// The seat state machine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeatMachine {
+    params: SeatParams,
+    state: SeatState,
+    mem: SeatMemory,
+    /// Consecutive heartbeat failures.
+    failures: u32,
+    /// Reconnect (or free-plan retry) attempts since contact was lost.
+    attempt: u32,
+    /// Next heartbeat, reconnect or acquire; `None` while one is under way.
+    next_at: Option<i64>,
+    /// When the token in use stops counting.
+    token_until: Option<i64>,
+    last_heartbeat: Option<i64>,
+    /// When the near-end-of-grace warning was last logged.
+    grace_warned_at: Option<i64>,
+}
+
+/// The reconnect delay after `attempt` failed attempts: full jitter under a ceiling that
+/// starts at one minute and doubles, never above `cap`, never below a second (or `cap`).
+pub fn reconnect_delay(attempt: u32, jitter: f64, cap_ms: i64) -> i64 {
+    let cap = cap_ms.max(1);
+    let ceiling = FIRST_RECONNECT_MS
+        .checked_shl(attempt.min(40))
+        .unwrap_or(i64::MAX)
+        .min(cap);
+    let j = if jitter.is_nan() {
+        1.0
+    } else {
+        jitter.clamp(0.0, 1.0)
+    };
+    ((j * ceiling as f64) as i64).clamp(MIN_RECONNECT_MS.min(ceiling), ceiling)
+}
+
+/// A heartbeat interval received from the backend (seconds), as milliseconds within
+/// [`HEARTBEAT_BOUNDS_MS`].
+pub fn heartbeat_ms_from_secs(secs: i64) -> i64 {
+    secs.saturating_mul(1000)
+        .clamp(HEARTBEAT_BOUNDS_MS.0, HEARTBEAT_BOUNDS_MS.1)
+}
+
+/// The hardware id of section 9: SHA-256 (hex) of `<machine id>:<instance id>`.
+pub fn hardware_id(machine_id: &str, instance_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(format!("{machine_id}:{instance_id}").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn days(ms: i64) -> i64 {
+    ms.max(0) / DAY_MS
+}
+
+impl SeatMachine {
+    /// A machine that starts from the seat record of a previous run (or an empty one).
+    pub fn new(params: SeatParams, mem: SeatMemory) -> SeatMachine {
+        SeatMachine {
+            params,
+            state: SeatState::Acquiring,
+            mem,
+            failures: 0,
+            attempt: 0,
+            next_at: None,
+            token_until: None,
+            last_heartbeat: None,
+            grace_warned_at: None,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> SeatState {
+        self.state
+    }
+
+    /// What would be persisted now.
+    pub fn memory(&self) -> &SeatMemory {
+        &self.mem
+    }
+
+    /// The session held, if any.
+    pub fn session_id(&self) -> Option<&str> {
+        self.mem.session_id.as_deref()
+    }
+
+    /// Consecutive heartbeat failures.
+    pub fn heartbeat_failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// The heartbeat interval in use.
+    pub fn heartbeat_ms(&self) -> Option<i64> {
+        self.mem.heartbeat_ms
+    }
+
+    /// The last heartbeat answered (or the grant).
+    pub fn last_heartbeat(&self) -> Option<i64> {
+        self.last_heartbeat
+    }
+
+    /// When offline mode was entered.
+    pub fn offline_since(&self) -> Option<i64> {
+        self.mem.offline_since
+    }
+
+    /// The end of the offline grace, while offline or degraded after losing contact.
+    pub fn grace_until(&self) -> Option<i64> {
+        let since = self.mem.offline_since?;
+        Some(since.saturating_add(self.mem.grace_ms.unwrap_or(0)))
+    }
+
+    /// The next heartbeat, reconnect or acquire.
+    pub fn next_exchange_at(&self) -> Option<i64> {
+        self.next_at
+    }
+
+    /// The next reconnect attempt, while offline or degraded.
+    pub fn next_reconnect_at(&self) -> Option<i64> {
+        match self.state {
+            SeatState::Offline | SeatState::Degraded => self.next_at,
+            _ => None,
+        }
+    }
+
+    /// Offline cycles entered in the 30 days before `now`.
+    pub fn offline_cycles_30d(&self, now: i64) -> u32 {
+        self.mem
+            .offline_cycles
+            .iter()
+            .filter(|t| now.saturating_sub(**t) < CYCLE_WINDOW_MS)
+            .count() as u32
+    }
+
+    /// Whether the seat entitles the host to its token's tier at `now`: online or on a
+    /// free plan while the token counts, offline while both the token and the offline
+    /// grace do. Whichever ends first ends it.
+    pub fn entitled(&self, now: i64) -> bool {
+        let token_ok = self.token_until.is_some_and(|t| now < t);
+        match self.state {
+            SeatState::Online | SeatState::OfflinePlan => token_ok,
+            SeatState::Offline => token_ok && self.grace_until().is_some_and(|g| now < g),
+            SeatState::Acquiring | SeatState::Degraded | SeatState::NoSeats => false,
+        }
+    }
+
+    /// When the machine next wants [`Event::Due`]: the next exchange, and while offline
+    /// the end of the grace and the daily warning before it.
+    pub fn next_deadline(&self) -> Option<i64> {
+        let mut at = self.next_at;
+        if self.state == SeatState::Offline {
+            if let Some(end) = self.grace_until() {
+                let warn = self.next_grace_warning(end);
+                for t in [Some(end), warn].into_iter().flatten() {
+                    at = Some(at.map_or(t, |a| a.min(t)));
+                }
+            }
+        }
+        at
+    }
+
+    fn next_grace_warning(&self, end: i64) -> Option<i64> {
+        let first = end.saturating_sub(GRACE_WARN_MS);
+        let at = match self.grace_warned_at {
+            Some(w) => first.max(w.saturating_add(DAY_MS)),
+            None => first,
+        };
+        (at < end).then_some(at)
+    }
+
+    /// Handles one event and returns what to do, in order. At most one action is an
+    /// exchange; its outcome is the next event.
+    pub fn handle(&mut self, cx: Ctx, event: Event) -> Vec<Action> {
+        let before = self.mem.clone();
+        let mut out = Vec::new();
+        let now = cx.now;
+        match event {
+            Event::Start => {
+                self.go(
+                    SeatState::Acquiring,
+                    Level::Info,
+                    "Seat mode restarted; acquiring a seat".into(),
+                    &mut out,
+                );
+                self.next_at = None;
+                out.push(self.seek(now));
+            }
+            Event::Granted(grant) => self.granted(now, grant, &mut out),
+            Event::NoSeats(message) => {
+                self.mem.session_id = None;
+                self.mem.offline_since = None;
+                self.token_until = None;
+                self.next_at = Some(now.saturating_add(self.params.refresh_interval_ms));
+                if self.state == SeatState::NoSeats {
+                    out.push(Action::Log(
+                        Level::Debug,
+                        format!("Still no seat available: {message}"),
+                    ));
+                } else {
+                    self.go(
+                        SeatState::NoSeats,
+                        Level::Error,
+                        format!("No seat available: {message}"),
+                        &mut out,
+                    );
+                }
+            }
+            Event::Revoked => {
+                self.mem.session_id = None;
+                self.mem.offline_since = None;
+                self.token_until = None;
+                self.failures = 0;
+                self.next_at = Some(now.saturating_add(self.params.refresh_interval_ms));
+                self.go(
+                    SeatState::Acquiring,
+                    Level::Info,
+                    "Seat given up: the license was revoked".into(),
+                    &mut out,
+                );
+            }
+            Event::Unreachable {
+                reason,
+                token_until,
+            } => self.unreachable(cx, reason, token_until, &mut out),
+            Event::HeartbeatOk {
+                heartbeat_ms,
+                token_until,
+            } if self.state == SeatState::Online => {
+                self.failures = 0;
+                self.last_heartbeat = Some(now);
+                if let Some(h) = heartbeat_ms {
+                    self.mem.heartbeat_ms = Some(h);
+                }
+                if token_until.is_some() {
+                    self.token_until = token_until;
+                }
+                self.next_at = Some(now.saturating_add(self.interval()));
+            }
+            Event::HeartbeatFailed { reason } if self.state == SeatState::Online => {
+                self.failures = self.failures.saturating_add(1);
+                out.push(Action::Log(
+                    Level::Warn,
+                    format!(
+                        "Seat heartbeat failed ({}/{}): {reason}",
+                        self.failures, self.params.max_failures
+                    ),
+                ));
+                if self.failures >= self.params.max_failures {
+                    let token = self.token_until;
+                    self.lose_contact(cx, token, &mut out);
+                } else {
+                    self.next_at = Some(now.saturating_add(self.interval()));
+                }
+            }
+            Event::SessionGone if self.state == SeatState::Online => {
+                self.mem.session_id = None;
+                self.failures = 0;
+                self.next_at = None;
+                self.go(
+                    SeatState::Acquiring,
+                    Level::Info,
+                    "The license server ended the seat session; acquiring a new seat".into(),
+                    &mut out,
+                );
+                out.push(Action::Acquire);
+            }
+            Event::Released if self.state == SeatState::Online => {
+                self.mem.session_id = None;
+                self.next_at = None;
+                self.go(
+                    SeatState::Acquiring,
+                    Level::Info,
+                    "Seat released".into(),
+                    &mut out,
+                );
+            }
+            Event::Due => self.due(cx, &mut out),
+            Event::RefreshRequested => {
+                self.next_at = None;
+                out.push(match (&self.state, &self.mem.session_id) {
+                    (SeatState::Online, Some(sid)) => Action::Heartbeat {
+                        session_id: sid.clone(),
+                    },
+                    _ => self.seek(now),
+                });
+            }
+            Event::Shutdown => {
+                if let (SeatState::Online, Some(sid)) = (self.state, &self.mem.session_id) {
+                    out.push(Action::Release {
+                        session_id: sid.clone(),
+                    });
+                }
+            }
+            // Outcomes that do not fit the state (a late answer) change nothing.
+            Event::HeartbeatOk { .. }
+            | Event::HeartbeatFailed { .. }
+            | Event::SessionGone
+            | Event::Released => {}
+        }
+        self.prune_cycles(now);
+        if self.mem != before {
+            out.insert(0, Action::Persist(self.mem.clone()));
+        }
+        out
+    }
+
+    fn interval(&self) -> i64 {
+        self.mem.heartbeat_ms.unwrap_or(HEARTBEAT_BOUNDS_MS.1)
+    }
+
+    /// The exchange that gets a seat: a reconnect when there is an old session or an
+    /// offline period to report, else an acquire.
+    fn seek(&mut self, now: i64) -> Action {
+        self.next_at = None;
+        if self.mem.session_id.is_some() || self.mem.offline_since.is_some() {
+            Action::Reconnect {
+                old_session_id: self.mem.session_id.clone(),
+                offline_since: self.mem.offline_since,
+                offline_cycles_30d: self.offline_cycles_30d(now),
+            }
+        } else {
+            Action::Acquire
+        }
+    }
+
+    fn go(&mut self, to: SeatState, level: Level, message: String, out: &mut Vec<Action>) {
+        if self.state != to {
+            self.state = to;
+            out.push(Action::Log(level, message));
+        }
+    }
+
+    fn granted(&mut self, now: i64, grant: Grant, out: &mut Vec<Action>) {
+        let was_cut_off = matches!(self.state, SeatState::Offline | SeatState::Degraded)
+            || self.mem.offline_since.is_some();
+        self.failures = 0;
+        self.attempt = 0;
+        self.grace_warned_at = None;
+        self.token_until = Some(grant.token_until);
+        self.mem.grace_ms = Some(grant.grace_ms.max(0));
+        self.mem.offline_since = None;
+        self.last_heartbeat = Some(now);
+        match grant.mode {
+            GrantMode::Online {
+                session_id,
+                heartbeat_ms,
+            } => {
+                self.mem.session_id = Some(session_id);
+                self.mem.heartbeat_ms = Some(heartbeat_ms);
+                self.next_at = Some(now.saturating_add(heartbeat_ms));
+                let message = if was_cut_off {
+                    "Reconnected - online mode resumed".to_string()
+                } else {
+                    format!(
+                        "Seat acquired - online mode, heartbeat every {} s",
+                        heartbeat_ms / 1000
+                    )
+                };
+                self.go(SeatState::Online, Level::Info, message, out);
+            }
+            GrantMode::OfflinePlan => {
+                self.mem.session_id = None;
+                self.next_at = Some(now.saturating_add(self.params.refresh_interval_ms));
+                self.go(
+                    SeatState::OfflinePlan,
+                    Level::Info,
+                    "Offline plan - the license is used without a seat or heartbeats".into(),
+                    out,
+                );
+            }
+        }
+    }
+
+    /// Contact with the backend is lost while a seat is (or was) held: offline for the
+    /// grace, or degraded at once when there is no grace left (or none at all), or no
+    /// token to fall back on.
+    fn lose_contact(&mut self, cx: Ctx, token_until: Option<i64>, out: &mut Vec<Action>) {
+        let now = cx.now;
+        self.failures = 0;
+        self.attempt = 0;
+        self.next_at =
+            Some(now.saturating_add(reconnect_delay(0, cx.jitter, self.params.reconnect_cap_ms)));
+        let token_ok = token_until.is_some_and(|t| now < t);
+        if !token_ok && self.mem.offline_since.is_none() {
+            // Nothing held to work offline with: not an offline period, just no license.
+            self.go(
+                SeatState::Degraded,
+                Level::Warn,
+                "License server unreachable and no usable license to fall back on - \
+                 limited to Community features until a seat is acquired"
+                    .into(),
+                out,
+            );
+            return;
+        }
+        let since = match self.mem.offline_since {
+            Some(s) => s,
+            None => {
+                self.mem.offline_since = Some(now);
+                self.mem.offline_cycles.push(now);
+                let n = self.offline_cycles_30d(now) as usize;
+                if n >= CYCLE_WARN_FROM {
+                    out.push(Action::Log(
+                        Level::Warn,
+                        format!("Offline mode entered {n} times in the last 30 days"),
+                    ));
+                }
+                now
+            }
+        };
+        let grace = self.mem.grace_ms.unwrap_or(0);
+        let end = since.saturating_add(grace);
+        if token_ok && now < end {
+            self.token_until = token_until;
+            self.go(
+                SeatState::Offline,
+                Level::Warn,
+                format!(
+                    "Entered offline mode - grace period of {} days active",
+                    days(end - now)
+                ),
+                out,
+            );
+        } else if !token_ok {
+            self.go(
+                SeatState::Degraded,
+                Level::Error,
+                "Offline with no usable license to fall back on - limited to Community features"
+                    .into(),
+                out,
+            );
+        } else if grace == 0 {
+            self.go(
+                SeatState::Degraded,
+                Level::Error,
+                "Offline grace period expired - limited to Community features \
+                 (this license allows no offline use)"
+                    .into(),
+                out,
+            );
+        } else {
+            self.go(
+                SeatState::Degraded,
+                Level::Error,
+                "Offline grace period expired - limited to Community features".into(),
+                out,
+            );
+        }
+    }
+
+    fn unreachable(
+        &mut self,
+        cx: Ctx,
+        reason: String,
+        token_until: Option<i64>,
+        out: &mut Vec<Action>,
+    ) {
+        let now = cx.now;
+        match self.state {
+            SeatState::Acquiring => {
+                out.push(Action::Log(
+                    Level::Warn,
+                    format!("Seat acquire failed: {reason}"),
+                ));
+                self.lose_contact(cx, token_until, out);
+            }
+            SeatState::Offline | SeatState::Degraded | SeatState::OfflinePlan => {
+                self.attempt = self.attempt.saturating_add(1);
+                let delay = reconnect_delay(self.attempt, cx.jitter, self.params.reconnect_cap_ms);
+                self.next_at = Some(now.saturating_add(delay));
+                let level = if self.state == SeatState::OfflinePlan {
+                    Level::Warn
+                } else {
+                    Level::Debug
+                };
+                out.push(Action::Log(
+                    level,
+                    format!(
+                        "License server still unreachable ({reason}); next attempt in {} s",
+                        delay / 1000
+                    ),
+                ));
+            }
+            SeatState::NoSeats => {
+                self.next_at = Some(now.saturating_add(self.params.refresh_interval_ms));
+                out.push(Action::Log(
+                    Level::Warn,
+                    format!("Seat acquire failed: {reason}"),
+                ));
+            }
+            // Not waiting for an acquire: a late answer.
+            SeatState::Online => {}
+        }
+    }
+
+    fn due(&mut self, cx: Ctx, out: &mut Vec<Action>) {
+        let now = cx.now;
+        if self.state == SeatState::Offline {
+            if let Some(end) = self.grace_until() {
+                if now >= end {
+                    self.go(
+                        SeatState::Degraded,
+                        Level::Error,
+                        "Offline grace period expired - limited to Community features".into(),
+                        out,
+                    );
+                } else if self.next_grace_warning(end).is_some_and(|w| now >= w) {
+                    self.grace_warned_at = Some(now);
+                    out.push(Action::Log(
+                        Level::Warn,
+                        format!(
+                            "Offline grace period ends in {} days - the license server must be \
+                             reached before then",
+                            days(end - now)
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.next_at.is_some_and(|t| t <= now) {
+            let action = match (&self.state, &self.mem.session_id) {
+                (SeatState::Online, Some(sid)) => {
+                    let a = Action::Heartbeat {
+                        session_id: sid.clone(),
+                    };
+                    self.next_at = None;
+                    a
+                }
+                _ => self.seek(now),
+            };
+            out.push(action);
+        }
+    }
+
+    fn prune_cycles(&mut self, now: i64) {
+        self.mem
+            .offline_cycles
+            .retain(|t| now.saturating_sub(*t) < CYCLE_WINDOW_MS);
+        let extra = self.mem.offline_cycles.len().saturating_sub(MAX_CYCLES);
+        self.mem.offline_cycles.drain(..extra);
+    }
+}
