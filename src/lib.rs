@@ -22,5 +22,5 @@ pub mod tier;
 pub mod token;
 
 pub use config::{Config, ConfigError};
-pub use engine::{Engine, EngineError, EngineOptions, Source, Status};
+pub use engine::{Engine, EngineError, EngineOptions, SeatStatus, Source, Status};
 pub use tier::Tier;

@@ -52,6 +52,7 @@ impl Shared {
             source,
         });
         st.revoked = false;
+        st.generation += 1;
     }
 
     /// Puts a checked license in use and publishes it.
@@ -86,6 +87,7 @@ impl Shared {
             st.current = None;
             st.revoked = true;
             st.reason = Some(format!("revoked: {message}"));
+            st.generation += 1;
             self.publish(&mut st, &mut out);
             st.initialized = true;
         }
@@ -93,7 +95,8 @@ impl Shared {
     }
 
     /// Makes tier and entitlements follow `st.current` (and, in seat mode, whether the
-    /// seat entitles the host to it); logs a change of tier after init.
+    /// seat entitles the host to it); logs a change of tier after init. Cheap and
+    /// idempotent: `generation` moves only when something changed.
     pub(super) fn publish(&self, st: &mut State, out: &mut Outbox) {
         let now = self.clock.now_millis();
         let seat_allows = st.seat.as_ref().is_none_or(|s| s.machine.entitled(now));
@@ -107,12 +110,17 @@ impl Shared {
             ),
             _ => (Tier::Community, self.config.community.clone()),
         };
-        *self.entitlements.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ents);
+        let same_ents = **self.read_entitlements() == ents;
+        if !same_ents {
+            *self.entitlements.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ents);
+        }
         let old = Tier::from_u8(self.tier.swap(tier as u8, Ordering::AcqRel));
         if let Some(m) = self.tier_mirror {
             m.store(tier as u8, Ordering::Release);
         }
-        st.generation += 1;
+        if old != tier || !same_ents {
+            st.generation += 1;
+        }
         if st.initialized && old != tier {
             if tier > old {
                 out.push(
@@ -143,6 +151,7 @@ impl Shared {
                 Some(Err(e)) => {
                     st.current = None;
                     st.reason = Some(format!("license {e}"));
+                    st.generation += 1;
                     self.publish(&mut st, &mut out);
                 }
                 Some(Ok(Standing::Grace {

@@ -218,7 +218,7 @@ impl Shared {
     }
 
     /// Hands the event to the machine under the state lock, puts a token that came with
-    /// it in use, and publishes when the tier may have changed. Log actions are written
+    /// it in use, and publishes unless an exchange is pending. Log actions are written
     /// here; the rest are returned.
     fn seat_apply(&self, ex: Exchanged) -> Vec<Action> {
         let cx = Ctx {
@@ -231,19 +231,18 @@ impl Shared {
         let mut rest = Vec::new();
         {
             let mut st = lock(&self.state);
-            let token_came = ex.token.is_some();
             if let Some((token, checked, source)) = ex.token {
                 self.install(&mut st, &mut out, token, checked, source);
             }
-            if drops_license {
-                st.current = None;
+            if drops_license && st.current.take().is_some() {
+                st.generation += 1;
             }
             let Some(run) = st.seat.as_mut() else {
                 return Vec::new();
             };
-            let before = (run.machine.state(), run.machine.entitled(cx.now));
+            let before = run.machine.state();
             let actions = run.machine.handle(cx, ex.event);
-            let after = (run.machine.state(), run.machine.entitled(cx.now));
+            let after = run.machine.state();
             let next = run.machine.next_exchange_at();
             for a in actions {
                 match a {
@@ -251,9 +250,9 @@ impl Shared {
                     a => rest.push(a),
                 }
             }
-            match after.0 {
+            match after {
                 SeatState::Online | SeatState::OfflinePlan => st.reason = None,
-                SeatState::Degraded if before.0 == SeatState::Offline => {
+                SeatState::Degraded if before == SeatState::Offline => {
                     st.reason = Some("offline grace period expired".into());
                 }
                 _ => {
@@ -263,7 +262,10 @@ impl Shared {
                 }
             }
             st.next_refresh_at = next;
-            if !quiet && (token_came || drops_license || before != after) {
+            // While an exchange is under way its outcome decides; publishing the state
+            // in between would make the tier flicker (say, around a re-acquire).
+            let pending = rest.iter().any(Action::is_exchange);
+            if !quiet && !pending {
                 self.publish(&mut st, &mut out);
             }
             st.initialized = true;

@@ -17,6 +17,7 @@ use lic4es::{Config, Engine, EngineOptions};
 use serde_json::{json, Value};
 
 pub mod paused;
+pub mod seat;
 
 /// 2026-11-22T13:29:12Z: "now" in every test.
 pub const NOW: i64 = 1_795_354_152;
@@ -287,8 +288,29 @@ impl Reply {
             ..Reply::raw(200, "")
         }
     }
+    /// A protocol answer (`lic4es::protocol`) as JSON.
+    pub fn answer(status: u16, body: &impl serde::Serialize) -> Reply {
+        Reply::json(status, serde_json::to_value(body).unwrap())
+    }
+    /// A protocol error answer.
+    pub fn error(status: u16, code: &str, message: &str) -> Reply {
+        Reply::answer(
+            status,
+            &lic4es::protocol::ErrorBody {
+                error: code.into(),
+                message: message.into(),
+            },
+        )
+    }
     pub fn token(jwt: &str) -> Reply {
-        Reply::json(200, json!({"jwt": jwt, "expires_in": 86400}))
+        Reply::answer(
+            200,
+            &lic4es::protocol::TokenAnswer {
+                jwt: Some(jwt.into()),
+                expires_in: Some(86_400),
+                message: None,
+            },
+        )
     }
 
     /// Status line and headers, through the blank line.
