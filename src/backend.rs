@@ -107,6 +107,31 @@ pub fn new_nonce() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// The HTTP client every backend call uses: rustls with the platform's roots (its own
+/// provider, nothing installed process-wide), no redirects, connect and read timeouts,
+/// and the whole exchange bounded by their sum so a peer dripping bytes cannot hold it.
+pub fn http_client(connect: Duration, read: Duration) -> Result<reqwest::Client, BackendError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
+        .map_err(|e| BackendError::Setup(e.to_string()))?;
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| BackendError::Setup(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(connect)
+        .read_timeout(read)
+        .timeout(connect + read)
+        .user_agent(concat!("lic4es/", env!("CARGO_PKG_VERSION")))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| BackendError::Setup(e.to_string()))
+}
+
 /// An HTTP client bound to one backend base URL.
 #[derive(Clone)]
 pub struct Backend {
@@ -131,28 +156,10 @@ impl Backend {
         read: Duration,
     ) -> Result<Backend, BackendError> {
         check_backend_url(&base).map_err(BackendError::BadUrl)?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-            .map_err(|e| BackendError::Setup(e.to_string()))?;
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| BackendError::Setup(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(connect)
-            .read_timeout(read)
-            // The whole exchange is bounded too, so a server dripping bytes cannot hold
-            // a request open forever.
-            .timeout(connect + read)
-            .user_agent(concat!("lic4es/", env!("CARGO_PKG_VERSION")))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| BackendError::Setup(e.to_string()))?;
-        Ok(Backend { client, base })
+        Ok(Backend {
+            client: http_client(connect, read)?,
+            base,
+        })
     }
 
     fn endpoint(&self, path: &str) -> String {

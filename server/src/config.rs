@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::store::License;
+
 /// Per-tier policy.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -21,9 +23,46 @@ pub struct TierPolicy {
     /// Offline grace for seats, in days (0 = strict online-only).
     #[serde(default)]
     pub offline_grace_days: u64,
-    /// Seats per license.
+    /// Seats per license (0: a free plan, used offline without a seat).
     #[serde(default = "default_seats")]
     pub seats: u32,
+    /// Lifetime of issued tokens, in hours; default the global `token-lifetime-hours`.
+    #[serde(default)]
+    pub token_lifetime_hours: Option<u64>,
+}
+
+/// A license's policy: its tier's, with the license's own overrides applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effective {
+    /// Features granted.
+    pub features: Vec<String>,
+    /// Quotas.
+    pub quotas: BTreeMap<String, i64>,
+    /// Seats (0: a free plan).
+    pub seats: u32,
+    /// Seconds between heartbeats.
+    pub heartbeat_interval: u64,
+    /// Offline grace, in days.
+    pub offline_grace_days: u64,
+    /// Lifetime of issued tokens, in seconds.
+    pub token_lifetime: i64,
+}
+
+impl Effective {
+    /// Seconds of silence after which a session lapses: two heartbeats and a minute.
+    pub fn session_ttl(&self) -> i64 {
+        (self.heartbeat_interval as i64).saturating_mul(2) + 60
+    }
+
+    /// Offline grace in seconds.
+    pub fn grace_secs(&self) -> i64 {
+        (self.offline_grace_days as i64).saturating_mul(86_400)
+    }
+
+    /// Whether the license is a free plan: used offline, holding no seat.
+    pub fn free_plan(&self, tier: &str) -> bool {
+        tier == "community" || self.seats == 0
+    }
 }
 
 fn default_heartbeat() -> u64 {
@@ -58,9 +97,19 @@ pub struct ServerConfig {
     /// Lifetime of issued tokens, in hours.
     #[serde(default = "default_lifetime")]
     pub token_lifetime_hours: u64,
-    /// Tier policies (`pro`, `team`, `enterprise`).
+    /// Tier policies (`community`, `pro`, `team`, `enterprise`).
     #[serde(default = "default_tiers")]
     pub tiers: BTreeMap<String, TierPolicy>,
+    /// Days the audit trail is kept.
+    #[serde(default = "default_audit_days")]
+    pub audit_retention_days: u64,
+}
+
+/// The tier names a policy may be given for.
+pub const TIERS: [&str; 4] = ["community", "pro", "team", "enterprise"];
+
+fn default_audit_days() -> u64 {
+    90
 }
 
 fn default_listen() -> String {
@@ -97,6 +146,20 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
     };
     let mut tiers = BTreeMap::new();
     tiers.insert(
+        "community".into(),
+        TierPolicy {
+            features: community.clone(),
+            quotas: lic4es::config::COMMUNITY_QUOTAS
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            heartbeat_interval: 300,
+            offline_grace_days: 0,
+            seats: 0,
+            token_lifetime_hours: None,
+        },
+    );
+    tiers.insert(
         "pro".into(),
         TierPolicy {
             features: paid.clone(),
@@ -104,6 +167,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             heartbeat_interval: 300,
             offline_grace_days: 7,
             seats: 5,
+            token_lifetime_hours: None,
         },
     );
     tiers.insert(
@@ -114,6 +178,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             heartbeat_interval: 300,
             offline_grace_days: 3,
             seats: 20,
+            token_lifetime_hours: None,
         },
     );
     let mut ent = paid;
@@ -124,8 +189,9 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             features: ent,
             quotas: BTreeMap::new(),
             heartbeat_interval: 300,
-            offline_grace_days: 14,
+            offline_grace_days: 7,
             seats: 100,
+            token_lifetime_hours: None,
         },
     );
     tiers
@@ -148,10 +214,18 @@ impl ServerConfig {
                 toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?
             }
         };
-        for name in cfg.tiers.keys() {
-            if !["pro", "team", "enterprise"].contains(&name.as_str()) {
+        for (name, t) in &cfg.tiers {
+            if !TIERS.contains(&name.as_str()) {
+                return Err(format!("tiers.{name}: unknown tier ({})", TIERS.join(", ")));
+            }
+            if t.heartbeat_interval == 0 || t.heartbeat_interval > 86_400 {
                 return Err(format!(
-                    "tiers.{name}: unknown tier (pro, team, enterprise)"
+                    "tiers.{name}.heartbeat-interval must be 1 to 86400 seconds"
+                ));
+            }
+            if t.token_lifetime_hours == Some(0) {
+                return Err(format!(
+                    "tiers.{name}.token-lifetime-hours must be at least 1"
                 ));
             }
         }
@@ -182,8 +256,28 @@ impl ServerConfig {
             .to_string()
     }
 
-    /// The policy of a paid tier.
+    /// The policy of a tier.
     pub fn policy(&self, tier: &str) -> Option<&TierPolicy> {
         self.tiers.get(tier)
+    }
+
+    /// The policy of `lic`: its tier's, with the license's overrides; `None` when the
+    /// tier has no policy.
+    pub fn effective(&self, lic: &License) -> Option<Effective> {
+        let p = self.policy(&lic.tier)?;
+        Some(Effective {
+            features: p.features.clone(),
+            quotas: p.quotas.clone(),
+            seats: lic.seats.unwrap_or(p.seats),
+            heartbeat_interval: lic
+                .heartbeat_interval
+                .unwrap_or(p.heartbeat_interval)
+                .clamp(1, 86_400),
+            offline_grace_days: lic
+                .offline_grace_days
+                .map_or(p.offline_grace_days, u64::from),
+            token_lifetime: (p.token_lifetime_hours.unwrap_or(self.token_lifetime_hours) as i64)
+                .saturating_mul(3600),
+        })
     }
 }

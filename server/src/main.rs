@@ -1,25 +1,55 @@
-//! `license-server`: serve the license API, or manage keys, licenses and API keys.
+//! `license-server`: serve the license API, or manage keys, licenses, API keys and seats.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use license_server::app::{check_tier, now_secs};
+use license_server::app::{check_tier, NewLicense};
 use license_server::keys::SigningKey;
-use license_server::store::Store;
+use license_server::store::{LicenseStore, SqliteStore};
 use license_server::{open, ServerConfig};
 
-const USAGE: &str = "usage: license-server [--config FILE] COMMAND
-  serve                                   serve the API (the default)
-  keygen                                  create the signing key, print the public JWK Set
-  jwks                                    print the public JWK Set (for `public-keys`)
-  mint --tier T --sub ID --days N [--org NAME] [--refresh-url URL]
-                                          print a signed static token (creates the license)
-  api-key create --tier T --sub ID --days N [--org NAME]
-                                          create a license and print its API key
-  api-key revoke KEY                      revoke an API key
-  license set-tier --sub ID --tier T      change a license's tier
-  license revoke --sub ID                 revoke a license
-Every setting has a default; see README for the config file.";
+/// Each command: the words that name it, and its usage.
+const COMMANDS: [(&str, &str); 12] = [
+    ("serve", "serve\n    Serve the API (the default). Listens on `listen` (default 127.0.0.1:8700);\n    the store and the signing key live under `data-dir` (default ./license-server-data)."),
+    ("keygen", "keygen\n    Create the signing key under `data-dir` and print the public JWK Set."),
+    ("jwks", "jwks\n    Print the public JWK Set (what engines configure as `public-keys`)."),
+    ("mint", "mint --tier T --sub ID --days N [--org NAME] [--refresh-url URL|default]\n    Create the license and print a signed static token for it."),
+    ("api-key create", "api-key create --tier T --sub ID --days N [--org NAME] [--seats N]\n               [--offline-grace-days N] [--heartbeat-interval SECONDS]\n    Create the license (with optional overrides of its tier policy) and print its\n    API key; only the key's hash is stored."),
+    ("api-key revoke", "api-key revoke KEY\n    Revoke an API key."),
+    ("license set-tier", "license set-tier --sub ID --tier T\n    Change a license's tier."),
+    ("license revoke", "license revoke --sub ID\n    Revoke a license."),
+    ("license show", "license show --sub ID\n    Print a license and its effective policy."),
+    ("sessions list", "sessions list [--license ID] [--url URL]\n    List seat sessions (online and offline) of the running server, through its\n    admin API (`admin-token`; URL default `public-url`, else http://LISTEN)."),
+    ("sessions kick", "sessions kick SESSION_ID [--url URL]\n    End a session; its engine's next heartbeat is refused and it acquires again."),
+    ("help", "help [COMMAND]\n    Print this help, or a command's."),
+];
+
+fn usage() -> String {
+    let mut s = String::from(
+        "usage: license-server [--config FILE] COMMAND [ARGS]\n\
+         Every setting has a default; see the README for the config file.\n\ncommands:\n",
+    );
+    for (_, u) in COMMANDS {
+        s.push_str("  ");
+        s.push_str(&u.replace('\n', "\n  "));
+        s.push('\n');
+    }
+    s
+}
+
+/// The command named by the leading words of `words`, longest match first.
+fn command_of(words: &[&str]) -> Option<(&'static str, &'static str)> {
+    COMMANDS
+        .iter()
+        .filter(|(name, _)| {
+            let parts: Vec<&str> = name.split(' ').collect();
+            words.len() >= parts.len() && words[..parts.len()] == parts[..]
+        })
+        .max_by_key(|(name, _)| name.len())
+        .copied()
+}
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,11 +57,25 @@ fn main() -> ExitCode {
         Ok(p) => p.map(PathBuf::from),
         Err(e) => return fail(&e),
     };
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    if words.iter().any(|w| *w == "--help" || *w == "-h") || words.first() == Some(&"help") {
+        let named: Vec<&str> = words
+            .iter()
+            .copied()
+            .filter(|w| !w.starts_with('-') && *w != "help")
+            .collect();
+        match command_of(&named) {
+            Some((_, u)) if !named.is_empty() => {
+                println!("usage: license-server [--config FILE] {u}")
+            }
+            _ => print!("{}", usage()),
+        }
+        return ExitCode::SUCCESS;
+    }
     let config = match ServerConfig::load(config_path.as_deref()) {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match words.as_slice() {
         [] | ["serve"] => serve(config),
         ["keygen"] => keygen(&config),
@@ -73,11 +117,13 @@ fn main() -> ExitCode {
                 })
             })
         }
-        ["help"] | ["--help"] | ["-h"] => {
-            println!("{USAGE}");
-            Ok(())
+        ["license", "show", ..] => {
+            let mut rest = args[2..].to_vec();
+            required(&mut rest, "--sub").and_then(|sub| license_show(&config, &sub))
         }
-        _ => Err(USAGE.to_string()),
+        ["sessions", "list", ..] => sessions_list(&config, &args[2..]),
+        ["sessions", "kick", ..] => sessions_kick(&config, &args[2..]),
+        _ => Err(format!("unknown command\n{}", usage())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -103,14 +149,30 @@ fn take_flag(args: &mut Vec<String>, name: &str) -> Result<Option<String>, Strin
 }
 
 fn required(args: &mut Vec<String>, name: &str) -> Result<String, String> {
-    take_flag(args, name)?.ok_or_else(|| format!("{name} is required\n{USAGE}"))
+    take_flag(args, name)?.ok_or_else(|| format!("{name} is required (see --help)"))
+}
+
+fn number<T: std::str::FromStr>(args: &mut Vec<String>, name: &str) -> Result<Option<T>, String> {
+    take_flag(args, name)?
+        .map(|v| {
+            v.parse()
+                .map_err(|_| format!("{name} must be a whole number"))
+        })
+        .transpose()
+}
+
+fn no_more(rest: &[String]) -> Result<(), String> {
+    match rest.first() {
+        Some(extra) => Err(format!("unexpected argument `{extra}` (see --help)")),
+        None => Ok(()),
+    }
 }
 
 fn with_store(
     config: &ServerConfig,
-    f: impl FnOnce(&Store) -> Result<(), String>,
+    f: impl FnOnce(&SqliteStore) -> Result<(), String>,
 ) -> Result<(), String> {
-    f(&Store::open(&config.database_path())?)
+    f(&SqliteStore::open(&config.database_path())?)
 }
 
 fn keygen(config: &ServerConfig) -> Result<(), String> {
@@ -128,60 +190,177 @@ fn keygen(config: &ServerConfig) -> Result<(), String> {
     Ok(())
 }
 
-struct LicenseArgs {
-    tier: String,
-    sub: String,
-    days: i64,
-    org: Option<String>,
-}
-
-fn license_args(args: &[String]) -> Result<(LicenseArgs, Vec<String>), String> {
+fn license_args(args: &[String]) -> Result<(NewLicense, Vec<String>), String> {
     let mut rest = args.to_vec();
     let tier = required(&mut rest, "--tier")?.to_ascii_lowercase();
     let sub = required(&mut rest, "--sub")?;
-    let days: i64 = required(&mut rest, "--days")?
-        .parse()
-        .map_err(|_| "--days must be a whole number".to_string())?;
+    let days: i64 = number(&mut rest, "--days")?.ok_or("--days is required (see --help)")?;
     if !(1..=36_500).contains(&days) {
         return Err("--days must be 1 to 36500".into());
     }
     let org = take_flag(&mut rest, "--org")?;
+    let heartbeat_interval: Option<u64> = number(&mut rest, "--heartbeat-interval")?;
+    if heartbeat_interval.is_some_and(|h| !(1..=86_400).contains(&h)) {
+        return Err("--heartbeat-interval must be 1 to 86400 seconds".into());
+    }
     Ok((
-        LicenseArgs {
+        NewLicense {
+            id: sub,
             tier,
-            sub,
+            org_name: org,
             days,
-            org,
+            trial: false,
+            seats: number(&mut rest, "--seats")?,
+            offline_grace_days: number(&mut rest, "--offline-grace-days")?,
+            heartbeat_interval,
         },
         rest,
     ))
 }
 
 fn mint(config: ServerConfig, args: &[String]) -> Result<(), String> {
-    let (l, mut rest) = license_args(args)?;
+    let (spec, mut rest) = license_args(args)?;
     let refresh_url = take_flag(&mut rest, "--refresh-url")?;
-    if let Some(extra) = rest.first() {
-        return Err(format!("unexpected argument `{extra}`\n{USAGE}"));
-    }
+    no_more(&rest)?;
     let state = open(config)?;
-    let lic = state.create_license(&l.sub, &l.tier, l.org.as_deref(), l.days, false)?;
+    let lic = state.create_license(spec)?;
     let (jwt, _) = state
         .issue_static(&lic, refresh_url.as_deref())
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| e.message)?;
     println!("{jwt}");
     Ok(())
 }
 
 fn api_key_create(config: ServerConfig, args: &[String]) -> Result<(), String> {
-    let (l, rest) = license_args(args)?;
-    if let Some(extra) = rest.first() {
-        return Err(format!("unexpected argument `{extra}`\n{USAGE}"));
-    }
+    let (spec, rest) = license_args(args)?;
+    no_more(&rest)?;
     let state = open(config)?;
-    let lic = state.create_license(&l.sub, &l.tier, l.org.as_deref(), l.days, false)?;
+    let lic = state.create_license(spec)?;
     let key = state.new_api_key(&lic.id)?;
     println!("{key}");
     Ok(())
+}
+
+fn license_show(config: &ServerConfig, sub: &str) -> Result<(), String> {
+    let store = SqliteStore::open(&config.database_path())?;
+    let lic = store
+        .license(sub)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no license {sub}"))?;
+    let p = config.effective(&lic);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "license_id": lic.id, "tier": lic.tier, "org_name": lic.org_name,
+            "expires_at": lic4es::clock::rfc3339(lic.expires_at), "trial": lic.trial,
+            "revoked": lic.revoked, "seats": p.as_ref().map(|p| p.seats),
+            "offline_grace_days": p.as_ref().map(|p| p.offline_grace_days),
+            "heartbeat_interval": p.as_ref().map(|p| p.heartbeat_interval),
+        }))
+        .map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+/// One call to the running server's admin API.
+fn admin_call(
+    config: &ServerConfig,
+    url: Option<String>,
+    method: reqwest::Method,
+    path: &str,
+) -> Result<(u16, String), String> {
+    let token = config
+        .admin_token
+        .clone()
+        .filter(|t| !t.is_empty())
+        .ok_or("the admin API needs `admin-token` in the config")?;
+    let base = url.unwrap_or_else(|| config.public_url());
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let client = lic4es::backend::http_client(Duration::from_secs(5), Duration::from_secs(30))
+            .map_err(|e| e.to_string())?;
+        let resp = client
+            .request(method, &url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.map_err(|e| e.to_string())?;
+        Ok((status, body))
+    })
+}
+
+fn sessions_list(config: &ServerConfig, args: &[String]) -> Result<(), String> {
+    let mut rest = args.to_vec();
+    let url = take_flag(&mut rest, "--url")?;
+    let license = take_flag(&mut rest, "--license")?;
+    no_more(&rest)?;
+    let path = match &license {
+        Some(l) => format!("/admin/sessions?license={}", url_escape(l)),
+        None => "/admin/sessions".into(),
+    };
+    let (status, body) = admin_call(config, url, reqwest::Method::GET, &path)?;
+    if status != 200 {
+        return Err(format!("HTTP {status}: {body}"));
+    }
+    let list: Vec<serde_json::Value> = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    println!(
+        "{:<40} {:<24} {:<8} {:<21} {:<21} HARDWARE",
+        "SESSION", "LICENSE", "MODE", "LAST SEEN", "OFFLINE SINCE"
+    );
+    for s in &list {
+        let f = |k: &str| s[k].as_str().unwrap_or("-").to_string();
+        let hw: String = f("hardware_id").chars().take(16).collect();
+        println!(
+            "{:<40} {:<24} {:<8} {:<21} {:<21} {hw}",
+            f("session_id"),
+            f("license"),
+            f("mode"),
+            f("last_seen"),
+            f("offline_since")
+        );
+    }
+    println!("{} sessions", list.len());
+    Ok(())
+}
+
+fn sessions_kick(config: &ServerConfig, args: &[String]) -> Result<(), String> {
+    let mut rest = args.to_vec();
+    let url = take_flag(&mut rest, "--url")?;
+    let Some(id) = rest.first().cloned() else {
+        return Err("sessions kick needs a SESSION_ID (see --help)".into());
+    };
+    no_more(&rest[1..])?;
+    let (status, body) = admin_call(
+        config,
+        url,
+        reqwest::Method::DELETE,
+        &format!("/admin/sessions/{}", url_escape(&id)),
+    )?;
+    match status {
+        204 => {
+            println!("{id}: kicked");
+            Ok(())
+        }
+        404 => Err(format!("no session {id}")),
+        s => Err(format!("HTTP {s}: {body}")),
+    }
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn serve(config: ServerConfig) -> Result<(), String> {
@@ -193,7 +372,7 @@ fn serve(config: ServerConfig) -> Result<(), String> {
     rt.block_on(async move {
         let listen = config.listen.clone();
         let mut state = open(config)?;
-        if let Some(s) = std::sync::Arc::get_mut(&mut state) {
+        if let Some(s) = Arc::get_mut(&mut state) {
             s.access_log = true;
         }
         let listener = tokio::net::TcpListener::bind(&listen)
@@ -203,7 +382,7 @@ fn serve(config: ServerConfig) -> Result<(), String> {
             "license-server: listening on http://{} (key {}, started {})",
             listener.local_addr().map_err(|e| e.to_string())?,
             state.key.kid,
-            lic4es::clock::rfc3339(now_secs())
+            lic4es::clock::rfc3339(state.now())
         );
         license_server::serve(listener, state, async {
             let mut term =

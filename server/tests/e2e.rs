@@ -205,7 +205,7 @@ fn engine_against_the_reference_server() {
         get(port, "/metrics")
             .unwrap()
             .lines()
-            .filter(|l| l.starts_with("license_server_requests_total{endpoint=\"/api/v1"))
+            .filter(|l| l.starts_with("lic4es_http_requests_total{endpoint=\"/api/v1"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
     };

@@ -1,0 +1,381 @@
+//! The admin API, behind the admin token: licenses, API keys, telemetry, sessions and the
+//! audit trail. Every change is audited.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use lic4es::clock::rfc3339;
+use lic4es::protocol::codes;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{bearer, parse, ApiError};
+use crate::app::{check_tier, AppState, NewLicense};
+use crate::seats::Session;
+use crate::store::{AuditEvent, License};
+
+fn admin(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = s.config.admin_token.as_deref().filter(|t| !t.is_empty()) else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admin_disabled",
+            "the admin API is disabled: set admin-token in the config",
+        ));
+    };
+    let given = bearer(headers)?;
+    // Compare in constant time so the token cannot be guessed byte by byte.
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !same {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_admin_token",
+            "wrong admin token",
+        ));
+    }
+    Ok(())
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no such {what}"),
+    )
+}
+
+impl AppState {
+    fn admin_event(
+        &self,
+        kind: &str,
+        license: &str,
+        source: SocketAddr,
+        detail: Option<String>,
+    ) -> AuditEvent {
+        AuditEvent {
+            at: self.now(),
+            kind: kind.into(),
+            license: license.into(),
+            source: Some(source.to_string()),
+            detail,
+            ..AuditEvent::default()
+        }
+    }
+}
+
+/// Body of `POST /admin/licenses`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLicense {
+    id: Option<String>,
+    tier: String,
+    org_name: Option<String>,
+    days: i64,
+    #[serde(default)]
+    trial: bool,
+    #[serde(default)]
+    seats: Option<u32>,
+    #[serde(default)]
+    offline_grace_days: Option<u32>,
+    #[serde(default)]
+    heartbeat_interval: Option<u64>,
+}
+
+/// `POST /admin/licenses`: a license and its first API key.
+pub async fn create_license(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    admin(&s, &headers)?;
+    let req: CreateLicense = parse(body)?;
+    if !(1..=36_500).contains(&req.days) {
+        return Err(ApiError::bad(
+            codes::INVALID_REQUEST,
+            "days must be 1 to 36500",
+        ));
+    }
+    if req
+        .heartbeat_interval
+        .is_some_and(|h| !(1..=86_400).contains(&h))
+    {
+        return Err(ApiError::bad(
+            codes::INVALID_REQUEST,
+            "heartbeat_interval must be 1 to 86400 seconds",
+        ));
+    }
+    check_tier(&s.config, &req.tier).map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e))?;
+    let spec = NewLicense {
+        id: req
+            .id
+            .unwrap_or_else(|| format!("lic-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])),
+        tier: req.tier,
+        org_name: req.org_name,
+        days: req.days,
+        trial: req.trial,
+        seats: req.seats,
+        offline_grace_days: req.offline_grace_days,
+        heartbeat_interval: req.heartbeat_interval,
+    };
+    let state = s.clone();
+    let (lic, key) = tokio::task::spawn_blocking(move || {
+        let lic = state.create_license(spec)?;
+        let key = state.new_api_key(&lic.id)?;
+        Ok::<_, String>((lic, key))
+    })
+    .await
+    .map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.to_string()))?
+    .map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e))?;
+    s.audit(s.admin_event(
+        "license_create",
+        &lic.id,
+        addr,
+        Some(format!("tier {}", lic.tier)),
+    ))
+    .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"license_id": lic.id, "tier": lic.tier, "expires_at": lic.expires_at, "api_key": key})),
+    )
+        .into_response())
+}
+
+fn license_view(s: &AppState, lic: &License) -> Value {
+    let p = s.config.effective(lic);
+    json!({
+        "license_id": lic.id,
+        "tier": lic.tier,
+        "org_name": lic.org_name,
+        "expires_at": rfc3339(lic.expires_at),
+        "trial": lic.trial,
+        "revoked": lic.revoked,
+        "seats": p.as_ref().map(|p| p.seats),
+        "offline_grace_days": p.as_ref().map(|p| p.offline_grace_days),
+        "heartbeat_interval": p.as_ref().map(|p| p.heartbeat_interval),
+    })
+}
+
+/// `GET /admin/licenses/{id}`.
+pub async fn show_license(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    admin(&s, &headers)?;
+    let lic = s
+        .blocking(move |st| st.license(&id))
+        .await?
+        .ok_or_else(|| not_found("license"))?;
+    Ok(Json(license_view(&s, &lic)))
+}
+
+/// Body of `POST /admin/licenses/{id}/tier`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetTier {
+    tier: String,
+}
+
+/// `POST /admin/licenses/{id}/tier`.
+pub async fn set_tier(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    admin(&s, &headers)?;
+    let req: SetTier = parse(body)?;
+    check_tier(&s.config, &req.tier).map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e))?;
+    let (lid, tier) = (id.clone(), req.tier.clone());
+    if !s.blocking(move |st| st.set_tier(&lid, &tier)).await? {
+        return Err(not_found("license"));
+    }
+    s.audit(s.admin_event(
+        "license_tier",
+        &id,
+        addr,
+        Some(format!("tier {}", req.tier)),
+    ))
+    .await;
+    Ok(Json(json!({"license_id": id, "tier": req.tier})))
+}
+
+/// `POST /admin/licenses/{id}/revoke`.
+pub async fn revoke_license(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    admin(&s, &headers)?;
+    let lid = id.clone();
+    if !s.blocking(move |st| st.revoke_license(&lid)).await? {
+        return Err(not_found("license"));
+    }
+    s.audit(s.admin_event("license_revoke", &id, addr, None))
+        .await;
+    Ok(Json(json!({"license_id": id, "revoked": true})))
+}
+
+/// Body of `POST /admin/api-keys/revoke`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeKey {
+    api_key: String,
+}
+
+/// `POST /admin/api-keys/revoke`.
+pub async fn revoke_key(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    admin(&s, &headers)?;
+    let req: RevokeKey = parse(body)?;
+    let key = req.api_key.clone();
+    let rec = s.blocking(move |st| st.api_key(&key)).await?;
+    let key = req.api_key.clone();
+    if !s.blocking(move |st| st.revoke_api_key(&key)).await? {
+        return Err(not_found("API key"));
+    }
+    if let Some(rec) = rec {
+        let prefix: String = req.api_key.chars().take(9).collect();
+        s.audit(s.admin_event(
+            "api_key_revoke",
+            &rec.license_id,
+            addr,
+            Some(format!("key {prefix}…")),
+        ))
+        .await;
+    }
+    Ok(Json(json!({"revoked": true})))
+}
+
+/// `GET /admin/telemetry`.
+pub async fn telemetry(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    admin(&s, &headers)?;
+    let rows = s.blocking(|st| st.recent_telemetry(100)).await?;
+    Ok(Json(Value::Array(
+        rows.into_iter()
+            .map(|(l, i, at, body)| {
+                json!({"license_id": l, "instance_id": i, "received_at": at,
+                       "telemetry": serde_json::from_str::<Value>(&body).unwrap_or(Value::Null)})
+            })
+            .collect(),
+    )))
+}
+
+/// `?license=ID` (and `&limit=N` for the audit trail).
+#[derive(Deserialize)]
+pub struct Filter {
+    license: Option<String>,
+    limit: Option<u32>,
+}
+
+/// A session as the admin API shows it.
+#[derive(Debug, Serialize)]
+pub struct SessionView {
+    session_id: String,
+    license: String,
+    hardware_id: String,
+    instance_id: String,
+    /// `online` or `offline`.
+    mode: &'static str,
+    acquired_at: String,
+    last_seen: String,
+    offline_since: Option<String>,
+    /// When a lapsed session's offline grace ends.
+    offline_until: Option<String>,
+}
+
+impl From<Session> for SessionView {
+    fn from(s: Session) -> Self {
+        SessionView {
+            mode: if s.online() { "online" } else { "offline" },
+            acquired_at: rfc3339(s.acquired_at),
+            last_seen: rfc3339(s.last_seen),
+            offline_since: s.offline_since.map(rfc3339),
+            offline_until: s.offline_until.map(rfc3339),
+            session_id: s.id,
+            license: s.license,
+            hardware_id: s.hardware_id,
+            instance_id: s.instance_id,
+        }
+    }
+}
+
+/// `GET /admin/sessions[?license=ID]`.
+pub async fn sessions(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(f): Query<Filter>,
+) -> Result<Json<Vec<SessionView>>, ApiError> {
+    admin(&s, &headers)?;
+    s.sweep().await;
+    let list = s.seats.sessions(f.license.as_deref()).await?;
+    Ok(Json(list.into_iter().map(SessionView::from).collect()))
+}
+
+/// `DELETE /admin/sessions/{id}`: kicks a session; its next heartbeat gets 410.
+pub async fn kick(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    admin(&s, &headers)?;
+    let session = s
+        .seats
+        .kick(&id)
+        .await?
+        .ok_or_else(|| not_found("session"))?;
+    s.audit(s.seat_event("kick", &session, Some(addr.to_string())))
+        .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// An audit entry as the admin API shows it.
+#[derive(Debug, Serialize)]
+pub struct AuditView {
+    at: String,
+    #[serde(flatten)]
+    event: AuditEvent,
+}
+
+/// `GET /admin/audit[?license=ID][&limit=N]`, newest first.
+pub async fn audit(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(f): Query<Filter>,
+) -> Result<Json<Vec<AuditView>>, ApiError> {
+    admin(&s, &headers)?;
+    s.sweep().await;
+    let limit = f.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = s
+        .blocking(move |st| st.audit(f.license.as_deref(), limit))
+        .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|e| AuditView {
+                at: rfc3339(e.at),
+                event: e,
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,144 @@
+//! Token fetch by API key and static-token refresh.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use lic4es::protocol::{codes, RefreshRequest, TokenAnswer, TokenRequest};
+
+use super::{
+    bearer, body_bytes, check_license, check_nonce, check_text, parse, parse_bytes, ApiError,
+};
+use crate::app::AppState;
+use crate::issue::{Lifetime, TokenSpec};
+
+fn check_client(req: &TokenRequest) -> Result<(), ApiError> {
+    check_text("instance_id", &req.instance_id, 256, true)?;
+    check_text("version", &req.version, 128, false)?;
+    check_nonce(&req.nonce)?;
+    if !req.uptime_hours.is_finite() || req.uptime_hours < 0.0 {
+        return Err(ApiError::bad(
+            codes::INVALID_REQUEST,
+            "uptime_hours must be a non-negative number",
+        ));
+    }
+    if req.telemetry.as_ref().is_some_and(|t| !t.is_object()) {
+        return Err(ApiError::bad(
+            codes::INVALID_REQUEST,
+            "telemetry must be an object",
+        ));
+    }
+    Ok(())
+}
+
+impl AppState {
+    async fn record_telemetry(&self, license: &str, req: &TokenRequest) {
+        let Some(t) = &req.telemetry else { return };
+        let (license, instance, body, now) = (
+            license.to_string(),
+            req.instance_id.clone(),
+            t.to_string(),
+            self.now(),
+        );
+        if self
+            .blocking(move |s| s.add_telemetry(&license, &instance, &body, now))
+            .await
+            .is_ok()
+        {
+            self.metrics.telemetry_received();
+        }
+    }
+}
+
+/// `POST /api/v1/licenses/token`.
+pub async fn token(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<TokenAnswer>, ApiError> {
+    let key = bearer(&headers)?.to_string();
+    let req: TokenRequest = parse(body)?;
+    check_client(&req)?;
+    let lic = s.licensed(&key).await?;
+    s.record_telemetry(&lic.id, &req).await;
+    let (jwt, exp) = s.issue(
+        &lic,
+        TokenSpec {
+            nonce: Some(&req.nonce),
+            ..TokenSpec::default()
+        },
+    )?;
+    Ok(Json(TokenAnswer {
+        jwt: Some(jwt),
+        expires_in: Some(exp - s.now()),
+        message: None,
+    }))
+}
+
+/// `POST /api/v1/licenses/refresh`: a static token's `refresh_url`.
+pub async fn refresh(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_bytes(body)?;
+    let current = bearer(&headers)?.to_string();
+    let claims = s.keyset.verify(&current).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::INVALID_TOKEN,
+            format!("bearer token: {e}"),
+        )
+    })?;
+    if claims.iss != s.config.issuer {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::INVALID_TOKEN,
+            "bearer token has another issuer",
+        ));
+    }
+    let req: RefreshRequest = parse_bytes(&body)?;
+    check_client(&req.client)?;
+    if req.license_id != claims.sub {
+        return Err(ApiError::bad(
+            "license_mismatch",
+            "license_id does not match the bearer token",
+        ));
+    }
+    let id = claims.sub.clone();
+    let lic = s
+        .blocking(move |st| st.license(&id))
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                codes::INVALID_TOKEN,
+                "unknown license",
+            )
+        })?;
+    check_license(&lic, s.now())?;
+    s.record_telemetry(&lic.id, &req.client).await;
+    // Nothing new to say: same tier, and the token already runs to the license's end.
+    if lic.tier == claims.tier.as_str() && claims.exp >= lic.expires_at {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let (jwt, exp) = s.issue(
+        &lic,
+        TokenSpec {
+            nonce: Some(&req.client.nonce),
+            refresh_url: claims.refresh_url.as_deref(),
+            lifetime: Lifetime::LicenseEnd,
+            ..TokenSpec::default()
+        },
+    )?;
+    Ok(Json(TokenAnswer {
+        jwt: Some(jwt),
+        expires_in: Some(exp - s.now()),
+        message: None,
+    })
+    .into_response())
+}

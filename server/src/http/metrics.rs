@@ -1,0 +1,164 @@
+//! Health, Prometheus metrics and the public key set.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+
+/// Request and token counters for `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    tokens: Mutex<BTreeMap<String, u64>>,
+    telemetry: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Escapes a Prometheus label value.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    pub(crate) fn request(&self, endpoint: String, status: u16) {
+        *lock(&self.requests).entry((endpoint, status)).or_default() += 1;
+    }
+
+    pub(crate) fn token_issued(&self, tier: &str) {
+        *lock(&self.tokens).entry(tier.to_string()).or_default() += 1;
+    }
+
+    pub(crate) fn telemetry_received(&self) {
+        self.telemetry.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render_counters(&self, out: &mut String) {
+        out.push_str("# HELP lic4es_http_requests_total HTTP requests by endpoint and status.\n");
+        out.push_str("# TYPE lic4es_http_requests_total counter\n");
+        for ((endpoint, status), n) in lock(&self.requests).iter() {
+            out.push_str(&format!(
+                "lic4es_http_requests_total{{endpoint=\"{}\",status=\"{status}\"}} {n}\n",
+                label(endpoint)
+            ));
+        }
+        out.push_str("# HELP lic4es_tokens_issued_total Tokens issued by tier.\n");
+        out.push_str("# TYPE lic4es_tokens_issued_total counter\n");
+        for (tier, n) in lock(&self.tokens).iter() {
+            out.push_str(&format!(
+                "lic4es_tokens_issued_total{{tier=\"{}\"}} {n}\n",
+                label(tier)
+            ));
+        }
+        out.push_str("# HELP lic4es_telemetry_received_total Telemetry bodies stored.\n");
+        out.push_str("# TYPE lic4es_telemetry_received_total counter\n");
+        out.push_str(&format!(
+            "lic4es_telemetry_received_total {}\n",
+            self.telemetry.load(Ordering::Relaxed)
+        ));
+    }
+}
+
+impl AppState {
+    /// The Prometheus text: counters, sessions by state, seats in use and limits per
+    /// license with sessions, and whether the stores answer.
+    pub async fn render_metrics(&self) -> String {
+        let mut out = String::new();
+        self.metrics.render_counters(&mut out);
+        self.sweep().await;
+        let sessions = self.seats.sessions(None).await;
+        let seat_up = sessions.is_ok();
+        let sessions = sessions.unwrap_or_default();
+        let online = sessions.iter().filter(|s| s.online()).count();
+        out.push_str("# HELP lic4es_sessions Seat sessions by state.\n");
+        out.push_str("# TYPE lic4es_sessions gauge\n");
+        out.push_str(&format!("lic4es_sessions{{state=\"online\"}} {online}\n"));
+        out.push_str(&format!(
+            "lic4es_sessions{{state=\"offline\"}} {}\n",
+            sessions.len() - online
+        ));
+        let mut in_use: BTreeMap<String, u64> = BTreeMap::new();
+        for s in &sessions {
+            *in_use.entry(s.license.clone()).or_default() += u64::from(s.online());
+        }
+        let ids: Vec<String> = in_use.keys().cloned().collect();
+        let licenses = self
+            .blocking(move |st| {
+                ids.iter()
+                    .map(|id| st.license(id))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await;
+        let db_up = licenses.is_ok();
+        out.push_str("# HELP lic4es_seats_in_use Online sessions per license.\n");
+        out.push_str("# TYPE lic4es_seats_in_use gauge\n");
+        for (license, n) in &in_use {
+            out.push_str(&format!(
+                "lic4es_seats_in_use{{license=\"{}\"}} {n}\n",
+                label(license)
+            ));
+        }
+        out.push_str("# HELP lic4es_seats_limit Seats per license (licenses with sessions).\n");
+        out.push_str("# TYPE lic4es_seats_limit gauge\n");
+        for lic in licenses.unwrap_or_default().into_iter().flatten() {
+            if let Some(p) = self.config.effective(&lic) {
+                out.push_str(&format!(
+                    "lic4es_seats_limit{{license=\"{}\"}} {}\n",
+                    label(&lic.id),
+                    p.seats
+                ));
+            }
+        }
+        out.push_str("# HELP lic4es_store_up Whether a store answers.\n");
+        out.push_str("# TYPE lic4es_store_up gauge\n");
+        let db_up = db_up && self.blocking(|st| st.ping()).await.is_ok();
+        out.push_str(&format!(
+            "lic4es_store_up{{store=\"database\"}} {}\n",
+            u8::from(db_up)
+        ));
+        out.push_str(&format!(
+            "lic4es_store_up{{store=\"seats\"}} {}\n",
+            u8::from(seat_up)
+        ));
+        out
+    }
+}
+
+/// `GET /healthz`: 200 while the stores answer, 503 otherwise.
+pub async fn healthz(State(s): State<Arc<AppState>>) -> Response {
+    let db = s.blocking(|st| st.ping()).await.is_ok();
+    let seats = s.seats.ping().await.is_ok();
+    let body = json!({"status": if db && seats { "ok" } else { "unavailable" },
+                      "database": db, "seats": seats});
+    let status = if db && seats {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.render_metrics().await,
+    )
+        .into_response()
+}
+
+/// `GET /.well-known/jwks.json`.
+pub async fn jwks(State(s): State<Arc<AppState>>) -> Json<Value> {
+    Json(s.key.public_jwks())
+}

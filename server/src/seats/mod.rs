@@ -1,0 +1,152 @@
+//! Seats: who holds one, who lapsed into offline use, behind one interface
+//! ([`SeatStore`]) so the in-memory store of a single instance and a shared store for
+//! several instances pass the same contract tests.
+//!
+//! Every check-and-change is one call: an acquire counts and grants atomically, a
+//! reconnect ends the old session and acquires in the same step. Lapsing is lazy: a
+//! session not heard from within its TTL is turned offline by whichever call comes
+//! next, and the lapses found are handed out once by [`SeatStore::take_lapsed`] for the
+//! audit trail. The store keeps its own time (the in-memory store from the server's
+//! clock; a shared store from its server), never the caller's.
+
+pub mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use self::memory::MemorySeats;
+
+/// One session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Session id.
+    pub id: String,
+    /// The license it holds a seat of.
+    pub license: String,
+    /// The engine's hardware id.
+    pub hardware_id: String,
+    /// The engine's instance id.
+    pub instance_id: String,
+    /// When it was granted (seconds).
+    pub acquired_at: i64,
+    /// Its last acquire or heartbeat (seconds).
+    pub last_seen: i64,
+    /// Seconds of silence after which it lapses.
+    pub ttl: i64,
+    /// The license's offline grace, in seconds.
+    pub grace: i64,
+    /// Set once it lapsed: its last contact.
+    pub offline_since: Option<i64>,
+    /// When a lapsed session's offline grace would end; it is dropped then.
+    pub offline_until: Option<i64>,
+    /// The tier of the last token issued to it.
+    pub tier: String,
+    /// The expiry of the last token issued to it.
+    pub token_exp: i64,
+}
+
+impl Session {
+    /// Whether it holds a seat.
+    pub fn online(&self) -> bool {
+        self.offline_since.is_none()
+    }
+}
+
+/// A session to grant, if a seat is free.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    /// Session id (chosen by the caller, so the token can name it).
+    pub id: String,
+    /// The license.
+    pub license: String,
+    /// Seats of the license.
+    pub limit: u32,
+    /// The engine's hardware id.
+    pub hardware_id: String,
+    /// The engine's instance id.
+    pub instance_id: String,
+    /// Seconds of silence after which it lapses.
+    pub ttl: i64,
+    /// The license's offline grace, in seconds.
+    pub grace: i64,
+    /// The tier of the token issued with it.
+    pub tier: String,
+    /// The expiry of the token issued with it.
+    pub token_exp: i64,
+}
+
+/// The session a reconnecting engine held before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replace {
+    /// Its id.
+    pub session_id: String,
+    /// The engine's hardware id: only its own session is ended.
+    pub hardware_id: String,
+}
+
+/// What an acquire did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquired {
+    /// A seat was granted.
+    Granted {
+        /// The new session.
+        session: Session,
+        /// The old session a reconnect ended, if any.
+        ended: Option<Session>,
+    },
+    /// Every seat is in use.
+    Full {
+        /// Online sessions.
+        in_use: u32,
+        /// Seats.
+        limit: u32,
+        /// The old session a reconnect ended, if any.
+        ended: Option<Session>,
+    },
+}
+
+/// Why the seat store could not answer. Never a grant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SeatError {
+    /// The store is out of reach.
+    #[error("seat store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a seat store call returns.
+pub type SeatFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, SeatError>> + Send + 'a>>;
+
+/// Seats, whatever holds them.
+pub trait SeatStore: Send + Sync {
+    /// Grants `new` while fewer than `new.limit` sessions of its license are online;
+    /// first ends `replace` (when it is a session of the same license and hardware id).
+    fn acquire(&self, new: NewSession, replace: Option<Replace>) -> SeatFuture<'_, Acquired>;
+    /// Records a heartbeat of an online session of `license`; `None` when the session is
+    /// unknown, lapsed, kicked, or of another license.
+    fn heartbeat<'a>(
+        &'a self,
+        session_id: &'a str,
+        license: &'a str,
+    ) -> SeatFuture<'a, Option<Session>>;
+    /// Records the token just issued to a session.
+    fn renewed<'a>(
+        &'a self,
+        session_id: &'a str,
+        tier: &'a str,
+        token_exp: i64,
+    ) -> SeatFuture<'a, ()>;
+    /// Ends a session of `license` (online or offline) at its holder's request.
+    fn release<'a>(
+        &'a self,
+        session_id: &'a str,
+        license: &'a str,
+    ) -> SeatFuture<'a, Option<Session>>;
+    /// Ends any session, at an operator's request.
+    fn kick<'a>(&'a self, session_id: &'a str) -> SeatFuture<'a, Option<Session>>;
+    /// Sessions, online and offline, optionally of one license.
+    fn sessions<'a>(&'a self, license: Option<&'a str>) -> SeatFuture<'a, Vec<Session>>;
+    /// Sessions that lapsed since the last call, each handed out once.
+    fn take_lapsed(&self) -> SeatFuture<'_, Vec<Session>>;
+    /// Whether the store answers.
+    fn ping(&self) -> SeatFuture<'_, ()>;
+}

@@ -1,0 +1,311 @@
+//! The embedded store: one SQLite file (WAL, so the CLI can edit it while the server
+//! runs).
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{
+    hash_key, new_api_key, AuditEvent, KeyRecord, License, LicenseStore, StoreError, StoreResult,
+};
+
+/// SQLite behind a mutex: one connection, used by one caller at a time.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+const LICENSE_COLUMNS: &str = "id, tier, org_name, expires_at, trial, revoked, seats, \
+                               offline_grace_days, heartbeat_interval";
+
+fn license_row(r: &Row<'_>) -> rusqlite::Result<License> {
+    Ok(License {
+        id: r.get(0)?,
+        tier: r.get(1)?,
+        org_name: r.get(2)?,
+        expires_at: r.get(3)?,
+        trial: r.get(4)?,
+        revoked: r.get(5)?,
+        seats: r.get(6)?,
+        offline_grace_days: r.get(7)?,
+        heartbeat_interval: r.get(8)?,
+    })
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore, String> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
+        }
+        let conn =
+            Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let store = SqliteStore {
+            conn: Mutex::new(conn),
+        };
+        store
+            .init()
+            .map_err(|e| format!("cannot initialise {}: {e}", path.display()))?;
+        Ok(store)
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn init(&self) -> rusqlite::Result<()> {
+        let conn = self.conn();
+        // The CLI edits the store while the server runs: WAL and a busy timeout let both.
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS licenses (
+                id TEXT PRIMARY KEY,
+                tier TEXT NOT NULL,
+                org_name TEXT,
+                expires_at INTEGER NOT NULL,
+                trial INTEGER NOT NULL DEFAULT 0,
+                revoked INTEGER NOT NULL DEFAULT 0,
+                created_at INTEGER NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS api_keys (
+                hash TEXT PRIMARY KEY,
+                prefix TEXT NOT NULL,
+                license_id TEXT NOT NULL REFERENCES licenses(id),
+                revoked INTEGER NOT NULL DEFAULT 0,
+                created_at INTEGER NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS telemetry (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                license_id TEXT NOT NULL,
+                instance_id TEXT NOT NULL,
+                received_at INTEGER NOT NULL,
+                body TEXT NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS telemetry_instance ON telemetry(instance_id);
+            CREATE TABLE IF NOT EXISTS audit (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                at INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                license_id TEXT NOT NULL,
+                session_id TEXT,
+                hardware_id TEXT,
+                instance_id TEXT,
+                source TEXT,
+                detail TEXT
+            );
+            CREATE INDEX IF NOT EXISTS audit_license ON audit(license_id, id);
+            CREATE INDEX IF NOT EXISTS audit_at ON audit(at);",
+        )?;
+        // Columns added after the first release: stores created before them get them here.
+        let existing: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('licenses')")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (column, ty) in [
+            ("seats", "INTEGER"),
+            ("offline_grace_days", "INTEGER"),
+            ("heartbeat_interval", "INTEGER"),
+        ] {
+            if !existing.iter().any(|c| c == column) {
+                conn.execute_batch(&format!("ALTER TABLE licenses ADD COLUMN {column} {ty}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LicenseStore for SqliteStore {
+    fn upsert_license(&self, l: &License, now: i64) -> StoreResult<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO licenses (id, tier, org_name, expires_at, trial, revoked, created_at,
+                    seats, offline_grace_days, heartbeat_interval)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT(id) DO UPDATE SET tier = ?2, org_name = ?3, expires_at = ?4,
+                    trial = ?5, revoked = ?6, seats = ?8, offline_grace_days = ?9,
+                    heartbeat_interval = ?10",
+                params![
+                    l.id,
+                    l.tier,
+                    l.org_name,
+                    l.expires_at,
+                    l.trial,
+                    l.revoked,
+                    now,
+                    l.seats,
+                    l.offline_grace_days,
+                    l.heartbeat_interval
+                ],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn license(&self, id: &str) -> StoreResult<Option<License>> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE id = ?1"),
+                [id],
+                license_row,
+            )
+            .optional()
+            .map_err(db)
+    }
+
+    fn set_tier(&self, id: &str, tier: &str) -> StoreResult<bool> {
+        Ok(self
+            .conn()
+            .execute(
+                "UPDATE licenses SET tier = ?2 WHERE id = ?1",
+                params![id, tier],
+            )
+            .map_err(db)?
+            > 0)
+    }
+
+    fn revoke_license(&self, id: &str) -> StoreResult<bool> {
+        Ok(self
+            .conn()
+            .execute("UPDATE licenses SET revoked = 1 WHERE id = ?1", [id])
+            .map_err(db)?
+            > 0)
+    }
+
+    fn create_api_key(&self, license_id: &str, now: i64) -> StoreResult<String> {
+        let key = new_api_key()?;
+        self.conn()
+            .execute(
+                "INSERT INTO api_keys (hash, prefix, license_id, revoked, created_at)
+                 VALUES (?1, ?2, ?3, 0, ?4)",
+                params![hash_key(&key), &key[..9], license_id, now],
+            )
+            .map_err(db)?;
+        Ok(key)
+    }
+
+    fn api_key(&self, key: &str) -> StoreResult<Option<KeyRecord>> {
+        self.conn()
+            .query_row(
+                "SELECT license_id, revoked FROM api_keys WHERE hash = ?1",
+                [hash_key(key)],
+                |r| {
+                    Ok(KeyRecord {
+                        license_id: r.get(0)?,
+                        revoked: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(db)
+    }
+
+    fn revoke_api_key(&self, key: &str) -> StoreResult<bool> {
+        Ok(self
+            .conn()
+            .execute(
+                "UPDATE api_keys SET revoked = 1 WHERE hash = ?1",
+                [hash_key(key)],
+            )
+            .map_err(db)?
+            > 0)
+    }
+
+    fn add_telemetry(
+        &self,
+        license_id: &str,
+        instance_id: &str,
+        body: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO telemetry (license_id, instance_id, received_at, body) VALUES (?1, ?2, ?3, ?4)",
+                params![license_id, instance_id, now, body],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn recent_telemetry(&self, limit: u32) -> StoreResult<Vec<(String, String, i64, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT license_id, instance_id, received_at, body FROM telemetry
+                 ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([limit], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db)
+    }
+
+    fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO audit (at, kind, license_id, session_id, hardware_id, instance_id,
+                    source, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    e.at,
+                    e.kind,
+                    e.license,
+                    e.session_id,
+                    e.hardware_id,
+                    e.instance_id,
+                    e.source,
+                    e.detail
+                ],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn audit(&self, license: Option<&str>, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT at, kind, license_id, session_id, hardware_id, instance_id, source, detail
+                 FROM audit WHERE (?1 IS NULL OR license_id = ?1) ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![license, limit], |r| {
+                Ok(AuditEvent {
+                    at: r.get(0)?,
+                    kind: r.get(1)?,
+                    license: r.get(2)?,
+                    session_id: r.get(3)?,
+                    hardware_id: r.get(4)?,
+                    instance_id: r.get(5)?,
+                    source: r.get(6)?,
+                    detail: r.get(7)?,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db)
+    }
+
+    fn prune_audit(&self, before: i64) -> StoreResult<u64> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM audit WHERE at < ?1", [before])
+            .map_err(db)? as u64)
+    }
+
+    fn ping(&self) -> StoreResult<()> {
+        self.conn()
+            .query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(db)
+    }
+}

@@ -1,0 +1,175 @@
+//! The reference server on loopback for tests: a real listener, a temporary data dir, and
+//! a clock the test moves.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lic4es::clock::ManualClock;
+use license_server::{AppState, ServerConfig};
+use serde_json::{json, Value};
+
+/// 2026-11-22T13:29:12Z: where every test clock starts.
+pub const NOW: i64 = 1_795_354_152;
+
+pub const NONCE: &str = "0123456789abcdef0123456789abcdef";
+
+pub struct Server {
+    pub port: u16,
+    pub state: Arc<AppState>,
+    pub clock: Arc<ManualClock>,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::with_config("")
+    }
+
+    /// A server whose config is `extra` (TOML) plus a data dir, an admin token and a
+    /// free port.
+    pub fn with_config(extra: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let config: ServerConfig = toml::from_str(&format!(
+            "data-dir = {:?}\nadmin-token = \"admin-secret\"\nlisten = \"127.0.0.1:0\"\n{extra}",
+            dir.path().to_str().unwrap()
+        ))
+        .unwrap();
+        let clock = Arc::new(ManualClock::at_secs(NOW));
+        let state = license_server::open_with_clock(config, clock.clone()).unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let st = state.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                port_tx.send(l.local_addr().unwrap().port()).unwrap();
+                license_server::serve(l, st, async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        Server {
+            port: port_rx.recv().unwrap(),
+            state,
+            clock,
+            _dir: dir,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Moves the server's clock.
+    pub fn advance(&self, secs: i64) {
+        self.clock.advance_millis(secs * 1000);
+    }
+
+    /// One HTTP/1.1 exchange: (status, body).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(b) = bearer {
+            head.push_str(&format!("Authorization: Bearer {b}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        let _ = s.write_all(body);
+        let mut resp = Vec::new();
+        let _ = s.read_to_end(&mut resp);
+        let text = String::from_utf8_lossy(&resp).to_string();
+        let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let split = text.find("\r\n\r\n").unwrap() + 4;
+        (status, resp[split..].to_vec())
+    }
+
+    pub fn json(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Value,
+    ) -> (u16, Value) {
+        let bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        let (status, b) = self.call(method, path, bearer, &bytes);
+        (status, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    }
+
+    /// A token fetch with `key`, as the engine sends it.
+    pub fn fetch(&self, key: &str) -> (u16, Value) {
+        self.json(
+            "POST",
+            "/api/v1/licenses/token",
+            Some(key),
+            fetch_body(NONCE),
+        )
+    }
+
+    pub fn admin(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+        self.json(method, path, Some("admin-secret"), body)
+    }
+
+    pub fn jwks(&self) -> lic4es::token::KeySet {
+        let (_, v) = self.json("GET", "/.well-known/jwks.json", None, Value::Null);
+        lic4es::token::KeySet::from_json_value(&v).unwrap()
+    }
+
+    pub fn metrics(&self) -> String {
+        String::from_utf8(self.call("GET", "/metrics", None, b"").1).unwrap()
+    }
+
+    /// Creates a license through the admin API (`extra` adds fields) and returns
+    /// (license id, API key).
+    pub fn license(&self, tier: &str, extra: Value) -> (String, String) {
+        let mut body = json!({"tier": tier, "org_name": "Acme", "days": 30});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, v) = self.admin("POST", "/admin/licenses", body);
+        assert_eq!(status, 201, "{v}");
+        (
+            v["license_id"].as_str().unwrap().to_string(),
+            v["api_key"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let _ = self.thread.take().unwrap().join();
+    }
+}
+
+pub fn fetch_body(nonce: &str) -> Value {
+    json!({"instance_id": "i-1", "version": "1.0", "nonce": nonce, "uptime_hours": 1.5,
+           "telemetry": {"queries_total": 10, "joins_total": 2, "mvs_active": 1, "clusters_connected": 1}})
+}
+
+pub fn new_key(s: &Server, tier: &str) -> (String, String) {
+    s.license(tier, json!({}))
+}

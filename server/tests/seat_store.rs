@@ -1,0 +1,272 @@
+//! The seat-store contract, written once and run against every store (today: memory).
+//! A store passes when it never grants one seat too many, lapses silent sessions into
+//! offline ones for their grace, and lets a reconnect end the old session at once.
+
+use std::sync::Arc;
+
+use lic4es::clock::ManualClock;
+use license_server::seats::{Acquired, MemorySeats, NewSession, Replace, SeatStore};
+
+const NOW: i64 = 1_795_354_152;
+const TTL: i64 = 660;
+const GRACE: i64 = 7 * 86_400;
+
+type Make = fn(Arc<ManualClock>) -> Arc<dyn SeatStore>;
+
+fn memory(clock: Arc<ManualClock>) -> Arc<dyn SeatStore> {
+    Arc::new(MemorySeats::new(clock))
+}
+
+/// Every store the contract runs against.
+const STORES: [(&str, Make); 1] = [("memory", memory)];
+
+fn session(id: &str, license: &str, limit: u32, hw: &str, grace: i64) -> NewSession {
+    NewSession {
+        id: id.into(),
+        license: license.into(),
+        limit,
+        hardware_id: hw.into(),
+        instance_id: format!("inst-{hw}"),
+        ttl: TTL,
+        grace,
+        tier: "pro".into(),
+        token_exp: NOW + 86_400,
+    }
+}
+
+fn granted(a: &Acquired) -> bool {
+    matches!(a, Acquired::Granted { .. })
+}
+
+fn each_store(test: impl Fn(&str, Arc<ManualClock>, Arc<dyn SeatStore>)) {
+    for (name, make) in STORES {
+        let clock = Arc::new(ManualClock::at_secs(NOW));
+        test(name, clock.clone(), make(clock));
+    }
+}
+
+#[test]
+fn concurrent_acquires_never_grant_one_seat_too_many() {
+    each_store(|name, _, store| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .build()
+            .unwrap();
+        let results: Vec<Acquired> = rt.block_on(async {
+            let tasks: Vec<_> = (0..64)
+                .map(|i| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        store
+                            .acquire(
+                                session(&format!("s-{i}"), "lic-a", 5, &format!("h{i}"), GRACE),
+                                None,
+                            )
+                            .await
+                            .unwrap()
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        });
+        assert_eq!(results.iter().filter(|r| granted(r)).count(), 5, "{name}");
+        for r in results.iter().filter(|r| !granted(r)) {
+            assert!(
+                matches!(
+                    r,
+                    Acquired::Full {
+                        in_use: 5,
+                        limit: 5,
+                        ended: None
+                    }
+                ),
+                "{name}: {r:?}"
+            );
+        }
+        let listed = rt.block_on(store.sessions(Some("lic-a"))).unwrap();
+        assert_eq!(listed.iter().filter(|s| s.online()).count(), 5, "{name}");
+        // Another license is counted on its own.
+        let other = rt
+            .block_on(store.acquire(session("x-1", "lic-b", 1, "hx", GRACE), None))
+            .unwrap();
+        assert!(granted(&other), "{name}");
+    });
+}
+
+#[test]
+fn a_silent_session_lapses_into_offline_use_for_its_grace() {
+    each_store(|name, clock, store| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            assert!(granted(
+                &store
+                    .acquire(session("s-1", "lic", 1, "h1", GRACE), None)
+                    .await
+                    .unwrap()
+            ));
+            clock.advance_millis((TTL - 1) * 1000);
+            assert!(
+                store.heartbeat("s-1", "lic").await.unwrap().is_some(),
+                "{name}: alive"
+            );
+            clock.advance_millis((TTL - 1) * 1000);
+            assert!(
+                store.heartbeat("s-1", "lic").await.unwrap().is_some(),
+                "{name}: kept alive"
+            );
+            let last = NOW + 2 * (TTL - 1);
+            clock.advance_millis((TTL + 1) * 1000);
+            assert_eq!(
+                store.heartbeat("s-1", "lic").await.unwrap(),
+                None,
+                "{name}: lapsed"
+            );
+
+            let listed = store.sessions(Some("lic")).await.unwrap();
+            assert_eq!(listed.len(), 1, "{name}: kept as an offline session");
+            assert!(!listed[0].online());
+            assert_eq!(listed[0].offline_since, Some(last));
+            assert_eq!(listed[0].offline_until, Some(last + TTL + GRACE));
+            let lapsed = store.take_lapsed().await.unwrap();
+            assert_eq!(lapsed.len(), 1, "{name}");
+            assert!(
+                store.take_lapsed().await.unwrap().is_empty(),
+                "{name}: handed out once"
+            );
+
+            // Its seat is free again.
+            assert!(granted(
+                &store
+                    .acquire(session("s-2", "lic", 1, "h2", GRACE), None)
+                    .await
+                    .unwrap()
+            ));
+            // Past its grace it is gone.
+            clock.advance_millis(GRACE * 1000);
+            store.heartbeat("s-2", "lic").await.unwrap();
+            let ids: Vec<String> = store
+                .sessions(Some("lic"))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| s.id)
+                .collect();
+            assert!(!ids.contains(&"s-1".to_string()), "{name}: {ids:?}");
+        });
+    });
+}
+
+#[test]
+fn without_grace_a_lapsed_session_is_dropped() {
+    each_store(|name, clock, store| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            store
+                .acquire(session("s-1", "lic", 1, "h1", 0), None)
+                .await
+                .unwrap();
+            clock.advance_millis((TTL + 1) * 1000);
+            assert!(store.sessions(None).await.unwrap().is_empty(), "{name}");
+            assert_eq!(
+                store.take_lapsed().await.unwrap().len(),
+                1,
+                "{name}: still audited"
+            );
+        });
+    });
+}
+
+#[test]
+fn a_reconnect_ends_its_own_old_session_at_once() {
+    each_store(|name, clock, store| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            store.acquire(session("s-1", "lic", 1, "h1", GRACE), None).await.unwrap();
+            // Another machine cannot end it.
+            let stranger = store
+                .acquire(
+                    session("s-x", "lic", 1, "h9", GRACE),
+                    Some(Replace { session_id: "s-1".into(), hardware_id: "h9".into() }),
+                )
+                .await
+                .unwrap();
+            assert!(matches!(stranger, Acquired::Full { ended: None, .. }), "{name}: {stranger:?}");
+            // Its own engine, back after a crash, frees the seat and takes a new one.
+            clock.advance_millis(5_000);
+            let back = store
+                .acquire(
+                    session("s-2", "lic", 1, "h1", GRACE),
+                    Some(Replace { session_id: "s-1".into(), hardware_id: "h1".into() }),
+                )
+                .await
+                .unwrap();
+            let Acquired::Granted { session: s, ended: Some(old) } = back else {
+                panic!("{name}: {back:?}")
+            };
+            assert_eq!((s.id.as_str(), old.id.as_str()), ("s-2", "s-1"));
+            let ids: Vec<String> = store.sessions(None).await.unwrap().into_iter().map(|s| s.id).collect();
+            assert_eq!(ids, vec!["s-2".to_string()], "{name}");
+
+            // A lapsed (offline) session is ended the same way.
+            clock.advance_millis((TTL + 1) * 1000);
+            let s3 = store.acquire(session("s-3", "lic", 1, "h3", GRACE), None).await.unwrap();
+            assert!(granted(&s3), "{name}: the lapsed s-2 freed its seat");
+            let r = store
+                .acquire(
+                    session("s-4", "lic", 1, "h1", GRACE),
+                    Some(Replace { session_id: "s-2".into(), hardware_id: "h1".into() }),
+                )
+                .await
+                .unwrap();
+            assert!(
+                matches!(&r, Acquired::Full { in_use: 1, limit: 1, ended: Some(old) } if old.id == "s-2"),
+                "{name}: the seat went to s-3 meanwhile: {r:?}"
+            );
+        });
+    });
+}
+
+#[test]
+fn release_and_kick_end_sessions_and_licenses_are_kept_apart() {
+    each_store(|name, _, store| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            store
+                .acquire(session("s-1", "lic", 2, "h1", GRACE), None)
+                .await
+                .unwrap();
+            store
+                .acquire(session("s-2", "lic", 2, "h2", GRACE), None)
+                .await
+                .unwrap();
+            assert_eq!(
+                store.heartbeat("s-1", "other").await.unwrap(),
+                None,
+                "{name}"
+            );
+            assert_eq!(store.release("s-1", "other").await.unwrap(), None, "{name}");
+            assert!(
+                store.release("s-1", "lic").await.unwrap().is_some(),
+                "{name}"
+            );
+            assert!(store.kick("s-2").await.unwrap().is_some(), "{name}");
+            assert_eq!(store.kick("s-2").await.unwrap(), None, "{name}");
+            assert_eq!(store.heartbeat("s-2", "lic").await.unwrap(), None, "{name}");
+            store.renewed("nope", "team", 1).await.unwrap();
+            assert!(store.sessions(None).await.unwrap().is_empty(), "{name}");
+            store.ping().await.unwrap();
+        });
+    });
+}

@@ -1,0 +1,402 @@
+//! Seats over HTTP (section 14): acquire, heartbeat, reconnect, release, lapsing, the free
+//! plan, revocation, admin sessions and audit, metrics. The server's clock is moved by
+//! the tests, so TTLs and lapses need no sleeping.
+
+mod common;
+
+use common::*;
+use lic4es::protocol::paths;
+use serde_json::{json, Value};
+
+const HB: i64 = 300;
+const TTL: i64 = 2 * HB + 60;
+const DAY: i64 = 86_400;
+
+fn acquire_body(hw: &str) -> Value {
+    json!({"hardware_id": hw, "instance_id": format!("inst-{hw}"), "version": "2.1", "nonce": NONCE})
+}
+
+fn acquire(s: &Server, key: &str, hw: &str) -> (u16, Value) {
+    s.json("POST", paths::ACQUIRE, Some(key), acquire_body(hw))
+}
+
+fn heartbeat(s: &Server, key: &str, sid: &str) -> (u16, Value) {
+    s.json(
+        "PUT",
+        paths::HEARTBEAT,
+        Some(key),
+        json!({"session_id": sid, "nonce": NONCE}),
+    )
+}
+
+fn sessions(s: &Server, license: &str) -> Vec<Value> {
+    let (status, v) = s.admin(
+        "GET",
+        &format!("/admin/sessions?license={license}"),
+        Value::Null,
+    );
+    assert_eq!(status, 200, "{v}");
+    v.as_array().unwrap().clone()
+}
+
+fn audit_types(s: &Server, license: &str) -> Vec<String> {
+    let (status, v) = s.admin(
+        "GET",
+        &format!("/admin/audit?license={license}"),
+        Value::Null,
+    );
+    assert_eq!(status, 200, "{v}");
+    v.as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn an_acquire_grants_a_seat_token_that_outlives_the_grace() {
+    let s = Server::start();
+    let (license, key) = s.license("pro", json!({}));
+    let (status, v) = acquire(&s, &key, "hw-1");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["mode"], "online");
+    assert_eq!(v["heartbeat_interval"], HB);
+    assert_eq!(v["grace_period_days"], 7);
+    let sid = v["session_id"].as_str().unwrap();
+    let claims = s.jwks().verify(v["license"].as_str().unwrap()).unwrap();
+    assert_eq!(claims.sid.as_deref(), Some(sid));
+    assert_eq!(claims.hwid.as_deref(), Some("hw-1"));
+    assert_eq!(claims.nonce.as_deref(), Some(NONCE));
+    assert_eq!(claims.sub, license);
+    assert!(
+        claims.exp >= NOW + 7 * DAY + TTL,
+        "a seat that loses contact keeps a valid token for its whole grace"
+    );
+    let listed = sessions(&s, &license);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["session_id"], sid);
+    assert_eq!(listed[0]["mode"], "online");
+    assert_eq!(listed[0]["hardware_id"], "hw-1");
+    assert_eq!(listed[0]["instance_id"], "inst-hw-1");
+    let (_, trail) = s.admin(
+        "GET",
+        &format!("/admin/audit?license={license}"),
+        Value::Null,
+    );
+    let acq = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "acquire")
+        .unwrap();
+    assert_eq!(acq["session_id"], sid);
+    assert_eq!(acq["hardware_id"], "hw-1");
+    assert!(acq["source"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(acq["at"], lic4es::clock::rfc3339(NOW));
+}
+
+#[test]
+fn seats_are_counted_and_the_refusal_names_the_count() {
+    let s = Server::start();
+    let (license, key) = s.license("pro", json!({"seats": 2}));
+    assert_eq!(acquire(&s, &key, "a").0, 200);
+    assert_eq!(acquire(&s, &key, "b").0, 200);
+    let (status, v) = acquire(&s, &key, "c");
+    assert_eq!(status, 403);
+    assert_eq!(v["error"], "no_seats_available");
+    assert_eq!(v["message"], "All seats in use (2/2)");
+    assert_eq!(
+        audit_types(&s, &license),
+        vec!["license_create", "acquire", "acquire", "refused"]
+    );
+    let m = s.metrics();
+    assert!(m.contains("lic4es_sessions{state=\"online\"} 2"), "{m}");
+    assert!(m.contains(&format!("lic4es_seats_in_use{{license=\"{license}\"}} 2")));
+    assert!(m.contains(&format!("lic4es_seats_limit{{license=\"{license}\"}} 2")));
+}
+
+#[test]
+fn heartbeats_keep_the_seat_and_renew_the_token_before_its_margin_is_used() {
+    let s = Server::start();
+    // An hourly heartbeat makes the 12 hours before renewal a dozen beats.
+    let (license, key) = s.license("pro", json!({"heartbeat_interval": 3600}));
+    let (_, v) = acquire(&s, &key, "hw");
+    let sid = v["session_id"].as_str().unwrap().to_string();
+    let first_exp = s.jwks().verify(v["license"].as_str().unwrap()).unwrap().exp;
+    let mut renewed_at = None;
+    for hour in 1..=14 {
+        s.advance(3600);
+        let (status, v) = heartbeat(&s, &key, &sid);
+        assert_eq!(status, 200, "hour {hour}: {v}");
+        assert_eq!(v["heartbeat_interval"], 3600);
+        if let Some(jwt) = v["license"].as_str() {
+            let c = s.jwks().verify(jwt).unwrap();
+            assert!(c.exp > first_exp);
+            assert_eq!(c.sid.as_deref(), Some(sid.as_str()));
+            assert_eq!(c.hwid.as_deref(), Some("hw"));
+            renewed_at.get_or_insert(hour);
+        }
+    }
+    assert_eq!(
+        renewed_at,
+        Some(12),
+        "renewed once half the token lifetime is used"
+    );
+    assert!(audit_types(&s, &license).contains(&"renew".to_string()));
+
+    // A tier change reaches the engine at its next heartbeat.
+    s.admin(
+        "POST",
+        &format!("/admin/licenses/{license}/tier"),
+        json!({"tier": "enterprise"}),
+    );
+    let (_, v) = heartbeat(&s, &key, &sid);
+    let c = s.jwks().verify(v["license"].as_str().unwrap()).unwrap();
+    assert_eq!(c.tier, lic4es::Tier::Enterprise);
+}
+
+#[test]
+fn a_silent_session_lapses_frees_its_seat_and_is_shown_offline_until_its_grace_ends() {
+    let s = Server::start();
+    let (license, key) = s.license("team", json!({"seats": 1}));
+    let (_, v) = acquire(&s, &key, "laptop");
+    let sid = v["session_id"].as_str().unwrap().to_string();
+    s.advance(TTL - 1);
+    assert_eq!(heartbeat(&s, &key, &sid).0, 200);
+    s.advance(TTL + 1);
+    let (status, v) = heartbeat(&s, &key, &sid);
+    assert_eq!((status, v["error"].as_str()), (410, Some("session_gone")));
+
+    let listed = sessions(&s, &license);
+    assert_eq!(listed[0]["mode"], "offline");
+    assert_eq!(
+        listed[0]["offline_since"],
+        lic4es::clock::rfc3339(NOW + TTL - 1)
+    );
+    let m = s.metrics();
+    assert!(m.contains("lic4es_sessions{state=\"offline\"} 1"), "{m}");
+    assert!(audit_types(&s, &license).contains(&"lapse".to_string()));
+
+    // Its seat is free for someone else; the team grace is 3 days.
+    assert_eq!(acquire(&s, &key, "desktop").0, 200);
+    s.advance(3 * DAY);
+    let listed = sessions(&s, &license);
+    assert_eq!(
+        listed.len(),
+        1,
+        "the lapsed session is gone after its grace: {listed:?}"
+    );
+    assert_eq!(listed[0]["hardware_id"], "desktop");
+}
+
+#[test]
+fn a_reconnect_frees_the_old_seat_at_once_and_records_the_offline_period() {
+    let s = Server::start();
+    let (license, key) = s.license("pro", json!({"seats": 1}));
+    let (_, v) = acquire(&s, &key, "hw");
+    let old = v["session_id"].as_str().unwrap().to_string();
+    // The engine lost contact two hours ago; its session is still online on the server.
+    s.advance(5 * 60);
+    let mut body = acquire_body("hw");
+    body["old_session_id"] = json!(old);
+    body["offline_since"] = json!(lic4es::clock::rfc3339(NOW + 5 * 60 - 7200));
+    body["offline_cycles_30d"] = json!(2);
+    let (status, v) = s.json("POST", paths::RECONNECT, Some(&key), body);
+    assert_eq!(status, 200, "{v}");
+    let new = v["session_id"].as_str().unwrap();
+    assert_ne!(new, old);
+    let listed = sessions(&s, &license);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["session_id"], new);
+    let (_, trail) = s.admin(
+        "GET",
+        &format!("/admin/audit?license={license}"),
+        Value::Null,
+    );
+    let rec = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "reconnect")
+        .unwrap();
+    assert_eq!(rec["session_id"], old);
+    assert_eq!(rec["detail"], "offline 7200 s; 2 offline cycles in 30 days");
+    // Without an old session it is a plain acquire; the seat is taken now.
+    let (status, _) = s.json("POST", paths::RECONNECT, Some(&key), acquire_body("other"));
+    assert_eq!(status, 403);
+}
+
+#[test]
+fn a_free_plan_answers_offline_without_a_seat() {
+    let s = Server::start();
+    let (license, key) = s.license("community", json!({}));
+    for hw in ["a", "b", "c"] {
+        let (status, v) = acquire(&s, &key, hw);
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["mode"], "offline");
+        assert_eq!(v["grace_period_days"], 0);
+        assert!(v.get("session_id").is_none());
+        let c = s.jwks().verify(v["license"].as_str().unwrap()).unwrap();
+        assert_eq!(c.sid, None);
+        assert_eq!(c.hwid.as_deref(), Some(hw));
+        assert_eq!(c.exp - c.iat.unwrap(), DAY);
+    }
+    assert!(sessions(&s, &license).is_empty());
+}
+
+#[test]
+fn a_strict_online_only_license_has_no_offline_sessions() {
+    let s = Server::start();
+    let (license, key) = s.license("pro", json!({"offline_grace_days": 0}));
+    let (_, v) = acquire(&s, &key, "hw");
+    assert_eq!(v["grace_period_days"], 0);
+    s.advance(TTL + 1);
+    assert!(sessions(&s, &license).is_empty());
+}
+
+#[test]
+fn revocations_answer_every_seat_call() {
+    let s = Server::start();
+    let (license, key) = s.license("pro", json!({}));
+    let (_, v) = acquire(&s, &key, "hw");
+    let sid = v["session_id"].as_str().unwrap().to_string();
+    s.admin(
+        "POST",
+        &format!("/admin/licenses/{license}/revoke"),
+        Value::Null,
+    );
+    let (status, v) = heartbeat(&s, &key, &sid);
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (403, Some("license_revoked"))
+    );
+    let (status, v) = acquire(&s, &key, "hw");
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (403, Some("license_revoked"))
+    );
+
+    let (_, key2) = s.license("pro", json!({}));
+    s.admin("POST", "/admin/api-keys/revoke", json!({"api_key": key2}));
+    let (status, v) = acquire(&s, &key2, "hw");
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (401, Some("api_key_revoked"))
+    );
+}
+
+#[test]
+fn an_admin_kick_ends_a_session_and_its_next_heartbeat_is_410() {
+    let s = Server::start();
+    let (license, key) = s.license("pro", json!({}));
+    let (_, v) = acquire(&s, &key, "hw");
+    let sid = v["session_id"].as_str().unwrap().to_string();
+    let (status, _) = s.admin("DELETE", &format!("/admin/sessions/{sid}"), Value::Null);
+    assert_eq!(status, 204);
+    assert_eq!(heartbeat(&s, &key, &sid).0, 410);
+    assert_eq!(
+        s.admin("DELETE", &format!("/admin/sessions/{sid}"), Value::Null)
+            .0,
+        404
+    );
+    assert!(audit_types(&s, &license).contains(&"kick".to_string()));
+    // Another license's key cannot keep (or release) this license's session.
+    let (_, v) = acquire(&s, &key, "hw2");
+    let sid2 = v["session_id"].as_str().unwrap().to_string();
+    let (_, other) = s.license("pro", json!({}));
+    assert_eq!(heartbeat(&s, &other, &sid2).0, 410);
+    let (status, _) = s.json(
+        "DELETE",
+        paths::RELEASE,
+        Some(&other),
+        json!({"session_id": sid2}),
+    );
+    assert_eq!(status, 204);
+    assert_eq!(sessions(&s, &license).len(), 1, "still held");
+    let (status, _) = s.json(
+        "DELETE",
+        paths::RELEASE,
+        Some(&key),
+        json!({"session_id": sid2}),
+    );
+    assert_eq!(status, 204);
+    assert!(sessions(&s, &license).is_empty());
+    assert_eq!(audit_types(&s, &license).last().unwrap(), "release");
+}
+
+#[test]
+fn bad_seat_requests_get_a_json_4xx() {
+    let s = Server::start();
+    let (_, key) = s.license("pro", json!({}));
+    let long = "x".repeat(300);
+    let cases: Vec<(&str, &str, Option<&str>, Value, u16)> = vec![
+        (
+            "POST",
+            paths::ACQUIRE,
+            Some(&key),
+            json!({"instance_id": "i", "nonce": NONCE}),
+            400,
+        ),
+        (
+            "POST",
+            paths::ACQUIRE,
+            Some(&key),
+            json!({"hardware_id": "", "instance_id": "i", "nonce": NONCE}),
+            400,
+        ),
+        (
+            "POST",
+            paths::ACQUIRE,
+            Some(&key),
+            json!({"hardware_id": "h\u{1b}[31m", "instance_id": "i", "nonce": NONCE}),
+            400,
+        ),
+        (
+            "POST",
+            paths::ACQUIRE,
+            Some(&key),
+            json!({"hardware_id": "h", "instance_id": "i", "nonce": "xyz"}),
+            400,
+        ),
+        ("POST", paths::ACQUIRE, None, acquire_body("h"), 401),
+        (
+            "POST",
+            paths::ACQUIRE,
+            Some("sk-unknown"),
+            acquire_body("h"),
+            401,
+        ),
+        (
+            "PUT",
+            paths::HEARTBEAT,
+            Some(&key),
+            json!({"session_id": long, "nonce": NONCE}),
+            400,
+        ),
+        (
+            "PUT",
+            paths::HEARTBEAT,
+            Some(&key),
+            json!({"session_id": "nope", "nonce": NONCE}),
+            410,
+        ),
+        (
+            "POST",
+            paths::RECONNECT,
+            Some(&key),
+            json!({"hardware_id": "h", "instance_id": "i", "nonce": NONCE, "offline_since": "yesterday"}),
+            400,
+        ),
+        ("DELETE", paths::RELEASE, Some(&key), json!({}), 400),
+        ("GET", paths::ACQUIRE, Some(&key), Value::Null, 405),
+        ("POST", paths::HEARTBEAT, Some(&key), json!({}), 405),
+        ("GET", "/admin/sessions", Some("wrong"), Value::Null, 401),
+        ("DELETE", "/admin/sessions/x", None, Value::Null, 401),
+    ];
+    for (method, path, bearer, body, want) in cases {
+        let (status, v) = s.json(method, path, bearer, body.clone());
+        assert_eq!(status, want, "{method} {path} {body}: {v}");
+        assert!(v["error"].is_string() && v["message"].is_string(), "{v}");
+    }
+}
