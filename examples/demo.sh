@@ -47,6 +47,7 @@ step "0. A reference license server on 127.0.0.1:$port with a fresh key and a Pr
 cat >"$demo/server.toml" <<TOML
 listen = "127.0.0.1:$port"
 data-dir = "$demo/server-data"
+admin-token = "demo-admin-token"
 TOML
 jwks=$("$srv" --config "$demo/server.toml" keygen 2>/dev/null)
 key=$("$srv" --config "$demo/server.toml" api-key create --tier pro --sub org-demo --days 30 --org "Demo Org")
@@ -87,3 +88,26 @@ stop_server
 
 step "4. Why? Inspect the static token"
 "$cli" inspect "$static" --keys <(echo "$jwks") | tail -4
+
+step "5. A seat: acquire, heartbeats, the server stops (offline after 3 failures), the server returns (reconnect)"
+start_server
+seatkey=$("$srv" --config "$demo/server.toml" api-key create --tier team --sub org-seats --days 30 \
+  --seats 2 --heartbeat-interval 1 --org "Seat Org")
+echo "-- a Team license with 2 seats, a 1 s heartbeat (for the demo) and Team's 3-day offline grace"
+cat >"$demo/seat.json" <<JSON
+{"api-key": "$seatkey", "api-url": "http://127.0.0.1:$port", "public-keys": $jwks,
+ "cache-dir": "$demo/seat-cache", "seat": {"enabled": true, "reconnect-interval": "3s"},
+ "connect-timeout": "1s", "read-timeout": "2s"}
+JSON
+"$cli" watch --config "$demo/seat.json" --seconds 14 &
+host=$!
+sleep 3
+echo "-- the license server stops"
+stop_server
+sleep 6
+echo "-- the license server returns (seats were in its memory: the reconnect takes a fresh one)"
+start_server
+wait "$host"
+echo "-- the host released its seat at shutdown; the vendor's view:"
+"$srv" --config "$demo/server.toml" sessions list --license org-seats
+stop_server

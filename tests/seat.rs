@@ -117,6 +117,10 @@ async fn acquires_at_init_heartbeats_every_interval_and_releases_at_shutdown() {
         Level::Info,
         "Seat acquired - online mode, heartbeat every 300 s"
     ));
+    assert!(r
+        .logs()
+        .has(Level::Info, "License from seat: Pro (license org-acme-123"));
+    assert_eq!(r.logs().count("upgraded"), 0, "{}", r.logs().dump());
     let body = r.server.seen()[0].req.json();
     assert_eq!(body["hardware_id"], "hw-test");
     assert_eq!(body["instance_id"], s.instance_id);

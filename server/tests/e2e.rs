@@ -1,17 +1,25 @@
 //! End to end: the engine, through its C ABI, against the real `license-server` binary.
+//! Engines in other processes are this test binary run again as a host (`seat_host`).
 
 use std::ffi::{c_char, c_void, CStr, CString};
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lic4es::ffi::*;
 use serde_json::{json, Value};
 
 static LOGS: Mutex<Vec<(u32, String)>> = Mutex::new(Vec::new());
+/// The C ABI holds one engine per process: the tests here take turns.
+static ENGINE: Mutex<()> = Mutex::new(());
+
+fn one_engine() -> std::sync::MutexGuard<'static, ()> {
+    ENGINE.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 unsafe extern "C" fn capture(_: *mut c_void, level: lic_log_level, msg: *const c_char) {
     let msg = CStr::from_ptr(msg).to_string_lossy().into_owned();
@@ -99,6 +107,7 @@ fn last_error() -> String {
 
 #[test]
 fn engine_against_the_reference_server() {
+    let _one = one_engine();
     let dir = tempfile::tempdir().unwrap();
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -282,5 +291,244 @@ fn engine_against_the_reference_server() {
     assert_eq!(status()["source"], "static");
     assert!(api_requests() > before);
     assert_eq!(lic_shutdown(), lic_result::LIC_OK);
+    stop(child);
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// An HTTP GET with the admin token, parsed as JSON.
+fn admin_get(port: u16, path: &str) -> Value {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-e2e\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    let body = &r[r.find("\r\n\r\n").unwrap() + 4..];
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+/// Another process running the engine through the C ABI: this test binary, as
+/// `seat_host`. It prints `tier=N` whenever its tier changes and shuts down cleanly
+/// when its stdin closes.
+struct Host {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Host {
+    fn start(config: &Path) -> Host {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["seat_host", "--exact", "--nocapture", "--test-threads", "1"])
+            .env("LIC4ES_E2E_HOST", config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Host {
+            stdin: child.stdin.take(),
+            child,
+            lines: rx,
+        }
+    }
+
+    /// Waits for a line holding `word` (the test harness may print its own words
+    /// before it on the same line).
+    fn expect(&self, word: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.contains(word) => return l,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("the host never printed `{word}`");
+    }
+
+    /// Closes stdin: the host calls lic_shutdown (releasing its seat) and exits.
+    fn stop(mut self) {
+        drop(self.stdin.take());
+        self.expect("shutdown");
+        assert!(self.child.wait().unwrap().success());
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// Not a test on its own: the engine of another process, for `seats_end_to_end`.
+#[test]
+fn seat_host() {
+    let Ok(path) = std::env::var("LIC4ES_E2E_HOST") else {
+        return;
+    };
+    let config = CString::new(std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(lic_init(config.as_ptr()), lic_result::LIC_OK);
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        flag.store(true, Ordering::SeqCst);
+    });
+    let mut shown = None;
+    while !done.load(Ordering::SeqCst) {
+        let tier = lic_current_tier() as u32;
+        if shown != Some(tier) {
+            println!("tier={tier}");
+            let _ = std::io::stdout().flush();
+            shown = Some(tier);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(lic_shutdown(), lic_result::LIC_OK);
+    println!("shutdown");
+}
+
+fn online_sessions(port: u16, license: &str) -> Vec<Value> {
+    admin_get(port, &format!("/admin/sessions?license={license}"))
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["mode"] == "online")
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn seats_end_to_end() {
+    let _one = one_engine();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata-dir = {:?}\nadmin-token = \"admin-e2e\"\n",
+            dir.path().join("data").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let jwks: Value = serde_json::from_str(&server(&config, &["keygen"])).unwrap();
+    let key = server(
+        &config,
+        &[
+            "api-key",
+            "create",
+            "--tier",
+            "pro",
+            "--sub",
+            "org-seats",
+            "--days",
+            "30",
+            "--seats",
+            "2",
+        ],
+    );
+    let child = serve(&config, port);
+    let host_config = |name: &str| -> PathBuf {
+        let path = dir.path().join(format!("{name}.json"));
+        let cfg = json!({
+            "api-key": key,
+            "api-url": format!("http://127.0.0.1:{port}"),
+            "public-keys": jwks,
+            "cache-dir": dir.path().join(format!("cache-{name}")).to_str().unwrap(),
+            "seat": {"enabled": true},
+            "connect-timeout": "2s",
+            "read-timeout": "5s",
+        });
+        std::fs::write(&path, cfg.to_string()).unwrap();
+        path
+    };
+
+    // Two engines take the two seats; a third runs as Community with the reason.
+    let a = Host::start(&host_config("a"));
+    a.expect("tier=1");
+    let b = Host::start(&host_config("b"));
+    b.expect("tier=1");
+    let c = CString::new(std::fs::read_to_string(host_config("c")).unwrap()).unwrap();
+    assert_eq!(lic_init(c.as_ptr()), lic_result::LIC_OK);
+    assert_eq!(lic_current_tier(), lic_tier::LIC_TIER_COMMUNITY);
+    let st = status();
+    assert_eq!(st["seat"]["state"], "no_seats");
+    assert!(
+        st["reason"]
+            .as_str()
+            .unwrap()
+            .contains("All seats in use (2/2)"),
+        "{st}"
+    );
+    let held = online_sessions(port, "org-seats");
+    assert_eq!(held.len(), 2);
+
+    // kill -9 one: its seat stays held until it comes back with the same cache-dir,
+    // which frees the stale seat at once instead of taking a third.
+    let a_session = {
+        let state: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("cache-a/state.json")).unwrap(),
+        )
+        .unwrap();
+        state["seat"]["slots"][0]["session_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    a.kill9();
+    assert_eq!(
+        online_sessions(port, "org-seats").len(),
+        2,
+        "not yet lapsed"
+    );
+    let a = Host::start(&host_config("a"));
+    a.expect("tier=1");
+    let now_held = online_sessions(port, "org-seats");
+    assert_eq!(now_held.len(), 2, "no third seat: {now_held:?}");
+    assert!(now_held
+        .iter()
+        .all(|s| s["session_id"] != a_session.as_str()));
+    let audit = admin_get(port, "/admin/audit?license=org-seats");
+    assert!(audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["type"] == "reconnect" && e["session_id"] == a_session.as_str()));
+
+    // A clean shutdown gives its seat back; the Community engine takes it on refresh.
+    b.stop();
+    assert_eq!(online_sessions(port, "org-seats").len(), 1);
+    assert_eq!(lic_refresh_now(), lic_result::LIC_OK, "{}", last_error());
+    assert_eq!(lic_current_tier(), lic_tier::LIC_TIER_PRO);
+    assert_eq!(status()["seat"]["state"], "online");
+
+    // The operator's view from the command line.
+    let listing = server(&config, &["sessions", "list", "--license", "org-seats"]);
+    assert!(listing.contains("2 sessions"), "{listing}");
+    let victim = online_sessions(port, "org-seats")[0]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let kicked = server(&config, &["sessions", "kick", &victim]);
+    assert!(kicked.contains("kicked"), "{kicked}");
+    assert_eq!(online_sessions(port, "org-seats").len(), 1);
+
+    assert_eq!(lic_shutdown(), lic_result::LIC_OK);
+    a.stop();
     stop(child);
 }

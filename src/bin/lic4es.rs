@@ -124,8 +124,26 @@ impl Drop for Host {
 
 fn summary(status: &Value) -> String {
     let s = |k: &str| status[k].as_str().unwrap_or("").to_string();
+    let seat = &status["seat"];
+    let seat = match seat["state"].as_str() {
+        None => String::new(),
+        Some(state) => {
+            let mut out = format!(" seat={state}");
+            for k in [
+                "session_id",
+                "offline_since",
+                "grace_until",
+                "next_reconnect_at",
+            ] {
+                if let Some(v) = seat[k].as_str() {
+                    out.push_str(&format!(" {k}={v}"));
+                }
+            }
+            out
+        }
+    };
     format!(
-        "tier={} source={} status=\"{}\"{}",
+        "tier={} source={} status=\"{}\"{seat}{}",
         s("tier"),
         s("source"),
         s("status"),
@@ -156,7 +174,14 @@ fn watch(args: &[String]) -> Result<ExitCode, String> {
         .map_err(|_| "--seconds must be a whole number".to_string())?;
     let host = Host::start(args)?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    let key = |v: &Value| (v["tier"].clone(), v["source"].clone(), v["status"].clone());
+    let key = |v: &Value| {
+        (
+            v["tier"].clone(),
+            v["source"].clone(),
+            v["status"].clone(),
+            v["seat"]["state"].clone(),
+        )
+    };
     let mut shown = host.status()?;
     println!("{}", summary(&shown));
     while std::time::Instant::now() < deadline {

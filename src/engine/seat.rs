@@ -267,8 +267,8 @@ impl Shared {
             let pending = rest.iter().any(Action::is_exchange);
             if !quiet && !pending {
                 self.publish(&mut st, &mut out);
+                st.initialized = true;
             }
-            st.initialized = true;
         }
         out.flush(&self.log);
         rest
