@@ -79,6 +79,23 @@ fn lifecycle(c: &mut Criterion) {
     )
     .unwrap();
 
+    // A seat backend on loopback: every init acquires, every shutdown releases.
+    let fake = common::seat::SeatFake::new(Arc::new(lic4es::clock::SystemClock));
+    let answer = fake.clone();
+    let seat_server = TestServer::start(move |r| answer.answer(r));
+    let seat_cfg = CString::new(
+        json!({
+            "api-key": "sk-bench",
+            "api-url": seat_server.url(),
+            "public-keys": jwks(),
+            "cache-dir": dir.path().join("seat").to_str().unwrap(),
+            "seat": {"enabled": true},
+            "log-level": "error",
+        })
+        .to_string(),
+    )
+    .unwrap();
+
     let mut g = c.benchmark_group("lifecycle");
     g.sample_size(30).measurement_time(Duration::from_secs(5));
     g.bench_function("lic_init static token", |b| {
@@ -86,6 +103,9 @@ fn lifecycle(c: &mut Criterion) {
     });
     g.bench_function("lic_init refused backend + cache", |b| {
         b.iter_custom(|n| time_init(&refused_cfg, n))
+    });
+    g.bench_function("lic_init seat acquire, loopback", |b| {
+        b.iter_custom(|n| time_init(&seat_cfg, n))
     });
     g.bench_function("lic_shutdown idle", |b| {
         b.iter_custom(|n| {

@@ -6,10 +6,13 @@
 //! [`crate::protocol`]; failures come back typed ([`BackendError`]), so the engine decides
 //! on variants, never on message text.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use url::Url;
@@ -107,13 +110,84 @@ pub fn new_nonce() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// The platform's certificate verifier, built on the first TLS handshake: loading the
+/// system's roots costs milliseconds, which a loopback `http` backend (and a host that
+/// never refreshes) should not pay at `lic_init`. Held by the client, not a static.
+#[derive(Debug)]
+struct LazyVerifier {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    inner: OnceLock<Result<rustls_platform_verifier::Verifier, String>>,
+}
+
+impl LazyVerifier {
+    fn get(&self) -> Result<&rustls_platform_verifier::Verifier, rustls::Error> {
+        self.inner
+            .get_or_init(|| {
+                rustls_platform_verifier::Verifier::new(self.provider.clone())
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| rustls::Error::General(format!("certificate verifier: {e}")))
+    }
+}
+
+impl ServerCertVerifier for LazyVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.get()?
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 /// The HTTP client every backend call uses: rustls with the platform's roots (its own
 /// provider, nothing installed process-wide), no redirects, connect and read timeouts,
 /// and the whole exchange bounded by their sum so a peer dripping bytes cannot hold it.
 pub fn http_client(connect: Duration, read: Duration) -> Result<reqwest::Client, BackendError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-        .map_err(|e| BackendError::Setup(e.to_string()))?;
+    let verifier = LazyVerifier {
+        provider: provider.clone(),
+        inner: OnceLock::new(),
+    };
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| BackendError::Setup(e.to_string()))?
@@ -384,4 +458,24 @@ pub fn sanitize_message(s: &str) -> String {
         out.push('…');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_certificate_verifier_is_built_on_the_first_handshake_and_refuses_garbage() {
+        let v = LazyVerifier {
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            inner: OnceLock::new(),
+        };
+        assert!(!v.supported_verify_schemes().is_empty());
+        assert!(v.inner.get().is_none(), "nothing loaded before a handshake");
+        let garbage = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
+        let name = ServerName::try_from("license.example.com").unwrap();
+        let r = v.verify_server_cert(&garbage, &[], &name, &[], UnixTime::now());
+        assert!(r.is_err());
+        assert!(v.inner.get().is_some(), "built on first use");
+    }
 }

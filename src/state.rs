@@ -154,13 +154,20 @@ impl StateFile {
     /// Read-modify-write under the lock. An unreadable document is replaced by one that
     /// holds only what `f` puts in.
     pub fn update<R>(&self, f: impl FnOnce(&mut StateDoc) -> R) -> Result<R, StateError> {
+        self.update_if(|doc| (f(doc), true))
+    }
+
+    /// [`StateFile::update`], writing only when `f` says it changed something.
+    fn update_if<R>(&self, f: impl FnOnce(&mut StateDoc) -> (R, bool)) -> Result<R, StateError> {
         self.cache.ensure()?;
         let _lock = self.lock()?;
         let mut doc = self.read().unwrap_or_default();
-        let r = f(&mut doc);
-        doc.version = VERSION;
-        let text = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
-        self.cache.write(STATE_FILE, &text)?;
+        let (r, changed) = f(&mut doc);
+        if changed {
+            doc.version = VERSION;
+            let text = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
+            self.cache.write(STATE_FILE, &text)?;
+        }
         Ok(r)
     }
 
@@ -209,7 +216,8 @@ impl StateFile {
         now_ms: i64,
         alive: &dyn Fn(u32) -> bool,
     ) -> Result<(String, SeatMemory), StateError> {
-        self.update(|doc| {
+        self.update_if(|doc| {
+            let before = doc.clone();
             let seat = doc.seat.get_or_insert_with(SeatDisk::default);
             gc(seat, pid, now_ms, alive);
             let free = |s: &SlotDisk| s.pid == pid || !alive(s.pid);
@@ -236,7 +244,12 @@ impl StateFile {
                 heartbeat_ms: secs_to_ms(seat.heartbeat_interval),
                 offline_cycles: cycles(seat, now_ms),
             };
-            (slot.id, mem)
+            // Nothing claimed and nothing collected: no write (and no fsync) at init.
+            if before.seat.is_none() && doc.seat == Some(SeatDisk::default()) {
+                doc.seat = None;
+            }
+            let changed = *doc != before;
+            ((slot.id, mem), changed)
         })
     }
 
