@@ -759,3 +759,17 @@ impl SeatMachine {
         self.mem.offline_cycles.drain(..extra);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hardware_id_is_the_sha256_of_machine_and_instance() {
+        // printf 'm:i' | sha256sum
+        assert_eq!(
+            hardware_id("m", "i"),
+            "89adb42d8522c649fa3bf81555648a727d954f408078436a7310b9627d6ca5b7"
+        );
+    }
+}

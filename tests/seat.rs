@@ -509,3 +509,31 @@ fn shutdown_is_bounded_while_a_heartbeat_and_the_release_hang() {
     let state = std::fs::read_to_string(f.cache_dir().join("state.json")).unwrap();
     assert!(state.contains("\"s-1\""), "{state}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_hardware_id_is_derived_from_the_machine_and_instance_ids() {
+    let r = Run::new().await;
+    let mut cfg = json!({
+        "api-key": "sk-test",
+        "api-url": r.server.url(),
+        "seat.enabled": true,
+        "instance-id": "inst-7",
+    });
+    cfg = r.f.config(cfg);
+    let e = Engine::start_on_runtime(
+        Config::from_json_with_env(&cfg.to_string(), &|_| None).unwrap(),
+        EngineOptions {
+            clock: r.clock.clone(),
+            log: r.f.logs.sink(),
+            machine_id: Some("machine-x".into()),
+            ..EngineOptions::default()
+        },
+    )
+    .await;
+    // sha256("machine-x:inst-7")
+    let expected = lic4es::seat::hardware_id("machine-x", "inst-7");
+    assert_eq!(expected.len(), 64);
+    assert_eq!(seat_of(&e).hardware_id, expected);
+    assert_eq!(r.server.seen()[0].req.json()["hardware_id"], expected);
+    assert_eq!(e.tier(), Tier::Pro, "the token is bound to that id");
+}

@@ -114,6 +114,8 @@ fn seats_are_counted_and_the_refusal_names_the_count() {
     assert!(m.contains("lic4es_sessions{state=\"online\"} 2"), "{m}");
     assert!(m.contains(&format!("lic4es_seats_in_use{{license=\"{license}\"}} 2")));
     assert!(m.contains(&format!("lic4es_seats_limit{{license=\"{license}\"}} 2")));
+    assert!(m.contains("lic4es_store_up{store=\"database\"} 1"), "{m}");
+    assert!(m.contains("lic4es_store_up{store=\"memory\"} 1"), "{m}");
 }
 
 #[test]

@@ -128,7 +128,8 @@ impl AppState {
             u8::from(db_up)
         ));
         out.push_str(&format!(
-            "lic4es_store_up{{store=\"seats\"}} {}\n",
+            "lic4es_store_up{{store=\"{}\"}} {}\n",
+            self.seats.kind(),
             u8::from(seat_up)
         ));
         out

@@ -229,4 +229,8 @@ impl SeatStore for MemorySeats {
     fn ping(&self) -> SeatFuture<'_, ()> {
         Box::pin(ready(Ok(())))
     }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
 }

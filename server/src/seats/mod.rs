@@ -149,4 +149,6 @@ pub trait SeatStore: Send + Sync {
     fn take_lapsed(&self) -> SeatFuture<'_, Vec<Session>>;
     /// Whether the store answers.
     fn ping(&self) -> SeatFuture<'_, ()>;
+    /// The store's kind, as `lic4es_store_up{store}` names it (`memory`, `redis`).
+    fn kind(&self) -> &'static str;
 }
