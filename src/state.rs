@@ -108,6 +108,17 @@ impl SlotDisk {
     }
 }
 
+/// A slot claimed at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The slot's id.
+    pub slot: String,
+    /// The seat memory to start from.
+    pub memory: SeatMemory,
+    /// Why the file on disk was discarded (unreadable or malformed), if it was.
+    pub discarded: Option<String>,
+}
+
 /// The state file of one `cache-dir`.
 #[derive(Debug, Clone)]
 pub struct StateFile {
@@ -157,18 +168,30 @@ impl StateFile {
         self.update_if(|doc| (f(doc), true))
     }
 
-    /// [`StateFile::update`], writing only when `f` says it changed something.
+    /// [`StateFile::update`], writing only when `f` says it changed something (or the
+    /// file was unreadable, so that it is replaced by a sound one).
     fn update_if<R>(&self, f: impl FnOnce(&mut StateDoc) -> (R, bool)) -> Result<R, StateError> {
+        self.update_inner(f).map(|(r, _)| r)
+    }
+
+    /// Also says why the file on disk was discarded, when it was.
+    fn update_inner<R>(
+        &self,
+        f: impl FnOnce(&mut StateDoc) -> (R, bool),
+    ) -> Result<(R, Option<String>), StateError> {
         self.cache.ensure()?;
         let _lock = self.lock()?;
-        let mut doc = self.read().unwrap_or_default();
+        let (mut doc, discarded) = match self.read() {
+            Ok(doc) => (doc, None),
+            Err(e) => (StateDoc::default(), Some(e.to_string())),
+        };
         let (r, changed) = f(&mut doc);
-        if changed {
+        if changed || discarded.is_some() {
             doc.version = VERSION;
             let text = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
             self.cache.write(STATE_FILE, &text)?;
         }
-        Ok(r)
+        Ok((r, discarded))
     }
 
     fn lock(&self) -> Result<File, StateError> {
@@ -207,16 +230,16 @@ impl StateFile {
 
     /// Claims a slot for this process: one left by a process that is gone (or by an
     /// earlier engine of this process), preferring one with a session or an offline
-    /// period to carry on with. Returns its id and the memory to start the seat machine
-    /// from. The claim is written at once, so two engines starting together never take
-    /// the same slot.
+    /// period to carry on with. Returns its id, the memory to start the seat machine
+    /// from, and why the file was discarded if it was unreadable. The claim is written
+    /// at once, so two engines starting together never take the same slot.
     pub fn claim_slot(
         &self,
         pid: u32,
         now_ms: i64,
         alive: &dyn Fn(u32) -> bool,
-    ) -> Result<(String, SeatMemory), StateError> {
-        self.update_if(|doc| {
+    ) -> Result<Claim, StateError> {
+        let ((slot, memory), discarded) = self.update_inner(|doc| {
             let before = doc.clone();
             let seat = doc.seat.get_or_insert_with(SeatDisk::default);
             gc(seat, pid, now_ms, alive);
@@ -250,6 +273,11 @@ impl StateFile {
             }
             let changed = *doc != before;
             ((slot.id, mem), changed)
+        })?;
+        Ok(Claim {
+            slot,
+            memory,
+            discarded,
         })
     }
 
@@ -340,7 +368,11 @@ mod tests {
                 .insert("clock".into(), serde_json::json!({"mark": 5}));
         })
         .unwrap();
-        let (id, mem) = f.claim_slot(10, NOW, &|_| false).unwrap();
+        let Claim {
+            slot: id,
+            memory: mem,
+            ..
+        } = f.claim_slot(10, NOW, &|_| false).unwrap();
         assert_eq!(mem, SeatMemory::default());
         let mem = SeatMemory {
             session_id: Some("s-1".into()),
@@ -353,9 +385,9 @@ mod tests {
         let doc = f.read().unwrap();
         assert_eq!(doc.other["clock"]["mark"], 5, "unknown fields survive");
         // The process is gone: the next engine claims the slot and carries on.
-        let (id2, again) = f.claim_slot(11, NOW, &|_| false).unwrap();
-        assert_eq!(id2, id);
-        assert_eq!(again, mem);
+        let again = f.claim_slot(11, NOW, &|_| false).unwrap();
+        assert_eq!(again.slot, id);
+        assert_eq!(again.memory, mem);
     }
 
     #[test]
@@ -365,11 +397,11 @@ mod tests {
             session_id: Some("s-live".into()),
             ..SeatMemory::default()
         };
-        let (a, _) = f.claim_slot(100, NOW, &|_| true).unwrap();
+        let a = f.claim_slot(100, NOW, &|_| true).unwrap().slot;
         f.save_slot(&a, 100, &held, NOW, &|_| true).unwrap();
-        let (b, mem) = f.claim_slot(200, NOW, &|p| p == 100).unwrap();
-        assert_ne!(a, b, "a slot whose process runs is not taken");
-        assert_eq!(mem.session_id, None);
+        let b = f.claim_slot(200, NOW, &|p| p == 100).unwrap();
+        assert_ne!(a, b.slot, "a slot whose process runs is not taken");
+        assert_eq!(b.memory.session_id, None);
         // Released: the slot holds nothing and disappears.
         f.save_slot(&a, 100, &SeatMemory::default(), NOW, &|_| true)
             .unwrap();
@@ -391,7 +423,7 @@ mod tests {
         };
         f.save_slot("a", 1, &a, NOW, &|_| true).unwrap();
         f.save_slot("b", 2, &b, NOW, &|_| true).unwrap();
-        let (_, mem) = f.claim_slot(3, NOW, &|_| true).unwrap();
+        let mem = f.claim_slot(3, NOW, &|_| true).unwrap().memory;
         assert_eq!(mem.offline_cycles, vec![NOW - 2 * day, NOW - day]);
         assert_eq!(mem.grace_ms, Some(3 * day), "kept when b did not set it");
     }
@@ -403,9 +435,10 @@ mod tests {
             .write(STATE_FILE, "{\"seat\": {\"slots\": 5}}")
             .unwrap();
         assert!(f.read().is_err());
-        let (id, mem) = f.claim_slot(1, NOW, &|_| false).unwrap();
-        assert_eq!(mem, SeatMemory::default());
-        assert!(!id.is_empty());
-        assert!(f.read().is_ok());
+        let c = f.claim_slot(1, NOW, &|_| false).unwrap();
+        assert_eq!(c.memory, SeatMemory::default());
+        assert!(c.discarded.unwrap().contains("malformed"));
+        assert!(f.read().is_ok(), "replaced by a sound file");
+        assert_eq!(f.claim_slot(1, NOW, &|_| false).unwrap().discarded, None);
     }
 }

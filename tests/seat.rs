@@ -537,3 +537,21 @@ async fn the_hardware_id_is_derived_from_the_machine_and_instance_ids() {
     assert_eq!(r.server.seen()[0].req.json()["hardware_id"], expected);
     assert_eq!(e.tier(), Tier::Pro, "the token is bound to that id");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_corrupt_state_file_is_reported_and_replaced() {
+    let r = Run::new().await;
+    write_private(
+        &r.f.cache_dir(),
+        "state.json",
+        "{\"seat\": {\"slots\": \"nope\"",
+    );
+    let e = r.start(json!({})).await;
+    assert_eq!(e.tier(), Tier::Pro);
+    assert!(
+        r.logs().has(Level::Warn, "Seat state ignored"),
+        "{}",
+        r.logs().dump()
+    );
+    assert_eq!(r.state_json()["seat"]["slots"][0]["session_id"], "s-1");
+}

@@ -99,7 +99,14 @@ impl Shared {
             .state_file
             .claim_slot(std::process::id(), now, &process_alive)
         {
-            Ok((id, mem)) => (Some(id), mem),
+            Ok(claim) => {
+                if let Some(why) = &claim.discarded {
+                    self.log.warn(&format!(
+                        "Seat state ignored ({why}); starting a new seat record"
+                    ));
+                }
+                (Some(claim.slot), claim.memory)
+            }
             Err(e) => {
                 self.log.warn(&format!(
                     "Seat state not read ({e}); the seat record is kept in memory only"

@@ -36,6 +36,14 @@ fn check_client(req: &TokenRequest) -> Result<(), ApiError> {
 }
 
 impl AppState {
+    fn token_answer(&self, (jwt, exp): (String, i64)) -> TokenAnswer {
+        TokenAnswer {
+            jwt: Some(jwt),
+            expires_in: Some(exp - self.now()),
+            message: None,
+        }
+    }
+
     async fn record_telemetry(&self, license: &str, req: &TokenRequest) {
         let Some(t) = &req.telemetry else { return };
         let (license, instance, body, now) = (
@@ -65,18 +73,14 @@ pub async fn token(
     check_client(&req)?;
     let lic = s.licensed(&key).await?;
     s.record_telemetry(&lic.id, &req).await;
-    let (jwt, exp) = s.issue(
+    let issued = s.issue(
         &lic,
         TokenSpec {
             nonce: Some(&req.nonce),
             ..TokenSpec::default()
         },
     )?;
-    Ok(Json(TokenAnswer {
-        jwt: Some(jwt),
-        expires_in: Some(exp - s.now()),
-        message: None,
-    }))
+    Ok(Json(s.token_answer(issued)))
 }
 
 /// `POST /api/v1/licenses/refresh`: a static token's `refresh_url`.
@@ -126,7 +130,7 @@ pub async fn refresh(
     if lic.tier == claims.tier.as_str() && claims.exp >= lic.expires_at {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let (jwt, exp) = s.issue(
+    let issued = s.issue(
         &lic,
         TokenSpec {
             nonce: Some(&req.client.nonce),
@@ -135,10 +139,5 @@ pub async fn refresh(
             ..TokenSpec::default()
         },
     )?;
-    Ok(Json(TokenAnswer {
-        jwt: Some(jwt),
-        expires_in: Some(exp - s.now()),
-        message: None,
-    })
-    .into_response())
+    Ok(Json(s.token_answer(issued)).into_response())
 }

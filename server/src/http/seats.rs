@@ -29,16 +29,26 @@ struct Seeker<'a> {
     source: String,
 }
 
-fn check_seeker(
-    hardware_id: &str,
-    instance_id: &str,
-    version: &str,
-    nonce: &str,
-) -> Result<(), ApiError> {
-    check_text("hardware_id", hardware_id, 256, true)?;
-    check_text("instance_id", instance_id, 256, true)?;
-    check_text("version", version, 128, false)?;
-    check_nonce(nonce)
+impl<'a> Seeker<'a> {
+    /// The seeker of an acquire or reconnect body, checked.
+    fn new(
+        hardware_id: &'a str,
+        instance_id: &'a str,
+        version: &str,
+        nonce: &'a str,
+        addr: SocketAddr,
+    ) -> Result<Self, ApiError> {
+        check_text("hardware_id", hardware_id, 256, true)?;
+        check_text("instance_id", instance_id, 256, true)?;
+        check_text("version", version, 128, false)?;
+        check_nonce(nonce)?;
+        Ok(Seeker {
+            hardware_id,
+            instance_id,
+            nonce,
+            source: addr.to_string(),
+        })
+    }
 }
 
 fn check_session_id(id: &str) -> Result<(), ApiError> {
@@ -203,14 +213,14 @@ pub async fn acquire(
 ) -> Result<Json<AcquireAnswer>, ApiError> {
     let key = bearer(&headers)?.to_string();
     let req: AcquireRequest = parse(body)?;
-    check_seeker(&req.hardware_id, &req.instance_id, &req.version, &req.nonce)?;
+    let who = Seeker::new(
+        &req.hardware_id,
+        &req.instance_id,
+        &req.version,
+        &req.nonce,
+        addr,
+    )?;
     let lic = s.licensed(&key).await?;
-    let who = Seeker {
-        hardware_id: &req.hardware_id,
-        instance_id: &req.instance_id,
-        nonce: &req.nonce,
-        source: addr.to_string(),
-    };
     s.grant(&lic, who, None).await.map(Json)
 }
 
@@ -224,7 +234,13 @@ pub async fn reconnect(
 ) -> Result<Json<AcquireAnswer>, ApiError> {
     let key = bearer(&headers)?.to_string();
     let req: ReconnectRequest = parse(body)?;
-    check_seeker(&req.hardware_id, &req.instance_id, &req.version, &req.nonce)?;
+    let who = Seeker::new(
+        &req.hardware_id,
+        &req.instance_id,
+        &req.version,
+        &req.nonce,
+        addr,
+    )?;
     if let Some(old) = &req.old_session_id {
         check_session_id(old)?;
     }
@@ -247,12 +263,6 @@ pub async fn reconnect(
             req.offline_cycles_30d,
         )
     });
-    let who = Seeker {
-        hardware_id: &req.hardware_id,
-        instance_id: &req.instance_id,
-        nonce: &req.nonce,
-        source: addr.to_string(),
-    };
     s.grant(&lic, who, replace).await.map(Json)
 }
 
