@@ -263,6 +263,9 @@ pub extern "C" fn lic_current_tier() -> lic_tier {
 }
 
 /// Stops the worker and joins its thread; afterwards lic_init may be called again.
+/// Bounded even while a backend exchange is in flight (it is abandoned); in seat mode
+/// the seat is released first, within seat.release-timeout (a seat that could not be
+/// released is freed by the next start with the same cache-dir).
 /// A second call returns LIC_ERR_NOT_INITIALIZED. From inside the log callback it returns
 /// LIC_ERR_INVALID_ARGUMENT.
 #[no_mangle]
@@ -403,9 +406,10 @@ pub extern "C" fn lic_gauge_set(gauge: lic_gauge, value: u64) {
     })
 }
 
-/// Refreshes the license synchronously (for REFRESH LICENSE). LIC_ERR_REFRESH_FAILED with
-/// the reason in lic_last_error when the backend could not be reached or refused;
-/// LIC_ERR_UNSUPPORTED when there is nothing to refresh from.
+/// Refreshes the license synchronously (for REFRESH LICENSE): a token fetch, a static
+/// token's refresh, or in seat mode a heartbeat (online) or a reconnect / acquire.
+/// LIC_ERR_REFRESH_FAILED with the reason in lic_last_error when the backend could not be
+/// reached or refused; LIC_ERR_UNSUPPORTED when there is nothing to refresh from.
 #[no_mangle]
 pub extern "C" fn lic_refresh_now() -> lic_result {
     run("lic_refresh_now", || {
