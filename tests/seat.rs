@@ -439,6 +439,15 @@ async fn a_seat_token_for_another_machine_is_not_used() {
     assert_eq!(s.seat.unwrap().state, SeatState::Degraded);
 }
 
+#[tokio::test(start_paused = true)]
+async fn in_seat_mode_a_token_without_sid_and_hwid_is_accepted() {
+    let r = Run::new().await;
+    r.fake.set(|i| i.unbound = true);
+    let e = r.start(json!({})).await;
+    assert_eq!(e.tier(), Tier::Pro, "{}", r.logs().dump());
+    assert_eq!(seat_of(&e).state, SeatState::Online);
+}
+
 #[test]
 fn a_seat_token_outside_seat_mode_is_rejected() {
     let f = Fixture::new();

@@ -125,7 +125,8 @@ impl Shared {
         });
         self.seat_event(Event::Start, backend, stop).await;
         let mut st = lock(&self.state);
-        if self.tier.load(std::sync::atomic::Ordering::Acquire) == 0 {
+        let tier = crate::tier::Tier::from_u8(self.tier.load(std::sync::atomic::Ordering::Acquire));
+        if tier == crate::tier::Tier::Community {
             let mut why = reasons;
             why.extend(st.reason.clone());
             if why.is_empty() {

@@ -44,6 +44,8 @@ pub struct Inner {
     pub new_interval: Option<i64>,
     /// Issue tokens for this hardware id instead of the caller's.
     pub other_hwid: Option<String>,
+    /// Issue tokens without `sid` and `hwid` (a backend that does not bind them).
+    pub unbound: bool,
     /// The hardware id of the last acquire (heartbeats do not carry it).
     pub hwid: String,
     pub issued: u32,
@@ -71,6 +73,7 @@ impl SeatFake {
                 renew: false,
                 new_interval: None,
                 other_hwid: None,
+                unbound: false,
                 hwid: String::new(),
                 issued: 0,
                 sessions: Vec::new(),
@@ -98,6 +101,9 @@ impl SeatFake {
         let mut c = claims(&i.tier, now + i.token_days * DAY);
         c["iat"] = Value::from(now);
         c["nonce"] = Value::from(nonce);
+        if i.unbound {
+            return mint(&c);
+        }
         c["hwid"] = Value::from(i.other_hwid.as_deref().unwrap_or(hwid));
         if let Some(s) = sid {
             c["sid"] = Value::from(s);
