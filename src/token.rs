@@ -381,9 +381,7 @@ impl Claims {
             _ => Ok(()),
         }
     }
-}
 
-impl Claims {
     /// Parses claims from a decoded payload (no signature check); for inspection tools.
     pub fn from_json(v: &Value) -> Result<Claims, TokenError> {
         match v {

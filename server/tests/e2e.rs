@@ -109,10 +109,7 @@ fn last_error() -> String {
 fn engine_against_the_reference_server() {
     let _one = one_engine();
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let config = dir.path().join("server.toml");
     std::fs::write(
         &config,

@@ -425,6 +425,11 @@ impl Shared {
         (ms as f64 / 3_600_000.0 * 1000.0).round() / 1000.0
     }
 
+    /// Whether a seat is sought (seat mode, and no static token holds).
+    fn seat_mode(&self) -> bool {
+        lock(&self.state).seat.is_some()
+    }
+
     fn drop_tier(&self) {
         if let Some(m) = self.tier_mirror {
             m.store(Tier::Community as u8, Ordering::Release);

@@ -192,7 +192,7 @@ impl Shared {
     /// The first refresh after init. Computed before `lic_init` returns so the status
     /// shows `next_refresh_at` at once. In seat mode the seat machine schedules instead.
     pub(super) fn initial_schedule(&self, init: InitFetch) -> Schedule {
-        if lock(&self.state).seat.is_some() {
+        if self.seat_mode() {
             return Schedule::default();
         }
         let sched = Schedule::initial(

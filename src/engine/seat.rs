@@ -156,6 +156,17 @@ impl Shared {
         backend: &mut Option<Backend>,
         stop: &mut Stop,
     ) -> Option<Result<(), String>> {
+        self.drive(event, backend, Some(stop)).await
+    }
+
+    /// The one loop behind [`Shared::seat_event`] and [`Shared::seat_shutdown`]: with
+    /// `stop`, every exchange races it.
+    async fn drive(
+        &self,
+        event: Event,
+        backend: &mut Option<Backend>,
+        mut stop: Option<&mut Stop>,
+    ) -> Option<Result<(), String>> {
         let mut next = Some(Exchanged::plain(event));
         let mut result = Ok(());
         while let Some(ex) = next.take() {
@@ -163,9 +174,15 @@ impl Shared {
                 match action {
                     Action::Persist(mem) => self.persist_seat(&mem),
                     exchange => {
-                        let done = race(stop, self.seat_exchange(exchange, backend)).await?;
-                        result = done.result.clone();
-                        next = Some(done);
+                        let exchanged = self.seat_exchange(exchange, backend);
+                        let done = match stop.as_deref_mut() {
+                            Some(stop) => race(stop, exchanged).await?,
+                            None => exchanged.await,
+                        };
+                        if let Some(done) = done {
+                            result = done.result.clone();
+                            next = Some(done);
+                        }
                     }
                 }
             }
@@ -189,39 +206,9 @@ impl Shared {
     /// At shutdown: releases a held seat within `seat.release-timeout`. A seat that
     /// could not be released stays in `state.json`, so the next start frees it.
     pub(super) async fn seat_shutdown(&self, backend: &mut Option<Backend>) {
-        if lock(&self.state).seat.is_none() {
-            return;
-        }
-        for action in self.seat_apply(Exchanged::plain(Event::Shutdown)) {
-            match action {
-                Action::Persist(mem) => self.persist_seat(&mem),
-                Action::Release { session_id } => {
-                    let req = ReleaseRequest { session_id };
-                    let timeout = self.config.seat.release_timeout;
-                    let outcome = match self.client(backend) {
-                        Ok(client) => {
-                            tokio::time::timeout(timeout, client.release(self.api_key(), &req))
-                                .await
-                                .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))
-                                .and_then(|r| r.map_err(|e| e.to_string()))
-                        }
-                        Err(e) => Err(e.reason()),
-                    };
-                    match outcome {
-                        Ok(()) => {
-                            for a in self.seat_apply(Exchanged::plain(Event::Released)) {
-                                if let Action::Persist(mem) = a {
-                                    self.persist_seat(&mem);
-                                }
-                            }
-                        }
-                        Err(e) => self.log.warn(&format!(
-                            "Seat not released ({e}); the next start with this cache-dir frees it"
-                        )),
-                    }
-                }
-                _ => {}
-            }
+        if self.seat_mode() {
+            // Shutdown was signalled already: the release is bounded by its own timeout.
+            self.drive(Event::Shutdown, backend, None).await;
         }
     }
 
@@ -302,10 +289,14 @@ impl Shared {
     }
 
     /// Carries out one exchange the machine asked for and turns its outcome into the
-    /// machine's next event.
-    async fn seat_exchange(&self, action: Action, backend: &mut Option<Backend>) -> Exchanged {
+    /// machine's next event (`None` when the machine need not hear of it).
+    async fn seat_exchange(
+        &self,
+        action: Action,
+        backend: &mut Option<Backend>,
+    ) -> Option<Exchanged> {
         let nonce = new_nonce();
-        match action {
+        Some(match action {
             Action::Acquire => {
                 let req = AcquireRequest {
                     hardware_id: self.hw(),
@@ -397,11 +388,31 @@ impl Shared {
                     }
                 }
             }
-            // Releases happen at shutdown only ([`Shared::seat_shutdown`]).
-            Action::Release { .. } | Action::Persist(_) | Action::Log(..) => {
-                Exchanged::plain(Event::Due)
+            Action::Release { session_id } => {
+                let req = ReleaseRequest { session_id };
+                let timeout = self.config.seat.release_timeout;
+                let outcome = match self.client(backend) {
+                    Ok(client) => {
+                        tokio::time::timeout(timeout, client.release(self.api_key(), &req))
+                            .await
+                            .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))
+                            .and_then(|r| r.map_err(|e| e.to_string()))
+                    }
+                    Err(e) => Err(e.reason()),
+                };
+                match outcome {
+                    Ok(()) => Exchanged::plain(Event::Released),
+                    Err(e) => {
+                        self.log.warn(&format!(
+                            "Seat not released ({e}); the next start with this cache-dir frees it"
+                        ));
+                        return None;
+                    }
+                }
             }
-        }
+            // Not exchanges: handled where the actions are read.
+            Action::Persist(_) | Action::Log(..) => return None,
+        })
     }
 
     /// When a checked token stops counting (ms).

@@ -101,10 +101,6 @@ pub(super) fn worker_main(
 }
 
 impl Shared {
-    fn seat_mode(&self) -> bool {
-        super::lock(&self.state).seat.is_some()
-    }
-
     /// The worker's main loop; returns when shutdown is signalled, after releasing a
     /// held seat.
     pub(super) async fn run(
