@@ -564,3 +564,20 @@ async fn a_corrupt_state_file_is_reported_and_replaced() {
     );
     assert_eq!(r.state_json()["seat"]["slots"][0]["session_id"], "s-1");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_revocation_answering_the_acquire_ends_resolution_at_community() {
+    let r = Run::new().await;
+    r.f.write_cache(&token("pro", 30));
+    r.fake.mode(Mode::Revoked);
+    let e = r.start(json!({})).await;
+    assert_eq!(e.tier(), Tier::Community, "no fall-through to the cache");
+    let s = e.status();
+    assert_eq!(s.status, "Revoked");
+    assert!(r.logs().has(Level::Error, "License revoked"));
+    assert!(r.f.read_cache().is_none(), "cache deleted");
+    assert_eq!(s.seat.unwrap().state, SeatState::Acquiring);
+    // The next attempt waits for the refresh schedule.
+    wait_secs(H).await;
+    assert_eq!(r.count(paths::ACQUIRE), 1);
+}
