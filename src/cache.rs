@@ -148,33 +148,48 @@ impl CacheDir {
 /// `follow_links` (operator-provided files such as `key-file`, which orchestrators
 /// mount as links).
 pub fn read_bounded(path: &Path, follow_links: bool) -> Result<Option<String>, ReadError> {
+    let io_err = |source: io::Error| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(ReadError::Io {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+        Err(source) => return Err(io_err(source)),
     };
-    if meta.file_type().is_symlink() && !follow_links {
-        return Err(ReadError::Symlink(path.to_path_buf()));
+    let meta = if meta.file_type().is_symlink() {
+        if !follow_links {
+            return Err(ReadError::Symlink(path.to_path_buf()));
+        }
+        match fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(io_err(source)),
+        }
+    } else {
+        meta
+    };
+    // A FIFO would block the open (and a device may act on it), so anything that is not
+    // a regular file is refused before it is opened.
+    if !meta.is_file() {
+        return Err(ReadError::NotAFile(path.to_path_buf()));
     }
     let mut opts = OpenOptions::new();
     opts.read(true);
+    // O_NONBLOCK: if the path is swapped for a FIFO between the check and the open, the
+    // open returns at once and the fstat below refuses it. It does not affect reads of a
+    // regular file.
+    let mut flags = libc::O_NONBLOCK;
     if !follow_links {
         // Closes the window between the check above and the open.
-        opts.custom_flags(libc::O_NOFOLLOW);
+        flags |= libc::O_NOFOLLOW;
     }
+    opts.custom_flags(flags);
     let file = opts.open(path).map_err(|source| {
         if source.raw_os_error() == Some(libc::ELOOP) {
             ReadError::Symlink(path.to_path_buf())
         } else {
-            ReadError::Io {
-                path: path.to_path_buf(),
-                source,
-            }
+            io_err(source)
         }
     })?;
     let meta = file.metadata().map_err(|source| ReadError::Io {

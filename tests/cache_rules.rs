@@ -227,3 +227,102 @@ fn cache_dir_is_created_private() {
     let mode = std::fs::metadata(&nested).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
 }
+
+fn mkfifo(path: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// Starts an engine on another thread with `place` run first; fails (rather than hangs)
+/// if the start never returns. Gives the tier and the logs.
+fn start_guarded(
+    place: impl FnOnce(&Fixture) -> serde_json::Value + Send + 'static,
+) -> (Tier, Logs) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let f = Fixture::new();
+        std::fs::create_dir_all(f.cache_dir()).unwrap();
+        let extra = place(&f);
+        let e = f.start(extra);
+        let _ = tx.send((e.tier(), f.logs.clone()));
+        drop(e);
+        // Keeps the directory (and the FIFO) until the test has its answer.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("lic_init returned (a FIFO must not block it)")
+}
+
+#[test]
+fn fifo_as_cache_file_is_refused_without_blocking() {
+    let (tier, logs) = start_guarded(|f| {
+        mkfifo(&f.cache_dir().join("license-cache.jwt"));
+        json!({})
+    });
+    assert_eq!(tier, Tier::Community);
+    assert!(
+        logs.has(Level::Warn, "not a regular file"),
+        "{}",
+        logs.dump()
+    );
+}
+
+#[test]
+fn fifo_as_instance_id_is_refused_without_blocking() {
+    let (_, logs) = start_guarded(|f| {
+        mkfifo(&f.cache_dir().join("instance-id"));
+        json!({})
+    });
+    assert!(
+        logs.has(Level::Warn, "not a regular file"),
+        "{}",
+        logs.dump()
+    );
+}
+
+#[test]
+fn fifo_as_key_file_is_refused_without_blocking() {
+    let (tier, logs) = start_guarded(|f| {
+        let p = f.dir.path().join("key.jwt");
+        mkfifo(&p);
+        json!({"key-file": p.to_str().unwrap()})
+    });
+    assert_eq!(tier, Tier::Community);
+    assert!(
+        logs.has(Level::Warn, "not a regular file"),
+        "{}",
+        logs.dump()
+    );
+}
+
+#[test]
+fn symlink_to_a_fifo_as_key_file_is_refused_without_blocking() {
+    let (tier, logs) = start_guarded(|f| {
+        let fifo = f.dir.path().join("fifo");
+        mkfifo(&fifo);
+        let link = f.dir.path().join("key.jwt");
+        symlink(&fifo, &link).unwrap();
+        json!({"key-file": link.to_str().unwrap()})
+    });
+    assert_eq!(tier, Tier::Community);
+    assert!(
+        logs.has(Level::Warn, "not a regular file"),
+        "{}",
+        logs.dump()
+    );
+}
+
+#[test]
+fn fifo_as_state_file_is_refused_without_blocking() {
+    let (_, logs) = start_guarded(|f| {
+        mkfifo(&f.cache_dir().join("state.json"));
+        json!({"seat": {"enabled": true}, "api-key": "sk-test", "api-url": refused_url()})
+    });
+    assert!(
+        logs.has(Level::Warn, "not a regular file"),
+        "{}",
+        logs.dump()
+    );
+}
