@@ -18,6 +18,7 @@ use serde::Serialize;
 use url::Url;
 
 use crate::config::{check_backend_url, Config};
+use crate::log::clean;
 use crate::protocol::{
     codes, paths, AcquireAnswer, AcquireRequest, ErrorBody, HeartbeatAnswer, HeartbeatRequest,
     ReconnectRequest, RefreshRequest, ReleaseRequest, TokenAnswer, TokenRequest,
@@ -379,8 +380,9 @@ async fn read_capped(mut resp: reqwest::Response, url: &str) -> Result<Vec<u8>, 
 /// types (unknown fields are ignored).
 fn parse_answer<T: DeserializeOwned>(body: &[u8]) -> Result<T, BackendError> {
     match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(v @ serde_json::Value::Object(_)) => serde_json::from_value(v)
-            .map_err(|e| BackendError::Malformed(sanitize_message(&e.to_string()))),
+        Ok(v @ serde_json::Value::Object(_)) => {
+            serde_json::from_value(v).map_err(|e| BackendError::Malformed(clean(&e.to_string())))
+        }
         Ok(_) => Err(BackendError::Malformed("body is not a JSON object".into())),
         Err(e) => Err(BackendError::Malformed(format!("body is not JSON: {e}"))),
     }
@@ -395,7 +397,7 @@ fn parse_token_reply(body: &[u8]) -> Result<TokenReply, BackendError> {
     Ok(TokenReply {
         jwt,
         expires_in: answer.expires_in,
-        message: answer.message.as_deref().map(sanitize_message),
+        message: answer.message.as_deref().map(clean),
     })
 }
 
@@ -403,8 +405,8 @@ fn parse_token_reply(body: &[u8]) -> Result<TokenReply, BackendError> {
 /// refused seat.
 pub fn error_for_status(status: StatusCode, body: &[u8]) -> BackendError {
     let e: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
-    let code = sanitize_message(&e.error);
-    let message = sanitize_message(&e.message);
+    let code = clean(&e.error);
+    let message = clean(&e.message);
     let revoked = codes::REVOCATIONS.contains(&code.as_str());
     match status.as_u16() {
         401 | 403 if revoked => BackendError::Revoked { code, message },
@@ -445,19 +447,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = inner.source();
     }
     deepest
-}
-
-/// Makes backend-supplied text safe to log: one line, at most 512 characters.
-pub fn sanitize_message(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(512)
-        .collect();
-    if s.chars().count() > 512 {
-        out.push('…');
-    }
-    out
 }
 
 #[cfg(test)]

@@ -66,10 +66,16 @@ impl Logger {
         Logger { sink, max }
     }
 
-    /// Sends one record if its level passes the filter.
+    /// Sends one record if its level passes the filter. Control characters are escaped
+    /// here as well, so that even a received string that missed [`clean`] cannot break
+    /// the record into forged lines.
     pub fn log(&self, level: Level, msg: &str) {
         if level <= self.max {
-            (self.sink)(level, msg);
+            if msg.chars().any(needs_escape) {
+                (self.sink)(level, &escape(msg, usize::MAX));
+            } else {
+                (self.sink)(level, msg);
+            }
         }
     }
 
@@ -91,6 +97,52 @@ impl Logger {
     }
 }
 
+/// Most characters of a received string kept by [`clean`].
+pub const MAX_RECEIVED_CHARS: usize = 200;
+
+/// Makes a string received from outside (a token, a backend answer, a file) safe to put
+/// in a log line or the status: control characters (newlines, ANSI escapes) and line
+/// separators are escaped, and it is cut at 200 characters (`…` marks the cut). Every
+/// received string passes through here before it is shown.
+pub fn clean(s: &str) -> String {
+    escape(s, MAX_RECEIVED_CHARS)
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// Escapes control characters; at most `max_chars` characters come out (escapes
+/// counted as written), then `…` if anything was left.
+fn escape(s: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max_chars.saturating_mul(4)));
+    let mut count = 0usize;
+    for c in s.chars() {
+        let piece = match c {
+            '\n' => "\\n".to_string(),
+            '\r' => "\\r".to_string(),
+            '\t' => "\\t".to_string(),
+            c if needs_escape(c) => format!("\\u{{{:x}}}", c as u32),
+            c => {
+                if count == max_chars {
+                    out.push('…');
+                    break;
+                }
+                out.push(c);
+                count += 1;
+                continue;
+            }
+        };
+        if count + piece.len() > max_chars {
+            out.push('…');
+            break;
+        }
+        out.push_str(&piece);
+        count += piece.len();
+    }
+    out
+}
+
 /// Shows a secret (API key, token) by its first 6 characters only: `sk-abc…`.
 pub fn redact(secret: &str) -> String {
     let head: String = secret.chars().take(6).collect();
@@ -106,6 +158,42 @@ mod tests {
         assert_eq!(redact("sk-live-abcdef"), "sk-liv…");
         assert_eq!(redact("abc"), "abc…");
         assert_eq!(redact("ééééééé"), "éééééé…");
+    }
+
+    #[test]
+    fn clean_escapes_controls_and_cuts_at_200_chars() {
+        let cases: &[(&str, &str)] = &[
+            ("plain", "plain"),
+            ("a\nlic4es: ERROR: forged", "a\\nlic4es: ERROR: forged"),
+            ("\u{1b}[31mred\u{1b}[0m", "\\u{1b}[31mred\\u{1b}[0m"),
+            ("tab\there\r", "tab\\there\\r"),
+            ("nul\u{0}\u{7f}\u{85}", "nul\\u{0}\\u{7f}\\u{85}"),
+            ("line\u{2028}sep", "line\\u{2028}sep"),
+            ("ééé", "ééé"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(clean(input), *want, "{input:?}");
+        }
+        let long = "x".repeat(1000);
+        let c = clean(&long);
+        assert_eq!(c.chars().count(), 201);
+        assert!(c.ends_with('…'));
+        assert_eq!(clean(&"y".repeat(200)), "y".repeat(200));
+    }
+
+    #[test]
+    fn the_logger_never_passes_a_raw_newline() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let logger = Logger::new(
+            Arc::new(move |_, m: &str| s2.lock().unwrap().push(m.to_string())),
+            Level::Debug,
+        );
+        logger.warn("ok\nlic4es: ERROR: forged");
+        logger.info(&"z".repeat(500));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0], "ok\\nlic4es: ERROR: forged");
+        assert_eq!(seen[1].len(), 500, "our own long lines are not cut");
     }
 
     #[test]

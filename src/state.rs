@@ -156,7 +156,7 @@ impl StateFile {
             Some(text) => serde_json::from_str(&text).map_err(|e| {
                 StateError::Read(ReadError::Malformed {
                     path: self.cache.path(STATE_FILE),
-                    reason: e.to_string(),
+                    reason: crate::log::clean(&e.to_string()),
                 })
             }),
         }

@@ -12,6 +12,7 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
+use crate::log::clean;
 use crate::tier::Tier;
 
 /// Largest token accepted, in bytes.
@@ -194,7 +195,7 @@ impl KeySet {
             "EdDSA" => KeyKind::Ed25519,
             "RS256" => KeyKind::Rsa,
             "ES256" => KeyKind::P256,
-            other => return Err(TokenError::AlgNotAllowed(other.to_string())),
+            other => return Err(TokenError::AlgNotAllowed(clean(other))),
         };
         if header.contains_key("crit") {
             return Err(TokenError::CriticalHeader);
@@ -207,12 +208,12 @@ impl KeySet {
             .keys
             .iter()
             .find(|k| &k.kid == kid)
-            .ok_or_else(|| TokenError::UnknownKid(kid.clone()))?;
+            .ok_or_else(|| TokenError::UnknownKid(clean(kid)))?;
         if key.kind != wanted {
             return Err(TokenError::KeyMismatch {
-                kid: kid.clone(),
+                kid: clean(kid),
                 key_type: key.kind.name(),
-                alg: alg.to_string(),
+                alg: clean(alg),
             });
         }
         let message = &token.as_bytes()[..parts.header.len() + 1 + parts.payload.len()];
@@ -366,6 +367,10 @@ pub struct Claims {
     pub sid: Option<String>,
     /// Seat tokens: the hardware id they were issued to.
     pub hwid: Option<String>,
+    /// `platform` (upper case); `None` means PRODUCTION.
+    pub platform: Option<String>,
+    /// The `tier` claim as given when it names none of the four tiers (cleaned).
+    pub unknown_tier: Option<String>,
 }
 
 impl Claims {
@@ -375,9 +380,9 @@ impl Claims {
     pub fn check_binding(&self, seat_hardware_id: Option<&str>) -> Result<(), TokenError> {
         match (seat_hardware_id, &self.hwid) {
             (None, _) if self.sid.is_some() => Err(TokenError::SeatBound),
-            (Some(mine), Some(theirs)) if mine != theirs => {
-                Err(TokenError::OtherHardware(theirs.chars().take(16).collect()))
-            }
+            (Some(mine), Some(theirs)) if mine != theirs => Err(TokenError::OtherHardware(clean(
+                &theirs.chars().take(16).collect::<String>(),
+            ))),
             _ => Ok(()),
         }
     }
@@ -421,7 +426,7 @@ impl Claims {
             Some(Value::Array(a)) => a
                 .iter()
                 .map(|f| match f {
-                    Value::String(s) => Ok(s.clone()),
+                    Value::String(s) => Ok(clean(s)),
                     _ => Err(TokenError::BadClaim(
                         "features",
                         "must be a list of strings".into(),
@@ -439,12 +444,13 @@ impl Claims {
             None | Some(Value::Null) => BTreeMap::new(),
             Some(Value::Object(q)) => q
                 .iter()
+                .map(|(k, v)| (clean(k), v))
                 .map(|(k, v)| match v {
-                    Value::Null => Ok((k.clone(), None)),
+                    Value::Null => Ok((k, None)),
                     Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-                        (Some(i), _) => Ok((k.clone(), Some(i))),
+                        (Some(i), _) => Ok((k, Some(i))),
                         (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9e15 => {
-                            Ok((k.clone(), Some(f as i64)))
+                            Ok((k, Some(f as i64)))
                         }
                         _ => Err(TokenError::BadClaim(
                             "quotas",
@@ -464,24 +470,34 @@ impl Claims {
             Some(Value::Bool(b)) => *b,
             Some(_) => return Err(TokenError::BadClaim("trial", "must be a boolean".into())),
         };
+        let tier_claim = string("tier")?;
+        let tier = tier_claim
+            .as_deref()
+            .map(Tier::from_claim)
+            .unwrap_or(Tier::Community);
+        let unknown_tier = tier_claim
+            .filter(|t| tier == Tier::Community && !t.trim().eq_ignore_ascii_case("community"))
+            .map(|t| clean(&t));
         Ok(Claims {
             iss,
-            sub,
+            sub: clean(&sub),
             exp,
             nbf: time("nbf")?,
             iat: time("iat")?,
-            tier: string("tier")?
-                .map(|t| Tier::from_claim(&t))
-                .unwrap_or(Tier::Community),
+            tier,
             features,
             quotas,
-            jti: string("jti")?,
-            org_name: string("org_name")?,
+            jti: string("jti")?.map(|s| clean(&s)),
+            org_name: string("org_name")?.map(|s| clean(&s)),
             trial,
             refresh_url: string("refresh_url")?,
             nonce: string("nonce")?,
             sid: string("sid")?,
             hwid: string("hwid")?,
+            platform: string("platform")?
+                .map(|p| clean(p.trim()).to_ascii_uppercase())
+                .filter(|p| !p.is_empty()),
+            unknown_tier,
         })
     }
 }
@@ -545,7 +561,7 @@ impl Policy {
     pub fn standing(&self, claims: &Claims, now_secs: i64) -> Result<Standing, TokenError> {
         if claims.iss != self.issuer {
             return Err(TokenError::WrongIssuer {
-                found: claims.iss.clone(),
+                found: clean(&claims.iss),
                 expected: self.issuer.clone(),
             });
         }

@@ -597,3 +597,26 @@ fn log_level_filters_and_tokens_are_never_logged_in_full() {
     assert!(!dump.contains(&expired), "a token was logged in full");
     assert!(dump.contains(&format!("{}…", &expired[..6])));
 }
+
+#[test]
+fn backend_messages_are_cleaned_before_they_are_logged_or_shown() {
+    let f = Fixture::new();
+    let server = TestServer::start(|_| {
+        Reply::error(
+            403,
+            "license_revoked",
+            &format!(
+                "gone\n\u{1b}[1mlic4es: INFO: License upgraded{}",
+                "!".repeat(400)
+            ),
+        )
+    });
+    let e = f.start(json!({"api-key": "sk-test", "api-url": server.url()}));
+    assert_eq!(e.tier(), Tier::Community);
+    for (_, line) in f.logs.all() {
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+    }
+    let reason = e.status().reason.unwrap();
+    assert!(reason.contains("gone\\n\\u{1b}[1m"), "{reason}");
+    assert!(reason.chars().count() < 300, "message cut: {reason}");
+}

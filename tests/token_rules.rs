@@ -270,3 +270,80 @@ fn bad_jwks_are_config_errors() {
         vec!["test-ed-1", "test-rsa", "test-p256"]
     );
 }
+
+fn no_raw_control(s: &str) -> bool {
+    !s.chars().any(|c| c.is_control())
+}
+
+#[test]
+fn a_hostile_kid_cannot_forge_a_log_line() {
+    let f = Fixture::new();
+    let kid = "k\nlic4es: ERROR: License revoked: forged\u{1b}[31m";
+    let e =
+        f.start(json!({"key": mint_with(&claims("pro", NOW + 30 * DAY), Algorithm::EdDSA, kid)}));
+    assert_eq!(e.tier(), Tier::Community);
+    let logs = f.logs.all();
+    assert!(!logs.is_empty());
+    for (_, line) in &logs {
+        assert!(no_raw_control(line), "raw control character in {line:?}");
+    }
+    assert!(
+        f.logs
+            .has(lic4es::log::Level::Warn, "kid `k\\nlic4es: ERROR"),
+        "{}",
+        f.logs.dump()
+    );
+    let reason = e.status().reason.unwrap();
+    assert!(no_raw_control(&reason), "{reason:?}");
+}
+
+#[test]
+fn received_strings_are_cut_at_200_characters_in_the_status() {
+    let f = Fixture::new();
+    let mut c = claims("pro", NOW + 30 * DAY);
+    c["org_name"] = json!(format!("Acme\u{1b}[2J{}", "x".repeat(5000)));
+    c["jti"] = json!("j\r\nk");
+    c["features"] = json!(["f\nx", "y".repeat(300)]);
+    let e = f.start(json!({"key": mint(&c)}));
+    assert_eq!(e.tier(), Tier::Pro);
+    let s = e.status();
+    let org = s.org_name.unwrap();
+    assert_eq!(org.chars().count(), 201, "200 characters and the cut mark");
+    assert!(org.starts_with("Acme\\u{1b}[2J"), "{org}");
+    assert_eq!(s.jti.as_deref(), Some("j\\r\\nk"));
+    assert!(s
+        .features
+        .iter()
+        .all(|f| no_raw_control(f) && f.chars().count() <= 201));
+    for (_, line) in f.logs.all() {
+        assert!(no_raw_control(&line), "{line:?}");
+    }
+}
+
+#[test]
+fn a_signed_token_with_an_unknown_tier_is_not_an_active_license() {
+    let f = Fixture::new();
+    let e = f.start(json!({"key": mint(&claims("Gold", NOW + 30 * DAY))}));
+    assert_eq!(e.tier(), Tier::Community);
+    let s = e.status();
+    assert_ne!(s.status, "Active");
+    assert_eq!(s.tier, "community");
+    let reason = s.reason.expect("a reason");
+    assert!(reason.contains("unknown tier \"Gold\""), "{reason}");
+    assert!(
+        s.features.contains(&"repl".to_string()),
+        "Community entitlements apply: {:?}",
+        s.features
+    );
+    assert!(
+        f.logs
+            .has(lic4es::log::Level::Warn, "unknown tier \"Gold\""),
+        "{}",
+        f.logs.dump()
+    );
+    // An explicit community token is simply Community, with no complaint.
+    let f = Fixture::new();
+    let e = f.start(json!({"key": mint(&claims(" community ", NOW + 30 * DAY))}));
+    assert_eq!(e.status().status, "Active");
+    assert!(e.status().reason.is_none());
+}

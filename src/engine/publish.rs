@@ -46,6 +46,15 @@ impl Shared {
                 ),
             );
         }
+        if let Some(t) = &checked.claims.unknown_tier {
+            out.push(
+                Level::Warn,
+                format!(
+                    "License {} names an unknown tier \"{t}\"; running as Community",
+                    checked.claims.sub
+                ),
+            );
+        }
         st.current = Some(Current {
             token,
             claims: checked.claims,

@@ -472,7 +472,7 @@ impl Shared {
         };
         let (jwt, checked) = self.seat_token(jwt, nonce, sid)?;
         if let Some(m) = &a.message {
-            self.log.info(&crate::backend::sanitize_message(m));
+            self.log.info(&crate::log::clean(m));
         }
         let grant = Grant {
             mode,

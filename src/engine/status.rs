@@ -110,7 +110,7 @@ impl Shared {
         let offline = matches!(m.state(), SeatState::Offline | SeatState::Degraded);
         SeatStatus {
             state: m.state(),
-            session_id: m.session_id().map(str::to_string),
+            session_id: m.session_id().map(crate::log::clean),
             hardware_id: self.hardware_id.get().cloned().unwrap_or_default(),
             heartbeat_interval: m.heartbeat_ms().map(|h| h / 1000),
             heartbeat_failures: m.heartbeat_failures(),
@@ -168,6 +168,18 @@ impl Shared {
             None => (Source::None, "No license".to_string(), "none", None, None),
         };
         let claims = st.current.as_ref().map(|c| &c.claims);
+        let mut reason = st.reason.clone();
+        let mut status = status;
+        // A token naming no known tier runs as Community and must not read as an active
+        // paid license.
+        if let Some(t) = claims.and_then(|c| c.unknown_tier.as_ref()) {
+            status = "No license".to_string();
+            let why = format!("unknown tier \"{t}\"; running as Community");
+            reason = Some(match reason {
+                Some(r) => format!("{why}; {r}"),
+                None => why,
+            });
+        }
         let mode = match (seat_state, source) {
             (Some(s), _) => seat_mode_name(s),
             (None, Source::Static) => "static",
@@ -195,7 +207,7 @@ impl Shared {
             next_refresh_at: st.next_refresh_at.map(rfc3339_millis),
             last_telemetry: st.last_telemetry.clone(),
             generation: st.generation,
-            reason: st.reason.clone(),
+            reason,
             version: env!("CARGO_PKG_VERSION"),
             seat: st.seat.as_ref().map(|s| self.seat_status(s, now_ms)),
         }
