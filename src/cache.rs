@@ -97,6 +97,16 @@ impl CacheDir {
             })
     }
 
+    /// The directory's permission bits when it exists and group or others may write to
+    /// it (they could plant or swap files in it). The engine only warns: it does not
+    /// change an operator's directory.
+    pub fn writable_by_others(&self) -> Option<u32> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = fs::metadata(&self.dir).ok()?;
+        let mode = meta.permissions().mode() & 0o7777;
+        (meta.is_dir() && mode & 0o022 != 0).then_some(mode)
+    }
+
     /// Reads `name` as text; `Ok(None)` when it does not exist.
     pub fn read(&self, name: &str) -> Result<Option<String>, ReadError> {
         read_bounded(&self.path(name), false)

@@ -50,8 +50,12 @@ pub const COMMUNITY_QUOTAS: [(&str, i64); 4] = [
     ("max_joins", 2),
 ];
 
+/// Largest config document accepted, in bytes. A real config is a few KiB; the bound
+/// keeps a runaway document from costing the host hundreds of megabytes to parse.
+pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
+
 /// Every leaf key, in dotted form.
-const LEAF_KEYS: [&str; 26] = [
+const LEAF_KEYS: [&str; 27] = [
     "key",
     "key-file",
     "api-key",
@@ -77,6 +81,7 @@ const LEAF_KEYS: [&str; 26] = [
     "seat.hardware-id",
     "community.features",
     "community.quotas",
+    "require-nonce",
     "log-level",
 ];
 
@@ -209,6 +214,8 @@ pub struct Config {
     pub seat: SeatConfig,
     /// Entitlements while the tier is Community.
     pub community: Entitlements,
+    /// Whether a token received from the backend must carry the request's nonce.
+    pub require_nonce: bool,
     /// Least severe level logged.
     pub log_level: Level,
 }
@@ -224,6 +231,16 @@ impl Config {
         json: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
+        if json.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::new(
+                "(config)",
+                format!(
+                    "is {} bytes, over the {} KiB limit",
+                    json.len(),
+                    MAX_CONFIG_BYTES / 1024
+                ),
+            ));
+        }
         let doc: Value = serde_json::from_str(json)
             .map_err(|e| ConfigError::new("(config)", format!("not valid JSON: {e}")))?;
         let Value::Object(root) = doc else {
@@ -267,7 +284,7 @@ fn flatten(
                 _ => return Err(ConfigError::new(&full, "must be an object")),
             }
         } else {
-            return Err(ConfigError::new(&full, "unknown key"));
+            return Err(ConfigError::new(&show(&full), "unknown key"));
         }
     }
     Ok(())
@@ -280,7 +297,7 @@ fn build(
     let get = |k: &str| flat.get(k);
     let non_blank_env = |name: &str| env(name).filter(|s| !s.trim().is_empty());
 
-    let key_file = opt_string(flat, "key-file")?.map(|s| expand_home(&s));
+    let key_file = strict_string(flat, "key-file")?.map(|s| expand_home(&s));
     let mut key = opt_string(flat, "key")?.map(|s| s.trim().to_string());
     if key.is_some() && key_file.is_some() {
         return Err(ConfigError::new(
@@ -302,8 +319,12 @@ fn build(
     }
 
     let api_url_s = opt_string(flat, "api-url")?.unwrap_or_else(|| DEFAULT_API_URL.to_string());
-    let api_url = Url::parse(api_url_s.trim())
-        .map_err(|e| ConfigError::new("api-url", format!("not a URL: {e}")))?;
+    let api_url = Url::parse(api_url_s.trim()).map_err(|e| {
+        ConfigError::new(
+            "api-url",
+            format!("`{}` is not a URL: {e}", show(&api_url_s)),
+        )
+    })?;
     check_backend_url(&api_url).map_err(|m| ConfigError::new("api-url", m))?;
 
     let public_keys = match get("public-keys") {
@@ -321,7 +342,7 @@ fn build(
     }
 
     let issuer = opt_string(flat, "issuer")?.unwrap_or_else(|| DEFAULT_ISSUER.to_string());
-    let cache_dir = match opt_string(flat, "cache-dir")? {
+    let cache_dir = match strict_string(flat, "cache-dir")? {
         Some(s) => expand_home(&s),
         None => default_cache_dir(),
     };
@@ -356,7 +377,8 @@ fn build(
             return Err(ConfigError::new(
                 "telemetry.exclude",
                 format!(
-                    "unknown telemetry field `{name}` (known: {})",
+                    "unknown telemetry field `{}` (known: {})",
+                    show(name),
                     TELEMETRY_FIELDS.join(", ")
                 ),
             ));
@@ -401,7 +423,7 @@ fn build(
         Some(s) => Level::parse(&s).ok_or_else(|| {
             ConfigError::new(
                 "log-level",
-                format!("`{s}` is not one of error, warn, info, debug"),
+                format!("`{}` is not one of error, warn, info, debug", show(&s)),
             )
         })?,
     };
@@ -424,8 +446,28 @@ fn build(
         telemetry,
         seat,
         community,
+        require_nonce: boolean(flat, "require-nonce", false)?,
         log_level,
     })
+}
+
+/// How a config value is echoed in an error: cleaned, and a long one (a token or key
+/// pasted under the wrong name) shown by its first characters only.
+fn show(value: &str) -> String {
+    if value.chars().count() > 40 {
+        crate::log::redact(&crate::log::clean(value))
+    } else {
+        crate::log::clean(value)
+    }
+}
+
+/// A string value that must be a string (a path): a number is not taken for one.
+fn strict_string(flat: &BTreeMap<String, Value>, key: &str) -> Result<Option<String>, ConfigError> {
+    match flat.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ConfigError::new(key, "must be a string")),
+    }
 }
 
 /// Checks an API key's shape: `sk-` and at least one more printable ASCII character.
@@ -506,7 +548,10 @@ fn boolean(flat: &BTreeMap<String, Value>, key: &str, default: bool) -> Result<b
         Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" => Ok(true),
             "false" | "no" | "off" => Ok(false),
-            _ => Err(ConfigError::new(key, format!("`{s}` is not a boolean"))),
+            _ => Err(ConfigError::new(
+                key,
+                format!("`{}` is not a boolean", show(s)),
+            )),
         },
         Some(_) => Err(ConfigError::new(key, "must be a boolean")),
     }
@@ -530,8 +575,10 @@ fn positive_duration(
     default: &str,
 ) -> Result<Duration, ConfigError> {
     let d = duration(flat, key, default)?;
-    if d.is_zero() {
-        return Err(ConfigError::new(key, "must be greater than zero"));
+    // Below a millisecond is zero to every timer here; refusing it keeps `"0.0001ms"`
+    // from slipping past the check that refuses `"0s"`.
+    if d < Duration::from_millis(1) {
+        return Err(ConfigError::new(key, "must be at least 1ms"));
     }
     Ok(d)
 }
@@ -552,6 +599,7 @@ pub fn parse_duration(v: &Value) -> Result<Duration, String> {
 }
 
 fn parse_duration_str(s: &str) -> Result<Duration, String> {
+    let shown = show(s);
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -560,12 +608,12 @@ fn parse_duration_str(s: &str) -> Result<Duration, String> {
     let unit = unit.trim();
     if num.is_empty() {
         return Err(format!(
-            "`{s}` is not a duration (e.g. \"10s\", \"24h\", \"14d\")"
+            "`{shown}` is not a duration (e.g. \"10s\", \"24h\", \"14d\")"
         ));
     }
     let value: f64 = num
         .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. \"10s\", \"24h\", \"14d\")"))?;
+        .map_err(|_| format!("`{shown}` is not a duration (e.g. \"10s\", \"24h\", \"14d\")"))?;
     let factor_ms: f64 = match unit {
         "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => 1.0,
         "ns" | "nano" | "nanos" | "nanosecond" | "nanoseconds" => 1e-6,
@@ -576,11 +624,12 @@ fn parse_duration_str(s: &str) -> Result<Duration, String> {
         "d" | "day" | "days" => 86_400_000.0,
         other => {
             return Err(format!(
-                "`{s}`: unknown unit `{other}` (use ms, s, m, h or d)"
+                "`{shown}`: unknown unit `{}` (use ms, s, m, h or d)",
+                show(other)
             ))
         }
     };
-    millis_to_duration(value * factor_ms, s)
+    millis_to_duration(value * factor_ms, &shown)
 }
 
 fn millis_to_duration(ms: f64, shown: &str) -> Result<Duration, String> {

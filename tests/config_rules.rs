@@ -247,3 +247,79 @@ fn home_is_expanded_in_cache_dir() {
         assert_eq!(c.cache_dir, home.join("lic-cache"));
     }
 }
+
+#[test]
+fn paths_must_be_strings() {
+    assert_eq!(err_key(json!({"cache-dir": 5})), "cache-dir");
+    assert_eq!(err_key(json!({"key-file": 5})), "key-file");
+    assert_eq!(err_key(json!({"cache-dir": true})), "cache-dir");
+}
+
+#[test]
+fn a_timeout_below_a_millisecond_is_refused_like_zero() {
+    for v in [json!("0.0001ms"), json!(0.0001), json!("10us"), json!("0s")] {
+        assert_eq!(
+            err_key(json!({"read-timeout": v.clone()})),
+            "read-timeout",
+            "{v}"
+        );
+        assert_eq!(
+            err_key(json!({"connect-timeout": v.clone()})),
+            "connect-timeout"
+        );
+    }
+    assert_eq!(
+        parse(json!({"read-timeout": "1ms"})).unwrap().read_timeout,
+        Duration::from_millis(1)
+    );
+}
+
+#[test]
+fn an_oversized_config_is_refused_before_it_is_parsed() {
+    let huge = format!(
+        "{{\"community\": {{\"features\": [{}\"x\"]}}}}",
+        "\"f\",".repeat(2_500_000)
+    );
+    assert!(huge.len() > 10_000_000);
+    let e = Config::from_json_with_env(&huge, &|_| None).expect_err("refused");
+    assert_eq!(e.key, "(config)");
+    assert!(e.message.contains("limit"), "{}", e.message);
+    // A large but sane document (a JWKS with many keys, long feature lists) still parses.
+    let features: Vec<String> = (0..2000).map(|i| format!("feature_{i}")).collect();
+    assert!(parse(json!({"community": {"features": features}})).is_ok());
+}
+
+#[test]
+fn a_token_under_the_wrong_key_is_not_echoed_in_the_error() {
+    let tok = token("enterprise", 30);
+    let tail = &tok[10..40];
+    for doc in [
+        json!({"log-level": tok}),
+        json!({"refresh.interval": tok}),
+        json!({"api-url": tok}),
+        json!({"refresh.enabled": tok}),
+        json!({"telemetry.exclude": [tok]}),
+        json!({tok.clone(): "x"}),
+        json!({"seat": {tok.clone(): 1}}),
+    ] {
+        let e = parse(doc.clone()).expect_err("refused");
+        let shown = e.to_string();
+        assert!(!shown.contains(tail), "token echoed: {shown}");
+        assert!(shown.len() < 300, "{shown}");
+    }
+    // Short values are still shown, so the operator sees the typo.
+    let e = parse(json!({"log-level": "verbose"})).unwrap_err();
+    assert!(e.to_string().contains("`verbose`"), "{e}");
+}
+
+#[test]
+fn require_nonce_is_a_boolean_key_defaulting_to_false() {
+    assert!(!parse(json!({})).unwrap().require_nonce);
+    assert!(parse(json!({"require-nonce": true})).unwrap().require_nonce);
+    assert!(
+        parse(json!({"require-nonce": "yes"}))
+            .unwrap()
+            .require_nonce
+    );
+    assert_eq!(err_key(json!({"require-nonce": 3})), "require-nonce");
+}

@@ -620,3 +620,58 @@ fn backend_messages_are_cleaned_before_they_are_logged_or_shown() {
     assert!(reason.contains("gone\\n\\u{1b}[1m"), "{reason}");
     assert!(reason.chars().count() < 300, "message cut: {reason}");
 }
+
+#[test]
+fn require_nonce_refuses_a_fetched_token_without_one() {
+    let f = Fixture::new();
+    let jwt = token("pro", 30);
+    let server = TestServer::start(move |_| Reply::token(&jwt));
+    let cfg = json!({"api-key": "sk-test", "api-url": server.url(), "cache-dir": f.dir.path().join("a").to_str().unwrap()});
+    assert_eq!(
+        f.start(cfg.clone()).tier(),
+        Tier::Pro,
+        "accepted by default"
+    );
+    let mut strict = cfg;
+    strict["require-nonce"] = json!(true);
+    strict["cache-dir"] = json!(f.dir.path().join("b").to_str().unwrap());
+    let e = f.start(strict);
+    assert_eq!(e.tier(), Tier::Community);
+    let reason = e.status().reason.unwrap();
+    assert!(reason.contains("no nonce"), "{reason}");
+}
+
+#[test]
+fn require_nonce_accepts_a_token_echoing_the_nonce() {
+    let f = Fixture::new();
+    let server = TestServer::start(|req| {
+        let mut c = claims("team", NOW + 30 * DAY);
+        c["nonce"] = req.json()["nonce"].clone();
+        Reply::token(&mint(&c))
+    });
+    let e = f.start(json!({"api-key": "sk-test", "api-url": server.url(), "require-nonce": true}));
+    assert_eq!(e.tier(), Tier::Team, "{}", f.logs.dump());
+}
+
+#[test]
+fn a_cache_dir_others_can_write_to_is_warned_about_and_left_alone() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.cache_dir()).unwrap();
+    std::fs::set_permissions(f.cache_dir(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    drop(f.start(json!({})));
+    assert!(
+        f.logs
+            .has(Level::Warn, "can be written by others (mode 777)"),
+        "{}",
+        f.logs.dump()
+    );
+    let mode = std::fs::metadata(f.cache_dir())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o777, "the operator's directory is not changed");
+    let f = Fixture::new();
+    drop(f.start(json!({})));
+    assert!(!f.logs.has(Level::Warn, "can be written by others"));
+}

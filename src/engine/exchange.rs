@@ -161,6 +161,11 @@ impl Shared {
                     "the returned license answers another request (nonce mismatch)".into(),
                 ))
             }
+            Ok(checked) if self.config.require_nonce && checked.claims.nonce.is_none() => {
+                Err(Failure::Rejected(
+                    "the returned license carries no nonce (require-nonce is set)".into(),
+                ))
+            }
             Ok(checked) => Ok(checked),
             Err(e) => Err(Failure::Rejected(format!(
                 "the returned license was rejected: {e}"

@@ -19,6 +19,16 @@ impl Shared {
         stop: &mut Stop,
     ) -> InitFetch {
         let mut out = Outbox::default();
+        if let Some(mode) = self.cache.writable_by_others() {
+            out.push(
+                Level::Warn,
+                format!(
+                    "cache-dir {} can be written by others (mode {mode:o}); whoever can write \
+                     there can replace the license state. Make it 0700.",
+                    self.config.cache_dir.display()
+                ),
+            );
+        }
         let instance_id = self.load_instance_id(&mut out);
         self.cache.sweep_stale_temps();
         lock(&self.state).instance_id = instance_id.clone();
