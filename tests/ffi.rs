@@ -115,7 +115,8 @@ fn forked_child_gets_forked_errors_and_community() {
             && lic_shutdown() == lic_result::LIC_ERR_FORKED
             && lic_init(cfg.as_ptr()) == lic_result::LIC_ERR_FORKED
             && lic_refresh_now() == lic_result::LIC_ERR_FORKED
-            && lic_quota(c"max_joins".as_ptr()) == 2;
+            && lic_quota(c"max_joins".as_ptr()) == 2
+            && lic_last_error(buf.as_mut_ptr(), buf.len(), &mut n) == lic_result::LIC_ERR_FORKED;
         unsafe { libc::_exit(if ok { 0 } else { 1 }) };
     }
     let mut wstatus = 0;
@@ -147,6 +148,12 @@ fn last_error_is_per_thread_and_kept_until_the_next_failure() {
     assert_eq!(other, "", "another thread has no error");
     assert_eq!(lic_current_tier(), lic_tier::LIC_TIER_COMMUNITY);
     assert!(last_error().contains("bogus"));
+    // A long message is kept up to its bound, cut at a character boundary.
+    let long = format!("{{\"{}\": 1}}", "é".repeat(2000));
+    let c = std::ffi::CString::new(long).unwrap();
+    assert_eq!(lic_init(c.as_ptr()), lic_result::LIC_ERR_CONFIG);
+    let msg = last_error();
+    assert!(msg.len() <= 1024 && msg.contains("unknown key"), "{msg}");
 }
 
 #[test]

@@ -9,9 +9,7 @@
 //! machine's actions) and `worker` (the thread, its runtime and the one timer).
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
-use std::thread::{self, JoinHandle, ThreadId};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -32,11 +30,13 @@ mod refresh;
 mod resolve;
 mod seat;
 mod status;
+mod thread;
 mod worker;
 
 pub use self::status::{RefreshRecord, SeatStatus, Status};
 
 use self::exchange::Failure;
+use self::thread::{slot, Doorbell, RawThread};
 use self::worker::{Command, Reply};
 
 const DAY_SECS: i64 = 86_400;
@@ -184,14 +184,18 @@ impl Outbox {
     }
 }
 
-struct Worker {
-    /// None when the engine runs on a caller's runtime ([`Engine::start_on_runtime`]).
-    thread: Option<JoinHandle<()>>,
-    thread_id: Option<ThreadId>,
-    /// The task, when the engine runs on a caller's runtime.
-    task: Option<tokio::task::JoinHandle<()>>,
-    stop: tokio::sync::watch::Sender<bool>,
-    commands: tokio::sync::mpsc::UnboundedSender<Command>,
+enum Worker {
+    /// The engine's own thread, reached through its doorbell.
+    Thread {
+        thread: RawThread,
+        bell: Arc<Doorbell>,
+    },
+    /// A task on a caller's runtime ([`Engine::start_on_runtime`]).
+    Task {
+        task: tokio::task::JoinHandle<()>,
+        stop: tokio::sync::watch::Sender<bool>,
+        commands: tokio::sync::mpsc::UnboundedSender<Command>,
+    },
 }
 
 /// A running license engine.
@@ -256,31 +260,24 @@ impl Engine {
     /// once the tier is decided.
     pub fn start(config: Config, opts: EngineOptions) -> Result<Engine, EngineError> {
         let shared = Self::shared(config, opts);
-        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), String>>(1);
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
+        let bell = Arc::new(Doorbell::new().map_err(|e| EngineError::Spawn(e.to_string()))?);
+        let (ready_tx, ready_rx) = slot::<Result<(), String>>();
         let worker_shared = shared.clone();
-        let thread = thread::Builder::new()
-            .name("lic4es-worker".into())
-            .spawn(move || worker::worker_main(worker_shared, ready_tx, stop_rx, cmd_rx))
-            .map_err(|e| EngineError::Spawn(e.to_string()))?;
-        let thread_id = thread.thread().id();
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Engine {
+        let worker_bell = bell.clone();
+        let thread = RawThread::spawn("lic4es-worker", move || {
+            worker::worker_main(worker_shared, ready_tx, worker_bell)
+        })
+        .map_err(|e| EngineError::Spawn(e.to_string()))?;
+        match ready_rx.wait() {
+            Some(Ok(())) => Ok(Engine {
                 shared,
-                worker: Mutex::new(Some(Worker {
-                    thread: Some(thread),
-                    thread_id: Some(thread_id),
-                    task: None,
-                    stop: stop_tx,
-                    commands: cmd_tx,
-                })),
+                worker: Mutex::new(Some(Worker::Thread { thread, bell })),
             }),
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 let _ = thread.join();
                 Err(EngineError::Startup(e))
             }
-            Err(_) => {
+            None => {
                 let _ = thread.join();
                 Err(EngineError::Startup("the worker thread ended early".into()))
             }
@@ -302,10 +299,8 @@ impl Engine {
             tokio::spawn(async move { worker_shared.run(stop_rx, cmd_rx, backend, sched).await });
         Engine {
             shared,
-            worker: Mutex::new(Some(Worker {
-                thread: None,
-                thread_id: None,
-                task: Some(task),
+            worker: Mutex::new(Some(Worker::Task {
+                task,
                 stop: stop_tx,
                 commands: cmd_tx,
             })),
@@ -341,16 +336,18 @@ impl Engine {
 
     fn send(&self, reply: Reply) -> Result<(), EngineError> {
         let worker = lock(&self.worker);
-        let worker = worker.as_ref().ok_or(EngineError::NotRunning)?;
-        if worker.thread_id.is_some() && worker.thread_id == Some(thread::current().id()) {
-            return Err(EngineError::Unsupported(
+        match worker.as_ref().ok_or(EngineError::NotRunning)? {
+            Worker::Thread { thread, .. } if thread.is_current() => Err(EngineError::Unsupported(
                 "a refresh cannot be requested from the worker thread (log callback)".into(),
-            ));
+            )),
+            Worker::Thread { bell, .. } => {
+                bell.send(Command::RefreshNow(reply));
+                Ok(())
+            }
+            Worker::Task { commands, .. } => commands
+                .send(Command::RefreshNow(reply))
+                .map_err(|_| EngineError::NotRunning),
         }
-        worker
-            .commands
-            .send(Command::RefreshNow(reply))
-            .map_err(|_| EngineError::NotRunning)
     }
 
     /// One refresh, now, waiting for its outcome (bounded by the request timeouts): a
@@ -358,9 +355,9 @@ impl Engine {
     /// reconnect / acquire. [`EngineError::Unsupported`] when there is nothing to refresh
     /// from, [`EngineError::RefreshFailed`] with the reason when it failed.
     pub fn refresh_now(&self) -> Result<(), EngineError> {
-        let (tx, rx) = mpsc::sync_channel(1);
+        let (tx, rx) = slot();
         self.send(Reply::Blocking(tx))?;
-        rx.recv().unwrap_or(Err(EngineError::NotRunning))
+        rx.wait().unwrap_or(Err(EngineError::NotRunning))
     }
 
     /// [`Engine::refresh_now`] for callers on the engine's own runtime.
@@ -376,12 +373,21 @@ impl Engine {
     /// task; [`Engine::shutdown_async`] also waits for it.
     pub fn shutdown(&self) -> Result<(), EngineError> {
         let worker = lock(&self.worker).take().ok_or(EngineError::NotRunning)?;
-        let _ = worker.stop.send(true);
-        let result = match worker.thread {
-            // Called from the worker itself (a log callback): it ends once this returns.
-            Some(_) if worker.thread_id == Some(thread::current().id()) => Ok(()),
-            Some(t) => t.join().map_err(|_| EngineError::WorkerPanicked),
-            None => Ok(()),
+        let result = match worker {
+            Worker::Thread { thread, bell } => {
+                bell.stop();
+                if thread.is_current() {
+                    // Called from the worker itself (a log callback): it ends once this
+                    // returns.
+                    Ok(())
+                } else {
+                    thread.join().map_err(|()| EngineError::WorkerPanicked)
+                }
+            }
+            Worker::Task { stop, .. } => {
+                let _ = stop.send(true);
+                Ok(())
+            }
         };
         self.shared.drop_tier();
         result
@@ -391,10 +397,15 @@ impl Engine {
     /// waits for its task to finish (including the seat release).
     pub async fn shutdown_async(&self) -> Result<(), EngineError> {
         let worker = lock(&self.worker).take().ok_or(EngineError::NotRunning)?;
-        let _ = worker.stop.send(true);
-        let result = match worker.task {
-            Some(t) => t.await.map_err(|_| EngineError::WorkerPanicked),
-            None => Ok(()),
+        let result = match worker {
+            Worker::Task { task, stop, .. } => {
+                let _ = stop.send(true);
+                task.await.map_err(|_| EngineError::WorkerPanicked)
+            }
+            Worker::Thread { thread, bell } => {
+                bell.stop();
+                thread.join().map_err(|()| EngineError::WorkerPanicked)
+            }
         };
         self.shared.drop_tier();
         result

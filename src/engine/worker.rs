@@ -5,7 +5,6 @@
 //! within `seat.release-timeout`.
 
 use std::future::Future;
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{oneshot, watch};
 
 use super::refresh::Schedule;
+use super::thread::{Doorbell, SlotSender};
 use super::{EngineError, Shared};
 use crate::backend::Backend;
 use crate::seat::Event;
@@ -34,16 +34,14 @@ pub(super) enum Command {
 
 /// Where the outcome of a requested refresh goes.
 pub(super) enum Reply {
-    Blocking(mpsc::SyncSender<Result<(), EngineError>>),
+    Blocking(SlotSender<Result<(), EngineError>>),
     Async(oneshot::Sender<Result<(), EngineError>>),
 }
 
 impl Reply {
     fn send(self, r: Result<(), EngineError>) {
         match self {
-            Reply::Blocking(tx) => {
-                let _ = tx.send(r);
-            }
+            Reply::Blocking(tx) => tx.send(r),
             Reply::Async(tx) => {
                 let _ = tx.send(r);
             }
@@ -67,9 +65,8 @@ pub(super) async fn race<T>(stop: &mut Stop, fut: impl Future<Output = T>) -> Op
 
 pub(super) fn worker_main(
     shared: Arc<Shared>,
-    ready: mpsc::SyncSender<Result<(), String>>,
-    mut stop: Stop,
-    commands: UnboundedReceiver<Command>,
+    ready: SlotSender<Result<(), String>>,
+    bell: Arc<Doorbell>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -79,16 +76,26 @@ pub(super) fn worker_main(
     {
         Ok(rt) => rt,
         Err(e) => {
-            let _ = ready.send(Err(format!("cannot build the async runtime: {e}")));
+            ready.send(Err(format!("cannot build the async runtime: {e}")));
             return;
         }
     };
     let body = std::panic::AssertUnwindSafe(async {
-        let mut backend = None;
-        let init = shared.resolve(&mut backend, &mut stop).await;
-        let sched = shared.initial_schedule(init);
-        let _ = ready.send(Ok(()));
-        shared.run(stop, commands, backend, sched).await;
+        // The channels live on this thread: host threads only ring the doorbell, which
+        // forwards into them here.
+        let (stop_tx, mut stop) = watch::channel(false);
+        let (cmd_tx, commands) = tokio::sync::mpsc::unbounded_channel();
+        let work = async {
+            let mut backend = None;
+            let init = shared.resolve(&mut backend, &mut stop).await;
+            let sched = shared.initial_schedule(init);
+            ready.send(Ok(()));
+            shared.run(stop, commands, backend, sched).await;
+        };
+        tokio::select! {
+            _ = work => {}
+            _ = bell.serve(stop_tx, cmd_tx) => {}
+        }
     });
     let outcome = std::panic::catch_unwind(|| rt.block_on(body));
     if outcome.is_err() {

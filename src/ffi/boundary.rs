@@ -7,8 +7,15 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use super::{emit_log, lic_result};
 use crate::log::Level;
 
+/// Longest last-error message kept, in bytes (longer ones are cut at a character).
+const LAST_ERROR_BYTES: usize = 1024;
+
+// Only types without a destructor live in thread-locals here: a thread-local destructor
+// registered on a host thread keeps the library mapped after `dlclose` for as long as that
+// thread lives.
 thread_local! {
-    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+    static LAST_ERROR: RefCell<([u8; LAST_ERROR_BYTES], usize)> =
+        const { RefCell::new(([0; LAST_ERROR_BYTES], 0)) };
     static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -65,9 +72,14 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 pub(crate) fn set_last_error(msg: &str) {
     // A NUL would cut the message short on the C side.
     let clean = msg.replace('\0', "\\0");
+    let mut end = clean.len().min(LAST_ERROR_BYTES);
+    while !clean.is_char_boundary(end) {
+        end -= 1;
+    }
     let _ = LAST_ERROR.try_with(|e| {
         if let Ok(mut e) = e.try_borrow_mut() {
-            *e = clean;
+            e.0[..end].copy_from_slice(&clean.as_bytes()[..end]);
+            e.1 = end;
         }
     });
 }
@@ -75,7 +87,11 @@ pub(crate) fn set_last_error(msg: &str) {
 /// This thread's last error message (empty when none).
 pub(crate) fn last_error() -> String {
     LAST_ERROR
-        .try_with(|e| e.try_borrow().map(|s| s.clone()).unwrap_or_default())
+        .try_with(|e| {
+            e.try_borrow()
+                .map(|e| String::from_utf8_lossy(&e.0[..e.1]).into_owned())
+                .unwrap_or_default()
+        })
         .unwrap_or_default()
 }
 

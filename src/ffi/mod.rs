@@ -317,6 +317,11 @@ pub extern "C" fn lic_status_json(buf: *mut c_char, len: usize, out_len: *mut us
 #[no_mangle]
 pub extern "C" fn lic_last_error(buf: *mut c_char, len: usize, out_len: *mut usize) -> lic_result {
     run_or("lic_last_error", lic_result::LIC_ERR_INTERNAL, || {
+        // Like every other call: a child must not read state inherited from the parent's
+        // engine, and must learn that it forked.
+        if forked_or_pid_changed() {
+            return lic_result::LIC_ERR_FORKED;
+        }
         let msg = boundary::last_error();
         // SAFETY: as for lic_status_json. Not routed through `run`, so asking for the
         // size does not overwrite the message being asked for.

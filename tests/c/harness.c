@@ -38,6 +38,25 @@ typedef struct {
   const char *(*version)(void);
 } api;
 
+/* Whether a file whose path ends with `name` is mapped into this process. */
+static int mapped(const char *name) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  if (!f) return -1;
+  char line[4096];
+  int found = 0;
+  size_t n = strlen(name);
+  while (fgets(line, sizeof line, f)) {
+    size_t l = strlen(line);
+    while (l > 0 && (line[l - 1] == '\n' || line[l - 1] == ' ')) line[--l] = 0;
+    if (l >= n && strcmp(line + l - n, name) == 0) {
+      found = 1;
+      break;
+    }
+  }
+  fclose(f);
+  return found;
+}
+
 static void *sym(void *h, const char *name) {
   void *p = dlsym(h, name);
   if (!p) {
@@ -202,10 +221,18 @@ int main(int argc, char **argv) {
     return 2;
   }
 
+  /* The file name the library is mapped under, to see that dlclose really unmaps it. */
+  const char *base = strrchr(argv[1], '/');
+  base = base ? base + 1 : argv[1];
+
   api a;
   if (!load(&a, argv[1])) return 2;
+  CHECK(mapped(base) == 1);
   check_errors_and_buffers(&a, config, community);
   CHECK(dlclose(a.handle) == 0);
+  /* Every call above ran on this thread, which is still alive: nothing may pin the
+     library (a thread-local destructor registered by a call would). */
+  CHECK(mapped(base) == 0);
 
   /* 20 cycles of dlopen -> init -> shutdown -> dlclose: state is fresh every time. */
   for (int i = 0; i < 20; i++) {
@@ -220,6 +247,7 @@ int main(int argc, char **argv) {
     CHECK(c.shutdown() == LIC_OK);
     CHECK(c.current_tier() == LIC_TIER_COMMUNITY);
     CHECK(dlclose(c.handle) == 0);
+    CHECK(mapped(base) == 0);
   }
 
   free(config);
