@@ -94,3 +94,29 @@ fn inspect_explains_acceptance_and_rejection() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("not a token"));
 }
+
+#[test]
+fn inspect_and_status_refuse_endless_input_instead_of_reading_it() {
+    // Before the bound, `inspect @/dev/zero` read until memory ran out.
+    let out = cli(&["inspect", "@/dev/zero"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("over 1024 KiB"), "{}", text(&out.stderr));
+    let out = cli(&["status", "--config", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("over 1024 KiB"));
+    // A token from a pipe is still read.
+    let tok = mint(&claims("pro", wall_now() + 10 * DAY));
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    std::fs::write(&keys, jwks().to_string()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lic4es"))
+        .args(["inspect", "-", "--keys", keys.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(tok.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(text(&out.stdout).contains("pro"), "{}", text(&out.stdout));
+}

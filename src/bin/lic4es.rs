@@ -62,16 +62,37 @@ fn flag<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>, String> {
     }
 }
 
+/// Most bytes read from a file or stdin given on the command line: tokens are at most
+/// 16 KiB and configs 256 KiB, so anything bigger (`@/dev/zero`) is refused, not read.
+const MAX_INPUT_BYTES: u64 = 1 << 20;
+
+/// Reads at most [`MAX_INPUT_BYTES`] as text; more is an error. Pipes are read (process
+/// substitution is a fair way to pass a token), but never without a bound.
+fn read_limited(mut r: impl Read, what: &str) -> Result<String, String> {
+    let mut buf = Vec::new();
+    r.by_ref()
+        .take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read {what}: {e}"))?;
+    if buf.len() as u64 > MAX_INPUT_BYTES {
+        return Err(format!(
+            "{what} is over {} KiB; not read",
+            MAX_INPUT_BYTES / 1024
+        ));
+    }
+    String::from_utf8(buf).map_err(|_| format!("{what} is not UTF-8 text"))
+}
+
+fn read_path(path: &str) -> Result<String, String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    read_limited(f, path)
+}
+
 fn read_arg(spec: &str) -> Result<String, String> {
     if spec == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .take(1 << 20)
-            .read_to_string(&mut s)
-            .map_err(|e| format!("cannot read stdin: {e}"))?;
-        Ok(s)
+        read_limited(std::io::stdin(), "stdin")
     } else if let Some(path) = spec.strip_prefix('@') {
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))
+        read_path(path)
     } else {
         Ok(spec.to_string())
     }
@@ -84,7 +105,7 @@ impl Host {
     fn start(args: &[String]) -> Result<Host, String> {
         let path =
             flag(args, "--config")?.ok_or_else(|| format!("--config FILE is required\n{USAGE}"))?;
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let text = read_path(path)?;
         let c = CString::new(text).map_err(|_| format!("{path} contains a NUL byte"))?;
         match ffi::lic_init(c.as_ptr()) {
             ffi::lic_result::LIC_OK => Ok(Host),
