@@ -91,3 +91,44 @@ fn c_harness_passes() {
         );
     }
 }
+
+/// Section 12: in the shipped (release) library, `lic_current_tier` is one load and a
+/// return. Read off the machine code, since a timing cannot show it reliably.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn lic_current_tier_is_one_load_and_a_return() {
+    if !have_tool("objdump") || !have_tool("nm") {
+        return;
+    }
+    let lib = cdylib_release();
+    let nm = Command::new("nm").arg("-D").arg(&lib).output().unwrap();
+    let syms = String::from_utf8_lossy(&nm.stdout);
+    let addr = syms
+        .lines()
+        .find_map(|l| {
+            let mut it = l.split_whitespace();
+            let (a, kind, name) = (it.next()?, it.next()?, it.next()?);
+            (kind == "T" && name == "lic_current_tier").then(|| u64::from_str_radix(a, 16).ok())?
+        })
+        .expect("lic_current_tier exported");
+    let dis = Command::new("objdump")
+        .args(["-d", "--no-show-raw-insn"])
+        .arg(format!("--start-address={addr:#x}"))
+        .arg(format!("--stop-address={:#x}", addr + 32))
+        .arg(&lib)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&dis.stdout);
+    let insns: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split_once(":\t").map(|(_, i)| i.trim().to_string()))
+        .take_while(|i| !i.starts_with("int3") && !i.starts_with("nop"))
+        .collect();
+    let end = insns.iter().position(|i| i == "ret").expect("a ret") + 1;
+    let body = &insns[..end];
+    assert_eq!(body.len(), 2, "expected a load and a return:\n{text}");
+    assert!(
+        body[0].starts_with("mov") && body[0].contains("(%rip)"),
+        "{text}"
+    );
+}

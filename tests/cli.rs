@@ -100,7 +100,11 @@ fn inspect_and_status_refuse_endless_input_instead_of_reading_it() {
     // Before the bound, `inspect @/dev/zero` read until memory ran out.
     let out = cli(&["inspect", "@/dev/zero"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("over 1024 KiB"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("over 1024 KiB"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = cli(&["status", "--config", "/dev/zero"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("over 1024 KiB"));
@@ -116,7 +120,12 @@ fn inspect_and_status_refuse_endless_input_instead_of_reading_it() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(tok.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(tok.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(text(&out.stdout).contains("pro"), "{}", text(&out.stdout));
 }

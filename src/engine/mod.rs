@@ -8,7 +8,7 @@
 //! `status`, `refresh` (the refresh schedule), `seat` (carrying out the seat state
 //! machine's actions) and `worker` (the thread, its runtime and the one timer).
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use serde::Serialize;
@@ -88,7 +88,7 @@ pub struct EngineOptions {
     /// Where log records go (filtered by `log-level`).
     pub log: LogSink,
     /// A process-wide cell the tier is mirrored into, for a one-load hot path.
-    pub tier_mirror: Option<&'static AtomicU8>,
+    pub tier_mirror: Option<&'static AtomicU32>,
     /// Usage figures that telemetry reports.
     pub usage: &'static Usage,
     /// A uniform draw in `[0, 1]` for the reconnect jitter (tests pin it).
@@ -156,7 +156,7 @@ struct Shared {
     jitter: fn() -> f64,
     machine_id: Option<String>,
     tier: AtomicU8,
-    tier_mirror: Option<&'static AtomicU8>,
+    tier_mirror: Option<&'static AtomicU32>,
     state: Mutex<State>,
     entitlements: RwLock<Arc<Entitlements>>,
     cache: CacheDir,
@@ -251,7 +251,7 @@ impl Engine {
             state_write_warned: AtomicBool::new(false),
         });
         if let Some(m) = shared.tier_mirror {
-            m.store(Tier::Community as u8, Ordering::Release);
+            m.store(Tier::Community as u32, Ordering::Release);
         }
         shared
     }
@@ -443,7 +443,7 @@ impl Shared {
 
     fn drop_tier(&self) {
         if let Some(m) = self.tier_mirror {
-            m.store(Tier::Community as u8, Ordering::Release);
+            m.store(Tier::Community as u32, Ordering::Release);
         }
     }
 }

@@ -125,7 +125,7 @@ impl Shared {
         }
         let old = Tier::from_u8(self.tier.swap(tier as u8, Ordering::AcqRel));
         if let Some(m) = self.tier_mirror {
-            m.store(tier as u8, Ordering::Release);
+            m.store(tier as u32, Ordering::Release);
         }
         if old != tier || !same_ents {
             st.generation += 1;

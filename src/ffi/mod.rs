@@ -101,7 +101,7 @@ pub type lic_log_fn = Option<
 static ENGINE: RwLock<Option<Arc<Engine>>> = RwLock::new(None);
 /// Serialises init and shutdown.
 static LIFECYCLE: Mutex<()> = Mutex::new(());
-static TIER: AtomicU8 = AtomicU8::new(0);
+static TIER: AtomicU32 = AtomicU32::new(0);
 /// Process id at init, 0 when no engine is live.
 static INIT_PID: AtomicU32 = AtomicU32::new(0);
 /// Set in a child forked while an engine was live.
@@ -117,7 +117,7 @@ extern "C" fn after_fork_in_child() {
     // Runs in the child right after fork(): only async-signal-safe work (atomic stores).
     if LIVE.load(Ordering::Relaxed) {
         FORKED.store(true, Ordering::Relaxed);
-        TIER.store(Tier::Community as u8, Ordering::Relaxed);
+        TIER.store(Tier::Community as u32, Ordering::Relaxed);
     }
 }
 
@@ -189,15 +189,6 @@ pub(crate) fn emit_log(level: Level, msg: &str) {
     }
 }
 
-fn to_c_tier(t: Tier) -> lic_tier {
-    match t {
-        Tier::Community => lic_tier::LIC_TIER_COMMUNITY,
-        Tier::Pro => lic_tier::LIC_TIER_PRO,
-        Tier::Team => lic_tier::LIC_TIER_TEAM,
-        Tier::Enterprise => lic_tier::LIC_TIER_ENTERPRISE,
-    }
-}
-
 /// Parses the config (a JSON object with the keys of SoftClient4ES's
 /// `softclient4es.license` block), resolves the license before returning, and starts the
 /// background worker. A missing, invalid or expired license is not an error: the tier is
@@ -246,7 +237,7 @@ pub extern "C" fn lic_init(config_json: *const c_char) -> lic_result {
             Err(e) => {
                 LIVE.store(false, Ordering::Relaxed);
                 INIT_PID.store(0, Ordering::Relaxed);
-                TIER.store(Tier::Community as u8, Ordering::Relaxed);
+                TIER.store(Tier::Community as u32, Ordering::Relaxed);
                 Err(Failure::new(lic_result::LIC_ERR_INTERNAL, e.to_string()))
             }
         }
@@ -257,10 +248,21 @@ pub extern "C" fn lic_init(config_json: *const c_char) -> lic_result {
 /// before lic_init, after lic_shutdown and in a forked child.
 #[no_mangle]
 pub extern "C" fn lic_current_tier() -> lic_tier {
-    run_or("lic_current_tier", lic_tier::LIC_TIER_COMMUNITY, || {
-        to_c_tier(Tier::from_u8(TIER.load(Ordering::Relaxed)))
-    })
+    // No panic boundary: a relaxed load cannot panic, and the function must compile to
+    // the load and a return (section 12), with no range check or decode.
+    let v = TIER.load(Ordering::Relaxed);
+    // SAFETY: TIER only ever holds `Tier as u32` (0..=3), stored by this module and by the
+    // engine's tier mirror, and lic_tier is a C enum with those discriminants.
+    unsafe { std::mem::transmute::<u32, lic_tier>(v) }
 }
+
+// lic_tier's discriminants are Tier's, so the value in TIER is already a lic_tier.
+const _: () = {
+    assert!(lic_tier::LIC_TIER_COMMUNITY as u8 == Tier::Community as u8);
+    assert!(lic_tier::LIC_TIER_PRO as u8 == Tier::Pro as u8);
+    assert!(lic_tier::LIC_TIER_TEAM as u8 == Tier::Team as u8);
+    assert!(lic_tier::LIC_TIER_ENTERPRISE as u8 == Tier::Enterprise as u8);
+};
 
 /// Stops the worker and joins its thread; afterwards lic_init may be called again.
 /// Bounded even while a backend exchange is in flight (it is abandoned); in seat mode
@@ -290,7 +292,7 @@ pub extern "C" fn lic_shutdown() -> lic_result {
                 )
             })?;
         let result = engine.shutdown();
-        TIER.store(Tier::Community as u8, Ordering::Relaxed);
+        TIER.store(Tier::Community as u32, Ordering::Relaxed);
         LIVE.store(false, Ordering::Relaxed);
         INIT_PID.store(0, Ordering::Relaxed);
         drop(engine);
