@@ -46,6 +46,8 @@ pub mod codes {
     pub const INVALID_JSON: &str = "invalid_json";
     /// A store the server needs does not answer.
     pub const STORE_UNAVAILABLE: &str = "store_unavailable";
+    /// Admin API: a license with this id exists (it is never silently replaced).
+    pub const LICENSE_EXISTS: &str = "license_exists";
 
     /// Codes that revoke the engine's license at once.
     pub const REVOCATIONS: [&str; 2] = [API_KEY_REVOKED, LICENSE_REVOKED];

@@ -70,9 +70,12 @@ impl AppState {
         }
     }
 
-    /// Creates a license of `tier` for `days` and returns it.
-    pub fn create_license(&self, spec: NewLicense) -> Result<License, String> {
-        check_tier(&self.config, &spec.tier)?;
+    /// Creates a license of `tier` for `days` and returns it. An existing id is
+    /// [`LicenseError::Exists`]: a license is never silently replaced (which would also
+    /// lift its revocation).
+    pub fn create_license(&self, spec: NewLicense) -> Result<License, LicenseError> {
+        check_license_id(&spec.id).map_err(LicenseError::Invalid)?;
+        check_tier(&self.config, &spec.tier).map_err(LicenseError::Invalid)?;
         let now = self.now();
         let lic = License {
             id: spec.id,
@@ -85,10 +88,11 @@ impl AppState {
             offline_grace_days: spec.offline_grace_days,
             heartbeat_interval: spec.heartbeat_interval,
         };
-        self.store
-            .upsert_license(&lic, now)
-            .map_err(|e| e.to_string())?;
-        Ok(lic)
+        if self.store.insert_license(&lic, now)? {
+            Ok(lic)
+        } else {
+            Err(LicenseError::Exists(lic.id))
+        }
     }
 
     /// Creates an API key for license `id`.
@@ -164,6 +168,40 @@ pub struct NewLicense {
     pub offline_grace_days: Option<u32>,
     /// Heartbeat interval (seconds), overriding the tier's.
     pub heartbeat_interval: Option<u64>,
+}
+
+/// Why a license could not be created or changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LicenseError {
+    /// A license with this id exists.
+    #[error("license `{0}` exists; change it with an explicit update")]
+    Exists(String),
+    /// The request is not acceptable (bad id, unknown tier).
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Longest license id.
+pub const MAX_LICENSE_ID: usize = 128;
+
+/// Checks a license id: 1 to 128 of `A-Z a-z 0-9 . _ -`. Ids end up in tokens, URLs,
+/// metrics labels and Redis keys, so nothing else is let in.
+pub fn check_license_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_LICENSE_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "license id must be 1 to {MAX_LICENSE_ID} characters of A-Z, a-z, 0-9, `.`, `_` and `-`"
+        ))
+    }
 }
 
 /// Checks that `tier` has a policy.

@@ -5,20 +5,22 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use license_server::app::{check_tier, NewLicense};
+use license_server::app::{check_license_id, check_tier, AppState, LicenseError, NewLicense};
 use license_server::keys::SigningKey;
+use license_server::store::License;
 use license_server::store::{LicenseStore, SqliteStore};
 use license_server::{open, ServerConfig};
 
 /// Each command: the words that name it, and its usage.
-const COMMANDS: [(&str, &str); 12] = [
+const COMMANDS: [(&str, &str); 13] = [
     ("serve", "serve\n    Serve the API (the default). Listens on `listen` (default 127.0.0.1:8700);\n    the store and the signing key live under `data-dir` (default ./license-server-data)."),
     ("keygen", "keygen\n    Create the signing key under `data-dir` and print the public JWK Set."),
     ("jwks", "jwks\n    Print the public JWK Set (what engines configure as `public-keys`)."),
-    ("mint", "mint --tier T --sub ID --days N [--org NAME] [--refresh-url URL|default]\n    Create the license and print a signed static token for it."),
-    ("api-key create", "api-key create --tier T --sub ID --days N [--org NAME] [--seats N]\n               [--offline-grace-days N] [--heartbeat-interval SECONDS]\n    Create the license (with optional overrides of its tier policy) and print its\n    API key; only the key's hash is stored."),
+    ("mint", "mint --sub ID [--tier T --days N [--org NAME]] [--refresh-url URL|default]\n    Print a signed static token for license ID; with --tier and --days, create the\n    license first (an existing ID is refused: change it with `license update`)."),
+    ("api-key create", "api-key create --sub ID [--tier T --days N [--org NAME] [--seats N]\n               [--offline-grace-days N] [--heartbeat-interval SECONDS]]\n    Print a new API key for license ID (only its hash is stored); with --tier and\n    --days, create the license first, with optional overrides of its tier policy\n    (an existing ID is refused: change it with `license update`)."),
     ("api-key revoke", "api-key revoke KEY\n    Revoke an API key."),
     ("license set-tier", "license set-tier --sub ID --tier T\n    Change a license's tier."),
+    ("license update", "license update --sub ID [--tier T] [--days N] [--org NAME] [--seats N]\n               [--offline-grace-days N] [--heartbeat-interval SECONDS]\n    Change a license's terms (--days: expiry N days from now). A revocation stays."),
     ("license revoke", "license revoke --sub ID\n    Revoke a license."),
     ("license show", "license show --sub ID\n    Print a license and its effective policy."),
     ("sessions list", "sessions list [--license ID] [--url URL]\n    List seat sessions (online and offline) of the running server, through its\n    admin API (`admin-token`; URL default `public-url`, else http://LISTEN)."),
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
                 (Err(e), _) | (_, Err(e)) => Err(e),
             }
         }
+        ["license", "update", ..] => license_update(config, &args[2..]),
         ["license", "revoke", ..] => {
             let mut rest = args[2..].to_vec();
             required(&mut rest, "--sub").and_then(|sub| {
@@ -190,10 +193,36 @@ fn keygen(config: &ServerConfig) -> Result<(), String> {
     Ok(())
 }
 
-fn license_args(args: &[String]) -> Result<(NewLicense, Vec<String>), String> {
+/// The license a `mint` or `api-key create` is for: a new one (`--tier` given) or an
+/// existing one.
+enum LicenseArg {
+    New(NewLicense),
+    Existing(String),
+}
+
+/// Flags that describe a new license's terms.
+const TERM_FLAGS: [&str; 5] = [
+    "--days",
+    "--org",
+    "--seats",
+    "--offline-grace-days",
+    "--heartbeat-interval",
+];
+
+fn license_args(args: &[String]) -> Result<(LicenseArg, Vec<String>), String> {
     let mut rest = args.to_vec();
-    let tier = required(&mut rest, "--tier")?.to_ascii_lowercase();
     let sub = required(&mut rest, "--sub")?;
+    check_license_id(&sub)?;
+    let Some(tier) = take_flag(&mut rest, "--tier")? else {
+        if let Some(f) = TERM_FLAGS.iter().find(|f| rest.iter().any(|a| a == *f)) {
+            return Err(format!(
+                "{f} describes a new license and needs --tier; change an existing one with \
+                 `license update`"
+            ));
+        }
+        return Ok((LicenseArg::Existing(sub), rest));
+    };
+    let tier = tier.to_ascii_lowercase();
     let days: i64 = number(&mut rest, "--days")?.ok_or("--days is required (see --help)")?;
     if !(1..=36_500).contains(&days) {
         return Err("--days must be 1 to 36500".into());
@@ -204,7 +233,7 @@ fn license_args(args: &[String]) -> Result<(NewLicense, Vec<String>), String> {
         return Err("--heartbeat-interval must be 1 to 86400 seconds".into());
     }
     Ok((
-        NewLicense {
+        LicenseArg::New(NewLicense {
             id: sub,
             tier,
             org_name: org,
@@ -213,17 +242,35 @@ fn license_args(args: &[String]) -> Result<(NewLicense, Vec<String>), String> {
             seats: number(&mut rest, "--seats")?,
             offline_grace_days: number(&mut rest, "--offline-grace-days")?,
             heartbeat_interval,
-        },
+        }),
         rest,
     ))
 }
 
+/// Creates the license, or finds the existing one.
+fn obtain(state: &AppState, arg: LicenseArg) -> Result<License, String> {
+    match arg {
+        LicenseArg::New(spec) => state.create_license(spec).map_err(|e| match e {
+            LicenseError::Exists(id) => format!(
+                "license {id} exists: give --sub alone to use it, or change it with \
+                 `license update`"
+            ),
+            other => other.to_string(),
+        }),
+        LicenseArg::Existing(sub) => state
+            .store
+            .license(&sub)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no license {sub}; create it with --tier and --days")),
+    }
+}
+
 fn mint(config: ServerConfig, args: &[String]) -> Result<(), String> {
-    let (spec, mut rest) = license_args(args)?;
+    let (arg, mut rest) = license_args(args)?;
     let refresh_url = take_flag(&mut rest, "--refresh-url")?;
     no_more(&rest)?;
     let state = open(config)?;
-    let lic = state.create_license(spec)?;
+    let lic = obtain(&state, arg)?;
     let (jwt, _) = state
         .issue_static(&lic, refresh_url.as_deref())
         .map_err(|e| e.message)?;
@@ -232,12 +279,61 @@ fn mint(config: ServerConfig, args: &[String]) -> Result<(), String> {
 }
 
 fn api_key_create(config: ServerConfig, args: &[String]) -> Result<(), String> {
-    let (spec, rest) = license_args(args)?;
+    let (arg, rest) = license_args(args)?;
     no_more(&rest)?;
     let state = open(config)?;
-    let lic = state.create_license(spec)?;
+    let lic = obtain(&state, arg)?;
     let key = state.new_api_key(&lic.id)?;
     println!("{key}");
+    Ok(())
+}
+
+fn license_update(config: ServerConfig, args: &[String]) -> Result<(), String> {
+    let mut rest = args.to_vec();
+    let sub = required(&mut rest, "--sub")?;
+    check_license_id(&sub)?;
+    let tier = take_flag(&mut rest, "--tier")?.map(|t| t.to_ascii_lowercase());
+    let days: Option<i64> = number(&mut rest, "--days")?;
+    let org = take_flag(&mut rest, "--org")?;
+    let seats: Option<u32> = number(&mut rest, "--seats")?;
+    let grace: Option<u32> = number(&mut rest, "--offline-grace-days")?;
+    let hb: Option<u64> = number(&mut rest, "--heartbeat-interval")?;
+    no_more(&rest)?;
+    if let Some(t) = &tier {
+        check_tier(&config, t)?;
+    }
+    if days.is_some_and(|d| !(1..=36_500).contains(&d)) {
+        return Err("--days must be 1 to 36500".into());
+    }
+    if hb.is_some_and(|h| !(1..=86_400).contains(&h)) {
+        return Err("--heartbeat-interval must be 1 to 86400 seconds".into());
+    }
+    let state = open(config)?;
+    let mut lic = state
+        .store
+        .license(&sub)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no license {sub}"))?;
+    if let Some(t) = tier {
+        lic.tier = t;
+    }
+    if let Some(d) = days {
+        lic.expires_at = state.now() + d * 86_400;
+    }
+    lic.org_name = org.or(lic.org_name);
+    lic.seats = seats.or(lic.seats);
+    lic.offline_grace_days = grace.or(lic.offline_grace_days);
+    lic.heartbeat_interval = hb.or(lic.heartbeat_interval);
+    state
+        .store
+        .update_license(&lic)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "{sub}: {} until {}{}",
+        lic.tier,
+        lic4es::clock::rfc3339(lic.expires_at),
+        if lic.revoked { " (revoked)" } else { "" }
+    );
     Ok(())
 }
 

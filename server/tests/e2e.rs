@@ -247,19 +247,10 @@ fn engine_against_the_reference_server() {
         "no request for a token without refresh_url"
     );
 
+    // The license exists now: minting for it again names it alone.
     let with_url = server(
         &config,
-        &[
-            "mint",
-            "--tier",
-            "team",
-            "--sub",
-            "org-static",
-            "--days",
-            "10",
-            "--refresh-url",
-            "default",
-        ],
+        &["mint", "--sub", "org-static", "--refresh-url", "default"],
     );
     server(
         &config,

@@ -224,3 +224,114 @@ fn defaults_listen_on_8700_with_a_store_under_the_data_dir() {
         assert!(err.contains(key), "{text}: {err}");
     }
 }
+
+#[test]
+fn creating_a_license_whose_id_exists_is_409_and_never_lifts_a_revocation() {
+    let s = Server::start();
+    let body = json!({"id": "org-dup", "tier": "pro", "days": 30, "org_name": "Acme"});
+    let (status, v) = s.admin("POST", "/admin/licenses", body.clone());
+    assert_eq!(status, 201, "{v}");
+    let old_key = v["api_key"].as_str().unwrap().to_string();
+    let (status, _) = s.admin("POST", "/admin/licenses/org-dup/revoke", Value::Null);
+    assert_eq!(status, 200);
+    assert_eq!(s.fetch(&old_key).1["error"], "license_revoked");
+
+    // Before: this silently replaced the license, and the revoked key worked again.
+    let mut again = body.clone();
+    again["tier"] = json!("enterprise");
+    let (status, v) = s.admin("POST", "/admin/licenses", again);
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (409, Some("license_exists")),
+        "{v}"
+    );
+    assert_eq!(s.fetch(&old_key).1["error"], "license_revoked");
+    let (_, shown) = s.admin("GET", "/admin/licenses/org-dup", Value::Null);
+    assert_eq!(
+        (shown["tier"].as_str(), shown["revoked"].as_bool()),
+        (Some("pro"), Some(true))
+    );
+
+    // Changing a license is explicit, and a revocation stays.
+    let (status, v) = s.json(
+        "PATCH",
+        "/admin/licenses/org-dup",
+        Some("admin-secret"),
+        json!({"tier": "team", "seats": 9}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (
+            v["tier"].as_str(),
+            v["seats"].as_u64(),
+            v["revoked"].as_bool()
+        ),
+        (Some("team"), Some(9), Some(true))
+    );
+    let (status, _) = s.json(
+        "PATCH",
+        "/admin/licenses/nope",
+        Some("admin-secret"),
+        json!({"tier": "pro"}),
+    );
+    assert_eq!(status, 404);
+
+    // Another key for an existing license is its own call.
+    let (_, v) = s.admin(
+        "POST",
+        "/admin/licenses",
+        json!({"id": "org-two", "tier": "pro", "days": 3}),
+    );
+    let first = v["api_key"].as_str().unwrap().to_string();
+    let (status, v) = s.admin("POST", "/admin/licenses/org-two/api-keys", Value::Null);
+    assert_eq!(status, 201, "{v}");
+    let second = v["api_key"].as_str().unwrap();
+    assert_ne!(first, second);
+    assert_eq!(s.fetch(second).0, 200);
+    let audit = s
+        .admin("GET", "/admin/audit?license=org-dup", Value::Null)
+        .1
+        .to_string();
+    assert!(audit.contains("license_update"), "{audit}");
+}
+
+#[test]
+fn license_ids_outside_the_alphabet_are_400() {
+    let s = Server::start();
+    let long = "a".repeat(129);
+    for id in [
+        "",
+        "has space",
+        "semi;colon",
+        "slash/x",
+        "ünï",
+        "{lic}",
+        long.as_str(),
+    ] {
+        let (status, v) = s.admin(
+            "POST",
+            "/admin/licenses",
+            json!({"id": id, "tier": "pro", "days": 3}),
+        );
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{id:?}: {v}"
+        );
+    }
+    for id in ["a", "org-acme_1.2", &"Z".repeat(128)] {
+        let (status, v) = s.admin(
+            "POST",
+            "/admin/licenses",
+            json!({"id": id, "tier": "pro", "days": 3}),
+        );
+        assert_eq!(status, 201, "{id:?}: {v}");
+    }
+    let (status, _) = s.json(
+        "GET",
+        "/admin/licenses/bad%20id",
+        Some("admin-secret"),
+        Value::Null,
+    );
+    assert_eq!(status, 400);
+}

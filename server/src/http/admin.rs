@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{bearer, parse, ApiError};
-use crate::app::{check_tier, AppState, NewLicense};
+use crate::app::{check_license_id, check_tier, AppState, LicenseError, NewLicense};
 use crate::seats::Session;
 use crate::store::{AuditEvent, License};
 
@@ -44,6 +44,21 @@ fn admin(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+fn license_error(e: LicenseError) -> ApiError {
+    match e {
+        LicenseError::Exists(_) => {
+            ApiError::new(StatusCode::CONFLICT, codes::LICENSE_EXISTS, e.to_string())
+        }
+        LicenseError::Invalid(m) => ApiError::bad(codes::INVALID_REQUEST, m),
+        LicenseError::Store(e) => ApiError::from(e),
+    }
+}
+
+/// A license id from a path or query: anything outside section 14's alphabet is a 400.
+fn license_id(id: &str) -> Result<(), ApiError> {
+    check_license_id(id).map_err(|m| ApiError::bad(codes::INVALID_REQUEST, m))
 }
 
 fn not_found(what: &str) -> ApiError {
@@ -131,12 +146,15 @@ pub async fn create_license(
     let state = s.clone();
     let (lic, key) = tokio::task::spawn_blocking(move || {
         let lic = state.create_license(spec)?;
-        let key = state.new_api_key(&lic.id)?;
-        Ok::<_, String>((lic, key))
+        let key = state
+            .store
+            .create_api_key(&lic.id, state.now())
+            .map_err(LicenseError::Store)?;
+        Ok::<_, LicenseError>((lic, key))
     })
     .await
-    .map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.to_string()))?
-    .map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e))?;
+    .map_err(|e| ApiError::from(crate::store::StoreError::Unavailable(e.to_string())))?
+    .map_err(license_error)?;
     s.audit(s.admin_event(
         "license_create",
         &lic.id,
@@ -173,11 +191,127 @@ pub async fn show_license(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     admin(&s, &headers)?;
+    license_id(&id)?;
     let lic = s
         .blocking(move |st| st.license(&id))
         .await?
         .ok_or_else(|| not_found("license"))?;
     Ok(Json(license_view(&s, &lic)))
+}
+
+/// Body of `PATCH /admin/licenses/{id}`: the fields to change (absent ones stay).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateLicense {
+    tier: Option<String>,
+    org_name: Option<String>,
+    /// New expiry: this many days from now.
+    days: Option<i64>,
+    trial: Option<bool>,
+    seats: Option<u32>,
+    offline_grace_days: Option<u32>,
+    heartbeat_interval: Option<u64>,
+}
+
+/// `PATCH /admin/licenses/{id}`: the explicit update of a license's terms. Revocation is
+/// not among them: a revoked license stays revoked.
+pub async fn update_license(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    admin(&s, &headers)?;
+    license_id(&id)?;
+    let req: UpdateLicense = parse(body)?;
+    if let Some(t) = &req.tier {
+        check_tier(&s.config, t).map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e))?;
+    }
+    if req.days.is_some_and(|d| !(1..=36_500).contains(&d)) {
+        return Err(ApiError::bad(
+            codes::INVALID_REQUEST,
+            "days must be 1 to 36500",
+        ));
+    }
+    if req
+        .heartbeat_interval
+        .is_some_and(|h| !(1..=86_400).contains(&h))
+    {
+        return Err(ApiError::bad(
+            codes::INVALID_REQUEST,
+            "heartbeat_interval must be 1 to 86400 seconds",
+        ));
+    }
+    let lid = id.clone();
+    let mut lic = s
+        .blocking(move |st| st.license(&lid))
+        .await?
+        .ok_or_else(|| not_found("license"))?;
+    let mut changed = Vec::new();
+    if let Some(t) = req.tier {
+        changed.push(format!("tier {t}"));
+        lic.tier = t;
+    }
+    if let Some(o) = req.org_name {
+        changed.push("org_name".to_string());
+        lic.org_name = Some(o);
+    }
+    if let Some(d) = req.days {
+        lic.expires_at = s.now() + d * 86_400;
+        changed.push(format!("expires {}", rfc3339(lic.expires_at)));
+    }
+    if let Some(t) = req.trial {
+        changed.push(format!("trial {t}"));
+        lic.trial = t;
+    }
+    if let Some(n) = req.seats {
+        changed.push(format!("seats {n}"));
+        lic.seats = Some(n);
+    }
+    if let Some(g) = req.offline_grace_days {
+        changed.push(format!("offline_grace_days {g}"));
+        lic.offline_grace_days = Some(g);
+    }
+    if let Some(h) = req.heartbeat_interval {
+        changed.push(format!("heartbeat_interval {h}"));
+        lic.heartbeat_interval = Some(h);
+    }
+    let update = lic.clone();
+    if !s.blocking(move |st| st.update_license(&update)).await? {
+        return Err(not_found("license"));
+    }
+    s.audit(s.admin_event("license_update", &id, addr, Some(changed.join(", "))))
+        .await;
+    Ok(Json(license_view(&s, &lic)))
+}
+
+/// `POST /admin/licenses/{id}/api-keys`: another API key for an existing license.
+pub async fn add_api_key(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    admin(&s, &headers)?;
+    license_id(&id)?;
+    let lid = id.clone();
+    let now = s.now();
+    let key = s
+        .blocking(move |st| match st.license(&lid)? {
+            Some(_) => st.create_api_key(&lid, now).map(Some),
+            None => Ok(None),
+        })
+        .await?
+        .ok_or_else(|| not_found("license"))?;
+    let prefix: String = key.chars().take(9).collect();
+    s.audit(s.admin_event("api_key_create", &id, addr, Some(format!("key {prefix}…"))))
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"license_id": id, "api_key": key})),
+    )
+        .into_response())
 }
 
 /// Body of `POST /admin/licenses/{id}/tier`.
@@ -196,6 +330,7 @@ pub async fn set_tier(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     admin(&s, &headers)?;
+    license_id(&id)?;
     let req: SetTier = parse(body)?;
     check_tier(&s.config, &req.tier).map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e))?;
     let (lid, tier) = (id.clone(), req.tier.clone());
@@ -220,6 +355,7 @@ pub async fn revoke_license(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     admin(&s, &headers)?;
+    license_id(&id)?;
     let lid = id.clone();
     if !s.blocking(move |st| st.revoke_license(&lid)).await? {
         return Err(not_found("license"));
@@ -327,6 +463,9 @@ pub async fn sessions(
     Query(f): Query<Filter>,
 ) -> Result<Json<Vec<SessionView>>, ApiError> {
     admin(&s, &headers)?;
+    if let Some(l) = &f.license {
+        license_id(l)?;
+    }
     s.sweep().await;
     let list = s.seats.sessions(f.license.as_deref()).await?;
     Ok(Json(list.into_iter().map(SessionView::from).collect()))
@@ -365,6 +504,9 @@ pub async fn audit(
     Query(f): Query<Filter>,
 ) -> Result<Json<Vec<AuditView>>, ApiError> {
     admin(&s, &headers)?;
+    if let Some(l) = &f.license {
+        license_id(l)?;
+    }
     s.sweep().await;
     let limit = f.limit.unwrap_or(100).clamp(1, 1000);
     let rows = s

@@ -257,7 +257,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/.well-known/jwks.json", get(metrics::jwks))
         .route("/admin/licenses", post(admin::create_license))
-        .route("/admin/licenses/{id}", get(admin::show_license))
+        .route(
+            "/admin/licenses/{id}",
+            get(admin::show_license).patch(admin::update_license),
+        )
+        .route("/admin/licenses/{id}/api-keys", post(admin::add_api_key))
         .route("/admin/licenses/{id}/tier", post(admin::set_tier))
         .route("/admin/licenses/{id}/revoke", post(admin::revoke_license))
         .route("/admin/api-keys/revoke", post(admin::revoke_key))

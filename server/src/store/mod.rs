@@ -81,8 +81,11 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Licenses, keys, telemetry and audit, whatever the database.
 pub trait LicenseStore: Send + Sync {
-    /// Creates or replaces a license.
-    fn upsert_license(&self, l: &License, now: i64) -> StoreResult<()>;
+    /// Creates a license; false (and nothing changed) when one with its id exists.
+    fn insert_license(&self, l: &License, now: i64) -> StoreResult<bool>;
+    /// Changes an existing license's terms (tier, org, expiry, trial, overrides); never
+    /// its revocation. False when there is no such license.
+    fn update_license(&self, l: &License) -> StoreResult<bool>;
     /// The license `id`.
     fn license(&self, id: &str) -> StoreResult<Option<License>>;
     /// Changes a license's tier; false when there is no such license.

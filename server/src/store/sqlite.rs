@@ -124,15 +124,14 @@ impl SqliteStore {
 }
 
 impl LicenseStore for SqliteStore {
-    fn upsert_license(&self, l: &License, now: i64) -> StoreResult<()> {
-        self.conn()
+    fn insert_license(&self, l: &License, now: i64) -> StoreResult<bool> {
+        let n = self
+            .conn()
             .execute(
                 "INSERT INTO licenses (id, tier, org_name, expires_at, trial, revoked, created_at,
                     seats, offline_grace_days, heartbeat_interval)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT(id) DO UPDATE SET tier = ?2, org_name = ?3, expires_at = ?4,
-                    trial = ?5, revoked = ?6, seats = ?8, offline_grace_days = ?9,
-                    heartbeat_interval = ?10",
+                 ON CONFLICT(id) DO NOTHING",
                 params![
                     l.id,
                     l.tier,
@@ -147,7 +146,29 @@ impl LicenseStore for SqliteStore {
                 ],
             )
             .map_err(db)?;
-        Ok(())
+        Ok(n > 0)
+    }
+
+    fn update_license(&self, l: &License) -> StoreResult<bool> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE licenses SET tier = ?2, org_name = ?3, expires_at = ?4, trial = ?5,
+                    seats = ?6, offline_grace_days = ?7, heartbeat_interval = ?8
+                 WHERE id = ?1",
+                params![
+                    l.id,
+                    l.tier,
+                    l.org_name,
+                    l.expires_at,
+                    l.trial,
+                    l.seats,
+                    l.offline_grace_days,
+                    l.heartbeat_interval
+                ],
+            )
+            .map_err(db)?;
+        Ok(n > 0)
     }
 
     fn license(&self, id: &str) -> StoreResult<Option<License>> {
