@@ -36,6 +36,15 @@ pub fn open_with_clock(
     config: ServerConfig,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<AppState>, String> {
+    if let Some(tree) = git_work_tree_of(&config.data_dir) {
+        eprintln!(
+            "license-server: WARN: data-dir {} is inside the git work tree {}; it holds the \
+             private signing key and the license database. Keep it out of version control \
+             (.gitignore) or set `data-dir` elsewhere.",
+            config.data_dir.display(),
+            tree.display()
+        );
+    }
     let key = keys::SigningKey::load_or_create(&config.signing_key_path())?;
     let store = store::SqliteStore::open(&config.database_path())?;
     let seats = seats::MemorySeats::new(clock.clone());
@@ -46,4 +55,20 @@ pub fn open_with_clock(
         Arc::new(seats),
         clock,
     )?))
+}
+
+/// The git work tree `dir` lies in, if any: the nearest ancestor holding `.git` (a
+/// directory, or a file in a linked work tree or submodule).
+pub fn git_work_tree_of(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    let abs = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(dir)
+    };
+    // The directory may not exist yet: look from its nearest existing ancestor.
+    let start = abs.ancestors().find_map(|a| a.canonicalize().ok())?;
+    start
+        .ancestors()
+        .find(|a| a.join(".git").exists())
+        .map(|a| a.to_path_buf())
 }

@@ -1,6 +1,7 @@
 //! The embedded store: one SQLite file (WAL, so the CLI can edit it while the server
 //! runs).
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -37,15 +38,46 @@ fn license_row(r: &Row<'_>) -> rusqlite::Result<License> {
     })
 }
 
+/// Creates the database file 0600 before SQLite opens it (SQLite gives the WAL and
+/// shared-memory files the database file's mode), and narrows a database and its side
+/// files that an earlier version left readable by others: they hold the licenses and
+/// the API key hashes.
+fn make_private(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let p = std::path::PathBuf::from(p);
+        if let Ok(meta) = std::fs::metadata(&p) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| format!("cannot make {} private: {e}", p.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<SqliteStore, String> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
                     .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             }
         }
+        make_private(path)?;
         let conn =
             Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let store = SqliteStore {

@@ -1,0 +1,67 @@
+//! The server's files on disk: private modes, and a warning for a data dir in a git tree.
+
+use std::os::unix::fs::PermissionsExt;
+
+use license_server::store::{License, LicenseStore, SqliteStore};
+
+fn mode(p: &std::path::Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn database_wal_and_shm_are_created_0600_in_a_0700_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data/licenses.sqlite3");
+    let store = SqliteStore::open(&db).unwrap();
+    let lic = License {
+        id: "org-1".into(),
+        tier: "pro".into(),
+        expires_at: 2_000_000_000,
+        ..License::default()
+    };
+    assert!(store.insert_license(&lic, 1).unwrap());
+    store.create_api_key("org-1", 1).unwrap();
+    let wal = dir.path().join("data/licenses.sqlite3-wal");
+    let shm = dir.path().join("data/licenses.sqlite3-shm");
+    assert!(
+        wal.exists() && shm.exists(),
+        "WAL mode keeps both while open"
+    );
+    for p in [&db, &wal, &shm] {
+        assert_eq!(mode(p), 0o600, "{}", p.display());
+    }
+    assert_eq!(mode(&dir.path().join("data")), 0o700);
+}
+
+#[test]
+fn a_database_left_readable_by_others_is_made_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.sqlite3");
+    drop(SqliteStore::open(&db).unwrap());
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = SqliteStore::open(&db).unwrap();
+    store.ping().unwrap();
+    assert_eq!(mode(&db), 0o600);
+}
+
+#[test]
+fn a_data_dir_inside_a_git_work_tree_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    let data = repo.join("license-server-data");
+    let found = license_server::git_work_tree_of(&data).expect("inside a work tree");
+    assert_eq!(found, repo.canonicalize().unwrap());
+    let outside = dir.path().join("elsewhere/data");
+    assert_eq!(license_server::git_work_tree_of(&outside), None);
+}
+
+#[test]
+fn the_default_data_dir_is_git_ignored() {
+    let ignore =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.gitignore")).unwrap();
+    assert!(
+        ignore.lines().any(|l| l.trim() == "license-server-data/"),
+        "{ignore}"
+    );
+}
