@@ -142,10 +142,14 @@ impl AppState {
         }
     }
 
-    /// Drops audit entries past `audit-retention-days`.
+    /// Drops audit entries past `audit-retention-days` and telemetry past
+    /// `telemetry-retention-days`.
     pub async fn prune_audit(&self) {
-        let before = self.now() - (self.config.audit_retention_days as i64).saturating_mul(86_400);
+        let days = |d: u64| (d.min(100_000) as i64) * 86_400;
+        let before = self.now() - days(self.config.audit_retention_days);
         let _ = self.blocking(move |s| s.prune_audit(before)).await;
+        let before = self.now() - days(self.config.telemetry_retention_days);
+        let _ = self.blocking(move |s| s.prune_telemetry(before)).await;
     }
 }
 

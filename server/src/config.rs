@@ -103,10 +103,17 @@ pub struct ServerConfig {
     /// Days the audit trail is kept.
     #[serde(default = "default_audit_days")]
     pub audit_retention_days: u64,
+    /// Days telemetry (latest values and daily rows) is kept.
+    #[serde(default = "default_telemetry_days")]
+    pub telemetry_retention_days: u64,
 }
 
 /// The tier names a policy may be given for.
 pub const TIERS: [&str; 4] = ["community", "pro", "team", "enterprise"];
+
+fn default_telemetry_days() -> u64 {
+    crate::telemetry::DEFAULT_RETENTION_DAYS
+}
 
 fn default_audit_days() -> u64 {
     90

@@ -16,6 +16,7 @@ pub mod issue;
 pub mod keys;
 pub mod seats;
 pub mod store;
+pub mod telemetry;
 
 use std::sync::Arc;
 

@@ -400,7 +400,7 @@ pub async fn revoke_key(
     Ok(Json(json!({"revoked": true})))
 }
 
-/// `GET /admin/telemetry`.
+/// `GET /admin/telemetry`: the latest report of the most recently heard instances.
 pub async fn telemetry(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -409,9 +409,34 @@ pub async fn telemetry(
     let rows = s.blocking(|st| st.recent_telemetry(100)).await?;
     Ok(Json(Value::Array(
         rows.into_iter()
-            .map(|(l, i, at, body)| {
-                json!({"license_id": l, "instance_id": i, "received_at": at,
-                       "telemetry": serde_json::from_str::<Value>(&body).unwrap_or(Value::Null)})
+            .map(|r| {
+                json!({"license_id": r.license_id, "instance_id": r.instance_id,
+                       "received_at": rfc3339(r.received_at), "telemetry": r.telemetry})
+            })
+            .collect(),
+    )))
+}
+
+/// `GET /admin/telemetry/daily[?license=ID][&limit=N]`: usage per license and day.
+pub async fn telemetry_daily(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(f): Query<Filter>,
+) -> Result<Json<Value>, ApiError> {
+    admin(&s, &headers)?;
+    if let Some(l) = &f.license {
+        license_id(l)?;
+    }
+    let limit = f.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = s
+        .blocking(move |st| st.daily_telemetry(f.license.as_deref(), limit))
+        .await?;
+    Ok(Json(Value::Array(
+        rows.into_iter()
+            .map(|r| {
+                let mut v = json!(r);
+                v["day"] = json!(rfc3339(r.day * 86_400)[..10].to_string());
+                v
             })
             .collect(),
     )))

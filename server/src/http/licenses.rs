@@ -46,16 +46,11 @@ impl AppState {
 
     async fn record_telemetry(&self, license: &str, req: &TokenRequest) {
         let Some(t) = &req.telemetry else { return };
-        let (license, instance, body, now) = (
-            license.to_string(),
-            req.instance_id.clone(),
-            t.to_string(),
-            self.now(),
-        );
-        if self
-            .blocking(move |s| s.add_telemetry(&license, &instance, &body, now))
+        let sample = crate::telemetry::Sample::from_json(t);
+        let (license, instance, now) = (license.to_string(), req.instance_id.clone(), self.now());
+        if let Ok(true) = self
+            .blocking(move |s| s.record_telemetry(&license, &instance, &sample, now))
             .await
-            .is_ok()
         {
             self.metrics.telemetry_received();
         }

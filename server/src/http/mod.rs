@@ -266,6 +266,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/licenses/{id}/revoke", post(admin::revoke_license))
         .route("/admin/api-keys/revoke", post(admin::revoke_key))
         .route("/admin/telemetry", get(admin::telemetry))
+        .route("/admin/telemetry/daily", get(admin::telemetry_daily))
         .route("/admin/sessions", get(admin::sessions))
         .route("/admin/sessions/{id}", delete(admin::kick))
         .route("/admin/audit", get(admin::audit))

@@ -9,6 +9,8 @@ pub mod sqlite;
 
 use sha2::{Digest, Sha256};
 
+use crate::telemetry::Sample;
+
 pub use self::sqlite::SqliteStore;
 
 /// A license as stored.
@@ -68,6 +70,41 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
+/// An instance's latest telemetry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InstanceTelemetry {
+    /// The license.
+    pub license_id: String,
+    /// The engine instance.
+    pub instance_id: String,
+    /// When it was received (seconds).
+    pub received_at: i64,
+    /// What it said.
+    pub telemetry: Sample,
+}
+
+/// One license's usage on one day (UTC).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DailyTelemetry {
+    /// The license.
+    pub license_id: String,
+    /// Days since the epoch.
+    #[serde(skip)]
+    pub day: i64,
+    /// Reports stored that day.
+    pub reports: u64,
+    /// Instances that reported that day.
+    pub instances: u64,
+    /// Queries run that day (summed over instances).
+    pub queries: u64,
+    /// Joins run that day.
+    pub joins: u64,
+    /// Highest `mvs_active` reported.
+    pub peak_mvs_active: u64,
+    /// Highest `clusters_connected` reported.
+    pub peak_clusters_connected: u64,
+}
+
 /// Why the store could not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -98,16 +135,28 @@ pub trait LicenseStore: Send + Sync {
     fn api_key(&self, key: &str) -> StoreResult<Option<KeyRecord>>;
     /// Revokes an API key; false when it is unknown.
     fn revoke_api_key(&self, key: &str) -> StoreResult<bool>;
-    /// Stores a telemetry body received from an instance.
-    fn add_telemetry(
+    /// Keeps a telemetry report: the instance's latest value and its license's row for
+    /// the day, by [`crate::telemetry::admit`]'s rule (false when not stored: the
+    /// instance's last report is under a minute old). Keeps at most
+    /// [`crate::telemetry::MAX_INSTANCES_PER_LICENSE`] instances per license.
+    fn record_telemetry(
         &self,
         license_id: &str,
         instance_id: &str,
-        body: &str,
+        sample: &Sample,
         now: i64,
-    ) -> StoreResult<()>;
-    /// The latest telemetry bodies, newest first: (license, instance, received_at, body).
-    fn recent_telemetry(&self, limit: u32) -> StoreResult<Vec<(String, String, i64, String)>>;
+    ) -> StoreResult<bool>;
+    /// The latest report of the most recently heard instances, newest first.
+    fn recent_telemetry(&self, limit: u32) -> StoreResult<Vec<InstanceTelemetry>>;
+    /// Daily aggregates, newest first, optionally for one license.
+    fn daily_telemetry(
+        &self,
+        license: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<DailyTelemetry>>;
+    /// Drops latest values received before `before` and days before its day; returns
+    /// how many rows went.
+    fn prune_telemetry(&self, before: i64) -> StoreResult<u64>;
     /// Appends to the audit trail.
     fn append_audit(&self, e: &AuditEvent) -> StoreResult<()>;
     /// The audit trail, newest first, optionally for one license.

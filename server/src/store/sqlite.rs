@@ -9,8 +9,10 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{
-    hash_key, new_api_key, AuditEvent, KeyRecord, License, LicenseStore, StoreError, StoreResult,
+    hash_key, new_api_key, AuditEvent, DailyTelemetry, InstanceTelemetry, KeyRecord, License,
+    LicenseStore, StoreError, StoreResult,
 };
+use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
 
 /// SQLite behind a mutex: one connection, used by one caller at a time.
 pub struct SqliteStore {
@@ -115,14 +117,32 @@ impl SqliteStore {
                 revoked INTEGER NOT NULL DEFAULT 0,
                 created_at INTEGER NOT NULL
             );
-            CREATE TABLE IF NOT EXISTS telemetry (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
+            -- Before bounded telemetry, every body was a row of its own.
+            DROP TABLE IF EXISTS telemetry;
+            CREATE TABLE IF NOT EXISTS telemetry_latest (
                 license_id TEXT NOT NULL,
                 instance_id TEXT NOT NULL,
                 received_at INTEGER NOT NULL,
-                body TEXT NOT NULL
+                queries_total INTEGER,
+                joins_total INTEGER,
+                mvs_active INTEGER,
+                clusters_connected INTEGER,
+                PRIMARY KEY (license_id, instance_id)
             );
-            CREATE INDEX IF NOT EXISTS telemetry_instance ON telemetry(instance_id);
+            CREATE INDEX IF NOT EXISTS telemetry_latest_at
+                ON telemetry_latest(license_id, received_at);
+            CREATE INDEX IF NOT EXISTS telemetry_latest_recent ON telemetry_latest(received_at);
+            CREATE TABLE IF NOT EXISTS telemetry_daily (
+                license_id TEXT NOT NULL,
+                day INTEGER NOT NULL,
+                reports INTEGER NOT NULL,
+                instances INTEGER NOT NULL,
+                queries INTEGER NOT NULL,
+                joins INTEGER NOT NULL,
+                peak_mvs_active INTEGER NOT NULL,
+                peak_clusters_connected INTEGER NOT NULL,
+                PRIMARY KEY (license_id, day)
+            );
             CREATE TABLE IF NOT EXISTS audit (
                 id INTEGER PRIMARY KEY AUTOINCREMENT,
                 at INTEGER NOT NULL,
@@ -272,36 +292,167 @@ impl LicenseStore for SqliteStore {
             > 0)
     }
 
-    fn add_telemetry(
+    fn record_telemetry(
         &self,
         license_id: &str,
         instance_id: &str,
-        body: &str,
+        sample: &Sample,
         now: i64,
-    ) -> StoreResult<()> {
-        self.conn()
-            .execute(
-                "INSERT INTO telemetry (license_id, instance_id, received_at, body) VALUES (?1, ?2, ?3, ?4)",
-                params![license_id, instance_id, now, body],
+    ) -> StoreResult<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db)?;
+        let prev = tx
+            .query_row(
+                "SELECT received_at, queries_total, joins_total, mvs_active, clusters_connected
+                 FROM telemetry_latest WHERE license_id = ?1 AND instance_id = ?2",
+                [license_id, instance_id],
+                |r| {
+                    Ok(Latest {
+                        received_at: r.get(0)?,
+                        sample: Sample {
+                            queries_total: r.get::<_, Option<i64>>(1)?.map(|v| v as u64),
+                            joins_total: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+                            mvs_active: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+                            clusters_connected: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                        },
+                    })
+                },
+            )
+            .optional()
+            .map_err(db)?;
+        let Some(d) = admit(prev.as_ref(), now, sample) else {
+            return Ok(false);
+        };
+        // SQLite integers are signed: counters beyond i64 are kept at its maximum.
+        let int = |v: Option<u64>| v.map(|v| v.min(i64::MAX as u64) as i64);
+        tx.execute(
+            "INSERT INTO telemetry_latest (license_id, instance_id, received_at, queries_total,
+                joins_total, mvs_active, clusters_connected)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(license_id, instance_id) DO UPDATE SET received_at = ?3,
+                queries_total = ?4, joins_total = ?5, mvs_active = ?6, clusters_connected = ?7",
+            params![
+                license_id,
+                instance_id,
+                now,
+                int(sample.queries_total),
+                int(sample.joins_total),
+                int(sample.mvs_active),
+                int(sample.clusters_connected)
+            ],
+        )
+        .map_err(db)?;
+        let big = |v: u64| v.min(i64::MAX as u64) as i64;
+        tx.execute(
+            "INSERT INTO telemetry_daily (license_id, day, reports, instances, queries, joins,
+                peak_mvs_active, peak_clusters_connected)
+             VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(license_id, day) DO UPDATE SET reports = reports + 1,
+                instances = instances + ?3,
+                queries = min(queries + ?4, 9223372036854775807),
+                joins = min(joins + ?5, 9223372036854775807),
+                peak_mvs_active = max(peak_mvs_active, ?6),
+                peak_clusters_connected = max(peak_clusters_connected, ?7)",
+            params![
+                license_id,
+                d.day,
+                big(d.new_instance),
+                big(d.queries),
+                big(d.joins),
+                big(d.mvs_active),
+                big(d.clusters_connected)
+            ],
+        )
+        .map_err(db)?;
+        if prev.is_none() {
+            // A new instance: past the cap, the least recently heard make room.
+            tx.execute(
+                "DELETE FROM telemetry_latest WHERE license_id = ?1 AND instance_id IN (
+                    SELECT instance_id FROM telemetry_latest WHERE license_id = ?1
+                    ORDER BY received_at DESC LIMIT -1 OFFSET ?2)",
+                params![license_id, MAX_INSTANCES_PER_LICENSE],
             )
             .map_err(db)?;
-        Ok(())
+        }
+        tx.commit().map_err(db)?;
+        Ok(true)
     }
 
-    fn recent_telemetry(&self, limit: u32) -> StoreResult<Vec<(String, String, i64, String)>> {
+    fn recent_telemetry(&self, limit: u32) -> StoreResult<Vec<InstanceTelemetry>> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT license_id, instance_id, received_at, body FROM telemetry
-                 ORDER BY id DESC LIMIT ?1",
+                "SELECT license_id, instance_id, received_at, queries_total, joins_total,
+                    mvs_active, clusters_connected
+                 FROM telemetry_latest ORDER BY received_at DESC LIMIT ?1",
             )
             .map_err(db)?;
         let rows = stmt
             .query_map([limit], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                let n = |i: usize| r.get::<_, Option<i64>>(i).map(|v| v.map(|v| v as u64));
+                Ok(InstanceTelemetry {
+                    license_id: r.get(0)?,
+                    instance_id: r.get(1)?,
+                    received_at: r.get(2)?,
+                    telemetry: Sample {
+                        queries_total: n(3)?,
+                        joins_total: n(4)?,
+                        mvs_active: n(5)?,
+                        clusters_connected: n(6)?,
+                    },
+                })
             })
             .map_err(db)?;
         rows.collect::<rusqlite::Result<_>>().map_err(db)
+    }
+
+    fn daily_telemetry(
+        &self,
+        license: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<DailyTelemetry>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT license_id, day, reports, instances, queries, joins, peak_mvs_active,
+                    peak_clusters_connected
+                 FROM telemetry_daily WHERE (?1 IS NULL OR license_id = ?1)
+                 ORDER BY day DESC, license_id LIMIT ?2",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![license, limit], |r| {
+                let n = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
+                Ok(DailyTelemetry {
+                    license_id: r.get(0)?,
+                    day: r.get(1)?,
+                    reports: n(2)?,
+                    instances: n(3)?,
+                    queries: n(4)?,
+                    joins: n(5)?,
+                    peak_mvs_active: n(6)?,
+                    peak_clusters_connected: n(7)?,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db)
+    }
+
+    fn prune_telemetry(&self, before: i64) -> StoreResult<u64> {
+        let conn = self.conn();
+        let a = conn
+            .execute(
+                "DELETE FROM telemetry_latest WHERE received_at < ?1",
+                [before],
+            )
+            .map_err(db)?;
+        let b = conn
+            .execute(
+                "DELETE FROM telemetry_daily WHERE day < ?1",
+                [day_of(before)],
+            )
+            .map_err(db)?;
+        Ok((a + b) as u64)
     }
 
     fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
