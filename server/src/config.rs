@@ -106,6 +106,25 @@ pub struct ServerConfig {
     /// Days telemetry (latest values and daily rows) is kept.
     #[serde(default = "default_telemetry_days")]
     pub telemetry_retention_days: u64,
+    /// Seconds a client has to send a request's headers (counted from when the
+    /// connection waits for a request, so it also bounds an idle kept-alive connection).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+    /// Seconds a connection may make no progress (reading a body, taking a response)
+    /// before it is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// Most connections served at once; more wait to be accepted. Default: 4096, or
+    /// the open-file limit less a reserve when that is lower.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+}
+
+fn default_header_timeout() -> u64 {
+    10
+}
+fn default_idle_timeout() -> u64 {
+    60
 }
 
 /// The tier names a policy may be given for.
@@ -238,6 +257,15 @@ impl ServerConfig {
         }
         if cfg.token_lifetime_hours == 0 {
             return Err("token-lifetime-hours must be at least 1".into());
+        }
+        if !(1..=3600).contains(&cfg.header_timeout_secs) {
+            return Err("header-timeout-secs must be 1 to 3600".into());
+        }
+        if !(1..=86_400).contains(&cfg.idle_timeout_secs) {
+            return Err("idle-timeout-secs must be 1 to 86400".into());
+        }
+        if cfg.max_connections == Some(0) {
+            return Err("max-connections must be at least 1".into());
         }
         Ok(cfg)
     }

@@ -5,11 +5,11 @@
 //! `lic4es::protocol`; fields the server does not know are ignored.
 
 pub mod admin;
+pub mod conn;
 pub mod licenses;
 pub mod metrics;
 pub mod seats;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -289,8 +289,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// How often lapses are audited and the audit trail pruned while serving.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Serves on `listener` until `shutdown` completes; lapsed sessions are audited in the
-/// background.
+/// Serves on `listener` until `shutdown` completes, under the config's connection
+/// limits; lapsed sessions are audited in the background.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
@@ -308,12 +308,15 @@ pub async fn serve(
             }
         }
     });
-    let result = axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let limits = conn::Limits {
+        header_timeout: std::time::Duration::from_secs(state.config.header_timeout_secs),
+        idle_timeout: std::time::Duration::from_secs(state.config.idle_timeout_secs),
+        max_connections: conn::connection_cap(
+            state.config.max_connections,
+            conn::raise_nofile_limit(),
+        ),
+    };
+    let result = conn::serve_connections(listener, router(state), limits, shutdown).await;
     sweep.abort();
     result
 }

@@ -1,0 +1,258 @@
+//! Accepting and serving connections so that slow or idle clients cannot exhaust the
+//! server: headers must arrive within `header-timeout-secs`, a connection that makes no
+//! progress for `idle-timeout-secs` is closed, and at most `max-connections` are served
+//! at once (more wait in the listen backlog rather than taking file descriptors).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, Sleep};
+
+/// Default cap on connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// File descriptors kept back from the cap for the store, the listener and logs.
+const FD_RESERVE: usize = 64;
+/// How long in-flight requests get to finish at shutdown.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// The limits connections are served under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Time to send a request's headers.
+    pub header_timeout: Duration,
+    /// Time without progress before a connection is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+/// The cap on connections: the configured one, else the default, never above what the
+/// open-file limit allows (`nofile` soft limit less a reserve).
+pub fn connection_cap(configured: Option<usize>, nofile: Option<u64>) -> usize {
+    let wanted = configured.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    match nofile {
+        Some(n) => wanted.min((n as usize).saturating_sub(FD_RESERVE).max(1)),
+        None => wanted,
+    }
+}
+
+/// Raises the soft open-file limit to the hard one (a server's usual first step) and
+/// returns the soft limit in effect.
+pub fn raise_nofile_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    Some(lim.rlim_cur)
+}
+
+/// A connection that fails once it has made no progress (read or write) for a while, so
+/// a client that stops sending a body or stops reading its response lets go of it.
+struct Watched<T> {
+    inner: T,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl<T> Watched<T> {
+    fn new(inner: T, idle: Duration) -> Self {
+        Watched {
+            inner,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+
+    fn progressed(&mut self) {
+        self.deadline.as_mut().reset(Instant::now() + self.idle);
+    }
+
+    /// After the inner I/O returned `Pending`: an error once the deadline has passed.
+    fn check<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no progress on the connection",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                this.progressed();
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.check(cx),
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                this.progressed();
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.check(cx),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            Poll::Ready(r) => Poll::Ready(r),
+            Poll::Pending => this.check(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves `router` on `listener` under `limits` until `shutdown` completes; then stops
+/// accepting and gives in-flight requests a few seconds.
+pub async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        // A slot first: at the cap, new clients wait in the backlog instead of taking a
+        // descriptor each.
+        let permit = tokio::select! {
+            _ = shutdown.as_mut() => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, addr) = tokio::select! {
+            _ = shutdown.as_mut() => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of descriptors or a connection reset before accept: back off
+                    // briefly rather than spin.
+                    if !matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset) {
+                        eprintln!("license-server: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = serve_one(stream, addr, router.clone(), limits);
+        let watched = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = watched.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(DRAIN) => {}
+    }
+    Ok(())
+}
+
+fn serve_one(
+    stream: TcpStream,
+    addr: SocketAddr,
+    router: Router,
+    limits: Limits,
+) -> hyper::server::conn::http1::Connection<
+    TokioIo<Watched<TcpStream>>,
+    impl hyper::service::Service<
+            hyper::Request<Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future = impl Future + Send,
+        > + Send,
+> {
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(addr));
+        let mut router = router.clone();
+        tower_service::Service::call(&mut router, req)
+    });
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true)
+        .serve_connection(
+            TokioIo::new(Watched::new(stream, limits.idle_timeout)),
+            service,
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_stays_under_the_open_file_limit() {
+        let cases = [
+            (None, None, DEFAULT_MAX_CONNECTIONS),
+            (None, Some(1024), 1024 - FD_RESERVE),
+            (None, Some(1_048_576), DEFAULT_MAX_CONNECTIONS),
+            (Some(100), Some(1024), 100),
+            (Some(5000), Some(1024), 1024 - FD_RESERVE),
+            (Some(10), Some(10), 1),
+        ];
+        for (configured, nofile, want) in cases {
+            assert_eq!(
+                connection_cap(configured, nofile),
+                want,
+                "{configured:?} {nofile:?}"
+            );
+        }
+    }
+}
