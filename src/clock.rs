@@ -1,12 +1,20 @@
-//! Wall-clock time behind one trait, so tests can simulate days in milliseconds.
+//! Wall-clock time behind one trait, so tests can simulate days in milliseconds, and the
+//! clock ledger: the high-water mark that keeps a clock set back from extending a
+//! license.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-/// A source of wall-clock time, in milliseconds since the Unix epoch.
+/// A source of wall-clock time, in milliseconds since the Unix epoch, and of monotonic
+/// time, which no one can set back.
 pub trait Clock: Send + Sync {
     /// Current wall-clock time in milliseconds since the Unix epoch.
     fn now_millis(&self) -> i64;
+
+    /// Milliseconds since a fixed point of this process; never decreases, whatever is
+    /// done to the wall clock.
+    fn monotonic_millis(&self) -> i64;
 
     /// Current wall-clock time in whole seconds since the Unix epoch.
     fn now_secs(&self) -> i64 {
@@ -26,12 +34,19 @@ impl Clock for SystemClock {
             Err(_) => 0,
         }
     }
+
+    fn monotonic_millis(&self) -> i64 {
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        let origin = *ORIGIN.get_or_init(Instant::now);
+        i64::try_from(origin.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
 }
 
 /// A clock that only moves when told to; for tests.
 #[derive(Debug)]
 pub struct ManualClock {
     millis: AtomicI64,
+    monotonic: AtomicI64,
 }
 
 impl ManualClock {
@@ -39,6 +54,7 @@ impl ManualClock {
     pub fn new(millis: i64) -> Self {
         ManualClock {
             millis: AtomicI64::new(millis),
+            monotonic: AtomicI64::new(0),
         }
     }
 
@@ -47,20 +63,144 @@ impl ManualClock {
         Self::new(secs.saturating_mul(1000))
     }
 
-    /// Sets the time.
+    /// Sets the wall clock, as an operator would; monotonic time does not move.
     pub fn set_millis(&self, millis: i64) {
         self.millis.store(millis, Ordering::SeqCst);
     }
 
-    /// Moves the time forward (or back, with a negative value).
+    /// Lets time pass (both clocks move); a negative value sets the wall clock back
+    /// instead, leaving monotonic time where it is.
     pub fn advance_millis(&self, delta: i64) {
         self.millis.fetch_add(delta, Ordering::SeqCst);
+        if delta > 0 {
+            self.monotonic.fetch_add(delta, Ordering::SeqCst);
+        }
     }
 }
 
 impl Clock for ManualClock {
     fn now_millis(&self) -> i64 {
         self.millis.load(Ordering::SeqCst)
+    }
+
+    fn monotonic_millis(&self) -> i64 {
+        self.monotonic.load(Ordering::SeqCst)
+    }
+}
+
+/// A wall clock read more than this before the mark is not believed.
+pub const BEHIND_TOLERANCE_MS: i64 = 3_600_000;
+/// The mark is persisted when it has moved this much since it last was.
+pub const WRITE_STEP_MS: i64 = 3_600_000;
+/// A persisted mark (or a token's `iat`) further than this ahead of the wall clock is
+/// not believed: a hand-edited mark in the far future would otherwise expire every
+/// license.
+pub const MAX_AHEAD_MS: i64 = 366 * 86_400_000;
+
+/// The clock ledger (section 10): the latest time the engine has trusted. It moves with
+/// the wall clock, with every valid token's `iat`, and, while the process runs, with
+/// monotonic time, so setting the wall clock back, before a restart or during a run,
+/// never moves license time back. Pure: times are passed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ledger {
+    /// The high-water mark, wall ms, as of `anchor`.
+    mark: i64,
+    /// Monotonic ms when `mark` was set; the mark runs on from there.
+    anchor: i64,
+    /// The mark as last persisted.
+    written: Option<i64>,
+}
+
+/// One reading of time through the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// The time to judge expiry by (ms).
+    pub effective: i64,
+    /// The wall clock reads more than [`BEHIND_TOLERANCE_MS`] before the mark.
+    pub behind: bool,
+}
+
+impl Ledger {
+    /// A ledger at start: the persisted mark (when there is one and it is believable)
+    /// and the wall clock, at monotonic time `mono`. Also says why a persisted mark was
+    /// set aside.
+    pub fn start(persisted: Option<i64>, wall: i64, mono: i64) -> (Ledger, Option<String>) {
+        let (mark, why) = match persisted {
+            Some(m) if m > wall.saturating_add(MAX_AHEAD_MS) => (
+                wall,
+                Some(format!(
+                    "the clock mark in state.json ({}) is implausibly far ahead; not used",
+                    rfc3339(m.div_euclid(1000))
+                )),
+            ),
+            Some(m) => (m.max(wall), None),
+            None => (wall, None),
+        };
+        (
+            Ledger {
+                mark,
+                anchor: mono,
+                // A mark set aside is replaced at the first write.
+                written: persisted.filter(|_| why.is_none()),
+            },
+            why,
+        )
+    }
+
+    /// The mark now: where it was set, plus the monotonic time since.
+    pub fn mark(&self, mono: i64) -> i64 {
+        self.mark
+            .saturating_add(mono.saturating_sub(self.anchor).max(0))
+    }
+
+    /// Reads time: the wall clock, unless it is more than an hour behind the mark, when
+    /// the mark is used. A wall clock ahead of the mark raises it.
+    pub fn observe(&mut self, wall: i64, mono: i64) -> Reading {
+        let mark = self.mark(mono);
+        if wall >= mark {
+            self.mark = wall;
+            self.anchor = mono;
+            Reading {
+                effective: wall,
+                behind: false,
+            }
+        } else if mark - wall > BEHIND_TOLERANCE_MS {
+            Reading {
+                effective: mark,
+                behind: true,
+            }
+        } else {
+            Reading {
+                effective: wall,
+                behind: false,
+            }
+        }
+    }
+
+    /// A valid token was issued at `iat_secs`: time is at least that. (The signature
+    /// vouches for it, so it is believed however far the wall clock was set back.)
+    pub fn trust(&mut self, iat_secs: i64, mono: i64) {
+        let iat = iat_secs.saturating_mul(1000);
+        if iat > self.mark(mono) {
+            self.mark = iat;
+            self.anchor = mono;
+        }
+    }
+
+    /// The mark to persist now, when it has moved an hour or more since it last was
+    /// (`force`: at shutdown, whenever it moved at all).
+    pub fn due(&self, mono: i64, force: bool) -> Option<i64> {
+        let m = self.mark(mono);
+        match self.written {
+            None => Some(m),
+            Some(w) if m - w >= WRITE_STEP_MS || (force && m > w) => Some(m),
+            Some(_) => None,
+        }
+    }
+
+    /// Records that `mark` was persisted (or that the file holds at least it).
+    pub fn persisted(&mut self, mark: i64) {
+        self.written = Some(self.written.map_or(mark, |w| w.max(mark)));
     }
 }
 
@@ -173,6 +313,91 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    use super::{Ledger, Reading, BEHIND_TOLERANCE_MS, MAX_AHEAD_MS};
+
+    const H: i64 = 3_600_000;
+    const T: i64 = 1_795_354_152_000;
+
+    #[test]
+    fn ledger_readings_table() {
+        // (persisted mark, wall at start, then [(wall, mono, effective, behind)])
+        type Step = (i64, i64, i64, bool);
+        let cases: Vec<(Option<i64>, i64, Vec<Step>)> = vec![
+            // No history: the wall clock is the time.
+            (None, T, vec![(T, 0, T, false), (T + H, H, T + H, false)]),
+            // Set back by less than the tolerance: believed.
+            (Some(T), T - H / 2, vec![(T - H / 2, 0, T - H / 2, false)]),
+            // Set back by a day across a restart: the mark is used, and runs on with
+            // monotonic time.
+            (
+                Some(T),
+                T - 24 * H,
+                vec![(T - 24 * H, 0, T, true), (T - 23 * H, H, T + H, true)],
+            ),
+            // The wall clock catches up: it is believed again and raises the mark.
+            (
+                Some(T),
+                T - 2 * H,
+                vec![
+                    (T + 2 * H, H, T + 2 * H, false),
+                    (T + 2 * H, H, T + 2 * H, false),
+                ],
+            ),
+            // Set back while running: the mark keeps running on monotonic time.
+            (
+                None,
+                T,
+                vec![
+                    (T, 0, T, false),
+                    (T - 48 * H, H, T + H, true),
+                    (T - 47 * H, 2 * H, T + 2 * H, true),
+                ],
+            ),
+            // A mark implausibly far ahead is not used.
+            (Some(T + MAX_AHEAD_MS + H), T, vec![(T, 0, T, false)]),
+        ];
+        for (i, (persisted, start, steps)) in cases.into_iter().enumerate() {
+            let (mut l, _) = Ledger::start(persisted, start, 0);
+            for (wall, mono, effective, behind) in steps {
+                assert_eq!(
+                    l.observe(wall, mono),
+                    Reading { effective, behind },
+                    "case {i} at wall {wall} mono {mono}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ledger_trusts_iat_and_writes_by_the_hour() {
+        let (mut l, why) = Ledger::start(None, T - 10 * 24 * H, 0);
+        assert!(why.is_none());
+        // A token issued at T vouches for T, however far back the wall clock is.
+        l.trust(T / 1000, 0);
+        assert_eq!(
+            l.observe(T - 10 * 24 * H, 0),
+            Reading {
+                effective: T,
+                behind: true
+            }
+        );
+        assert_eq!(l.due(0, false), Some(T), "never written: due");
+        l.persisted(T);
+        assert_eq!(l.due(H - 1, false), None, "moved less than an hour");
+        assert_eq!(
+            l.due(H - 1, true),
+            Some(T + H - 1),
+            "at shutdown: whenever it moved"
+        );
+        assert_eq!(l.due(H, false), Some(T + H));
+        // An older iat changes nothing.
+        l.trust(T / 1000 - 3600, H);
+        assert_eq!(l.mark(H), T + H);
+        let (_, why) = Ledger::start(Some(T + MAX_AHEAD_MS + 1), T, 0);
+        assert!(why.unwrap().contains("implausibly far ahead"));
+        assert!(BEHIND_TOLERANCE_MS == H);
+    }
+
     use super::*;
 
     #[test]

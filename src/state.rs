@@ -65,9 +65,29 @@ pub struct StateDoc {
     /// Seat records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seat: Option<SeatDisk>,
+    /// The clock ledger's mark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockDisk>,
     /// Fields of other versions, kept untouched.
     #[serde(flatten)]
     pub other: Map<String, Value>,
+}
+
+/// The clock part of the document.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClockDisk {
+    /// The latest time trusted by any engine sharing the directory (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_water_mark: Option<String>,
+    /// Fields of other versions, kept untouched.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+impl ClockDisk {
+    fn mark(&self) -> Option<i64> {
+        self.high_water_mark.as_deref().and_then(parse_rfc3339)
+    }
 }
 
 /// The seat part of the document.
@@ -160,6 +180,27 @@ impl StateFile {
                 })
             }),
         }
+    }
+
+    /// The persisted clock mark (ms), when the file holds a readable one.
+    pub fn read_mark(&self) -> Result<Option<i64>, StateError> {
+        Ok(self.read()?.clock.and_then(|c| c.mark()))
+    }
+
+    /// Merges `mark` into the file: the later of it and what the file holds (another
+    /// process sharing the directory may have moved it further). Returns the result.
+    pub fn merge_mark(&self, mark: i64) -> Result<i64, StateError> {
+        self.update_if(|doc| {
+            let clock = doc.clock.get_or_insert_with(ClockDisk::default);
+            match clock.mark() {
+                // An implausible mark (far ahead of ours) is replaced, not kept forever.
+                Some(m) if m >= mark && m - mark <= crate::clock::MAX_AHEAD_MS => (m, false),
+                _ => {
+                    clock.high_water_mark = Some(rfc3339_millis(mark));
+                    (mark, true)
+                }
+            }
+        })
     }
 
     /// Read-modify-write under the lock. An unreadable document is replaced by one that
@@ -365,7 +406,7 @@ mod tests {
         let (_d, f) = file();
         f.update(|doc| {
             doc.other
-                .insert("clock".into(), serde_json::json!({"mark": 5}));
+                .insert("future".into(), serde_json::json!({"mark": 5}));
         })
         .unwrap();
         let Claim {
@@ -383,7 +424,7 @@ mod tests {
         };
         f.save_slot(&id, 10, &mem, NOW, &|_| false).unwrap();
         let doc = f.read().unwrap();
-        assert_eq!(doc.other["clock"]["mark"], 5, "unknown fields survive");
+        assert_eq!(doc.other["future"]["mark"], 5, "unknown fields survive");
         // The process is gone: the next engine claims the slot and carries on.
         let again = f.claim_slot(11, NOW, &|_| false).unwrap();
         assert_eq!(again.slot, id);

@@ -581,3 +581,31 @@ async fn a_revocation_answering_the_acquire_ends_resolution_at_community() {
     wait_secs(H).await;
     assert_eq!(r.count(paths::ACQUIRE), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn setting_the_clock_back_does_not_stretch_the_offline_grace() {
+    let r = Run::new().await;
+    let e = r.start(json!({})).await;
+    r.fake.mode(Mode::Down);
+    wait_secs(3 * 300 + 1).await;
+    assert_eq!(seat_of(&e).state, SeatState::Offline);
+    wait_secs(3 * D).await;
+    // Three days into a seven-day grace, the clock is set back five days.
+    r.clock.shift(-5 * 86_400_000);
+    wait_secs(3 * D).await;
+    assert_eq!(
+        e.tier(),
+        Tier::Pro,
+        "six days offline: still within the grace"
+    );
+    wait_secs(D + H).await;
+    assert_eq!(
+        e.tier(),
+        Tier::Community,
+        "seven days have passed, whatever the wall clock says: {}",
+        r.logs().dump()
+    );
+    assert_eq!(seat_of(&e).state, SeatState::Degraded);
+    assert!(e.status().clock.clock_behind);
+    assert!(r.logs().has(Level::Warn, "System clock moved backwards"));
+}

@@ -180,7 +180,7 @@ impl Shared {
         let mut st = lock(&self.state);
         st.last_telemetry = Some(body);
         st.last_refresh = Some(RefreshRecord {
-            at: rfc3339_millis(self.clock.now_millis()),
+            at: rfc3339_millis(self.now_millis()),
             ok: outcome.is_ok(),
             error: outcome.as_ref().err().map(Failure::reason),
         });

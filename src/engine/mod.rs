@@ -15,7 +15,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cache::CacheDir;
-use crate::clock::{Clock, SystemClock};
+use crate::clock;
+use crate::clock::{Clock, Ledger, SystemClock};
 use crate::config::{Config, Entitlements};
 use crate::log::{stderr_sink, Level, LogSink, Logger};
 use crate::seat::SeatMachine;
@@ -33,7 +34,7 @@ mod status;
 mod thread;
 mod worker;
 
-pub use self::status::{RefreshRecord, SeatStatus, Status};
+pub use self::status::{ClockStatus, RefreshRecord, SeatStatus, Status};
 
 use self::exchange::Failure;
 use self::thread::{slot, Doorbell, RawThread};
@@ -145,6 +146,10 @@ struct State {
     grace_warned_at: Option<i64>,
     /// Seat mode, once a seat is sought (not when a static token holds).
     seat: Option<SeatRun>,
+    /// The tier before the last change after init.
+    previous_tier: Option<Tier>,
+    /// The tier fell during this run (and has not risen since).
+    degraded: bool,
 }
 
 struct Shared {
@@ -165,7 +170,16 @@ struct Shared {
     hardware_id: OnceLock<String>,
     /// A failed `state.json` write is logged once, not at every heartbeat.
     state_write_warned: AtomicBool,
-    started_at_ms: i64,
+    /// Monotonic ms at start, for `uptime_hours`.
+    started_at_mono: i64,
+    /// The clock ledger: license time never runs back with the wall clock.
+    ledger: Mutex<Ledger>,
+    /// Why the persisted mark was set aside, logged once at resolution.
+    ledger_note: Mutex<Option<String>>,
+    /// The last reading was behind the mark (shown in the status).
+    clock_behind: AtomicBool,
+    /// "System clock moved backwards" was logged for the current episode.
+    clock_warned: AtomicBool,
 }
 
 /// Log records gathered under a lock and emitted after it is released, so a log callback
@@ -220,9 +234,22 @@ impl Engine {
             grace_secs: config.grace_period.as_secs() as i64,
         };
         let cache = CacheDir::new(config.cache_dir.clone());
+        let state_file = StateFile::new(cache.clone());
+        // A missing or unreadable state.json gives no mark: then only the wall clock and
+        // the tokens' `iat` vouch for the time.
+        let persisted = state_file.read_mark().ok().flatten();
+        let (ledger, ledger_note) = Ledger::start(
+            persisted,
+            opts.clock.now_millis(),
+            opts.clock.monotonic_millis(),
+        );
         let shared = Arc::new(Shared {
             entitlements: RwLock::new(Arc::new(config.community.clone())),
-            started_at_ms: opts.clock.now_millis(),
+            started_at_mono: opts.clock.monotonic_millis(),
+            ledger: Mutex::new(ledger),
+            ledger_note: Mutex::new(ledger_note),
+            clock_behind: AtomicBool::new(false),
+            clock_warned: AtomicBool::new(false),
             config,
             policy,
             clock: opts.clock,
@@ -244,8 +271,10 @@ impl Engine {
                 initialized: false,
                 grace_warned_at: None,
                 seat: None,
+                previous_tier: None,
+                degraded: false,
             }),
-            state_file: StateFile::new(cache.clone()),
+            state_file,
             cache,
             hardware_id: OnceLock::new(),
             state_write_warned: AtomicBool::new(false),
@@ -294,6 +323,7 @@ impl Engine {
         let mut backend = None;
         let init = shared.resolve(&mut backend, &mut stop_rx).await;
         let sched = shared.initial_schedule(init);
+        shared.note_clock();
         let worker_shared = shared.clone();
         let task =
             tokio::spawn(async move { worker_shared.run(stop_rx, cmd_rx, backend, sched).await });
@@ -423,15 +453,77 @@ impl Shared {
         self.entitlements.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// License time (ms): the wall clock read through the ledger, so a clock set back
+    /// never moves it back. Every expiry decision uses this.
+    fn now_millis(&self) -> i64 {
+        let r = lock(&self.ledger).observe(self.clock.now_millis(), self.clock.monotonic_millis());
+        self.clock_behind.store(r.behind, Ordering::Relaxed);
+        r.effective
+    }
+
     fn now_secs(&self) -> i64 {
-        self.clock.now_secs()
+        self.now_millis().div_euclid(1000)
+    }
+
+    /// Logs once per episode that the wall clock reads behind the mark. Called where no
+    /// lock is held, so a log callback may call back in.
+    fn note_clock(&self) {
+        if let Some(why) = lock(&self.ledger_note).take() {
+            self.log.warn(&why);
+        }
+        let wall = self.clock.now_millis();
+        let effective = self.now_millis();
+        if self.clock_behind.load(Ordering::Relaxed) {
+            if !self.clock_warned.swap(true, Ordering::Relaxed) {
+                self.log.warn(&format!(
+                    "System clock moved backwards: it reads {}, before {} already seen; \
+                     license time follows the latter",
+                    clock::rfc3339(wall.div_euclid(1000)),
+                    clock::rfc3339(effective.div_euclid(1000))
+                ));
+            }
+        } else {
+            self.clock_warned.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// A valid token vouches that time is at least its `iat`.
+    fn trust_iat(&self, iat: Option<i64>) {
+        if let Some(iat) = iat {
+            lock(&self.ledger).trust(iat, self.clock.monotonic_millis());
+        }
+    }
+
+    /// Writes the mark to `state.json` when it has moved an hour (`force`: at shutdown,
+    /// whenever it moved). A failed write is warned about once; the mark stays in memory.
+    fn persist_mark(&self, force: bool) {
+        let due = lock(&self.ledger).due(self.clock.monotonic_millis(), force);
+        let Some(mark) = due else { return };
+        match self.state_file.merge_mark(mark) {
+            Ok(_) => lock(&self.ledger).persisted(mark),
+            Err(e) => {
+                if !self.state_write_warned.swap(true, Ordering::Relaxed) {
+                    self.log.warn(&format!(
+                        "state.json not written ({e}); carrying on in memory"
+                    ));
+                }
+                // Not retried before it moves another hour.
+                lock(&self.ledger).persisted(mark);
+            }
+        }
+    }
+
+    /// The ledger's mark now, and whether the wall clock is behind it.
+    fn clock_view(&self) -> (i64, bool) {
+        let mark = lock(&self.ledger).mark(self.clock.monotonic_millis());
+        (mark, self.clock_behind.load(Ordering::Relaxed))
     }
 
     fn uptime_hours(&self) -> f64 {
         let ms = self
             .clock
-            .now_millis()
-            .saturating_sub(self.started_at_ms)
+            .monotonic_millis()
+            .saturating_sub(self.started_at_mono)
             .max(0);
         (ms as f64 / 3_600_000.0 * 1000.0).round() / 1000.0
     }

@@ -55,6 +55,7 @@ impl Shared {
                 ),
             );
         }
+        self.trust_iat(checked.claims.iat);
         st.current = Some(Current {
             token,
             claims: checked.claims,
@@ -107,7 +108,7 @@ impl Shared {
     /// seat entitles the host to it); logs a change of tier after init. Cheap and
     /// idempotent: `generation` moves only when something changed.
     pub(super) fn publish(&self, st: &mut State, out: &mut Outbox) {
-        let now = self.clock.now_millis();
+        let now = self.now_millis();
         let seat_allows = st.seat.as_ref().is_none_or(|s| s.machine.entitled(now));
         let (tier, ents) = match &st.current {
             Some(c) if seat_allows && c.claims.tier != Tier::Community => (
@@ -131,6 +132,8 @@ impl Shared {
             st.generation += 1;
         }
         if st.initialized && old != tier {
+            st.previous_tier = Some(old);
+            st.degraded = tier < old;
             if tier > old {
                 out.push(
                     Level::Info,
@@ -148,6 +151,7 @@ impl Shared {
     /// Drops a license that has aged past its grace period, and repeats the mid-grace
     /// warning once a day while it lasts.
     pub(super) fn reassess(&self) {
+        self.note_clock();
         let now = self.now_secs();
         let mut out = Outbox::default();
         {

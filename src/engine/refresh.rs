@@ -199,7 +199,7 @@ impl Shared {
             self.timing(),
             self.target().is_some(),
             init,
-            self.clock.now_millis(),
+            self.now_millis(),
             self.current_exp_ms(),
         );
         self.set_next(&sched);
@@ -235,7 +235,7 @@ impl Shared {
                 .await
                 .map(|r| r.map(|r| (r, Source::Static))),
         };
-        let now = self.clock.now_millis();
+        let now = self.now_millis();
         let timing = self.timing();
         let outcome = match result {
             Ok(fresh) => {

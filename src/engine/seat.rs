@@ -94,7 +94,7 @@ impl Shared {
             None => hardware_id(&self.machine_id(), instance_id),
         };
         let _ = self.hardware_id.set(hw);
-        let now = self.clock.now_millis();
+        let now = self.now_millis();
         let (slot, mem) = match self
             .state_file
             .claim_slot(std::process::id(), now, &process_alive)
@@ -217,7 +217,7 @@ impl Shared {
     /// here; the rest are returned.
     fn seat_apply(&self, ex: Exchanged) -> Vec<Action> {
         let cx = Ctx {
-            now: self.clock.now_millis(),
+            now: self.now_millis(),
             jitter: (self.jitter)(),
         };
         let quiet = matches!(ex.event, Event::Shutdown | Event::Released);
@@ -272,7 +272,7 @@ impl Shared {
     fn persist_seat(&self, mem: &SeatMemory) {
         let slot = lock(&self.state).seat.as_ref().and_then(|s| s.slot.clone());
         let Some(slot) = slot else { return };
-        let now = self.clock.now_millis();
+        let now = self.now_millis();
         if let Err(e) =
             self.state_file
                 .save_slot(&slot, std::process::id(), mem, now, &process_alive)

@@ -48,6 +48,15 @@ pub struct SeatStatus {
     pub offline_cycles_30d: u32,
 }
 
+/// The `clock` object of the status: the ledger's mark and whether it is in use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClockStatus {
+    /// The latest time trusted (RFC 3339).
+    pub high_water_mark: String,
+    /// The wall clock reads more than an hour before the mark, which is used instead.
+    pub clock_behind: bool,
+}
+
 /// The status document of `lic_status_json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Status {
@@ -91,6 +100,14 @@ pub struct Status {
     pub reason: Option<String>,
     /// The library version.
     pub version: &'static str,
+    /// The license's platform scope (`PRODUCTION` when the token names none).
+    pub platform: String,
+    /// The tier fell from a higher one during this run (SHOW LICENSE's "(degraded)").
+    pub degraded: bool,
+    /// The tier before the last change, lower case, or null.
+    pub previous_tier: Option<&'static str>,
+    /// The clock ledger.
+    pub clock: ClockStatus,
     /// The seat, in seat mode (null otherwise).
     pub seat: Option<SeatStatus>,
 }
@@ -124,7 +141,7 @@ impl Shared {
 
     pub(super) fn status(&self) -> Status {
         let now = self.now_secs();
-        let now_ms = self.clock.now_millis();
+        let now_ms = self.now_millis();
         let st = lock(&self.state);
         let tier = Tier::from_u8(self.tier.load(Ordering::Acquire));
         let ents = self.read_entitlements().clone();
@@ -209,6 +226,18 @@ impl Shared {
             generation: st.generation,
             reason,
             version: env!("CARGO_PKG_VERSION"),
+            platform: claims
+                .and_then(|c| c.platform.clone())
+                .unwrap_or_else(|| "PRODUCTION".to_string()),
+            degraded: st.degraded,
+            previous_tier: st.previous_tier.map(Tier::as_str),
+            clock: {
+                let (mark, behind) = self.clock_view();
+                ClockStatus {
+                    high_water_mark: rfc3339_millis(mark),
+                    clock_behind: behind,
+                }
+            },
             seat: st.seat.as_ref().map(|s| self.seat_status(s, now_ms)),
         }
     }

@@ -17,9 +17,9 @@ use super::{EngineError, Shared};
 use crate::backend::Backend;
 use crate::seat::Event;
 
-/// Longest the worker sleeps before looking at the clock again: wall time can jump, and
-/// the mid-grace reminder is daily.
-const MAX_SLEEP_MS: i64 = 86_400_000;
+/// Longest the worker sleeps before looking at the clock again: wall time can jump, the
+/// mid-grace reminder is daily, and the clock mark is persisted by the hour.
+const MAX_SLEEP_MS: i64 = 3_600_000;
 
 /// How long the worker waits at shutdown for blocking work (a DNS lookup) to end.
 const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(500);
@@ -89,6 +89,7 @@ pub(super) fn worker_main(
             let mut backend = None;
             let init = shared.resolve(&mut backend, &mut stop).await;
             let sched = shared.initial_schedule(init);
+            shared.note_clock();
             ready.send(Ok(()));
             shared.run(stop, commands, backend, sched).await;
         };
@@ -118,7 +119,8 @@ impl Shared {
         mut sched: Schedule,
     ) {
         loop {
-            let now = self.clock.now_millis();
+            self.persist_mark(false);
+            let now = self.now_millis();
             let wake = [
                 sched.wake(),
                 self.seat_deadline(),
@@ -163,7 +165,7 @@ impl Shared {
                     break;
                 }
             } else if self.config.refresh.enabled
-                && sched.take_due(self.clock.now_millis())
+                && sched.take_due(self.now_millis())
                 && race(&mut stop, self.refresh_once(&mut backend, &mut sched))
                     .await
                     .is_none()
@@ -172,6 +174,7 @@ impl Shared {
             }
         }
         self.seat_shutdown(&mut backend).await;
+        self.persist_mark(true);
     }
 
     /// When the token in use stops counting (ms).

@@ -62,7 +62,7 @@ pub fn claims(tier: &str, exp: i64) -> Value {
     json!({
         "iss": ISSUER,
         "sub": "org-acme-123",
-        "iat": exp - 30 * DAY,
+        "iat": (exp - 30 * DAY).min(NOW),
         "exp": exp,
         "tier": tier,
         "features": ["materialized_views", "jdbc_driver", "federation", "unlimited_joins"],

@@ -15,6 +15,7 @@ use super::{Reply, Request};
 pub struct PausedClock {
     base_ms: i64,
     origin: Instant,
+    shift_ms: std::sync::atomic::AtomicI64,
 }
 
 impl PausedClock {
@@ -22,13 +23,29 @@ impl PausedClock {
         PausedClock {
             base_ms: base_secs * 1000,
             origin: Instant::now(),
+            shift_ms: std::sync::atomic::AtomicI64::new(0),
         }
+    }
+}
+
+impl PausedClock {
+    /// Sets the wall clock back (negative) or forward by `delta_ms`, as an operator
+    /// would; monotonic time is not affected.
+    pub fn shift(&self, delta_ms: i64) {
+        self.shift_ms
+            .fetch_add(delta_ms, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
 impl Clock for PausedClock {
     fn now_millis(&self) -> i64 {
-        self.base_ms + self.origin.elapsed().as_millis() as i64
+        self.base_ms
+            + self.origin.elapsed().as_millis() as i64
+            + self.shift_ms.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn monotonic_millis(&self) -> i64 {
+        self.origin.elapsed().as_millis() as i64
     }
 }
 

@@ -1,0 +1,70 @@
+//! The clock ledger for real: the `lic4es` CLI hosts the engine through the C ABI on the
+//! system clock, and libfaketime (Debian's `faketime`) sets that clock back.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn status(cfg: &std::path::Path, offset: Option<&str>) -> (Value, String) {
+    let bin = env!("CARGO_BIN_EXE_lic4es");
+    let mut cmd = match offset {
+        Some(o) => {
+            let mut c = Command::new("faketime");
+            c.args(["-f", o, bin]);
+            c
+        }
+        None => Command::new(bin),
+    };
+    // Monotonic time stays real: only the wall clock is set back, as an operator would.
+    let out = cmd
+        .args(["status", "--config", cfg.to_str().unwrap()])
+        .env("DONT_FAKE_MONOTONIC", "1")
+        .env_remove("SOFTCLIENT4ES_LICENSE_KEY")
+        .env_remove("SOFTCLIENT4ES_API_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (serde_json::from_slice(&out.stdout).unwrap(), stderr)
+}
+
+#[test]
+fn setting_the_system_clock_back_does_not_revive_an_expired_license() {
+    if !have_tool("faketime") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let now = wall_now();
+    let mut c = claims("enterprise", now - DAY);
+    c["iat"] = json!(now - 30 * DAY);
+    let cfg = dir.path().join("license.json");
+    std::fs::write(
+        &cfg,
+        json!({"key": mint(&c), "public-keys": jwks(), "grace-period": "0s",
+               "cache-dir": dir.path().join("cache").to_str().unwrap()})
+        .to_string(),
+    )
+    .unwrap();
+
+    // Today the license has expired; the engine's mark records today.
+    let (s, _) = status(&cfg, None);
+    assert_eq!(s["tier"], "community");
+    assert_eq!(s["clock"]["clock_behind"], false);
+
+    // Five days back, it would still run: the ledger says otherwise.
+    let (s, stderr) = status(&cfg, Some("-5d"));
+    assert_eq!(s["tier"], "community", "{s}");
+    assert_eq!(s["clock"]["clock_behind"], true, "{s}");
+    assert!(
+        stderr.contains("WARN: System clock moved backwards"),
+        "{stderr}"
+    );
+
+    // Control: without the ledger's file, faketime really does revive it.
+    std::fs::remove_file(dir.path().join("cache/state.json")).unwrap();
+    let (s, _) = status(&cfg, Some("-5d"));
+    assert_eq!(s["tier"], "enterprise", "{s}");
+}
