@@ -129,3 +129,89 @@ fn inspect_and_status_refuse_endless_input_instead_of_reading_it() {
     let out = child.wait_with_output().unwrap();
     assert!(text(&out.stdout).contains("pro"), "{}", text(&out.stdout));
 }
+
+#[test]
+fn show_license_prints_the_row_softclient4es_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = claims("pro", wall_now() + 10 * DAY + 3600);
+    c["trial"] = json!(true);
+    c["platform"] = json!("staging");
+    let cfg = dir.path().join("license.json");
+    std::fs::write(
+        &cfg,
+        json!({"key": mint(&c), "public-keys": jwks(),
+               "cache-dir": dir.path().join("c").to_str().unwrap()})
+        .to_string(),
+    )
+    .unwrap();
+    let out = cli(&[
+        "status",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--show-license",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(
+        lines[0],
+        [
+            "license_type",
+            "platform",
+            "max_materialized_views",
+            "max_result_rows",
+            "max_clusters",
+            "max_joins",
+            "expires_at",
+            "days_remaining",
+            "status"
+        ]
+    );
+    let row = &lines[1];
+    assert_eq!(row[0], "Pro (trial)");
+    assert_eq!(row[1], "STAGING");
+    assert_eq!(&row[2..6], ["50", "unlimited", "5", "unlimited"]);
+    assert!(row[6].ends_with('Z'), "{stdout}");
+    assert_eq!(row[7], "10");
+    assert_eq!(row[8], "Active");
+
+    // Community: its quotas, no expiry.
+    let cfg2 = dir.path().join("community.json");
+    std::fs::write(
+        &cfg2,
+        json!({"cache-dir": dir.path().join("c2").to_str().unwrap()}).to_string(),
+    )
+    .unwrap();
+    let out = cli(&[
+        "status",
+        "--config",
+        cfg2.to_str().unwrap(),
+        "--show-license",
+    ]);
+    let stdout = text(&out.stdout);
+    let row: Vec<&str> = stdout
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split('|')
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        row,
+        [
+            "Community",
+            "PRODUCTION",
+            "1",
+            "10000",
+            "1",
+            "2",
+            "never",
+            "-",
+            "No license"
+        ]
+    );
+}

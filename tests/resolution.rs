@@ -675,3 +675,31 @@ fn a_cache_dir_others_can_write_to_is_warned_about_and_left_alone() {
     drop(f.start(json!({})));
     assert!(!f.logs.has(Level::Warn, "can be written by others"));
 }
+
+#[test]
+fn status_shows_platform_degraded_previous_tier_clock_and_a_null_seat() {
+    let f = Fixture::new();
+    let e = f.start(json!({"key": mint(&claims("team", NOW - 13 * DAY))}));
+    let v: Value = serde_json::from_str(&e.status_json()).unwrap();
+    assert_eq!(v["platform"], "PRODUCTION", "absent = PRODUCTION");
+    assert_eq!(v["degraded"], false);
+    assert_eq!(v["previous_tier"], Value::Null, "no change yet");
+    assert!(v["seat"].is_null() && v.as_object().unwrap().contains_key("seat"));
+    assert_eq!(v["clock"]["clock_behind"], false);
+    assert!(v["clock"]["high_water_mark"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+
+    f.clock.advance_millis(2 * DAY * 1000);
+    let v: Value = serde_json::from_str(&e.status_json()).unwrap();
+    assert_eq!(v["tier"], "community");
+    assert_eq!(v["degraded"], true, "{v}");
+    assert_eq!(v["previous_tier"], "team");
+
+    let mut c = claims("pro", NOW + 30 * DAY);
+    c["platform"] = json!(" development ");
+    let f = Fixture::new();
+    let e = f.start(json!({"key": mint(&c)}));
+    assert_eq!(e.status().platform, "DEVELOPMENT");
+}

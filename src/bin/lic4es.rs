@@ -15,9 +15,10 @@ use lic4es::token::{decode_unverified, Claims, GracePhase, KeySet, Policy, Stand
 use serde_json::Value;
 
 const USAGE: &str = "usage:
-  lic4es status --config FILE [--summary]
+  lic4es status --config FILE [--summary | --show-license]
                                        start the engine with FILE (JSON), print its status
-                                       (--summary: one line)
+                                       (--summary: one line; --show-license: the row
+                                       SoftClient4ES's SHOW LICENSE shows)
   lic4es watch --config FILE --seconds N
                                        run as a host for N seconds, printing the status
                                        whenever it changes (log lines go to stderr)
@@ -175,9 +176,90 @@ fn summary(status: &Value) -> String {
     )
 }
 
+/// The columns of SoftClient4ES's `SHOW LICENSE`.
+const SHOW_LICENSE_COLUMNS: [&str; 9] = [
+    "license_type",
+    "platform",
+    "max_materialized_views",
+    "max_result_rows",
+    "max_clusters",
+    "max_joins",
+    "expires_at",
+    "days_remaining",
+    "status",
+];
+
+/// `SHOW LICENSE`'s row from a status document: the tier with its "(trial)" and
+/// "(degraded)" suffixes, the platform, the four quotas ("unlimited" when unset),
+/// expiry ("never" without one), days remaining, status.
+fn show_license_row(status: &Value) -> Vec<String> {
+    let tier = status["tier"].as_str().unwrap_or("community");
+    let mut license_type = match tier {
+        "pro" => "Pro",
+        "team" => "Team",
+        "enterprise" => "Enterprise",
+        _ => "Community",
+    }
+    .to_string();
+    if status["trial"].as_bool() == Some(true) {
+        license_type.push_str(" (trial)");
+    }
+    if status["degraded"].as_bool() == Some(true) {
+        license_type.push_str(" (degraded)");
+    }
+    let quota = |k: &str| match status["quotas"][k].as_i64() {
+        Some(v) => v.to_string(),
+        None => "unlimited".to_string(),
+    };
+    vec![
+        license_type,
+        status["platform"]
+            .as_str()
+            .unwrap_or("PRODUCTION")
+            .to_string(),
+        quota("max_materialized_views"),
+        quota("max_result_rows"),
+        quota("max_clusters"),
+        quota("max_joins"),
+        status["expires_at"].as_str().unwrap_or("never").to_string(),
+        status["days_remaining"]
+            .as_i64()
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "-".to_string()),
+        status["status"].as_str().unwrap_or("").to_string(),
+    ]
+}
+
+/// Prints the header and the row as an aligned table.
+fn print_show_license(status: &Value) {
+    let row = show_license_row(status);
+    let widths: Vec<usize> = SHOW_LICENSE_COLUMNS
+        .iter()
+        .zip(&row)
+        .map(|(h, v)| h.chars().count().max(v.chars().count()))
+        .collect();
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+            .trim_end()
+            .to_string()
+    };
+    println!(
+        "{}",
+        line(SHOW_LICENSE_COLUMNS.iter().map(|s| s.to_string()).collect())
+    );
+    println!("{}", line(row));
+}
+
 fn status(args: &[String]) -> Result<ExitCode, String> {
     let status = Host::start(args)?.status()?;
-    if args.iter().any(|a| a == "--summary") {
+    if args.iter().any(|a| a == "--show-license") {
+        print_show_license(&status);
+    } else if args.iter().any(|a| a == "--summary") {
         println!("{}", summary(&status));
     } else {
         println!(
