@@ -449,6 +449,42 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     deepest
 }
 
+/// Every answer body the engine reads, by `kind`, through the same parsing (and the
+/// same arithmetic on what it finds) as the real exchanges: the entry point of the
+/// `backend_answers` fuzz target. It must never panic.
+#[doc(hidden)]
+pub fn parse_any_answer(kind: u8, body: &[u8]) {
+    match kind % 4 {
+        0 => {
+            let _ = parse_token_reply(body);
+        }
+        1 => {
+            if let Ok(a) = parse_answer::<AcquireAnswer>(body) {
+                let _ = a.grace_seconds().saturating_mul(1000);
+                let _ = a
+                    .heartbeat_interval
+                    .map(crate::seat::heartbeat_ms_from_secs);
+                let _ = a.session_id.as_deref().map(clean);
+                let _ = a.message.as_deref().map(clean);
+            }
+        }
+        2 => {
+            if let Ok(a) = parse_answer::<HeartbeatAnswer>(body) {
+                let _ = a
+                    .heartbeat_interval
+                    .map(crate::seat::heartbeat_ms_from_secs);
+            }
+        }
+        _ => {
+            for status in [400, 401, 403, 404, 409, 410, 429, 500, 503] {
+                if let Ok(code) = StatusCode::from_u16(status) {
+                    let _ = error_for_status(code, body).to_string();
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -489,14 +489,28 @@ pub fn validate_api_key(k: &str) -> Result<(), String> {
 
 /// The https rule: `https`, or `http` on a loopback host only.
 pub fn check_backend_url(url: &Url) -> Result<(), String> {
-    let host = url.host().ok_or_else(|| format!("`{url}` has no host"))?;
+    let shown = show_url(url.as_str());
+    let host = url.host().ok_or_else(|| format!("`{shown}` has no host"))?;
     match url.scheme() {
         "https" => Ok(()),
         "http" if is_loopback(&host) => Ok(()),
         "http" => Err(format!(
-            "`{url}` must use https (plain http is allowed only on loopback)"
+            "`{shown}` must use https (plain http is allowed only on loopback)"
         )),
-        other => Err(format!("`{url}`: scheme `{other}` is not https")),
+        other => Err(format!("`{shown}`: scheme `{}` is not https", show(other))),
+    }
+}
+
+/// A URL as echoed in an error: cleaned, and a long one cut after its first 40
+/// characters (scheme and host are what an operator needs to see).
+fn show_url(u: &str) -> String {
+    let c = crate::log::clean(u);
+    if c.chars().count() > 120 {
+        let mut head: String = c.chars().take(40).collect();
+        head.push('…');
+        head
+    } else {
+        c
     }
 }
 

@@ -73,6 +73,18 @@ pub struct StateDoc {
     pub other: Map<String, Value>,
 }
 
+impl StateDoc {
+    /// Parses the file's text; why not, cleaned, when it is not a document of this shape.
+    pub fn parse(text: &str) -> Result<StateDoc, String> {
+        serde_json::from_str(text).map_err(|e| crate::log::clean(&e.to_string()))
+    }
+
+    /// The clock mark it holds (ms), if readable.
+    pub fn mark(&self) -> Option<i64> {
+        self.clock.as_ref().and_then(ClockDisk::mark)
+    }
+}
+
 /// The clock part of the document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClockDisk {
@@ -173,10 +185,10 @@ impl StateFile {
     pub fn read(&self) -> Result<StateDoc, StateError> {
         match self.cache.read(STATE_FILE)? {
             None => Ok(StateDoc::default()),
-            Some(text) => serde_json::from_str(&text).map_err(|e| {
+            Some(text) => StateDoc::parse(&text).map_err(|reason| {
                 StateError::Read(ReadError::Malformed {
                     path: self.cache.path(STATE_FILE),
-                    reason: crate::log::clean(&e.to_string()),
+                    reason,
                 })
             }),
         }
@@ -280,41 +292,8 @@ impl StateFile {
         now_ms: i64,
         alive: &dyn Fn(u32) -> bool,
     ) -> Result<Claim, StateError> {
-        let ((slot, memory), discarded) = self.update_inner(|doc| {
-            let before = doc.clone();
-            let seat = doc.seat.get_or_insert_with(SeatDisk::default);
-            gc(seat, pid, now_ms, alive);
-            let free = |s: &SlotDisk| s.pid == pid || !alive(s.pid);
-            let pick = seat
-                .slots
-                .iter()
-                .position(|s| free(s) && !s.is_idle())
-                .or_else(|| seat.slots.iter().position(free));
-            let slot = match pick {
-                Some(i) => {
-                    seat.slots[i].pid = pid;
-                    seat.slots[i].clone()
-                }
-                None => SlotDisk {
-                    id: uuid::Uuid::new_v4().simple().to_string(),
-                    pid,
-                    ..SlotDisk::default()
-                },
-            };
-            let mem = SeatMemory {
-                session_id: slot.session_id.clone(),
-                offline_since: slot.offline_since.as_deref().and_then(parse_rfc3339),
-                grace_ms: secs_to_ms(seat.grace_seconds),
-                heartbeat_ms: secs_to_ms(seat.heartbeat_interval),
-                offline_cycles: cycles(seat, now_ms),
-            };
-            // Nothing claimed and nothing collected: no write (and no fsync) at init.
-            if before.seat.is_none() && doc.seat == Some(SeatDisk::default()) {
-                doc.seat = None;
-            }
-            let changed = *doc != before;
-            ((slot.id, mem), changed)
-        })?;
+        let ((slot, memory), discarded) =
+            self.update_inner(|doc| claim_in(doc, pid, now_ms, alive))?;
         Ok(Claim {
             slot,
             memory,
@@ -333,32 +312,88 @@ impl StateFile {
         now_ms: i64,
         alive: &dyn Fn(u32) -> bool,
     ) -> Result<(), StateError> {
-        self.update(|doc| {
-            let seat = doc.seat.get_or_insert_with(SeatDisk::default);
-            if let Some(g) = mem.grace_ms {
-                seat.grace_seconds = Some(g / 1000);
-            }
-            if let Some(h) = mem.heartbeat_ms {
-                seat.heartbeat_interval = Some(h / 1000);
-            }
-            let mut all = cycles(seat, now_ms);
-            all.extend(mem.offline_cycles.iter().copied());
-            all.sort_unstable();
-            all.dedup();
-            seat.offline_cycles = all.into_iter().map(rfc3339_millis).collect();
-            let record = SlotDisk {
-                id: slot_id.to_string(),
-                pid,
-                session_id: mem.session_id.clone(),
-                offline_since: mem.offline_since.map(rfc3339_millis),
-            };
-            seat.slots.retain(|s| s.id != slot_id);
-            if !record.is_idle() {
-                seat.slots.push(record);
-            }
-            gc(seat, pid, now_ms, alive);
-        })
+        self.update(|doc| save_in(doc, slot_id, pid, mem, now_ms, alive))
     }
+}
+
+/// [`StateFile::claim_slot`] on a document in memory: the slot picked, the memory to
+/// start from, and whether the document changed. Pure; public so that the document
+/// handling can be fuzzed without the file.
+#[doc(hidden)]
+pub fn claim_in(
+    doc: &mut StateDoc,
+    pid: u32,
+    now_ms: i64,
+    alive: &dyn Fn(u32) -> bool,
+) -> ((String, SeatMemory), bool) {
+    let before = doc.clone();
+    let seat = doc.seat.get_or_insert_with(SeatDisk::default);
+    gc(seat, pid, now_ms, alive);
+    let free = |s: &SlotDisk| s.pid == pid || !alive(s.pid);
+    let pick = seat
+        .slots
+        .iter()
+        .position(|s| free(s) && !s.is_idle())
+        .or_else(|| seat.slots.iter().position(free));
+    let slot = match pick {
+        Some(i) => {
+            seat.slots[i].pid = pid;
+            seat.slots[i].clone()
+        }
+        None => SlotDisk {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            pid,
+            ..SlotDisk::default()
+        },
+    };
+    let mem = SeatMemory {
+        session_id: slot.session_id.clone(),
+        offline_since: slot.offline_since.as_deref().and_then(parse_rfc3339),
+        grace_ms: secs_to_ms(seat.grace_seconds),
+        heartbeat_ms: secs_to_ms(seat.heartbeat_interval),
+        offline_cycles: cycles(seat, now_ms),
+    };
+    // Nothing claimed and nothing collected: no write (and no fsync) at init.
+    if before.seat.is_none() && doc.seat == Some(SeatDisk::default()) {
+        doc.seat = None;
+    }
+    let changed = *doc != before;
+    ((slot.id, mem), changed)
+}
+
+/// [`StateFile::save_slot`] on a document in memory. Pure.
+#[doc(hidden)]
+pub fn save_in(
+    doc: &mut StateDoc,
+    slot_id: &str,
+    pid: u32,
+    mem: &SeatMemory,
+    now_ms: i64,
+    alive: &dyn Fn(u32) -> bool,
+) {
+    let seat = doc.seat.get_or_insert_with(SeatDisk::default);
+    if let Some(g) = mem.grace_ms {
+        seat.grace_seconds = Some(g / 1000);
+    }
+    if let Some(h) = mem.heartbeat_ms {
+        seat.heartbeat_interval = Some(h / 1000);
+    }
+    let mut all = cycles(seat, now_ms);
+    all.extend(mem.offline_cycles.iter().copied());
+    all.sort_unstable();
+    all.dedup();
+    seat.offline_cycles = all.into_iter().map(rfc3339_millis).collect();
+    let record = SlotDisk {
+        id: slot_id.to_string(),
+        pid,
+        session_id: mem.session_id.clone(),
+        offline_since: mem.offline_since.map(rfc3339_millis),
+    };
+    seat.slots.retain(|s| s.id != slot_id);
+    if !record.is_idle() {
+        seat.slots.push(record);
+    }
+    gc(seat, pid, now_ms, alive);
 }
 
 /// The offline cycles recorded on disk that fall within the 30 days before `now`.

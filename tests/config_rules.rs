@@ -323,3 +323,13 @@ fn require_nonce_is_a_boolean_key_defaulting_to_false() {
     );
     assert_eq!(err_key(json!({"require-nonce": 3})), "require-nonce");
 }
+
+#[test]
+fn a_long_url_is_not_echoed_whole() {
+    // Found by the config fuzzer: an http URL of 2 KB came back whole in the error.
+    let long = format!("http://{}.example.com/{}", "a".repeat(60), "p".repeat(2000));
+    let e = parse(json!({"api-url": long})).unwrap_err();
+    assert_eq!(e.key, "api-url");
+    assert!(e.to_string().len() < 200, "{e}");
+    assert!(e.to_string().contains("must use https"), "{e}");
+}

@@ -56,6 +56,22 @@ fn license_error(e: LicenseError) -> ApiError {
     }
 }
 
+/// The admin bodies through the handlers' parsing (for the fuzzer, through
+/// [`super::check_any_body`]).
+pub(crate) fn check_bodies(body: &[u8]) {
+    if let Ok(req) = super::parse_bytes::<CreateLicense>(body) {
+        if let Some(id) = &req.id {
+            let _ = license_id(id);
+        }
+    }
+    let _ = super::parse_bytes::<UpdateLicense>(body);
+    let _ = super::parse_bytes::<SetTier>(body);
+    let _ = super::parse_bytes::<RevokeKey>(body);
+    if let Ok(text) = std::str::from_utf8(body) {
+        let _ = license_id(text);
+    }
+}
+
 /// A license id from a path or query: anything outside section 14's alphabet is a 400.
 fn license_id(id: &str) -> Result<(), ApiError> {
     check_license_id(id).map_err(|m| ApiError::bad(codes::INVALID_REQUEST, m))

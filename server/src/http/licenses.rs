@@ -57,6 +57,22 @@ impl AppState {
     }
 }
 
+/// The token and refresh bodies through the handlers' own parsing and checks (for the
+/// fuzzer, through [`super::check_any_body`]).
+pub(crate) fn check_bodies(body: &[u8]) {
+    if let Ok(req) = parse_bytes::<TokenRequest>(body) {
+        if check_client(&req).is_ok() {
+            let _ = req
+                .telemetry
+                .as_ref()
+                .map(crate::telemetry::Sample::from_json);
+        }
+    }
+    if let Ok(req) = parse_bytes::<RefreshRequest>(body) {
+        let _ = check_client(&req.client);
+    }
+}
+
 /// `POST /api/v1/licenses/token`.
 pub async fn token(
     State(s): State<Arc<AppState>>,

@@ -51,6 +51,41 @@ impl<'a> Seeker<'a> {
     }
 }
 
+/// The seat bodies through the handlers' own parsing and checks (for the fuzzer, through
+/// [`super::check_any_body`]).
+pub(crate) fn check_bodies(body: &[u8]) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+    if let Ok(req) = super::parse_bytes::<AcquireRequest>(body) {
+        let _ = Seeker::new(
+            &req.hardware_id,
+            &req.instance_id,
+            &req.version,
+            &req.nonce,
+            addr,
+        );
+    }
+    if let Ok(req) = super::parse_bytes::<ReconnectRequest>(body) {
+        let _ = Seeker::new(
+            &req.hardware_id,
+            &req.instance_id,
+            &req.version,
+            &req.nonce,
+            addr,
+        );
+        if let Some(old) = &req.old_session_id {
+            let _ = check_session_id(old);
+        }
+        let _ = req.offline_since.as_deref().and_then(parse_rfc3339);
+    }
+    if let Ok(req) = super::parse_bytes::<HeartbeatRequest>(body) {
+        let _ = check_session_id(&req.session_id);
+        let _ = check_nonce(&req.nonce);
+    }
+    if let Ok(req) = super::parse_bytes::<ReleaseRequest>(body) {
+        let _ = check_session_id(&req.session_id);
+    }
+}
+
 fn check_session_id(id: &str) -> Result<(), ApiError> {
     check_text("session_id", id, 256, true)
 }
