@@ -26,6 +26,8 @@ fn main() {
     };
     fs::write(out.join("builtin_public_keys.json"), keys).expect("write builtin keys");
 
+    probe_test_tools();
+
     let config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml");
     let bindings = cbindgen::Builder::new()
         .with_config(config)
@@ -39,5 +41,66 @@ fn main() {
     if fs::read(&header).ok().as_deref() != Some(text.as_slice()) {
         fs::create_dir_all(root.join("include")).expect("create include/");
         fs::write(&header, text).expect("write include/lic4es.h");
+    }
+}
+
+/// Tools some tests need, and the cfg set when they are missing so that those tests are
+/// marked ignored, with the install command, and a test summary shows what was not run.
+/// Under `LIC4ES_REQUIRE_ALL=1` (CI) nothing is marked: a missing tool fails its test.
+const TEST_TOOLS: [(&str, &[&str], &[&str], &str); 6] = [
+    ("lic4es_no_cc", &["cc"], &[], "gcc"),
+    ("lic4es_no_cxx", &["g++"], &[], "g++"),
+    (
+        "lic4es_no_jdk",
+        &["java", "javac", "jar", "cc"],
+        &[
+            "/usr/share/java/junit4.jar",
+            "/usr/share/java/hamcrest-core.jar",
+        ],
+        "openjdk-17-jdk-headless junit4",
+    ),
+    (
+        "lic4es_no_scala",
+        &["java", "javac", "jar", "scalac", "scala"],
+        &["/usr/share/java/typesafe-config.jar"],
+        "scala libtypesafe-config-java",
+    ),
+    ("lic4es_no_faketime", &["faketime"], &[], "faketime"),
+    ("lic4es_no_binutils", &["objdump", "nm"], &[], "binutils"),
+];
+
+fn probe_test_tools() {
+    println!("cargo:rerun-if-env-changed=PATH");
+    println!("cargo:rerun-if-env-changed=LIC4ES_REQUIRE_ALL");
+    let path = env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = env::split_paths(&path).filter(|d| d.is_dir()).collect();
+    // Installing a package changes these directories, which runs the probe again.
+    for d in &dirs {
+        println!("cargo:rerun-if-changed={}", d.display());
+    }
+    if std::path::Path::new("/usr/share/java").is_dir() {
+        println!("cargo:rerun-if-changed=/usr/share/java");
+    }
+    let require_all = env::var("LIC4ES_REQUIRE_ALL").as_deref() == Ok("1");
+    for (cfg, tools, files, packages) in TEST_TOOLS {
+        println!("cargo:rustc-check-cfg=cfg({cfg})");
+        let missing: Vec<&str> = tools
+            .iter()
+            .copied()
+            .filter(|t| !dirs.iter().any(|d| d.join(t).is_file()))
+            .chain(
+                files
+                    .iter()
+                    .copied()
+                    .filter(|f| !std::path::Path::new(f).is_file()),
+            )
+            .collect();
+        if !missing.is_empty() && !require_all {
+            println!("cargo:rustc-cfg={cfg}");
+            println!(
+                "cargo:warning=tests needing {} are ignored: apt-get install {packages}",
+                missing.join(", ")
+            );
+        }
     }
 }

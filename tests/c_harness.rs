@@ -11,6 +11,7 @@ use common::*;
 use serde_json::json;
 
 #[test]
+#[cfg_attr(lic4es_no_cc, ignore = "no C compiler: apt-get install gcc")]
 fn c_harness_passes() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let lib = cdylib();
@@ -96,6 +97,7 @@ fn c_harness_passes() {
 /// return. Read off the machine code, since a timing cannot show it reliably.
 #[test]
 #[cfg(target_arch = "x86_64")]
+#[cfg_attr(lic4es_no_binutils, ignore = "no objdump: apt-get install binutils")]
 fn lic_current_tier_is_one_load_and_a_return() {
     if !have_tool("objdump") || !have_tool("nm") {
         return;

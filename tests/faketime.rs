@@ -32,6 +32,7 @@ fn status(cfg: &std::path::Path, offset: Option<&str>) -> (Value, String) {
 }
 
 #[test]
+#[cfg_attr(lic4es_no_faketime, ignore = "no faketime: apt-get install faketime")]
 fn setting_the_system_clock_back_does_not_revive_an_expired_license() {
     if !have_tool("faketime") {
         return;

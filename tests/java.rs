@@ -123,6 +123,10 @@ fn assert_no_jni_warnings(out: &Output) {
 }
 
 #[test]
+#[cfg_attr(
+    lic4es_no_jdk,
+    ignore = "no JDK or JUnit: apt-get install openjdk-17-jdk-headless junit4"
+)]
 fn java_binding() {
     let Some(b) = build() else { return };
     let jar_size = std::fs::metadata(&b.jar).unwrap().len();
@@ -227,6 +231,10 @@ fn java_binding() {
 }
 
 #[test]
+#[cfg_attr(
+    lic4es_no_scala,
+    ignore = "no Scala or JDK: apt-get install scala libtypesafe-config-java openjdk-17-jdk-headless"
+)]
 fn scala_example() {
     if !(have_tool("scalac") && have_tool("scala") && have_file(Path::new(TYPESAFE_CONFIG))) {
         return;
