@@ -37,17 +37,19 @@ pub fn open_with_clock(
     config: ServerConfig,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<AppState>, String> {
-    if let Some(tree) = git_work_tree_of(&config.data_dir) {
-        eprintln!(
-            "license-server: WARN: data-dir {} is inside the git work tree {}; it holds the \
-             private signing key and the license database. Keep it out of version control \
-             (.gitignore) or set `data-dir` elsewhere.",
-            config.data_dir.display(),
-            tree.display()
-        );
-    }
     let key = keys::SigningKey::load_or_create(&config.signing_key_path())?;
     let store = store::SqliteStore::open(&config.database_path())?;
+    if let Some(tree) = git_work_tree_of(&config.data_dir) {
+        if !git_ignored(&tree, &config.data_dir) {
+            eprintln!(
+                "license-server: WARN: data-dir {} is inside the git work tree {} and not \
+                 git-ignored; it holds the private signing key and the license database. \
+                 Ignore it (.gitignore) or set `data-dir` elsewhere.",
+                config.data_dir.display(),
+                tree.display()
+            );
+        }
+    }
     let seats = seats::MemorySeats::new(clock.clone());
     Ok(Arc::new(AppState::new(
         config,
@@ -72,4 +74,21 @@ pub fn git_work_tree_of(dir: &std::path::Path) -> Option<std::path::PathBuf> {
         .ancestors()
         .find(|a| a.join(".git").exists())
         .map(|a| a.to_path_buf())
+}
+
+/// Whether git ignores `dir` in the work tree `tree`. Without git to ask, it is taken as
+/// not ignored (the warning is the safe side).
+fn git_ignored(tree: &std::path::Path, dir: &std::path::Path) -> bool {
+    let Ok(dir) = dir.canonicalize() else {
+        return false;
+    };
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(tree)
+        .args(["check-ignore", "-q"])
+        .arg(format!("{}/", dir.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

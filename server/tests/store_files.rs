@@ -65,3 +65,46 @@ fn the_default_data_dir_is_git_ignored() {
         "{ignore}"
     );
 }
+
+#[test]
+fn serving_from_a_work_tree_warns_unless_the_data_dir_is_ignored() {
+    let have_git = std::process::Command::new("git")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_git {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    assert!(std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["init", "-q"])
+        .status()
+        .unwrap()
+        .success());
+    std::fs::write(repo.join(".gitignore"), "license-server-data/\n").unwrap();
+    let mint = |data_dir: &str| {
+        std::fs::write(repo.join("s.toml"), format!("data-dir = {data_dir:?}\n")).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_license-server"))
+            .current_dir(repo)
+            .args([
+                "--config", "s.toml", "mint", "--tier", "pro", "--sub", "org-x", "--days", "1",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(!mint("license-server-data").contains("git work tree"));
+    let warned = mint("keys-here");
+    assert!(
+        warned.contains("WARN: data-dir keys-here is inside the git work tree"),
+        "{warned}"
+    );
+}
