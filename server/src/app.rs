@@ -208,6 +208,26 @@ pub fn check_license_id(id: &str) -> Result<(), String> {
     }
 }
 
+/// Checks the terms a license is created or updated with, whichever are given: a tier
+/// with a policy, 1 to 36500 days, a heartbeat interval of 1 to 86400 seconds.
+pub fn check_terms(
+    config: &ServerConfig,
+    tier: Option<&str>,
+    days: Option<i64>,
+    heartbeat_interval: Option<u64>,
+) -> Result<(), String> {
+    if let Some(t) = tier {
+        check_tier(config, t)?;
+    }
+    if days.is_some_and(|d| !(1..=36_500).contains(&d)) {
+        return Err("days must be 1 to 36500".into());
+    }
+    if heartbeat_interval.is_some_and(|h| !(1..=86_400).contains(&h)) {
+        return Err("heartbeat interval must be 1 to 86400 seconds".into());
+    }
+    Ok(())
+}
+
 /// Checks that `tier` has a policy.
 pub fn check_tier(config: &ServerConfig, tier: &str) -> Result<(), String> {
     match config.policy(tier) {

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use license_server::app::{check_license_id, check_tier, AppState, LicenseError, NewLicense};
+use license_server::app::{
+    check_license_id, check_terms, check_tier, AppState, LicenseError, NewLicense,
+};
 use license_server::keys::SigningKey;
 use license_server::store::License;
 use license_server::store::{LicenseStore, SqliteStore};
@@ -209,7 +211,10 @@ const TERM_FLAGS: [&str; 5] = [
     "--heartbeat-interval",
 ];
 
-fn license_args(args: &[String]) -> Result<(LicenseArg, Vec<String>), String> {
+fn license_args(
+    config: &ServerConfig,
+    args: &[String],
+) -> Result<(LicenseArg, Vec<String>), String> {
     let mut rest = args.to_vec();
     let sub = required(&mut rest, "--sub")?;
     check_license_id(&sub)?;
@@ -224,14 +229,9 @@ fn license_args(args: &[String]) -> Result<(LicenseArg, Vec<String>), String> {
     };
     let tier = tier.to_ascii_lowercase();
     let days: i64 = number(&mut rest, "--days")?.ok_or("--days is required (see --help)")?;
-    if !(1..=36_500).contains(&days) {
-        return Err("--days must be 1 to 36500".into());
-    }
     let org = take_flag(&mut rest, "--org")?;
     let heartbeat_interval: Option<u64> = number(&mut rest, "--heartbeat-interval")?;
-    if heartbeat_interval.is_some_and(|h| !(1..=86_400).contains(&h)) {
-        return Err("--heartbeat-interval must be 1 to 86400 seconds".into());
-    }
+    check_terms(config, Some(&tier), Some(days), heartbeat_interval)?;
     Ok((
         LicenseArg::New(NewLicense {
             id: sub,
@@ -266,7 +266,7 @@ fn obtain(state: &AppState, arg: LicenseArg) -> Result<License, String> {
 }
 
 fn mint(config: ServerConfig, args: &[String]) -> Result<(), String> {
-    let (arg, mut rest) = license_args(args)?;
+    let (arg, mut rest) = license_args(&config, args)?;
     let refresh_url = take_flag(&mut rest, "--refresh-url")?;
     no_more(&rest)?;
     let state = open(config)?;
@@ -279,7 +279,7 @@ fn mint(config: ServerConfig, args: &[String]) -> Result<(), String> {
 }
 
 fn api_key_create(config: ServerConfig, args: &[String]) -> Result<(), String> {
-    let (arg, rest) = license_args(args)?;
+    let (arg, rest) = license_args(&config, args)?;
     no_more(&rest)?;
     let state = open(config)?;
     let lic = obtain(&state, arg)?;
@@ -299,15 +299,7 @@ fn license_update(config: ServerConfig, args: &[String]) -> Result<(), String> {
     let grace: Option<u32> = number(&mut rest, "--offline-grace-days")?;
     let hb: Option<u64> = number(&mut rest, "--heartbeat-interval")?;
     no_more(&rest)?;
-    if let Some(t) = &tier {
-        check_tier(&config, t)?;
-    }
-    if days.is_some_and(|d| !(1..=36_500).contains(&d)) {
-        return Err("--days must be 1 to 36500".into());
-    }
-    if hb.is_some_and(|h| !(1..=86_400).contains(&h)) {
-        return Err("--heartbeat-interval must be 1 to 86400 seconds".into());
-    }
+    check_terms(&config, tier.as_deref(), days, hb)?;
     let state = open(config)?;
     let mut lic = state
         .store

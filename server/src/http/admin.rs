@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{bearer, parse, ApiError};
-use crate::app::{check_license_id, check_tier, AppState, LicenseError, NewLicense};
+use crate::app::{check_license_id, check_terms, check_tier, AppState, LicenseError, NewLicense};
 use crate::seats::Session;
 use crate::store::{AuditEvent, License};
 
@@ -131,22 +131,13 @@ pub async fn create_license(
 ) -> Result<Response, ApiError> {
     admin(&s, &headers)?;
     let req: CreateLicense = parse(body)?;
-    if !(1..=36_500).contains(&req.days) {
-        return Err(ApiError::bad(
-            codes::INVALID_REQUEST,
-            "days must be 1 to 36500",
-        ));
-    }
-    if req
-        .heartbeat_interval
-        .is_some_and(|h| !(1..=86_400).contains(&h))
-    {
-        return Err(ApiError::bad(
-            codes::INVALID_REQUEST,
-            "heartbeat_interval must be 1 to 86400 seconds",
-        ));
-    }
-    check_tier(&s.config, &req.tier).map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e))?;
+    check_terms(
+        &s.config,
+        Some(&req.tier),
+        Some(req.days),
+        req.heartbeat_interval,
+    )
+    .map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e))?;
     let spec = NewLicense {
         id: req
             .id
@@ -241,24 +232,13 @@ pub async fn update_license(
     admin(&s, &headers)?;
     license_id(&id)?;
     let req: UpdateLicense = parse(body)?;
-    if let Some(t) = &req.tier {
-        check_tier(&s.config, t).map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e))?;
-    }
-    if req.days.is_some_and(|d| !(1..=36_500).contains(&d)) {
-        return Err(ApiError::bad(
-            codes::INVALID_REQUEST,
-            "days must be 1 to 36500",
-        ));
-    }
-    if req
-        .heartbeat_interval
-        .is_some_and(|h| !(1..=86_400).contains(&h))
-    {
-        return Err(ApiError::bad(
-            codes::INVALID_REQUEST,
-            "heartbeat_interval must be 1 to 86400 seconds",
-        ));
-    }
+    check_terms(
+        &s.config,
+        req.tier.as_deref(),
+        req.days,
+        req.heartbeat_interval,
+    )
+    .map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e))?;
     let lid = id.clone();
     let mut lic = s
         .blocking(move |st| st.license(&lid))
