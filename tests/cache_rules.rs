@@ -308,6 +308,15 @@ fn symlink_to_a_fifo_as_key_file_is_refused_without_blocking() {
 }
 
 #[test]
+fn fifo_as_state_file_is_refused_without_blocking_outside_seat_mode_too() {
+    let started = start_guarded(|f| {
+        mkfifo(&f.cache_dir().join("state.json"));
+        json!({})
+    });
+    assert_refused(started, true);
+}
+
+#[test]
 fn fifo_as_state_file_is_refused_without_blocking() {
     let started = start_guarded(|f| {
         mkfifo(&f.cache_dir().join("state.json"));

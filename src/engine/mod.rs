@@ -237,12 +237,19 @@ impl Engine {
         let state_file = StateFile::new(cache.clone());
         // A missing or unreadable state.json gives no mark: then only the wall clock and
         // the tokens' `iat` vouch for the time.
-        let persisted = state_file.read_mark().ok().flatten();
-        let (ledger, ledger_note) = Ledger::start(
+        let (persisted, unreadable) = match state_file.read_mark() {
+            Ok(m) => (m, None),
+            Err(e) => (
+                None,
+                Some(format!("state.json not used for the clock mark: {e}")),
+            ),
+        };
+        let (ledger, set_aside) = Ledger::start(
             persisted,
             opts.clock.now_millis(),
             opts.clock.monotonic_millis(),
         );
+        let ledger_note = unreadable.or(set_aside);
         let shared = Arc::new(Shared {
             entitlements: RwLock::new(Arc::new(config.community.clone())),
             started_at_mono: opts.clock.monotonic_millis(),
