@@ -10,7 +10,7 @@ use crate::http::metrics::Metrics;
 use crate::http::ApiError;
 use crate::keys::SigningKey;
 use crate::seats::{SeatStore, Session};
-use crate::store::{AuditEvent, License, LicenseStore, StoreError};
+use crate::store::{AuditEvent, KeyRecord, License, LicenseStore, StoreError};
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -26,6 +26,8 @@ pub struct AppState {
     /// Server time (replaced in tests, so TTLs and lapses are tested without sleeping).
     pub clock: Arc<dyn Clock>,
     pub(crate) metrics: Metrics,
+    /// API key lookups, kept briefly so that heartbeats do not query the database.
+    pub(crate) keys_seen: KeyCache,
     /// Print one line per request to stderr.
     pub access_log: bool,
 }
@@ -48,6 +50,7 @@ impl AppState {
             seats,
             clock,
             metrics: Metrics::default(),
+            keys_seen: KeyCache::default(),
             access_log: false,
         })
     }
@@ -150,6 +153,53 @@ impl AppState {
         let _ = self.blocking(move |s| s.prune_audit(before)).await;
         let before = self.now() - days(self.config.telemetry_retention_days);
         let _ = self.blocking(move |s| s.prune_telemetry(before)).await;
+    }
+}
+
+/// How long an API key's lookup (its record and license) is reused. Heartbeats of a key
+/// then reach the database at most twice a second per instance, and a revocation or tier
+/// change made on any instance applies everywhere within this time. A short lifetime was
+/// chosen over pub/sub invalidation: nothing is lost when a message is, and the bound on
+/// staleness holds even while Redis is away.
+pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_millis(500);
+/// Most keys cached; past it the cache starts over (a flood of unknown keys cannot grow it).
+const KEY_CACHE_MAX: usize = 100_000;
+
+/// An API key's lookup: its record and its license, as found.
+pub(crate) type KeyLookup = (Option<KeyRecord>, Option<License>);
+
+/// API key lookups by key hash, each for [`KEY_CACHE_TTL`].
+#[derive(Default)]
+pub(crate) struct KeyCache {
+    map: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, KeyLookup)>>,
+}
+
+impl KeyCache {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (std::time::Instant, KeyLookup)>>
+    {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The lookup of `hash`, when fresh.
+    pub(crate) fn get(&self, hash: &str) -> Option<KeyLookup> {
+        let map = self.lock();
+        let (at, v) = map.get(hash)?;
+        (at.elapsed() < KEY_CACHE_TTL).then(|| v.clone())
+    }
+
+    pub(crate) fn put(&self, hash: String, v: KeyLookup) {
+        let mut map = self.lock();
+        if map.len() >= KEY_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(hash, (std::time::Instant::now(), v));
+    }
+
+    /// Forgets everything: this instance changed a license or a key.
+    pub(crate) fn clear(&self) {
+        self.lock().clear();
     }
 }
 

@@ -85,6 +85,10 @@ pub struct ServerConfig {
     /// SQLite file; default `{data-dir}/licenses.sqlite3`.
     #[serde(default)]
     pub database: Option<PathBuf>,
+    /// Seats in Redis (`redis://host:port[/db]`), shared by every instance; unset keeps
+    /// them in this process's memory.
+    #[serde(default)]
+    pub redis_url: Option<String>,
     /// `iss` of issued tokens.
     #[serde(default = "default_issuer")]
     pub issuer: String,

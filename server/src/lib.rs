@@ -50,12 +50,15 @@ pub fn open_with_clock(
             );
         }
     }
-    let seats = seats::MemorySeats::new(clock.clone());
+    let seats: Arc<dyn seats::SeatStore> = match config.redis_url.as_deref() {
+        Some(url) if !url.trim().is_empty() => Arc::new(seats::RedisSeats::new(url.trim())?),
+        _ => Arc::new(seats::MemorySeats::new(clock.clone())),
+    };
     Ok(Arc::new(AppState::new(
         config,
         key,
         Arc::new(store),
-        Arc::new(seats),
+        seats,
         clock,
     )?))
 }

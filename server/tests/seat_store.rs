@@ -1,24 +1,39 @@
-//! The seat-store contract, written once and run against every store (today: memory).
+//! The seat-store contract, written once and run against every store: in memory, and in
+//! a real `redis-server` started for each test.
 //! A store passes when it never grants one seat too many, lapses silent sessions into
 //! offline ones for their grace, and lets a reconnect end the old session at once.
 
 use std::sync::Arc;
 
+mod common;
+
 use lic4es::clock::ManualClock;
-use license_server::seats::{Acquired, MemorySeats, NewSession, Replace, SeatStore};
+use license_server::seats::{Acquired, MemorySeats, NewSession, RedisSeats, Replace, SeatStore};
+
+use common::redis::RedisProc;
 
 const NOW: i64 = 1_795_354_152;
 const TTL: i64 = 660;
 const GRACE: i64 = 7 * 86_400;
 
-type Make = fn(Arc<ManualClock>) -> Arc<dyn SeatStore>;
+/// A store, and what must live as long as it (a Redis server).
+type Made = (Arc<dyn SeatStore>, Option<RedisProc>);
+type Make = fn(Arc<ManualClock>) -> Option<Made>;
 
-fn memory(clock: Arc<ManualClock>) -> Arc<dyn SeatStore> {
-    Arc::new(MemorySeats::new(clock))
+fn memory(clock: Arc<ManualClock>) -> Option<Made> {
+    Some((Arc::new(MemorySeats::new(clock)), None))
+}
+
+fn redis(clock: Arc<ManualClock>) -> Option<Made> {
+    let server = RedisProc::start()?;
+    let store = RedisSeats::new(&server.url())
+        .unwrap()
+        .with_test_clock(clock);
+    Some((Arc::new(store), Some(server)))
 }
 
 /// Every store the contract runs against.
-const STORES: [(&str, Make); 1] = [("memory", memory)];
+const STORES: [(&str, Make); 2] = [("memory", memory), ("redis", redis)];
 
 fn session(id: &str, license: &str, limit: u32, hw: &str, grace: i64) -> NewSession {
     NewSession {
@@ -41,7 +56,10 @@ fn granted(a: &Acquired) -> bool {
 fn each_store(test: impl Fn(&str, Arc<ManualClock>, Arc<dyn SeatStore>)) {
     for (name, make) in STORES {
         let clock = Arc::new(ManualClock::at_secs(NOW));
-        test(name, clock.clone(), make(clock));
+        let Some((store, _server)) = make(clock.clone()) else {
+            continue;
+        };
+        test(name, clock, store);
     }
 }
 
@@ -50,6 +68,7 @@ fn concurrent_acquires_never_grant_one_seat_too_many() {
     each_store(|name, _, store| {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(4)
+            .enable_all()
             .build()
             .unwrap();
         let results: Vec<Acquired> = rt.block_on(async {
@@ -101,6 +120,7 @@ fn concurrent_acquires_never_grant_one_seat_too_many() {
 fn a_silent_session_lapses_into_offline_use_for_its_grace() {
     each_store(|name, clock, store| {
         let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
@@ -166,6 +186,7 @@ fn a_silent_session_lapses_into_offline_use_for_its_grace() {
 fn without_grace_a_lapsed_session_is_dropped() {
     each_store(|name, clock, store| {
         let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
@@ -188,6 +209,7 @@ fn without_grace_a_lapsed_session_is_dropped() {
 fn a_reconnect_ends_its_own_old_session_at_once() {
     each_store(|name, clock, store| {
         let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
@@ -240,6 +262,7 @@ fn a_reconnect_ends_its_own_old_session_at_once() {
 fn release_and_kick_end_sessions_and_licenses_are_kept_apart() {
     each_store(|name, _, store| {
         let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
@@ -269,4 +292,133 @@ fn release_and_kick_end_sessions_and_licenses_are_kept_apart() {
             store.ping().await.unwrap();
         });
     });
+}
+
+fn redis_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn redis_scripts_survive_script_flush_and_an_outage_is_never_a_grant() {
+    let Some(mut server) = RedisProc::start() else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::at_secs(NOW));
+    let store = RedisSeats::new(&server.url())
+        .unwrap()
+        .with_test_clock(clock);
+    redis_rt().block_on(async {
+        assert!(granted(
+            &store
+                .acquire(session("s-1", "lic", 2, "h1", GRACE), None)
+                .await
+                .unwrap()
+        ));
+        // Scripts gone from the cache (as after a failover): loaded again on NOSCRIPT.
+        let client = ::redis::Client::open(server.url()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let _: () = ::redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert!(store.heartbeat("s-1", "lic").await.unwrap().is_some());
+        assert!(granted(
+            &store
+                .acquire(session("s-2", "lic", 2, "h2", GRACE), None)
+                .await
+                .unwrap()
+        ));
+    });
+    // Redis goes away: every call is an error, never a grant.
+    let port = server.port;
+    server.kill();
+    redis_rt().block_on(async {
+        let r = store
+            .acquire(session("s-3", "lic", 9, "h3", GRACE), None)
+            .await;
+        assert!(r.is_err(), "{r:?}");
+        assert!(store.heartbeat("s-1", "lic").await.is_err());
+        assert!(store.ping().await.is_err());
+    });
+    // It comes back empty (no persistence): sessions are gone, acquires work again.
+    let _back = RedisProc::start_on(port);
+    redis_rt().block_on(async {
+        let mut ok = false;
+        for _ in 0..50 {
+            if store.ping().await.is_ok() {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(ok, "reconnected");
+        assert_eq!(
+            store.heartbeat("s-1", "lic").await.unwrap(),
+            None,
+            "session gone: 410"
+        );
+        assert!(granted(
+            &store
+                .acquire(session("s-4", "lic", 2, "h1", GRACE), None)
+                .await
+                .unwrap()
+        ));
+    });
+}
+
+#[test]
+fn redis_keeps_an_online_session_in_under_a_kibibyte() {
+    let Some(server) = RedisProc::start() else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::at_secs(NOW));
+    let store = RedisSeats::new(&server.url())
+        .unwrap()
+        .with_test_clock(clock);
+    let used = |c: &mut ::redis::Connection| -> i64 {
+        let info: String = ::redis::cmd("INFO").arg("memory").query(c).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let client = ::redis::Client::open(server.url()).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let n = 2000;
+    redis_rt().block_on(async {
+        // Load the scripts and the index keys first, so only sessions are counted.
+        store
+            .acquire(session("warm", "lic-0", 1, "h", GRACE), None)
+            .await
+            .unwrap();
+        let before = used(&mut c);
+        for i in 0..n {
+            let s = NewSession {
+                hardware_id: format!("{:064x}", i),
+                instance_id: uuid_like(i),
+                ..session(
+                    &format!("ses-{}", uuid_like(i).replace('-', "")),
+                    &format!("org-{}", i % 50),
+                    100,
+                    "h",
+                    GRACE,
+                )
+            };
+            assert!(granted(&store.acquire(s, None).await.unwrap()));
+        }
+        let per = (used(&mut c) - before) / n;
+        println!("redis memory per online session: {per} bytes");
+        assert!(per <= 1024, "{per} bytes per session");
+    });
+}
+
+/// A UUID-shaped id, as engines send.
+fn uuid_like(i: i64) -> String {
+    format!("{:08x}-0000-4000-8000-{:012x}", i, i)
 }

@@ -402,3 +402,53 @@ fn bad_seat_requests_get_a_json_4xx() {
         assert!(v["error"].is_string() && v["message"].is_string(), "{v}");
     }
 }
+
+fn key_lookups(s: &Server) -> u64 {
+    s.metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix("lic4es_api_key_lookups_total "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn heartbeats_reach_the_database_at_most_twice_a_second() {
+    let s = Server::start();
+    let (_, key) = s.license("pro", json!({}));
+    let (_, v) = acquire(&s, &key, "hw-1");
+    let sid = v["session_id"].as_str().unwrap().to_string();
+    let before = key_lookups(&s);
+    let started = std::time::Instant::now();
+    for _ in 0..300 {
+        assert_eq!(heartbeat(&s, &key, &sid).0, 200);
+    }
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let lookups = key_lookups(&s) - before;
+    // One lookup per half second at most, whatever the heartbeat rate.
+    assert!(
+        lookups <= 1 + elapsed_ms / 500 + 1,
+        "{lookups} lookups for 300 heartbeats in {elapsed_ms} ms"
+    );
+}
+
+#[test]
+fn a_revocation_through_the_admin_api_applies_at_once_on_its_instance() {
+    let s = Server::start();
+    let (license, key) = s.license("pro", json!({}));
+    let (_, v) = acquire(&s, &key, "hw-1");
+    let sid = v["session_id"].as_str().unwrap().to_string();
+    assert_eq!(heartbeat(&s, &key, &sid).0, 200, "cached now");
+    let (status, _) = s.admin(
+        "POST",
+        &format!("/admin/licenses/{license}/revoke"),
+        Value::Null,
+    );
+    assert_eq!(status, 200);
+    let (status, v) = heartbeat(&s, &key, &sid);
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (403, Some("license_revoked")),
+        "{v}"
+    );
+}

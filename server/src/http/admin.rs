@@ -277,6 +277,8 @@ pub async fn update_license(
     if !s.blocking(move |st| st.update_license(&update)).await? {
         return Err(not_found("license"));
     }
+    // After the write: a lookup made meanwhile may have cached the old state.
+    s.keys_seen.clear();
     s.audit(s.admin_event("license_update", &id, addr, Some(changed.join(", "))))
         .await;
     Ok(Json(license_view(&s, &lic)))
@@ -333,6 +335,8 @@ pub async fn set_tier(
     if !s.blocking(move |st| st.set_tier(&lid, &tier)).await? {
         return Err(not_found("license"));
     }
+    // After the write: a lookup made meanwhile may have cached the old state.
+    s.keys_seen.clear();
     s.audit(s.admin_event(
         "license_tier",
         &id,
@@ -356,6 +360,8 @@ pub async fn revoke_license(
     if !s.blocking(move |st| st.revoke_license(&lid)).await? {
         return Err(not_found("license"));
     }
+    // After the write: a lookup made meanwhile may have cached the old state.
+    s.keys_seen.clear();
     s.audit(s.admin_event("license_revoke", &id, addr, None))
         .await;
     Ok(Json(json!({"license_id": id, "revoked": true})))
@@ -383,6 +389,8 @@ pub async fn revoke_key(
     if !s.blocking(move |st| st.revoke_api_key(&key)).await? {
         return Err(not_found("API key"));
     }
+    // After the write: a lookup made meanwhile may have cached the old state.
+    s.keys_seen.clear();
     if let Some(rec) = rec {
         let prefix: String = req.api_key.chars().take(9).collect();
         s.audit(s.admin_event(

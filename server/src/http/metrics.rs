@@ -18,6 +18,7 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     tokens: Mutex<BTreeMap<String, u64>>,
     telemetry: AtomicU64,
+    key_lookups: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -38,6 +39,10 @@ impl Metrics {
 
     pub(crate) fn token_issued(&self, tier: &str) {
         *lock(&self.tokens).entry(tier.to_string()).or_default() += 1;
+    }
+
+    pub(crate) fn key_looked_up(&self) {
+        self.key_lookups.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn telemetry_received(&self) {
@@ -66,6 +71,15 @@ impl Metrics {
         out.push_str(&format!(
             "lic4es_telemetry_received_total {}\n",
             self.telemetry.load(Ordering::Relaxed)
+        ));
+        out.push_str(
+            "# HELP lic4es_api_key_lookups_total API keys looked up in the database (the rest \
+             came from the half-second cache).\n",
+        );
+        out.push_str("# TYPE lic4es_api_key_lookups_total counter\n");
+        out.push_str(&format!(
+            "lic4es_api_key_lookups_total {}\n",
+            self.key_lookups.load(Ordering::Relaxed)
         ));
     }
 }

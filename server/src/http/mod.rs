@@ -199,17 +199,26 @@ impl AppState {
     /// The license an API key belongs to, if the key and the license are in good
     /// standing.
     pub(crate) async fn licensed(&self, api_key: &str) -> Result<License, ApiError> {
-        let key = api_key.to_string();
-        let (rec, lic) = self
-            .blocking(move |s| {
-                let rec = s.api_key(&key)?;
-                let lic = match &rec {
-                    Some(r) => s.license(&r.license_id)?,
-                    None => None,
-                };
-                Ok((rec, lic))
-            })
-            .await?;
+        let hash = crate::store::hash_key(api_key);
+        let (rec, lic) = match self.keys_seen.get(&hash) {
+            Some(found) => found,
+            None => {
+                let key = api_key.to_string();
+                let found = self
+                    .blocking(move |s| {
+                        let rec = s.api_key(&key)?;
+                        let lic = match &rec {
+                            Some(r) => s.license(&r.license_id)?,
+                            None => None,
+                        };
+                        Ok((rec, lic))
+                    })
+                    .await?;
+                self.metrics.key_looked_up();
+                self.keys_seen.put(hash, found.clone());
+                found
+            }
+        };
         let unknown = || ApiError::unauthorized(codes::INVALID_API_KEY, "unknown API key");
         let rec = rec.ok_or_else(unknown)?;
         if rec.revoked {

@@ -10,11 +10,13 @@
 //! clock; a shared store from its server), never the caller's.
 
 pub mod memory;
+pub mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub use self::memory::MemorySeats;
+pub use self::redis::RedisSeats;
 
 /// One session.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lic4es::clock::ManualClock;
+
+pub mod redis;
 use license_server::{AppState, ServerConfig};
 use serde_json::{json, Value};
 
@@ -172,4 +174,22 @@ pub fn fetch_body(nonce: &str) -> Value {
 
 pub fn new_key(s: &Server, tier: &str) -> (String, String) {
     s.license(tier, json!({}))
+}
+
+/// Whether `tool` is on the PATH. When it is not, prints a loud SKIPPED line and returns
+/// false, unless LIC4ES_REQUIRE_ALL=1, where a missing tool fails the test.
+pub fn have_tool(tool: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        if std::env::var("LIC4ES_REQUIRE_ALL").as_deref() == Ok("1") {
+            panic!("{tool} not found and LIC4ES_REQUIRE_ALL=1");
+        }
+        eprintln!("SKIPPED: {tool} not found");
+        println!("SKIPPED: {tool} not found");
+    }
+    found
 }
