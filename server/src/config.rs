@@ -85,6 +85,10 @@ pub struct ServerConfig {
     /// SQLite file; default `{data-dir}/licenses.sqlite3`.
     #[serde(default)]
     pub database: Option<PathBuf>,
+    /// Licenses, keys, telemetry and audit in PostgreSQL (`postgres://…`), shared by
+    /// every instance; unset keeps them in the SQLite file.
+    #[serde(default)]
+    pub database_url: Option<String>,
     /// Seats in Redis (`redis://host:port[/db]`), shared by every instance; unset keeps
     /// them in this process's memory.
     #[serde(default)]

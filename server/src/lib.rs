@@ -32,13 +32,21 @@ pub fn open(config: ServerConfig) -> Result<Arc<AppState>, String> {
     open_with_clock(config, Arc::new(SystemClock))
 }
 
+/// The configured license store: PostgreSQL with `database-url`, else the SQLite file.
+pub fn open_store(config: &ServerConfig) -> Result<Arc<dyn store::LicenseStore>, String> {
+    Ok(match config.database_url.as_deref() {
+        Some(url) if !url.trim().is_empty() => Arc::new(store::PgStore::open(url.trim())?),
+        _ => Arc::new(store::SqliteStore::open(&config.database_path())?),
+    })
+}
+
 /// [`open`] with another clock (tests move it to expire sessions without sleeping).
 pub fn open_with_clock(
     config: ServerConfig,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<AppState>, String> {
     let key = keys::SigningKey::load_or_create(&config.signing_key_path())?;
-    let store = store::SqliteStore::open(&config.database_path())?;
+    let store = open_store(&config)?;
     if let Some(tree) = git_work_tree_of(&config.data_dir) {
         if !git_ignored(&tree, &config.data_dir) {
             eprintln!(
@@ -54,13 +62,7 @@ pub fn open_with_clock(
         Some(url) if !url.trim().is_empty() => Arc::new(seats::RedisSeats::new(url.trim())?),
         _ => Arc::new(seats::MemorySeats::new(clock.clone())),
     };
-    Ok(Arc::new(AppState::new(
-        config,
-        key,
-        Arc::new(store),
-        seats,
-        clock,
-    )?))
+    Ok(Arc::new(AppState::new(config, key, store, seats, clock)?))
 }
 
 /// The git work tree `dir` lies in, if any: the nearest ancestor holding `.git` (a

@@ -10,7 +10,7 @@ use license_server::app::{
 };
 use license_server::keys::SigningKey;
 use license_server::store::License;
-use license_server::store::{LicenseStore, SqliteStore};
+use license_server::store::LicenseStore;
 use license_server::{open, ServerConfig};
 
 /// Each command: the words that name it, and its usage.
@@ -175,9 +175,9 @@ fn no_more(rest: &[String]) -> Result<(), String> {
 
 fn with_store(
     config: &ServerConfig,
-    f: impl FnOnce(&SqliteStore) -> Result<(), String>,
+    f: impl FnOnce(&dyn LicenseStore) -> Result<(), String>,
 ) -> Result<(), String> {
-    f(&SqliteStore::open(&config.database_path())?)
+    f(license_server::open_store(config)?.as_ref())
 }
 
 fn keygen(config: &ServerConfig) -> Result<(), String> {
@@ -330,7 +330,7 @@ fn license_update(config: ServerConfig, args: &[String]) -> Result<(), String> {
 }
 
 fn license_show(config: &ServerConfig, sub: &str) -> Result<(), String> {
-    let store = SqliteStore::open(&config.database_path())?;
+    let store = license_server::open_store(config)?;
     let lic = store
         .license(sub)
         .map_err(|e| e.to_string())?

@@ -5,12 +5,14 @@
 //! The interface is blocking; the HTTP layer calls it on tokio's blocking pool, never on
 //! the async request threads.
 
+pub mod postgres;
 pub mod sqlite;
 
 use sha2::{Digest, Sha256};
 
 use crate::telemetry::Sample;
 
+pub use self::postgres::PgStore;
 pub use self::sqlite::SqliteStore;
 
 /// A license as stored.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use lic4es::clock::ManualClock;
 
+pub mod pg;
 pub mod redis;
 use license_server::{AppState, ServerConfig};
 use serde_json::{json, Value};

@@ -1,0 +1,499 @@
+//! The shared store: PostgreSQL (`database-url = "postgres://…"`), for several instances.
+//!
+//! The `postgres` crate (the blocking client over tokio-postgres) keeps this store as
+//! blocking as the SQLite one: both run on tokio's blocking pool behind the same
+//! interface, and neither needs an async query layer of its own. A few connections are
+//! pooled here; a connection that fails is dropped and a new one made on the next call.
+//! The schema is created at start-up under a transaction-scoped advisory lock, so two
+//! instances starting at once do not race each other's `CREATE TABLE`.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use postgres::{Client, NoTls, Row};
+
+use super::{
+    hash_key, new_api_key, AuditEvent, DailyTelemetry, InstanceTelemetry, KeyRecord, License,
+    LicenseStore, StoreError, StoreResult,
+};
+use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
+
+/// Connections kept open for reuse.
+const POOL_SIZE: usize = 8;
+/// Any number taken by `pg_advisory_xact_lock` while the schema is set up.
+const SCHEMA_LOCK: i64 = 0x6c69_6334_6573;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS licenses (
+    id TEXT PRIMARY KEY,
+    tier TEXT NOT NULL,
+    org_name TEXT,
+    expires_at BIGINT NOT NULL,
+    trial BOOLEAN NOT NULL DEFAULT FALSE,
+    revoked BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at BIGINT NOT NULL,
+    seats BIGINT,
+    offline_grace_days BIGINT,
+    heartbeat_interval BIGINT
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    hash TEXT PRIMARY KEY,
+    prefix TEXT NOT NULL,
+    license_id TEXT NOT NULL REFERENCES licenses(id),
+    revoked BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS telemetry_latest (
+    license_id TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    received_at BIGINT NOT NULL,
+    queries_total BIGINT,
+    joins_total BIGINT,
+    mvs_active BIGINT,
+    clusters_connected BIGINT,
+    PRIMARY KEY (license_id, instance_id)
+);
+CREATE INDEX IF NOT EXISTS telemetry_latest_at ON telemetry_latest(license_id, received_at);
+CREATE INDEX IF NOT EXISTS telemetry_latest_recent ON telemetry_latest(received_at);
+CREATE TABLE IF NOT EXISTS telemetry_daily (
+    license_id TEXT NOT NULL,
+    day BIGINT NOT NULL,
+    reports BIGINT NOT NULL,
+    instances BIGINT NOT NULL,
+    queries BIGINT NOT NULL,
+    joins BIGINT NOT NULL,
+    peak_mvs_active BIGINT NOT NULL,
+    peak_clusters_connected BIGINT NOT NULL,
+    PRIMARY KEY (license_id, day)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id BIGSERIAL PRIMARY KEY,
+    at BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    license_id TEXT NOT NULL,
+    session_id TEXT,
+    hardware_id TEXT,
+    instance_id TEXT,
+    source TEXT,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_license ON audit(license_id, id);
+CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
+";
+
+const LICENSE_COLUMNS: &str = "id, tier, org_name, expires_at, trial, revoked, seats, \
+                               offline_grace_days, heartbeat_interval";
+
+fn db(e: postgres::Error) -> StoreError {
+    StoreError::Unavailable(format!("postgres: {e}"))
+}
+
+fn opt_u32(v: Option<i64>) -> Option<u32> {
+    v.and_then(|v| u32::try_from(v).ok())
+}
+
+fn opt_u64(v: Option<i64>) -> Option<u64> {
+    v.and_then(|v| u64::try_from(v).ok())
+}
+
+/// Counters beyond what a signed 64-bit column holds are kept at its maximum.
+fn big(v: u64) -> i64 {
+    v.min(i64::MAX as u64) as i64
+}
+
+fn license_row(r: &Row) -> License {
+    License {
+        id: r.get(0),
+        tier: r.get(1),
+        org_name: r.get(2),
+        expires_at: r.get(3),
+        trial: r.get(4),
+        revoked: r.get(5),
+        seats: opt_u32(r.get(6)),
+        offline_grace_days: opt_u32(r.get(7)),
+        heartbeat_interval: opt_u64(r.get(8)),
+    }
+}
+
+/// PostgreSQL behind a small pool of blocking connections.
+pub struct PgStore {
+    config: postgres::Config,
+    pool: Mutex<Vec<Client>>,
+}
+
+impl PgStore {
+    /// Connects to `url` and creates the schema if needed.
+    pub fn open(url: &str) -> Result<PgStore, String> {
+        let mut config: postgres::Config = url.parse().map_err(|e| format!("database-url: {e}"))?;
+        config.connect_timeout(Duration::from_secs(5));
+        let store = PgStore {
+            config,
+            pool: Mutex::new(Vec::new()),
+        };
+        let mut c = store
+            .client()
+            .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+        let mut tx = c.transaction().map_err(|e| e.to_string())?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+            .map_err(|e| e.to_string())?;
+        tx.batch_execute(SCHEMA)
+            .map_err(|e| format!("cannot create the schema: {e}"))?;
+        tx.commit().map_err(|e| e.to_string())?;
+        store.give_back(c);
+        Ok(store)
+    }
+
+    fn pool(&self) -> MutexGuard<'_, Vec<Client>> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn client(&self) -> StoreResult<Client> {
+        if let Some(c) = self.pool().pop() {
+            if !c.is_closed() {
+                return Ok(c);
+            }
+        }
+        self.config.connect(NoTls).map_err(db)
+    }
+
+    fn give_back(&self, c: Client) {
+        let mut pool = self.pool();
+        if pool.len() < POOL_SIZE && !c.is_closed() {
+            pool.push(c);
+        }
+    }
+
+    /// Runs `f` on a pooled connection; a connection that failed is not reused.
+    fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>) -> StoreResult<T> {
+        let mut c = self.client()?;
+        match f(&mut c) {
+            Ok(v) => {
+                self.give_back(c);
+                Ok(v)
+            }
+            Err(e) => {
+                if !e.is_closed() && e.as_db_error().is_some() {
+                    self.give_back(c);
+                }
+                Err(db(e))
+            }
+        }
+    }
+}
+
+impl LicenseStore for PgStore {
+    fn insert_license(&self, l: &License, now: i64) -> StoreResult<bool> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO licenses (id, tier, org_name, expires_at, trial, revoked, created_at,
+                    seats, offline_grace_days, heartbeat_interval)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (id) DO NOTHING",
+                &[
+                    &l.id,
+                    &l.tier,
+                    &l.org_name,
+                    &l.expires_at,
+                    &l.trial,
+                    &l.revoked,
+                    &now,
+                    &l.seats.map(i64::from),
+                    &l.offline_grace_days.map(i64::from),
+                    &l.heartbeat_interval.map(big),
+                ],
+            )
+        })
+        .map(|n| n > 0)
+    }
+
+    fn update_license(&self, l: &License) -> StoreResult<bool> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE licenses SET tier = $2, org_name = $3, expires_at = $4, trial = $5,
+                    seats = $6, offline_grace_days = $7, heartbeat_interval = $8
+                 WHERE id = $1",
+                &[
+                    &l.id,
+                    &l.tier,
+                    &l.org_name,
+                    &l.expires_at,
+                    &l.trial,
+                    &l.seats.map(i64::from),
+                    &l.offline_grace_days.map(i64::from),
+                    &l.heartbeat_interval.map(big),
+                ],
+            )
+        })
+        .map(|n| n > 0)
+    }
+
+    fn license(&self, id: &str) -> StoreResult<Option<License>> {
+        self.with(|c| {
+            c.query_opt(
+                &format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE id = $1"),
+                &[&id],
+            )
+        })
+        .map(|r| r.as_ref().map(license_row))
+    }
+
+    fn set_tier(&self, id: &str, tier: &str) -> StoreResult<bool> {
+        self.with(|c| c.execute("UPDATE licenses SET tier = $2 WHERE id = $1", &[&id, &tier]))
+            .map(|n| n > 0)
+    }
+
+    fn revoke_license(&self, id: &str) -> StoreResult<bool> {
+        self.with(|c| c.execute("UPDATE licenses SET revoked = TRUE WHERE id = $1", &[&id]))
+            .map(|n| n > 0)
+    }
+
+    fn create_api_key(&self, license_id: &str, now: i64) -> StoreResult<String> {
+        let key = new_api_key()?;
+        let (hash, prefix) = (hash_key(&key), key[..9].to_string());
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO api_keys (hash, prefix, license_id, revoked, created_at)
+                 VALUES ($1, $2, $3, FALSE, $4)",
+                &[&hash, &prefix, &license_id, &now],
+            )
+        })?;
+        Ok(key)
+    }
+
+    fn api_key(&self, key: &str) -> StoreResult<Option<KeyRecord>> {
+        let hash = hash_key(key);
+        self.with(|c| {
+            c.query_opt(
+                "SELECT license_id, revoked FROM api_keys WHERE hash = $1",
+                &[&hash],
+            )
+        })
+        .map(|r| {
+            r.map(|r| KeyRecord {
+                license_id: r.get(0),
+                revoked: r.get(1),
+            })
+        })
+    }
+
+    fn revoke_api_key(&self, key: &str) -> StoreResult<bool> {
+        let hash = hash_key(key);
+        self.with(|c| {
+            c.execute(
+                "UPDATE api_keys SET revoked = TRUE WHERE hash = $1",
+                &[&hash],
+            )
+        })
+        .map(|n| n > 0)
+    }
+
+    fn record_telemetry(
+        &self,
+        license_id: &str,
+        instance_id: &str,
+        sample: &Sample,
+        now: i64,
+    ) -> StoreResult<bool> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            // The row lock serialises two reports of one instance reaching two servers.
+            let prev = tx
+                .query_opt(
+                    "SELECT received_at, queries_total, joins_total, mvs_active,
+                        clusters_connected
+                     FROM telemetry_latest WHERE license_id = $1 AND instance_id = $2
+                     FOR UPDATE",
+                    &[&license_id, &instance_id],
+                )?
+                .map(|r| Latest {
+                    received_at: r.get(0),
+                    sample: Sample {
+                        queries_total: opt_u64(r.get(1)),
+                        joins_total: opt_u64(r.get(2)),
+                        mvs_active: opt_u64(r.get(3)),
+                        clusters_connected: opt_u64(r.get(4)),
+                    },
+                });
+            let Some(d) = admit(prev.as_ref(), now, sample) else {
+                return Ok(false);
+            };
+            let int = |v: Option<u64>| v.map(big);
+            tx.execute(
+                "INSERT INTO telemetry_latest (license_id, instance_id, received_at,
+                    queries_total, joins_total, mvs_active, clusters_connected)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (license_id, instance_id) DO UPDATE SET received_at = $3,
+                    queries_total = $4, joins_total = $5, mvs_active = $6,
+                    clusters_connected = $7",
+                &[
+                    &license_id,
+                    &instance_id,
+                    &now,
+                    &int(sample.queries_total),
+                    &int(sample.joins_total),
+                    &int(sample.mvs_active),
+                    &int(sample.clusters_connected),
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO telemetry_daily (license_id, day, reports, instances, queries,
+                    joins, peak_mvs_active, peak_clusters_connected)
+                 VALUES ($1, $2, 1, $3, $4, $5, $6, $7)
+                 ON CONFLICT (license_id, day) DO UPDATE SET
+                    reports = telemetry_daily.reports + 1,
+                    instances = telemetry_daily.instances + $3,
+                    queries = LEAST(telemetry_daily.queries::NUMERIC + $4, 9223372036854775807)::BIGINT,
+                    joins = LEAST(telemetry_daily.joins::NUMERIC + $5, 9223372036854775807)::BIGINT,
+                    peak_mvs_active = GREATEST(telemetry_daily.peak_mvs_active, $6),
+                    peak_clusters_connected =
+                        GREATEST(telemetry_daily.peak_clusters_connected, $7)",
+                &[
+                    &license_id,
+                    &d.day,
+                    &big(d.new_instance),
+                    &big(d.queries),
+                    &big(d.joins),
+                    &big(d.mvs_active),
+                    &big(d.clusters_connected),
+                ],
+            )?;
+            if prev.is_none() {
+                tx.execute(
+                    "DELETE FROM telemetry_latest WHERE license_id = $1 AND instance_id IN (
+                        SELECT instance_id FROM telemetry_latest WHERE license_id = $1
+                        ORDER BY received_at DESC OFFSET $2)",
+                    &[&license_id, &i64::from(MAX_INSTANCES_PER_LICENSE)],
+                )?;
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    fn recent_telemetry(&self, limit: u32) -> StoreResult<Vec<InstanceTelemetry>> {
+        self.with(|c| {
+            c.query(
+                "SELECT license_id, instance_id, received_at, queries_total, joins_total,
+                    mvs_active, clusters_connected
+                 FROM telemetry_latest ORDER BY received_at DESC LIMIT $1",
+                &[&i64::from(limit)],
+            )
+        })
+        .map(|rows| {
+            rows.iter()
+                .map(|r| InstanceTelemetry {
+                    license_id: r.get(0),
+                    instance_id: r.get(1),
+                    received_at: r.get(2),
+                    telemetry: Sample {
+                        queries_total: opt_u64(r.get(3)),
+                        joins_total: opt_u64(r.get(4)),
+                        mvs_active: opt_u64(r.get(5)),
+                        clusters_connected: opt_u64(r.get(6)),
+                    },
+                })
+                .collect()
+        })
+    }
+
+    fn daily_telemetry(
+        &self,
+        license: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<DailyTelemetry>> {
+        self.with(|c| {
+            c.query(
+                "SELECT license_id, day, reports, instances, queries, joins, peak_mvs_active,
+                    peak_clusters_connected
+                 FROM telemetry_daily WHERE ($1::TEXT IS NULL OR license_id = $1)
+                 ORDER BY day DESC, license_id LIMIT $2",
+                &[&license, &i64::from(limit)],
+            )
+        })
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    let n = |i: usize| r.get::<_, i64>(i).max(0) as u64;
+                    DailyTelemetry {
+                        license_id: r.get(0),
+                        day: r.get(1),
+                        reports: n(2),
+                        instances: n(3),
+                        queries: n(4),
+                        joins: n(5),
+                        peak_mvs_active: n(6),
+                        peak_clusters_connected: n(7),
+                    }
+                })
+                .collect()
+        })
+    }
+
+    fn prune_telemetry(&self, before: i64) -> StoreResult<u64> {
+        self.with(|c| {
+            let a = c.execute(
+                "DELETE FROM telemetry_latest WHERE received_at < $1",
+                &[&before],
+            )?;
+            let b = c.execute(
+                "DELETE FROM telemetry_daily WHERE day < $1",
+                &[&day_of(before)],
+            )?;
+            Ok(a + b)
+        })
+    }
+
+    fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO audit (at, kind, license_id, session_id, hardware_id, instance_id,
+                    source, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &e.at,
+                    &e.kind,
+                    &e.license,
+                    &e.session_id,
+                    &e.hardware_id,
+                    &e.instance_id,
+                    &e.source,
+                    &e.detail,
+                ],
+            )
+        })
+        .map(|_| ())
+    }
+
+    fn audit(&self, license: Option<&str>, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+        self.with(|c| {
+            c.query(
+                "SELECT at, kind, license_id, session_id, hardware_id, instance_id, source,
+                    detail
+                 FROM audit WHERE ($1::TEXT IS NULL OR license_id = $1)
+                 ORDER BY id DESC LIMIT $2",
+                &[&license, &i64::from(limit)],
+            )
+        })
+        .map(|rows| {
+            rows.iter()
+                .map(|r| AuditEvent {
+                    at: r.get(0),
+                    kind: r.get(1),
+                    license: r.get(2),
+                    session_id: r.get(3),
+                    hardware_id: r.get(4),
+                    instance_id: r.get(5),
+                    source: r.get(6),
+                    detail: r.get(7),
+                })
+                .collect()
+        })
+    }
+
+    fn prune_audit(&self, before: i64) -> StoreResult<u64> {
+        self.with(|c| c.execute("DELETE FROM audit WHERE at < $1", &[&before]))
+    }
+
+    fn ping(&self) -> StoreResult<()> {
+        self.with(|c| c.simple_query("SELECT 1")).map(|_| ())
+    }
+}

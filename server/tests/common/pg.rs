@@ -1,0 +1,133 @@
+//! A throwaway PostgreSQL cluster (Debian's `postgresql` package) on a free loopback
+//! port, stopped and removed when dropped. As root, the cluster runs as the `postgres`
+//! user, since PostgreSQL refuses to run as root.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct PgProc {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn bin_dir() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").is_file())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The `postgres` user's uid and gid.
+fn owner() -> Option<(u32, u32)> {
+    let name = std::ffi::CString::new("postgres").unwrap();
+    // SAFETY: getpwnam with a valid C string; the result is read at once.
+    unsafe {
+        let pw = libc::getpwnam(name.as_ptr());
+        if pw.is_null() {
+            None
+        } else {
+            Some(((*pw).pw_uid, (*pw).pw_gid))
+        }
+    }
+}
+
+/// `program` run as the cluster's owner: the process itself switches user (no wrapper
+/// process in between, so signals reach PostgreSQL).
+fn as_owner(program: PathBuf) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(program);
+    if is_root() {
+        let (uid, gid) = owner().expect("a postgres user (created by the postgresql package)");
+        c.uid(uid).gid(gid).env("HOME", "/tmp");
+    }
+    c
+}
+
+impl PgProc {
+    /// Starts one; `None` (with a SKIPPED line) when PostgreSQL is not installed, unless
+    /// LIC4ES_REQUIRE_ALL=1, where that fails the test.
+    pub fn start() -> Option<PgProc> {
+        let Some(bin) = bin_dir() else {
+            if std::env::var("LIC4ES_REQUIRE_ALL").as_deref() == Ok("1") {
+                panic!("PostgreSQL (initdb) not found and LIC4ES_REQUIRE_ALL=1");
+            }
+            println!("SKIPPED: PostgreSQL not found (apt-get install postgresql)");
+            eprintln!("SKIPPED: PostgreSQL not found (apt-get install postgresql)");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        if is_root() {
+            let ok = Command::new("chown")
+                .arg("postgres")
+                .arg(dir.path())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown the cluster dir");
+        }
+        let out = as_owner(bin.join("initdb"))
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "lic4es",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
+            .arg(&data)
+            .output()
+            .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = super::redis::free_port();
+        let child = as_owner(bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("postgres");
+        let pg = PgProc { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while postgres::Client::connect(&pg.url(), postgres::NoTls).is_err() {
+            assert!(Instant::now() < deadline, "postgres did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(pg)
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://lic4es@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PgProc {
+    fn drop(&mut self) {
+        // SIGINT: PostgreSQL's fast shutdown.
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        let _ = &self.dir;
+    }
+}

@@ -1,0 +1,186 @@
+//! The license-store contract, written once and run against every store: the SQLite
+//! file and a real PostgreSQL cluster started for each test.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::pg::PgProc;
+use license_server::store::{AuditEvent, License, LicenseStore, PgStore, SqliteStore};
+use license_server::telemetry::Sample;
+
+const NOW: i64 = 1_795_354_152;
+
+/// A store, and what must live as long as it.
+enum Keep {
+    Dir(#[allow(dead_code)] tempfile::TempDir),
+    Pg(#[allow(dead_code)] PgProc),
+}
+
+fn sqlite() -> Option<(Arc<dyn LicenseStore>, Keep)> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("l.sqlite3")).unwrap();
+    Some((Arc::new(store), Keep::Dir(dir)))
+}
+
+fn postgres() -> Option<(Arc<dyn LicenseStore>, Keep)> {
+    let pg = PgProc::start()?;
+    let store = PgStore::open(&pg.url()).unwrap();
+    Some((Arc::new(store), Keep::Pg(pg)))
+}
+
+type Make = fn() -> Option<(Arc<dyn LicenseStore>, Keep)>;
+const STORES: [(&str, Make); 2] = [("sqlite", sqlite), ("postgres", postgres)];
+
+fn each_store(test: impl Fn(&str, Arc<dyn LicenseStore>)) {
+    for (name, make) in STORES {
+        let Some((store, _keep)) = make() else {
+            continue;
+        };
+        test(name, store);
+    }
+}
+
+fn license(id: &str) -> License {
+    License {
+        id: id.into(),
+        tier: "pro".into(),
+        org_name: Some("Acme".into()),
+        expires_at: NOW + 86_400,
+        trial: false,
+        revoked: false,
+        seats: Some(3),
+        offline_grace_days: Some(0),
+        heartbeat_interval: Some(60),
+    }
+}
+
+#[test]
+fn licenses_are_created_once_updated_explicitly_and_revocations_stay() {
+    each_store(|name, s| {
+        let l = license("org-1");
+        assert!(s.insert_license(&l, NOW).unwrap(), "{name}");
+        assert_eq!(s.license("org-1").unwrap(), Some(l.clone()), "{name}");
+        let mut other = l.clone();
+        other.tier = "enterprise".into();
+        assert!(!s.insert_license(&other, NOW).unwrap(), "{name}: exists");
+        assert_eq!(s.license("org-1").unwrap().unwrap().tier, "pro", "{name}");
+        assert!(s.revoke_license("org-1").unwrap());
+        let mut updated = l.clone();
+        updated.tier = "team".into();
+        updated.seats = None;
+        updated.revoked = false;
+        assert!(s.update_license(&updated).unwrap());
+        let got = s.license("org-1").unwrap().unwrap();
+        assert_eq!(
+            (got.tier.as_str(), got.seats, got.revoked),
+            ("team", None, true),
+            "{name}"
+        );
+        assert!(s.set_tier("org-1", "enterprise").unwrap());
+        assert!(!s.set_tier("nope", "pro").unwrap());
+        assert!(!s.update_license(&license("nope")).unwrap());
+        assert!(!s.revoke_license("nope").unwrap());
+        assert_eq!(s.license("nope").unwrap(), None);
+        s.ping().unwrap();
+    });
+}
+
+#[test]
+fn concurrent_creations_of_one_id_make_exactly_one() {
+    each_store(|name, s| {
+        let made: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| s.insert_license(&license("org-race"), NOW).unwrap()))
+                .collect();
+            handles
+                .into_iter()
+                .filter(|_| true)
+                .map(|h| h.join().unwrap() as usize)
+                .sum()
+        });
+        assert_eq!(made, 1, "{name}");
+    });
+}
+
+#[test]
+fn api_keys_are_kept_as_hashes_and_revoked() {
+    each_store(|name, s| {
+        s.insert_license(&license("org-k"), NOW).unwrap();
+        let key = s.create_api_key("org-k", NOW).unwrap();
+        assert!(key.starts_with("sk-") && key.len() == 51, "{name}: {key}");
+        let rec = s.api_key(&key).unwrap().unwrap();
+        assert_eq!((rec.license_id.as_str(), rec.revoked), ("org-k", false));
+        assert_eq!(s.api_key("sk-unknown").unwrap(), None, "{name}");
+        assert!(s.revoke_api_key(&key).unwrap());
+        assert!(s.api_key(&key).unwrap().unwrap().revoked, "{name}");
+        assert!(!s.revoke_api_key("sk-unknown").unwrap());
+    });
+}
+
+#[test]
+fn telemetry_is_admitted_aggregated_and_pruned() {
+    each_store(|name, s| {
+        let q = |n: u64| Sample {
+            queries_total: Some(n),
+            joins_total: Some(1),
+            mvs_active: Some(2),
+            clusters_connected: Some(1),
+        };
+        assert!(s.record_telemetry("org-t", "i-1", &q(10), NOW).unwrap());
+        assert!(
+            !s.record_telemetry("org-t", "i-1", &q(11), NOW + 30)
+                .unwrap(),
+            "{name}"
+        );
+        assert!(s
+            .record_telemetry("org-t", "i-1", &q(25), NOW + 61)
+            .unwrap());
+        assert!(s
+            .record_telemetry("org-t", "i-2", &q(u64::MAX), NOW + 62)
+            .unwrap());
+        let latest = s.recent_telemetry(10).unwrap();
+        assert_eq!(latest.len(), 2, "{name}");
+        assert_eq!(latest[0].instance_id, "i-2");
+        assert_eq!(latest[1].telemetry.queries_total, Some(25));
+        let daily = s.daily_telemetry(Some("org-t"), 10).unwrap();
+        assert_eq!(daily.len(), 1, "{name}");
+        assert_eq!((daily[0].reports, daily[0].instances), (3, 2), "{name}");
+        assert_eq!(
+            daily[0].queries,
+            i64::MAX as u64,
+            "{name}: saturates, no overflow"
+        );
+        assert_eq!(s.daily_telemetry(Some("other"), 10).unwrap().len(), 0);
+        assert!(s.prune_telemetry(NOW + 2 * 86_400).unwrap() >= 3, "{name}");
+        assert!(s.recent_telemetry(10).unwrap().is_empty());
+    });
+}
+
+#[test]
+fn the_audit_trail_is_kept_newest_first_and_pruned() {
+    each_store(|name, s| {
+        for (i, kind) in ["acquire", "renew", "release"].iter().enumerate() {
+            s.append_audit(&AuditEvent {
+                at: NOW + i as i64,
+                kind: kind.to_string(),
+                license: if i == 1 {
+                    "org-b".into()
+                } else {
+                    "org-a".into()
+                },
+                session_id: Some(format!("ses-{i}")),
+                source: Some("127.0.0.1:1".into()),
+                ..AuditEvent::default()
+            })
+            .unwrap();
+        }
+        let all = s.audit(None, 10).unwrap();
+        let kinds: Vec<&str> = all.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["release", "renew", "acquire"], "{name}");
+        assert_eq!(s.audit(Some("org-a"), 10).unwrap().len(), 2);
+        assert_eq!(s.audit(None, 1).unwrap().len(), 1);
+        assert_eq!(s.prune_audit(NOW + 1).unwrap(), 1, "{name}");
+        assert_eq!(s.audit(None, 10).unwrap().len(), 2);
+    });
+}
