@@ -457,12 +457,14 @@ fn serve(config: ServerConfig) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    // The stores are opened before the runtime runs: the PostgreSQL client blocks on a
+    // runtime of its own, which cannot start inside an async context.
+    let listen = config.listen.clone();
+    let mut state = open(config)?;
+    if let Some(s) = Arc::get_mut(&mut state) {
+        s.access_log = true;
+    }
     rt.block_on(async move {
-        let listen = config.listen.clone();
-        let mut state = open(config)?;
-        if let Some(s) = Arc::get_mut(&mut state) {
-            s.access_log = true;
-        }
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

@@ -1,0 +1,348 @@
+//! Several stateless instances on one Redis and one PostgreSQL (section 14): never one
+//! seat too many under a race across instances, an instance killed mid-load loses or
+//! doubles no seat, scripts and Redis itself come back, and a revocation made on one
+//! instance is refused on the other within a second.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::pg::PgProc;
+use common::redis::RedisProc;
+use common::NONCE;
+use serde_json::{json, Value};
+
+struct Instance {
+    child: Child,
+    port: u16,
+}
+
+impl Instance {
+    fn start(config: &Path) -> Instance {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_license-server"))
+            .arg("--config")
+            .arg(config)
+            .arg("serve")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        let port = loop {
+            let line = match lines.next() {
+                Some(Ok(l)) => l,
+                _ => panic!("license-server did not start:\n{}", seen.join("\n")),
+            };
+            seen.push(line.clone());
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap();
+                break addr.rsplit(':').next().unwrap().parse().unwrap();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Instance { child, port }
+    }
+
+    /// kill -9.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One HTTP/1.1 exchange: (status, JSON body or null); status 0 when the connection
+/// failed.
+fn call(port: u16, method: &str, path: &str, bearer: &str, body: &Value) -> (u16, Value) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, Value::Null);
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {bearer}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, Value::Null);
+    }
+    let mut resp = Vec::new();
+    if s.read_to_end(&mut resp).is_err() {
+        return (0, Value::Null);
+    }
+    let text = String::from_utf8_lossy(&resp);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let json = text
+        .find("\r\n\r\n")
+        .and_then(|i| serde_json::from_str(&text[i + 4..]).ok())
+        .unwrap_or(Value::Null);
+    (status, json)
+}
+
+fn acquire(port: u16, key: &str, hw: &str) -> (u16, Value) {
+    call(
+        port,
+        "POST",
+        "/api/v1/licenses/acquire",
+        key,
+        &json!({"hardware_id": hw, "instance_id": format!("i-{hw}"), "version": "1", "nonce": NONCE}),
+    )
+}
+
+fn heartbeat(port: u16, key: &str, sid: &str) -> (u16, Value) {
+    call(
+        port,
+        "PUT",
+        "/api/v1/licenses/heartbeat",
+        key,
+        &json!({"session_id": sid, "nonce": NONCE}),
+    )
+}
+
+fn admin(port: u16, method: &str, path: &str, body: Value) -> (u16, Value) {
+    call(port, method, path, "admin-secret", &body)
+}
+
+fn online(port: u16, license: &str) -> usize {
+    let (status, v) = admin(
+        port,
+        "GET",
+        &format!("/admin/sessions?license={license}"),
+        Value::Null,
+    );
+    assert_eq!(status, 200, "{v}");
+    v.as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["mode"] == "online")
+        .count()
+}
+
+struct Cluster {
+    a: Instance,
+    b: Instance,
+    redis: RedisProc,
+    _pg: PgProc,
+    config: tempfile::TempDir,
+}
+
+fn cluster() -> Option<Cluster> {
+    let redis = RedisProc::start()?;
+    let pg = PgProc::start()?;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata-dir = {:?}\nadmin-token = \"admin-secret\"\n\
+             database-url = {:?}\nredis-url = {:?}\n",
+            dir.path().join("data").to_str().unwrap(),
+            pg.url(),
+            redis.url()
+        ),
+    )
+    .unwrap();
+    // One signing key for every instance.
+    let out = Command::new(env!("CARGO_BIN_EXE_license-server"))
+        .arg("--config")
+        .arg(&config)
+        .arg("keygen")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = Instance::start(&config);
+    let b = Instance::start(&config);
+    Some(Cluster {
+        a,
+        b,
+        redis,
+        _pg: pg,
+        config: dir,
+    })
+}
+
+fn new_license(port: u16, id: &str, seats: u32) -> String {
+    let (status, v) = admin(
+        port,
+        "POST",
+        "/admin/licenses",
+        json!({"id": id, "tier": "pro", "days": 30, "seats": seats}),
+    );
+    assert_eq!(status, 201, "{v}");
+    v["api_key"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn two_instances_never_grant_one_seat_too_many_and_a_revocation_spreads_within_a_second() {
+    let Some(c) = cluster() else {
+        return;
+    };
+    let key = new_license(c.a.port, "org-race", 10);
+    let granted = Arc::new(AtomicUsize::new(0));
+    let full = Arc::new(AtomicUsize::new(0));
+    let ports = [c.a.port, c.b.port];
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            let (key, granted, full) = (key.clone(), granted.clone(), full.clone());
+            let port = ports[i % 2];
+            std::thread::spawn(move || match acquire(port, &key, &format!("hw-{i}")) {
+                (200, _) => granted.fetch_add(1, Ordering::SeqCst),
+                (403, v) if v["error"] == "no_seats_available" => {
+                    full.fetch_add(1, Ordering::SeqCst)
+                }
+                other => panic!("{other:?}"),
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    println!(
+        "200 concurrent acquires over 2 instances for 10 seats: {} granted, {} refused",
+        granted.load(Ordering::SeqCst),
+        full.load(Ordering::SeqCst)
+    );
+    assert_eq!(granted.load(Ordering::SeqCst), 10);
+    assert_eq!(full.load(Ordering::SeqCst), 190);
+    assert_eq!(online(c.a.port, "org-race"), 10);
+    assert_eq!(online(c.b.port, "org-race"), 10);
+
+    // Revoked on A: B refuses within a second (its API key cache holds half a second).
+    let (_, v) = acquire(c.b.port, &new_license(c.b.port, "org-rev", 2), "hw-r");
+    let sid = v["session_id"].as_str().unwrap().to_string();
+    let rev_key = {
+        let (status, v) = admin(
+            c.a.port,
+            "POST",
+            "/admin/licenses/org-rev/api-keys",
+            Value::Null,
+        );
+        assert_eq!(status, 201);
+        v["api_key"].as_str().unwrap().to_string()
+    };
+    assert_eq!(heartbeat(c.b.port, &rev_key, &sid).0, 200, "cached on B");
+    let (status, _) = admin(
+        c.a.port,
+        "POST",
+        "/admin/licenses/org-rev/revoke",
+        Value::Null,
+    );
+    assert_eq!(status, 200);
+    let revoked_at = Instant::now();
+    let refused_after = loop {
+        let (status, v) = heartbeat(c.b.port, &rev_key, &sid);
+        if status == 403 && v["error"] == "license_revoked" {
+            break revoked_at.elapsed();
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(5),
+            "never refused: {status} {v}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    println!("revoked on A, refused on B after {refused_after:?}");
+    assert!(refused_after < Duration::from_secs(1), "{refused_after:?}");
+}
+
+#[test]
+fn an_instance_killed_mid_load_loses_and_doubles_no_seat() {
+    let Some(mut c) = cluster() else {
+        return;
+    };
+    let key = new_license(c.b.port, "org-kill", 10);
+    let ports = [c.a.port, c.b.port];
+    let granted_on_b = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..100)
+        .map(|i| {
+            let (key, on_b) = (key.clone(), granted_on_b.clone());
+            let port = ports[i % 2];
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis((i as u64 % 10) * 5));
+                let (status, _) = acquire(port, &key, &format!("hw-{i}"));
+                if status == 200 && port == ports[1] {
+                    on_b.fetch_add(1, Ordering::SeqCst);
+                }
+                status
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(15));
+    c.a.kill();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(
+        statuses.iter().all(|s| [0, 200, 403].contains(s)),
+        "{statuses:?}"
+    );
+    // B carries on; the seats A granted before dying are still counted, none twice.
+    let filled = online(c.b.port, "org-kill");
+    assert!(filled <= 10, "{filled}");
+    for i in 0..20 {
+        acquire(c.b.port, &key, &format!("hw-late-{i}"));
+    }
+    assert_eq!(online(c.b.port, "org-kill"), 10, "every seat taken once");
+    assert_eq!(acquire(c.b.port, &key, "hw-one-more").0, 403);
+    let _ = &c.config;
+}
+
+#[test]
+fn script_flush_and_a_redis_restart_mid_load_are_recovered_from() {
+    let Some(mut c) = cluster() else {
+        return;
+    };
+    let key = new_license(c.a.port, "org-flush", 5);
+    let (status, v) = acquire(c.a.port, &key, "hw-1");
+    assert_eq!(status, 200, "{v}");
+    let sid = v["session_id"].as_str().unwrap().to_string();
+    // Scripts flushed (as after a failover): reloaded on NOSCRIPT, nothing noticed.
+    let client = redis::Client::open(c.redis.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut conn).unwrap();
+    assert_eq!(heartbeat(c.b.port, &key, &sid).0, 200);
+    assert_eq!(acquire(c.b.port, &key, "hw-2").0, 200);
+
+    // Redis down: 503 (engines hold their tier), never a grant; /healthz says so.
+    let port = c.redis.port;
+    c.redis.kill();
+    let (status, v) = acquire(c.a.port, &key, "hw-3");
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(heartbeat(c.b.port, &key, &sid).0, 503);
+    assert_eq!(call(c.a.port, "GET", "/healthz", "", &Value::Null).0, 503);
+
+    // Back without persistence: sessions are gone (410), engines acquire again.
+    c.redis = RedisProc::start_on(port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let (status, _) = heartbeat(c.b.port, &key, &sid);
+        if status != 503 || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, 410);
+    assert_eq!(acquire(c.a.port, &key, "hw-1").0, 200);
+    assert_eq!(call(c.b.port, "GET", "/healthz", "", &Value::Null).0, 200);
+}
