@@ -197,6 +197,10 @@ fn new_license(port: u16, id: &str, seats: u32) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    any(lic4es_no_redis, lic4es_no_postgres),
+    ignore = "needs redis-server and PostgreSQL: apt-get install redis-server postgresql"
+)]
 fn two_instances_never_grant_one_seat_too_many_and_a_revocation_spreads_within_a_second() {
     let Some(c) = cluster() else {
         return;
@@ -269,6 +273,10 @@ fn two_instances_never_grant_one_seat_too_many_and_a_revocation_spreads_within_a
 }
 
 #[test]
+#[cfg_attr(
+    any(lic4es_no_redis, lic4es_no_postgres),
+    ignore = "needs redis-server and PostgreSQL: apt-get install redis-server postgresql"
+)]
 fn an_instance_killed_mid_load_loses_and_doubles_no_seat() {
     let Some(mut c) = cluster() else {
         return;
@@ -309,6 +317,10 @@ fn an_instance_killed_mid_load_loses_and_doubles_no_seat() {
 }
 
 #[test]
+#[cfg_attr(
+    any(lic4es_no_redis, lic4es_no_postgres),
+    ignore = "needs redis-server and PostgreSQL: apt-get install redis-server postgresql"
+)]
 fn script_flush_and_a_redis_restart_mid_load_are_recovered_from() {
     let Some(mut c) = cluster() else {
         return;

@@ -184,3 +184,26 @@ fn the_audit_trail_is_kept_newest_first_and_pruned() {
         assert_eq!(s.audit(None, 10).unwrap().len(), 2);
     });
 }
+
+#[test]
+#[cfg_attr(
+    lic4es_no_postgres,
+    ignore = "needs PostgreSQL: apt-get install postgresql"
+)]
+fn instances_starting_together_create_the_postgres_schema_once() {
+    let Some(pg) = PgProc::start() else {
+        return;
+    };
+    let url = pg.url();
+    let opened: Vec<Result<PgStore, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| PgStore::open(&url)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for o in &opened {
+        assert!(o.is_ok(), "{:?}", o.as_ref().err());
+    }
+    let store = opened.into_iter().next().unwrap().unwrap();
+    assert!(store.insert_license(&license("org-m"), NOW).unwrap());
+}

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Load benchmark of one license-server instance with seats in Redis, on loopback, with
+# wrk as the load generator (section 12's server rows). Everything runs on this machine's
+# cores, so the figure that travels is the ratio to /healthz measured in the same run.
+#
+#   server/bench/load.sh [SECONDS]      (default 10 s per endpoint)
+#
+# Needs redis-server and wrk (apt-get install redis-server wrk). Prints a Markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs=${1:-10}
+conns=${BENCH_CONNECTIONS:-64}
+threads=${BENCH_THREADS:-2}
+
+cargo build --release --quiet -p license-server --bin license-server
+srv=$PWD/target/release/license-server
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rport=$(free_port)
+redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null &
+pids+=($!)
+port=$(free_port)
+cat >"$work/server.toml" <<TOML
+listen = "127.0.0.1:$port"
+data-dir = "$work/data"
+admin-token = "bench-admin"
+redis-url = "redis://127.0.0.1:$rport/"
+TOML
+"$srv" --config "$work/server.toml" keygen >/dev/null 2>&1
+key=$("$srv" --config "$work/server.toml" api-key create --tier enterprise --sub org-bench \
+  --days 365 --seats 10000000 --heartbeat-interval 3600)
+"$srv" --config "$work/server.toml" serve 2>"$work/server.log" &
+pids+=($!)
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
+
+nonce=0123456789abcdef0123456789abcdef
+redis_mem() { redis-cli -p "$rport" info memory | awk -F: '/^used_memory:/{print $2}' | tr -d '\r'; }
+
+# Sessions to beat: acquired first (also the memory figure).
+sessions=2000
+mem_before=$(redis_mem)
+: >"$work/sids"
+for i in $(seq "$sessions"); do
+  curl -s -X POST "http://127.0.0.1:$port/api/v1/licenses/acquire" -H "Authorization: Bearer $key" \
+    -H 'Content-Type: application/json' \
+    -d "{\"hardware_id\":\"$(printf '%064x' "$i")\",\"instance_id\":\"bench-$i\",\"version\":\"1\",\"nonce\":\"$nonce\"}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["session_id"])' >>"$work/sids"
+done
+mem_after=$(redis_mem)
+per_session=$(( (mem_after - mem_before) / sessions ))
+
+cat >"$work/heartbeat.lua" <<LUA
+local sids = {}
+for line in io.lines("$work/sids") do sids[#sids + 1] = line end
+local i = 0
+wrk.method = "PUT"
+wrk.headers["Authorization"] = "Bearer $key"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i % #sids + 1
+  return wrk.format(nil, "/api/v1/licenses/heartbeat", nil,
+    '{"session_id":"' .. sids[i] .. '","nonce":"$nonce"}')
+end
+LUA
+cat >"$work/acquire.lua" <<LUA
+local i = 0
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer $key"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i + 1
+  return wrk.format(nil, "/api/v1/licenses/acquire", nil,
+    '{"hardware_id":"hw-' .. i .. '","instance_id":"i-' .. i .. '","version":"1","nonce":"$nonce"}')
+end
+LUA
+cat >"$work/token.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer $key"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"instance_id":"bench","version":"1","nonce":"$nonce","uptime_hours":1}'
+LUA
+cat >"$work/report.lua" <<'LUA'
+done = function(summary, latency, requests)
+  local errors = summary.errors.status + summary.errors.connect + summary.errors.read +
+    summary.errors.write + summary.errors.timeout
+  io.write(string.format("RESULT %.0f %.2f %.2f %d\n", summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, errors))
+end
+LUA
+
+run() { # name script path
+  local script=$work/$2.run.lua
+  cat "$work/$2.lua" "$work/report.lua" >"$script" 2>/dev/null || cp "$work/report.lua" "$script"
+  local line
+  line=$(wrk -t"$threads" -c"$conns" -d"${secs}s" -s "$script" "http://127.0.0.1:$port$3" | grep '^RESULT')
+  read -r _ rps p50 p99 errors <<<"$line"
+  printf '| %s | %s | %s | %s | %s |\n' "$1" "$rps" "$p50" "$p99" "$errors"
+  eval "rps_$2=$rps"
+}
+: >"$work/healthz.lua"
+echo
+echo "one instance, seats in Redis, SQLite store; wrk -t$threads -c$conns, ${secs} s each, same 2 cores"
+echo
+echo "| endpoint | requests/s | p50 ms | p99 ms | errors |"
+echo "|---|---|---|---|---|"
+run "GET /healthz" healthz /healthz
+run "PUT heartbeat ($sessions sessions)" heartbeat /api/v1/licenses/heartbeat
+run "POST acquire" acquire /api/v1/licenses/acquire
+run "POST token" token /api/v1/licenses/token
+echo
+echo "heartbeats / healthz: $(python3 -c "print(round($rps_heartbeat / $rps_healthz, 2))")"
+echo "acquires / healthz: $(python3 -c "print(round($rps_acquire / $rps_healthz, 2))")"
+echo "tokens / healthz: $(python3 -c "print(round($rps_token / $rps_healthz, 2))")"
+echo "Redis memory per online session: $per_session bytes"
