@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-10}
-conns=${BENCH_CONNECTIONS:-64}
+conns=${BENCH_CONNECTIONS:-32}
 threads=${BENCH_THREADS:-2}
 
 cargo build --release --quiet -p license-server --bin license-server
