@@ -366,15 +366,33 @@ impl RedisSeats {
         Ok(())
     }
 
-    async fn end(&self, session_id: &str, license: &str) -> Result<Option<Session>, SeatError> {
+    /// Runs a script that takes one session id and answers that session (or nothing).
+    async fn on_session(
+        &self,
+        script: &Script,
+        license: &str,
+        session_id: &str,
+    ) -> Result<Option<Session>, SeatError> {
         let raw: String = self
             .run(
-                &END_SCRIPT,
+                script,
                 license,
                 &[REAP_BUDGET.to_string(), session_id.to_string()],
             )
             .await?;
-        let s = parse(&raw)?;
+        parse(&raw)
+    }
+
+    /// The license a session was granted under, from the index.
+    async fn license_of(&self, session_id: &str) -> Result<Option<String>, SeatError> {
+        let mut conn = self.conn().await?;
+        conn.hget(SESSION_INDEX_KEY, session_id)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn end(&self, session_id: &str, license: &str) -> Result<Option<Session>, SeatError> {
+        let s = self.on_session(&END_SCRIPT, license, session_id).await?;
         if s.is_some() {
             self.unindex(session_id).await?;
         }
@@ -448,16 +466,7 @@ impl SeatStore for RedisSeats {
         session_id: &'a str,
         license: &'a str,
     ) -> SeatFuture<'a, Option<Session>> {
-        Box::pin(async move {
-            let raw: String = self
-                .run(
-                    &HEARTBEAT_SCRIPT,
-                    license,
-                    &[REAP_BUDGET.to_string(), session_id.to_string()],
-                )
-                .await?;
-            parse(&raw)
-        })
+        Box::pin(self.on_session(&HEARTBEAT_SCRIPT, license, session_id))
     }
 
     fn renewed<'a>(
@@ -467,12 +476,7 @@ impl SeatStore for RedisSeats {
         token_exp: i64,
     ) -> SeatFuture<'a, ()> {
         Box::pin(async move {
-            let mut conn = self.conn().await?;
-            let license: Option<String> = conn
-                .hget(SESSION_INDEX_KEY, session_id)
-                .await
-                .map_err(unavailable)?;
-            let Some(license) = license else {
+            let Some(license) = self.license_of(session_id).await? else {
                 return Ok(());
             };
             let _: String = self
@@ -500,12 +504,7 @@ impl SeatStore for RedisSeats {
 
     fn kick<'a>(&'a self, session_id: &'a str) -> SeatFuture<'a, Option<Session>> {
         Box::pin(async move {
-            let mut conn = self.conn().await?;
-            let license: Option<String> = conn
-                .hget(SESSION_INDEX_KEY, session_id)
-                .await
-                .map_err(unavailable)?;
-            match license {
+            match self.license_of(session_id).await? {
                 Some(l) => {
                     let s = self.end(session_id, &l).await?;
                     // A stale index entry (the session lapsed out) goes too.
