@@ -13,7 +13,7 @@
 //! per call, and count online seats by score, so the count is exact whatever is left to
 //! reap. Scripts are run with EVALSHA and loaded again on `NOSCRIPT` (a Redis restart, a
 //! failover, `SCRIPT FLUSH`). Two plain keys outside any license's slot serve discovery:
-//! `lic4es:licenses` (licenses that have sessions) and `lic4es:session-license` (session
+//! `lic4es:licenses` (licenses that have had sessions) and `lic4es:session-license` (session
 //! id → license, for an operator's kick). Any Redis failure is
 //! [`SeatError::Unavailable`]: a 503, never a grant.
 
@@ -37,7 +37,8 @@ const LIST_REAP_BUDGET: u32 = 10_000;
 const INDEX_SWEEP: u32 = 500;
 /// Lapses kept per license for the audit trail when nobody collects them.
 const MAX_PENDING_LAPSES: i64 = 1000;
-/// Set of licenses with sessions.
+/// Set of licenses that have had sessions (never pruned: removing one could race an
+/// acquire on another instance and hide its sessions; it holds one entry per license).
 const LICENSES_KEY: &str = "lic4es:licenses";
 /// Hash of session id → license.
 const SESSION_INDEX_KEY: &str = "lic4es:session-license";
@@ -163,14 +164,12 @@ reap(now, tonumber(ARGV[3]))
 return redis.call('HVALS', SESS)
 "#;
 
-/// ARGV: time source, lapse cap, budget. The lapses not yet handed out, and whether the
-/// license still has sessions.
+/// ARGV: time source, lapse cap, budget. The lapses not yet handed out.
 const TAKE_LAPSED: &str = r#"
 local now = now_secs()
 reap(now, tonumber(ARGV[3]))
 local out = redis.call('LRANGE', LAPSED, 0, -1)
 redis.call('DEL', LAPSED)
-table.insert(out, 1, tostring(redis.call('HLEN', SESS)))
 return out
 "#;
 
@@ -540,22 +539,11 @@ impl SeatStore for RedisSeats {
         Box::pin(async move {
             let mut out = Vec::new();
             for l in self.licenses().await? {
-                let mut raws: Vec<String> = self
+                let raws: Vec<String> = self
                     .run(&TAKE_LAPSED_SCRIPT, &l, &[REAP_BUDGET.to_string()])
                     .await?;
-                let left = if raws.is_empty() {
-                    0
-                } else {
-                    raws.remove(0).parse::<u64>().unwrap_or(1)
-                };
                 for raw in raws {
                     out.extend(parse(&raw)?);
-                }
-                if left == 0 {
-                    let mut conn = self.conn().await?;
-                    conn.srem::<_, _, ()>(LICENSES_KEY, &l)
-                        .await
-                        .map_err(unavailable)?;
                 }
             }
             self.sweep_index().await?;
