@@ -215,3 +215,52 @@ fn show_license_prints_the_row_softclient4es_shows() {
         ]
     );
 }
+
+#[test]
+fn require_tier_exits_3_when_the_tier_is_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("license.json");
+    std::fs::write(
+        &cfg,
+        json!({"key": mint(&claims("team", wall_now() - 30 * DAY)), "public-keys": jwks(),
+               "cache-dir": dir.path().join("c").to_str().unwrap(), "log-level": "error"})
+        .to_string(),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    // The token expired beyond its grace: Community.
+    let out = cli(&[
+        "status",
+        "--config",
+        c,
+        "--summary",
+        "--require-tier",
+        "pro",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("tier=community"));
+    assert!(text(&out.stderr).contains("below the required one"));
+    let out = cli(&[
+        "status",
+        "--config",
+        c,
+        "--summary",
+        "--require-tier",
+        "community",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = cli(&["status", "--config", c, "--require-tier", "gold"]);
+    assert_eq!(out.status.code(), Some(2));
+    // A valid Team token meets pro and team, not enterprise.
+    std::fs::write(
+        &cfg,
+        json!({"key": mint(&claims("team", wall_now() + 30 * DAY)), "public-keys": jwks(),
+               "cache-dir": dir.path().join("c").to_str().unwrap(), "log-level": "error"})
+        .to_string(),
+    )
+    .unwrap();
+    for (tier, code) in [("pro", 0), ("team", 0), ("enterprise", 3)] {
+        let out = cli(&["status", "--config", c, "--summary", "--require-tier", tier]);
+        assert_eq!(out.status.code(), Some(code), "{tier}");
+    }
+}

@@ -9,6 +9,7 @@
 //! interface, in memory), [`issue`] (signing tokens), [`http`] (the endpoints by area),
 //! [`app`] (what the handlers share).
 
+pub mod abuse;
 pub mod app;
 pub mod config;
 pub mod http;

@@ -15,10 +15,12 @@ use lic4es::token::{decode_unverified, Claims, GracePhase, KeySet, Policy, Stand
 use serde_json::Value;
 
 const USAGE: &str = "usage:
-  lic4es status --config FILE [--summary | --show-license]
+  lic4es status --config FILE [--summary | --show-license] [--require-tier TIER]
                                        start the engine with FILE (JSON), print its status
                                        (--summary: one line; --show-license: the row
-                                       SoftClient4ES's SHOW LICENSE shows)
+                                       SoftClient4ES's SHOW LICENSE shows); with
+                                       --require-tier, exit 3 when the tier is below TIER
+                                       (community, pro, team, enterprise)
   lic4es watch --config FILE --seconds N
                                        run as a host for N seconds, printing the status
                                        whenever it changes (log lines go to stderr)
@@ -255,8 +257,31 @@ fn print_show_license(status: &Value) {
     println!("{}", line(row));
 }
 
+/// The exit code when `--require-tier` is not met: neither success (0) nor a usage or
+/// start-up error (2), so scripts and health checks can tell.
+const EXIT_BELOW_TIER: u8 = 3;
+
+fn tier_rank(name: &str) -> Option<u8> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "community" => Some(0),
+        "pro" => Some(1),
+        "team" => Some(2),
+        "enterprise" => Some(3),
+        _ => None,
+    }
+}
+
 fn status(args: &[String]) -> Result<ExitCode, String> {
+    let required = match flag(args, "--require-tier")? {
+        Some(t) => Some(tier_rank(t).ok_or_else(|| {
+            format!("--require-tier: `{t}` is not community, pro, team or enterprise")
+        })?),
+        None => None,
+    };
     let status = Host::start(args)?.status()?;
+    let below = required.is_some_and(|r| {
+        tier_rank(status["tier"].as_str().unwrap_or("community")).unwrap_or(0) < r
+    });
     if args.iter().any(|a| a == "--show-license") {
         print_show_license(&status);
     } else if args.iter().any(|a| a == "--summary") {
@@ -266,6 +291,14 @@ fn status(args: &[String]) -> Result<ExitCode, String> {
             "{}",
             serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?
         );
+    }
+    if below {
+        eprintln!(
+            "lic4es: tier {} is below the required one ({})",
+            status["tier"].as_str().unwrap_or("?"),
+            status["reason"].as_str().unwrap_or("no reason given")
+        );
+        return Ok(ExitCode::from(EXIT_BELOW_TIER));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,232 @@
+//! Offline abuse (section 14): a license whose seats go offline again and again looks
+//! like one seat shared by machines taking turns. Over a rolling 30 days, more than 5
+//! offline cycles *and* more than 20 days offline in total flag it. Pure: the periods
+//! (from reconnect reports and lapses) and the time are passed in.
+
+/// The window looked at, in seconds.
+pub const WINDOW_SECS: i64 = 30 * 86_400;
+/// Cycles allowed in the window; one more flags (with the days).
+pub const MAX_CYCLES: u32 = 5;
+/// Offline days allowed in the window; more flags (with the cycles).
+pub const MAX_OFFLINE_DAYS: i64 = 20;
+
+/// One offline period of one session: from `start` to `end` (seconds), or still going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    /// When it went offline.
+    pub start: i64,
+    /// When it came back (reconnected), or `None` while it is still offline.
+    pub end: Option<i64>,
+}
+
+/// What the rule found for one license.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// Offline periods that reach into the window.
+    pub cycles: u32,
+    /// Seconds offline inside the window, summed over sessions.
+    pub offline_secs: i64,
+    /// More than [`MAX_CYCLES`] cycles and more than [`MAX_OFFLINE_DAYS`] days.
+    pub flagged: bool,
+}
+
+impl Verdict {
+    /// Days offline, for messages.
+    pub fn offline_days(&self) -> f64 {
+        self.offline_secs as f64 / 86_400.0
+    }
+}
+
+/// Judges `periods` at `now`: a period counts as a cycle when any of it lies within the
+/// 30 days before `now`, and only that part counts towards the days. Periods in the
+/// future or ending before they start are ignored.
+pub fn judge(periods: &[Period], now: i64) -> Verdict {
+    let from = now.saturating_sub(WINDOW_SECS);
+    let mut cycles = 0u32;
+    let mut offline_secs = 0i64;
+    for p in periods {
+        let end = p.end.unwrap_or(now).min(now);
+        if p.start > now || end < p.start {
+            continue;
+        }
+        let start = p.start.max(from);
+        if end <= from && p.end.is_some() {
+            continue;
+        }
+        cycles = cycles.saturating_add(1);
+        offline_secs = offline_secs.saturating_add(end.saturating_sub(start).max(0));
+    }
+    Verdict {
+        cycles,
+        offline_secs,
+        flagged: cycles > MAX_CYCLES && offline_secs > MAX_OFFLINE_DAYS * 86_400,
+    }
+}
+
+/// The WARN line for a flagged license.
+pub fn message(license: &str, v: &Verdict) -> String {
+    format!(
+        "Possible offline abuse: {license} ({} offline cycles, {:.1} days offline in 30 days)",
+        v.cycles,
+        v.offline_days()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400;
+    const NOW: i64 = 1_795_354_152;
+
+    /// `n` closed periods of `secs` each, ending `gap` seconds apart before now.
+    fn periods(n: i64, secs: i64) -> Vec<Period> {
+        (0..n)
+            .map(|i| {
+                let end = NOW - i * (secs + 3600);
+                Period {
+                    start: end - secs,
+                    end: Some(end),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_rule_by_table() {
+        // (what, periods, cycles, offline seconds, flagged)
+        let cases: Vec<(&str, Vec<Period>, u32, i64, bool)> = vec![
+            ("nothing", vec![], 0, 0, false),
+            (
+                "5 cycles of 4.2 days",
+                periods(5, 4 * DAY + 5 * 3600),
+                5,
+                5 * (4 * DAY + 5 * 3600),
+                false,
+            ),
+            (
+                "6 cycles of 3.5 days",
+                periods(6, 3 * DAY + 12 * 3600),
+                6,
+                21 * DAY,
+                true,
+            ),
+            (
+                "6 cycles, exactly 20 days",
+                periods(6, 20 * DAY / 6),
+                6,
+                20 * DAY,
+                false,
+            ),
+            (
+                "6 cycles, 20.01 days",
+                periods(6, (20 * DAY + 864) / 6),
+                6,
+                20 * DAY + 864,
+                true,
+            ),
+            ("many short cycles", periods(30, 3600), 30, 30 * 3600, false),
+            (
+                "one long absence",
+                vec![Period {
+                    start: NOW - 29 * DAY,
+                    end: None,
+                }],
+                1,
+                29 * DAY,
+                false,
+            ),
+            (
+                "straddling the window: only the inside counts",
+                vec![Period {
+                    start: NOW - 40 * DAY,
+                    end: Some(NOW - 25 * DAY),
+                }],
+                1,
+                5 * DAY,
+                false,
+            ),
+            (
+                "ended before the window",
+                vec![Period {
+                    start: NOW - 40 * DAY,
+                    end: Some(NOW - 31 * DAY),
+                }],
+                0,
+                0,
+                false,
+            ),
+            (
+                "still offline since before the window",
+                vec![Period {
+                    start: NOW - 60 * DAY,
+                    end: None,
+                }],
+                1,
+                30 * DAY,
+                false,
+            ),
+            (
+                "in the future, or backwards: ignored",
+                vec![
+                    Period {
+                        start: NOW + DAY,
+                        end: None,
+                    },
+                    Period {
+                        start: NOW - DAY,
+                        end: Some(NOW - 2 * DAY),
+                    },
+                ],
+                0,
+                0,
+                false,
+            ),
+        ];
+        for (what, ps, cycles, secs, flagged) in cases {
+            let v = judge(&ps, NOW);
+            assert_eq!(
+                (v.cycles, v.offline_secs, v.flagged),
+                (cycles, secs, flagged),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn six_machines_sharing_a_seat_by_turns_are_flagged_and_named() {
+        // Six sessions each offline for 3.5 days within the month.
+        let ps = periods(6, 3 * DAY + 12 * 3600);
+        let v = judge(&ps, NOW);
+        assert!(v.flagged);
+        assert_eq!(
+            message("org-acme", &v),
+            "Possible offline abuse: org-acme (6 offline cycles, 21.0 days offline in 30 days)"
+        );
+    }
+
+    #[test]
+    fn generated_sequences_never_count_more_than_the_window_per_period() {
+        // Pseudo-random periods: each contributes at most the window, cycles at most one.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2000 {
+            let mut ps = Vec::new();
+            for _ in 0..(x % 12) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let start = NOW - (x % (90 * DAY as u64)) as i64;
+                let len = (x.rotate_left(17) % (40 * DAY as u64)) as i64;
+                let end = if x % 5 == 0 { None } else { Some(start + len) };
+                ps.push(Period { start, end });
+            }
+            let v = judge(&ps, NOW);
+            assert!(v.cycles as usize <= ps.len());
+            assert!(v.offline_secs <= ps.len() as i64 * WINDOW_SECS);
+            assert_eq!(
+                v.flagged,
+                v.cycles > MAX_CYCLES && v.offline_secs > 20 * DAY
+            );
+        }
+    }
+}
