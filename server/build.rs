@@ -1,4 +1,4 @@
-//! Marks the tests that need a Redis or PostgreSQL server ignored, with the install
+//! Marks the tests that need a Redis or PostgreSQL server (or promtool) ignored, with the install
 //! command, when those are not installed (so a test summary shows what did not run).
 //! Under `LIC4ES_REQUIRE_ALL=1` (CI) nothing is marked: a missing server fails its test.
 
@@ -10,6 +10,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIC4ES_REQUIRE_ALL");
     println!("cargo:rustc-check-cfg=cfg(lic4es_no_redis)");
     println!("cargo:rustc-check-cfg=cfg(lic4es_no_postgres)");
+    println!("cargo:rustc-check-cfg=cfg(lic4es_no_promtool)");
     let path = env::var_os("PATH").unwrap_or_default();
     let dirs: Vec<PathBuf> = env::split_paths(&path).filter(|d| d.is_dir()).collect();
     for d in &dirs {
@@ -29,6 +30,10 @@ fn main() {
         println!(
             "cargo:warning=tests needing redis-server are ignored: apt-get install redis-server"
         );
+    }
+    if !require_all && !dirs.iter().any(|d| d.join("promtool").is_file()) {
+        println!("cargo:rustc-cfg=lic4es_no_promtool");
+        println!("cargo:warning=tests needing promtool are ignored: apt-get install prometheus");
     }
     if !require_all && !have_pg {
         println!("cargo:rustc-cfg=lic4es_no_postgres");
