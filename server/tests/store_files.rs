@@ -108,3 +108,24 @@ fn serving_from_a_work_tree_warns_unless_the_data_dir_is_ignored() {
         "{warned}"
     );
 }
+
+#[test]
+fn the_contract_s_server_defaults_hold() {
+    let c: license_server::ServerConfig = toml::from_str("").unwrap();
+    assert_eq!(c.header_timeout_secs, 10, "headers within 10 s");
+    assert_eq!(
+        c.idle_timeout_secs, 60,
+        "idle connections closed after 60 s"
+    );
+    assert_eq!(c.audit_retention_days, 90);
+    assert_eq!(c.telemetry_retention_days, 90);
+    assert_eq!(
+        c.max_connections, None,
+        "capped by default below the fd limit"
+    );
+    assert_eq!(c.listen, "127.0.0.1:8700");
+    assert!(
+        c.database_url.is_none() && c.redis_url.is_none(),
+        "embedded stores by default"
+    );
+}

@@ -86,6 +86,13 @@ fn not_found(what: &str) -> ApiError {
 }
 
 impl AppState {
+    /// A license or key was changed here: cached key lookups are dropped at once, after
+    /// the write (a lookup made meanwhile may have cached the old state), so this
+    /// instance applies the change to its next request.
+    fn licenses_changed(&self) {
+        self.keys_seen.clear();
+    }
+
     fn admin_event(
         &self,
         kind: &str,
@@ -277,8 +284,7 @@ pub async fn update_license(
     if !s.blocking(move |st| st.update_license(&update)).await? {
         return Err(not_found("license"));
     }
-    // After the write: a lookup made meanwhile may have cached the old state.
-    s.keys_seen.clear();
+    s.licenses_changed();
     s.audit(s.admin_event("license_update", &id, addr, Some(changed.join(", "))))
         .await;
     Ok(Json(license_view(&s, &lic)))
@@ -335,8 +341,7 @@ pub async fn set_tier(
     if !s.blocking(move |st| st.set_tier(&lid, &tier)).await? {
         return Err(not_found("license"));
     }
-    // After the write: a lookup made meanwhile may have cached the old state.
-    s.keys_seen.clear();
+    s.licenses_changed();
     s.audit(s.admin_event(
         "license_tier",
         &id,
@@ -360,8 +365,7 @@ pub async fn revoke_license(
     if !s.blocking(move |st| st.revoke_license(&lid)).await? {
         return Err(not_found("license"));
     }
-    // After the write: a lookup made meanwhile may have cached the old state.
-    s.keys_seen.clear();
+    s.licenses_changed();
     s.audit(s.admin_event("license_revoke", &id, addr, None))
         .await;
     Ok(Json(json!({"license_id": id, "revoked": true})))
@@ -389,8 +393,7 @@ pub async fn revoke_key(
     if !s.blocking(move |st| st.revoke_api_key(&key)).await? {
         return Err(not_found("API key"));
     }
-    // After the write: a lookup made meanwhile may have cached the old state.
-    s.keys_seen.clear();
+    s.licenses_changed();
     if let Some(rec) = rec {
         let prefix: String = req.api_key.chars().take(9).collect();
         s.audit(s.admin_event(

@@ -30,6 +30,44 @@ struct Seeker<'a> {
 }
 
 impl<'a> Seeker<'a> {
+    /// The seeker of an acquire body, checked.
+    fn of_acquire(req: &'a AcquireRequest, addr: SocketAddr) -> Result<Self, ApiError> {
+        Self::new(
+            &req.hardware_id,
+            &req.instance_id,
+            &req.version,
+            &req.nonce,
+            addr,
+        )
+    }
+
+    /// The seeker of a reconnect body, checked, with the old session and the offline
+    /// period's start (seconds) it reports.
+    fn of_reconnect(
+        req: &'a ReconnectRequest,
+        addr: SocketAddr,
+    ) -> Result<(Self, Option<i64>), ApiError> {
+        let who = Self::new(
+            &req.hardware_id,
+            &req.instance_id,
+            &req.version,
+            &req.nonce,
+            addr,
+        )?;
+        if let Some(old) = &req.old_session_id {
+            check_session_id(old)?;
+        }
+        let offline_since = match &req.offline_since {
+            None => None,
+            Some(t) => Some(
+                parse_rfc3339(t).ok_or_else(|| {
+                    ApiError::bad(codes::INVALID_REQUEST, "offline_since must be RFC 3339")
+                })? / 1000,
+            ),
+        };
+        Ok((who, offline_since))
+    }
+
     /// The seeker of an acquire or reconnect body, checked.
     fn new(
         hardware_id: &'a str,
@@ -56,26 +94,10 @@ impl<'a> Seeker<'a> {
 pub(crate) fn check_bodies(body: &[u8]) {
     let addr = SocketAddr::from(([127, 0, 0, 1], 1));
     if let Ok(req) = super::parse_bytes::<AcquireRequest>(body) {
-        let _ = Seeker::new(
-            &req.hardware_id,
-            &req.instance_id,
-            &req.version,
-            &req.nonce,
-            addr,
-        );
+        let _ = Seeker::of_acquire(&req, addr);
     }
     if let Ok(req) = super::parse_bytes::<ReconnectRequest>(body) {
-        let _ = Seeker::new(
-            &req.hardware_id,
-            &req.instance_id,
-            &req.version,
-            &req.nonce,
-            addr,
-        );
-        if let Some(old) = &req.old_session_id {
-            let _ = check_session_id(old);
-        }
-        let _ = req.offline_since.as_deref().and_then(parse_rfc3339);
+        let _ = Seeker::of_reconnect(&req, addr);
     }
     if let Ok(req) = super::parse_bytes::<HeartbeatRequest>(body) {
         let _ = check_session_id(&req.session_id);
@@ -248,13 +270,7 @@ pub async fn acquire(
 ) -> Result<Json<AcquireAnswer>, ApiError> {
     let key = bearer(&headers)?.to_string();
     let req: AcquireRequest = parse(body)?;
-    let who = Seeker::new(
-        &req.hardware_id,
-        &req.instance_id,
-        &req.version,
-        &req.nonce,
-        addr,
-    )?;
+    let who = Seeker::of_acquire(&req, addr)?;
     let lic = s.licensed(&key).await?;
     s.grant(&lic, who, None).await.map(Json)
 }
@@ -269,24 +285,7 @@ pub async fn reconnect(
 ) -> Result<Json<AcquireAnswer>, ApiError> {
     let key = bearer(&headers)?.to_string();
     let req: ReconnectRequest = parse(body)?;
-    let who = Seeker::new(
-        &req.hardware_id,
-        &req.instance_id,
-        &req.version,
-        &req.nonce,
-        addr,
-    )?;
-    if let Some(old) = &req.old_session_id {
-        check_session_id(old)?;
-    }
-    let offline_since = match &req.offline_since {
-        None => None,
-        Some(t) => Some(
-            parse_rfc3339(t).ok_or_else(|| {
-                ApiError::bad(codes::INVALID_REQUEST, "offline_since must be RFC 3339")
-            })? / 1000,
-        ),
-    };
+    let (who, offline_since) = Seeker::of_reconnect(&req, addr)?;
     let lic = s.licensed(&key).await?;
     let replace = req.old_session_id.clone().map(|old| {
         (
