@@ -72,6 +72,64 @@ pub fn message(license: &str, v: &Verdict) -> String {
     )
 }
 
+/// Judges every license of `periods` (license, period) at `now`, in license order.
+pub fn judge_each<'a>(
+    periods: impl IntoIterator<Item = (&'a str, Period)>,
+    now: i64,
+) -> Vec<(String, Verdict)> {
+    let mut by_license: std::collections::BTreeMap<&str, Vec<Period>> = Default::default();
+    for (license, p) in periods {
+        by_license.entry(license).or_default().push(p);
+    }
+    by_license
+        .into_iter()
+        .map(|(license, ps)| (license.to_string(), judge(&ps, now)))
+        .collect()
+}
+
+/// The licenses flagged now, so a license is warned about once when it becomes flagged
+/// (not at every period recorded while it stays so), and the metric counts them.
+#[derive(Debug, Default)]
+pub struct Flags {
+    set: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl Flags {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
+        self.set.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records one license's verdict; true when it became flagged by it.
+    pub fn note(&self, license: &str, v: &Verdict) -> bool {
+        let mut set = self.lock();
+        if v.flagged {
+            set.insert(license.to_string())
+        } else {
+            set.remove(license);
+            false
+        }
+    }
+
+    /// Replaces every verdict (licenses absent from `all` are no longer flagged); returns
+    /// the licenses that became flagged.
+    pub fn note_all(&self, all: &[(String, Verdict)]) -> Vec<String> {
+        let mut set = self.lock();
+        let now: std::collections::BTreeSet<String> = all
+            .iter()
+            .filter(|(_, v)| v.flagged)
+            .map(|(l, _)| l.clone())
+            .collect();
+        let new = now.difference(&set).cloned().collect();
+        *set = now;
+        new
+    }
+
+    /// How many licenses are flagged.
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +286,44 @@ mod tests {
                 v.cycles > MAX_CYCLES && v.offline_secs > 20 * DAY
             );
         }
+    }
+
+    #[test]
+    fn licenses_are_judged_apart_and_warned_about_once() {
+        let long = |i: i64| Period {
+            start: NOW - (i + 1) * 4 * DAY,
+            end: Some(NOW - (i + 1) * 4 * DAY + 4 * DAY - 60),
+        };
+        let mut all: Vec<(&str, Period)> = (0..6).map(|i| ("org-a", long(i))).collect();
+        all.extend((0..5).map(|i| ("org-b", long(i))));
+        all.push(("org-c", long(0)));
+        let verdicts = judge_each(all.iter().copied(), NOW);
+        let names: Vec<(&str, bool)> = verdicts
+            .iter()
+            .map(|(l, v)| (l.as_str(), v.flagged))
+            .collect();
+        assert_eq!(names, [("org-a", true), ("org-b", false), ("org-c", false)]);
+        assert_eq!(verdicts[0].1.cycles, 6);
+
+        let flags = Flags::default();
+        assert_eq!(flags.note_all(&verdicts), ["org-a"]);
+        assert!(flags.note_all(&verdicts).is_empty(), "warned once");
+        assert!(
+            !flags.note("org-a", &verdicts[0].1),
+            "still flagged, no new warning"
+        );
+        assert_eq!(flags.count(), 1);
+        assert!(!flags.note("org-a", &verdicts[1].1));
+        assert_eq!(flags.count(), 0, "a verdict that no longer flags clears it");
+        assert!(
+            flags.note("org-a", &verdicts[0].1),
+            "flagged again: warned again"
+        );
+        assert_eq!(flags.note_all(&verdicts[1..]), Vec::<String>::new());
+        assert_eq!(
+            flags.count(),
+            0,
+            "a license with no periods left is cleared"
+        );
     }
 }

@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use lic4es::clock::Clock;
 
+use crate::abuse::{self, Flags, Verdict};
 use crate::config::ServerConfig;
 use crate::http::metrics::Metrics;
 use crate::http::ApiError;
 use crate::keys::SigningKey;
 use crate::seats::{SeatStore, Session};
-use crate::store::{AuditEvent, KeyRecord, License, LicenseStore, StoreError};
+use crate::store::{AuditEvent, KeyRecord, License, LicenseStore, OfflinePeriod, StoreError};
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -26,6 +27,8 @@ pub struct AppState {
     /// Server time (replaced in tests, so TTLs and lapses are tested without sleeping).
     pub clock: Arc<dyn Clock>,
     pub(crate) metrics: Metrics,
+    /// Licenses flagged for possible offline abuse.
+    pub(crate) flags: Flags,
     /// API key lookups, kept briefly so that heartbeats do not query the database.
     pub(crate) keys_seen: KeyCache,
     /// Print one line per request to stderr.
@@ -50,6 +53,7 @@ impl AppState {
             seats,
             clock,
             metrics: Metrics::default(),
+            flags: Flags::default(),
             keys_seen: KeyCache::default(),
             access_log: false,
         })
@@ -119,6 +123,7 @@ impl AppState {
     /// An audit entry for a seat event of `s`.
     pub fn seat_event(&self, kind: &str, s: &Session, source: Option<String>) -> AuditEvent {
         AuditEvent {
+            id: 0,
             at: self.now(),
             kind: kind.into(),
             license: s.license.clone(),
@@ -130,8 +135,8 @@ impl AppState {
         }
     }
 
-    /// Audits the lapses the seat store found, and prunes the audit trail past its
-    /// retention. Runs periodically and before sessions are shown.
+    /// Audits the lapses the seat store found and keeps each as an offline period.
+    /// Runs periodically and before sessions are shown.
     pub async fn sweep(&self) {
         if let Ok(lapsed) = self.seats.take_lapsed().await {
             for s in lapsed {
@@ -141,18 +146,75 @@ impl AppState {
                     .offline_until
                     .map(|u| format!("offline until {}", lic4es::clock::rfc3339(u)));
                 self.audit(e).await;
+                let start = s.offline_since.unwrap_or(s.last_seen);
+                self.note_offline(OfflinePeriod {
+                    license: s.license,
+                    session_id: s.id,
+                    start,
+                    end: s.offline_until.unwrap_or(start).max(start),
+                    ended: false,
+                })
+                .await;
             }
         }
     }
 
-    /// Drops audit entries past `audit-retention-days` and telemetry past
-    /// `telemetry-retention-days`.
-    pub async fn prune_audit(&self) {
+    /// Keeps an offline period and judges its license again; WARNs when that flags it.
+    /// A failure is logged: the period is lost, the request it came with is not.
+    pub async fn note_offline(&self, p: OfflinePeriod) {
+        let license = p.license.clone();
+        let now = self.now();
+        let from = now - abuse::WINDOW_SECS;
+        let looked = license.clone();
+        let found = self
+            .blocking(move |s| {
+                s.record_offline(&p)?;
+                s.offline_periods(Some(&looked), from)
+            })
+            .await;
+        match found {
+            Ok(periods) => {
+                let periods: Vec<_> = periods.iter().map(|p| p.at(now)).collect();
+                let v = abuse::judge(&periods, now);
+                if self.flags.note(&license, &v) {
+                    eprintln!("license-server: WARN {}", abuse::message(&license, &v));
+                }
+            }
+            Err(e) => eprintln!(
+                "license-server: offline period of {license} not kept: {}",
+                e.message
+            ),
+        }
+    }
+
+    /// Every license with offline periods in the last 30 days and the rule's verdict,
+    /// in license order; WARNs about licenses that became flagged.
+    pub async fn offline_report(&self) -> Result<Vec<(String, Verdict)>, ApiError> {
+        let now = self.now();
+        let from = now - abuse::WINDOW_SECS;
+        let periods = self
+            .blocking(move |s| s.offline_periods(None, from))
+            .await?;
+        let all = abuse::judge_each(periods.iter().map(|p| (p.license.as_str(), p.at(now))), now);
+        for license in self.flags.note_all(&all) {
+            if let Some((_, v)) = all.iter().find(|(l, _)| *l == license) {
+                eprintln!("license-server: WARN {}", abuse::message(&license, v));
+            }
+        }
+        Ok(all)
+    }
+
+    /// Drops audit entries past `audit-retention-days`, telemetry past
+    /// `telemetry-retention-days` and offline periods past the abuse rule's 30 days.
+    pub async fn prune_old(&self) {
         let days = |d: u64| (d.min(100_000) as i64) * 86_400;
         let before = self.now() - days(self.config.audit_retention_days);
         let _ = self.blocking(move |s| s.prune_audit(before)).await;
         let before = self.now() - days(self.config.telemetry_retention_days);
         let _ = self.blocking(move |s| s.prune_telemetry(before)).await;
+        // Offline periods matter to the abuse rule's 30 days only.
+        let before = self.now() - abuse::WINDOW_SECS;
+        let _ = self.blocking(move |s| s.prune_offline(before)).await;
     }
 }
 

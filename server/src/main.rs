@@ -5,16 +5,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use license_server::abuse;
 use license_server::app::{
     check_license_id, check_terms, check_tier, AppState, LicenseError, NewLicense,
 };
 use license_server::keys::SigningKey;
-use license_server::store::License;
-use license_server::store::LicenseStore;
+use license_server::store::{AuditQuery, License, LicenseStore};
 use license_server::{open, ServerConfig};
 
 /// Each command: the words that name it, and its usage.
-const COMMANDS: [(&str, &str); 13] = [
+const COMMANDS: [(&str, &str); 15] = [
     ("serve", "serve\n    Serve the API (the default). Listens on `listen` (default 127.0.0.1:8700);\n    the store and the signing key live under `data-dir` (default ./license-server-data)."),
     ("keygen", "keygen\n    Create the signing key under `data-dir` and print the public JWK Set."),
     ("jwks", "jwks\n    Print the public JWK Set (what engines configure as `public-keys`)."),
@@ -27,6 +27,8 @@ const COMMANDS: [(&str, &str); 13] = [
     ("license show", "license show --sub ID\n    Print a license and its effective policy."),
     ("sessions list", "sessions list [--license ID] [--url URL]\n    List seat sessions (online and offline) of the running server, through its\n    admin API (`admin-token`; URL default `public-url`, else http://LISTEN)."),
     ("sessions kick", "sessions kick SESSION_ID [--url URL]\n    End a session; its engine's next heartbeat is refused and it acquires again."),
+    ("abuse", "abuse [--all]\n    Judge each license's offline periods of the last 30 days, read from the configured\n    store: flagged licenses (more than 5 offline cycles and more than 20 days offline)\n    are listed; --all lists every license with offline periods. Exit 3 when any is flagged."),
+    ("audit", "audit [--license ID] [--limit N] [--before ID]\n    Print the audit trail from the configured store, newest first (default 50 entries,\n    at most 1000); --before ID continues after the entry with that id."),
     ("help", "help [COMMAND]\n    Print this help, or a command's."),
 ];
 
@@ -68,9 +70,20 @@ fn main() -> ExitCode {
             .copied()
             .filter(|w| !w.starts_with('-') && *w != "help")
             .collect();
+        let group: Vec<&str> = COMMANDS
+            .iter()
+            .filter(|(name, _)| named.first() == name.split(' ').next().as_ref())
+            .map(|(_, u)| *u)
+            .collect();
         match command_of(&named) {
             Some((_, u)) if !named.is_empty() => {
                 println!("usage: license-server [--config FILE] {u}")
+            }
+            // `api-key --help`: the group's commands.
+            _ if !group.is_empty() => {
+                for u in group {
+                    println!("usage: license-server [--config FILE] {u}");
+                }
             }
             _ => print!("{}", usage()),
         }
@@ -128,6 +141,12 @@ fn main() -> ExitCode {
         }
         ["sessions", "list", ..] => sessions_list(&config, &args[2..]),
         ["sessions", "kick", ..] => sessions_kick(&config, &args[2..]),
+        ["abuse", ..] => match abuse_report(&config, &args[1..]) {
+            Ok(0) => Ok(()),
+            Ok(_) => return ExitCode::from(3),
+            Err(e) => Err(e),
+        },
+        ["audit", ..] => audit_trail(&config, &args[1..]),
         _ => Err(format!("unknown command\n{}", usage())),
     };
     match result {
@@ -438,6 +457,103 @@ fn sessions_kick(config: &ServerConfig, args: &[String]) -> Result<(), String> {
         404 => Err(format!("no session {id}")),
         s => Err(format!("HTTP {s}: {body}")),
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Prints the offline-abuse verdicts; returns how many licenses are flagged.
+fn abuse_report(config: &ServerConfig, args: &[String]) -> Result<usize, String> {
+    let mut rest = args.to_vec();
+    let all = match rest.iter().position(|a| a == "--all") {
+        Some(i) => {
+            rest.remove(i);
+            true
+        }
+        None => false,
+    };
+    no_more(&rest)?;
+    let store = license_server::open_store(config)?;
+    let now = unix_now();
+    let periods = store
+        .offline_periods(None, now - abuse::WINDOW_SECS)
+        .map_err(|e| e.to_string())?;
+    let verdicts = abuse::judge_each(periods.iter().map(|p| (p.license.as_str(), p.at(now))), now);
+    let flagged = verdicts.iter().filter(|(_, v)| v.flagged).count();
+    println!(
+        "{:<40} {:>7} {:>13}  FLAGGED",
+        "LICENSE", "CYCLES", "DAYS OFFLINE"
+    );
+    for (license, v) in verdicts.iter().filter(|(_, v)| all || v.flagged) {
+        println!(
+            "{license:<40} {:>7} {:>13.1}  {}",
+            v.cycles,
+            v.offline_days(),
+            if v.flagged { "yes" } else { "no" }
+        );
+    }
+    println!(
+        "{flagged} of {} licenses with offline periods in the last 30 days flagged \
+         (more than {} cycles and more than {} days offline)",
+        verdicts.len(),
+        abuse::MAX_CYCLES,
+        abuse::MAX_OFFLINE_DAYS
+    );
+    Ok(flagged)
+}
+
+fn audit_trail(config: &ServerConfig, args: &[String]) -> Result<(), String> {
+    let mut rest = args.to_vec();
+    let license = take_flag(&mut rest, "--license")?;
+    if let Some(l) = &license {
+        check_license_id(l)?;
+    }
+    let limit: u32 = number(&mut rest, "--limit")?.unwrap_or(50);
+    let before: Option<i64> = number(&mut rest, "--before")?;
+    no_more(&rest)?;
+    let store = license_server::open_store(config)?;
+    let rows = store
+        .audit(&AuditQuery {
+            license,
+            before,
+            limit: limit.clamp(1, 1000),
+        })
+        .map_err(|e| e.to_string())?;
+    println!(
+        "{:>8} {:<20} {:<16} {:<24} {:<38} {:<21} DETAIL",
+        "ID", "TIME", "EVENT", "LICENSE", "SESSION", "SOURCE"
+    );
+    for e in &rows {
+        let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        println!(
+            "{:>8} {:<20} {:<16} {:<24} {:<38} {:<21} {}{}",
+            e.id,
+            lic4es::clock::rfc3339(e.at),
+            e.kind,
+            e.license,
+            dash(&e.session_id),
+            dash(&e.source),
+            e.hardware_id
+                .as_ref()
+                .map(|h| format!("hw {} ", lic4es::log::clean(h)))
+                .unwrap_or_default(),
+            e.detail
+                .as_deref()
+                .map(lic4es::log::clean)
+                .unwrap_or_default()
+        );
+    }
+    match rows.last() {
+        Some(last) if rows.len() as u32 == limit.clamp(1, 1000) => {
+            println!("{} entries; older ones: --before {}", rows.len(), last.id)
+        }
+        _ => println!("{} entries", rows.len()),
+    }
+    Ok(())
 }
 
 fn url_escape(s: &str) -> String {

@@ -452,3 +452,172 @@ fn a_revocation_through_the_admin_api_applies_at_once_on_its_instance() {
         "{v}"
     );
 }
+
+/// The body of a reconnect of `old`, offline since `since`.
+fn reconnect_body(hw: &str, old: &str, since: i64) -> Value {
+    let mut body = acquire_body(hw);
+    body["old_session_id"] = json!(old);
+    body["offline_since"] = json!(lic4es::clock::rfc3339(since));
+    body
+}
+
+fn abuse(s: &Server) -> Value {
+    let (status, v) = s.admin("GET", "/admin/abuse", Value::Null);
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+fn metric(s: &Server, name: &str) -> f64 {
+    let text = s.metrics();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+#[test]
+fn lapses_and_reconnects_feed_the_offline_abuse_rule() {
+    let s = Server::start();
+    let (license, key) = s.license("pro", json!({"seats": 1, "offline_grace_days": 7}));
+    let (honest, honest_key) = s.license("pro", json!({"seats": 1}));
+    let (_, v) = acquire(&s, &key, "laptop");
+    let mut sid = v["session_id"].as_str().unwrap().to_string();
+    let (_, v) = acquire(&s, &honest_key, "desk");
+    let honest_sid = v["session_id"].as_str().unwrap().to_string();
+    let mut last_contact = NOW;
+    for cycle in 1..=6 {
+        // Four days without a word: the session lapses and is shown offline.
+        s.advance(4 * DAY);
+        let listed = sessions(&s, &license);
+        assert_eq!(listed[0]["mode"], "offline", "cycle {cycle}");
+        assert_eq!(listed[0]["offline_secs"], 4 * DAY);
+        assert_eq!(listed[0]["grace_left_secs"], 3 * DAY + TTL);
+        let (status, v) = s.json(
+            "POST",
+            paths::RECONNECT,
+            Some(&key),
+            reconnect_body("laptop", &sid, last_contact),
+        );
+        assert_eq!(status, 200, "{v}");
+        sid = v["session_id"].as_str().unwrap().to_string();
+        last_contact = NOW + cycle * 4 * DAY;
+        let report = abuse(&s);
+        let mine = report["licenses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["license"] == license.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(mine["cycles"], cycle, "{report}");
+        // Five cycles of four days (20 days) are not enough; the sixth flags it.
+        assert_eq!(mine["flagged"], cycle == 6, "{report}");
+        assert_eq!(report["flagged"], u64::from(cycle == 6));
+    }
+    let report = abuse(&s);
+    assert_eq!(
+        report["licenses"][0]["license"],
+        license.as_str(),
+        "flagged first"
+    );
+    assert_eq!(
+        report["licenses"][0]["message"],
+        format!(
+            "Possible offline abuse: {license} (6 offline cycles, 24.0 days offline in 30 days)"
+        )
+    );
+    // The honest license's session lapsed long ago and never came back: one cycle.
+    let honest_row = report["licenses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["license"] == honest.as_str())
+        .cloned();
+    assert_eq!(honest_row.map(|r| r["cycles"].clone()), Some(json!(1)));
+    assert_eq!(heartbeat(&s, &honest_key, &honest_sid).0, 410);
+    assert_eq!(metric(&s, "lic4es_offline_abuse_flagged"), 1.0);
+    assert_eq!(metric(&s, "lic4es_offline_session_seconds_count"), 6.0);
+    assert_eq!(
+        metric(&s, "lic4es_offline_session_seconds_sum"),
+        (6 * 4 * DAY) as f64
+    );
+    let text = s.metrics();
+    assert!(text.contains("lic4es_offline_session_seconds_bucket{le=\"259200\"} 0\n"));
+    assert!(text.contains("lic4es_offline_session_seconds_bucket{le=\"604800\"} 6\n"));
+    assert!(text.contains(
+        "lic4es_http_request_duration_seconds_count{endpoint=\"/api/v1/licenses/reconnect\"} 6\n"
+    ));
+    assert!(text.contains(
+        "lic4es_http_request_duration_seconds_bucket{endpoint=\"/api/v1/licenses/reconnect\",le=\"+Inf\"} 6\n"
+    ));
+    // 30 days later the periods have left the window.
+    s.advance(31 * DAY);
+    assert_eq!(abuse(&s)["flagged"], 0);
+    assert_eq!(metric(&s, "lic4es_offline_abuse_flagged"), 0.0);
+}
+
+#[test]
+fn the_audit_trail_pages_and_filters_by_license() {
+    let s = Server::start();
+    let (license, key) = s.license("pro", json!({"seats": 10}));
+    let (other, other_key) = s.license("pro", json!({}));
+    for i in 0..5 {
+        assert_eq!(acquire(&s, &key, &format!("hw-{i}")).0, 200);
+    }
+    assert_eq!(acquire(&s, &other_key, "x").0, 200);
+    let page = |q: &str| -> Vec<Value> {
+        let (status, v) = s.admin("GET", &format!("/admin/audit?{q}"), Value::Null);
+        assert_eq!(status, 200, "{v}");
+        v.as_array().unwrap().clone()
+    };
+    let first = page(&format!("license={license}&limit=2"));
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0]["hardware_id"], "hw-4");
+    let last_id = first[1]["id"].as_i64().unwrap();
+    let second = page(&format!("license={license}&limit=2&before={last_id}"));
+    let hw: Vec<&str> = second
+        .iter()
+        .map(|e| e["hardware_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(hw, ["hw-2", "hw-1"]);
+    let rest = page(&format!(
+        "license={license}&before={}",
+        second[1]["id"].as_i64().unwrap()
+    ));
+    // hw-0's acquire and the license's creation.
+    let types: Vec<&str> = rest.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["acquire", "license_create"]);
+    assert!(page(&format!("license={other}"))
+        .iter()
+        .all(|e| e["license"] == other.as_str()));
+    for e in page("limit=1000") {
+        assert!(e["at"].as_str().unwrap().ends_with('Z'), "{e}");
+        assert!(
+            e["source"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{e}"
+        );
+    }
+    for bad in ["before=soon", "limit=-1", "license=a%20b"] {
+        let (status, v) = s.admin("GET", &format!("/admin/audit?{bad}"), Value::Null);
+        assert_eq!(status, 400, "{bad}: {v}");
+        assert_eq!(v["error"], "invalid_request", "{bad}: {v}");
+    }
+}
+
+#[test]
+fn the_seat_summary_shows_use_and_limit_per_license() {
+    let s = Server::start();
+    let (license, key) = s.license("pro", json!({"seats": 3, "org_name": "<b>Acme</b>"}));
+    acquire(&s, &key, "a");
+    acquire(&s, &key, "b");
+    s.advance(TTL + 1);
+    acquire(&s, &key, "c");
+    let (status, v) = s.admin("GET", "/admin/seats", Value::Null);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v,
+        json!([{"license": license, "org_name": "<b>Acme</b>", "tier": "pro",
+                "in_use": 1, "offline": 2, "limit": 3}])
+    );
+    let (status, _) = s.json("GET", "/admin/seats", Some("wrong"), Value::Null);
+    assert_eq!(status, 401);
+}

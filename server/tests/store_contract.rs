@@ -6,7 +6,9 @@ mod common;
 use std::sync::Arc;
 
 use common::pg::PgProc;
-use license_server::store::{AuditEvent, License, LicenseStore, PgStore, SqliteStore};
+use license_server::store::{
+    AuditEvent, AuditQuery, License, LicenseStore, OfflinePeriod, PgStore, SqliteStore,
+};
 use license_server::telemetry::Sample;
 
 const NOW: i64 = 1_795_354_152;
@@ -175,13 +177,82 @@ fn the_audit_trail_is_kept_newest_first_and_pruned() {
             })
             .unwrap();
         }
-        let all = s.audit(None, 10).unwrap();
+        let all = s.audit(&AuditQuery::newest(10)).unwrap();
         let kinds: Vec<&str> = all.iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(kinds, ["release", "renew", "acquire"], "{name}");
-        assert_eq!(s.audit(Some("org-a"), 10).unwrap().len(), 2);
-        assert_eq!(s.audit(None, 1).unwrap().len(), 1);
+        assert!(all[0].id > all[1].id && all[1].id > all[2].id, "{name}");
+        let of_a = AuditQuery {
+            license: Some("org-a".into()),
+            ..AuditQuery::newest(10)
+        };
+        assert_eq!(s.audit(&of_a).unwrap().len(), 2);
+        assert_eq!(s.audit(&AuditQuery::newest(1)).unwrap().len(), 1);
+        // Paging: the next page starts after the last id shown.
+        let page = AuditQuery {
+            before: Some(all[0].id),
+            ..AuditQuery::newest(1)
+        };
+        assert_eq!(s.audit(&page).unwrap()[0].kind, "renew", "{name}");
+        let page = AuditQuery {
+            before: Some(all[0].id),
+            ..of_a
+        };
+        let kinds: Vec<String> = s
+            .audit(&page)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["acquire"], "{name}");
         assert_eq!(s.prune_audit(NOW + 1).unwrap(), 1, "{name}");
-        assert_eq!(s.audit(None, 10).unwrap().len(), 2);
+        assert_eq!(s.audit(&AuditQuery::newest(10)).unwrap().len(), 2);
+    });
+}
+
+#[test]
+fn offline_periods_are_kept_once_per_session_and_a_reconnect_ends_them() {
+    each_store(|name, s| {
+        let period = |sid: &str, start: i64, end: i64, ended: bool| OfflinePeriod {
+            license: "org-a".into(),
+            session_id: sid.into(),
+            start,
+            end,
+            ended,
+        };
+        // A lapse: offline from NOW until its grace would end.
+        s.record_offline(&period("ses-1", NOW, NOW + 7 * 86_400, false))
+            .unwrap();
+        // Seen again by another sweep: nothing changes.
+        s.record_offline(&period("ses-1", NOW + 5, NOW + 9 * 86_400, false))
+            .unwrap();
+        let got = s.offline_periods(Some("org-a"), NOW).unwrap();
+        assert_eq!(
+            got,
+            [period("ses-1", NOW, NOW + 7 * 86_400, false)],
+            "{name}"
+        );
+        // The reconnect reports a later start: the earlier one stays, the end is now.
+        s.record_offline(&period("ses-1", NOW + 60, NOW + 3 * 86_400, true))
+            .unwrap();
+        // A reconnect without a lapse first.
+        s.record_offline(&period("ses-2", NOW - 100, NOW - 50, true))
+            .unwrap();
+        let mut other = period("ses-3", NOW, NOW + 10, true);
+        other.license = "org-b".into();
+        s.record_offline(&other).unwrap();
+        let got = s.offline_periods(Some("org-a"), NOW - 1_000).unwrap();
+        assert_eq!(
+            got,
+            [
+                period("ses-2", NOW - 100, NOW - 50, true),
+                period("ses-1", NOW, NOW + 3 * 86_400, true),
+            ],
+            "{name}"
+        );
+        // `since` keeps the periods that reach past it; every license without a filter.
+        assert_eq!(s.offline_periods(None, NOW).unwrap().len(), 2, "{name}");
+        assert_eq!(s.prune_offline(NOW).unwrap(), 1, "{name}");
+        assert_eq!(s.offline_periods(None, 0).unwrap().len(), 2, "{name}");
     });
 }
 

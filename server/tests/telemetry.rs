@@ -113,7 +113,7 @@ fn instances_per_license_are_capped_and_old_rows_pruned() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(state.prune_audit());
+    rt.block_on(state.prune_old());
     assert_eq!(rows(&s, "telemetry_latest"), 0);
     assert_eq!(rows(&s, "telemetry_daily"), 0);
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,9 +16,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{bearer, parse, ApiError};
+use crate::abuse;
 use crate::app::{check_license_id, check_terms, check_tier, AppState, LicenseError, NewLicense};
 use crate::seats::Session;
-use crate::store::{AuditEvent, License};
+use crate::store::{AuditEvent, AuditQuery, License};
 
 fn admin(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = s.config.admin_token.as_deref().filter(|t| !t.is_empty()) else {
@@ -428,9 +429,10 @@ pub async fn telemetry(
 pub async fn telemetry_daily(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(f): Query<Filter>,
+    f: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     admin(&s, &headers)?;
+    let Query(f) = f.map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.body_text()))?;
     if let Some(l) = &f.license {
         license_id(l)?;
     }
@@ -449,11 +451,12 @@ pub async fn telemetry_daily(
     )))
 }
 
-/// `?license=ID` (and `&limit=N` for the audit trail).
+/// `?license=ID` (and `&limit=N&before=ID` for the audit trail).
 #[derive(Deserialize)]
 pub struct Filter {
     license: Option<String>,
     limit: Option<u32>,
+    before: Option<i64>,
 }
 
 /// A session as the admin API shows it.
@@ -470,12 +473,19 @@ pub struct SessionView {
     offline_since: Option<String>,
     /// When a lapsed session's offline grace ends.
     offline_until: Option<String>,
+    /// Seconds offline so far (offline sessions).
+    offline_secs: Option<i64>,
+    /// Seconds of offline grace left (offline sessions).
+    grace_left_secs: Option<i64>,
 }
 
-impl From<Session> for SessionView {
-    fn from(s: Session) -> Self {
+impl SessionView {
+    /// The view of `s` at `now` (seconds).
+    fn at(s: Session, now: i64) -> Self {
         SessionView {
             mode: if s.online() { "online" } else { "offline" },
+            offline_secs: s.offline_since.map(|t| (now - t).max(0)),
+            grace_left_secs: s.offline_until.map(|t| (t - now).max(0)),
             acquired_at: rfc3339(s.acquired_at),
             last_seen: rfc3339(s.last_seen),
             offline_since: s.offline_since.map(rfc3339),
@@ -492,15 +502,19 @@ impl From<Session> for SessionView {
 pub async fn sessions(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(f): Query<Filter>,
+    f: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Json<Vec<SessionView>>, ApiError> {
     admin(&s, &headers)?;
+    let Query(f) = f.map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.body_text()))?;
     if let Some(l) = &f.license {
         license_id(l)?;
     }
     s.sweep().await;
     let list = s.seats.sessions(f.license.as_deref()).await?;
-    Ok(Json(list.into_iter().map(SessionView::from).collect()))
+    let now = s.now();
+    Ok(Json(
+        list.into_iter().map(|x| SessionView::at(x, now)).collect(),
+    ))
 }
 
 /// `DELETE /admin/sessions/{id}`: kicks a session; its next heartbeat gets 410.
@@ -529,26 +543,104 @@ pub struct AuditView {
     event: AuditEvent,
 }
 
-/// `GET /admin/audit[?license=ID][&limit=N]`, newest first.
+/// `GET /admin/audit[?license=ID][&limit=N][&before=ID]`, newest first: at most `limit`
+/// entries (100 by default, 1 000 at most); the next page is `before` the last `id`.
 pub async fn audit(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(f): Query<Filter>,
+    f: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Json<Vec<AuditView>>, ApiError> {
     admin(&s, &headers)?;
+    let Query(f) = f.map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.body_text()))?;
     if let Some(l) = &f.license {
         license_id(l)?;
     }
     s.sweep().await;
-    let limit = f.limit.unwrap_or(100).clamp(1, 1000);
-    let rows = s
-        .blocking(move |st| st.audit(f.license.as_deref(), limit))
-        .await?;
+    let q = AuditQuery {
+        license: f.license,
+        before: f.before,
+        limit: f.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let rows = s.blocking(move |st| st.audit(&q)).await?;
     Ok(Json(
         rows.into_iter()
             .map(|e| AuditView {
                 at: rfc3339(e.at),
                 event: e,
+            })
+            .collect(),
+    ))
+}
+
+/// `GET /admin/abuse`: licenses with offline periods in the last 30 days, flagged ones
+/// first, with the rule's counts.
+pub async fn abuse(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    admin(&s, &headers)?;
+    s.sweep().await;
+    let mut all = s.offline_report().await?;
+    all.sort_by(|(la, a), (lb, b)| {
+        (b.flagged, b.cycles, b.offline_secs, la).cmp(&(a.flagged, a.cycles, a.offline_secs, lb))
+    });
+    let licenses: Vec<Value> = all
+        .iter()
+        .map(|(license, v)| {
+            json!({
+                "license": license,
+                "flagged": v.flagged,
+                "cycles": v.cycles,
+                "offline_secs": v.offline_secs,
+                "offline_days": (v.offline_days() * 10.0).round() / 10.0,
+                "message": v.flagged.then(|| abuse::message(license, v)),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "window_days": abuse::WINDOW_SECS / 86_400,
+        "max_cycles": abuse::MAX_CYCLES,
+        "max_offline_days": abuse::MAX_OFFLINE_DAYS,
+        "flagged": all.iter().filter(|(_, v)| v.flagged).count(),
+        "licenses": licenses,
+    })))
+}
+
+/// `GET /admin/seats`: each license with sessions: seats in use, its limit, sessions
+/// offline.
+pub async fn seats(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    admin(&s, &headers)?;
+    s.sweep().await;
+    let sessions = s.seats.sessions(None).await?;
+    let usage = crate::seats::usage(&sessions);
+    let ids: Vec<String> = usage.keys().cloned().collect();
+    let licenses = s
+        .blocking(move |st| {
+            ids.iter()
+                .map(|id| st.license(id))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+    Ok(Json(
+        usage
+            .iter()
+            .zip(licenses)
+            .map(|((id, u), lic)| {
+                let limit = lic
+                    .as_ref()
+                    .and_then(|l| s.config.effective(l))
+                    .map(|p| p.seats);
+                json!({
+                    "license": id,
+                    "org_name": lic.as_ref().and_then(|l| l.org_name.clone()),
+                    "tier": lic.as_ref().map(|l| l.tier.clone()),
+                    "in_use": u.online,
+                    "offline": u.offline,
+                    "limit": limit,
+                })
             })
             .collect(),
     ))

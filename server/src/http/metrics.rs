@@ -12,10 +12,74 @@ use serde_json::{json, Value};
 
 use crate::app::AppState;
 
+/// Upper bounds of `lic4es_http_request_duration_seconds`'s buckets.
+const DURATION_BUCKETS: [f64; 11] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+/// Upper bounds of `lic4es_offline_session_seconds`'s buckets: a minute to 30 days.
+const OFFLINE_BUCKETS: [f64; 10] = [
+    60.0,
+    300.0,
+    3_600.0,
+    21_600.0,
+    86_400.0,
+    259_200.0,
+    604_800.0,
+    1_209_600.0,
+    1_814_400.0,
+    2_592_000.0,
+];
+
+/// A Prometheus histogram: counts per bucket (not cumulative), the sum and the count.
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, bounds: &[f64], v: f64) {
+        if self.counts.len() != bounds.len() {
+            self.counts = vec![0; bounds.len()];
+        }
+        if let Some(i) = bounds.iter().position(|b| v <= *b) {
+            self.counts[i] += 1;
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+
+    /// The `_bucket`, `_sum` and `_count` lines, after `labels` (`k="v",` or empty).
+    fn render(&self, out: &mut String, name: &str, bounds: &[f64], labels: &str) {
+        let mut cumulative = 0;
+        for (i, b) in bounds.iter().enumerate() {
+            cumulative += self.counts.get(i).copied().unwrap_or(0);
+            out.push_str(&format!(
+                "{name}_bucket{{{labels}le=\"{b}\"}} {cumulative}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "{name}_bucket{{{labels}le=\"+Inf\"}} {}\n",
+            self.count
+        ));
+        let labels = labels.trim_end_matches(',');
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        out.push_str(&format!("{name}_sum{braces} {}\n", self.sum));
+        out.push_str(&format!("{name}_count{braces} {}\n", self.count));
+    }
+}
+
 /// Request and token counters for `/metrics`.
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
+    durations: Mutex<BTreeMap<String, Histogram>>,
+    offline: Mutex<Histogram>,
     tokens: Mutex<BTreeMap<String, u64>>,
     telemetry: AtomicU64,
     key_lookups: AtomicU64,
@@ -33,8 +97,17 @@ fn label(v: &str) -> String {
 }
 
 impl Metrics {
-    pub(crate) fn request(&self, endpoint: String, status: u16) {
+    pub(crate) fn request(&self, endpoint: String, status: u16, seconds: f64) {
+        lock(&self.durations)
+            .entry(endpoint.clone())
+            .or_default()
+            .observe(&DURATION_BUCKETS, seconds);
         *lock(&self.requests).entry((endpoint, status)).or_default() += 1;
+    }
+
+    /// An offline period a reconnect reported.
+    pub(crate) fn offline_reported(&self, seconds: i64) {
+        lock(&self.offline).observe(&OFFLINE_BUCKETS, seconds.max(0) as f64);
     }
 
     pub(crate) fn token_issued(&self, tier: &str) {
@@ -58,6 +131,22 @@ impl Metrics {
                 label(endpoint)
             ));
         }
+        out.push_str("# HELP lic4es_http_request_duration_seconds Time to answer, by endpoint.\n");
+        out.push_str("# TYPE lic4es_http_request_duration_seconds histogram\n");
+        for (endpoint, h) in lock(&self.durations).iter() {
+            h.render(
+                out,
+                "lic4es_http_request_duration_seconds",
+                &DURATION_BUCKETS,
+                &format!("endpoint=\"{}\",", label(endpoint)),
+            );
+        }
+        out.push_str(
+            "# HELP lic4es_offline_session_seconds Offline periods reported by reconnecting \
+             engines.\n",
+        );
+        out.push_str("# TYPE lic4es_offline_session_seconds histogram\n");
+        lock(&self.offline).render(out, "lic4es_offline_session_seconds", &OFFLINE_BUCKETS, "");
         out.push_str("# HELP lic4es_tokens_issued_total Tokens issued by tier.\n");
         out.push_str("# TYPE lic4es_tokens_issued_total counter\n");
         for (tier, n) in lock(&self.tokens).iter() {
@@ -102,10 +191,7 @@ impl AppState {
             "lic4es_sessions{{state=\"offline\"}} {}\n",
             sessions.len() - online
         ));
-        let mut in_use: BTreeMap<String, u64> = BTreeMap::new();
-        for s in &sessions {
-            *in_use.entry(s.license.clone()).or_default() += u64::from(s.online());
-        }
+        let in_use = crate::seats::usage(&sessions);
         let ids: Vec<String> = in_use.keys().cloned().collect();
         let licenses = self
             .blocking(move |st| {
@@ -119,8 +205,9 @@ impl AppState {
         out.push_str("# TYPE lic4es_seats_in_use gauge\n");
         for (license, n) in &in_use {
             out.push_str(&format!(
-                "lic4es_seats_in_use{{license=\"{}\"}} {n}\n",
-                label(license)
+                "lic4es_seats_in_use{{license=\"{}\"}} {}\n",
+                label(license),
+                n.online
             ));
         }
         out.push_str("# HELP lic4es_seats_limit Seats per license (licenses with sessions).\n");
@@ -134,6 +221,17 @@ impl AppState {
                 ));
             }
         }
+        out.push_str(
+            "# HELP lic4es_offline_abuse_flagged Licenses flagged for possible offline abuse.\n",
+        );
+        out.push_str("# TYPE lic4es_offline_abuse_flagged gauge\n");
+        // Judged from the store at each scrape, so every instance reports the same count,
+        // also just after a restart.
+        let _ = self.offline_report().await;
+        out.push_str(&format!(
+            "lic4es_offline_abuse_flagged {}\n",
+            self.flags.count()
+        ));
         out.push_str("# HELP lic4es_store_up Whether a store answers.\n");
         out.push_str("# TYPE lic4es_store_up gauge\n");
         let db_up = db_up && self.blocking(|st| st.ping()).await.is_ok();

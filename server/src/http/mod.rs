@@ -244,12 +244,14 @@ async fn count_requests(State(s): State<Arc<AppState>>, req: Request, next: Next
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "other".into());
     let method = req.method().clone();
+    let started = std::time::Instant::now();
     let resp = next.run(req).await;
+    let seconds = started.elapsed().as_secs_f64();
     let status = resp.status().as_u16();
     if s.access_log {
         eprintln!("license-server: {method} {endpoint} {status}");
     }
-    s.metrics.request(endpoint, status);
+    s.metrics.request(endpoint, status, seconds);
     resp
 }
 
@@ -288,6 +290,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/sessions", get(admin::sessions))
         .route("/admin/sessions/{id}", delete(admin::kick))
         .route("/admin/audit", get(admin::audit))
+        .route("/admin/abuse", get(admin::abuse))
+        .route("/admin/seats", get(admin::seats))
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -322,7 +326,7 @@ pub async fn serve(
             sweeper.sweep().await;
             n += 1;
             if n % 360 == 1 {
-                sweeper.prune_audit().await;
+                sweeper.prune_old().await;
             }
         }
     });

@@ -18,8 +18,8 @@ use lic4es::protocol::{
 use super::{bearer, check_nonce, check_text, parse, ApiError};
 use crate::app::AppState;
 use crate::issue::{Lifetime, TokenSpec};
-use crate::seats::{Acquired, NewSession, Replace};
-use crate::store::{AuditEvent, License};
+use crate::seats::{Acquired, NewSession, Replace, Session};
+use crate::store::{AuditEvent, License, OfflinePeriod};
 
 /// Who is asking for a seat.
 struct Seeker<'a> {
@@ -199,19 +199,30 @@ impl AppState {
             } => (Err((in_use, limit)), ended),
         };
         if let Some(old) = &ended {
+            let now = self.now();
+            let period = offline_period(old, offline_since, now);
             let mut e = self.seat_event("reconnect", old, Some(who.source.clone()));
-            let offline = offline_since.map(|t| (self.now() - t).max(0));
-            e.detail = Some(match offline {
-                Some(secs) => format!("offline {secs} s; {cycles} offline cycles in 30 days"),
+            e.detail = Some(match &period {
+                Some(p) => format!(
+                    "offline {} s; {cycles} offline cycles in 30 days",
+                    p.end - p.start
+                ),
                 None => "previous session ended".into(),
             });
             self.audit(e).await;
+            if let Some(p) = period {
+                if offline_since.is_some() {
+                    self.metrics.offline_reported(p.end - p.start);
+                }
+                self.note_offline(p).await;
+            }
         }
         let session = match granted {
             Ok(s) => s,
             Err((in_use, limit)) => {
                 let message = format!("All seats in use ({in_use}/{limit})");
                 let e = AuditEvent {
+                    id: 0,
                     at: self.now(),
                     kind: "refused".into(),
                     license: lic.id.clone(),
@@ -251,6 +262,20 @@ impl AppState {
             message: None,
         })
     }
+}
+
+/// The offline period a reconnect ends: from the start the engine reports (or, without
+/// one, from when the server saw the old session lapse) to now. A start in the future
+/// counts from now; one older than the window only counts within it.
+fn offline_period(old: &Session, reported: Option<i64>, now: i64) -> Option<OfflinePeriod> {
+    let start = reported.or(old.offline_since)?.min(now);
+    Some(OfflinePeriod {
+        license: old.license.clone(),
+        session_id: old.id.clone(),
+        start,
+        end: now,
+        ended: true,
+    })
 }
 
 fn unknown_tier(lic: &License) -> ApiError {

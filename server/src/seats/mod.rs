@@ -54,6 +54,29 @@ impl Session {
     }
 }
 
+/// Sessions of one license, by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Online sessions: seats in use.
+    pub online: u32,
+    /// Lapsed sessions still within their offline grace.
+    pub offline: u32,
+}
+
+/// Sessions counted per license, in license order.
+pub fn usage(sessions: &[Session]) -> std::collections::BTreeMap<String, Usage> {
+    let mut by: std::collections::BTreeMap<String, Usage> = Default::default();
+    for s in sessions {
+        let u = by.entry(s.license.clone()).or_default();
+        if s.online() {
+            u.online += 1;
+        } else {
+            u.offline += 1;
+        }
+    }
+    by
+}
+
 /// A session to grant, if a seat is free.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSession {

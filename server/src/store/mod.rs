@@ -50,6 +50,9 @@ pub struct KeyRecord {
 /// One entry of the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct AuditEvent {
+    /// Its place in the trail (rising; 0 for an entry not yet appended). Pages of the
+    /// trail continue `before` the last id shown.
+    pub id: i64,
     /// Seconds since the epoch (shown as RFC 3339 by the admin API).
     #[serde(skip)]
     pub at: i64,
@@ -70,6 +73,56 @@ pub struct AuditEvent {
     pub source: Option<String>,
     /// Anything else worth keeping (offline seconds, counts).
     pub detail: Option<String>,
+}
+
+/// Which part of the audit trail to read: newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only this license's entries.
+    pub license: Option<String>,
+    /// Only entries older than this id (the next page after an entry).
+    pub before: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+impl AuditQuery {
+    /// The newest `limit` entries, of every license.
+    pub fn newest(limit: u32) -> Self {
+        AuditQuery {
+            license: None,
+            before: None,
+            limit,
+        }
+    }
+}
+
+/// One offline period of one session, as the offline-abuse rule
+/// ([`crate::abuse`]) reads it: from a lapse (`ended` false: `end` is when its offline
+/// grace runs out) or a reconnect's report (`ended` true: `end` is when it came back).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OfflinePeriod {
+    /// The license.
+    pub license: String,
+    /// The session that went offline.
+    pub session_id: String,
+    /// When it went offline (seconds).
+    pub start: i64,
+    /// When it came back, or (not `ended`) the latest it can stay offline.
+    pub end: i64,
+    /// Whether the session came back (a reconnect reported the period).
+    pub ended: bool,
+}
+
+impl OfflinePeriod {
+    /// The period for the rule at `now`: a period not ended is still going until its
+    /// grace runs out.
+    pub fn at(&self, now: i64) -> crate::abuse::Period {
+        crate::abuse::Period {
+            start: self.start,
+            end: (self.ended || self.end <= now).then_some(self.end),
+        }
+    }
 }
 
 /// An instance's latest telemetry.
@@ -161,10 +214,20 @@ pub trait LicenseStore: Send + Sync {
     fn prune_telemetry(&self, before: i64) -> StoreResult<u64>;
     /// Appends to the audit trail.
     fn append_audit(&self, e: &AuditEvent) -> StoreResult<()>;
-    /// The audit trail, newest first, optionally for one license.
-    fn audit(&self, license: Option<&str>, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+    /// A page of the audit trail, newest first.
+    fn audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>>;
     /// Drops audit entries older than `before`; returns how many.
     fn prune_audit(&self, before: i64) -> StoreResult<u64>;
+    /// Keeps an offline period, one per session: a lapse is recorded once (a later
+    /// lapse of the same session changes nothing); a reconnect's report ends the
+    /// session's period (starting at the earlier of the two starts).
+    fn record_offline(&self, p: &OfflinePeriod) -> StoreResult<()>;
+    /// Offline periods that reach past `since` (their `end` is at or after it),
+    /// optionally of one license.
+    fn offline_periods(&self, license: Option<&str>, since: i64)
+        -> StoreResult<Vec<OfflinePeriod>>;
+    /// Drops offline periods that ended before `before`; returns how many.
+    fn prune_offline(&self, before: i64) -> StoreResult<u64>;
     /// Whether the store answers.
     fn ping(&self) -> StoreResult<()>;
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use postgres::{Client, NoTls, Row};
 
 use super::{
-    hash_key, new_api_key, AuditEvent, DailyTelemetry, InstanceTelemetry, KeyRecord, License,
-    LicenseStore, StoreError, StoreResult,
+    hash_key, new_api_key, AuditEvent, AuditQuery, DailyTelemetry, InstanceTelemetry, KeyRecord,
+    License, LicenseStore, OfflinePeriod, StoreError, StoreResult,
 };
 use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
 
@@ -79,6 +79,15 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_license ON audit(license_id, id);
 CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
+CREATE TABLE IF NOT EXISTS offline_periods (
+    license_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    start_at BIGINT NOT NULL,
+    end_at BIGINT NOT NULL,
+    ended BOOLEAN NOT NULL,
+    PRIMARY KEY (license_id, session_id)
+);
+CREATE INDEX IF NOT EXISTS offline_periods_end ON offline_periods(end_at);
 ";
 
 const LICENSE_COLUMNS: &str = "id, tier, org_name, expires_at, trial, revoked, seats, \
@@ -463,27 +472,29 @@ impl LicenseStore for PgStore {
         .map(|_| ())
     }
 
-    fn audit(&self, license: Option<&str>, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+    fn audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
         self.with(|c| {
             c.query(
-                "SELECT at, kind, license_id, session_id, hardware_id, instance_id, source,
+                "SELECT id, at, kind, license_id, session_id, hardware_id, instance_id, source,
                     detail
                  FROM audit WHERE ($1::TEXT IS NULL OR license_id = $1)
-                 ORDER BY id DESC LIMIT $2",
-                &[&license, &i64::from(limit)],
+                    AND ($2::BIGINT IS NULL OR id < $2)
+                 ORDER BY id DESC LIMIT $3",
+                &[&q.license, &q.before, &i64::from(q.limit)],
             )
         })
         .map(|rows| {
             rows.iter()
                 .map(|r| AuditEvent {
-                    at: r.get(0),
-                    kind: r.get(1),
-                    license: r.get(2),
-                    session_id: r.get(3),
-                    hardware_id: r.get(4),
-                    instance_id: r.get(5),
-                    source: r.get(6),
-                    detail: r.get(7),
+                    id: r.get(0),
+                    at: r.get(1),
+                    kind: r.get(2),
+                    license: r.get(3),
+                    session_id: r.get(4),
+                    hardware_id: r.get(5),
+                    instance_id: r.get(6),
+                    source: r.get(7),
+                    detail: r.get(8),
                 })
                 .collect()
         })
@@ -491,6 +502,51 @@ impl LicenseStore for PgStore {
 
     fn prune_audit(&self, before: i64) -> StoreResult<u64> {
         self.with(|c| c.execute("DELETE FROM audit WHERE at < $1", &[&before]))
+    }
+
+    fn record_offline(&self, p: &OfflinePeriod) -> StoreResult<()> {
+        let sql = if p.ended {
+            "INSERT INTO offline_periods (license_id, session_id, start_at, end_at, ended)
+             VALUES ($1, $2, $3, $4, TRUE)
+             ON CONFLICT (license_id, session_id) DO UPDATE SET
+                start_at = LEAST(offline_periods.start_at, EXCLUDED.start_at),
+                end_at = EXCLUDED.end_at, ended = TRUE"
+        } else {
+            "INSERT INTO offline_periods (license_id, session_id, start_at, end_at, ended)
+             VALUES ($1, $2, $3, $4, FALSE) ON CONFLICT (license_id, session_id) DO NOTHING"
+        };
+        self.with(|c| c.execute(sql, &[&p.license, &p.session_id, &p.start, &p.end]))
+            .map(|_| ())
+    }
+
+    fn offline_periods(
+        &self,
+        license: Option<&str>,
+        since: i64,
+    ) -> StoreResult<Vec<OfflinePeriod>> {
+        self.with(|c| {
+            c.query(
+                "SELECT license_id, session_id, start_at, end_at, ended FROM offline_periods
+                 WHERE ($1::TEXT IS NULL OR license_id = $1) AND end_at >= $2
+                 ORDER BY license_id, start_at",
+                &[&license, &since],
+            )
+        })
+        .map(|rows| {
+            rows.iter()
+                .map(|r| OfflinePeriod {
+                    license: r.get(0),
+                    session_id: r.get(1),
+                    start: r.get(2),
+                    end: r.get(3),
+                    ended: r.get(4),
+                })
+                .collect()
+        })
+    }
+
+    fn prune_offline(&self, before: i64) -> StoreResult<u64> {
+        self.with(|c| c.execute("DELETE FROM offline_periods WHERE end_at < $1", &[&before]))
     }
 
     fn ping(&self) -> StoreResult<()> {

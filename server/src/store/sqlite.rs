@@ -9,8 +9,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{
-    hash_key, new_api_key, AuditEvent, DailyTelemetry, InstanceTelemetry, KeyRecord, License,
-    LicenseStore, StoreError, StoreResult,
+    hash_key, new_api_key, AuditEvent, AuditQuery, DailyTelemetry, InstanceTelemetry, KeyRecord,
+    License, LicenseStore, OfflinePeriod, StoreError, StoreResult,
 };
 use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
 
@@ -159,7 +159,16 @@ impl SqliteStore {
                 detail TEXT
             );
             CREATE INDEX IF NOT EXISTS audit_license ON audit(license_id, id);
-            CREATE INDEX IF NOT EXISTS audit_at ON audit(at);",
+            CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
+            CREATE TABLE IF NOT EXISTS offline_periods (
+                license_id TEXT NOT NULL,
+                session_id TEXT NOT NULL,
+                start_at INTEGER NOT NULL,
+                end_at INTEGER NOT NULL,
+                ended INTEGER NOT NULL,
+                PRIMARY KEY (license_id, session_id)
+            );
+            CREATE INDEX IF NOT EXISTS offline_periods_end ON offline_periods(end_at);",
         )?;
         // Columns added after the first release: stores created before them get them here.
         let existing: Vec<String> = conn
@@ -479,25 +488,28 @@ impl LicenseStore for SqliteStore {
         Ok(())
     }
 
-    fn audit(&self, license: Option<&str>, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+    fn audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT at, kind, license_id, session_id, hardware_id, instance_id, source, detail
-                 FROM audit WHERE (?1 IS NULL OR license_id = ?1) ORDER BY id DESC LIMIT ?2",
+                "SELECT id, at, kind, license_id, session_id, hardware_id, instance_id, source,
+                    detail
+                 FROM audit WHERE (?1 IS NULL OR license_id = ?1) AND (?2 IS NULL OR id < ?2)
+                 ORDER BY id DESC LIMIT ?3",
             )
             .map_err(db)?;
         let rows = stmt
-            .query_map(params![license, limit], |r| {
+            .query_map(params![q.license, q.before, q.limit], |r| {
                 Ok(AuditEvent {
-                    at: r.get(0)?,
-                    kind: r.get(1)?,
-                    license: r.get(2)?,
-                    session_id: r.get(3)?,
-                    hardware_id: r.get(4)?,
-                    instance_id: r.get(5)?,
-                    source: r.get(6)?,
-                    detail: r.get(7)?,
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    kind: r.get(2)?,
+                    license: r.get(3)?,
+                    session_id: r.get(4)?,
+                    hardware_id: r.get(5)?,
+                    instance_id: r.get(6)?,
+                    source: r.get(7)?,
+                    detail: r.get(8)?,
                 })
             })
             .map_err(db)?;
@@ -508,6 +520,56 @@ impl LicenseStore for SqliteStore {
         Ok(self
             .conn()
             .execute("DELETE FROM audit WHERE at < ?1", [before])
+            .map_err(db)? as u64)
+    }
+
+    fn record_offline(&self, p: &OfflinePeriod) -> StoreResult<()> {
+        let sql = if p.ended {
+            "INSERT INTO offline_periods (license_id, session_id, start_at, end_at, ended)
+             VALUES (?1, ?2, ?3, ?4, 1)
+             ON CONFLICT (license_id, session_id) DO UPDATE SET
+                start_at = MIN(start_at, excluded.start_at), end_at = excluded.end_at, ended = 1"
+        } else {
+            "INSERT INTO offline_periods (license_id, session_id, start_at, end_at, ended)
+             VALUES (?1, ?2, ?3, ?4, 0) ON CONFLICT (license_id, session_id) DO NOTHING"
+        };
+        self.conn()
+            .execute(sql, params![p.license, p.session_id, p.start, p.end])
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn offline_periods(
+        &self,
+        license: Option<&str>,
+        since: i64,
+    ) -> StoreResult<Vec<OfflinePeriod>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT license_id, session_id, start_at, end_at, ended FROM offline_periods
+                 WHERE (?1 IS NULL OR license_id = ?1) AND end_at >= ?2
+                 ORDER BY license_id, start_at",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![license, since], |r| {
+                Ok(OfflinePeriod {
+                    license: r.get(0)?,
+                    session_id: r.get(1)?,
+                    start: r.get(2)?,
+                    end: r.get(3)?,
+                    ended: r.get::<_, i64>(4)? != 0,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db)
+    }
+
+    fn prune_offline(&self, before: i64) -> StoreResult<u64> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM offline_periods WHERE end_at < ?1", [before])
             .map_err(db)? as u64)
     }
 
