@@ -1,4 +1,5 @@
-//! Marks the tests that need a Redis or PostgreSQL server (or promtool) ignored, with the install
+//! Marks the tests that need a Redis or PostgreSQL server (or promtool, or Chromium with
+//! its WebDriver) ignored, with the install
 //! command, when those are not installed (so a test summary shows what did not run).
 //! Under `LIC4ES_REQUIRE_ALL=1` (CI) nothing is marked: a missing server fails its test.
 
@@ -11,6 +12,7 @@ fn main() {
     println!("cargo:rustc-check-cfg=cfg(lic4es_no_redis)");
     println!("cargo:rustc-check-cfg=cfg(lic4es_no_postgres)");
     println!("cargo:rustc-check-cfg=cfg(lic4es_no_promtool)");
+    println!("cargo:rustc-check-cfg=cfg(lic4es_no_chromium)");
     let path = env::var_os("PATH").unwrap_or_default();
     let dirs: Vec<PathBuf> = env::split_paths(&path).filter(|d| d.is_dir()).collect();
     for d in &dirs {
@@ -34,6 +36,16 @@ fn main() {
     if !require_all && !dirs.iter().any(|d| d.join("promtool").is_file()) {
         println!("cargo:rustc-cfg=lic4es_no_promtool");
         println!("cargo:warning=tests needing promtool are ignored: apt-get install prometheus");
+    }
+    let have_browser = ["chromium", "chromedriver"]
+        .iter()
+        .all(|t| dirs.iter().any(|d| d.join(t).is_file()));
+    if !require_all && !have_browser {
+        println!("cargo:rustc-cfg=lic4es_no_chromium");
+        println!(
+            "cargo:warning=the dashboard's browser test is ignored: apt-get install chromium \
+             chromium-driver"
+        );
     }
     if !require_all && !have_pg {
         println!("cargo:rustc-cfg=lic4es_no_postgres");

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod conn;
+pub mod dashboard;
 pub mod licenses;
 pub mod metrics;
 pub mod seats;
@@ -276,6 +277,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(metrics::healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/.well-known/jwks.json", get(metrics::jwks))
+        .route("/admin", get(dashboard::to_page))
+        .route("/admin/", get(dashboard::page))
+        .route("/admin/app.js", get(dashboard::script))
+        .route("/admin/app.css", get(dashboard::style))
         .route("/admin/licenses", post(admin::create_license))
         .route(
             "/admin/licenses/{id}",

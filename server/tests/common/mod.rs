@@ -11,6 +11,7 @@ use lic4es::clock::ManualClock;
 
 pub mod pg;
 pub mod redis;
+pub mod webdriver;
 use license_server::{AppState, ServerConfig};
 use serde_json::{json, Value};
 

@@ -1,0 +1,248 @@
+// The admin dashboard of license-server. Everything shown comes from the admin API and
+// is put on the page as text (textContent), never as HTML: license, organisation and
+// hardware ids are customer input. The admin token lives in this tab's sessionStorage
+// and leaves it only as a bearer header.
+"use strict";
+
+const TOKEN_KEY = "lic4es-admin-token";
+const REFRESH_MS = 2000;
+const AUDIT_PAGE = 50;
+
+let timer = null;
+let auditLicense = "";
+let auditPaged = false;
+
+const $ = (id) => document.getElementById(id);
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+class Unauthorized extends Error {}
+
+async function api(path) {
+  const resp = await fetch(path, {
+    headers: { Authorization: "Bearer " + token() },
+    cache: "no-store",
+    credentials: "omit",
+  });
+  if (resp.status === 401) {
+    throw new Unauthorized("wrong admin token");
+  }
+  let body = null;
+  try {
+    body = await resp.json();
+  } catch (_) {
+    body = null;
+  }
+  if (!resp.ok) {
+    const why = body && body.message ? body.message : "HTTP " + resp.status;
+    throw new Error(why);
+  }
+  return body;
+}
+
+function cell(tr, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text === null || text === undefined ? "-" : String(text);
+  if (cls) td.className = cls;
+  tr.appendChild(td);
+  return td;
+}
+
+function fill(tableId, rows, render, empty) {
+  const body = $(tableId).tBodies[0];
+  const trs = rows.map((r) => {
+    const tr = document.createElement("tr");
+    render(tr, r);
+    return tr;
+  });
+  if (trs.length === 0) {
+    const tr = document.createElement("tr");
+    const td = cell(tr, empty, "muted");
+    td.colSpan = $(tableId).tHead.rows[0].cells.length;
+    trs.push(tr);
+  }
+  body.replaceChildren(...trs);
+}
+
+function duration(secs) {
+  if (secs === null || secs === undefined) return "-";
+  const d = Math.floor(secs / 86400);
+  const h = Math.floor((secs % 86400) / 3600);
+  const m = Math.floor((secs % 3600) / 60);
+  if (d > 0) return d + "d " + h + "h";
+  if (h > 0) return h + "h " + m + "m";
+  return m + "m " + (secs % 60) + "s";
+}
+
+function time(rfc) {
+  return rfc ? rfc.replace("T", " ").replace("Z", " UTC") : "-";
+}
+
+function renderSeats(seats) {
+  fill("licenses", seats, (tr, l) => {
+    cell(tr, l.license);
+    cell(tr, l.org_name);
+    cell(tr, l.tier);
+    const use = cell(tr, l.in_use + " / " + (l.limit === null ? "?" : l.limit));
+    if (l.limit && l.in_use / l.limit >= 0.9) use.className = "warn";
+    cell(tr, l.offline);
+  }, "no license holds a session");
+}
+
+function renderSessions(sessions) {
+  $("count-online").textContent = sessions.filter((s) => s.mode === "online").length;
+  $("count-offline").textContent = sessions.filter((s) => s.mode !== "online").length;
+  fill("sessions", sessions, (tr, s) => {
+    cell(tr, s.session_id, "mono");
+    cell(tr, s.license);
+    cell(tr, s.hardware_id, "mono");
+    cell(tr, s.instance_id, "mono");
+    cell(tr, s.mode, s.mode === "online" ? "ok" : "warn");
+    cell(tr, time(s.last_seen));
+    cell(tr, s.mode === "online" ? "-" : duration(s.offline_secs));
+    cell(tr, s.mode === "online" ? "-" : duration(s.grace_left_secs));
+  }, "no sessions");
+}
+
+function renderAbuse(report) {
+  $("count-flagged").textContent = report.flagged;
+  $("abuse-rule").textContent =
+    "(flagged: more than " + report.max_cycles + " offline cycles and more than " +
+    report.max_offline_days + " days offline in " + report.window_days + " days)";
+  fill("abuse", report.licenses, (tr, l) => {
+    cell(tr, l.license);
+    cell(tr, l.cycles);
+    cell(tr, l.offline_days);
+    cell(tr, l.flagged ? "yes" : "no", l.flagged ? "error" : "");
+    if (l.flagged) tr.className = "flagged";
+  }, "no offline periods in the window");
+}
+
+function auditRow(tr, e) {
+  tr.dataset.id = e.id;
+  cell(tr, time(e.at));
+  cell(tr, e.type);
+  cell(tr, e.license);
+  cell(tr, e.session_id, "mono");
+  cell(tr, e.hardware_id, "mono");
+  cell(tr, e.instance_id, "mono");
+  cell(tr, e.source);
+  cell(tr, e.detail);
+}
+
+function auditPath(before) {
+  let q = "limit=" + AUDIT_PAGE;
+  if (auditLicense) q += "&license=" + encodeURIComponent(auditLicense);
+  if (before !== undefined) q += "&before=" + encodeURIComponent(before);
+  return "/admin/audit?" + q;
+}
+
+function renderAudit(entries) {
+  fill("audit", entries, auditRow, "no entries");
+  $("audit-older").hidden = entries.length < AUDIT_PAGE;
+}
+
+async function older() {
+  const rows = $("audit").tBodies[0].rows;
+  const last = rows[rows.length - 1];
+  if (!last || !last.dataset.id) return;
+  try {
+    const entries = await api(auditPath(last.dataset.id));
+    auditPaged = true;
+    for (const e of entries) {
+      const tr = document.createElement("tr");
+      auditRow(tr, e);
+      $("audit").tBodies[0].appendChild(tr);
+    }
+    $("audit-older").hidden = entries.length < AUDIT_PAGE;
+  } catch (e) {
+    failed(e);
+  }
+}
+
+function failed(e) {
+  if (e instanceof Unauthorized) {
+    signOut("The admin token was refused; sign in again.");
+    return;
+  }
+  $("banner").textContent = "Could not reach the admin API: " + e.message + " (retrying)";
+  $("banner").hidden = false;
+}
+
+async function refresh() {
+  timer = null;
+  if (!token()) return;
+  try {
+    const [seats, sessions, abuse] = await Promise.all([
+      api("/admin/seats"),
+      api("/admin/sessions"),
+      api("/admin/abuse"),
+    ]);
+    renderSeats(seats);
+    renderSessions(sessions);
+    renderAbuse(abuse);
+    if (!auditPaged) renderAudit(await api(auditPath()));
+    $("banner").hidden = true;
+    $("state").textContent = "Updated " + new Date().toLocaleTimeString() + " (live)";
+  } catch (e) {
+    failed(e);
+    if (!token()) return;
+  }
+  timer = setTimeout(refresh, REFRESH_MS);
+}
+
+function show(signedIn) {
+  $("login-form").hidden = signedIn;
+  $("dashboard").hidden = !signedIn;
+  $("logout").hidden = !signedIn;
+  if (!signedIn) $("state").textContent = "";
+}
+
+async function signIn(ev) {
+  ev.preventDefault();
+  const given = $("token").value.trim();
+  if (!given) return;
+  sessionStorage.setItem(TOKEN_KEY, given);
+  $("token").value = "";
+  try {
+    await api("/admin/seats");
+  } catch (e) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    $("login-error").textContent =
+      e instanceof Unauthorized ? "Wrong admin token." : "Sign-in failed: " + e.message;
+    return;
+  }
+  $("login-error").textContent = "";
+  show(true);
+  refresh();
+}
+
+function signOut(why) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  if (timer) clearTimeout(timer);
+  timer = null;
+  show(false);
+  $("login-error").textContent = typeof why === "string" ? why : "";
+}
+
+function filterAudit(ev) {
+  ev.preventDefault();
+  auditLicense = $("audit-license").value.trim();
+  auditPaged = false;
+  api(auditPath()).then(renderAudit, failed);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("login-form").addEventListener("submit", signIn);
+  $("logout").addEventListener("click", () => signOut());
+  $("audit-filter").addEventListener("submit", filterAudit);
+  $("audit-older").addEventListener("click", older);
+  if (token()) {
+    show(true);
+    refresh();
+  } else {
+    show(false);
+  }
+});

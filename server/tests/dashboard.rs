@@ -1,0 +1,226 @@
+//! The admin dashboard (`GET /admin/`) in a real headless Chromium, driven over WebDriver:
+//! sign in, watch a session appear when an engine acquires, turn offline when it lapses,
+//! a license get flagged for offline abuse, and customer text shown as text. The page
+//! refreshes itself; after signing in, nothing is clicked to see those changes.
+
+mod common;
+
+use std::ffi::{c_char, CStr, CString};
+
+use common::webdriver::Browser;
+use common::*;
+use lic4es::ffi::*;
+use lic4es::protocol::paths;
+use serde_json::{json, Value};
+
+const TTL: i64 = 2 * 300 + 60;
+const DAY: i64 = 86_400;
+const HOSTILE_HW: &str = "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">";
+const HOSTILE_ORG: &str = "<b>Acme</b><script>document.title='pwned'</script>";
+
+fn status() -> Value {
+    let mut buf = vec![0 as c_char; 64 * 1024];
+    assert_eq!(
+        lic_status_json(buf.as_mut_ptr(), buf.len(), std::ptr::null_mut()),
+        lic_result::LIC_OK
+    );
+    serde_json::from_str(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap()).unwrap()
+}
+
+/// Where the screenshot goes: the workspace's `target/test-artifacts/`.
+fn artifact(name: &str) -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let dir = target.join("test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+#[cfg_attr(
+    lic4es_no_chromium,
+    ignore = "needs Chromium and its WebDriver: apt-get install chromium chromium-driver"
+)]
+fn the_dashboard_shows_sessions_lapses_abuse_and_escapes_customer_text() {
+    let s = Server::start();
+    let (license, key) = s.license(
+        "pro",
+        json!({"id": "org.acme", "seats": 3, "offline_grace_days": 7, "org_name": HOSTILE_ORG}),
+    );
+    let (shared, shared_key) = s.license(
+        "pro",
+        json!({"id": "org-shared", "seats": 1, "offline_grace_days": 7, "org_name": "Turns Ltd"}),
+    );
+    // Ids are customer input too, but outside `[A-Za-z0-9._-]` they are refused outright.
+    let (status_code, _) = s.admin(
+        "POST",
+        "/admin/licenses",
+        json!({"id": "<script>", "tier": "pro", "days": 30}),
+    );
+    assert_eq!(status_code, 400);
+
+    let profile = tempfile::tempdir().unwrap();
+    let b = Browser::start(profile.path());
+    let base = format!("http://127.0.0.1:{}", s.port);
+    b.goto(&format!("{base}/admin"));
+    assert_eq!(b.run("return document.title"), "lic4es license server");
+
+    // A wrong token is refused and not kept.
+    b.type_into("#token", "not-the-token");
+    b.click("#login");
+    b.wait_text("#login-error", "the refusal", |t| t.contains("Wrong admin token"));
+    assert_eq!(
+        b.run("return sessionStorage.length + localStorage.length"),
+        0
+    );
+    b.type_into("#token", "admin-secret");
+    b.click("#login");
+    b.wait_text("#sessions", "an empty list", |t| t.contains("no sessions"));
+    assert_eq!(
+        b.run("return [sessionStorage.getItem('lic4es-admin-token'), localStorage.length, location.href]"),
+        json!(["admin-secret", 0, format!("{base}/admin/")]),
+        "the token stays in the tab's session, out of the URL"
+    );
+
+    // An engine acquires a seat: its session appears, online.
+    let cache = tempfile::tempdir().unwrap();
+    let config = json!({
+        "api-key": key,
+        "api-url": base,
+        "public-keys": s.state.key.public_jwks(),
+        "cache-dir": cache.path().to_str().unwrap(),
+        "seat": {"enabled": true},
+    });
+    let config = CString::new(config.to_string()).unwrap();
+    assert_eq!(lic_init(config.as_ptr()), lic_result::LIC_OK);
+    let st = status();
+    let sid = st["seat"]["session_id"].as_str().unwrap().to_string();
+    let row = |t: &str, needle: &str| -> Option<String> {
+        t.lines().find(|l| l.contains(needle)).map(str::to_string)
+    };
+    let seen = b.wait_text("#sessions", "the engine's session online", |t| {
+        row(t, &sid).is_some_and(|r| r.contains("online"))
+    });
+    assert!(row(&seen, &sid).unwrap().contains(&license));
+    b.wait_text("#licenses", "a seat in use", |t| {
+        row(t, &license).is_some_and(|r| r.contains("1 / 3"))
+    });
+
+    // A customer's hardware id with markup in it.
+    let (code, v) = s.json(
+        "POST",
+        paths::ACQUIRE,
+        Some(&key),
+        json!({"hardware_id": HOSTILE_HW, "instance_id": "i-2", "version": "1", "nonce": NONCE}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let shown = b.wait_text("#sessions", "the hostile hardware id as text", |t| {
+        t.contains(HOSTILE_HW)
+    });
+    assert!(shown.contains(HOSTILE_HW));
+    b.wait_text("#licenses", "the organisation as text", |t| t.contains(HOSTILE_ORG));
+
+    // The engine goes quiet past its TTL (the server's clock moves): offline, with the
+    // grace left.
+    s.advance(TTL + 60);
+    let seen = b.wait_text("#sessions", "the engine's session offline", |t| {
+        row(t, &sid).is_some_and(|r| r.contains("offline"))
+    });
+    let r = row(&seen, &sid).unwrap();
+    assert!(r.contains("2m 0s"), "offline for TTL + 60 s: {r}");
+    assert!(r.contains("6d 23h"), "grace left: {r}");
+    b.wait_text("#count-offline", "two offline", |t| t == "2");
+
+    // Six machines take turns on one seat, each reporting four days offline.
+    let mut old = {
+        let (_, v) = s.json(
+            "POST",
+            paths::ACQUIRE,
+            Some(&shared_key),
+            json!({"hardware_id": "turns", "instance_id": "t", "version": "1", "nonce": NONCE}),
+        );
+        v["session_id"].as_str().unwrap().to_string()
+    };
+    for _ in 0..6 {
+        let (code, v) = s.json(
+            "POST",
+            paths::RECONNECT,
+            Some(&shared_key),
+            json!({"hardware_id": "turns", "instance_id": "t", "version": "1", "nonce": NONCE,
+                   "old_session_id": old,
+                   "offline_since": lic4es::clock::rfc3339(s.state.now() - 4 * DAY)}),
+        );
+        assert_eq!(code, 200, "{v}");
+        old = v["session_id"].as_str().unwrap().to_string();
+    }
+    let abuse = b.wait_text("#abuse", "the flagged license", |t| {
+        row(t, &shared).is_some_and(|r| r.contains("yes"))
+    });
+    assert!(row(&abuse, &shared).unwrap().contains("6"), "{abuse}");
+    b.wait_text("#count-flagged", "one flagged", |t| t == "1");
+
+    // The audit trail, live, then filtered to one license.
+    b.wait_text("#audit", "the lapse", |t| t.contains("lapse"));
+    let png = b.screenshot();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let path = artifact("admin-dashboard.png");
+    std::fs::write(&path, &png).unwrap();
+    println!("screenshot: {}", path.display());
+    b.type_into("#audit-license", &shared);
+    b.click("#audit-apply");
+    let trail = b.wait_text("#audit", "the shared license's trail", |t| {
+        t.contains("reconnect") && !t.contains("lapse")
+    });
+    assert!(trail
+        .lines()
+        .skip(1)
+        .all(|l| l.contains(&shared) || l.contains("no entries")));
+
+    // Nothing customer-supplied ran or became markup.
+    assert_eq!(b.run("return document.title"), "lic4es license server");
+    assert_eq!(
+        b.run("return document.querySelectorAll('main img, main script, main b').length"),
+        0
+    );
+
+    // Signing out forgets the token.
+    b.click("#logout");
+    b.wait_text("#login-form", "the sign-in form", |t| t.contains("Admin token"));
+    assert_eq!(b.run("return sessionStorage.length"), 0);
+    assert_eq!(lic_shutdown(), lic_result::LIC_OK);
+}
+
+#[test]
+fn the_page_is_served_with_a_strict_content_security_policy() {
+    let s = Server::start();
+    for (path, ty) in [
+        ("/admin/", "text/html"),
+        ("/admin/app.js", "text/javascript"),
+        ("/admin/app.css", "text/css"),
+    ] {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        use std::io::{Read, Write};
+        write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        c.read_to_string(&mut resp).unwrap();
+        let head = resp.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{path}: {head}");
+        assert!(head.contains(&format!("content-type: {ty}")), "{path}: {head}");
+        assert!(
+            head.contains("content-security-policy: default-src 'none'; script-src 'self';"),
+            "{path}: {head}"
+        );
+        assert!(head.contains("x-content-type-options: nosniff"));
+    }
+    // The page holds no secret and needs no token; the API behind it does.
+    let (code, _) = s.json("GET", "/admin/sessions", None, Value::Null);
+    assert_eq!(code, 401);
+    let (code, _) = s.call("GET", "/admin", None, b"");
+    assert_eq!(code, 308);
+    // No inline script or handler the policy would have to allow.
+    let page = String::from_utf8(s.call("GET", "/admin/", None, b"").1).unwrap();
+    assert!(!page.contains("<script>") && !page.contains("onclick"));
+    let script = String::from_utf8(s.call("GET", "/admin/app.js", None, b"").1).unwrap();
+    assert!(!script.contains("innerHTML") && !script.contains("insertAdjacentHTML"));
+}
