@@ -10,7 +10,7 @@ use license_server::app::{
     check_license_id, check_terms, check_tier, AppState, LicenseError, NewLicense,
 };
 use license_server::keys::SigningKey;
-use license_server::store::{AuditQuery, License, LicenseStore};
+use license_server::store::{AuditEvent, AuditQuery, License, LicenseStore};
 use license_server::{open, ServerConfig};
 
 /// Each command: the words that name it, and its usage.
@@ -102,10 +102,21 @@ fn main() -> ExitCode {
         ["mint", ..] => mint(config, &args[1..]),
         ["api-key", "create", ..] => api_key_create(config, &args[2..]),
         ["api-key", "revoke", key] => with_store(&config, |s| {
-            s.revoke_api_key(key)
-                .map_err(|e| e.to_string())?
-                .then(|| println!("revoked"))
-                .ok_or_else(|| "no such API key".to_string())
+            let rec = s.api_key(key).map_err(|e| e.to_string())?;
+            if !s.revoke_api_key(key).map_err(|e| e.to_string())? {
+                return Err("no such API key".to_string());
+            }
+            if let Some(rec) = rec {
+                let prefix: String = key.chars().take(9).collect();
+                audited(
+                    s,
+                    "api_key_revoke",
+                    &rec.license_id,
+                    Some(format!("key {prefix}…")),
+                );
+            }
+            println!("revoked");
+            Ok(())
         }),
         ["license", "set-tier", ..] => {
             let mut rest = args[2..].to_vec();
@@ -114,10 +125,12 @@ fn main() -> ExitCode {
             match (sub, tier) {
                 (Ok(sub), Ok(tier)) => check_tier(&config, &tier).and_then(|_| {
                     with_store(&config, |s| {
-                        s.set_tier(&sub, &tier)
-                            .map_err(|e| e.to_string())?
-                            .then(|| println!("{sub}: {tier}"))
-                            .ok_or_else(|| format!("no license {sub}"))
+                        if !s.set_tier(&sub, &tier).map_err(|e| e.to_string())? {
+                            return Err(format!("no license {sub}"));
+                        }
+                        audited(s, "license_tier", &sub, Some(format!("tier {tier}")));
+                        println!("{sub}: {tier}");
+                        Ok(())
                     })
                 }),
                 (Err(e), _) | (_, Err(e)) => Err(e),
@@ -128,10 +141,12 @@ fn main() -> ExitCode {
             let mut rest = args[2..].to_vec();
             required(&mut rest, "--sub").and_then(|sub| {
                 with_store(&config, |s| {
-                    s.revoke_license(&sub)
-                        .map_err(|e| e.to_string())?
-                        .then(|| println!("{sub}: revoked"))
-                        .ok_or_else(|| format!("no license {sub}"))
+                    if !s.revoke_license(&sub).map_err(|e| e.to_string())? {
+                        return Err(format!("no license {sub}"));
+                    }
+                    audited(s, "license_revoke", &sub, None);
+                    println!("{sub}: revoked");
+                    Ok(())
                 })
             })
         }
@@ -269,13 +284,18 @@ fn license_args(
 /// Creates the license, or finds the existing one.
 fn obtain(state: &AppState, arg: LicenseArg) -> Result<License, String> {
     match arg {
-        LicenseArg::New(spec) => state.create_license(spec).map_err(|e| match e {
-            LicenseError::Exists(id) => format!(
-                "license {id} exists: give --sub alone to use it, or change it with \
-                 `license update`"
-            ),
-            other => other.to_string(),
-        }),
+        LicenseArg::New(spec) => {
+            let lic = state.create_license(spec).map_err(|e| match e {
+                LicenseError::Exists(id) => format!(
+                    "license {id} exists: give --sub alone to use it, or change it with \
+                     `license update`"
+                ),
+                other => other.to_string(),
+            })?;
+            let detail = Some(format!("tier {}", lic.tier));
+            audited(state.store.as_ref(), "license_create", &lic.id, detail);
+            Ok(lic)
+        }
         LicenseArg::Existing(sub) => state
             .store
             .license(&sub)
@@ -303,6 +323,13 @@ fn api_key_create(config: ServerConfig, args: &[String]) -> Result<(), String> {
     let state = open(config)?;
     let lic = obtain(&state, arg)?;
     let key = state.new_api_key(&lic.id)?;
+    let prefix: String = key.chars().take(9).collect();
+    audited(
+        state.store.as_ref(),
+        "api_key_create",
+        &lic.id,
+        Some(format!("key {prefix}…")),
+    );
     println!("{key}");
     Ok(())
 }
@@ -325,6 +352,18 @@ fn license_update(config: ServerConfig, args: &[String]) -> Result<(), String> {
         .license(&sub)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no license {sub}"))?;
+    let changed: Vec<&str> = [
+        ("tier", tier.is_some()),
+        ("expiry", days.is_some()),
+        ("org_name", org.is_some()),
+        ("seats", seats.is_some()),
+        ("offline_grace_days", grace.is_some()),
+        ("heartbeat_interval", hb.is_some()),
+    ]
+    .iter()
+    .filter(|(_, given)| *given)
+    .map(|(name, _)| *name)
+    .collect();
     if let Some(t) = tier {
         lic.tier = t;
     }
@@ -339,6 +378,12 @@ fn license_update(config: ServerConfig, args: &[String]) -> Result<(), String> {
         .store
         .update_license(&lic)
         .map_err(|e| e.to_string())?;
+    audited(
+        state.store.as_ref(),
+        "license_update",
+        &sub,
+        Some(changed.join(", ")),
+    );
     println!(
         "{sub}: {} until {}{}",
         lic.tier,
@@ -456,6 +501,22 @@ fn sessions_kick(config: &ServerConfig, args: &[String]) -> Result<(), String> {
         }
         404 => Err(format!("no session {id}")),
         s => Err(format!("HTTP {s}: {body}")),
+    }
+}
+
+/// Appends a change made from the command line to the audit trail (source `cli`), as
+/// the admin API does for its own; a failure is reported, the change stands.
+fn audited(store: &dyn LicenseStore, kind: &str, license: &str, detail: Option<String>) {
+    let e = AuditEvent {
+        at: unix_now(),
+        kind: kind.into(),
+        license: license.into(),
+        source: Some("cli".into()),
+        detail,
+        ..AuditEvent::default()
+    };
+    if let Err(e) = store.append_audit(&e) {
+        eprintln!("license-server: audit entry `{kind}` not written: {e}");
     }
 }
 

@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 
 const TTL: i64 = 2 * 300 + 60;
 const DAY: i64 = 86_400;
-const HOSTILE_HW: &str = "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">";
+const HOSTILE_HW: &str =
+    "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">";
 const HOSTILE_ORG: &str = "<b>Acme</b><script>document.title='pwned'</script>";
 
 fn status() -> Value {
@@ -69,7 +70,9 @@ fn the_dashboard_shows_sessions_lapses_abuse_and_escapes_customer_text() {
     // A wrong token is refused and not kept.
     b.type_into("#token", "not-the-token");
     b.click("#login");
-    b.wait_text("#login-error", "the refusal", |t| t.contains("Wrong admin token"));
+    b.wait_text("#login-error", "the refusal", |t| {
+        t.contains("Wrong admin token")
+    });
     assert_eq!(
         b.run("return sessionStorage.length + localStorage.length"),
         0
@@ -119,7 +122,9 @@ fn the_dashboard_shows_sessions_lapses_abuse_and_escapes_customer_text() {
         t.contains(HOSTILE_HW)
     });
     assert!(shown.contains(HOSTILE_HW));
-    b.wait_text("#licenses", "the organisation as text", |t| t.contains(HOSTILE_ORG));
+    b.wait_text("#licenses", "the organisation as text", |t| {
+        t.contains(HOSTILE_ORG)
+    });
 
     // The engine goes quiet past its TTL (the server's clock moves): offline, with the
     // grace left.
@@ -186,7 +191,9 @@ fn the_dashboard_shows_sessions_lapses_abuse_and_escapes_customer_text() {
 
     // Signing out forgets the token.
     b.click("#logout");
-    b.wait_text("#login-form", "the sign-in form", |t| t.contains("Admin token"));
+    b.wait_text("#login-form", "the sign-in form", |t| {
+        t.contains("Admin token")
+    });
     assert_eq!(b.run("return sessionStorage.length"), 0);
     assert_eq!(lic_shutdown(), lic_result::LIC_OK);
 }
@@ -201,12 +208,19 @@ fn the_page_is_served_with_a_strict_content_security_policy() {
     ] {
         let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
         use std::io::{Read, Write};
-        write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            c,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut resp = String::new();
         c.read_to_string(&mut resp).unwrap();
         let head = resp.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
         assert!(head.starts_with("http/1.1 200"), "{path}: {head}");
-        assert!(head.contains(&format!("content-type: {ty}")), "{path}: {head}");
+        assert!(
+            head.contains(&format!("content-type: {ty}")),
+            "{path}: {head}"
+        );
         assert!(
             head.contains("content-security-policy: default-src 'none'; script-src 'self';"),
             "{path}: {head}"

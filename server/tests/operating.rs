@@ -1,0 +1,282 @@
+//! Operating the server as its operator does: `license-server serve` as a process, the
+//! offline-abuse WARN in its log, and the admin CLI (`abuse`, `audit`, every `--help`)
+//! against the configured store while it runs.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const NONCE: &str = "0123456789abcdef0123456789abcdef";
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn cli(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_license-server"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// One request; (status, JSON body).
+fn call(port: u16, method: &str, path: &str, bearer: &str, body: &Value) -> (u16, Value) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = body.to_string();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {bearer}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    let status = r.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let at = r.find("\r\n\r\n").unwrap() + 4;
+    (
+        status,
+        serde_json::from_str(&r[at..]).unwrap_or(Value::Null),
+    )
+}
+
+/// `serve` with its stderr read line by line.
+struct Serving {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Serving {
+    fn start(config: &Path, port: u16) -> Serving {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_license-server"))
+            .arg("--config")
+            .arg(config)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let s = Serving { child, lines: rx };
+        s.expect("listening on");
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());
+        s
+    }
+
+    /// Every line up to one holding `word` (at most 20 s).
+    fn expect(&self, word: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let done = l.contains(word);
+                    seen.push(l);
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "the server never logged `{word}`; it logged:\n{}",
+            seen.join("\n")
+        );
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn abuse_is_warned_about_once_and_the_cli_reads_it_and_the_audit_trail_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata-dir = {:?}\nadmin-token = \"adm\"\n",
+            dir.path().join("data").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    assert!(cli(&config, &["keygen"]).status.success());
+    let out = cli(
+        &config,
+        &[
+            "api-key",
+            "create",
+            "--sub",
+            "org-turns",
+            "--tier",
+            "pro",
+            "--days",
+            "30",
+            "--seats",
+            "1",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let key = stdout(&out).trim().to_string();
+    let server = Serving::start(&config, port);
+
+    // Nothing flagged yet: exit 0.
+    let out = cli(&config, &["abuse"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(stdout(&out).contains("0 of 0 licenses"), "{}", stdout(&out));
+
+    let seeker = json!({"hardware_id": "hw", "instance_id": "i", "version": "1", "nonce": NONCE});
+    let (code, v) = call(port, "POST", "/api/v1/licenses/acquire", &key, &seeker);
+    assert_eq!(code, 200, "{v}");
+    let mut old = v["session_id"].as_str().unwrap().to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for _ in 0..7 {
+        let mut body = seeker.clone();
+        body["old_session_id"] = json!(old);
+        body["offline_since"] = json!(lic4es::clock::rfc3339(now - 4 * 86_400));
+        let (code, v) = call(port, "POST", "/api/v1/licenses/reconnect", &key, &body);
+        assert_eq!(code, 200, "{v}");
+        old = v["session_id"].as_str().unwrap().to_string();
+    }
+    let logged = server.expect("Possible offline abuse");
+    let warn = logged.last().unwrap();
+    assert_eq!(
+        warn,
+        "license-server: WARN Possible offline abuse: org-turns (6 offline cycles, 24.0 days \
+         offline in 30 days)"
+    );
+    // The seventh cycle keeps it flagged without a second warning.
+    let (code, _) = call(port, "GET", "/admin/abuse", "adm", &Value::Null);
+    assert_eq!(code, 200);
+    let (code, _) = call(port, "GET", "/healthz", "x", &Value::Null);
+    assert_eq!(code, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let more: Vec<String> = server.lines.try_iter().collect();
+    assert!(
+        !more.iter().any(|l| l.contains("Possible offline abuse")),
+        "warned twice: {more:?}"
+    );
+
+    // The CLI, against the store the server uses: flagged → exit 3.
+    let out = cli(&config, &["abuse"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let text = stdout(&out);
+    let row = text.lines().find(|l| l.starts_with("org-turns")).unwrap();
+    assert!(
+        row.contains(" 7 ") && row.contains("28.0") && row.ends_with("yes"),
+        "{text}"
+    );
+    assert!(text.contains("1 of 1 licenses"), "{text}");
+
+    // The audit trail: newest first, paged.
+    let out = cli(
+        &config,
+        &["audit", "--license", "org-turns", "--limit", "3"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    let rows: Vec<&str> = text.lines().skip(1).take(3).collect();
+    assert!(
+        rows[0].contains("acquire") && rows[1].contains("reconnect"),
+        "{text}"
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r.contains("org-turns") && r.contains("127.0.0.1:")));
+    let next = text
+        .lines()
+        .last()
+        .unwrap()
+        .split("--before ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no next page in {text}"))
+        .to_string();
+    let out = cli(
+        &config,
+        &["audit", "--license", "org-turns", "--before", &next],
+    );
+    let text = stdout(&out);
+    // The CLI's own changes are in the trail too.
+    let created = text.lines().find(|l| l.contains("license_create")).unwrap();
+    assert!(
+        created.contains(" cli ") && created.contains("tier pro"),
+        "{text}"
+    );
+    assert!(text
+        .lines()
+        .any(|l| l.contains("api_key_create") && l.contains("key sk-")));
+    assert!(text.lines().last().unwrap().ends_with("entries"), "{text}");
+    let out = cli(&config, &["audit", "--license", "<b>"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn every_command_has_its_own_help_naming_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("none.toml");
+    std::fs::write(&config, "").unwrap();
+    let commands: &[&[&str]] = &[
+        &["serve"],
+        &["keygen"],
+        &["jwks"],
+        &["mint"],
+        &["api-key"],
+        &["api-key", "create"],
+        &["api-key", "revoke"],
+        &["license"],
+        &["license", "update"],
+        &["license", "show"],
+        &["sessions"],
+        &["sessions", "list"],
+        &["sessions", "kick"],
+        &["abuse"],
+        &["audit"],
+    ];
+    for words in commands {
+        let mut args = words.to_vec();
+        args.push("--help");
+        let out = cli(&config, &args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        let text = stdout(&out);
+        assert!(
+            text.starts_with("usage: license-server"),
+            "{args:?}: {text}"
+        );
+        assert!(text.contains(words[0]), "{args:?}: {text}");
+        // A command's help is its own, not the whole list.
+        assert!(!text.contains("commands:"), "{args:?}: {text}");
+        assert!(out.stderr.is_empty(), "{args:?}");
+    }
+    let text = stdout(&cli(&config, &["serve", "--help"]));
+    assert!(text.contains("127.0.0.1:8700") && text.contains("./license-server-data"));
+    let out = cli(&config, &["--help"]);
+    assert!(stdout(&out).contains("commands:"));
+}
