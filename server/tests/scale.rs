@@ -1,7 +1,8 @@
 //! Several stateless instances on one Redis and one PostgreSQL (section 14): never one
 //! seat too many under a race across instances, an instance killed mid-load loses or
-//! doubles no seat, scripts and Redis itself come back, and a revocation made on one
-//! instance is refused on the other within a second.
+//! doubles no seat, scripts and Redis itself come back, a revocation made on one
+//! instance is refused on the other within a second, and offline abuse and the audit
+//! trail read the same from every instance.
 
 mod common;
 
@@ -357,4 +358,56 @@ fn script_flush_and_a_redis_restart_mid_load_are_recovered_from() {
     assert_eq!(status, 410);
     assert_eq!(acquire(c.a.port, &key, "hw-1").0, 200);
     assert_eq!(call(c.b.port, "GET", "/healthz", "", &Value::Null).0, 200);
+}
+
+#[test]
+#[cfg_attr(
+    any(lic4es_no_redis, lic4es_no_postgres),
+    ignore = "needs redis-server and PostgreSQL: apt-get install redis-server postgresql"
+)]
+fn offline_abuse_and_the_audit_trail_are_the_same_on_every_instance() {
+    let Some(c) = cluster() else {
+        return;
+    };
+    let key = new_license(c.a.port, "org-turns", 1);
+    let (status, v) = acquire(c.a.port, &key, "hw-t");
+    assert_eq!(status, 200, "{v}");
+    let mut old = v["session_id"].as_str().unwrap().to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // Six reconnects, alternating instances, each reporting four days offline.
+    for i in 0..6 {
+        let port = [c.b.port, c.a.port][i % 2];
+        let body = json!({"hardware_id": "hw-t", "instance_id": "i", "version": "1",
+                          "nonce": NONCE, "old_session_id": old,
+                          "offline_since": lic4es::clock::rfc3339(now - 4 * 86_400)});
+        let (status, v) = call(port, "POST", "/api/v1/licenses/reconnect", &key, &body);
+        assert_eq!(status, 200, "{v}");
+        old = v["session_id"].as_str().unwrap().to_string();
+    }
+    for port in [c.a.port, c.b.port] {
+        let (status, v) = admin(port, "GET", "/admin/abuse", Value::Null);
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["flagged"], 1, "{v}");
+        assert_eq!(v["licenses"][0]["license"], "org-turns");
+        assert_eq!(v["licenses"][0]["cycles"], 6);
+        let (_, trail) = admin(port, "GET", "/admin/audit?license=org-turns", Value::Null);
+        let reconnects = trail
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "reconnect")
+            .count();
+        assert_eq!(reconnects, 6, "{trail}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_license-server"))
+        .arg("--config")
+        .arg(c.config.path().join("server.toml"))
+        .arg("abuse")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("org-turns"));
 }
