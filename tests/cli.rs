@@ -86,9 +86,40 @@ fn inspect_explains_acceptance_and_rejection() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).contains("expired 30 days ago, beyond the grace period"));
 
+    // Without keys: everything else is checked, and the verdict says what was not.
     let out = cli(&["inspect", &good]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stdout).contains("signature: not checked"));
+    assert_eq!(out.status.code(), Some(4));
+    let s = text(&out.stdout);
+    assert!(s.contains("signature: not checked (no --keys)"), "{s}");
+    assert!(s.contains("expiry: valid until"), "{s}");
+    assert!(
+        s.contains("verdict: nothing wrong in the claims, issuer or expiry (Enterprise); signature not checked (no --keys)"),
+        "{s}"
+    );
+    assert!(!s.contains("rejected"), "{s}");
+    let out = cli(&["inspect", &expired]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "unverified and expired is still rejected"
+    );
+
+    // A file name given bare gets a hint.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token.jwt");
+    std::fs::write(&file, &good).unwrap();
+    let out = cli(&["inspect", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "pass @{} to read the token from it",
+            file.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = cli(&["inspect", &format!("@{}", file.display()), "--keys", keys]);
+    assert!(out.status.success());
 
     let out = cli(&["inspect", "garbage"]);
     assert_eq!(out.status.code(), Some(2));
@@ -263,4 +294,71 @@ fn require_tier_exits_3_when_the_tier_is_below_it() {
         let out = cli(&["status", "--config", c, "--summary", "--require-tier", tier]);
         assert_eq!(out.status.code(), Some(code), "{tier}");
     }
+}
+
+#[test]
+fn relative_paths_in_a_config_file_are_taken_from_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::write(
+        conf.join("token.jwt"),
+        mint(&claims("team", wall_now() + 10 * DAY)),
+    )
+    .unwrap();
+    std::fs::write(
+        conf.join("license.json"),
+        json!({"key-file": "token.jwt", "public-keys": jwks(), "cache-dir": "cache"}).to_string(),
+    )
+    .unwrap();
+    // Run from elsewhere: the paths still name the files beside the config.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lic4es"))
+        .args(["status", "--config"])
+        .arg(conf.join("license.json"))
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(v["tier"], "team", "{v}");
+    assert!(
+        conf.join("cache").is_dir(),
+        "the cache is beside the config"
+    );
+    assert!(!elsewhere.path().join("cache").exists());
+    // Relative to the working directory a relative --config works the same.
+    let out = Command::new(env!("CARGO_BIN_EXE_lic4es"))
+        .args(["status", "--summary", "--config", "conf/license.json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stdout).starts_with("tier=team"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn watch_says_how_long_it_watches() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("license.json");
+    std::fs::write(
+        &cfg,
+        json!({"key": mint(&claims("pro", wall_now() + 10 * DAY)), "public-keys": jwks(),
+               "cache-dir": dir.path().join("c").to_str().unwrap()})
+        .to_string(),
+    )
+    .unwrap();
+    let out = cli(&["watch", "--config", cfg.to_str().unwrap(), "--seconds", "0"]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).starts_with("tier=pro"));
+    assert!(
+        text(&out.stderr).contains("watching for 0 s"),
+        "{}",
+        text(&out.stderr)
+    );
+    let help = text(&cli(&["help"]).stdout);
+    assert!(help.contains("watch --config FILE [--seconds N]") && help.contains("(default 10)"));
 }

@@ -21,13 +21,19 @@ const USAGE: &str = "usage:
                                        SoftClient4ES's SHOW LICENSE shows); with
                                        --require-tier, exit 3 when the tier is below TIER
                                        (community, pro, team, enterprise)
-  lic4es watch --config FILE --seconds N
-                                       run as a host for N seconds, printing the status
-                                       whenever it changes (log lines go to stderr)
+  lic4es watch --config FILE [--seconds N]
+                                       run as a host for N seconds (default 10), printing
+                                       the status whenever it changes (log lines go to
+                                       stderr)
   lic4es inspect TOKEN [--keys JWKS] [--issuer ISS] [--grace-days N]
                                        decode a token and say whether it is accepted;
-                                       TOKEN may be @FILE or - (stdin)
-  lic4es version";
+                                       TOKEN may be @FILE or - (stdin). Exit 0 accepted,
+                                       1 rejected, 4 nothing wrong found but the signature
+                                       not checked (no --keys)
+  lic4es version
+
+Relative `key-file` and `cache-dir` paths in a --config FILE are taken from FILE's
+directory (an embedding application's lic_init takes them from its working directory).";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -101,6 +107,36 @@ fn read_arg(spec: &str) -> Result<String, String> {
     }
 }
 
+/// The config keys that name files.
+const PATH_KEYS: [&str; 2] = ["key-file", "cache-dir"];
+
+/// `text` with relative `key-file` and `cache-dir` paths taken from `dir` (the config
+/// file's directory), so a config works from wherever the command runs. Text that is
+/// not a JSON object, or a value that is not a string, is left for the engine to refuse
+/// with its own message.
+fn paths_from(text: &str, dir: &std::path::Path) -> String {
+    let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(text) else {
+        return text.to_string();
+    };
+    let mut changed = false;
+    for key in PATH_KEYS {
+        if let Some(Value::String(p)) = map.get(key) {
+            let relative =
+                !p.is_empty() && !p.starts_with('~') && std::path::Path::new(p).is_relative();
+            if relative {
+                let joined = dir.join(p).to_string_lossy().into_owned();
+                map.insert(key.to_string(), Value::String(joined));
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        Value::Object(map).to_string()
+    } else {
+        text.to_string()
+    }
+}
+
 /// A host on the C ABI, exactly as an embedding application sees the engine.
 struct Host;
 
@@ -108,7 +144,11 @@ impl Host {
     fn start(args: &[String]) -> Result<Host, String> {
         let path =
             flag(args, "--config")?.ok_or_else(|| format!("--config FILE is required\n{USAGE}"))?;
-        let text = read_path(path)?;
+        let dir = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let text = paths_from(&read_path(path)?, dir);
         let c = CString::new(text).map_err(|_| format!("{path} contains a NUL byte"))?;
         match ffi::lic_init(c.as_ptr()) {
             ffi::lic_result::LIC_OK => Ok(Host),
@@ -260,6 +300,8 @@ fn print_show_license(status: &Value) {
 /// The exit code when `--require-tier` is not met: neither success (0) nor a usage or
 /// start-up error (2), so scripts and health checks can tell.
 const EXIT_BELOW_TIER: u8 = 3;
+/// `inspect`: nothing wrong found, but without `--keys` the signature was not checked.
+const EXIT_UNVERIFIED: u8 = 4;
 
 fn tier_rank(name: &str) -> Option<u8> {
     match name.trim().to_ascii_lowercase().as_str() {
@@ -309,6 +351,7 @@ fn watch(args: &[String]) -> Result<ExitCode, String> {
         .parse()
         .map_err(|_| "--seconds must be a whole number".to_string())?;
     let host = Host::start(args)?;
+    eprintln!("lic4es: watching for {seconds} s (--seconds N to change; Ctrl-C stops)");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
     let key = |v: &Value| {
         (
@@ -355,7 +398,14 @@ fn inspect(args: &[String]) -> Result<ExitCode, String> {
         None => None,
     };
 
-    let (header, payload) = decode_unverified(&token).map_err(|e| format!("not a token: {e}"))?;
+    let (header, payload) = decode_unverified(&token).map_err(|e| {
+        let bare = !spec.starts_with('@') && spec != "-";
+        if bare && std::path::Path::new(spec).is_file() {
+            format!("not a token: {e}\n`{spec}` is a file: pass @{spec} to read the token from it")
+        } else {
+            format!("not a token: {e}")
+        }
+    })?;
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
     println!("header: {}", pretty(&header));
     println!("claims: {}", pretty(&payload));
@@ -384,8 +434,7 @@ fn inspect(args: &[String]) -> Result<ExitCode, String> {
             }
         },
         None => {
-            println!("signature: not checked (pass --keys JWKS)");
-            problems.push("signature not checked".to_string());
+            println!("signature: not checked (no --keys)");
             Claims::from_json(&payload).ok()
         }
     };
@@ -426,7 +475,14 @@ fn inspect(args: &[String]) -> Result<ExitCode, String> {
             problems.push(e.to_string());
         }
     }
-    if problems.is_empty() {
+    if problems.is_empty() && keys.is_none() {
+        println!(
+            "verdict: nothing wrong in the claims, issuer or expiry ({}); signature not \
+             checked (no --keys)",
+            claims.tier
+        );
+        Ok(ExitCode::from(EXIT_UNVERIFIED))
+    } else if problems.is_empty() {
         println!("verdict: accepted as {}", claims.tier);
         Ok(ExitCode::SUCCESS)
     } else {
