@@ -6,8 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "building (release)..."
-cargo build --release --quiet -p lic4es --bin lic4es -p license-server --bin license-server
+# The README's build command too: one feature set for the whole workspace, so running
+# target/release/lic4es or license-server afterwards (or this build again) rebuilds nothing.
+echo "building lic4es and license-server (release; a cold build takes a few minutes)..."
+cargo build --release --workspace --bins
 cli=$PWD/target/release/lic4es
 srv=$PWD/target/release/license-server
 demo=$PWD/target/demo
@@ -110,4 +112,9 @@ start_server
 wait "$host"
 echo "-- the host released its seat at shutdown; the vendor's view:"
 "$srv" --config "$demo/server.toml" sessions list --license org-seats
+
+step "6. Operating it: the audit trail and offline-abuse check, read from the server's store"
+"$srv" --config "$demo/server.toml" audit --license org-seats --limit 6
+"$srv" --config "$demo/server.toml" abuse --all || true
+echo "-- the live dashboard: http://127.0.0.1:$port/admin/ (admin token: demo-admin-token)"
 stop_server

@@ -462,19 +462,21 @@ fn sessions_list(config: &ServerConfig, args: &[String]) -> Result<(), String> {
     }
     let list: Vec<serde_json::Value> = serde_json::from_str(&body).map_err(|e| e.to_string())?;
     println!(
-        "{:<40} {:<24} {:<8} {:<21} {:<21} HARDWARE",
-        "SESSION", "LICENSE", "MODE", "LAST SEEN", "OFFLINE SINCE"
+        "{:<40} {:<24} {:<8} {:<21} {:>12} {:>12}  HARDWARE",
+        "SESSION", "LICENSE", "MODE", "LAST SEEN", "OFFLINE FOR", "GRACE LEFT"
     );
     for s in &list {
-        let f = |k: &str| s[k].as_str().unwrap_or("-").to_string();
+        let f = |k: &str| lic4es::log::clean(s[k].as_str().unwrap_or("-"));
+        let secs = |k: &str| s[k].as_i64().map(duration).unwrap_or_else(|| "-".into());
         let hw: String = f("hardware_id").chars().take(16).collect();
         println!(
-            "{:<40} {:<24} {:<8} {:<21} {:<21} {hw}",
+            "{:<40} {:<24} {:<8} {:<21} {:>12} {:>12}  {hw}",
             f("session_id"),
             f("license"),
             f("mode"),
             f("last_seen"),
-            f("offline_since")
+            secs("offline_secs"),
+            secs("grace_left_secs")
         );
     }
     println!("{} sessions", list.len());
@@ -615,6 +617,19 @@ fn audit_trail(config: &ServerConfig, args: &[String]) -> Result<(), String> {
         _ => println!("{} entries", rows.len()),
     }
     Ok(())
+}
+
+/// `4d 2h`, `3h 5m`, `12m 0s`.
+fn duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3_600, secs % 3_600 / 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else {
+        format!("{m}m {}s", secs % 60)
+    }
 }
 
 fn url_escape(s: &str) -> String {

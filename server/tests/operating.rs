@@ -236,6 +236,28 @@ fn abuse_is_warned_about_once_and_the_cli_reads_it_and_the_audit_trail_from_the_
     assert!(text.lines().last().unwrap().ends_with("entries"), "{text}");
     let out = cli(&config, &["audit", "--license", "<b>"]);
     assert_eq!(out.status.code(), Some(2));
+
+    // Sessions, through the running server's admin API.
+    let out = cli(&config, &["sessions", "list", "--license", "org-turns"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(&old))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(row.contains("online") && row.ends_with("hw"), "{row}");
+    assert!(
+        text.contains("OFFLINE FOR") && text.ends_with("1 sessions\n"),
+        "{text}"
+    );
+    let out = cli(&config, &["sessions", "kick", &old]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&cli(&config, &["sessions", "list"]));
+    assert!(text.ends_with("0 sessions\n"), "{text}");
+    assert_eq!(
+        cli(&config, &["sessions", "kick", &old]).status.code(),
+        Some(2)
+    );
 }
 
 #[test]

@@ -621,3 +621,44 @@ fn the_seat_summary_shows_use_and_limit_per_license() {
     let (status, _) = s.json("GET", "/admin/seats", Some("wrong"), Value::Null);
     assert_eq!(status, 401);
 }
+
+#[test]
+fn a_reconnect_for_a_session_the_server_forgot_still_reports_its_offline_period() {
+    let s = Server::start();
+    let (license, key) = s.license("pro", json!({"seats": 2}));
+    // As after a restart of a server keeping seats in memory: the old id is unknown.
+    let (status, v) = s.json(
+        "POST",
+        paths::RECONNECT,
+        Some(&key),
+        reconnect_body("hw", "ses-forgotten", NOW - 3 * DAY),
+    );
+    assert_eq!(status, 200, "{v}");
+    let (_, trail) = s.admin(
+        "GET",
+        &format!("/admin/audit?license={license}"),
+        Value::Null,
+    );
+    let rec = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "reconnect")
+        .cloned()
+        .unwrap_or_else(|| panic!("{trail}"));
+    assert_eq!(rec["session_id"], "ses-forgotten");
+    assert_eq!(rec["hardware_id"], "hw");
+    assert_eq!(
+        rec["detail"],
+        "offline 259200 s; 0 offline cycles in 30 days (the previous session was not known here)"
+    );
+    let row = abuse(&s)["licenses"][0].clone();
+    assert_eq!(row["license"], license.as_str());
+    assert_eq!(row["cycles"], 1);
+    assert_eq!(row["offline_secs"], 3 * DAY);
+    // Without a reported start, an unknown old session adds nothing.
+    let mut body = acquire_body("hw2");
+    body["old_session_id"] = json!("ses-other");
+    assert_eq!(s.json("POST", paths::RECONNECT, Some(&key), body).0, 200);
+    assert_eq!(abuse(&s)["licenses"][0]["cycles"], 1);
+}

@@ -173,6 +173,7 @@ impl AppState {
             Some((r, since, cycles)) => (Some(r), since, cycles),
             None => (None, None, 0),
         };
+        let old_id = replace.as_ref().map(|r| r.session_id.clone());
         let outcome = self
             .seats
             .acquire(
@@ -198,13 +199,27 @@ impl AppState {
                 ended,
             } => (Err((in_use, limit)), ended),
         };
-        if let Some(old) = &ended {
+        if let Some(old_id) = old_id.filter(|_| ended.is_some() || offline_since.is_some()) {
+            // The old session as this server knew it; unknown (a restart of a server
+            // keeping seats in memory, or its grace over) the engine's report still counts.
+            let old = ended.clone().unwrap_or_else(|| Session {
+                id: old_id,
+                license: lic.id.clone(),
+                hardware_id: who.hardware_id.into(),
+                instance_id: who.instance_id.into(),
+                ..Session::default()
+            });
             let now = self.now();
-            let period = offline_period(old, offline_since, now);
-            let mut e = self.seat_event("reconnect", old, Some(who.source.clone()));
+            let period = offline_period(&old, offline_since, now);
+            let mut e = self.seat_event("reconnect", &old, Some(who.source.clone()));
+            let known = if ended.is_some() {
+                ""
+            } else {
+                " (the previous session was not known here)"
+            };
             e.detail = Some(match &period {
                 Some(p) => format!(
-                    "offline {} s; {cycles} offline cycles in 30 days",
+                    "offline {} s; {cycles} offline cycles in 30 days{known}",
                     p.end - p.start
                 ),
                 None => "previous session ended".into(),

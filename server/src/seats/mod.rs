@@ -19,7 +19,7 @@ pub use self::memory::MemorySeats;
 pub use self::redis::RedisSeats;
 
 /// One session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Session {
     /// Session id.
     pub id: String,
