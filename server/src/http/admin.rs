@@ -432,7 +432,7 @@ pub async fn telemetry_daily(
     f: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     admin(&s, &headers)?;
-    let Query(f) = f.map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.body_text()))?;
+    let f = filter(f)?;
     if let Some(l) = &f.license {
         license_id(l)?;
     }
@@ -457,6 +457,12 @@ pub struct Filter {
     license: Option<String>,
     limit: Option<u32>,
     before: Option<i64>,
+}
+
+/// The query, or a JSON 400 saying what is wrong with it (`before=soon`).
+fn filter(q: Result<Query<Filter>, QueryRejection>) -> Result<Filter, ApiError> {
+    q.map(|Query(f)| f)
+        .map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.body_text()))
 }
 
 /// A session as the admin API shows it.
@@ -505,7 +511,7 @@ pub async fn sessions(
     f: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Json<Vec<SessionView>>, ApiError> {
     admin(&s, &headers)?;
-    let Query(f) = f.map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.body_text()))?;
+    let f = filter(f)?;
     if let Some(l) = &f.license {
         license_id(l)?;
     }
@@ -551,7 +557,7 @@ pub async fn audit(
     f: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Json<Vec<AuditView>>, ApiError> {
     admin(&s, &headers)?;
-    let Query(f) = f.map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.body_text()))?;
+    let f = filter(f)?;
     if let Some(l) = &f.license {
         license_id(l)?;
     }
@@ -616,14 +622,7 @@ pub async fn seats(
     s.sweep().await;
     let sessions = s.seats.sessions(None).await?;
     let usage = crate::seats::usage(&sessions);
-    let ids: Vec<String> = usage.keys().cloned().collect();
-    let licenses = s
-        .blocking(move |st| {
-            ids.iter()
-                .map(|id| st.license(id))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await?;
+    let licenses = s.licenses(usage.keys().cloned().collect()).await?;
     Ok(Json(
         usage
             .iter()

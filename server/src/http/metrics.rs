@@ -174,6 +174,15 @@ impl Metrics {
 }
 
 impl AppState {
+    /// The licenses `ids`, each if it exists, in order.
+    pub(crate) async fn licenses(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<Vec<Option<crate::store::License>>, crate::http::ApiError> {
+        self.blocking(move |st| ids.iter().map(|id| st.license(id)).collect())
+            .await
+    }
+
     /// The Prometheus text: counters, sessions by state, seats in use and limits per
     /// license with sessions, and whether the stores answer.
     pub async fn render_metrics(&self) -> String {
@@ -192,14 +201,7 @@ impl AppState {
             sessions.len() - online
         ));
         let in_use = crate::seats::usage(&sessions);
-        let ids: Vec<String> = in_use.keys().cloned().collect();
-        let licenses = self
-            .blocking(move |st| {
-                ids.iter()
-                    .map(|id| st.license(id))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await;
+        let licenses = self.licenses(in_use.keys().cloned().collect()).await;
         let db_up = licenses.is_ok();
         out.push_str("# HELP lic4es_seats_in_use Online sessions per license.\n");
         out.push_str("# TYPE lic4es_seats_in_use gauge\n");
