@@ -74,11 +74,18 @@ impl Histogram {
     }
 }
 
+/// One endpoint's answers.
+#[derive(Debug, Default)]
+struct Endpoint {
+    by_status: BTreeMap<u16, u64>,
+    duration: Histogram,
+}
+
 /// Request and token counters for `/metrics`.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    durations: Mutex<BTreeMap<String, Histogram>>,
+    /// Per endpoint: answers by status and the time taken, under one lock.
+    requests: Mutex<BTreeMap<String, Endpoint>>,
     offline: Mutex<Histogram>,
     tokens: Mutex<BTreeMap<String, u64>>,
     telemetry: AtomicU64,
@@ -97,12 +104,14 @@ fn label(v: &str) -> String {
 }
 
 impl Metrics {
-    pub(crate) fn request(&self, endpoint: String, status: u16, seconds: f64) {
-        lock(&self.durations)
-            .entry(endpoint.clone())
-            .or_default()
-            .observe(&DURATION_BUCKETS, seconds);
-        *lock(&self.requests).entry((endpoint, status)).or_default() += 1;
+    pub(crate) fn request(&self, endpoint: &str, status: u16, seconds: f64) {
+        let mut all = lock(&self.requests);
+        let e = match all.get_mut(endpoint) {
+            Some(e) => e,
+            None => all.entry(endpoint.to_string()).or_default(),
+        };
+        *e.by_status.entry(status).or_default() += 1;
+        e.duration.observe(&DURATION_BUCKETS, seconds);
     }
 
     /// An offline period a reconnect reported.
@@ -125,22 +134,26 @@ impl Metrics {
     fn render_counters(&self, out: &mut String) {
         out.push_str("# HELP lic4es_http_requests_total HTTP requests by endpoint and status.\n");
         out.push_str("# TYPE lic4es_http_requests_total counter\n");
-        for ((endpoint, status), n) in lock(&self.requests).iter() {
-            out.push_str(&format!(
-                "lic4es_http_requests_total{{endpoint=\"{}\",status=\"{status}\"}} {n}\n",
-                label(endpoint)
-            ));
+        let requests = lock(&self.requests);
+        for (endpoint, e) in requests.iter() {
+            for (status, n) in &e.by_status {
+                out.push_str(&format!(
+                    "lic4es_http_requests_total{{endpoint=\"{}\",status=\"{status}\"}} {n}\n",
+                    label(endpoint)
+                ));
+            }
         }
         out.push_str("# HELP lic4es_http_request_duration_seconds Time to answer, by endpoint.\n");
         out.push_str("# TYPE lic4es_http_request_duration_seconds histogram\n");
-        for (endpoint, h) in lock(&self.durations).iter() {
-            h.render(
+        for (endpoint, e) in requests.iter() {
+            e.duration.render(
                 out,
                 "lic4es_http_request_duration_seconds",
                 &DURATION_BUCKETS,
                 &format!("endpoint=\"{}\",", label(endpoint)),
             );
         }
+        drop(requests);
         out.push_str(
             "# HELP lic4es_offline_session_seconds Offline periods reported by reconnecting \
              engines.\n",

@@ -239,11 +239,9 @@ async fn not_found() -> ApiError {
 }
 
 async fn count_requests(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let endpoint = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "other".into());
+    // A matched path is shared, not copied, per request.
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let endpoint = matched.as_ref().map_or("other", MatchedPath::as_str);
     let method = req.method().clone();
     let started = std::time::Instant::now();
     let resp = next.run(req).await;
