@@ -142,3 +142,49 @@ fn the_systemd_unit_runs_serve_privately_and_restarts() {
         assert!(unit.lines().any(|l| l == line), "{line}");
     }
 }
+
+#[test]
+#[cfg_attr(lic4es_no_promtool, ignore = "no promtool: apt-get install prometheus")]
+fn the_server_exports_every_contract_metric_in_a_form_promtool_accepts() {
+    if !common::have_tool("promtool") {
+        return;
+    }
+    let s = common::Server::start();
+    let (_, key) = s.license("pro", serde_json::json!({"seats": 2}));
+    let (status, _) = s.json(
+        "POST",
+        "/api/v1/licenses/acquire",
+        Some(&key),
+        serde_json::json!({"hardware_id": "h", "instance_id": "i", "version": "1",
+                           "nonce": common::NONCE}),
+    );
+    assert_eq!(status, 200);
+    let text = s.metrics();
+    for name in CONTRACT_METRICS.iter().filter(|m| m.starts_with("lic4es_")) {
+        assert!(
+            text.contains(&format!("# TYPE {name} ")),
+            "{name} is not exported:\n{text}"
+        );
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
