@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::CString;
 
 use common::webdriver::Browser;
 use common::*;
@@ -18,15 +18,6 @@ const DAY: i64 = 86_400;
 const HOSTILE_HW: &str =
     "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">";
 const HOSTILE_ORG: &str = "<b>Acme</b><script>document.title='pwned'</script>";
-
-fn status() -> Value {
-    let mut buf = vec![0 as c_char; 64 * 1024];
-    assert_eq!(
-        lic_status_json(buf.as_mut_ptr(), buf.len(), std::ptr::null_mut()),
-        lic_result::LIC_OK
-    );
-    serde_json::from_str(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap()).unwrap()
-}
 
 /// Where the screenshot goes: the workspace's `target/test-artifacts/`.
 fn artifact(name: &str) -> std::path::PathBuf {
@@ -97,7 +88,7 @@ fn the_dashboard_shows_sessions_lapses_abuse_and_escapes_customer_text() {
     });
     let config = CString::new(config.to_string()).unwrap();
     assert_eq!(lic_init(config.as_ptr()), lic_result::LIC_OK);
-    let st = status();
+    let st = engine_status();
     let sid = st["seat"]["session_id"].as_str().unwrap().to_string();
     let row = |t: &str, needle: &str| -> Option<String> {
         t.lines().find(|l| l.contains(needle)).map(str::to_string)

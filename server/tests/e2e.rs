@@ -1,6 +1,8 @@
 //! End to end: the engine, through its C ABI, against the real `license-server` binary.
 //! Engines in other processes are this test binary run again as a host (`seat_host`).
 
+mod common;
+
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -10,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{engine_status, free_port};
 use lic4es::ffi::*;
 use serde_json::{json, Value};
 
@@ -98,15 +101,6 @@ fn stop(mut child: Child) {
     child.wait().unwrap();
 }
 
-fn status() -> Value {
-    let mut buf = vec![0 as c_char; 64 * 1024];
-    assert_eq!(
-        lic_status_json(buf.as_mut_ptr(), buf.len(), std::ptr::null_mut()),
-        lic_result::LIC_OK
-    );
-    serde_json::from_str(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap()).unwrap()
-}
-
 fn last_error() -> String {
     let mut buf = vec![0 as c_char; 4096];
     lic_last_error(buf.as_mut_ptr(), buf.len(), std::ptr::null_mut());
@@ -160,7 +154,7 @@ fn engine_against_the_reference_server() {
     // Fetch by API key, cache it.
     assert_eq!(lic_init(engine_config.as_ptr()), lic_result::LIC_OK);
     assert_eq!(lic_current_tier(), lic_tier::LIC_TIER_PRO);
-    assert_eq!(status()["source"], "api_key");
+    assert_eq!(engine_status()["source"], "api_key");
     assert!(cache.join("license-cache.jwt").exists());
 
     // Upgrade on the server, picked up by a refresh.
@@ -196,7 +190,7 @@ fn engine_against_the_reference_server() {
     assert_eq!(lic_shutdown(), lic_result::LIC_OK);
     assert_eq!(lic_init(engine_config.as_ptr()), lic_result::LIC_OK);
     assert_eq!(lic_current_tier(), lic_tier::LIC_TIER_ENTERPRISE);
-    assert_eq!(status()["source"], "cache");
+    assert_eq!(engine_status()["source"], "cache");
     assert!(logged(
         lic_log_level::LIC_LOG_WARN,
         "Using cached license (API key fetch failed)"
@@ -205,15 +199,15 @@ fn engine_against_the_reference_server() {
     // Server back: the next refresh succeeds.
     child = serve(&config, port);
     assert_eq!(lic_refresh_now(), lic_result::LIC_OK, "{}", last_error());
-    assert_eq!(status()["source"], "api_key");
-    assert_eq!(status()["last_telemetry"]["version"], "e2e");
+    assert_eq!(engine_status()["source"], "api_key");
+    assert_eq!(engine_status()["last_telemetry"]["version"], "e2e");
 
     // Revocation: Community at once, cache deleted.
     server(&config, &["api-key", "revoke", &key]);
     refresh_until(|| lic_current_tier() == lic_tier::LIC_TIER_COMMUNITY);
     assert_eq!(lic_refresh_now(), lic_result::LIC_ERR_REFRESH_FAILED);
     assert_eq!(lic_current_tier(), lic_tier::LIC_TIER_COMMUNITY);
-    assert_eq!(status()["status"], "Revoked");
+    assert_eq!(engine_status()["status"], "Revoked");
     assert!(!cache.join("license-cache.jwt").exists());
     assert!(logged(lic_log_level::LIC_LOG_ERROR, "revoked"));
     assert_eq!(lic_shutdown(), lic_result::LIC_OK);
@@ -289,15 +283,10 @@ fn engine_against_the_reference_server() {
         lic_tier::LIC_TIER_ENTERPRISE,
         "scheduled refresh upgraded"
     );
-    assert_eq!(status()["source"], "static");
+    assert_eq!(engine_status()["source"], "static");
     assert!(api_requests() > before);
     assert_eq!(lic_shutdown(), lic_result::LIC_OK);
     stop(child);
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// An HTTP GET with the admin token, parsed as JSON.
@@ -467,7 +456,7 @@ fn seats_end_to_end() {
     let c = CString::new(std::fs::read_to_string(host_config("c")).unwrap()).unwrap();
     assert_eq!(lic_init(c.as_ptr()), lic_result::LIC_OK);
     assert_eq!(lic_current_tier(), lic_tier::LIC_TIER_COMMUNITY);
-    let st = status();
+    let st = engine_status();
     assert_eq!(st["seat"]["state"], "no_seats");
     assert!(
         st["reason"]
@@ -516,7 +505,7 @@ fn seats_end_to_end() {
     assert_eq!(online_sessions(port, "org-seats").len(), 1);
     assert_eq!(lic_refresh_now(), lic_result::LIC_OK, "{}", last_error());
     assert_eq!(lic_current_tier(), lic_tier::LIC_TIER_PRO);
-    assert_eq!(status()["seat"]["state"], "online");
+    assert_eq!(engine_status()["seat"]["state"], "online");
 
     // The operator's view from the command line.
     let listing = server(&config, &["sessions", "list", "--license", "org-seats"]);

@@ -2,21 +2,15 @@
 //! offline-abuse WARN in its log, and the admin CLI (`abuse`, `audit`, every `--help`)
 //! against the configured store while it runs.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
+use common::process::{request, ServerProcess};
+use common::NONCE;
 use serde_json::{json, Value};
-
-const NONCE: &str = "0123456789abcdef0123456789abcdef";
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 fn cli(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_license-server"))
@@ -31,91 +25,11 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// One request; (status, JSON body).
-fn call(port: u16, method: &str, path: &str, bearer: &str, body: &Value) -> (u16, Value) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let body = body.to_string();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {bearer}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut r = String::new();
-    s.read_to_string(&mut r).unwrap();
-    let status = r.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let at = r.find("\r\n\r\n").unwrap() + 4;
-    (
-        status,
-        serde_json::from_str(&r[at..]).unwrap_or(Value::Null),
-    )
-}
-
-/// `serve` with its stderr read line by line.
-struct Serving {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Serving {
-    fn start(config: &Path, port: u16) -> Serving {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_license-server"))
-            .arg("--config")
-            .arg(config)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        let s = Serving { child, lines: rx };
-        s.expect("listening on");
-        assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());
-        s
-    }
-
-    /// Every line up to one holding `word` (at most 20 s).
-    fn expect(&self, word: &str) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut seen = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    let done = l.contains(word);
-                    seen.push(l);
-                    if done {
-                        return seen;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!(
-            "the server never logged `{word}`; it logged:\n{}",
-            seen.join("\n")
-        );
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn abuse_is_warned_about_once_and_the_cli_reads_it_and_the_audit_trail_from_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    // A fixed port: `sessions list` finds the server through the config's `listen`.
+    let port = common::free_port();
     let config = dir.path().join("server.toml");
     std::fs::write(
         &config,
@@ -143,7 +57,8 @@ fn abuse_is_warned_about_once_and_the_cli_reads_it_and_the_audit_trail_from_the_
     );
     assert!(out.status.success(), "{out:?}");
     let key = stdout(&out).trim().to_string();
-    let server = Serving::start(&config, port);
+    let server = ServerProcess::start(&config);
+    assert_eq!(server.port, port);
 
     // Nothing flagged yet: exit 0.
     let out = cli(&config, &["abuse"]);
@@ -151,7 +66,7 @@ fn abuse_is_warned_about_once_and_the_cli_reads_it_and_the_audit_trail_from_the_
     assert!(stdout(&out).contains("0 of 0 licenses"), "{}", stdout(&out));
 
     let seeker = json!({"hardware_id": "hw", "instance_id": "i", "version": "1", "nonce": NONCE});
-    let (code, v) = call(port, "POST", "/api/v1/licenses/acquire", &key, &seeker);
+    let (code, v) = request(port, "POST", "/api/v1/licenses/acquire", &key, &seeker);
     assert_eq!(code, 200, "{v}");
     let mut old = v["session_id"].as_str().unwrap().to_string();
     let now = std::time::SystemTime::now()
@@ -162,7 +77,7 @@ fn abuse_is_warned_about_once_and_the_cli_reads_it_and_the_audit_trail_from_the_
         let mut body = seeker.clone();
         body["old_session_id"] = json!(old);
         body["offline_since"] = json!(lic4es::clock::rfc3339(now - 4 * 86_400));
-        let (code, v) = call(port, "POST", "/api/v1/licenses/reconnect", &key, &body);
+        let (code, v) = request(port, "POST", "/api/v1/licenses/reconnect", &key, &body);
         assert_eq!(code, 200, "{v}");
         old = v["session_id"].as_str().unwrap().to_string();
     }
@@ -174,9 +89,9 @@ fn abuse_is_warned_about_once_and_the_cli_reads_it_and_the_audit_trail_from_the_
          offline in 30 days)"
     );
     // The seventh cycle keeps it flagged without a second warning.
-    let (code, _) = call(port, "GET", "/admin/abuse", "adm", &Value::Null);
+    let (code, _) = request(port, "GET", "/admin/abuse", "adm", &Value::Null);
     assert_eq!(code, 200);
-    let (code, _) = call(port, "GET", "/healthz", "x", &Value::Null);
+    let (code, _) = request(port, "GET", "/healthz", "x", &Value::Null);
     assert_eq!(code, 200);
     std::thread::sleep(Duration::from_millis(200));
     let more: Vec<String> = server.lines.try_iter().collect();

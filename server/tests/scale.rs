@@ -6,102 +6,19 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::pg::PgProc;
+use common::process::{request, ServerProcess};
 use common::redis::RedisProc;
 use common::NONCE;
 use serde_json::{json, Value};
 
-struct Instance {
-    child: Child,
-    port: u16,
-}
-
-impl Instance {
-    fn start(config: &Path) -> Instance {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_license-server"))
-            .arg("--config")
-            .arg(config)
-            .arg("serve")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut seen = Vec::new();
-        let port = loop {
-            let line = match lines.next() {
-                Some(Ok(l)) => l,
-                _ => panic!("license-server did not start:\n{}", seen.join("\n")),
-            };
-            seen.push(line.clone());
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap();
-                break addr.rsplit(':').next().unwrap().parse().unwrap();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Instance { child, port }
-    }
-
-    /// kill -9.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// One HTTP/1.1 exchange: (status, JSON body or null); status 0 when the connection
-/// failed.
-fn call(port: u16, method: &str, path: &str, bearer: &str, body: &Value) -> (u16, Value) {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, Value::Null);
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let body = if body.is_null() {
-        String::new()
-    } else {
-        body.to_string()
-    };
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {bearer}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    if s.write_all(req.as_bytes()).is_err() {
-        return (0, Value::Null);
-    }
-    let mut resp = Vec::new();
-    if s.read_to_end(&mut resp).is_err() {
-        return (0, Value::Null);
-    }
-    let text = String::from_utf8_lossy(&resp);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let json = text
-        .find("\r\n\r\n")
-        .and_then(|i| serde_json::from_str(&text[i + 4..]).ok())
-        .unwrap_or(Value::Null);
-    (status, json)
-}
-
 fn acquire(port: u16, key: &str, hw: &str) -> (u16, Value) {
-    call(
+    request(
         port,
         "POST",
         "/api/v1/licenses/acquire",
@@ -111,7 +28,7 @@ fn acquire(port: u16, key: &str, hw: &str) -> (u16, Value) {
 }
 
 fn heartbeat(port: u16, key: &str, sid: &str) -> (u16, Value) {
-    call(
+    request(
         port,
         "PUT",
         "/api/v1/licenses/heartbeat",
@@ -121,7 +38,7 @@ fn heartbeat(port: u16, key: &str, sid: &str) -> (u16, Value) {
 }
 
 fn admin(port: u16, method: &str, path: &str, body: Value) -> (u16, Value) {
-    call(port, method, path, "admin-secret", &body)
+    request(port, method, path, "admin-secret", &body)
 }
 
 fn online(port: u16, license: &str) -> usize {
@@ -140,8 +57,8 @@ fn online(port: u16, license: &str) -> usize {
 }
 
 struct Cluster {
-    a: Instance,
-    b: Instance,
+    a: ServerProcess,
+    b: ServerProcess,
     redis: RedisProc,
     _pg: PgProc,
     config: tempfile::TempDir,
@@ -175,8 +92,8 @@ fn cluster() -> Option<Cluster> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let a = Instance::start(&config);
-    let b = Instance::start(&config);
+    let a = ServerProcess::start(&config);
+    let b = ServerProcess::start(&config);
     Some(Cluster {
         a,
         b,
@@ -343,7 +260,10 @@ fn script_flush_and_a_redis_restart_mid_load_are_recovered_from() {
     let (status, v) = acquire(c.a.port, &key, "hw-3");
     assert_eq!(status, 503, "{v}");
     assert_eq!(heartbeat(c.b.port, &key, &sid).0, 503);
-    assert_eq!(call(c.a.port, "GET", "/healthz", "", &Value::Null).0, 503);
+    assert_eq!(
+        request(c.a.port, "GET", "/healthz", "", &Value::Null).0,
+        503
+    );
 
     // Back without persistence: sessions are gone (410), engines acquire again.
     c.redis = RedisProc::start_on(port);
@@ -357,7 +277,10 @@ fn script_flush_and_a_redis_restart_mid_load_are_recovered_from() {
     };
     assert_eq!(status, 410);
     assert_eq!(acquire(c.a.port, &key, "hw-1").0, 200);
-    assert_eq!(call(c.b.port, "GET", "/healthz", "", &Value::Null).0, 200);
+    assert_eq!(
+        request(c.b.port, "GET", "/healthz", "", &Value::Null).0,
+        200
+    );
 }
 
 #[test]
@@ -383,7 +306,7 @@ fn offline_abuse_and_the_audit_trail_are_the_same_on_every_instance() {
         let body = json!({"hardware_id": "hw-t", "instance_id": "i", "version": "1",
                           "nonce": NONCE, "old_session_id": old,
                           "offline_since": lic4es::clock::rfc3339(now - 4 * 86_400)});
-        let (status, v) = call(port, "POST", "/api/v1/licenses/reconnect", &key, &body);
+        let (status, v) = request(port, "POST", "/api/v1/licenses/reconnect", &key, &body);
         assert_eq!(status, 200, "{v}");
         old = v["session_id"].as_str().unwrap().to_string();
     }

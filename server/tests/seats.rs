@@ -39,15 +39,28 @@ fn sessions(s: &Server, license: &str) -> Vec<Value> {
     v.as_array().unwrap().clone()
 }
 
-fn audit_types(s: &Server, license: &str) -> Vec<String> {
+/// The license's audit trail, newest first.
+fn trail(s: &Server, license: &str) -> Vec<Value> {
     let (status, v) = s.admin(
         "GET",
         &format!("/admin/audit?license={license}"),
         Value::Null,
     );
     assert_eq!(status, 200, "{v}");
-    v.as_array()
-        .unwrap()
+    v.as_array().unwrap().clone()
+}
+
+/// The license's newest audit entry of type `kind`.
+fn entry(s: &Server, license: &str, kind: &str) -> Value {
+    let all = trail(s, license);
+    all.iter()
+        .find(|e| e["type"] == kind)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {kind} in {all:?}"))
+}
+
+fn audit_types(s: &Server, license: &str) -> Vec<String> {
+    trail(s, license)
         .iter()
         .rev()
         .map(|e| e["type"].as_str().unwrap().to_string())
@@ -79,17 +92,7 @@ fn an_acquire_grants_a_seat_token_that_outlives_the_grace() {
     assert_eq!(listed[0]["mode"], "online");
     assert_eq!(listed[0]["hardware_id"], "hw-1");
     assert_eq!(listed[0]["instance_id"], "inst-hw-1");
-    let (_, trail) = s.admin(
-        "GET",
-        &format!("/admin/audit?license={license}"),
-        Value::Null,
-    );
-    let acq = trail
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "acquire")
-        .unwrap();
+    let acq = entry(&s, &license, "acquire");
     assert_eq!(acq["session_id"], sid);
     assert_eq!(acq["hardware_id"], "hw-1");
     assert!(acq["source"].as_str().unwrap().starts_with("127.0.0.1:"));
@@ -211,17 +214,7 @@ fn a_reconnect_frees_the_old_seat_at_once_and_records_the_offline_period() {
     let listed = sessions(&s, &license);
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["session_id"], new);
-    let (_, trail) = s.admin(
-        "GET",
-        &format!("/admin/audit?license={license}"),
-        Value::Null,
-    );
-    let rec = trail
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "reconnect")
-        .unwrap();
+    let rec = entry(&s, &license, "reconnect");
     assert_eq!(rec["session_id"], old);
     assert_eq!(rec["detail"], "offline 7200 s; 2 offline cycles in 30 days");
     // Without an old session it is a plain acquire; the seat is taken now.
@@ -634,18 +627,7 @@ fn a_reconnect_for_a_session_the_server_forgot_still_reports_its_offline_period(
         reconnect_body("hw", "ses-forgotten", NOW - 3 * DAY),
     );
     assert_eq!(status, 200, "{v}");
-    let (_, trail) = s.admin(
-        "GET",
-        &format!("/admin/audit?license={license}"),
-        Value::Null,
-    );
-    let rec = trail
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "reconnect")
-        .cloned()
-        .unwrap_or_else(|| panic!("{trail}"));
+    let rec = entry(&s, &license, "reconnect");
     assert_eq!(rec["session_id"], "ses-forgotten");
     assert_eq!(rec["hardware_id"], "hw");
     assert_eq!(

@@ -10,6 +10,7 @@ use std::time::Duration;
 use lic4es::clock::ManualClock;
 
 pub mod pg;
+pub mod process;
 pub mod redis;
 pub mod webdriver;
 use license_server::{AppState, ServerConfig};
@@ -194,4 +195,25 @@ pub fn have_tool(tool: &str) -> bool {
         println!("SKIPPED: {tool} not found");
     }
     found
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The status of this process's engine, through the C ABI.
+pub fn engine_status() -> Value {
+    use std::ffi::{c_char, CStr};
+    let mut buf = vec![0 as c_char; 64 * 1024];
+    assert_eq!(
+        lic4es::ffi::lic_status_json(buf.as_mut_ptr(), buf.len(), std::ptr::null_mut()),
+        lic4es::ffi::lic_result::LIC_OK
+    );
+    // SAFETY: lic_status_json wrote a NUL-terminated string into buf.
+    serde_json::from_str(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap()).unwrap()
 }

@@ -96,7 +96,7 @@ impl PgProc {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = super::redis::free_port();
+        let port = super::free_port();
         let child = as_owner(bin.join("postgres"))
             .arg("-D")
             .arg(&data)

@@ -17,7 +17,7 @@ impl RedisProc {
         if !super::have_tool("redis-server") {
             return None;
         }
-        Some(Self::start_on(free_port()))
+        Some(Self::start_on(super::free_port()))
     }
 
     /// Starts one on `port` (a restart of an earlier one).
@@ -59,12 +59,4 @@ impl Drop for RedisProc {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

@@ -18,11 +18,6 @@ pub struct Browser {
     session: String,
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 fn exchange(port: u16, method: &str, path: &str, body: Option<&Value>) -> std::io::Result<Value> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
@@ -67,7 +62,7 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium with the flags this machine needs (no
     /// sandbox as root, no network chatter), in a fresh profile.
     pub fn start(profile: &std::path::Path) -> Browser {
-        let port = free_port();
+        let port = super::free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
