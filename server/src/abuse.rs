@@ -111,16 +111,19 @@ impl Flags {
     }
 
     /// Replaces every verdict (licenses absent from `all` are no longer flagged); returns
-    /// the licenses that became flagged.
-    pub fn note_all(&self, all: &[(String, Verdict)]) -> Vec<String> {
+    /// the entries of the licenses that became flagged.
+    pub fn note_all<'a>(&self, all: &'a [(String, Verdict)]) -> Vec<&'a (String, Verdict)> {
         let mut set = self.lock();
-        let now: std::collections::BTreeSet<String> = all
+        let flagged: std::collections::BTreeSet<String> = all
             .iter()
             .filter(|(_, v)| v.flagged)
             .map(|(l, _)| l.clone())
             .collect();
-        let new = now.difference(&set).cloned().collect();
-        *set = now;
+        let new = all
+            .iter()
+            .filter(|(l, v)| v.flagged && !set.contains(l))
+            .collect();
+        *set = flagged;
         new
     }
 
@@ -306,7 +309,10 @@ mod tests {
         assert_eq!(verdicts[0].1.cycles, 6);
 
         let flags = Flags::default();
-        assert_eq!(flags.note_all(&verdicts), ["org-a"]);
+        let names = |new: Vec<&(String, Verdict)>| -> Vec<String> {
+            new.into_iter().map(|(l, _)| l.clone()).collect()
+        };
+        assert_eq!(names(flags.note_all(&verdicts)), ["org-a"]);
         assert!(flags.note_all(&verdicts).is_empty(), "warned once");
         assert!(
             !flags.note("org-a", &verdicts[0].1),
@@ -319,7 +325,7 @@ mod tests {
             flags.note("org-a", &verdicts[0].1),
             "flagged again: warned again"
         );
-        assert_eq!(flags.note_all(&verdicts[1..]), Vec::<String>::new());
+        assert_eq!(names(flags.note_all(&verdicts[1..])), Vec::<String>::new());
         assert_eq!(
             flags.count(),
             0,

@@ -196,10 +196,8 @@ impl AppState {
             .blocking(move |s| s.offline_periods(None, from))
             .await?;
         let all = abuse::judge_each(periods.iter().map(|p| (p.license.as_str(), p.at(now))), now);
-        for license in self.flags.note_all(&all) {
-            if let Some((_, v)) = all.iter().find(|(l, _)| *l == license) {
-                eprintln!("license-server: WARN {}", abuse::message(&license, v));
-            }
+        for (license, v) in self.flags.note_all(&all) {
+            eprintln!("license-server: WARN {}", abuse::message(license, v));
         }
         Ok(all)
     }

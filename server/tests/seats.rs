@@ -644,3 +644,42 @@ fn a_reconnect_for_a_session_the_server_forgot_still_reports_its_offline_period(
     assert_eq!(s.json("POST", paths::RECONNECT, Some(&key), body).0, 200);
     assert_eq!(abuse(&s)["licenses"][0]["cycles"], 1);
 }
+
+#[test]
+fn the_audit_trail_is_kept_for_its_configured_days_and_offline_periods_for_30() {
+    let s = Server::with_config("audit-retention-days = 2\n");
+    let (license, key) = s.license("pro", json!({"seats": 1, "offline_grace_days": 7}));
+    let (_, v) = acquire(&s, &key, "old");
+    let old = v["session_id"].as_str().unwrap().to_string();
+    s.advance(3 * DAY);
+    assert_eq!(
+        sessions(&s, &license)[0]["mode"],
+        "offline",
+        "lapse audited"
+    );
+    let (status, v) = s.json(
+        "POST",
+        paths::RECONNECT,
+        Some(&key),
+        reconnect_body("old", &old, NOW),
+    );
+    assert_eq!(status, 200, "{v}");
+    let prune = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(s.state.prune_old())
+    };
+    prune();
+    // The creation, the first acquire and its lapse are over two days old: gone.
+    assert_eq!(audit_types(&s, &license), ["reconnect", "acquire"]);
+    let periods = |since| s.state.store.offline_periods(None, since).unwrap();
+    assert_eq!(periods(0).len(), 1);
+    s.advance(30 * DAY + 1);
+    prune();
+    assert!(
+        periods(0).is_empty(),
+        "offline periods outlive the 30-day window"
+    );
+}

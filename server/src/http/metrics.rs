@@ -30,20 +30,28 @@ const OFFLINE_BUCKETS: [f64; 10] = [
     2_592_000.0,
 ];
 
-/// A Prometheus histogram: counts per bucket (not cumulative), the sum and the count.
-#[derive(Debug, Clone, Default)]
+/// A Prometheus histogram: its bucket bounds, counts per bucket (not cumulative), the
+/// sum and the count.
+#[derive(Debug, Clone)]
 struct Histogram {
+    bounds: &'static [f64],
     counts: Vec<u64>,
     sum: f64,
     count: u64,
 }
 
 impl Histogram {
-    fn observe(&mut self, bounds: &[f64], v: f64) {
-        if self.counts.len() != bounds.len() {
-            self.counts = vec![0; bounds.len()];
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: vec![0; bounds.len()],
+            sum: 0.0,
+            count: 0,
         }
-        if let Some(i) = bounds.iter().position(|b| v <= *b) {
+    }
+
+    fn observe(&mut self, v: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
             self.counts[i] += 1;
         }
         self.sum += v;
@@ -51,10 +59,10 @@ impl Histogram {
     }
 
     /// The `_bucket`, `_sum` and `_count` lines, after `labels` (`k="v",` or empty).
-    fn render(&self, out: &mut String, name: &str, bounds: &[f64], labels: &str) {
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
-        for (i, b) in bounds.iter().enumerate() {
-            cumulative += self.counts.get(i).copied().unwrap_or(0);
+        for (b, n) in self.bounds.iter().zip(&self.counts) {
+            cumulative += n;
             out.push_str(&format!(
                 "{name}_bucket{{{labels}le=\"{b}\"}} {cumulative}\n"
             ));
@@ -75,14 +83,22 @@ impl Histogram {
 }
 
 /// One endpoint's answers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Endpoint {
     by_status: BTreeMap<u16, u64>,
     duration: Histogram,
 }
 
+impl Default for Endpoint {
+    fn default() -> Self {
+        Endpoint {
+            by_status: BTreeMap::new(),
+            duration: Histogram::new(&DURATION_BUCKETS),
+        }
+    }
+}
+
 /// Request and token counters for `/metrics`.
-#[derive(Default)]
 pub struct Metrics {
     /// Per endpoint: answers by status and the time taken, under one lock.
     requests: Mutex<BTreeMap<String, Endpoint>>,
@@ -90,6 +106,18 @@ pub struct Metrics {
     tokens: Mutex<BTreeMap<String, u64>>,
     telemetry: AtomicU64,
     key_lookups: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Mutex::default(),
+            offline: Mutex::new(Histogram::new(&OFFLINE_BUCKETS)),
+            tokens: Mutex::default(),
+            telemetry: AtomicU64::default(),
+            key_lookups: AtomicU64::default(),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -111,12 +139,12 @@ impl Metrics {
             None => all.entry(endpoint.to_string()).or_default(),
         };
         *e.by_status.entry(status).or_default() += 1;
-        e.duration.observe(&DURATION_BUCKETS, seconds);
+        e.duration.observe(seconds);
     }
 
     /// An offline period a reconnect reported.
     pub(crate) fn offline_reported(&self, seconds: i64) {
-        lock(&self.offline).observe(&OFFLINE_BUCKETS, seconds.max(0) as f64);
+        lock(&self.offline).observe(seconds.max(0) as f64);
     }
 
     pub(crate) fn token_issued(&self, tier: &str) {
@@ -149,7 +177,6 @@ impl Metrics {
             e.duration.render(
                 out,
                 "lic4es_http_request_duration_seconds",
-                &DURATION_BUCKETS,
                 &format!("endpoint=\"{}\",", label(endpoint)),
             );
         }
@@ -159,7 +186,7 @@ impl Metrics {
              engines.\n",
         );
         out.push_str("# TYPE lic4es_offline_session_seconds histogram\n");
-        lock(&self.offline).render(out, "lic4es_offline_session_seconds", &OFFLINE_BUCKETS, "");
+        lock(&self.offline).render(out, "lic4es_offline_session_seconds", "");
         out.push_str("# HELP lic4es_tokens_issued_total Tokens issued by tier.\n");
         out.push_str("# TYPE lic4es_tokens_issued_total counter\n");
         for (tier, n) in lock(&self.tokens).iter() {
