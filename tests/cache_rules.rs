@@ -125,13 +125,20 @@ fn stale_temp_files_are_swept() {
     let fresh = f.cache_dir().join(".license-cache.jwt.tmp.2.new");
     std::fs::write(&stale, "x").unwrap();
     std::fs::write(&fresh, "x").unwrap();
-    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-    std::fs::File::options()
-        .write(true)
-        .open(&stale)
-        .unwrap()
-        .set_modified(hour_ago)
-        .unwrap();
+    // Both ages are set on this process's clock, which CI's calendar guard moves away
+    // from the kernel's (the time a file is written with).
+    let now = std::time::SystemTime::now();
+    for (path, at) in [
+        (&stale, now - std::time::Duration::from_secs(3600)),
+        (&fresh, now),
+    ] {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
+    }
     drop(f.start(json!({})));
     assert!(!stale.exists());
     assert!(

@@ -35,16 +35,28 @@ impl Server {
         Self::with_config("")
     }
 
+    /// A server on a clock that starts at the real time rather than at [`NOW`]: for tests
+    /// that host a real engine, which checks every token against the system clock. The
+    /// clock still moves only when the test moves it.
+    pub fn on_wall_time() -> Server {
+        Self::with_config_at("", wall_now())
+    }
+
     /// A server whose config is `extra` (TOML) plus a data dir, an admin token and a
     /// free port.
     pub fn with_config(extra: &str) -> Server {
+        Self::with_config_at(extra, NOW)
+    }
+
+    /// [`Server::with_config`] on a clock that starts at `start` (seconds).
+    pub fn with_config_at(extra: &str, start: i64) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let config: ServerConfig = toml::from_str(&format!(
             "data-dir = {:?}\nadmin-token = \"admin-secret\"\nlisten = \"127.0.0.1:0\"\n{extra}",
             dir.path().to_str().unwrap()
         ))
         .unwrap();
-        let clock = Arc::new(ManualClock::at_secs(NOW));
+        let clock = Arc::new(ManualClock::at_secs(start));
         let state = license_server::open_with_clock(config, clock.clone()).unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (port_tx, port_rx) = std::sync::mpsc::channel();
@@ -179,6 +191,24 @@ pub fn new_key(s: &Server, tier: &str) -> (String, String) {
     s.license(tier, json!({}))
 }
 
+/// `cmd` with the calendar guard's libfaketime taken out of its environment. CI runs the
+/// suites a second time with their clock moved a year ahead (`faketime`), which every
+/// child inherits; third-party services (Redis, whose allocator cannot start under
+/// libfaketime, PostgreSQL, Chromium, cargo) stay on the real clock.
+pub fn on_real_clock(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    if std::env::var("LD_PRELOAD").is_ok_and(|v| v.contains("faketime")) {
+        cmd.env_remove("LD_PRELOAD");
+    }
+    for v in [
+        "FAKETIME",
+        "DONT_FAKE_MONOTONIC",
+        "FAKETIME_DONT_FAKE_MONOTONIC",
+    ] {
+        cmd.env_remove(v);
+    }
+    cmd
+}
+
 /// Whether `tool` is on the PATH. When it is not, prints a loud SKIPPED line and returns
 /// false, unless LIC4ES_REQUIRE_ALL=1, where a missing tool fails the test.
 pub fn have_tool(tool: &str) -> bool {
@@ -195,6 +225,14 @@ pub fn have_tool(tool: &str) -> bool {
         println!("SKIPPED: {tool} not found");
     }
     found
+}
+
+/// The real time (seconds), for servers that meet an engine on the system clock.
+pub fn wall_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the system clock is after 1970")
+        .as_secs() as i64
 }
 
 /// A port nothing listens on now.

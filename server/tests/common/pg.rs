@@ -47,6 +47,7 @@ fn owner() -> Option<(u32, u32)> {
 fn as_owner(program: PathBuf) -> Command {
     use std::os::unix::process::CommandExt;
     let mut c = Command::new(program);
+    super::on_real_clock(&mut c);
     if is_root() {
         let (uid, gid) = owner().expect("a postgres user (created by the postgresql package)");
         c.uid(uid).gid(gid).env("HOME", "/tmp");

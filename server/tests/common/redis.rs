@@ -23,7 +23,7 @@ impl RedisProc {
     /// Starts one on `port` (a restart of an earlier one).
     pub fn start_on(port: u16) -> RedisProc {
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
+        let child = super::on_real_clock(&mut Command::new("redis-server"))
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .arg("--dir")

@@ -63,7 +63,7 @@ impl Browser {
     /// sandbox as root, no network chatter), in a fresh profile.
     pub fn start(profile: &std::path::Path) -> Browser {
         let port = super::free_port();
-        let driver = Command::new("chromedriver")
+        let driver = super::on_real_clock(&mut Command::new("chromedriver"))
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
