@@ -69,6 +69,10 @@ pub enum BackendError {
     /// `403 no_seats_available`: every seat of the license is in use.
     #[error("no seat available: {0}")]
     NoSeats(String),
+    /// `403 seat_required`: the license is counted in seats; the token endpoint does not
+    /// serve it.
+    #[error("the license is counted in seats: {0}")]
+    SeatRequired(String),
     /// A heartbeat answered 404 or 410: the server no longer knows the session.
     #[error("the license server ended the seat session")]
     SessionGone,
@@ -410,6 +414,7 @@ pub fn error_for_status(status: StatusCode, body: &[u8]) -> BackendError {
     let revoked = codes::REVOCATIONS.contains(&code.as_str());
     match status.as_u16() {
         401 | 403 if revoked => BackendError::Revoked { code, message },
+        403 if code == codes::SEAT_REQUIRED => BackendError::SeatRequired(message),
         403 if code == codes::NO_SEATS_AVAILABLE => BackendError::NoSeats(if message.is_empty() {
             "all seats in use".into()
         } else {

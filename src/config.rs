@@ -127,11 +127,23 @@ pub struct TelemetryConfig {
     pub exclude: Vec<String>,
 }
 
+/// `seat.enabled`: whether the engine holds a seat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeatChoice {
+    /// The license decides: fetch a token by API key, and acquire a seat when the backend
+    /// answers that the license is counted in seats.
+    Auto,
+    /// Acquire a seat at once.
+    On,
+    /// Never hold a seat: a seat-counted license then gives Community.
+    Off,
+}
+
 /// Hybrid seat mode settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeatConfig {
     /// Whether seat mode replaces the plain token fetch.
-    pub enabled: bool,
+    pub enabled: SeatChoice,
     /// Longest wait between reconnect attempts while offline.
     pub reconnect_interval: Duration,
     /// Consecutive heartbeat failures before offline mode.
@@ -390,7 +402,7 @@ fn build(
     };
 
     let seat = SeatConfig {
-        enabled: boolean(flat, "seat.enabled", false)?,
+        enabled: seat_choice(flat)?,
         reconnect_interval: positive_duration(flat, "seat.reconnect-interval", "1h")?,
         max_heartbeat_failures: match get("seat.max-heartbeat-failures") {
             None => 3,
@@ -399,7 +411,7 @@ fn build(
         release_timeout: positive_duration(flat, "seat.release-timeout", "2s")?,
         hardware_id: opt_string(flat, "seat.hardware-id")?.map(|s| s.trim().to_string()),
     };
-    if seat.enabled && api_key.is_none() {
+    if seat.enabled == SeatChoice::On && api_key.is_none() {
         return Err(ConfigError::new(
             "seat.enabled",
             "seat mode needs an `api-key`",
@@ -568,6 +580,22 @@ fn boolean(flat: &BTreeMap<String, Value>, key: &str, default: bool) -> Result<b
             )),
         },
         Some(_) => Err(ConfigError::new(key, "must be a boolean")),
+    }
+}
+
+/// `seat.enabled`: `"auto"` (the default), or a boolean.
+fn seat_choice(flat: &BTreeMap<String, Value>) -> Result<SeatChoice, ConfigError> {
+    const KEY: &str = "seat.enabled";
+    match flat.get(KEY) {
+        None => Ok(SeatChoice::Auto),
+        Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("auto") => Ok(SeatChoice::Auto),
+        Some(v @ (Value::String(_) | Value::Bool(_))) => {
+            let one = BTreeMap::from([(KEY.to_string(), v.clone())]);
+            boolean(&one, KEY, false)
+                .map(|on| if on { SeatChoice::On } else { SeatChoice::Off })
+                .map_err(|_| ConfigError::new(KEY, "must be \"auto\", true or false".to_string()))
+        }
+        Some(_) => Err(ConfigError::new(KEY, "must be \"auto\", true or false")),
     }
 }
 

@@ -36,6 +36,11 @@ pub mod codes {
     pub const LICENSE_EXPIRED: &str = "license_expired";
     /// Every seat of the license is in use.
     pub const NO_SEATS_AVAILABLE: &str = "no_seats_available";
+    /// The license is counted in seats: the token endpoint does not serve it; acquire a
+    /// seat instead.
+    pub const SEAT_REQUIRED: &str = "seat_required";
+    /// The license's tier has no policy on the server.
+    pub const UNKNOWN_TIER: &str = "unknown_tier";
     /// The session is not known (lapsed, kicked, or never existed).
     pub const SESSION_GONE: &str = "session_gone";
     /// A bearer token was not accepted.
@@ -119,6 +124,14 @@ pub struct AcquireRequest {
     pub version: String,
     /// Fresh random nonce, echoed into the token.
     pub nonce: String,
+    /// When the engine went offline with no session left to end (it worked from its
+    /// cached token after a release, a kick or a revoked session), RFC 3339: the offline
+    /// period this acquire ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_since: Option<String>,
+    /// Offline periods entered in the last 30 days, sent with `offline_since`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_cycles_30d: Option<u32>,
 }
 
 /// Body of a reconnect (`POST /api/v1/licenses/reconnect`): an acquire that also ends the

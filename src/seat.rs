@@ -168,8 +168,14 @@ pub enum Event {
 /// Something for the engine to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Acquire a seat.
-    Acquire,
+    /// Acquire a seat, reporting an offline period that no session is left to end (after
+    /// a release, a kick or a revocation the engine worked offline from its cached token).
+    Acquire {
+        /// When offline mode was entered, if it was.
+        offline_since: Option<i64>,
+        /// Offline cycles in the last 30 days (sent with a report).
+        offline_cycles_30d: u32,
+    },
     /// Reconnect, ending the old session and reporting the offline period.
     Reconnect {
         /// The session held before.
@@ -196,11 +202,17 @@ pub enum Action {
 }
 
 impl Action {
+    /// A plain acquire: nothing to report.
+    pub const ACQUIRE: Action = Action::Acquire {
+        offline_since: None,
+        offline_cycles_30d: 0,
+    };
+
     /// Whether this action talks to the backend.
     pub fn is_exchange(&self) -> bool {
         matches!(
             self,
-            Action::Acquire
+            Action::Acquire { .. }
                 | Action::Reconnect { .. }
                 | Action::Heartbeat { .. }
                 | Action::Release { .. }
@@ -481,7 +493,7 @@ impl SeatMachine {
                     "The license server ended the seat session; acquiring a new seat".into(),
                     &mut out,
                 );
-                out.push(Action::Acquire);
+                out.push(self.seek(now));
             }
             Event::Released if self.state == SeatState::Online => {
                 self.mem.session_id = None;
@@ -527,18 +539,24 @@ impl SeatMachine {
         self.mem.heartbeat_ms.unwrap_or(HEARTBEAT_BOUNDS_MS.1)
     }
 
-    /// The exchange that gets a seat: a reconnect when there is an old session or an
-    /// offline period to report, else an acquire.
+    /// The exchange that gets a seat: a reconnect when there is an old session to end,
+    /// else an acquire, which reports an offline period when there is one (every
+    /// offline period reaches the server's abuse rule, not only those that end in a
+    /// reconnect).
     fn seek(&mut self, now: i64) -> Action {
         self.next_at = None;
-        if self.mem.session_id.is_some() || self.mem.offline_since.is_some() {
-            Action::Reconnect {
-                old_session_id: self.mem.session_id.clone(),
-                offline_since: self.mem.offline_since,
-                offline_cycles_30d: self.offline_cycles_30d(now),
-            }
-        } else {
-            Action::Acquire
+        let cycles = self.offline_cycles_30d(now);
+        match (&self.mem.session_id, self.mem.offline_since) {
+            (Some(old), since) => Action::Reconnect {
+                old_session_id: Some(old.clone()),
+                offline_since: since,
+                offline_cycles_30d: cycles,
+            },
+            (None, Some(since)) => Action::Acquire {
+                offline_since: Some(since),
+                offline_cycles_30d: cycles,
+            },
+            (None, None) => Action::ACQUIRE,
         }
     }
 

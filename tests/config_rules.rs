@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use lic4es::config::SeatChoice;
 use lic4es::log::Level;
 use lic4es::Config;
 use serde_json::{json, Value};
@@ -29,7 +30,12 @@ fn empty_object_is_valid_community_config() {
         c.refresh.force_before_expiry,
         Duration::from_secs(48 * 3600)
     );
-    assert!(c.refresh.enabled && c.telemetry.enabled && !c.seat.enabled);
+    assert!(c.refresh.enabled && c.telemetry.enabled);
+    assert_eq!(
+        c.seat.enabled,
+        SeatChoice::Auto,
+        "the license decides by default"
+    );
     assert_eq!(c.seat.max_heartbeat_failures, 3);
     assert_eq!(c.seat.release_timeout, Duration::from_secs(2));
     assert_eq!(c.seat.reconnect_interval, Duration::from_secs(3600));
@@ -70,7 +76,8 @@ fn every_key_is_accepted_nested_or_dotted() {
     let c = parse(full).unwrap();
     assert_eq!(c.read_timeout, Duration::from_secs(4));
     assert_eq!(c.refresh.interval, Duration::from_secs(3600));
-    assert!(!c.refresh.enabled && !c.telemetry.enabled && c.seat.enabled);
+    assert!(!c.refresh.enabled && !c.telemetry.enabled);
+    assert_eq!(c.seat.enabled, SeatChoice::On);
     assert_eq!(c.telemetry.exclude, vec!["joins_total"]);
     assert_eq!(c.seat.max_heartbeat_failures, 5);
     assert_eq!(c.seat.hardware_id.as_deref(), Some("hw-1"));
@@ -186,6 +193,23 @@ fn environment_supplies_key_and_api_key() {
 #[test]
 fn seat_mode_needs_an_api_key() {
     assert_eq!(err_key(json!({"seat": {"enabled": true}})), "seat.enabled");
+    // "auto" without an API key is not an error: there is nothing to count.
+    let c = Config::from_json_with_env(&json!({"seat.enabled": "auto"}).to_string(), &|_| None)
+        .unwrap();
+    assert_eq!(c.seat.enabled, SeatChoice::Auto);
+    for (v, want) in [
+        (json!("AUTO"), SeatChoice::Auto),
+        (json!(false), SeatChoice::Off),
+        (json!("off"), SeatChoice::Off),
+        (json!("yes"), SeatChoice::On),
+    ] {
+        let cfg = json!({"seat.enabled": v, "api-key": "sk-x", "public-keys": jwks()});
+        let c = Config::from_json_with_env(&cfg.to_string(), &|_| None).unwrap();
+        assert_eq!(c.seat.enabled, want, "{v}");
+    }
+    for bad in [json!("sometimes"), json!(1)] {
+        assert_eq!(err_key(json!({"seat.enabled": bad})), "seat.enabled");
+    }
 }
 
 #[test]

@@ -166,7 +166,7 @@ enum Ex {
 fn kind(a: Option<&Action>) -> Ex {
     match a {
         None => Ex::Idle,
-        Some(Action::Acquire) => Ex::Acquire,
+        Some(Action::Acquire { .. }) => Ex::Acquire,
         Some(Action::Reconnect { .. }) => Ex::Reconnect,
         Some(Action::Heartbeat { .. }) => Ex::Heartbeat,
         Some(Action::Release { .. }) => Ex::Release,
@@ -347,7 +347,7 @@ fn every_state_against_every_event() {
 #[test]
 fn offline_after_the_configured_failures_then_degraded_when_the_grace_ends() {
     let mut m = M::new(SeatMemory::default());
-    assert_eq!(m.on(Event::Start), vec![Action::Acquire]);
+    assert_eq!(m.on(Event::Start), vec![Action::ACQUIRE]);
     let token = T0 + 30 * DAY;
     let a = m.on(online("s-1", 7, token));
     assert!(logged(&a, Level::Info, "Seat acquired - online mode"));
@@ -525,7 +525,7 @@ fn an_acquire_that_cannot_reach_the_backend() {
     assert_eq!(bare.m.offline_since(), None);
     assert!(logged(&a, Level::Warn, "no usable license"));
     let a = bare.due();
-    assert_eq!(exchange(&a), Some(&Action::Acquire), "keeps trying");
+    assert_eq!(exchange(&a), Some(&Action::ACQUIRE), "keeps trying");
 }
 
 #[test]
@@ -565,7 +565,7 @@ fn session_gone_reacquires_at_once_and_no_seats_waits_for_the_refresh_interval()
     let mut m = machine_in(SeatState::Online);
     m.due();
     let a = m.on(Event::SessionGone);
-    assert_eq!(exchange(&a), Some(&Action::Acquire));
+    assert_eq!(exchange(&a), Some(&Action::ACQUIRE));
     assert_eq!(m.m.heartbeat_failures(), 0, "not a failure");
     let a = m.on(Event::NoSeats("All seats in use (2/2)".into()));
     assert!(logged(
@@ -576,7 +576,7 @@ fn session_gone_reacquires_at_once_and_no_seats_waits_for_the_refresh_interval()
     assert!(!m.m.entitled(m.now));
     assert_eq!(m.m.next_deadline(), Some(m.now + 24 * H));
     let again = m.due();
-    assert_eq!(exchange(&again), Some(&Action::Acquire));
+    assert_eq!(exchange(&again), Some(&Action::ACQUIRE));
     let a = m.on(Event::NoSeats("All seats in use (2/2)".into()));
     assert!(
         !logged(&a, Level::Error, "No seat"),
@@ -637,7 +637,7 @@ fn a_free_plan_acquires_again_every_refresh_interval() {
     let mut m = machine_in(SeatState::OfflinePlan);
     assert_eq!(m.m.next_deadline(), Some(T0 + 24 * H));
     let a = m.due();
-    assert_eq!(exchange(&a), Some(&Action::Acquire));
+    assert_eq!(exchange(&a), Some(&Action::ACQUIRE));
     let a = m.on(unreachable(Some(m.now + DAY)));
     assert_eq!(m.state(), SeatState::OfflinePlan);
     assert!(logged(&a, Level::Warn, "still unreachable"));
@@ -724,7 +724,7 @@ fn generated_sequences_keep_the_invariants() {
                         token_until: None,
                     },
                 },
-                (Some(Action::Acquire | Action::Reconnect { .. }), r) if r < 7 => {
+                (Some(Action::Acquire { .. } | Action::Reconnect { .. }), r) if r < 7 => {
                     let t = now + rng.below(30 * DAY as u64) as i64;
                     match rng.below(6) {
                         0 | 1 => online("s", rng.below(8) as i64, t),

@@ -12,6 +12,7 @@ use crate::http::ApiError;
 use crate::keys::SigningKey;
 use crate::seats::{SeatStore, Session};
 use crate::store::{AuditEvent, KeyRecord, License, LicenseStore, OfflinePeriod, StoreError};
+use lic4es::protocol::codes;
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -33,6 +34,8 @@ pub struct AppState {
     pub(crate) keys_seen: KeyCache,
     /// Print one line per request to stderr.
     pub access_log: bool,
+    /// The last audit entry could not be written.
+    audit_failing: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -56,6 +59,7 @@ impl AppState {
             flags: Flags::default(),
             keys_seen: KeyCache::default(),
             access_log: false,
+            audit_failing: Default::default(),
         })
     }
 
@@ -109,15 +113,43 @@ impl AppState {
             .map_err(|e| e.to_string())
     }
 
-    /// Appends to the audit trail; a failure is logged, never fatal to the request.
+    /// Appends to the audit trail; a failure is logged and fails nothing else (for
+    /// entries that record what already happened: a refusal, a release, a lapse).
     pub async fn audit(&self, event: AuditEvent) {
+        let _ = self.audit_required(event).await;
+    }
+
+    /// Appends to the audit trail, or answers 503: for entries without which the
+    /// request must not succeed (a seat granted, a token renewed). A failure also turns
+    /// `/healthz` to 503 until an entry is written again.
+    pub async fn audit_required(&self, event: AuditEvent) -> Result<(), ApiError> {
         let kind = event.kind.clone();
-        if let Err(e) = self.blocking(move |s| s.append_audit(&event)).await {
-            eprintln!(
-                "license-server: audit entry `{kind}` not written: {}",
-                e.message
-            );
+        match self.blocking(move |s| s.append_audit(&event)).await {
+            Ok(()) => {
+                self.audit_failing
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.audit_failing
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                eprintln!(
+                    "license-server: audit entry `{kind}` not written: {}",
+                    e.message
+                );
+                Err(ApiError::new(
+                    e.status,
+                    codes::STORE_UNAVAILABLE,
+                    format!("the audit trail cannot be written: {}", e.message),
+                ))
+            }
         }
+    }
+
+    /// Whether the last audit entry could not be written (and none has been since).
+    pub fn audit_failing(&self) -> bool {
+        self.audit_failing
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// An audit entry for a seat event of `s`.
@@ -277,7 +309,7 @@ pub struct NewLicense {
     /// A trial.
     pub trial: bool,
     /// Seats, overriding the tier's.
-    pub seats: Option<u32>,
+    pub seats: Option<crate::store::Seats>,
     /// Offline grace days, overriding the tier's.
     pub offline_grace_days: Option<u32>,
     /// Heartbeat interval (seconds), overriding the tier's.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::store::License;
+use crate::store::{License, Seats};
 
 /// Per-tier policy.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -23,9 +23,10 @@ pub struct TierPolicy {
     /// Offline grace for seats, in days (0 = strict online-only).
     #[serde(default)]
     pub offline_grace_days: u64,
-    /// Seats per license (0: a free plan, used offline without a seat).
+    /// Seats per license: a number (0: a free plan, used offline without a seat) or
+    /// `"unlimited"` (a paid license not counted in seats).
     #[serde(default = "default_seats")]
-    pub seats: u32,
+    pub seats: Seats,
     /// Lifetime of issued tokens, in hours; default the global `token-lifetime-hours`.
     #[serde(default)]
     pub token_lifetime_hours: Option<u64>,
@@ -38,8 +39,8 @@ pub struct Effective {
     pub features: Vec<String>,
     /// Quotas.
     pub quotas: BTreeMap<String, i64>,
-    /// Seats (0: a free plan).
-    pub seats: u32,
+    /// Seats (0: a free plan; unlimited: not counted).
+    pub seats: Seats,
     /// Seconds between heartbeats.
     pub heartbeat_interval: u64,
     /// Offline grace, in days.
@@ -59,17 +60,44 @@ impl Effective {
         (self.offline_grace_days as i64).saturating_mul(86_400)
     }
 
-    /// Whether the license is a free plan: used offline, holding no seat.
-    pub fn free_plan(&self, tier: &str) -> bool {
-        tier == "community" || self.seats == 0
+    /// How the license is served: the vendor's license record and tier policy decide,
+    /// never the engine's config.
+    pub fn serving(&self, tier: &str) -> Serving {
+        match self.seats {
+            _ if tier == "community" => Serving::FreePlan,
+            Seats::Count(0) => Serving::FreePlan,
+            Seats::Count(n) => Serving::Counted(n),
+            Seats::Unlimited => Serving::Uncounted,
+        }
+    }
+}
+
+/// How a license is served (section 14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serving {
+    /// A free plan: tokens by API key; an acquire answers `mode: "offline"` with grace 0
+    /// and holds no seat.
+    FreePlan,
+    /// Seat-counted: tokens only through acquire, reconnect and heartbeat, at most this
+    /// many online sessions; the token endpoint answers `403 seat_required`.
+    Counted(u32),
+    /// A paid license not counted in seats: tokens by API key; an acquire answers
+    /// `mode: "offline"` with the tier's grace.
+    Uncounted,
+}
+
+impl Serving {
+    /// Whether the token endpoint serves the license.
+    pub fn by_token(self) -> bool {
+        !matches!(self, Serving::Counted(_))
     }
 }
 
 fn default_heartbeat() -> u64 {
     300
 }
-fn default_seats() -> u32 {
-    5
+fn default_seats() -> Seats {
+    Seats::Count(5)
 }
 
 /// The whole config file.
@@ -189,7 +217,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
                 .collect(),
             heartbeat_interval: 300,
             offline_grace_days: 0,
-            seats: 0,
+            seats: Seats::Count(0),
             token_lifetime_hours: None,
         },
     );
@@ -200,7 +228,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             quotas: quotas(10, 3, 10),
             heartbeat_interval: 300,
             offline_grace_days: 7,
-            seats: 5,
+            seats: Seats::Count(5),
             token_lifetime_hours: None,
         },
     );
@@ -211,7 +239,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             quotas: quotas(50, 10, 50),
             heartbeat_interval: 300,
             offline_grace_days: 3,
-            seats: 20,
+            seats: Seats::Count(20),
             token_lifetime_hours: None,
         },
     );
@@ -224,7 +252,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             quotas: BTreeMap::new(),
             heartbeat_interval: 300,
             offline_grace_days: 7,
-            seats: 100,
+            seats: Seats::Unlimited,
             token_lifetime_hours: None,
         },
     );

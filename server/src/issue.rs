@@ -50,13 +50,10 @@ impl AppState {
     /// Signs a token for `lic`; returns it with its `exp`.
     pub fn issue(&self, lic: &License, spec: TokenSpec<'_>) -> Result<(String, i64), ApiError> {
         let now = self.now();
-        let policy = self.config.effective(lic).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "unknown_tier",
-                format!("license tier `{}` has no policy", lic.tier),
-            )
-        })?;
+        let policy = self
+            .config
+            .effective(lic)
+            .ok_or_else(|| crate::http::seats::unknown_tier(lic))?;
         let exp = match spec.lifetime {
             Lifetime::Short => now.saturating_add(policy.token_lifetime),
             Lifetime::LicenseEnd => lic.expires_at,

@@ -19,10 +19,10 @@ const COMMANDS: [(&str, &str); 15] = [
     ("keygen", "keygen\n    Create the signing key under `data-dir` and print the public JWK Set."),
     ("jwks", "jwks\n    Print the public JWK Set (what engines configure as `public-keys`)."),
     ("mint", "mint --sub ID [--tier T --days N [--org NAME]] [--refresh-url URL|default]\n    Print a signed static token for license ID; with --tier and --days, create the\n    license first (an existing ID is refused: change it with `license update`)."),
-    ("api-key create", "api-key create --sub ID [--tier T --days N [--org NAME] [--seats N]\n               [--offline-grace-days N] [--heartbeat-interval SECONDS]]\n    Print a new API key for license ID (only its hash is stored); with --tier and\n    --days, create the license first, with optional overrides of its tier policy\n    (an existing ID is refused: change it with `license update`)."),
+    ("api-key create", "api-key create --sub ID [--tier T --days N [--org NAME] [--seats N|unlimited]\n               [--offline-grace-days N] [--heartbeat-interval SECONDS]]\n    Print a new API key for license ID (only its hash is stored); with --tier and\n    --days, create the license first, with optional overrides of its tier policy\n    (an existing ID is refused: change it with `license update`)."),
     ("api-key revoke", "api-key revoke KEY\n    Revoke an API key."),
     ("license set-tier", "license set-tier --sub ID --tier T\n    Change a license's tier."),
-    ("license update", "license update --sub ID [--tier T] [--days N] [--org NAME] [--seats N]\n               [--offline-grace-days N] [--heartbeat-interval SECONDS]\n    Change a license's terms (--days: expiry N days from now). A revocation stays."),
+    ("license update", "license update --sub ID [--tier T] [--days N] [--org NAME] [--seats N|unlimited]\n               [--offline-grace-days N] [--heartbeat-interval SECONDS]\n    Change a license's terms (--days: expiry N days from now). A revocation stays."),
     ("license revoke", "license revoke --sub ID\n    Revoke a license."),
     ("license show", "license show --sub ID\n    Print a license and its effective policy."),
     ("sessions list", "sessions list [--license ID] [--url URL]\n    List seat sessions (online and offline) of the running server, through its\n    admin API (`admin-token`; URL default `public-url`, else http://LISTEN)."),
@@ -200,6 +200,13 @@ fn number<T: std::str::FromStr>(args: &mut Vec<String>, name: &str) -> Result<Op
         .transpose()
 }
 
+/// `--seats N` or `--seats unlimited`.
+fn seats_flag(args: &mut Vec<String>) -> Result<Option<license_server::store::Seats>, String> {
+    take_flag(args, "--seats")?
+        .map(|v| license_server::store::Seats::parse(&v).map_err(|e| format!("--{e}")))
+        .transpose()
+}
+
 fn no_more(rest: &[String]) -> Result<(), String> {
     match rest.first() {
         Some(extra) => Err(format!("unexpected argument `{extra}` (see --help)")),
@@ -273,7 +280,7 @@ fn license_args(
             org_name: org,
             days,
             trial: false,
-            seats: number(&mut rest, "--seats")?,
+            seats: seats_flag(&mut rest)?,
             offline_grace_days: number(&mut rest, "--offline-grace-days")?,
             heartbeat_interval,
         }),
@@ -341,7 +348,7 @@ fn license_update(config: ServerConfig, args: &[String]) -> Result<(), String> {
     let tier = take_flag(&mut rest, "--tier")?.map(|t| t.to_ascii_lowercase());
     let days: Option<i64> = number(&mut rest, "--days")?;
     let org = take_flag(&mut rest, "--org")?;
-    let seats: Option<u32> = number(&mut rest, "--seats")?;
+    let seats = seats_flag(&mut rest)?;
     let grace: Option<u32> = number(&mut rest, "--offline-grace-days")?;
     let hb: Option<u64> = number(&mut rest, "--heartbeat-interval")?;
     no_more(&rest)?;

@@ -130,27 +130,25 @@ fn the_dashboard_shows_sessions_lapses_abuse_and_escapes_customer_text() {
     assert!(r.contains("6d 23h"), "grace left: {r}");
     b.wait_text("#count-offline", "two offline", |t| t == "2");
 
-    // Six machines take turns on one seat, each reporting four days offline.
-    let mut old = {
-        let (_, v) = s.json(
+    // Six machines take turns on one seat, each coming back after four days offline
+    // from its cached token (no session left to end: the acquire reports the period).
+    for i in 0..6 {
+        let (code, v) = s.json(
             "POST",
             paths::ACQUIRE,
             Some(&shared_key),
-            json!({"hardware_id": "turns", "instance_id": "t", "version": "1", "nonce": NONCE}),
-        );
-        v["session_id"].as_str().unwrap().to_string()
-    };
-    for _ in 0..6 {
-        let (code, v) = s.json(
-            "POST",
-            paths::RECONNECT,
-            Some(&shared_key),
-            json!({"hardware_id": "turns", "instance_id": "t", "version": "1", "nonce": NONCE,
-                   "old_session_id": old,
+            json!({"hardware_id": format!("turns-{i}"), "instance_id": "t", "version": "1",
+                   "nonce": NONCE, "offline_cycles_30d": 1,
                    "offline_since": lic4es::clock::rfc3339(s.state.now() - 4 * DAY)}),
         );
         assert_eq!(code, 200, "{v}");
-        old = v["session_id"].as_str().unwrap().to_string();
+        let (code, _) = s.json(
+            "DELETE",
+            paths::RELEASE,
+            Some(&shared_key),
+            json!({"session_id": v["session_id"]}),
+        );
+        assert_eq!(code, 204);
     }
     let abuse = b.wait_text("#abuse", "the flagged license", |t| {
         row(t, &shared).is_some_and(|r| r.contains("yes"))
@@ -168,7 +166,7 @@ fn the_dashboard_shows_sessions_lapses_abuse_and_escapes_customer_text() {
     b.type_into("#audit-license", &shared);
     b.click("#audit-apply");
     let trail = b.wait_text("#audit", "the shared license's trail", |t| {
-        t.contains("reconnect") && !t.contains("lapse")
+        t.contains("release") && !t.contains("lapse")
     });
     assert!(trail
         .lines()

@@ -127,7 +127,18 @@ fn engine_against_the_reference_server() {
     let key = server(
         &config,
         &[
-            "api-key", "create", "--tier", "pro", "--sub", "org-e2e", "--days", "30",
+            "api-key",
+            "create",
+            "--tier",
+            "pro",
+            "--sub",
+            "org-e2e",
+            "--days",
+            "30",
+            // Served by token: this test is the API-key flow (seat_required is tested in
+            // enforcement.rs).
+            "--seats",
+            "unlimited",
         ],
     );
     let mut child = serve(&config, port);

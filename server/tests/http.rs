@@ -133,6 +133,7 @@ fn static_token_refresh_issues_a_new_token_or_204() {
             tier: "pro".into(),
             org_name: Some("Acme".into()),
             days: 30,
+            seats: Some(license_server::store::Seats::Unlimited),
             ..NewLicense::default()
         })
         .unwrap();
@@ -208,7 +209,23 @@ fn defaults_listen_on_8700_with_a_store_under_the_data_dir() {
     assert_eq!(c.tiers["pro"].offline_grace_days, 7);
     assert_eq!(c.tiers["team"].offline_grace_days, 3);
     assert_eq!(c.tiers["enterprise"].offline_grace_days, 7);
-    assert_eq!(c.tiers["community"].seats, 0, "the free plan holds no seat");
+    use license_server::store::Seats;
+    assert_eq!(
+        c.tiers["community"].seats,
+        Seats::Count(0),
+        "the free plan holds no seat"
+    );
+    assert_eq!(
+        c.tiers["pro"].seats,
+        Seats::Count(5),
+        "Pro is counted in seats"
+    );
+    assert_eq!(c.tiers["team"].seats, Seats::Count(20), "so is Team");
+    assert_eq!(
+        c.tiers["enterprise"].seats,
+        Seats::Unlimited,
+        "Enterprise is a site license, served by token"
+    );
     assert_eq!(c.audit_retention_days, 90);
     assert!(ServerConfig::load(Some(std::path::Path::new("/nonexistent.toml"))).is_err());
     let dir = tempfile::tempdir().unwrap();
@@ -217,6 +234,7 @@ fn defaults_listen_on_8700_with_a_store_under_the_data_dir() {
         ("[tiers.gold]\nfeatures = []", "gold"),
         ("token-lifetime-hours = 0", "token-lifetime-hours"),
         ("token-lifetime-hours = \"a day\"", "token-lifetime-hours"),
+        ("[tiers.pro]\nfeatures = []\nseats = \"lots\"", "seats"),
     ] {
         let p = dir.path().join("c.toml");
         std::fs::write(&p, text).unwrap();
@@ -280,7 +298,7 @@ fn creating_a_license_whose_id_exists_is_409_and_never_lifts_a_revocation() {
     let (_, v) = s.admin(
         "POST",
         "/admin/licenses",
-        json!({"id": "org-two", "tier": "pro", "days": 3}),
+        json!({"id": "org-two", "tier": "pro", "days": 3, "seats": "unlimited"}),
     );
     let first = v["api_key"].as_str().unwrap().to_string();
     let (status, v) = s.admin("POST", "/admin/licenses/org-two/api-keys", Value::Null);

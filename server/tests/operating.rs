@@ -65,21 +65,26 @@ fn abuse_is_warned_about_once_and_the_cli_reads_it_and_the_audit_trail_from_the_
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(stdout(&out).contains("0 of 0 licenses"), "{}", stdout(&out));
 
-    let seeker = json!({"hardware_id": "hw", "instance_id": "i", "version": "1", "nonce": NONCE});
-    let (code, v) = request(port, "POST", "/api/v1/licenses/acquire", &key, &seeker);
-    assert_eq!(code, 200, "{v}");
-    let mut old = v["session_id"].as_str().unwrap().to_string();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    for _ in 0..7 {
-        let mut body = seeker.clone();
-        body["old_session_id"] = json!(old);
-        body["offline_since"] = json!(lic4es::clock::rfc3339(now - 4 * 86_400));
-        let (code, v) = request(port, "POST", "/api/v1/licenses/reconnect", &key, &body);
+    // Seven machines take turns on the seat, each back after four days offline from its
+    // cached token: the acquire reports the period. The last one keeps the seat.
+    let mut old = String::new();
+    for i in 0..7 {
+        let hw = if i == 6 { "hw".to_string() } else { format!("hw-{i}") };
+        let body = json!({"hardware_id": hw, "instance_id": "i", "version": "1",
+                          "nonce": NONCE, "offline_cycles_30d": 1,
+                          "offline_since": lic4es::clock::rfc3339(now - 4 * 86_400)});
+        let (code, v) = request(port, "POST", "/api/v1/licenses/acquire", &key, &body);
         assert_eq!(code, 200, "{v}");
         old = v["session_id"].as_str().unwrap().to_string();
+        if i < 6 {
+            let release = json!({"session_id": old});
+            let (code, _) = request(port, "DELETE", "/api/v1/licenses/release", &key, &release);
+            assert_eq!(code, 204);
+        }
     }
     let logged = server.expect("Possible offline abuse");
     let warn = logged.last().unwrap();
@@ -120,7 +125,7 @@ fn abuse_is_warned_about_once_and_the_cli_reads_it_and_the_audit_trail_from_the_
     let text = stdout(&out);
     let rows: Vec<&str> = text.lines().skip(1).take(3).collect();
     assert!(
-        rows[0].contains("acquire") && rows[1].contains("reconnect"),
+        rows[0].contains("acquire") && rows[1].contains("release"),
         "{text}"
     );
     assert!(rows

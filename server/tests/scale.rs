@@ -293,22 +293,22 @@ fn offline_abuse_and_the_audit_trail_are_the_same_on_every_instance() {
         return;
     };
     let key = new_license(c.a.port, "org-turns", 1);
-    let (status, v) = acquire(c.a.port, &key, "hw-t");
-    assert_eq!(status, 200, "{v}");
-    let mut old = v["session_id"].as_str().unwrap().to_string();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    // Six reconnects, alternating instances, each reporting four days offline.
+    // Six machines take turns on the seat, alternating instances, each back after four
+    // days offline from its cached token: each acquire reports the period.
     for i in 0..6 {
         let port = [c.b.port, c.a.port][i % 2];
-        let body = json!({"hardware_id": "hw-t", "instance_id": "i", "version": "1",
-                          "nonce": NONCE, "old_session_id": old,
+        let body = json!({"hardware_id": format!("hw-t{i}"), "instance_id": "i", "version": "1",
+                          "nonce": NONCE, "offline_cycles_30d": 1,
                           "offline_since": lic4es::clock::rfc3339(now - 4 * 86_400)});
-        let (status, v) = request(port, "POST", "/api/v1/licenses/reconnect", &key, &body);
+        let (status, v) = request(port, "POST", "/api/v1/licenses/acquire", &key, &body);
         assert_eq!(status, 200, "{v}");
-        old = v["session_id"].as_str().unwrap().to_string();
+        let release = json!({"session_id": v["session_id"]});
+        let (status, _) = request(port, "DELETE", "/api/v1/licenses/release", &key, &release);
+        assert_eq!(status, 204);
     }
     for port in [c.a.port, c.b.port] {
         let (status, v) = admin(port, "GET", "/admin/abuse", Value::Null);
@@ -317,13 +317,18 @@ fn offline_abuse_and_the_audit_trail_are_the_same_on_every_instance() {
         assert_eq!(v["licenses"][0]["license"], "org-turns");
         assert_eq!(v["licenses"][0]["cycles"], 6);
         let (_, trail) = admin(port, "GET", "/admin/audit?license=org-turns", Value::Null);
-        let reconnects = trail
+        let reports = trail
             .as_array()
             .unwrap()
             .iter()
-            .filter(|e| e["type"] == "reconnect")
+            .filter(|e| {
+                e["type"] == "acquire"
+                    && e["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.starts_with("offline 345600 s"))
+            })
             .count();
-        assert_eq!(reconnects, 6, "{trail}");
+        assert_eq!(reports, 6, "{trail}");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_license-server"))
         .arg("--config")

@@ -198,14 +198,15 @@ fn a_silent_session_lapses_frees_its_seat_and_is_shown_offline_until_its_grace_e
 #[test]
 fn a_reconnect_frees_the_old_seat_at_once_and_records_the_offline_period() {
     let s = Server::start();
-    let (license, key) = s.license("pro", json!({"seats": 1}));
+    // Heartbeats every two hours: the session outlives the test's three hours online.
+    let (license, key) = s.license("pro", json!({"seats": 1, "heartbeat_interval": 7200}));
     let (_, v) = acquire(&s, &key, "hw");
     let old = v["session_id"].as_str().unwrap().to_string();
     // The engine lost contact two hours ago; its session is still online on the server.
-    s.advance(5 * 60);
+    s.advance(3 * 3600);
     let mut body = acquire_body("hw");
     body["old_session_id"] = json!(old);
-    body["offline_since"] = json!(lic4es::clock::rfc3339(NOW + 5 * 60 - 7200));
+    body["offline_since"] = json!(lic4es::clock::rfc3339(NOW + 3 * 3600 - 7200));
     body["offline_cycles_30d"] = json!(2);
     let (status, v) = s.json("POST", paths::RECONNECT, Some(&key), body);
     assert_eq!(status, 200, "{v}");

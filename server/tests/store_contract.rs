@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::pg::PgProc;
 use license_server::store::{
-    AuditEvent, AuditQuery, License, LicenseStore, OfflinePeriod, PgStore, SqliteStore,
+    AuditEvent, AuditQuery, License, LicenseStore, OfflinePeriod, PgStore, Seats, SqliteStore,
 };
 use license_server::telemetry::Sample;
 
@@ -51,7 +51,7 @@ fn license(id: &str) -> License {
         expires_at: NOW + 86_400,
         trial: false,
         revoked: false,
-        seats: Some(3),
+        seats: Some(Seats::Count(3)),
         offline_grace_days: Some(0),
         heartbeat_interval: Some(60),
     }
@@ -70,14 +70,14 @@ fn licenses_are_created_once_updated_explicitly_and_revocations_stay() {
         assert!(s.revoke_license("org-1").unwrap());
         let mut updated = l.clone();
         updated.tier = "team".into();
-        updated.seats = None;
+        updated.seats = Some(Seats::Unlimited);
         updated.revoked = false;
         assert!(s.update_license(&updated).unwrap());
         let got = s.license("org-1").unwrap().unwrap();
         assert_eq!(
             (got.tier.as_str(), got.seats, got.revoked),
-            ("team", None, true),
-            "{name}"
+            ("team", Some(Seats::Unlimited), true),
+            "{name}: an unlimited seat count is kept as such"
         );
         assert!(s.set_tier("org-1", "enterprise").unwrap());
         assert!(!s.set_tier("nope", "pro").unwrap());

@@ -10,6 +10,9 @@ use crate::clock::rfc3339_millis;
 use crate::protocol::{RefreshRequest, TokenRequest};
 use crate::token::{Checked, Claims, Standing, TokenError};
 
+/// Why a seat-counted license gives Community with `seat.enabled: false`.
+pub(super) const SEAT_REQUIRED_REASON: &str = "the license is counted in seats; seat mode is off";
+
 /// A failed exchange, typed for the place that decides what it means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Failure {
@@ -19,6 +22,8 @@ pub(super) enum Failure {
     NoSeats(String),
     /// The backend no longer knows the seat session.
     SessionGone,
+    /// The license is counted in seats: it is served only with a seat.
+    SeatRequired(String),
     /// An answer came, but its token is not acceptable.
     Rejected(String),
     /// The backend could not be reached, timed out, failed, or answered off-protocol.
@@ -30,6 +35,7 @@ impl Failure {
     pub(super) fn reason(&self) -> String {
         match self {
             Failure::Revoked(m) | Failure::NoSeats(m) => m.clone(),
+            Failure::SeatRequired(_) => SEAT_REQUIRED_REASON.to_string(),
             Failure::SessionGone => BackendError::SessionGone.to_string(),
             Failure::Rejected(m) | Failure::Transient(m) => m.clone(),
         }
@@ -49,6 +55,7 @@ impl From<BackendError> for Failure {
             )),
             BackendError::NoSeats(message) => Failure::NoSeats(message),
             BackendError::SessionGone => Failure::SessionGone,
+            BackendError::SeatRequired(m) => Failure::SeatRequired(m),
             e => Failure::Transient(e.to_string()),
         }
     }

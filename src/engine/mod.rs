@@ -168,6 +168,9 @@ struct Shared {
     state_file: StateFile,
     /// Set in seat mode once the instance id is known.
     hardware_id: OnceLock<String>,
+    /// Set when a refresh by API key learnt that the license is counted in seats
+    /// (`seat.enabled: "auto"`): the worker starts seat mode.
+    seat_wanted: AtomicBool,
     /// A failed `state.json` write is logged once, not at every heartbeat.
     state_write_warned: AtomicBool,
     /// Monotonic ms at start, for `uptime_hours`.
@@ -284,6 +287,7 @@ impl Engine {
             state_file,
             cache,
             hardware_id: OnceLock::new(),
+            seat_wanted: AtomicBool::new(false),
             state_write_warned: AtomicBool::new(false),
         });
         if let Some(m) = shared.tier_mirror {

@@ -4,6 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::exchange::SEAT_REQUIRED_REASON;
 use super::{grace_message, lock, source_label, Current, Outbox, Shared, Source, State, DAY_SECS};
 use crate::cache::TOKEN_FILE;
 use crate::clock::rfc3339;
@@ -98,6 +99,25 @@ impl Shared {
             st.revoked = true;
             st.reason = Some(format!("revoked: {message}"));
             st.generation += 1;
+            self.publish(&mut st, &mut out);
+            st.initialized = true;
+        }
+        out.flush(&self.log);
+    }
+
+    /// Drops the license because it is counted in seats and `seat.enabled` is false: the
+    /// vendor's record decides, the host's config can only decline the seat.
+    pub(super) fn decline_seat(&self) {
+        self.log.warn(&format!(
+            "License dropped: {SEAT_REQUIRED_REASON} (seat.enabled: false)"
+        ));
+        let mut out = Outbox::default();
+        {
+            let mut st = lock(&self.state);
+            if st.current.take().is_some() {
+                st.generation += 1;
+            }
+            st.reason = Some(SEAT_REQUIRED_REASON.into());
             self.publish(&mut st, &mut out);
             st.initialized = true;
         }

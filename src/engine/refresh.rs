@@ -7,9 +7,11 @@
 
 use std::time::Duration;
 
+use super::exchange::SEAT_REQUIRED_REASON;
 use super::{lock, EngineError, Failure, InitFetch, Shared, Source};
 use crate::backend::Backend;
 use crate::clock::rfc3339;
+use crate::config::SeatChoice;
 use crate::log::Level;
 
 /// First retry delay inside the expiring-soon window.
@@ -259,6 +261,23 @@ impl Shared {
                 Err(EngineError::RefreshFailed(format!(
                     "license revoked: {message}"
                 )))
+            }
+            Err(Failure::SeatRequired(message)) if self.config.seat.enabled == SeatChoice::Auto => {
+                // The license became seat-counted: from now on the seat machine
+                // schedules (the worker starts it when this returns).
+                self.log.info(&format!(
+                    "The license is counted in seats ({}); acquiring a seat",
+                    crate::log::clean(&message)
+                ));
+                self.seat_wanted
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                sched.stop();
+                Ok(())
+            }
+            Err(Failure::SeatRequired(_)) => {
+                self.decline_seat();
+                sched.succeeded(timing, now, None);
+                Err(EngineError::RefreshFailed(SEAT_REQUIRED_REASON.into()))
             }
             Err(failure) => {
                 let reason = failure.reason();

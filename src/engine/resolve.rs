@@ -8,7 +8,8 @@ use crate::cache::{read_bounded, INSTANCE_ID_FILE, TOKEN_FILE};
 use crate::log::{redact, Level};
 use crate::token::{Checked, Standing};
 
-use super::exchange::Failure;
+use super::exchange::{Failure, SEAT_REQUIRED_REASON};
+use crate::config::SeatChoice;
 
 impl Shared {
     /// Resolves the license. Says whether a token fetch was attempted, and with what
@@ -56,7 +57,15 @@ impl Shared {
         // 2. A seat, or a token fetched with the API key.
         let mut fetch_failed = false;
         if let Some(api_key) = &self.config.api_key {
-            if self.config.seat.enabled {
+            let seat_now = match self.config.seat.enabled {
+                SeatChoice::On => true,
+                // The license was served with a seat last time (its seat token is
+                // cached): seek one again at once, so a restart reconnects its session,
+                // and one while the backend is away works offline from that token.
+                SeatChoice::Auto => self.cached_seat_token(),
+                SeatChoice::Off => false,
+            };
+            if seat_now {
                 self.resolve_seat(&instance_id, backend, stop, reasons)
                     .await;
                 return InitFetch::NotTried;
@@ -69,6 +78,27 @@ impl Shared {
                 Err(Failure::Revoked(message)) => {
                     self.revoke(&message);
                     return InitFetch::Failed;
+                }
+                Err(Failure::SeatRequired(message)) => {
+                    if self.config.seat.enabled == SeatChoice::Auto {
+                        self.log.info(&format!(
+                            "The license is counted in seats ({}); acquiring a seat",
+                            crate::log::clean(&message)
+                        ));
+                        self.resolve_seat(&instance_id, backend, stop, reasons)
+                            .await;
+                        return InitFetch::NotTried;
+                    }
+                    // The vendor's record says a seat is needed and the host declines
+                    // one: no cached token stands in for it.
+                    self.log.warn(&format!(
+                        "License fetch with API key {}: {SEAT_REQUIRED_REASON} \
+                         (seat.enabled: false)",
+                        redact(api_key)
+                    ));
+                    reasons.push(SEAT_REQUIRED_REASON.into());
+                    self.settle_community(reasons);
+                    return InitFetch::Succeeded;
                 }
                 Err(failure) => {
                     let reason = failure.reason();
@@ -100,6 +130,18 @@ impl Shared {
             InitFetch::Failed
         } else {
             InitFetch::NotTried
+        }
+    }
+
+    /// Whether the cache holds a seat token of this vendor that still counts: the
+    /// license was served with a seat.
+    fn cached_seat_token(&self) -> bool {
+        match self.cache.read(TOKEN_FILE) {
+            Ok(Some(t)) => self
+                .policy
+                .check(t.trim(), self.now_secs())
+                .is_ok_and(|c| c.claims.sid.is_some()),
+            _ => false,
         }
     }
 

@@ -80,15 +80,37 @@ impl Shared {
         self.hardware_id.get().cloned().unwrap_or_default()
     }
 
+    /// Whether a refresh asked for seat mode; asks once.
+    pub(super) fn take_seat_wanted(&self) -> bool {
+        self.seat_wanted
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Seat mode after init: a refresh by API key learnt that the license is counted in
+    /// seats. `None` when shutdown interrupted it; else the acquire's outcome.
+    pub(super) async fn begin_seat(
+        &self,
+        backend: &mut Option<Backend>,
+        stop: &mut Stop,
+    ) -> Option<Result<(), String>> {
+        if self.seat_mode() {
+            return Some(Ok(()));
+        }
+        let instance_id = self.instance_id();
+        self.resolve_seat(&instance_id, backend, stop, Vec::new())
+            .await
+    }
+
     /// Step 2 of section 5 in seat mode: acquire (or reconnect after a crash or an
-    /// offline exit), falling back on the cached token as the seat rules say.
+    /// offline exit), falling back on the cached token as the seat rules say. `None`
+    /// when shutdown interrupted it; else the outcome of the last exchange.
     pub(super) async fn resolve_seat(
         &self,
         instance_id: &str,
         backend: &mut Option<Backend>,
         stop: &mut Stop,
         reasons: Vec<String>,
-    ) {
+    ) -> Option<Result<(), String>> {
         let hw = match &self.config.seat.hardware_id {
             Some(h) => h.clone(),
             None => hardware_id(&self.machine_id(), instance_id),
@@ -123,7 +145,7 @@ impl Shared {
             machine: SeatMachine::new(params, mem),
             slot,
         });
-        self.seat_event(Event::Start, backend, stop).await;
+        let outcome = self.seat_event(Event::Start, backend, stop).await;
         let mut st = lock(&self.state);
         let tier = crate::tier::Tier::from_u8(self.tier.load(std::sync::atomic::Ordering::Acquire));
         if tier == crate::tier::Tier::Community {
@@ -137,6 +159,7 @@ impl Shared {
             self.log
                 .info(&format!("Running as Community ({})", why.join("; ")));
         }
+        outcome
     }
 
     /// When the seat machine next wants to be woken.
@@ -297,12 +320,17 @@ impl Shared {
     ) -> Option<Exchanged> {
         let nonce = new_nonce();
         Some(match action {
-            Action::Acquire => {
+            Action::Acquire {
+                offline_since,
+                offline_cycles_30d,
+            } => {
                 let req = AcquireRequest {
                     hardware_id: self.hw(),
                     instance_id: self.instance_id(),
                     version: self.config.product_version.clone(),
                     nonce: nonce.clone(),
+                    offline_since: offline_since.map(rfc3339_millis),
+                    offline_cycles_30d: offline_since.map(|_| offline_cycles_30d),
                 };
                 let answer = match self.client(backend) {
                     Ok(c) => c.acquire(self.api_key(), &req).await.map_err(Failure::from),

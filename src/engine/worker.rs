@@ -140,7 +140,13 @@ impl Shared {
                         let outcome = if self.seat_mode() {
                             self.seat_refresh_now(&mut backend, &mut stop).await
                         } else {
-                            race(&mut stop, self.refresh_once(&mut backend, &mut sched)).await
+                            match race(&mut stop, self.refresh_once(&mut backend, &mut sched)).await {
+                                Some(Ok(())) if self.take_seat_wanted() => self
+                                    .begin_seat(&mut backend, &mut stop)
+                                    .await
+                                    .map(|r| r.map_err(EngineError::RefreshFailed)),
+                                other => other,
+                            }
                         };
                         match outcome {
                             Some(r) => reply.send(r),
@@ -164,13 +170,18 @@ impl Shared {
                 {
                     break;
                 }
-            } else if self.config.refresh.enabled
-                && sched.take_due(self.now_millis())
-                && race(&mut stop, self.refresh_once(&mut backend, &mut sched))
+            } else if self.config.refresh.enabled && sched.take_due(self.now_millis()) {
+                if race(&mut stop, self.refresh_once(&mut backend, &mut sched))
                     .await
                     .is_none()
-            {
-                break;
+                {
+                    break;
+                }
+                if self.take_seat_wanted()
+                    && self.begin_seat(&mut backend, &mut stop).await.is_none()
+                {
+                    break;
+                }
             }
         }
         self.seat_shutdown(&mut backend).await;

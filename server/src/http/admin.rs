@@ -19,7 +19,7 @@ use super::{bearer, parse, ApiError};
 use crate::abuse;
 use crate::app::{check_license_id, check_terms, check_tier, AppState, LicenseError, NewLicense};
 use crate::seats::Session;
-use crate::store::{AuditEvent, AuditQuery, License};
+use crate::store::{AuditEvent, AuditQuery, License, Seats};
 
 fn admin(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = s.config.admin_token.as_deref().filter(|t| !t.is_empty()) else {
@@ -123,7 +123,7 @@ pub struct CreateLicense {
     #[serde(default)]
     trial: bool,
     #[serde(default)]
-    seats: Option<u32>,
+    seats: Option<Seats>,
     #[serde(default)]
     offline_grace_days: Option<u32>,
     #[serde(default)]
@@ -223,7 +223,7 @@ pub struct UpdateLicense {
     /// New expiry: this many days from now.
     days: Option<i64>,
     trial: Option<bool>,
-    seats: Option<u32>,
+    seats: Option<Seats>,
     offline_grace_days: Option<u32>,
     heartbeat_interval: Option<u64>,
 }

@@ -14,7 +14,9 @@ use super::{
     bearer, body_bytes, check_license, check_nonce, check_text, parse, parse_bytes, ApiError,
 };
 use crate::app::AppState;
+use crate::config::Serving;
 use crate::issue::{Lifetime, TokenSpec};
+use crate::store::License;
 
 fn check_client(req: &TokenRequest) -> Result<(), ApiError> {
     check_text("instance_id", &req.instance_id, 256, true)?;
@@ -35,7 +37,60 @@ fn check_client(req: &TokenRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// How long after its `exp` a static token may still be refreshed: the engine's default
+/// grace period, so an engine that was away for its whole grace can come back, and no
+/// longer (a token found a year later is not exchanged for a fresh one).
+pub const REFRESH_AFTER_EXPIRY_SECS: i64 = 14 * 86_400;
+
+fn invalid_token(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, codes::INVALID_TOKEN, message)
+}
+
+/// Whether `claims`, already verified, belong to a token this endpoint may refresh at
+/// `now`: a static token the server minted with a `refresh_url` (never a seat token nor
+/// an API-key token, which carry no `refresh_url`), expired by less than
+/// [`REFRESH_AFTER_EXPIRY_SECS`]. The license's own standing is checked after.
+pub fn refreshable(claims: &lic4es::token::Claims, issuer: &str, now: i64) -> Result<(), String> {
+    if claims.iss != issuer {
+        return Err("bearer token has another issuer".into());
+    }
+    if claims.sid.is_some() || claims.hwid.is_some() {
+        return Err("a seat token is bound to its seat and is not refreshed here".into());
+    }
+    if claims.refresh_url.is_none() {
+        return Err("only a static token minted with a refresh_url is refreshed here".into());
+    }
+    if now.saturating_sub(claims.exp) > REFRESH_AFTER_EXPIRY_SECS {
+        return Err(format!(
+            "the token expired more than {} days ago",
+            REFRESH_AFTER_EXPIRY_SECS / 86_400
+        ));
+    }
+    Ok(())
+}
+
 impl AppState {
+    /// Refuses a license the token endpoint does not serve: a seat-counted one is served
+    /// only through acquire, reconnect and heartbeat, whatever the engine's config says.
+    fn served_by_token(&self, lic: &License) -> Result<(), ApiError> {
+        let p = self
+            .config
+            .effective(lic)
+            .ok_or_else(|| super::seats::unknown_tier(lic))?;
+        match p.serving(&lic.tier) {
+            Serving::Counted(n) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                codes::SEAT_REQUIRED,
+                format!(
+                    "License {} is counted in seats ({n}): acquire a seat ({})",
+                    lic.id,
+                    lic4es::protocol::paths::ACQUIRE
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn token_answer(&self, (jwt, exp): (String, i64)) -> TokenAnswer {
         TokenAnswer {
             jwt: Some(jwt),
@@ -83,6 +138,7 @@ pub async fn token(
     let req: TokenRequest = parse(body)?;
     check_client(&req)?;
     let lic = s.licensed(&key).await?;
+    s.served_by_token(&lic)?;
     s.record_telemetry(&lic.id, &req).await;
     let issued = s.issue(
         &lic,
@@ -102,20 +158,11 @@ pub async fn refresh(
 ) -> Result<Response, ApiError> {
     let body = body_bytes(body)?;
     let current = bearer(&headers)?.to_string();
-    let claims = s.keyset.verify(&current).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            codes::INVALID_TOKEN,
-            format!("bearer token: {e}"),
-        )
-    })?;
-    if claims.iss != s.config.issuer {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            codes::INVALID_TOKEN,
-            "bearer token has another issuer",
-        ));
-    }
+    let claims = s
+        .keyset
+        .verify(&current)
+        .map_err(|e| invalid_token(format!("bearer token: {e}")))?;
+    refreshable(&claims, &s.config.issuer, s.now()).map_err(invalid_token)?;
     let req: RefreshRequest = parse_bytes(&body)?;
     check_client(&req.client)?;
     if req.license_id != claims.sub {
@@ -128,14 +175,12 @@ pub async fn refresh(
     let lic = s
         .blocking(move |st| st.license(&id))
         .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                codes::INVALID_TOKEN,
-                "unknown license",
-            )
-        })?;
+        .ok_or_else(|| invalid_token("unknown license"))?;
     check_license(&lic, s.now())?;
+    // A seat-counted license is not served by a token that needs no seat, however it
+    // was minted.
+    s.served_by_token(&lic)
+        .map_err(|e| invalid_token(e.message))?;
     s.record_telemetry(&lic.id, &req.client).await;
     // Nothing new to say: same tier, and the token already runs to the license's end.
     if lic.tier == claims.tier.as_str() && claims.exp >= lic.expires_at {

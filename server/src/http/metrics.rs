@@ -255,11 +255,13 @@ impl AppState {
         out.push_str("# HELP lic4es_seats_limit Seats per license (licenses with sessions).\n");
         out.push_str("# TYPE lic4es_seats_limit gauge\n");
         for lic in licenses.unwrap_or_default().into_iter().flatten() {
-            if let Some(p) = self.config.effective(&lic) {
+            // A license not counted in seats has no limit to show.
+            if let Some(crate::store::Seats::Count(n)) =
+                self.config.effective(&lic).map(|p| p.seats)
+            {
                 out.push_str(&format!(
-                    "lic4es_seats_limit{{license=\"{}\"}} {}\n",
+                    "lic4es_seats_limit{{license=\"{}\"}} {n}\n",
                     label(&lic.id),
-                    p.seats
                 ));
             }
         }
@@ -290,9 +292,25 @@ impl AppState {
     }
 }
 
-/// `GET /healthz`: 200 while the stores answer, 503 otherwise.
+/// `GET /healthz`: 200 while the stores answer and the database accepts writes (the
+/// probe's own and the audit trail's), 503 otherwise, so a load balancer takes an
+/// instance that cannot audit its grants out of rotation.
 pub async fn healthz(State(s): State<Arc<AppState>>) -> Response {
-    let db = s.blocking(|st| st.ping()).await.is_ok();
+    let now = s.now();
+    let mut db = s.blocking(move |st| st.ping_write(now)).await.is_ok();
+    if db && s.audit_failing() {
+        // Out of rotation, the instance gets no requests whose entries would show that
+        // the trail is writable again: the health check writes one, saying so (entries
+        // of what happened meanwhile — refusals, releases, lapses — may be missing).
+        let e = crate::store::AuditEvent {
+            at: now,
+            kind: "audit_resumed".into(),
+            license: String::new(),
+            detail: Some("the audit trail could not be written for a while".into()),
+            ..Default::default()
+        };
+        db = s.audit_required(e).await.is_ok();
+    }
     let seats = s.seats.ping().await.is_ok();
     let body = json!({"status": if db && seats { "ok" } else { "unavailable" },
                       "database": db, "seats": seats});

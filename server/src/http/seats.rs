@@ -17,6 +17,7 @@ use lic4es::protocol::{
 
 use super::{bearer, check_nonce, check_text, parse, ApiError};
 use crate::app::AppState;
+use crate::config::Serving;
 use crate::issue::{Lifetime, TokenSpec};
 use crate::seats::{Acquired, NewSession, Replace, Session};
 use crate::store::{AuditEvent, License, OfflinePeriod};
@@ -29,24 +30,51 @@ struct Seeker<'a> {
     source: String,
 }
 
+/// An offline period an engine reports with an acquire or a reconnect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Report {
+    /// `offline_since` as sent (seconds).
+    since: i64,
+    /// `offline_cycles_30d` as sent.
+    cycles: u32,
+}
+
+fn offline_since(t: Option<&str>) -> Result<Option<i64>, ApiError> {
+    match t {
+        None => Ok(None),
+        Some(t) => Ok(Some(
+            parse_rfc3339(t).ok_or_else(|| {
+                ApiError::bad(codes::INVALID_REQUEST, "offline_since must be RFC 3339")
+            })? / 1000,
+        )),
+    }
+}
+
 impl<'a> Seeker<'a> {
-    /// The seeker of an acquire body, checked.
-    fn of_acquire(req: &'a AcquireRequest, addr: SocketAddr) -> Result<Self, ApiError> {
-        Self::new(
+    /// The seeker of an acquire body, checked, with the offline period it reports.
+    fn of_acquire(
+        req: &'a AcquireRequest,
+        addr: SocketAddr,
+    ) -> Result<(Self, Option<Report>), ApiError> {
+        let who = Self::new(
             &req.hardware_id,
             &req.instance_id,
             &req.version,
             &req.nonce,
             addr,
-        )
+        )?;
+        let report = offline_since(req.offline_since.as_deref())?.map(|since| Report {
+            since,
+            cycles: req.offline_cycles_30d.unwrap_or(0),
+        });
+        Ok((who, report))
     }
 
-    /// The seeker of a reconnect body, checked, with the old session and the offline
-    /// period's start (seconds) it reports.
+    /// The seeker of a reconnect body, checked, with the offline period it reports.
     fn of_reconnect(
         req: &'a ReconnectRequest,
         addr: SocketAddr,
-    ) -> Result<(Self, Option<i64>), ApiError> {
+    ) -> Result<(Self, Option<Report>), ApiError> {
         let who = Self::new(
             &req.hardware_id,
             &req.instance_id,
@@ -57,15 +85,11 @@ impl<'a> Seeker<'a> {
         if let Some(old) = &req.old_session_id {
             check_session_id(old)?;
         }
-        let offline_since = match &req.offline_since {
-            None => None,
-            Some(t) => Some(
-                parse_rfc3339(t).ok_or_else(|| {
-                    ApiError::bad(codes::INVALID_REQUEST, "offline_since must be RFC 3339")
-                })? / 1000,
-            ),
-        };
-        Ok((who, offline_since))
+        let report = offline_since(req.offline_since.as_deref())?.map(|since| Report {
+            since,
+            cycles: req.offline_cycles_30d,
+        });
+        Ok((who, report))
     }
 
     /// The seeker of an acquire or reconnect body, checked.
@@ -94,10 +118,14 @@ impl<'a> Seeker<'a> {
 pub(crate) fn check_bodies(body: &[u8]) {
     let addr = SocketAddr::from(([127, 0, 0, 1], 1));
     if let Ok(req) = super::parse_bytes::<AcquireRequest>(body) {
-        let _ = Seeker::of_acquire(&req, addr);
+        if let Ok((_, Some(r))) = Seeker::of_acquire(&req, addr) {
+            let _ = clamp_offline_since(r.since, 0, 1_795_354_152);
+        }
     }
     if let Ok(req) = super::parse_bytes::<ReconnectRequest>(body) {
-        let _ = Seeker::of_reconnect(&req, addr);
+        if let Ok((_, Some(r))) = Seeker::of_reconnect(&req, addr) {
+            let _ = clamp_offline_since(r.since, 0, 1_795_354_152);
+        }
     }
     if let Ok(req) = super::parse_bytes::<HeartbeatRequest>(body) {
         let _ = check_session_id(&req.session_id);
@@ -120,6 +148,24 @@ fn session_gone() -> ApiError {
     )
 }
 
+/// The start of a reported offline period, within what can be true: not before `floor`
+/// (the old session's acquire, or when no session is known, the longest a seat token
+/// lives before now) and not after `now`. Says whether it had to be moved.
+pub fn clamp_offline_since(reported: i64, floor: i64, now: i64) -> (i64, bool) {
+    let start = reported.clamp(floor.min(now), now);
+    (start, start != reported)
+}
+
+/// The id an offline period is kept under when no session of the server's ends with it
+/// (an acquire's report, or a reconnect for a session this server never knew): the same
+/// report, sent again after a refusal or a failed answer, lands on the same record.
+fn report_id(who: &Seeker<'_>, since: i64) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{}:{}:{since}", who.hardware_id, who.instance_id));
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("offline-{hex}")
+}
+
 impl AppState {
     /// When a seat token issued now runs out: its lifetime plus the offline grace plus
     /// the session TTL, so an engine that loses contact keeps a valid token for its
@@ -131,48 +177,100 @@ impl AppState {
             .ok_or_else(|| unknown_tier(lic))?;
         Ok(self
             .now()
-            .saturating_add(p.token_lifetime)
-            .saturating_add(p.grace_secs())
-            .saturating_add(p.session_ttl())
+            .saturating_add(seat_token_life(&p))
             .min(lic.expires_at))
     }
 
-    /// Acquire, or reconnect when `replace` names the old session.
+    /// Keeps a reported offline period: the audit detail says what was reported and
+    /// whether it was clamped; the period goes to the abuse rule.
+    async fn keep_report(
+        &self,
+        license: &str,
+        session_id: String,
+        report: Report,
+        floor: i64,
+    ) -> String {
+        let now = self.now();
+        let (start, clamped) = clamp_offline_since(report.since, floor, now);
+        self.metrics.offline_reported(now - start);
+        self.note_offline(OfflinePeriod {
+            license: license.to_string(),
+            session_id,
+            start,
+            end: now,
+            ended: true,
+        })
+        .await;
+        let mut detail = format!(
+            "offline {} s; {} offline cycles in 30 days",
+            now - start,
+            report.cycles
+        );
+        if clamped {
+            detail.push_str(&format!(
+                "; reported offline_since {} clamped to {}",
+                lic4es::clock::rfc3339(report.since),
+                lic4es::clock::rfc3339(start)
+            ));
+        }
+        detail
+    }
+
+    /// Acquire, or reconnect when `replace` names the old session. The engine's offline
+    /// report, if any, is kept whether or not a seat is free.
     async fn grant(
         &self,
         lic: &License,
         who: Seeker<'_>,
-        replace: Option<(Replace, Option<i64>, u32)>,
+        replace: Option<Replace>,
+        report: Option<Report>,
     ) -> Result<AcquireAnswer, ApiError> {
         let p = self
             .config
             .effective(lic)
             .ok_or_else(|| unknown_tier(lic))?;
-        if p.free_plan(&lic.tier) {
-            let (jwt, _) = self.issue(
-                lic,
-                TokenSpec {
-                    nonce: Some(who.nonce),
-                    hwid: Some(who.hardware_id),
-                    ..TokenSpec::default()
-                },
-            )?;
-            return Ok(AcquireAnswer {
-                mode: SeatMode::Offline,
-                session_id: None,
-                heartbeat_interval: None,
-                grace_period_days: 0,
-                grace_period_seconds: None,
-                license: Some(jwt),
-                message: None,
-            });
-        }
+        let now = self.now();
+        // The longest a seat token lives: no offline period reported without a known
+        // session can have started earlier.
+        let unknown_floor = now.saturating_sub(seat_token_life(&p));
+        let limit = match p.serving(&lic.tier) {
+            Serving::Counted(n) => n,
+            // Not counted in seats: the token is used offline, without a session. A free
+            // plan has no offline grace; an unlimited paid license has its tier's.
+            serving => {
+                if let Some(r) = report {
+                    let detail = self
+                        .keep_report(&lic.id, report_id(&who, r.since), r, unknown_floor)
+                        .await;
+                    let mut e = self.seeker_event("offline_report", lic, &who);
+                    e.detail = Some(detail);
+                    self.audit(e).await;
+                }
+                let (jwt, _) = self.issue(
+                    lic,
+                    TokenSpec {
+                        nonce: Some(who.nonce),
+                        hwid: Some(who.hardware_id),
+                        ..TokenSpec::default()
+                    },
+                )?;
+                let grace_period_days = match serving {
+                    Serving::Uncounted => p.offline_grace_days as i64,
+                    _ => 0,
+                };
+                return Ok(AcquireAnswer {
+                    mode: SeatMode::Offline,
+                    session_id: None,
+                    heartbeat_interval: None,
+                    grace_period_days,
+                    grace_period_seconds: None,
+                    license: Some(jwt),
+                    message: None,
+                });
+            }
+        };
         let token_exp = self.seat_token_exp(lic)?;
         let sid = format!("ses-{}", uuid::Uuid::new_v4().simple());
-        let (replace, offline_since, cycles) = match replace {
-            Some((r, since, cycles)) => (Some(r), since, cycles),
-            None => (None, None, 0),
-        };
         let old_id = replace.as_ref().map(|r| r.session_id.clone());
         let outcome = self
             .seats
@@ -180,7 +278,7 @@ impl AppState {
                 NewSession {
                     id: sid.clone(),
                     license: lic.id.clone(),
-                    limit: p.seats,
+                    limit,
                     hardware_id: who.hardware_id.into(),
                     instance_id: who.instance_id.into(),
                     ttl: p.session_ttl(),
@@ -199,9 +297,18 @@ impl AppState {
                 ended,
             } => (Err((in_use, limit)), ended),
         };
-        if let Some(old_id) = old_id.filter(|_| ended.is_some() || offline_since.is_some()) {
-            // The old session as this server knew it; unknown (a restart of a server
-            // keeping seats in memory, or its grace over) the engine's report still counts.
+        // What the engine reported: kept under the old session when this server knew
+        // it, else under an id of the report itself.
+        let mut reported = None;
+        let mut report_audited = false;
+        if let Some(r) = report {
+            let (id, floor) = match &ended {
+                Some(old) => (old.id.clone(), old.acquired_at),
+                None => (report_id(&who, r.since), unknown_floor),
+            };
+            reported = Some(self.keep_report(&lic.id, id, r, floor).await);
+        }
+        if let Some(old_id) = old_id {
             let old = ended.clone().unwrap_or_else(|| Session {
                 id: old_id,
                 license: lic.id.clone(),
@@ -209,44 +316,43 @@ impl AppState {
                 instance_id: who.instance_id.into(),
                 ..Session::default()
             });
-            let now = self.now();
-            let period = offline_period(&old, offline_since, now);
-            let mut e = self.seat_event("reconnect", &old, Some(who.source.clone()));
-            let known = if ended.is_some() {
-                ""
-            } else {
-                " (the previous session was not known here)"
-            };
-            e.detail = Some(match &period {
-                Some(p) => format!(
-                    "offline {} s; {cycles} offline cycles in 30 days{known}",
-                    p.end - p.start
-                ),
-                None => "previous session ended".into(),
-            });
-            self.audit(e).await;
-            if let Some(p) = period {
-                if offline_since.is_some() {
-                    self.metrics.offline_reported(p.end - p.start);
+            // A lapse the server saw and the engine did not report still ends here.
+            if report.is_none() {
+                if let Some(since) = old.offline_since {
+                    self.note_offline(OfflinePeriod {
+                        license: lic.id.clone(),
+                        session_id: old.id.clone(),
+                        start: since.min(now),
+                        end: now,
+                        ended: true,
+                    })
+                    .await;
                 }
-                self.note_offline(p).await;
+            }
+            if ended.is_some() || report.is_some() {
+                let mut e = self.seat_event("reconnect", &old, Some(who.source.clone()));
+                let known = if ended.is_some() {
+                    ""
+                } else {
+                    " (the previous session was not known here)"
+                };
+                e.detail = Some(match &reported {
+                    Some(d) => format!("{d}{known}"),
+                    None => "previous session ended".into(),
+                });
+                report_audited = true;
+                self.audit(e).await;
             }
         }
         let session = match granted {
             Ok(s) => s,
             Err((in_use, limit)) => {
                 let message = format!("All seats in use ({in_use}/{limit})");
-                let e = AuditEvent {
-                    id: 0,
-                    at: self.now(),
-                    kind: "refused".into(),
-                    license: lic.id.clone(),
-                    session_id: None,
-                    hardware_id: Some(who.hardware_id.into()),
-                    instance_id: Some(who.instance_id.into()),
-                    source: Some(who.source),
-                    detail: Some(message.clone()),
-                };
+                let mut e = self.seeker_event("refused", lic, &who);
+                e.detail = Some(match (&reported, report_audited) {
+                    (Some(d), false) => format!("{message}; {d}"),
+                    _ => message.clone(),
+                });
                 self.audit(e).await;
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
@@ -255,7 +361,7 @@ impl AppState {
                 ));
             }
         };
-        let (jwt, _) = self.issue(
+        let (jwt, _) = match self.issue(
             lic,
             TokenSpec {
                 nonce: Some(who.nonce),
@@ -264,9 +370,23 @@ impl AppState {
                 hwid: Some(who.hardware_id),
                 ..TokenSpec::default()
             },
-        )?;
-        self.audit(self.seat_event("acquire", &session, Some(who.source)))
-            .await;
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                self.undo_grant(&session).await;
+                return Err(e);
+            }
+        };
+        let mut e = self.seat_event("acquire", &session, Some(who.source));
+        if !report_audited {
+            e.detail = reported;
+        }
+        // No seat is granted unaudited: without its entry the seat is given back and
+        // the engine, answered 503, holds its tier and tries again.
+        if let Err(err) = self.audit_required(e).await {
+            self.undo_grant(&session).await;
+            return Err(err);
+        }
         Ok(AcquireAnswer {
             mode: SeatMode::Online,
             session_id: Some(session.id),
@@ -277,26 +397,47 @@ impl AppState {
             message: None,
         })
     }
+
+    /// Gives back a seat just granted whose answer cannot be sent.
+    async fn undo_grant(&self, session: &Session) {
+        if let Err(e) = self.seats.release(&session.id, &session.license).await {
+            // The session lapses after its TTL; the engine never got its token.
+            eprintln!(
+                "license-server: ERROR seat {} of {} not given back after a failed grant: {e}",
+                session.id, session.license
+            );
+        }
+    }
+
+    /// An audit entry about a seeker that holds no session (a refusal, an offline plan's
+    /// report).
+    fn seeker_event(&self, kind: &str, lic: &License, who: &Seeker<'_>) -> AuditEvent {
+        AuditEvent {
+            id: 0,
+            at: self.now(),
+            kind: kind.into(),
+            license: lic.id.clone(),
+            session_id: None,
+            hardware_id: Some(who.hardware_id.into()),
+            instance_id: Some(who.instance_id.into()),
+            source: Some(who.source.clone()),
+            detail: None,
+        }
+    }
 }
 
-/// The offline period a reconnect ends: from the start the engine reports (or, without
-/// one, from when the server saw the old session lapse) to now. A start in the future
-/// counts from now; one older than the window only counts within it.
-fn offline_period(old: &Session, reported: Option<i64>, now: i64) -> Option<OfflinePeriod> {
-    let start = reported.or(old.offline_since)?.min(now);
-    Some(OfflinePeriod {
-        license: old.license.clone(),
-        session_id: old.id.clone(),
-        start,
-        end: now,
-        ended: true,
-    })
+/// How long a seat token runs from its issue: its lifetime plus the offline grace plus the
+/// session TTL.
+fn seat_token_life(p: &crate::config::Effective) -> i64 {
+    p.token_lifetime
+        .saturating_add(p.grace_secs())
+        .saturating_add(p.session_ttl())
 }
 
-fn unknown_tier(lic: &License) -> ApiError {
+pub(crate) fn unknown_tier(lic: &License) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
-        "unknown_tier",
+        codes::UNKNOWN_TIER,
         format!("license tier `{}` has no policy", lic.tier),
     )
 }
@@ -310,9 +451,9 @@ pub async fn acquire(
 ) -> Result<Json<AcquireAnswer>, ApiError> {
     let key = bearer(&headers)?.to_string();
     let req: AcquireRequest = parse(body)?;
-    let who = Seeker::of_acquire(&req, addr)?;
+    let (who, report) = Seeker::of_acquire(&req, addr)?;
     let lic = s.licensed(&key).await?;
-    s.grant(&lic, who, None).await.map(Json)
+    s.grant(&lic, who, None, report).await.map(Json)
 }
 
 /// `POST /api/v1/licenses/reconnect`: ends the old session (reporting the offline
@@ -325,19 +466,13 @@ pub async fn reconnect(
 ) -> Result<Json<AcquireAnswer>, ApiError> {
     let key = bearer(&headers)?.to_string();
     let req: ReconnectRequest = parse(body)?;
-    let (who, offline_since) = Seeker::of_reconnect(&req, addr)?;
+    let (who, report) = Seeker::of_reconnect(&req, addr)?;
     let lic = s.licensed(&key).await?;
-    let replace = req.old_session_id.clone().map(|old| {
-        (
-            Replace {
-                session_id: old,
-                hardware_id: req.hardware_id.clone(),
-            },
-            offline_since,
-            req.offline_cycles_30d,
-        )
+    let replace = req.old_session_id.clone().map(|old| Replace {
+        session_id: old,
+        hardware_id: req.hardware_id.clone(),
     });
-    s.grant(&lic, who, replace).await.map(Json)
+    s.grant(&lic, who, replace, report).await.map(Json)
 }
 
 /// `PUT /api/v1/licenses/heartbeat`: keeps the seat; renews the token before its margin
@@ -375,11 +510,16 @@ pub async fn heartbeat(
                 ..TokenSpec::default()
             },
         )?;
-        s.seats.renewed(&session.id, &lic.tier, exp).await?;
         let mut e = s.seat_event("renew", &session, Some(addr.to_string()));
         e.detail = Some(format!("tier {}", lic.tier));
-        s.audit(e).await;
-        Some(jwt)
+        // A renewed token is a grant too: without its audit entry the seat is kept but
+        // the token is not renewed (the next heartbeat tries again).
+        if s.audit_required(e).await.is_ok() {
+            s.seats.renewed(&session.id, &lic.tier, exp).await?;
+            Some(jwt)
+        } else {
+            None
+        }
     } else {
         None
     };

@@ -15,6 +15,93 @@ use crate::telemetry::Sample;
 pub use self::postgres::PgStore;
 pub use self::sqlite::SqliteStore;
 
+/// How many seats a license has: a number (0 is the free plan, used offline without a
+/// seat), or unlimited (a paid license not counted in seats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seats {
+    /// At most this many online sessions.
+    Count(u32),
+    /// Not counted: tokens by API key, and an acquire answers `mode: "offline"`.
+    Unlimited,
+}
+
+impl Seats {
+    /// The word for an unlimited seat count, in config, the admin API and the CLI.
+    pub const UNLIMITED: &'static str = "unlimited";
+
+    /// Parses `5` or `unlimited`.
+    pub fn parse(s: &str) -> Result<Seats, String> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case(Self::UNLIMITED) {
+            return Ok(Seats::Unlimited);
+        }
+        t.parse::<u32>()
+            .map(Seats::Count)
+            .map_err(|_| format!("seats must be a whole number or `{}`", Self::UNLIMITED))
+    }
+
+    /// The stored form: the count, or -1 for unlimited.
+    pub fn to_column(self) -> i64 {
+        match self {
+            Seats::Count(n) => i64::from(n),
+            Seats::Unlimited => -1,
+        }
+    }
+
+    /// [`Seats::to_column`] read back; `None` for anything else.
+    pub fn from_column(v: i64) -> Option<Seats> {
+        match v {
+            -1 => Some(Seats::Unlimited),
+            n => u32::try_from(n).ok().map(Seats::Count),
+        }
+    }
+}
+
+impl std::str::FromStr for Seats {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Seats, String> {
+        Seats::parse(s)
+    }
+}
+
+impl std::fmt::Display for Seats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Seats::Count(n) => write!(f, "{n}"),
+            Seats::Unlimited => f.write_str(Self::UNLIMITED),
+        }
+    }
+}
+
+impl serde::Serialize for Seats {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Seats::Count(n) => s.serialize_u32(*n),
+            Seats::Unlimited => s.serialize_str(Self::UNLIMITED),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Seats {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(u32),
+            Word(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "seats must be a whole number or \"{}\"",
+                Seats::UNLIMITED
+            ))
+        })? {
+            Raw::Count(n) => Ok(Seats::Count(n)),
+            Raw::Word(w) => Seats::parse(&w).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// A license as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct License {
@@ -31,7 +118,7 @@ pub struct License {
     /// Revoked.
     pub revoked: bool,
     /// Overrides the tier policy's seat count.
-    pub seats: Option<u32>,
+    pub seats: Option<Seats>,
     /// Overrides the tier policy's offline grace (0 = strict online-only).
     pub offline_grace_days: Option<u32>,
     /// Overrides the tier policy's heartbeat interval, in seconds.
@@ -230,6 +317,9 @@ pub trait LicenseStore: Send + Sync {
     fn prune_offline(&self, before: i64) -> StoreResult<u64>;
     /// Whether the store answers.
     fn ping(&self) -> StoreResult<()>;
+    /// Whether the store accepts a write (one row of its own, rewritten): a full disk or
+    /// a read-only database answers reads but cannot keep the audit trail.
+    fn ping_write(&self, now: i64) -> StoreResult<()>;
 }
 
 /// The stored form of an API key.

@@ -14,7 +14,7 @@ use postgres::{Client, NoTls, Row};
 
 use super::{
     hash_key, new_api_key, AuditEvent, AuditQuery, DailyTelemetry, InstanceTelemetry, KeyRecord,
-    License, LicenseStore, OfflinePeriod, StoreError, StoreResult,
+    License, LicenseStore, OfflinePeriod, Seats, StoreError, StoreResult,
 };
 use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
 
@@ -88,6 +88,10 @@ CREATE TABLE IF NOT EXISTS offline_periods (
     PRIMARY KEY (license_id, session_id)
 );
 CREATE INDEX IF NOT EXISTS offline_periods_end ON offline_periods(end_at);
+CREATE TABLE IF NOT EXISTS health (
+    id INTEGER PRIMARY KEY,
+    at BIGINT NOT NULL
+);
 ";
 
 const LICENSE_COLUMNS: &str = "id, tier, org_name, expires_at, trial, revoked, seats, \
@@ -118,7 +122,7 @@ fn license_row(r: &Row) -> License {
         expires_at: r.get(3),
         trial: r.get(4),
         revoked: r.get(5),
-        seats: opt_u32(r.get(6)),
+        seats: r.get::<_, Option<i64>>(6).and_then(Seats::from_column),
         offline_grace_days: opt_u32(r.get(7)),
         heartbeat_interval: opt_u64(r.get(8)),
     }
@@ -206,7 +210,7 @@ impl LicenseStore for PgStore {
                     &l.trial,
                     &l.revoked,
                     &now,
-                    &l.seats.map(i64::from),
+                    &l.seats.map(Seats::to_column),
                     &l.offline_grace_days.map(i64::from),
                     &l.heartbeat_interval.map(big),
                 ],
@@ -227,7 +231,7 @@ impl LicenseStore for PgStore {
                     &l.org_name,
                     &l.expires_at,
                     &l.trial,
-                    &l.seats.map(i64::from),
+                    &l.seats.map(Seats::to_column),
                     &l.offline_grace_days.map(i64::from),
                     &l.heartbeat_interval.map(big),
                 ],
@@ -551,5 +555,16 @@ impl LicenseStore for PgStore {
 
     fn ping(&self) -> StoreResult<()> {
         self.with(|c| c.simple_query("SELECT 1")).map(|_| ())
+    }
+
+    fn ping_write(&self, now: i64) -> StoreResult<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO health (id, at) VALUES (1, $1)
+                 ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at",
+                &[&now],
+            )
+        })
+        .map(|_| ())
     }
 }

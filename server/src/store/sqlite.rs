@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{
     hash_key, new_api_key, AuditEvent, AuditQuery, DailyTelemetry, InstanceTelemetry, KeyRecord,
-    License, LicenseStore, OfflinePeriod, StoreError, StoreResult,
+    License, LicenseStore, OfflinePeriod, Seats, StoreError, StoreResult,
 };
 use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
 
@@ -34,7 +34,7 @@ fn license_row(r: &Row<'_>) -> rusqlite::Result<License> {
         expires_at: r.get(3)?,
         trial: r.get(4)?,
         revoked: r.get(5)?,
-        seats: r.get(6)?,
+        seats: r.get::<_, Option<i64>>(6)?.and_then(Seats::from_column),
         offline_grace_days: r.get(7)?,
         heartbeat_interval: r.get(8)?,
     })
@@ -168,7 +168,11 @@ impl SqliteStore {
                 ended INTEGER NOT NULL,
                 PRIMARY KEY (license_id, session_id)
             );
-            CREATE INDEX IF NOT EXISTS offline_periods_end ON offline_periods(end_at);",
+            CREATE INDEX IF NOT EXISTS offline_periods_end ON offline_periods(end_at);
+            CREATE TABLE IF NOT EXISTS health (
+                id INTEGER PRIMARY KEY,
+                at INTEGER NOT NULL
+            );",
         )?;
         // Columns added after the first release: stores created before them get them here.
         let existing: Vec<String> = conn
@@ -205,7 +209,7 @@ impl LicenseStore for SqliteStore {
                     l.trial,
                     l.revoked,
                     now,
-                    l.seats,
+                    l.seats.map(Seats::to_column),
                     l.offline_grace_days,
                     l.heartbeat_interval
                 ],
@@ -227,7 +231,7 @@ impl LicenseStore for SqliteStore {
                     l.org_name,
                     l.expires_at,
                     l.trial,
-                    l.seats,
+                    l.seats.map(Seats::to_column),
                     l.offline_grace_days,
                     l.heartbeat_interval
                 ],
@@ -576,6 +580,17 @@ impl LicenseStore for SqliteStore {
     fn ping(&self) -> StoreResult<()> {
         self.conn()
             .query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(db)
+    }
+
+    fn ping_write(&self, now: i64) -> StoreResult<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO health (id, at) VALUES (1, ?1)
+                 ON CONFLICT(id) DO UPDATE SET at = excluded.at",
+                params![now],
+            )
+            .map(|_| ())
             .map_err(db)
     }
 }
