@@ -73,7 +73,11 @@ fn abuse_is_warned_about_once_and_the_cli_reads_it_and_the_audit_trail_from_the_
     // cached token: the acquire reports the period. The last one keeps the seat.
     let mut old = String::new();
     for i in 0..7 {
-        let hw = if i == 6 { "hw".to_string() } else { format!("hw-{i}") };
+        let hw = if i == 6 {
+            "hw".to_string()
+        } else {
+            format!("hw-{i}")
+        };
         let body = json!({"hardware_id": hw, "instance_id": "i", "version": "1",
                           "nonce": NONCE, "offline_cycles_30d": 1,
                           "offline_since": lic4es::clock::rfc3339(now - 4 * 86_400)});

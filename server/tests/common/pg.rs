@@ -123,6 +123,14 @@ impl PgProc {
     }
 }
 
+impl PgProc {
+    /// Stops it at once (as a crash or a failover would).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for PgProc {
     fn drop(&mut self) {
         // SIGINT: PostgreSQL's fast shutdown.
