@@ -5,11 +5,14 @@
 //! several processes sharing a `cache-dir` merge their records instead of overwriting
 //! each other. Fields this version does not know are kept as they are.
 //!
-//! Each running engine owns one *slot*: its session and offline period. A slot whose
-//! process is gone (a crash, or an exit while offline) is claimed by the next engine that
-//! starts, which then reconnects with the old session id so the backend frees that seat
-//! at once. The grace and heartbeat interval of the last acquire, and the offline cycles
-//! of the last 30 days, are shared by every slot.
+//! Each running engine owns one *slot*: its session and offline period. It owns it by a
+//! lock it holds while it runs (`flock` on `state.<slot>.lock`), not by process id (every
+//! container's first process is pid 1, and one process may run an engine after another).
+//! A slot whose lock nobody holds — its engine crashed, exited while offline, or shut down
+//! cleanly — is claimed by the next engine that starts, in this process or another, which
+//! carries on its offline period or reconnects with its session id so the backend frees
+//! that seat at once. The grace and heartbeat interval of the last acquire, and the
+//! offline cycles of the last 30 days, are shared by every slot.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -122,9 +125,10 @@ pub struct SeatDisk {
 /// One engine's seat record.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SlotDisk {
-    /// Random id of the slot.
+    /// Random id of the slot (it names the slot's lock file).
     pub id: String,
-    /// Process that owns it.
+    /// Process that last owned it, for whoever reads the file; ownership is the lock.
+    #[serde(default)]
     pub pid: u32,
     /// The session held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -138,6 +142,28 @@ impl SlotDisk {
     fn is_idle(&self) -> bool {
         self.session_id.is_none() && self.offline_since.is_none()
     }
+}
+
+/// Whether `id` can name a slot: it becomes part of a file name, so a hand-edited file
+/// must not point anywhere else (`../x`).
+fn sound_slot_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Who runs which slot, as [`claim_in`] and [`save_in`] need to know: by lock file for
+/// the real state file, by a table in tests and the fuzzer.
+pub trait SlotOwners {
+    /// Takes slot `id` for this engine when no running engine holds it; true when it is
+    /// now this engine's.
+    fn take(&mut self, id: &str) -> bool;
+    /// Whether a running engine (this one included) holds slot `id`.
+    fn held(&mut self, id: &str) -> bool;
+}
+
+/// The lock by which a running engine owns its slot; dropping it gives the slot up.
+#[derive(Debug)]
+pub struct SlotLock {
+    _file: File,
 }
 
 /// A slot claimed at start.
@@ -157,17 +183,34 @@ pub struct StateFile {
     cache: CacheDir,
 }
 
-/// Whether process `pid` exists. A process we may not signal (EPERM) exists too.
-pub fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        return false;
+/// Slot owners by lock files under `cache-dir`. A lock this engine took stays here
+/// until the claim hands it out.
+struct LockOwners<'a> {
+    file: &'a StateFile,
+    mine: Option<(String, File)>,
+}
+
+impl SlotOwners for LockOwners<'_> {
+    fn take(&mut self, id: &str) -> bool {
+        if self.mine.as_ref().is_some_and(|(m, _)| m == id) {
+            return true;
+        }
+        match self.file.try_lock_slot(id) {
+            Ok(Some(f)) => {
+                self.mine = Some((id.to_string(), f));
+                true
+            }
+            _ => false,
+        }
     }
-    // SAFETY: kill with signal 0 only checks for existence and permission.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+
+    fn held(&mut self, id: &str) -> bool {
+        if self.mine.as_ref().is_some_and(|(m, _)| m == id) {
+            return true;
+        }
+        // A lock that cannot even be opened is taken as held: the slot is kept.
+        !matches!(self.file.try_lock_slot(id), Ok(Some(_)))
+    }
 }
 
 fn secs_to_ms(s: Option<i64>) -> Option<i64> {
@@ -248,7 +291,14 @@ impl StateFile {
     }
 
     fn lock(&self) -> Result<File, StateError> {
-        let path = self.cache.path(LOCK_FILE);
+        self.lock_file(LOCK_FILE, true)
+    }
+
+    /// Opens `name` (created 0600, never through a symbolic link or into a FIFO) and takes
+    /// an exclusive `flock` on it, waiting up to [`LOCK_WAIT`] when `wait`; `Ok(None)`
+    /// when it is held and not waited for.
+    fn open_locked(&self, name: &str, wait: bool) -> Result<Option<File>, StateError> {
+        let path = self.cache.path(name);
         let err = |reason: String| StateError::Lock {
             path: path.display().to_string(),
             reason,
@@ -272,7 +322,10 @@ impl StateFile {
             // SAFETY: flock on a descriptor we own; released when the file is closed.
             let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
             if rc == 0 {
-                return Ok(file);
+                return Ok(Some(file));
+            }
+            if !wait {
+                return Ok(None);
             }
             if std::time::Instant::now() >= deadline {
                 return Err(err("held by another process for too long".into()));
@@ -281,24 +334,69 @@ impl StateFile {
         }
     }
 
-    /// Claims a slot for this process: one left by a process that is gone (or by an
-    /// earlier engine of this process), preferring one with a session or an offline
-    /// period to carry on with. Returns its id, the memory to start the seat machine
-    /// from, and why the file was discarded if it was unreadable. The claim is written
-    /// at once, so two engines starting together never take the same slot.
+    fn lock_file(&self, name: &str, wait: bool) -> Result<File, StateError> {
+        self.open_locked(name, wait)?
+            .ok_or_else(|| StateError::Lock {
+                path: self.cache.path(name).display().to_string(),
+                reason: "held".into(),
+            })
+    }
+
+    fn slot_lock_name(id: &str) -> String {
+        format!("state.{id}.lock")
+    }
+
+    /// The lock of slot `id`, when no running engine holds it.
+    fn try_lock_slot(&self, id: &str) -> Result<Option<File>, StateError> {
+        if !sound_slot_id(id) {
+            return Ok(None);
+        }
+        self.open_locked(&Self::slot_lock_name(id), false)
+    }
+
+    /// Deletes the lock file of a slot that is gone (its lock is not held: the caller
+    /// could take it, under the state lock, so nobody can be about to).
+    fn remove_slot_lock(&self, id: &str) {
+        if sound_slot_id(id) {
+            let _ = self.cache.remove(&Self::slot_lock_name(id));
+        }
+    }
+
+    /// Claims a slot for this engine: one whose lock nobody holds (its engine crashed,
+    /// exited while offline or shut down), preferring one with a session or an offline
+    /// period to carry on with, else a new one. Returns the claim and the lock that owns
+    /// the slot while this engine runs (`None` only when no lock file could be made:
+    /// then the record lives in memory). The claim is written at once, under the state
+    /// lock, so two engines starting together never take the same slot.
     pub fn claim_slot(
         &self,
         pid: u32,
         now_ms: i64,
-        alive: &dyn Fn(u32) -> bool,
-    ) -> Result<Claim, StateError> {
-        let ((slot, memory), discarded) =
-            self.update_inner(|doc| claim_in(doc, pid, now_ms, alive))?;
-        Ok(Claim {
-            slot,
-            memory,
-            discarded,
-        })
+    ) -> Result<(Claim, Option<SlotLock>), StateError> {
+        let mut owners = LockOwners {
+            file: self,
+            mine: None,
+        };
+        let (((slot, memory), gone), discarded) = self.update_inner(|doc| {
+            let (claimed, gone, changed) = claim_in(doc, pid, now_ms, &mut owners);
+            self.sweep_slot_locks(doc);
+            ((claimed, gone), changed)
+        })?;
+        for id in gone {
+            self.remove_slot_lock(&id);
+        }
+        let lock = owners
+            .mine
+            .filter(|(id, _)| *id == slot)
+            .map(|(_, file)| SlotLock { _file: file });
+        Ok((
+            Claim {
+                slot,
+                memory,
+                discarded,
+            },
+            lock,
+        ))
     }
 
     /// Writes this engine's seat memory into its slot, merging the shared parts (grace,
@@ -310,41 +408,95 @@ impl StateFile {
         pid: u32,
         mem: &SeatMemory,
         now_ms: i64,
-        alive: &dyn Fn(u32) -> bool,
     ) -> Result<(), StateError> {
-        self.update(|doc| save_in(doc, slot_id, pid, mem, now_ms, alive))
+        let mut owners = LockOwners {
+            file: self,
+            mine: None,
+        };
+        let gone = self.update(|doc| save_in(doc, slot_id, pid, mem, now_ms, &mut owners))?;
+        for id in gone.into_iter().filter(|id| id != slot_id) {
+            self.remove_slot_lock(&id);
+        }
+        Ok(())
+    }
+
+    /// Gives the slot up (a clean shutdown): its record stays for the next engine on
+    /// this `cache-dir` to carry on; a slot with no record left loses its lock file too.
+    pub fn give_up_slot(&self, slot_id: &str, lock: SlotLock) {
+        if let Ok(_state) = self.lock() {
+            let recorded = self
+                .read()
+                .ok()
+                .and_then(|d| d.seat)
+                .is_some_and(|seat| seat.slots.iter().any(|s| s.id == slot_id));
+            if !recorded {
+                self.remove_slot_lock(slot_id);
+            }
+        }
+        drop(lock);
+    }
+
+    /// Deletes slot lock files that no record names and nobody holds (left by engines
+    /// that crashed with nothing to record). Called under the state lock.
+    fn sweep_slot_locks(&self, doc: &StateDoc) {
+        let Ok(entries) = std::fs::read_dir(self.cache.path("")) else {
+            return;
+        };
+        let named: Vec<&str> = doc
+            .seat
+            .iter()
+            .flat_map(|s| s.slots.iter().map(|s| s.id.as_str()))
+            .collect();
+        for entry in entries.flatten().take(256) {
+            let name = entry.file_name();
+            let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("state."))
+                .and_then(|n| n.strip_suffix(".lock"))
+            else {
+                continue;
+            };
+            if !named.contains(&id) && matches!(self.try_lock_slot(id), Ok(Some(_))) {
+                self.remove_slot_lock(id);
+            }
+        }
     }
 }
 
-/// [`StateFile::claim_slot`] on a document in memory: the slot picked, the memory to
-/// start from, and whether the document changed. Pure; public so that the document
-/// handling can be fuzzed without the file.
+/// [`StateFile::claim_slot`] on a document in memory: the slot picked and the memory to
+/// start from, the slots collected (whose lock files can go), and whether the document
+/// changed. `owners` says which slots running engines hold; the one picked is taken.
+/// Public so that the document handling can be fuzzed without the file.
 #[doc(hidden)]
 pub fn claim_in(
     doc: &mut StateDoc,
     pid: u32,
     now_ms: i64,
-    alive: &dyn Fn(u32) -> bool,
-) -> ((String, SeatMemory), bool) {
+    owners: &mut dyn SlotOwners,
+) -> ((String, SeatMemory), Vec<String>, bool) {
     let before = doc.clone();
     let seat = doc.seat.get_or_insert_with(SeatDisk::default);
-    gc(seat, pid, now_ms, alive);
-    let free = |s: &SlotDisk| s.pid == pid || !alive(s.pid);
-    let pick = seat
-        .slots
-        .iter()
-        .position(|s| free(s) && !s.is_idle())
-        .or_else(|| seat.slots.iter().position(free));
+    let gone = gc(seat, None, now_ms, owners);
+    // Those with something to carry on first; the first nobody holds is ours.
+    let order: Vec<usize> = (0..seat.slots.len())
+        .filter(|i| !seat.slots[*i].is_idle())
+        .chain((0..seat.slots.len()).filter(|i| seat.slots[*i].is_idle()))
+        .collect();
+    let pick = order.into_iter().find(|i| owners.take(&seat.slots[*i].id));
     let slot = match pick {
         Some(i) => {
             seat.slots[i].pid = pid;
             seat.slots[i].clone()
         }
-        None => SlotDisk {
-            id: uuid::Uuid::new_v4().simple().to_string(),
-            pid,
-            ..SlotDisk::default()
-        },
+        None => {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            owners.take(&id);
+            SlotDisk {
+                id,
+                pid,
+                ..SlotDisk::default()
+            }
+        }
     };
     let mem = SeatMemory {
         session_id: slot.session_id.clone(),
@@ -358,10 +510,10 @@ pub fn claim_in(
         doc.seat = None;
     }
     let changed = *doc != before;
-    ((slot.id, mem), changed)
+    ((slot.id, mem), gone, changed)
 }
 
-/// [`StateFile::save_slot`] on a document in memory. Pure.
+/// [`StateFile::save_slot`] on a document in memory; returns the slots collected. Pure.
 #[doc(hidden)]
 pub fn save_in(
     doc: &mut StateDoc,
@@ -369,8 +521,8 @@ pub fn save_in(
     pid: u32,
     mem: &SeatMemory,
     now_ms: i64,
-    alive: &dyn Fn(u32) -> bool,
-) {
+    owners: &mut dyn SlotOwners,
+) -> Vec<String> {
     let seat = doc.seat.get_or_insert_with(SeatDisk::default);
     if let Some(g) = mem.grace_ms {
         seat.grace_seconds = Some(g / 1000);
@@ -393,7 +545,7 @@ pub fn save_in(
     if !record.is_idle() {
         seat.slots.push(record);
     }
-    gc(seat, pid, now_ms, alive);
+    gc(seat, Some(slot_id), now_ms, owners)
 }
 
 /// The offline cycles recorded on disk that fall within the 30 days before `now`.
@@ -408,20 +560,33 @@ fn cycles(seat: &SeatDisk, now_ms: i64) -> Vec<i64> {
     v
 }
 
-/// Drops slots that hold nothing and whose process is gone, offline periods too old to
-/// matter, and the oldest slots beyond [`MAX_SLOTS`].
-fn gc(seat: &mut SeatDisk, pid: u32, now_ms: i64, alive: &dyn Fn(u32) -> bool) {
+/// Drops slots that hold nothing and that no running engine holds (but `mine`), slots
+/// with an unusable id, offline periods too old to matter, and the oldest slots beyond
+/// [`MAX_SLOTS`]. Returns the ids dropped.
+fn gc(
+    seat: &mut SeatDisk,
+    mine: Option<&str>,
+    now_ms: i64,
+    owners: &mut dyn SlotOwners,
+) -> Vec<String> {
+    let mut gone = Vec::new();
     seat.slots.retain(|s| {
         let stale = s
             .offline_since
             .as_deref()
             .and_then(parse_rfc3339)
             .is_some_and(|t| now_ms.saturating_sub(t) > SLOT_MAX_AGE_MS);
-        let orphan = s.pid != pid && !alive(s.pid);
-        !(stale || (orphan && s.is_idle()))
+        let keep = sound_slot_id(&s.id)
+            && !stale
+            && (!s.is_idle() || Some(s.id.as_str()) == mine || owners.held(&s.id));
+        if !keep {
+            gone.push(s.id.clone());
+        }
+        keep
     });
     let extra = seat.slots.len().saturating_sub(MAX_SLOTS);
-    seat.slots.drain(..extra);
+    gone.extend(seat.slots.drain(..extra).map(|s| s.id));
+    gone
 }
 
 #[cfg(test)]
@@ -444,12 +609,9 @@ mod tests {
                 .insert("future".into(), serde_json::json!({"mark": 5}));
         })
         .unwrap();
-        let Claim {
-            slot: id,
-            memory: mem,
-            ..
-        } = f.claim_slot(10, NOW, &|_| false).unwrap();
-        assert_eq!(mem, SeatMemory::default());
+        let (claim, lock) = f.claim_slot(10, NOW).unwrap();
+        assert!(lock.is_some());
+        assert_eq!(claim.memory, SeatMemory::default());
         let mem = SeatMemory {
             session_id: Some("s-1".into()),
             offline_since: Some(NOW - 5_000),
@@ -457,31 +619,129 @@ mod tests {
             heartbeat_ms: Some(300_000),
             offline_cycles: vec![NOW - 5_000],
         };
-        f.save_slot(&id, 10, &mem, NOW, &|_| false).unwrap();
+        f.save_slot(&claim.slot, 10, &mem, NOW).unwrap();
         let doc = f.read().unwrap();
         assert_eq!(doc.other["future"]["mark"], 5, "unknown fields survive");
-        // The process is gone: the next engine claims the slot and carries on.
-        let again = f.claim_slot(11, NOW, &|_| false).unwrap();
-        assert_eq!(again.slot, id);
+        // The engine is gone (its lock with it): the next one claims the slot and carries
+        // on, whatever its process id.
+        drop(lock);
+        let (again, _lock) = f.claim_slot(10, NOW).unwrap();
+        assert_eq!(again.slot, claim.slot);
         assert_eq!(again.memory, mem);
     }
 
     #[test]
-    fn a_live_process_keeps_its_slot_and_idle_slots_are_removed() {
+    fn a_running_engine_keeps_its_slot_even_in_the_same_process() {
         let (_d, f) = file();
         let held = SeatMemory {
-            session_id: Some("s-live".into()),
+            offline_since: Some(NOW - 60_000),
             ..SeatMemory::default()
         };
-        let a = f.claim_slot(100, NOW, &|_| true).unwrap().slot;
-        f.save_slot(&a, 100, &held, NOW, &|_| true).unwrap();
-        let b = f.claim_slot(200, NOW, &|p| p == 100).unwrap();
-        assert_ne!(a, b.slot, "a slot whose process runs is not taken");
-        assert_eq!(b.memory.session_id, None);
-        // Released: the slot holds nothing and disappears.
-        f.save_slot(&a, 100, &SeatMemory::default(), NOW, &|_| true)
+        let (a, a_lock) = f.claim_slot(1, NOW).unwrap();
+        f.save_slot(&a.slot, 1, &held, NOW).unwrap();
+        // Same pid (a container's pid 1, or a second engine in one JVM): still not taken.
+        let (b, b_lock) = f.claim_slot(1, NOW).unwrap();
+        assert_ne!(a.slot, b.slot, "a slot whose engine runs is not taken");
+        assert_eq!(b.memory.offline_since, None);
+        // A clean shutdown gives it up: the next engine carries on its offline period.
+        f.give_up_slot(&a.slot, a_lock.unwrap());
+        let (c, _c_lock) = f.claim_slot(2, NOW).unwrap();
+        assert_eq!(c.slot, a.slot);
+        assert_eq!(c.memory.offline_since, Some(NOW - 60_000));
+        // Released: the slot holds nothing and disappears, lock file and all.
+        f.save_slot(&c.slot, 2, &SeatMemory::default(), NOW)
             .unwrap();
         assert!(f.read().unwrap().seat.unwrap().slots.is_empty());
+        f.give_up_slot(&b.slot, b_lock.unwrap());
+        f.give_up_slot(&c.slot, _c_lock.unwrap());
+        let locks: Vec<_> = std::fs::read_dir(_d.path().join("c"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("state.") && n.ends_with(".lock") && n != LOCK_FILE)
+            .collect();
+        assert!(locks.is_empty(), "{locks:?}");
+    }
+
+    #[test]
+    fn a_slot_id_that_is_not_a_file_name_is_dropped() {
+        let (_d, f) = file();
+        f.update(|doc| {
+            doc.seat = Some(SeatDisk {
+                slots: vec![SlotDisk {
+                    id: "../../escape".into(),
+                    pid: 1,
+                    session_id: Some("s".into()),
+                    offline_since: None,
+                }],
+                ..SeatDisk::default()
+            });
+        })
+        .unwrap();
+        let (c, _lock) = f.claim_slot(1, NOW).unwrap();
+        assert_ne!(c.slot, "../../escape");
+        assert_eq!(c.memory.session_id, None);
+        assert!(f.read().unwrap().seat.unwrap().slots.is_empty());
+    }
+
+    /// Owners by table: the slots in `held` run elsewhere.
+    struct Table {
+        held: Vec<String>,
+        taken: Vec<String>,
+    }
+
+    impl SlotOwners for Table {
+        fn take(&mut self, id: &str) -> bool {
+            if self.held.iter().any(|h| h == id) {
+                return false;
+            }
+            self.taken.push(id.into());
+            true
+        }
+        fn held(&mut self, id: &str) -> bool {
+            self.held.iter().any(|h| h == id) || self.taken.iter().any(|t| t == id)
+        }
+    }
+
+    #[test]
+    fn a_claim_prefers_a_slot_with_something_to_carry_on() {
+        let slot = |id: &str, session: Option<&str>| SlotDisk {
+            id: id.into(),
+            pid: 1,
+            session_id: session.map(str::to_string),
+            offline_since: None,
+        };
+        let mut doc = StateDoc {
+            seat: Some(SeatDisk {
+                slots: vec![
+                    slot("idle", None),
+                    slot("busy", Some("s-1")),
+                    slot("run", Some("s-2")),
+                ],
+                ..SeatDisk::default()
+            }),
+            ..StateDoc::default()
+        };
+        let mut owners = Table {
+            held: vec!["run".into(), "idle".into()],
+            taken: vec![],
+        };
+        let ((id, mem), gone, _) = claim_in(&mut doc, 9, NOW, &mut owners);
+        assert_eq!(
+            (id.as_str(), mem.session_id.as_deref()),
+            ("busy", Some("s-1"))
+        );
+        assert!(gone.is_empty(), "held idle slots stay");
+        let mut owners = Table {
+            held: vec![],
+            taken: vec![],
+        };
+        let (_, gone, _) = claim_in(&mut doc, 9, NOW, &mut owners);
+        assert_eq!(
+            gone,
+            vec!["idle".to_string()],
+            "an idle slot nobody runs goes"
+        );
     }
 
     #[test]
@@ -497,9 +757,9 @@ mod tests {
             offline_cycles: vec![NOW - day],
             ..SeatMemory::default()
         };
-        f.save_slot("a", 1, &a, NOW, &|_| true).unwrap();
-        f.save_slot("b", 2, &b, NOW, &|_| true).unwrap();
-        let mem = f.claim_slot(3, NOW, &|_| true).unwrap().memory;
+        f.save_slot("a", 1, &a, NOW).unwrap();
+        f.save_slot("b", 2, &b, NOW).unwrap();
+        let mem = f.claim_slot(3, NOW).unwrap().0.memory;
         assert_eq!(mem.offline_cycles, vec![NOW - 2 * day, NOW - day]);
         assert_eq!(mem.grace_ms, Some(3 * day), "kept when b did not set it");
     }
@@ -511,10 +771,10 @@ mod tests {
             .write(STATE_FILE, "{\"seat\": {\"slots\": 5}}")
             .unwrap();
         assert!(f.read().is_err());
-        let c = f.claim_slot(1, NOW, &|_| false).unwrap();
+        let (c, _lock) = f.claim_slot(1, NOW).unwrap();
         assert_eq!(c.memory, SeatMemory::default());
         assert!(c.discarded.unwrap().contains("malformed"));
         assert!(f.read().is_ok(), "replaced by a sound file");
-        assert_eq!(f.claim_slot(1, NOW, &|_| false).unwrap().discarded, None);
+        assert_eq!(f.claim_slot(1, NOW).unwrap().0.discarded, None);
     }
 }

@@ -354,6 +354,88 @@ async fn a_revocation_on_a_heartbeat_drops_to_community_at_once() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_running_engine_keeps_its_record_and_a_clean_shutdown_hands_it_on() {
+    let r = Run::new().await;
+    let a = r.start(json!({})).await;
+    r.fake.mode(Mode::Down);
+    wait_secs(3 * 300 + 1).await;
+    let a_seat = seat_of(&a);
+    assert_eq!(a_seat.state, SeatState::Offline);
+    wait_secs(D).await;
+
+    // A second engine on this cache-dir while the first runs (in this process, as a JVM
+    // that inits again would): the first one's record is not taken over.
+    let b = r.start(json!({})).await;
+    let b_seat = seat_of(&b);
+    assert_eq!(b_seat.state, SeatState::Offline, "{}", r.logs().dump());
+    assert_ne!(b_seat.offline_since, a_seat.offline_since);
+    assert_eq!(b_seat.session_id, None, "s-1 is the first engine's");
+    assert_eq!(r.state_json()["seat"]["slots"].as_array().unwrap().len(), 2);
+
+    // Both shut down cleanly: the next engine carries on the first one's offline period
+    // rather than starting the grace from zero.
+    b.shutdown_async().await.unwrap();
+    a.shutdown_async().await.unwrap();
+    drop((a, b));
+    wait_secs(H).await;
+    let c = r.start(json!({})).await;
+    let c_seat = seat_of(&c);
+    assert_eq!(c_seat.offline_since, a_seat.offline_since);
+    assert_eq!(c_seat.grace_until, a_seat.grace_until);
+    assert_eq!(c_seat.session_id.as_deref(), Some("s-1"));
+}
+
+/// Another process (the `lic4es` CLI) on a cache-dir whose record this process left when
+/// it shut down: it carries on the offline period, although this process still runs.
+#[test]
+fn another_process_carries_on_the_record_a_live_process_gave_up() {
+    let f = Fixture::new();
+    let now = wall_now();
+    let mut c = claims("pro", now + 8 * DAY);
+    c["iat"] = json!(now - 3600);
+    c["sid"] = json!("s-old");
+    c["hwid"] = json!("hw-test");
+    f.write_cache(&mint(&c));
+    let since = lic4es::clock::rfc3339(now - 2 * DAY);
+    write_private(
+        &f.cache_dir(),
+        "state.json",
+        &json!({"version": 1, "seat": {"grace_seconds": 604800, "heartbeat_interval": 300,
+            "offline_cycles": [since],
+            "slots": [{"id": "a1", "pid": std::process::id(), "session_id": "s-old",
+                       "offline_since": since}]}})
+        .to_string(),
+    );
+    let cfg = f.cache_dir().join("../license.json");
+    std::fs::write(
+        &cfg,
+        f.config(json!({
+            "api-key": "sk-test",
+            "api-url": refused_url(),
+            "seat.enabled": true,
+            "seat.hardware-id": "hw-test",
+        }))
+        .to_string(),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lic4es"))
+        .args(["status", "--config", cfg.to_str().unwrap()])
+        .env_remove("SOFTCLIENT4ES_API_KEY")
+        .output()
+        .unwrap();
+    let s: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(s["tier"], "pro", "{s}");
+    assert_eq!(s["seat"]["state"], "offline", "{s}");
+    assert_eq!(
+        parse_rfc3339(s["seat"]["offline_since"].as_str().unwrap()),
+        parse_rfc3339(&since),
+        "the grace runs from the recorded start, not from now: {s}"
+    );
+    assert_eq!(s["seat"]["session_id"], "s-old");
+}
+
+#[tokio::test(start_paused = true)]
 async fn after_a_crash_the_next_start_reconnects_with_the_old_session() {
     let r = Run::new().await;
     // A process that held s-old died without releasing it.

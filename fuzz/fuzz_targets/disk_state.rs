@@ -5,9 +5,21 @@
 
 use libfuzzer_sys::fuzz_target;
 use lic4es::seat::SeatMemory;
-use lic4es::state::{claim_in, save_in, StateDoc};
+use lic4es::state::{claim_in, save_in, SlotOwners, StateDoc};
 
 const NOW: i64 = 1_795_354_152_000;
+
+/// Slots whose id has an even length run elsewhere.
+struct Half;
+
+impl SlotOwners for Half {
+    fn take(&mut self, id: &str) -> bool {
+        id.len() % 2 == 1
+    }
+    fn held(&mut self, id: &str) -> bool {
+        id.len() % 2 == 0
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -15,13 +27,12 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(mut doc) = StateDoc::parse(text) {
         let _ = doc.mark();
-        let alive = |pid: u32| pid % 2 == 0;
-        let ((slot, mem), _) = claim_in(&mut doc, 7, NOW, &alive);
+        let ((slot, mem), _, _) = claim_in(&mut doc, 7, NOW, &mut Half);
         let mem = SeatMemory {
             offline_cycles: mem.offline_cycles.into_iter().chain([NOW - 1000]).collect(),
             ..mem
         };
-        save_in(&mut doc, &slot, 7, &mem, NOW, &alive);
+        let _ = save_in(&mut doc, &slot, 7, &mem, NOW, &mut Half);
         let written = serde_json::to_string_pretty(&doc).unwrap();
         assert!(
             StateDoc::parse(&written).is_ok(),

@@ -127,8 +127,9 @@ struct Current {
 /// The seat machine of this run and the `state.json` slot it persists to.
 struct SeatRun {
     machine: SeatMachine,
-    /// `None` when `state.json` could not be used: the seat lives in memory only.
-    slot: Option<String>,
+    /// The slot and the lock that owns it while this engine runs; `None` when
+    /// `state.json` could not be used: the seat lives in memory only.
+    slot: Option<(String, crate::state::SlotLock)>,
 }
 
 struct State {

@@ -18,7 +18,6 @@ use crate::seat::{
     hardware_id, heartbeat_ms_from_secs, Action, Ctx, Event, Grant, GrantMode, SeatMachine,
     SeatMemory, SeatParams, SeatState,
 };
-use crate::state::process_alive;
 use crate::token::Checked;
 
 /// The heartbeat interval assumed when an online grant does not name one (seconds).
@@ -117,17 +116,21 @@ impl Shared {
         };
         let _ = self.hardware_id.set(hw);
         let now = self.now_millis();
-        let (slot, mem) = match self
-            .state_file
-            .claim_slot(std::process::id(), now, &process_alive)
-        {
-            Ok(claim) => {
+        let (slot, mem) = match self.state_file.claim_slot(std::process::id(), now) {
+            Ok((claim, Some(lock))) => {
                 if let Some(why) = &claim.discarded {
                     self.log.warn(&format!(
                         "Seat state ignored ({why}); starting a new seat record"
                     ));
                 }
-                (Some(claim.slot), claim.memory)
+                (Some((claim.slot, lock)), claim.memory)
+            }
+            Ok((_, None)) => {
+                self.log.warn(
+                    "Seat record not owned (its lock file cannot be made); the seat record \
+                     is kept in memory only",
+                );
+                (None, SeatMemory::default())
             }
             Err(e) => {
                 self.log.warn(&format!(
@@ -232,6 +235,12 @@ impl Shared {
         if self.seat_mode() {
             // Shutdown was signalled already: the release is bounded by its own timeout.
             self.drive(Event::Shutdown, backend, None).await;
+            // The record stays (an offline period, a session not released) for the next
+            // engine on this cache-dir, in this process or another, to carry on.
+            let slot = lock(&self.state).seat.as_mut().and_then(|s| s.slot.take());
+            if let Some((id, owned)) = slot {
+                self.state_file.give_up_slot(&id, owned);
+            }
         }
     }
 
@@ -293,12 +302,15 @@ impl Shared {
     }
 
     fn persist_seat(&self, mem: &SeatMemory) {
-        let slot = lock(&self.state).seat.as_ref().and_then(|s| s.slot.clone());
+        let slot = lock(&self.state)
+            .seat
+            .as_ref()
+            .and_then(|s| s.slot.as_ref().map(|(id, _)| id.clone()));
         let Some(slot) = slot else { return };
         let now = self.now_millis();
-        if let Err(e) =
-            self.state_file
-                .save_slot(&slot, std::process::id(), mem, now, &process_alive)
+        if let Err(e) = self
+            .state_file
+            .save_slot(&slot, std::process::id(), mem, now)
         {
             if !self
                 .state_write_warned
