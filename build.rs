@@ -26,6 +26,19 @@ fn main() {
     };
     fs::write(out.join("builtin_public_keys.json"), keys).expect("write builtin keys");
 
+    // The vendor's Community entitlements, likewise: an operator's config may narrow them
+    // and never widen them. Unset: SoftClient4ES's own (src/config.rs).
+    println!("cargo:rerun-if-env-changed=LIC4ES_COMMUNITY_FILE");
+    let community = match env::var("LIC4ES_COMMUNITY_FILE") {
+        Ok(path) if !path.trim().is_empty() => {
+            println!("cargo:rerun-if-changed={path}");
+            fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("LIC4ES_COMMUNITY_FILE {path}: {e}"))
+        }
+        _ => String::new(),
+    };
+    fs::write(out.join("builtin_community.json"), community).expect("write builtin community");
+
     probe_test_tools();
 
     let config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml");

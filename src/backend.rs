@@ -187,7 +187,27 @@ impl ServerCertVerifier for LazyVerifier {
 /// The HTTP client every backend call uses: rustls with the platform's roots (its own
 /// provider, nothing installed process-wide), no redirects, connect and read timeouts,
 /// and the whole exchange bounded by their sum so a peer dripping bytes cannot hold it.
+/// It follows the environment's proxy settings (`HTTPS_PROXY`, `NO_PROXY`, …).
 pub fn http_client(connect: Duration, read: Duration) -> Result<reqwest::Client, BackendError> {
+    client_builder(connect, read)?
+        .build()
+        .map_err(|e| BackendError::Setup(e.to_string()))
+}
+
+/// [`http_client`] that never uses a proxy: for loopback backends, whose plain http is
+/// allowed only because it never leaves the machine (a proxy would carry the API key
+/// off it).
+pub fn direct_client(connect: Duration, read: Duration) -> Result<reqwest::Client, BackendError> {
+    client_builder(connect, read)?
+        .no_proxy()
+        .build()
+        .map_err(|e| BackendError::Setup(e.to_string()))
+}
+
+fn client_builder(
+    connect: Duration,
+    read: Duration,
+) -> Result<reqwest::ClientBuilder, BackendError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = LazyVerifier {
         provider: provider.clone(),
@@ -199,22 +219,23 @@ pub fn http_client(connect: Duration, read: Duration) -> Result<reqwest::Client,
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
-    reqwest::Client::builder()
+    Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(connect)
         .read_timeout(read)
         .timeout(connect + read)
         .user_agent(concat!("lic4es/", env!("CARGO_PKG_VERSION")))
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| BackendError::Setup(e.to_string()))
+        .pool_idle_timeout(Duration::from_secs(30)))
 }
 
 /// An HTTP client bound to one backend base URL.
 #[derive(Clone)]
 pub struct Backend {
+    /// Through the environment's proxy, for remote backends.
     client: reqwest::Client,
+    /// Never through a proxy, for loopback ones.
+    direct: reqwest::Client,
     base: Url,
 }
 
@@ -237,6 +258,7 @@ impl Backend {
         check_backend_url(&base).map_err(BackendError::BadUrl)?;
         Ok(Backend {
             client: http_client(connect, read)?,
+            direct: direct_client(connect, read)?,
             base,
         })
     }
@@ -348,8 +370,13 @@ impl Backend {
         body: &impl Serialize,
     ) -> Result<(StatusCode, Vec<u8>), BackendError> {
         let body = serde_json::to_vec(body).map_err(|e| BackendError::Setup(e.to_string()))?;
-        let resp = self
-            .client
+        let parsed = Url::parse(url).map_err(|e| BackendError::BadUrl(e.to_string()))?;
+        let client = if crate::config::is_loopback_url(&parsed) {
+            &self.direct
+        } else {
+            &self.client
+        };
+        let resp = client
             .request(method, url)
             .bearer_auth(bearer)
             .header(reqwest::header::CONTENT_TYPE, "application/json")

@@ -50,6 +50,15 @@ pub const COMMUNITY_QUOTAS: [(&str, i64); 4] = [
     ("max_joins", 2),
 ];
 
+/// The vendor's Community entitlements set at build time (`LIC4ES_COMMUNITY_FILE`: a JSON
+/// object `{"features": [...], "quotas": {...}}`); empty when unset.
+const BUILTIN_COMMUNITY: &str = include_str!(concat!(env!("OUT_DIR"), "/builtin_community.json"));
+
+/// The vendor's longest grace after a token's `exp` when the token does not say.
+pub const DEFAULT_MAX_GRACE: Duration = Duration::from_secs(14 * 86_400);
+/// The longest leeway on `exp` / `nbf` a config may ask for.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+
 /// Largest config document accepted, in bytes. A real config is a few KiB; the bound
 /// keeps a runaway document from costing the host hundreds of megabytes to parse.
 pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
@@ -164,6 +173,83 @@ pub struct Entitlements {
 }
 
 impl Entitlements {
+    /// The vendor's Community entitlements: set at build time, else SoftClient4ES's.
+    pub fn vendor_community() -> Result<Self, String> {
+        if BUILTIN_COMMUNITY.trim().is_empty() {
+            return Ok(Self::community_defaults());
+        }
+        let v: Value = serde_json::from_str(BUILTIN_COMMUNITY)
+            .map_err(|e| format!("built-in Community entitlements: {e}"))?;
+        let features = match v.get("features") {
+            None => BTreeSet::new(),
+            Some(f) => string_list(f, "features")
+                .map_err(|e| format!("built-in Community entitlements: {e}"))?
+                .into_iter()
+                .collect(),
+        };
+        let quotas = match v.get("quotas") {
+            None => BTreeMap::new(),
+            Some(q) => quota_map(q, "quotas")
+                .map_err(|e| format!("built-in Community entitlements: {e}"))?,
+        };
+        Ok(Entitlements { features, quotas })
+    }
+
+    /// What `asked` (the operator's `community.features` / `community.quotas`, each
+    /// `None` when not set) leaves of the vendor's `vendor` entitlements: features only
+    /// among the vendor's, quotas never above the vendor's. Warnings say what was cut.
+    pub fn narrowed(
+        vendor: &Entitlements,
+        features: Option<Vec<String>>,
+        quotas: Option<BTreeMap<String, Option<i64>>>,
+        warnings: &mut Vec<String>,
+    ) -> Entitlements {
+        let features = match features {
+            None => vendor.features.clone(),
+            Some(asked) => asked
+                .into_iter()
+                .filter(|f| {
+                    let ok = vendor.features.contains(f);
+                    if !ok {
+                        warnings.push(format!(
+                            "community.features: `{}` is not a Community feature of this \
+                             product; ignored (the config can only narrow them)",
+                            show(f)
+                        ));
+                    }
+                    ok
+                })
+                .collect(),
+        };
+        let mut out = vendor.quotas.clone();
+        for (name, asked) in quotas.unwrap_or_default() {
+            let cap = vendor.quotas.get(&name).copied().flatten();
+            let value = match (asked, cap) {
+                (Some(a), Some(c)) if a > c => {
+                    warnings.push(format!(
+                        "community.quotas.{}: {a} is above the product's {c}; clamped to {c}",
+                        show(&name)
+                    ));
+                    Some(c)
+                }
+                (None, Some(c)) => {
+                    warnings.push(format!(
+                        "community.quotas.{}: unlimited is above the product's {c}; clamped \
+                         to {c}",
+                        show(&name)
+                    ));
+                    Some(c)
+                }
+                (a, _) => a,
+            };
+            out.insert(name, value);
+        }
+        Entitlements {
+            features,
+            quotas: out,
+        }
+    }
+
     /// SoftClient4ES's Community entitlements.
     pub fn community_defaults() -> Self {
         Entitlements {
@@ -230,6 +316,9 @@ pub struct Config {
     pub require_nonce: bool,
     /// Least severe level logged.
     pub log_level: Level,
+    /// What was accepted only in part (a value clamped to the vendor's limit, a name
+    /// ignored), for the engine to log at WARN when it starts.
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -339,9 +428,28 @@ fn build(
     })?;
     check_backend_url(&api_url).map_err(|m| ConfigError::new("api-url", m))?;
 
+    let mut warnings = Vec::new();
+    let builtin = KeySet::builtin().map_err(|m| ConfigError::new("public-keys", m))?;
     let public_keys = match get("public-keys") {
-        Some(v) => KeySet::from_json_value(v).map_err(|m| ConfigError::new("public-keys", m))?,
-        None => KeySet::builtin().map_err(|m| ConfigError::new("public-keys", m))?,
+        Some(v) => {
+            let given =
+                KeySet::from_json_value(v).map_err(|m| ConfigError::new("public-keys", m))?;
+            if builtin.is_empty() {
+                given
+            } else {
+                // The library carries the vendor's keys: a config can only narrow them
+                // (to retire one), never add one it could sign with.
+                let (kept, dropped) = given.within(&builtin);
+                for kid in dropped {
+                    warnings.push(format!(
+                        "public-keys: key `{kid}` is not one of the keys built into this \
+                         library; ignored"
+                    ));
+                }
+                kept
+            }
+        }
+        None => builtin,
     };
 
     let key_source = key.is_some() || key_file.is_some() || api_key.is_some();
@@ -359,8 +467,27 @@ fn build(
         None => default_cache_dir(),
     };
 
+    // The operator may shorten the grace and the leeway, not lengthen them past the
+    // vendor's limits: a host's config keeps working, clamped.
     let grace_period = duration(flat, "grace-period", "14d")?;
-    let clock_skew = duration(flat, "clock-skew", "60s")?;
+    if grace_period > DEFAULT_MAX_GRACE {
+        warnings.push(format!(
+            "grace-period: {} days is longer than the license allows; each license gets at \
+             most its own grace_days, else {} days",
+            grace_period.as_secs() / 86_400,
+            DEFAULT_MAX_GRACE.as_secs() / 86_400
+        ));
+    }
+    let mut clock_skew = duration(flat, "clock-skew", "60s")?;
+    if clock_skew > MAX_CLOCK_SKEW {
+        warnings.push(format!(
+            "clock-skew: {} s is longer than the {} s allowed; clamped to {} s",
+            clock_skew.as_secs(),
+            MAX_CLOCK_SKEW.as_secs(),
+            MAX_CLOCK_SKEW.as_secs()
+        ));
+        clock_skew = MAX_CLOCK_SKEW;
+    }
     let connect_timeout = positive_duration(flat, "connect-timeout", "10s")?;
     let read_timeout = positive_duration(flat, "read-timeout", "10s")?;
     let product_version = opt_string(flat, "product-version")?.unwrap_or_default();
@@ -418,17 +545,17 @@ fn build(
         ));
     }
 
-    let defaults = Entitlements::community_defaults();
-    let community = Entitlements {
-        features: match get("community.features") {
-            None => defaults.features,
-            Some(v) => string_list(v, "community.features")?.into_iter().collect(),
-        },
-        quotas: match get("community.quotas") {
-            None => defaults.quotas,
-            Some(v) => quota_map(v, "community.quotas")?,
-        },
-    };
+    let vendor = Entitlements::vendor_community().map_err(|m| ConfigError::new("community", m))?;
+    let community = Entitlements::narrowed(
+        &vendor,
+        get("community.features")
+            .map(|v| string_list(v, "community.features"))
+            .transpose()?,
+        get("community.quotas")
+            .map(|v| quota_map(v, "community.quotas"))
+            .transpose()?,
+        &mut warnings,
+    );
 
     let log_level = match opt_string(flat, "log-level")? {
         None => Level::Info,
@@ -460,6 +587,7 @@ fn build(
         community,
         require_nonce: boolean(flat, "require-nonce", false)?,
         log_level,
+        warnings,
     })
 }
 
@@ -526,12 +654,17 @@ fn show_url(u: &str) -> String {
     }
 }
 
+/// Whether `url` names a loopback host: its traffic never leaves this machine, so it
+/// may be plain http and is never sent through a proxy.
+pub fn is_loopback_url(url: &Url) -> bool {
+    url.host().is_some_and(|h| is_loopback(&h))
+}
+
+/// `127.0.0.0/8`, `::1` and `localhost` exactly: `localhost.` is a name for DNS to
+/// resolve, which may answer anything.
 fn is_loopback(host: &Host<&str>) -> bool {
     match host {
-        Host::Domain(d) => {
-            let d = d.trim_end_matches('.');
-            d.eq_ignore_ascii_case("localhost")
-        }
+        Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
         Host::Ipv4(ip) => ip.is_loopback(),
         Host::Ipv6(ip) => ip.is_loopback(),
     }
@@ -724,10 +857,17 @@ fn quota_map(v: &Value, key: &str) -> Result<BTreeMap<String, Option<i64>>, Conf
     m.iter()
         .map(|(name, limit)| match limit {
             Value::Null => Ok((name.clone(), None)),
+            // -1 reads as "unlimited" through lic_quota: a negative limit is refused.
             Value::Number(n) => n
                 .as_i64()
+                .filter(|i| *i >= 0)
                 .map(|i| (name.clone(), Some(i)))
-                .ok_or_else(|| ConfigError::new(&format!("{key}.{name}"), "must be an integer")),
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        &format!("{key}.{}", show(name)),
+                        "must be a non-negative integer",
+                    )
+                }),
             _ => Err(ConfigError::new(
                 &format!("{key}.{name}"),
                 "must be an integer or null",
@@ -782,6 +922,8 @@ mod tests {
         assert!(ok("http://127.9.9.9").is_ok());
         assert!(ok("http://[::1]:80").is_ok());
         assert!(ok("http://LOCALHOST:1").is_ok());
+        assert!(ok("http://localhost.:1").is_err(), "a name DNS resolves");
+        assert!(ok("http://localhost.example.com").is_err());
         assert!(ok("http://license.example.com").is_err());
         assert!(ok("http://10.0.0.1").is_err());
         assert!(ok("ftp://127.0.0.1").is_err());

@@ -120,6 +120,8 @@ struct TrustedKey {
     kid: String,
     kind: KeyKind,
     key: DecodingKey,
+    /// The public key's bytes (`x`; `n` and `e`; `x` and `y`), to tell two keys apart.
+    material: Vec<u8>,
 }
 
 /// The public keys tokens must be signed with, by `kid`.
@@ -170,6 +172,23 @@ impl KeySet {
             keys.push(key);
         }
         Ok(KeySet { keys })
+    }
+
+    /// The keys of this set that `trusted` also holds (same kid, same key), and the kids
+    /// of those it does not: a set given in config can narrow the built-in one, never
+    /// add to it.
+    pub fn within(&self, trusted: &KeySet) -> (KeySet, Vec<String>) {
+        let (kept, dropped): (Vec<TrustedKey>, Vec<TrustedKey>) =
+            self.keys.iter().cloned().partition(|k| {
+                trusted
+                    .keys
+                    .iter()
+                    .any(|t| t.kid == k.kid && t.kind == k.kind && t.material == k.material)
+            });
+        (
+            KeySet { keys: kept },
+            dropped.into_iter().map(|k| clean(&k.kid)).collect(),
+        )
     }
 
     /// Whether the set holds no key.
@@ -242,6 +261,7 @@ fn parse_jwk(jwk: &Value) -> Result<TrustedKey, String> {
             .decode(field(name)?.trim_end_matches('='))
             .map_err(|_| format!("`{name}` is not base64url"))
     };
+    let mut material = Vec::new();
     let (kind, key) = match field("kty")? {
         "OKP" => {
             if field("crv")? != "Ed25519" {
@@ -251,6 +271,7 @@ fn parse_jwk(jwk: &Value) -> Result<TrustedKey, String> {
             if x.len() != 32 {
                 return Err("`x` must be 32 bytes for Ed25519".into());
             }
+            material.extend_from_slice(&x);
             (KeyKind::Ed25519, DecodingKey::from_ed_der(&x))
         }
         "RSA" => {
@@ -260,6 +281,9 @@ fn parse_jwk(jwk: &Value) -> Result<TrustedKey, String> {
             if bits < 2048 {
                 return Err("RSA keys must be at least 2048 bits".into());
             }
+            material.extend_from_slice(&n);
+            material.push(0);
+            material.extend_from_slice(&e);
             (KeyKind::Rsa, DecodingKey::from_rsa_raw_components(&n, &e))
         }
         "EC" => {
@@ -270,6 +294,8 @@ fn parse_jwk(jwk: &Value) -> Result<TrustedKey, String> {
             if bytes("x")?.len() != 32 || bytes("y")?.len() != 32 {
                 return Err("`x` and `y` must be 32 bytes for P-256".into());
             }
+            material.extend(bytes("x")?);
+            material.extend(bytes("y")?);
             let key = DecodingKey::from_ec_components(x, y).map_err(|e| e.to_string())?;
             (KeyKind::P256, key)
         }
@@ -287,7 +313,12 @@ fn parse_jwk(jwk: &Value) -> Result<TrustedKey, String> {
             ));
         }
     }
-    Ok(TrustedKey { kid, kind, key })
+    Ok(TrustedKey {
+        kid,
+        kind,
+        key,
+        material,
+    })
 }
 
 struct Parts<'a> {
@@ -369,6 +400,8 @@ pub struct Claims {
     pub hwid: Option<String>,
     /// `platform` (upper case); `None` means PRODUCTION.
     pub platform: Option<String>,
+    /// The vendor's longest grace after `exp` for this token, in days.
+    pub grace_days: Option<i64>,
     /// The `tier` claim as given when it names none of the four tiers (cleaned).
     pub unknown_tier: Option<String>,
 }
@@ -497,6 +530,7 @@ impl Claims {
             platform: string("platform")?
                 .map(|p| clean(p.trim()).to_ascii_uppercase())
                 .filter(|p| !p.is_empty()),
+            grace_days: time("grace_days")?.map(|d| d.max(0)),
             unknown_tier,
         })
     }
@@ -536,6 +570,11 @@ pub struct Checked {
     pub standing: Standing,
 }
 
+/// The vendor's longest grace after `exp` for a token that does not say (`grace_days`).
+pub const DEFAULT_MAX_GRACE_SECS: i64 = 14 * DAY;
+/// The longest leeway on `exp` and `nbf` a config may ask for.
+pub const MAX_SKEW_SECS: i64 = 300;
+
 /// Everything needed to accept or reject a token: keys, issuer, leeway and grace.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -545,7 +584,8 @@ pub struct Policy {
     pub issuer: String,
     /// Leeway on `exp` / `nbf`, in seconds.
     pub skew_secs: i64,
-    /// Grace after `exp`, in seconds.
+    /// Grace after `exp` the config asks for, in seconds; each token gets at most its
+    /// vendor's maximum ([`Policy::grace_for`]).
     pub grace_secs: i64,
 }
 
@@ -574,8 +614,9 @@ impl Policy {
             return Ok(Standing::Valid);
         }
         let expired = now_secs.saturating_sub(claims.exp).max(0);
-        if expired < self.grace_secs {
-            let phase = if expired.saturating_mul(2) < self.grace_secs {
+        let grace = self.grace_for(claims);
+        if expired < grace {
+            let phase = if expired.saturating_mul(2) < grace {
                 GracePhase::Early
             } else {
                 GracePhase::Mid
@@ -583,7 +624,7 @@ impl Policy {
             return Ok(Standing::Grace {
                 phase,
                 days_ago: expired / DAY,
-                days_left: (self.grace_secs - expired) / DAY,
+                days_left: (grace - expired) / DAY,
             });
         }
         Err(TokenError::Expired {
@@ -591,8 +632,19 @@ impl Policy {
         })
     }
 
-    /// The instant (seconds) at which a token with this `exp` stops counting at all.
-    pub fn end_of_grace(&self, exp: i64) -> i64 {
-        exp.saturating_add(self.grace_secs.max(self.skew_secs))
+    /// The grace a token gets after its `exp`: what the config asks, never more than the
+    /// vendor's maximum for it (its `grace_days`, else [`DEFAULT_MAX_GRACE_SECS`]).
+    pub fn grace_for(&self, claims: &Claims) -> i64 {
+        let cap = claims
+            .grace_days
+            .map_or(DEFAULT_MAX_GRACE_SECS, |d| d.saturating_mul(DAY));
+        self.grace_secs.min(cap).max(0)
+    }
+
+    /// The instant (seconds) at which a token stops counting at all.
+    pub fn end_of_grace(&self, claims: &Claims) -> i64 {
+        claims
+            .exp
+            .saturating_add(self.grace_for(claims).max(self.skew_secs))
     }
 }

@@ -82,7 +82,12 @@ fn every_key_is_accepted_nested_or_dotted() {
     assert_eq!(c.seat.max_heartbeat_failures, 5);
     assert_eq!(c.seat.hardware_id.as_deref(), Some("hw-1"));
     assert_eq!(c.community.quota("max_joins"), 1);
-    assert_eq!(c.community.quota("max_clusters"), -1);
+    assert_eq!(
+        c.community.quota("max_clusters"),
+        1,
+        "unlimited is above the vendor's: clamped"
+    );
+    assert!(c.warnings.iter().any(|w| w.contains("max_clusters")));
     assert_eq!(c.log_level, Level::Warn);
 
     let dotted = parse(json!({"refresh.interval": "2h", "seat.release-timeout": "1s"})).unwrap();

@@ -493,7 +493,7 @@ fn paid_entitlements_are_exactly_the_tokens() {
 }
 
 #[test]
-fn community_entitlements_come_from_config() {
+fn community_entitlements_in_config_narrow_the_vendors() {
     let f = Fixture::new();
     let e = f.start(json!({}));
     assert!(e.has_feature("repl"));
@@ -501,11 +501,15 @@ fn community_entitlements_come_from_config() {
     assert_eq!(e.quota("max_result_rows"), 10_000);
     let f = Fixture::new();
     let e =
-        f.start(json!({"community": {"features": ["jdbc_driver"], "quotas": {"max_joins": 7}}}));
+        f.start(json!({"community": {"features": ["jdbc_driver"], "quotas": {"max_joins": 1}}}));
     assert!(e.has_feature("jdbc_driver"));
     assert!(!e.has_feature("repl"));
-    assert_eq!(e.quota("max_joins"), 7);
-    assert_eq!(e.quota("max_result_rows"), -1);
+    assert_eq!(e.quota("max_joins"), 1);
+    assert_eq!(
+        e.quota("max_result_rows"),
+        10_000,
+        "a quota the config does not name stays the vendor's"
+    );
 }
 
 #[test]

@@ -32,6 +32,8 @@ pub struct TokenSpec<'a> {
     pub sid: Option<&'a str>,
     /// Seat tokens: the hardware id.
     pub hwid: Option<&'a str>,
+    /// The longest grace an engine may give the token after its `exp`, in days.
+    pub grace_days: Option<i64>,
 }
 
 impl Default for TokenSpec<'_> {
@@ -42,6 +44,7 @@ impl Default for TokenSpec<'_> {
             lifetime: Lifetime::Short,
             sid: None,
             hwid: None,
+            grace_days: None,
         }
     }
 }
@@ -82,6 +85,9 @@ impl AppState {
             if let Some(v) = value {
                 claims[name] = Value::from(v);
             }
+        }
+        if let Some(d) = spec.grace_days {
+            claims["grace_days"] = Value::from(d);
         }
         let jwt = self
             .key

@@ -203,6 +203,11 @@ fn refresh_exchanges_only_a_static_token_minted_with_a_refresh_url() {
     let (seated, key) = s.license("team", json!({"seats": 2}));
     let (_, v) = s.json("POST", paths::ACQUIRE, Some(&key), acquire_body("hw-1"));
     let live = v["license"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.jwks().verify(&live).unwrap().grace_days,
+        Some(0),
+        "a seat token's exp already holds the offline grace: no engine grace on top"
+    );
     refused(
         refresh(&live, &seated),
         "invalid_token",

@@ -20,6 +20,9 @@ impl Shared {
         stop: &mut Stop,
     ) -> InitFetch {
         let mut out = Outbox::default();
+        for w in &self.config.warnings {
+            out.push(Level::Warn, w.clone());
+        }
         if let Some(mode) = self.cache.writable_by_others() {
             out.push(
                 Level::Warn,

@@ -457,7 +457,7 @@ impl Shared {
 
     /// When a checked token stops counting (ms).
     fn until_ms(&self, c: &Checked) -> i64 {
-        self.policy.end_of_grace(c.claims.exp).saturating_mul(1000)
+        self.policy.end_of_grace(&c.claims).saturating_mul(1000)
     }
 
     /// A seat token from the backend: acceptable, and naming the session it came with.
@@ -564,7 +564,7 @@ impl Shared {
         let in_use = lock(&self.state)
             .current
             .as_ref()
-            .map(|c| self.policy.end_of_grace(c.claims.exp).saturating_mul(1000));
+            .map(|c| self.policy.end_of_grace(&c.claims).saturating_mul(1000));
         if in_use.is_some() {
             return (in_use, None);
         }

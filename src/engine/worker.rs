@@ -192,6 +192,6 @@ impl Shared {
     pub(super) fn grace_end_ms(&self) -> Option<i64> {
         let st = super::lock(&self.state);
         let c = st.current.as_ref()?;
-        Some(self.policy.end_of_grace(c.claims.exp).saturating_mul(1000))
+        Some(self.policy.end_of_grace(&c.claims).saturating_mul(1000))
     }
 }

@@ -368,6 +368,7 @@ impl AppState {
                 lifetime: Lifetime::Until(token_exp),
                 sid: Some(&session.id),
                 hwid: Some(who.hardware_id),
+                grace_days: Some(SEAT_TOKEN_GRACE_DAYS),
                 ..TokenSpec::default()
             },
         ) {
@@ -425,6 +426,12 @@ impl AppState {
         }
     }
 }
+
+/// A seat token's `grace_days`: none. Its `exp` already lies the offline grace (and the
+/// session TTL) past its issue, so no engine-side grace is added on top, even by an
+/// engine that lost its seat record (a deleted `state.json` restarts the offline grace,
+/// never past the token).
+pub const SEAT_TOKEN_GRACE_DAYS: i64 = 0;
 
 /// How long a seat token runs from its issue: its lifetime plus the offline grace plus the
 /// session TTL.
@@ -507,6 +514,7 @@ pub async fn heartbeat(
                 lifetime: Lifetime::Until(next_exp),
                 sid: Some(&session.id),
                 hwid: Some(&session.hardware_id),
+                grace_days: Some(SEAT_TOKEN_GRACE_DAYS),
                 ..TokenSpec::default()
             },
         )?;
