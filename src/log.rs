@@ -109,7 +109,36 @@ pub fn clean(s: &str) -> String {
 }
 
 fn needs_escape(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+    is_invisible(c) || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// Whether `c` is a control character or a Unicode format character (general category
+/// Cf: bidi overrides and isolates, zero-width characters, the BOM, tags), any of which
+/// can make text read differently from what it is.
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c as u32,
+            0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F)
 }
 
 /// Escapes control characters; at most `max_chars` characters come out (escapes

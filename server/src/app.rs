@@ -32,8 +32,14 @@ pub struct AppState {
     pub(crate) flags: Flags,
     /// API key lookups, kept briefly so that heartbeats do not query the database.
     pub(crate) keys_seen: KeyCache,
-    /// Print one line per request to stderr.
+    /// Print one line per request to stderr (`access-log`).
     pub access_log: bool,
+    /// Failed admin sign-ins per client address.
+    pub(crate) throttle: crate::throttle::Throttle,
+    /// `trusted-proxies`.
+    pub(crate) proxies: Vec<ipnet::IpNet>,
+    /// `body-timeout-secs`.
+    pub(crate) body_timeout: std::time::Duration,
     /// The last audit entry could not be written.
     audit_failing: std::sync::atomic::AtomicBool,
 }
@@ -48,6 +54,9 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, String> {
         let keyset = lic4es::token::KeySet::from_json_value(&key.public_jwks())?;
+        let proxies = config.proxies()?;
+        let body_timeout = std::time::Duration::from_secs(config.body_timeout_secs);
+        let access_log = config.access_log;
         Ok(AppState {
             config,
             key,
@@ -58,7 +67,10 @@ impl AppState {
             metrics: Metrics::default(),
             flags: Flags::default(),
             keys_seen: KeyCache::default(),
-            access_log: false,
+            access_log,
+            throttle: Default::default(),
+            proxies,
+            body_timeout,
             audit_failing: Default::default(),
         })
     }
@@ -133,10 +145,7 @@ impl AppState {
             Err(e) => {
                 self.audit_failing
                     .store(true, std::sync::atomic::Ordering::Relaxed);
-                eprintln!(
-                    "license-server: audit entry `{kind}` not written: {}",
-                    e.message
-                );
+                crate::log::error(&format!("audit entry `{kind}` not written: {}", e.message));
                 Err(ApiError::new(
                     e.status,
                     codes::STORE_UNAVAILABLE,
@@ -209,13 +218,13 @@ impl AppState {
                 let periods: Vec<_> = periods.iter().map(|p| p.at(now)).collect();
                 let v = abuse::judge(&periods, now);
                 if self.flags.note(&license, &v) {
-                    eprintln!("license-server: WARN {}", abuse::message(&license, &v));
+                    crate::log::warn(&abuse::message(&license, &v));
                 }
             }
-            Err(e) => eprintln!(
-                "license-server: offline period of {license} not kept: {}",
+            Err(e) => crate::log::error(&format!(
+                "offline period of {license} not kept: {}",
                 e.message
-            ),
+            )),
         }
     }
 
@@ -229,7 +238,7 @@ impl AppState {
             .await?;
         let all = abuse::judge_each(periods.iter().map(|p| (p.license.as_str(), p.at(now))), now);
         for (license, v) in self.flags.note_all(&all) {
-            eprintln!("license-server: WARN {}", abuse::message(license, v));
+            crate::log::warn(&abuse::message(license, v));
         }
         Ok(all)
     }

@@ -127,9 +127,31 @@ pub struct ServerConfig {
     /// Base URL clients reach this server at; used for `refresh_url`.
     #[serde(default)]
     pub public_url: Option<String>,
-    /// Bearer token of the admin API; unset disables it.
+    /// Bearer token of the admin API (at least [`MIN_SECRET_LEN`] characters); unset
+    /// disables it.
     #[serde(default)]
     pub admin_token: Option<String>,
+    /// Where `/metrics` is served, apart from the API customers reach (`none`: nowhere
+    /// but on the main listener with `metrics-token`).
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: String,
+    /// A bearer token that opens `/metrics` on the main listener too (at least
+    /// [`MIN_SECRET_LEN`] characters); unset, the main listener does not serve it.
+    #[serde(default)]
+    pub metrics_token: Option<String>,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` names the client for the audit trail and
+    /// the admin throttle; from anyone else the header is ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// One line per request on stderr.
+    #[serde(default)]
+    pub access_log: bool,
+    /// Least severe log line written: `error`, `warn`, `info` or `debug`.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    /// Seconds a request body may take to arrive, from the end of its headers.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: u64,
     /// Lifetime of issued tokens, in hours.
     #[serde(default = "default_lifetime")]
     pub token_lifetime_hours: u64,
@@ -159,6 +181,20 @@ pub struct ServerConfig {
 fn default_header_timeout() -> u64 {
     10
 }
+fn default_body_timeout() -> u64 {
+    10
+}
+fn default_metrics_listen() -> String {
+    "127.0.0.1:8701".into()
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+/// Shortest admin or metrics token accepted: a short one can be guessed.
+pub const MIN_SECRET_LEN: usize = 32;
+/// `metrics-listen` that turns the separate listener off.
+pub const NO_LISTENER: &str = "none";
 fn default_idle_timeout() -> u64 {
     60
 }
@@ -303,7 +339,58 @@ impl ServerConfig {
         if cfg.max_connections == Some(0) {
             return Err("max-connections must be at least 1".into());
         }
+        cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The checks that every way of building a config passes (the file, and tests that
+    /// build one in memory): secrets long enough, addresses and CIDRs that parse.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, secret) in [
+            ("admin-token", &self.admin_token),
+            ("metrics-token", &self.metrics_token),
+        ] {
+            if let Some(t) = secret {
+                if t.chars().count() < MIN_SECRET_LEN {
+                    return Err(format!(
+                        "{key} must be at least {MIN_SECRET_LEN} characters (it is {}): a \
+                         short token can be guessed; generate one, e.g. `openssl rand -hex 24`",
+                        t.chars().count()
+                    ));
+                }
+            }
+        }
+        if !(1..=3600).contains(&self.body_timeout_secs) {
+            return Err("body-timeout-secs must be 1 to 3600".into());
+        }
+        if self.metrics_listen != NO_LISTENER
+            && self.metrics_listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(format!(
+                "metrics-listen `{}` is not an address such as 127.0.0.1:8701 (or `{NO_LISTENER}`)",
+                self.metrics_listen
+            ));
+        }
+        self.proxies()?;
+        crate::log::Level::parse(&self.log_level).ok_or_else(|| {
+            format!(
+                "log-level `{}` is not one of error, warn, info, debug",
+                self.log_level
+            )
+        })?;
+        Ok(())
+    }
+
+    /// `trusted-proxies`, parsed.
+    pub fn proxies(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|c| {
+                c.parse::<ipnet::IpNet>()
+                    .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("trusted-proxies: `{c}` is not a CIDR or an address"))
+            })
+            .collect()
     }
 
     /// The SQLite file.

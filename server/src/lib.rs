@@ -15,9 +15,11 @@ pub mod config;
 pub mod http;
 pub mod issue;
 pub mod keys;
+pub mod log;
 pub mod seats;
 pub mod store;
 pub mod telemetry;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -46,17 +48,18 @@ pub fn open_with_clock(
     config: ServerConfig,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<AppState>, String> {
+    config.validate()?;
     let key = keys::SigningKey::load_or_create(&config.signing_key_path())?;
     let store = open_store(&config)?;
     if let Some(tree) = git_work_tree_of(&config.data_dir) {
         if !git_ignored(&tree, &config.data_dir) {
-            eprintln!(
-                "license-server: WARN: data-dir {} is inside the git work tree {} and not \
-                 git-ignored; it holds the private signing key and the license database. \
-                 Ignore it (.gitignore) or set `data-dir` elsewhere.",
+            log::warn(&format!(
+                "data-dir {} is inside the git work tree {} and not git-ignored; it holds \
+                 the private signing key and the license database. Ignore it (.gitignore) \
+                 or set `data-dir` elsewhere.",
                 config.data_dir.display(),
                 tree.display()
-            );
+            ));
         }
     }
     let seats: Arc<dyn seats::SeatStore> = match config.redis_url.as_deref() {

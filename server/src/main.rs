@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use license_server::abuse;
@@ -93,6 +92,9 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
+    if let Some(level) = license_server::log::Level::parse(&config.log_level) {
+        license_server::log::set_level(level);
+    }
     let result = match words.as_slice() {
         [] | ["serve"] => serve(config),
         ["keygen"] => keygen(&config),
@@ -659,21 +661,32 @@ fn serve(config: ServerConfig) -> Result<(), String> {
     // The stores are opened before the runtime runs: the PostgreSQL client blocks on a
     // runtime of its own, which cannot start inside an async context.
     let listen = config.listen.clone();
-    let mut state = open(config)?;
-    if let Some(s) = Arc::get_mut(&mut state) {
-        s.access_log = true;
-    }
+    let metrics_listen = config.metrics_listen.clone();
+    let state = open(config)?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let metrics = if metrics_listen == license_server::config::NO_LISTENER {
+            None
+        } else {
+            let l = tokio::net::TcpListener::bind(&metrics_listen)
+                .await
+                .map_err(|e| format!("cannot listen on {metrics_listen} (metrics-listen): {e}"))?;
+            license_server::log::info(&format!(
+                "metrics on http://{}/metrics",
+                l.local_addr().map_err(|e| e.to_string())?
+            ));
+            Some(l)
+        };
+        // Always written, whatever the log level: supervisors and scripts wait for it.
         eprintln!(
             "license-server: listening on http://{} (key {}, started {})",
             listener.local_addr().map_err(|e| e.to_string())?,
             state.key.kid,
             lic4es::clock::rfc3339(state.now())
         );
-        license_server::serve(listener, state, async {
+        license_server::http::serve_all(listener, metrics, state, async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                     .expect("SIGTERM handler");
@@ -681,7 +694,7 @@ fn serve(config: ServerConfig) -> Result<(), String> {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
             }
-            eprintln!("license-server: shutting down");
+            license_server::log::info("shutting down");
         })
         .await
         .map_err(|e| e.to_string())

@@ -28,7 +28,7 @@ fn start(extra: &str, nofile: u64) -> Proc {
     std::fs::write(
         &cfg,
         format!(
-            "listen = \"127.0.0.1:0\"\ndata-dir = {:?}\n{extra}",
+            "listen = \"127.0.0.1:0\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n{extra}",
             dir.path().join("data").to_str().unwrap()
         ),
     )
@@ -157,4 +157,82 @@ fn healthz_answers_while_1100_idle_connections_are_held_under_a_1024_fd_limit() 
     );
     drop(idle);
     assert!(healthz(p.port, Duration::from_secs(10)).is_some());
+}
+
+/// Sends headers announcing a 65 000-byte body, then one byte of it.
+fn start_dripping(port: u16) -> Option<TcpStream> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(
+        b"POST /api/v1/licenses/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Authorization: Bearer sk-x\r\nContent-Length: 65000\r\n\r\n{",
+    )
+    .ok()?;
+    Some(s)
+}
+
+#[test]
+fn a_body_that_drips_is_cut_at_the_body_deadline() {
+    // Every byte is progress, so the idle timeout alone never fires: the deadline does.
+    let p = start("body-timeout-secs = 1\nidle-timeout-secs = 60\n", 1024);
+    let mut s = start_dripping(p.port).unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    while started.elapsed() < Duration::from_secs(20) {
+        if s.write_all(b" ").is_err() {
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(_) => {}
+        }
+    }
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"error\":\"body_timeout\""), "{text}");
+}
+
+#[test]
+fn healthz_answers_while_4000_connections_drip_their_bodies() {
+    raise_own_limit();
+    let p = start("body-timeout-secs = 3\n", 16_384);
+    let opening = Instant::now();
+    let mut drips: Vec<TcpStream> = (0..4000).filter_map(|_| start_dripping(p.port)).collect();
+    assert!(drips.len() >= 3900, "opened {}", drips.len());
+    let opened = opening.elapsed();
+    // One byte from each, then /healthz, twenty times over the body deadline.
+    let mut worst = Duration::ZERO;
+    let mut total = Duration::ZERO;
+    for _ in 0..20 {
+        for d in drips.iter_mut() {
+            let _ = d.write_all(b" ");
+        }
+        let t = Instant::now();
+        let answer = healthz(p.port, Duration::from_secs(30)).expect("an answer");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        worst = worst.max(t.elapsed());
+        total += t.elapsed();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Past the deadline every dripping connection has been answered 408 and closed.
+    let mut closed = 0;
+    for d in drips.iter_mut() {
+        if closed_within(d, Duration::from_millis(20)) {
+            closed += 1;
+        }
+    }
+    println!(
+        "{} dripping connections opened in {opened:?}; /healthz mean {:?}, worst {worst:?}; \
+         {closed} closed by the body deadline",
+        drips.len(),
+        total / 20
+    );
+    assert!(worst < Duration::from_secs(2), "worst /healthz {worst:?}");
+    assert_eq!(closed, drips.len(), "every dripping body was cut");
 }

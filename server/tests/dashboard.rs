@@ -70,12 +70,12 @@ fn the_dashboard_shows_sessions_lapses_abuse_and_escapes_customer_text() {
         b.run("return sessionStorage.length + localStorage.length"),
         0
     );
-    b.type_into("#token", "admin-secret");
+    b.type_into("#token", ADMIN);
     b.click("#login");
     b.wait_text("#sessions", "an empty list", |t| t.contains("no sessions"));
     assert_eq!(
         b.run("return [sessionStorage.getItem('lic4es-admin-token'), localStorage.length, location.href]"),
-        json!(["admin-secret", 0, format!("{base}/admin/")]),
+        json!([ADMIN, 0, format!("{base}/admin/")]),
         "the token stays in the tab's session, out of the URL"
     );
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{engine_status, free_port};
+use common::{engine_status, free_port, METRICS};
 use lic4es::ffi::*;
 use serde_json::{json, Value};
 
@@ -66,7 +66,8 @@ fn get(port: u16, path: &str) -> Option<String> {
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {METRICS}\r\n\
+         Connection: close\r\n\r\n"
     )
     .ok()?;
     let mut r = String::new();
@@ -118,7 +119,8 @@ fn engine_against_the_reference_server() {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:{port}\"\ndata-dir = {:?}\n",
+            "listen = \"127.0.0.1:{port}\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n\
+             metrics-token = \"{METRICS}\"\naccess-log = true\n",
             dir.path().join("data").to_str().unwrap()
         ),
     )
@@ -306,7 +308,7 @@ fn admin_get(port: u16, path: &str) -> Value {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-e2e\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-e2e-0123456789abcdef-0123456\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut r = String::new();
@@ -422,7 +424,8 @@ fn seats_end_to_end() {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:{port}\"\ndata-dir = {:?}\nadmin-token = \"admin-e2e\"\n",
+            "listen = \"127.0.0.1:{port}\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n\
+             admin-token = \"admin-e2e-0123456789abcdef-0123456\"\n",
             dir.path().join("data").to_str().unwrap()
         ),
     )

@@ -24,7 +24,7 @@ fn token_for_an_api_key_is_signed_and_echoes_the_nonce() {
     assert_eq!(lifetime, 24 * 3600);
     assert!((v["expires_in"].as_i64().unwrap() - lifetime).abs() <= 2);
 
-    let (status, v) = s.json("GET", "/admin/telemetry", Some("admin-secret"), Value::Null);
+    let (status, v) = s.json("GET", "/admin/telemetry", Some(ADMIN), Value::Null);
     assert_eq!(status, 200);
     assert_eq!(v[0]["instance_id"], "i-1");
     assert_eq!(v[0]["telemetry"]["queries_total"], 10);
@@ -43,7 +43,7 @@ fn unknown_and_revoked_keys_and_licenses() {
     let (status, _) = s.json(
         "POST",
         &format!("/admin/licenses/{license}/revoke"),
-        Some("admin-secret"),
+        Some(ADMIN),
         Value::Null,
     );
     assert_eq!(status, 200);
@@ -57,7 +57,7 @@ fn unknown_and_revoked_keys_and_licenses() {
     let (status, _) = s.json(
         "POST",
         "/admin/api-keys/revoke",
-        Some("admin-secret"),
+        Some(ADMIN),
         json!({"api_key": key}),
     );
     assert_eq!(status, 200);
@@ -92,8 +92,8 @@ fn bad_input_gets_a_json_4xx_never_a_500() {
         ("GET", "/no/such/path", None, vec![], 404),
         ("POST", "/admin/licenses", None, b"{}".to_vec(), 401),
         ("POST", "/admin/licenses", Some("wrong"), b"{}".to_vec(), 401),
-        ("POST", "/admin/licenses", Some("admin-secret"), br#"{"tier": "gold", "days": 3}"#.to_vec(), 400),
-        ("POST", "/admin/licenses", Some("admin-secret"), br#"{"tier": "pro", "days": -3}"#.to_vec(), 400),
+        ("POST", "/admin/licenses", Some(ADMIN), br#"{"tier": "gold", "days": 3}"#.to_vec(), 400),
+        ("POST", "/admin/licenses", Some(ADMIN), br#"{"tier": "pro", "days": -3}"#.to_vec(), 400),
     ];
     for (method, path, bearer, body, want) in cases {
         let (status, b) = s.call(method, path, bearer, &body);
@@ -152,7 +152,7 @@ fn static_token_refresh_issues_a_new_token_or_204() {
     let (status, _) = s.json(
         "POST",
         "/admin/licenses/org-static/tier",
-        Some("admin-secret"),
+        Some(ADMIN),
         json!({"tier": "enterprise"}),
     );
     assert_eq!(status, 200);
@@ -183,9 +183,7 @@ fn metrics_count_requests_tokens_and_telemetry() {
     let (_, key) = new_key(&s, "team");
     s.fetch(&key);
     s.fetch("sk-bad");
-    let (status, b) = s.call("GET", "/metrics", None, b"");
-    assert_eq!(status, 200);
-    let text = String::from_utf8(b).unwrap();
+    let text = s.metrics();
     assert!(
         text.contains(
             "lic4es_http_requests_total{endpoint=\"/api/v1/licenses/token\",status=\"200\"} 1"
@@ -274,7 +272,7 @@ fn creating_a_license_whose_id_exists_is_409_and_never_lifts_a_revocation() {
     let (status, v) = s.json(
         "PATCH",
         "/admin/licenses/org-dup",
-        Some("admin-secret"),
+        Some(ADMIN),
         json!({"tier": "team", "seats": 9}),
     );
     assert_eq!(status, 200, "{v}");
@@ -289,7 +287,7 @@ fn creating_a_license_whose_id_exists_is_409_and_never_lifts_a_revocation() {
     let (status, _) = s.json(
         "PATCH",
         "/admin/licenses/nope",
-        Some("admin-secret"),
+        Some(ADMIN),
         json!({"tier": "pro"}),
     );
     assert_eq!(status, 404);
@@ -345,11 +343,6 @@ fn license_ids_outside_the_alphabet_are_400() {
         );
         assert_eq!(status, 201, "{id:?}: {v}");
     }
-    let (status, _) = s.json(
-        "GET",
-        "/admin/licenses/bad%20id",
-        Some("admin-secret"),
-        Value::Null,
-    );
+    let (status, _) = s.json("GET", "/admin/licenses/bad%20id", Some(ADMIN), Value::Null);
     assert_eq!(status, 400);
 }

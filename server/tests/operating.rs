@@ -34,7 +34,8 @@ fn abuse_is_warned_about_once_and_the_cli_reads_it_and_the_audit_trail_from_the_
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:{port}\"\ndata-dir = {:?}\nadmin-token = \"adm\"\n",
+            "listen = \"127.0.0.1:{port}\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n\
+             access-log = true\nadmin-token = \"adm-0123456789abcdef-0123456789ab\"\n",
             dir.path().join("data").to_str().unwrap()
         ),
     )
@@ -98,7 +99,13 @@ fn abuse_is_warned_about_once_and_the_cli_reads_it_and_the_audit_trail_from_the_
          offline in 30 days)"
     );
     // The seventh cycle keeps it flagged without a second warning.
-    let (code, _) = request(port, "GET", "/admin/abuse", "adm", &Value::Null);
+    let (code, _) = request(
+        port,
+        "GET",
+        "/admin/abuse",
+        "adm-0123456789abcdef-0123456789ab",
+        &Value::Null,
+    );
     assert_eq!(code, 200);
     let (code, _) = request(port, "GET", "/healthz", "x", &Value::Null);
     assert_eq!(code, 200);

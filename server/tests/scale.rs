@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::pg::PgProc;
 use common::process::{request, ServerProcess};
 use common::redis::RedisProc;
-use common::NONCE;
+use common::{ADMIN, NONCE};
 use serde_json::{json, Value};
 
 fn acquire(port: u16, key: &str, hw: &str) -> (u16, Value) {
@@ -38,7 +38,7 @@ fn heartbeat(port: u16, key: &str, sid: &str) -> (u16, Value) {
 }
 
 fn admin(port: u16, method: &str, path: &str, body: Value) -> (u16, Value) {
-    request(port, method, path, "admin-secret", &body)
+    request(port, method, path, ADMIN, &body)
 }
 
 fn online(port: u16, license: &str) -> usize {
@@ -72,7 +72,8 @@ fn cluster() -> Option<Cluster> {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\ndata-dir = {:?}\nadmin-token = \"admin-secret\"\n\
+            "listen = \"127.0.0.1:0\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n\
+             admin-token = \"admin-secret-0123456789abcdef-tests\"\n\
              database-url = {:?}\nredis-url = {:?}\n",
             dir.path().join("data").to_str().unwrap(),
             pg.url(),

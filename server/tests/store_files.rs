@@ -104,7 +104,7 @@ fn serving_from_a_work_tree_warns_unless_the_data_dir_is_ignored() {
     assert!(!mint("license-server-data").contains("git work tree"));
     let warned = mint("keys-here");
     assert!(
-        warned.contains("WARN: data-dir keys-here is inside the git work tree"),
+        warned.contains("WARN data-dir keys-here is inside the git work tree"),
         "{warned}"
     );
 }

@@ -1,13 +1,12 @@
 //! The admin API, behind the admin token: licenses, API keys, telemetry, sessions and the
 //! audit trail. Every change is audited.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use lic4es::clock::rfc3339;
@@ -15,37 +14,11 @@ use lic4es::protocol::codes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{bearer, parse, ApiError};
+use super::{parse, ApiError, ClientAddr};
 use crate::abuse;
 use crate::app::{check_license_id, check_terms, check_tier, AppState, LicenseError, NewLicense};
 use crate::seats::Session;
 use crate::store::{AuditEvent, AuditQuery, License, Seats};
-
-fn admin(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = s.config.admin_token.as_deref().filter(|t| !t.is_empty()) else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "admin_disabled",
-            "the admin API is disabled: set admin-token in the config",
-        ));
-    };
-    let given = bearer(headers)?;
-    // Compare in constant time so the token cannot be guessed byte by byte.
-    let same = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !same {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_admin_token",
-            "wrong admin token",
-        ));
-    }
-    Ok(())
-}
 
 fn license_error(e: LicenseError) -> ApiError {
     match e {
@@ -98,7 +71,7 @@ impl AppState {
         &self,
         kind: &str,
         license: &str,
-        source: SocketAddr,
+        source: ClientAddr,
         detail: Option<String>,
     ) -> AuditEvent {
         AuditEvent {
@@ -133,11 +106,9 @@ pub struct CreateLicense {
 /// `POST /admin/licenses`: a license and its first API key.
 pub async fn create_license(
     State(s): State<Arc<AppState>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    addr: ClientAddr,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    admin(&s, &headers)?;
     let req: CreateLicense = parse(body)?;
     check_terms(
         &s.config,
@@ -203,9 +174,7 @@ fn license_view(s: &AppState, lic: &License) -> Value {
 pub async fn show_license(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&s, &headers)?;
     license_id(&id)?;
     let lic = s
         .blocking(move |st| st.license(&id))
@@ -232,12 +201,10 @@ pub struct UpdateLicense {
 /// not among them: a revoked license stays revoked.
 pub async fn update_license(
     State(s): State<Arc<AppState>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    addr: ClientAddr,
     Path(id): Path<String>,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&s, &headers)?;
     license_id(&id)?;
     let req: UpdateLicense = parse(body)?;
     check_terms(
@@ -294,11 +261,9 @@ pub async fn update_license(
 /// `POST /admin/licenses/{id}/api-keys`: another API key for an existing license.
 pub async fn add_api_key(
     State(s): State<Arc<AppState>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    addr: ClientAddr,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    admin(&s, &headers)?;
     license_id(&id)?;
     let lid = id.clone();
     let now = s.now();
@@ -329,12 +294,10 @@ pub struct SetTier {
 /// `POST /admin/licenses/{id}/tier`.
 pub async fn set_tier(
     State(s): State<Arc<AppState>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    addr: ClientAddr,
     Path(id): Path<String>,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&s, &headers)?;
     license_id(&id)?;
     let req: SetTier = parse(body)?;
     check_tier(&s.config, &req.tier).map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e))?;
@@ -356,11 +319,9 @@ pub async fn set_tier(
 /// `POST /admin/licenses/{id}/revoke`.
 pub async fn revoke_license(
     State(s): State<Arc<AppState>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    addr: ClientAddr,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&s, &headers)?;
     license_id(&id)?;
     let lid = id.clone();
     if !s.blocking(move |st| st.revoke_license(&lid)).await? {
@@ -382,11 +343,9 @@ pub struct RevokeKey {
 /// `POST /admin/api-keys/revoke`.
 pub async fn revoke_key(
     State(s): State<Arc<AppState>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    addr: ClientAddr,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&s, &headers)?;
     let req: RevokeKey = parse(body)?;
     let key = req.api_key.clone();
     let rec = s.blocking(move |st| st.api_key(&key)).await?;
@@ -409,11 +368,7 @@ pub async fn revoke_key(
 }
 
 /// `GET /admin/telemetry`: the latest report of the most recently heard instances.
-pub async fn telemetry(
-    State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    admin(&s, &headers)?;
+pub async fn telemetry(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let rows = s.blocking(|st| st.recent_telemetry(100)).await?;
     Ok(Json(Value::Array(
         rows.into_iter()
@@ -428,10 +383,8 @@ pub async fn telemetry(
 /// `GET /admin/telemetry/daily[?license=ID][&limit=N]`: usage per license and day.
 pub async fn telemetry_daily(
     State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
     f: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&s, &headers)?;
     let f = filter(f)?;
     if let Some(l) = &f.license {
         license_id(l)?;
@@ -507,10 +460,8 @@ impl SessionView {
 /// `GET /admin/sessions[?license=ID]`.
 pub async fn sessions(
     State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
     f: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Json<Vec<SessionView>>, ApiError> {
-    admin(&s, &headers)?;
     let f = filter(f)?;
     if let Some(l) = &f.license {
         license_id(l)?;
@@ -526,11 +477,9 @@ pub async fn sessions(
 /// `DELETE /admin/sessions/{id}`: kicks a session; its next heartbeat gets 410.
 pub async fn kick(
     State(s): State<Arc<AppState>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    addr: ClientAddr,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    admin(&s, &headers)?;
     let session = s
         .seats
         .kick(&id)
@@ -553,10 +502,8 @@ pub struct AuditView {
 /// entries (100 by default, 1 000 at most); the next page is `before` the last `id`.
 pub async fn audit(
     State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
     f: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Json<Vec<AuditView>>, ApiError> {
-    admin(&s, &headers)?;
     let f = filter(f)?;
     if let Some(l) = &f.license {
         license_id(l)?;
@@ -580,11 +527,7 @@ pub async fn audit(
 
 /// `GET /admin/abuse`: licenses with offline periods in the last 30 days, flagged ones
 /// first, with the rule's counts.
-pub async fn abuse(
-    State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    admin(&s, &headers)?;
+pub async fn abuse(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     s.sweep().await;
     let mut all = s.offline_report().await?;
     all.sort_by(|(la, a), (lb, b)| {
@@ -614,11 +557,7 @@ pub async fn abuse(
 
 /// `GET /admin/seats`: each license with sessions: seats in use, its limit, sessions
 /// offline.
-pub async fn seats(
-    State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
-) -> Result<Json<Vec<Value>>, ApiError> {
-    admin(&s, &headers)?;
+pub async fn seats(State(s): State<Arc<AppState>>) -> Result<Json<Vec<Value>>, ApiError> {
     s.sweep().await;
     let sessions = s.seats.sessions(None).await?;
     let usage = crate::seats::usage(&sessions);

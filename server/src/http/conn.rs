@@ -181,7 +181,7 @@ pub async fn serve_connections(
                     // Out of descriptors or a connection reset before accept: back off
                     // briefly rather than spin.
                     if !matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset) {
-                        eprintln!("license-server: accept failed: {e}");
+                        crate::log::warn(&format!("accept failed: {e}"));
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                     continue;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -322,7 +322,30 @@ pub async fn healthz(State(s): State<Arc<AppState>>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// `GET /metrics`.
+/// `GET /metrics` on the main listener: only with `metrics-token` as bearer, since the
+/// series name every customer's license and this is the port customers reach.
+pub async fn metrics_with_token(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let Some(expected) = s.config.metrics_token.as_deref() else {
+        return super::ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "metrics are served on the metrics-listen address, or here with metrics-token",
+        )
+        .into_response();
+    };
+    let allowed = super::bearer(&headers).is_ok_and(|t| super::same_secret(t, expected));
+    if !allowed {
+        return super::ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_metrics_token",
+            "metrics need the metrics token as bearer",
+        )
+        .into_response();
+    }
+    metrics(State(s)).await
+}
+
+/// `GET /metrics` (the `metrics-listen` listener).
 pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

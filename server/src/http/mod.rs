@@ -11,11 +11,12 @@ pub mod licenses;
 pub mod metrics;
 pub mod seats;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -145,7 +146,9 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         })
 }
 
-/// A client-supplied string: non-blank, at most `max` characters, no control characters.
+/// A client-supplied string: non-blank, at most `max` characters, no control characters
+/// and no Unicode format characters (a right-to-left override would make an id read
+/// differently on the dashboard than it is).
 pub(crate) fn check_text(
     name: &str,
     value: &str,
@@ -158,10 +161,10 @@ pub(crate) fn check_text(
             format!("{name} is required"),
         ));
     }
-    if value.chars().count() > max || value.chars().any(char::is_control) {
+    if value.chars().count() > max || value.chars().any(lic4es::log::is_invisible) {
         return Err(ApiError::bad(
             codes::INVALID_REQUEST,
-            format!("{name} must be at most {max} characters without control characters"),
+            format!("{name} must be at most {max} characters without control or format characters"),
         ));
     }
     Ok(())
@@ -197,6 +200,23 @@ pub(crate) fn check_license(lic: &License, now: i64) -> Result<(), ApiError> {
 }
 
 impl AppState {
+    /// Whether `headers` carry the admin token for a request from `ip`.
+    fn admin_allowed(&self, headers: &HeaderMap, ip: IpAddr) -> Result<(), AdminDenied> {
+        let Some(expected) = self.config.admin_token.as_deref().filter(|t| !t.is_empty()) else {
+            return Err(AdminDenied::Disabled);
+        };
+        let now = self.now();
+        self.throttle
+            .check(ip, now)
+            .map_err(|wait| AdminDenied::Throttled { ip, wait })?;
+        let given = bearer(headers).map_err(AdminDenied::NoBearer)?;
+        if !same_secret(given, expected) {
+            self.throttle.failed(ip, now);
+            return Err(AdminDenied::Wrong);
+        }
+        Ok(())
+    }
+
     /// The license an API key belongs to, if the key and the license are in good
     /// standing.
     pub(crate) async fn licensed(&self, api_key: &str) -> Result<License, ApiError> {
@@ -234,6 +254,266 @@ impl AppState {
     }
 }
 
+/// The client a request comes from: the connection's peer, or, when that peer is one of
+/// `trusted-proxies`, the address its `X-Forwarded-For` names. Used for the audit trail's
+/// source and the admin throttle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr {
+    /// The address.
+    pub ip: IpAddr,
+    /// The port, when it is the connection's own peer.
+    pub port: Option<u16>,
+}
+
+impl std::fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.port {
+            Some(p) => write!(f, "{}", SocketAddr::new(self.ip, p)),
+            None => write!(f, "{}", self.ip),
+        }
+    }
+}
+
+impl ClientAddr {
+    /// The client of a connection from `peer` with `forwarded` (`X-Forwarded-For`): the
+    /// rightmost address in it that is not a trusted proxy, when the peer is one. The
+    /// header of anyone else is ignored (a client could claim to be anybody).
+    pub fn of(peer: SocketAddr, forwarded: Option<&str>, trusted: &[ipnet::IpNet]) -> ClientAddr {
+        let direct = ClientAddr {
+            ip: peer.ip(),
+            port: Some(peer.port()),
+        };
+        let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+        let Some(header) = forwarded.filter(|_| is_trusted(&peer.ip())) else {
+            return direct;
+        };
+        let mut hops = Vec::new();
+        for part in header.split(',') {
+            match part.trim().parse::<IpAddr>() {
+                Ok(ip) => hops.push(ip),
+                // A hop that is not an address: nothing to the left of it can be trusted.
+                Err(_) => hops.clear(),
+            }
+        }
+        match hops
+            .iter()
+            .rev()
+            .find(|ip| !is_trusted(ip))
+            .or(hops.first())
+        {
+            Some(ip) => ClientAddr {
+                ip: *ip,
+                port: None,
+            },
+            None => direct,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<ClientAddr>()
+            .copied()
+            .unwrap_or_else(|| {
+                let peer = parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+                ClientAddr {
+                    ip: peer.ip(),
+                    port: Some(peer.port()),
+                }
+            }))
+    }
+}
+
+/// Names the request's client ([`ClientAddr`]) once, for every handler.
+async fn find_client(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        let client = ClientAddr::of(peer, forwarded, &s.proxies);
+        req.extensions_mut().insert(client);
+    }
+    next.run(req).await
+}
+
+/// Reads the whole body within `body-timeout-secs` of the headers, so a client that drips
+/// a body (or never sends the one its `Content-Length` announces) lets go of its
+/// connection; handlers then read it from memory.
+async fn body_deadline(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let announced = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return too_large().into_response();
+    }
+    let read = axum::body::to_bytes(body, MAX_BODY_BYTES);
+    match tokio::time::timeout(s.body_timeout, read).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Ok(Err(e)) => {
+            let limit = std::error::Error::source(&e)
+                .is_some_and(|c| c.is::<http_body_util::LengthLimitError>());
+            if limit {
+                too_large().into_response()
+            } else {
+                ApiError::bad(codes::INVALID_REQUEST, "the request body could not be read")
+                    .into_response()
+            }
+        }
+        Err(_) => {
+            let mut resp = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    s.body_timeout.as_secs()
+                ),
+            )
+            .into_response();
+            resp.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            resp
+        }
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+/// Turns any error answer that is not JSON (an extractor's rejection of a path that is
+/// not valid percent-encoding or UTF-8, say) into the JSON error every client expects.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let message = lic4es::log::clean(String::from_utf8_lossy(&text).trim());
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        s if s.is_server_error() => "internal_error",
+        _ => codes::INVALID_REQUEST,
+    };
+    let mut out = ApiError::new(
+        status,
+        code,
+        if message.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_string()
+        } else {
+            message
+        },
+    )
+    .into_response();
+    for name in [header::CONNECTION, header::RETRY_AFTER, header::ALLOW] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
+}
+
+/// The admin token, checked once for every admin endpoint (a handler cannot forget
+/// it), compared in constant time, with failed attempts throttled per client address.
+async fn admin_auth(
+    State(s): State<Arc<AppState>>,
+    client: ClientAddr,
+    req: Request,
+    next: Next,
+) -> Response {
+    match s.admin_allowed(req.headers(), client.ip) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Why an admin request is refused.
+#[derive(Debug)]
+enum AdminDenied {
+    /// No admin token is configured.
+    Disabled,
+    /// Too many wrong tokens from this address lately.
+    Throttled { ip: IpAddr, wait: i64 },
+    /// No bearer token.
+    NoBearer(ApiError),
+    /// A wrong token.
+    Wrong,
+}
+
+impl IntoResponse for AdminDenied {
+    fn into_response(self) -> Response {
+        match self {
+            AdminDenied::Disabled => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "admin_disabled",
+                "the admin API is disabled: set admin-token in the config",
+            )
+            .into_response(),
+            AdminDenied::Throttled { ip, wait } => {
+                let mut resp = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_attempts",
+                    format!("too many wrong admin tokens from {ip}; try again in {wait} s"),
+                )
+                .into_response();
+                if let Ok(v) = header::HeaderValue::from_str(&wait.to_string()) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                resp
+            }
+            AdminDenied::NoBearer(e) => e.into_response(),
+            AdminDenied::Wrong => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_admin_token",
+                "wrong admin token",
+            )
+            .into_response(),
+        }
+    }
+}
+
+/// Compares two secrets in constant time (for equal lengths), so neither can be guessed
+/// byte by byte.
+pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
@@ -248,6 +528,7 @@ async fn count_requests(State(s): State<Arc<AppState>>, req: Request, next: Next
     let seconds = started.elapsed().as_secs_f64();
     let status = resp.status().as_u16();
     if s.access_log {
+        // The access log is its own stream: on when asked for, whatever the log level.
         eprintln!("license-server: {method} {endpoint} {status}");
     }
     s.metrics.request(endpoint, status, seconds);
@@ -265,20 +546,7 @@ pub fn check_any_body(body: &[u8]) {
 
 /// The router with every endpoint.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route(paths::TOKEN, post(licenses::token))
-        .route(paths::REFRESH, post(licenses::refresh))
-        .route(paths::ACQUIRE, post(seats::acquire))
-        .route(paths::RECONNECT, post(seats::reconnect))
-        .route(paths::HEARTBEAT, put(seats::heartbeat))
-        .route(paths::RELEASE, delete(seats::release))
-        .route("/healthz", get(metrics::healthz))
-        .route("/metrics", get(metrics::metrics))
-        .route("/.well-known/jwks.json", get(metrics::jwks))
-        .route("/admin", get(dashboard::to_page))
-        .route("/admin/", get(dashboard::page))
-        .route("/admin/app.js", get(dashboard::script))
-        .route("/admin/app.css", get(dashboard::style))
+    let admin = Router::new()
         .route("/admin/licenses", post(admin::create_license))
         .route(
             "/admin/licenses/{id}",
@@ -295,6 +563,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/audit", get(admin::audit))
         .route("/admin/abuse", get(admin::abuse))
         .route("/admin/seats", get(admin::seats))
+        .route_layer(middleware::from_fn_with_state(state.clone(), admin_auth));
+    Router::new()
+        .route(paths::TOKEN, post(licenses::token))
+        .route(paths::REFRESH, post(licenses::refresh))
+        .route(paths::ACQUIRE, post(seats::acquire))
+        .route(paths::RECONNECT, post(seats::reconnect))
+        .route(paths::HEARTBEAT, put(seats::heartbeat))
+        .route(paths::RELEASE, delete(seats::release))
+        .route("/healthz", get(metrics::healthz))
+        .route("/metrics", get(metrics::metrics_with_token))
+        .route("/.well-known/jwks.json", get(metrics::jwks))
+        .route("/admin", get(dashboard::to_page))
+        .route("/admin/", get(dashboard::page))
+        .route("/admin/app.js", get(dashboard::script))
+        .route("/admin/app.css", get(dashboard::style))
+        .merge(admin)
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -303,11 +587,24 @@ pub fn router(state: Arc<AppState>) -> Router {
                 "method not allowed here",
             )
         })
+        .layer(middleware::from_fn_with_state(state.clone(), body_deadline))
+        .layer(middleware::from_fn_with_state(state.clone(), find_client))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
+        .layer(middleware::from_fn(json_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// The router of the `metrics-listen` listener: `/metrics` only, no token needed (the
+/// listener is for the operator's scraper, loopback by default).
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn(json_errors))
         .with_state(state)
 }
 
@@ -318,6 +615,16 @@ const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// limits; lapsed sessions are audited in the background.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_all(listener, None, state, shutdown).await
+}
+
+/// [`serve`], and `/metrics` on `metrics` (the `metrics-listen` listener) when given.
+pub async fn serve_all(
+    listener: tokio::net::TcpListener,
+    metrics: Option<tokio::net::TcpListener>,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -341,7 +648,22 @@ pub async fn serve(
             conn::raise_nofile_limit(),
         ),
     };
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_task = metrics.map(|l| {
+        let router = metrics_router(state.clone());
+        let scrapers = conn::Limits {
+            max_connections: 64,
+            ..limits
+        };
+        tokio::spawn(conn::serve_connections(l, router, scrapers, async {
+            let _ = metrics_stopped.await;
+        }))
+    });
     let result = conn::serve_connections(listener, router(state), limits, shutdown).await;
+    let _ = stop_metrics.send(());
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
     sweep.abort();
     result
 }

@@ -1,11 +1,10 @@
 //! Seats: acquire, heartbeat, reconnect, release (section 14).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,7 +14,7 @@ use lic4es::protocol::{
     ReleaseRequest, SeatMode,
 };
 
-use super::{bearer, check_nonce, check_text, parse, ApiError};
+use super::{bearer, check_nonce, check_text, parse, ApiError, ClientAddr};
 use crate::app::AppState;
 use crate::config::Serving;
 use crate::issue::{Lifetime, TokenSpec};
@@ -54,7 +53,7 @@ impl<'a> Seeker<'a> {
     /// The seeker of an acquire body, checked, with the offline period it reports.
     fn of_acquire(
         req: &'a AcquireRequest,
-        addr: SocketAddr,
+        addr: ClientAddr,
     ) -> Result<(Self, Option<Report>), ApiError> {
         let who = Self::new(
             &req.hardware_id,
@@ -73,7 +72,7 @@ impl<'a> Seeker<'a> {
     /// The seeker of a reconnect body, checked, with the offline period it reports.
     fn of_reconnect(
         req: &'a ReconnectRequest,
-        addr: SocketAddr,
+        addr: ClientAddr,
     ) -> Result<(Self, Option<Report>), ApiError> {
         let who = Self::new(
             &req.hardware_id,
@@ -98,7 +97,7 @@ impl<'a> Seeker<'a> {
         instance_id: &'a str,
         version: &str,
         nonce: &'a str,
-        addr: SocketAddr,
+        addr: ClientAddr,
     ) -> Result<Self, ApiError> {
         check_text("hardware_id", hardware_id, 256, true)?;
         check_text("instance_id", instance_id, 256, true)?;
@@ -116,7 +115,10 @@ impl<'a> Seeker<'a> {
 /// The seat bodies through the handlers' own parsing and checks (for the fuzzer, through
 /// [`super::check_any_body`]).
 pub(crate) fn check_bodies(body: &[u8]) {
-    let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+    let addr = ClientAddr {
+        ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        port: Some(1),
+    };
     if let Ok(req) = super::parse_bytes::<AcquireRequest>(body) {
         if let Ok((_, Some(r))) = Seeker::of_acquire(&req, addr) {
             let _ = clamp_offline_since(r.since, 0, 1_795_354_152);
@@ -403,10 +405,10 @@ impl AppState {
     async fn undo_grant(&self, session: &Session) {
         if let Err(e) = self.seats.release(&session.id, &session.license).await {
             // The session lapses after its TTL; the engine never got its token.
-            eprintln!(
-                "license-server: ERROR seat {} of {} not given back after a failed grant: {e}",
+            crate::log::error(&format!(
+                "seat {} of {} not given back after a failed grant: {e}",
                 session.id, session.license
-            );
+            ));
         }
     }
 
@@ -452,7 +454,7 @@ pub(crate) fn unknown_tier(lic: &License) -> ApiError {
 /// `POST /api/v1/licenses/acquire`.
 pub async fn acquire(
     State(s): State<Arc<AppState>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    addr: ClientAddr,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AcquireAnswer>, ApiError> {
@@ -467,7 +469,7 @@ pub async fn acquire(
 /// period) and acquires.
 pub async fn reconnect(
     State(s): State<Arc<AppState>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    addr: ClientAddr,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AcquireAnswer>, ApiError> {
@@ -486,7 +488,7 @@ pub async fn reconnect(
 /// is used up, or at once when the license's tier changed.
 pub async fn heartbeat(
     State(s): State<Arc<AppState>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    addr: ClientAddr,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<HeartbeatAnswer>, ApiError> {
@@ -541,7 +543,7 @@ pub async fn heartbeat(
 /// session was still known.
 pub async fn release(
     State(s): State<Arc<AppState>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    addr: ClientAddr,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {

@@ -21,6 +21,11 @@ pub const NOW: i64 = 1_795_354_152;
 
 pub const NONCE: &str = "0123456789abcdef0123456789abcdef";
 
+/// The admin token of every test server (at least 32 characters, or it would not start).
+pub const ADMIN: &str = "admin-secret-0123456789abcdef-tests";
+/// The token that opens `/metrics` on a test server's main listener.
+pub const METRICS: &str = "metrics-secret-0123456789abcdef-tests";
+
 pub struct Server {
     pub port: u16,
     pub state: Arc<AppState>,
@@ -52,7 +57,8 @@ impl Server {
     pub fn with_config_at(extra: &str, start: i64) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let config: ServerConfig = toml::from_str(&format!(
-            "data-dir = {:?}\nadmin-token = \"admin-secret\"\nlisten = \"127.0.0.1:0\"\n{extra}",
+            "data-dir = {:?}\nadmin-token = {ADMIN:?}\nmetrics-token = {METRICS:?}\n\
+             listen = \"127.0.0.1:0\"\n{extra}",
             dir.path().to_str().unwrap()
         ))
         .unwrap();
@@ -147,7 +153,7 @@ impl Server {
     }
 
     pub fn admin(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
-        self.json(method, path, Some("admin-secret"), body)
+        self.json(method, path, Some(ADMIN), body)
     }
 
     pub fn jwks(&self) -> lic4es::token::KeySet {
@@ -156,7 +162,9 @@ impl Server {
     }
 
     pub fn metrics(&self) -> String {
-        String::from_utf8(self.call("GET", "/metrics", None, b"").1).unwrap()
+        let (status, body) = self.call("GET", "/metrics", Some(METRICS), b"");
+        assert_eq!(status, 200);
+        String::from_utf8(body).unwrap()
     }
 
     /// Creates a license through the admin API (`extra` adds fields) and returns

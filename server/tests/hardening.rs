@@ -1,0 +1,354 @@
+//! What a customer can send to the port it reaches: a guessed admin token, a scrape of
+//! everyone's metrics, paths and ids that are not what they seem, a forged client
+//! address. And what the operator sees of it: the log they asked for.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::process::{request, ServerProcess};
+use common::*;
+use lic4es::protocol::paths;
+use serde_json::{json, Value};
+
+/// One raw HTTP/1.1 exchange: (status, head, body).
+fn raw(port: u16, head: &str, body: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = format!(
+        "{head}\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let (h, b) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let status = h.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, h.to_ascii_lowercase(), b.to_string())
+}
+
+fn server_toml(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let cfg = dir.join("server.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata-dir = {:?}\nadmin-token = {ADMIN:?}\n{extra}",
+            dir.join("data").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn a_short_admin_token_keeps_the_server_from_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, key) in [
+        ("admin-token = \"a\"", "admin-token"),
+        ("metrics-token = \"0123456789\"", "metrics-token"),
+        ("trusted-proxies = [\"10.0.0.0/33\"]", "trusted-proxies"),
+        ("metrics-listen = \"everywhere\"", "metrics-listen"),
+        ("log-level = \"chatty\"", "log-level"),
+        ("body-timeout-secs = 0", "body-timeout-secs"),
+    ] {
+        let cfg = dir.path().join("bad.toml");
+        std::fs::write(&cfg, format!("listen = \"127.0.0.1:0\"\n{extra}\n")).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_license-server"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("serve")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra}: started");
+        assert!(err.contains(key), "{extra}: {err}");
+    }
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "admin-token = \"a\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_license-server"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 32 characters"));
+}
+
+#[test]
+fn wrong_admin_tokens_are_throttled_per_client_address() {
+    let s = Server::start();
+    let started = Instant::now();
+    let (mut wrong, mut throttled) = (0, 0);
+    let mut retry_after = None;
+    while started.elapsed() < Duration::from_secs(2) {
+        let (status, head, _) = raw(
+            s.port,
+            "GET /admin/sessions HTTP/1.1\r\nAuthorization: Bearer guess-0123456789abcdef-0123456789",
+            "",
+        );
+        match status {
+            401 => wrong += 1,
+            429 => {
+                throttled += 1;
+                retry_after = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("retry-after: ").map(str::to_string));
+            }
+            other => panic!("{other}"),
+        }
+    }
+    let rate = wrong as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "wrong admin tokens: {wrong} checked, {throttled} refused unchecked in {:?} \
+         ({rate:.1} checked/s; at most 10 a minute per address)",
+        started.elapsed()
+    );
+    assert_eq!(wrong, 10, "ten guesses a minute, then none");
+    assert!(throttled > 0);
+    let wait: i64 = retry_after.unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait));
+    // While refused, even the right token waits: nothing is compared.
+    let (code, v) = s.admin("GET", "/admin/sessions", Value::Null);
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (429, Some("too_many_attempts"))
+    );
+    // A minute on, the window is over.
+    s.advance(61);
+    assert_eq!(s.admin("GET", "/admin/sessions", Value::Null).0, 200);
+}
+
+#[test]
+fn forwarded_for_is_believed_only_from_trusted_proxies() {
+    let s = Server::with_config("trusted-proxies = [\"127.0.0.0/8\"]");
+    let (license, key) = s.license("pro", json!({"seats": 5}));
+    let body = json!({"hardware_id": "hw", "instance_id": "i", "version": "1", "nonce": NONCE})
+        .to_string();
+    let (code, _, _) = raw(
+        s.port,
+        &format!(
+            "POST {} HTTP/1.1\r\nAuthorization: Bearer {key}\r\n\
+             X-Forwarded-For: 198.51.100.9, 203.0.113.7, 127.0.0.1",
+            paths::ACQUIRE
+        ),
+        &body,
+    );
+    assert_eq!(code, 200);
+    let (_, trail) = s.admin(
+        "GET",
+        &format!("/admin/audit?license={license}"),
+        Value::Null,
+    );
+    assert_eq!(
+        trail[0]["source"], "203.0.113.7",
+        "the rightmost hop that is not a proxy"
+    );
+    // Throttling follows the client too: one forwarded client locked out, another not.
+    let guess = |who: &str| {
+        raw(
+            s.port,
+            &format!(
+                "GET /admin/seats HTTP/1.1\r\nAuthorization: Bearer nope-0123456789abcdef\r\n\
+                 X-Forwarded-For: {who}"
+            ),
+            "",
+        )
+        .0
+    };
+    for _ in 0..10 {
+        assert_eq!(guess("192.0.2.1"), 401);
+    }
+    assert_eq!(guess("192.0.2.1"), 429);
+    assert_eq!(guess("192.0.2.2"), 401);
+
+    // Without trusted proxies the header is the client's word, and ignored.
+    let s = Server::start();
+    let (license, key) = s.license("pro", json!({"seats": 5}));
+    let (code, _, _) = raw(
+        s.port,
+        &format!(
+            "POST {} HTTP/1.1\r\nAuthorization: Bearer {key}\r\nX-Forwarded-For: 203.0.113.7",
+            paths::ACQUIRE
+        ),
+        &body,
+    );
+    assert_eq!(code, 200);
+    let (_, trail) = s.admin(
+        "GET",
+        &format!("/admin/audit?license={license}"),
+        Value::Null,
+    );
+    assert!(
+        trail[0]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{trail}"
+    );
+}
+
+#[test]
+fn metrics_are_not_on_the_customers_port_without_the_metrics_token() {
+    let s = Server::start();
+    let (license, _) = s.license("pro", json!({"id": "org-secret-customer"}));
+    assert_eq!(license, "org-secret-customer");
+    let (code, _, body) = raw(s.port, "GET /metrics HTTP/1.1", "");
+    assert_eq!(code, 401, "{body}");
+    assert!(!body.contains("org-secret-customer"));
+    let (code, _, _) = raw(
+        s.port,
+        "GET /metrics HTTP/1.1\r\nAuthorization: Bearer wrong-wrong-wrong-wrong-wrong-wrong",
+        "",
+    );
+    assert_eq!(code, 401);
+    assert!(s.metrics().contains("lic4es_sessions"), "with the token");
+
+    // Served on its own (loopback) listener by default; not at all on the main one.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = server_toml(dir.path(), "metrics-listen = \"127.0.0.1:0\"\n");
+    let p = ServerProcess::start(&cfg);
+    let (code, v) = request(p.port, "GET", "/metrics", "x", &Value::Null);
+    assert_eq!((code, v["error"].as_str()), (404, Some("not_found")));
+    let dir2 = tempfile::tempdir().unwrap();
+    let cfg = server_toml(dir2.path(), "metrics-listen = \"127.0.0.1:0\"\n");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_license-server"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("serve")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = KillOnDrop(out);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out.0.stderr.take().unwrap()));
+    let metrics_port: u16 = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(rest) = line.split("metrics on http://").nth(1) {
+            let addr = rest.split('/').next().unwrap();
+            break addr.rsplit(':').next().unwrap().parse().unwrap();
+        }
+    };
+    let mut c = TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("lic4es_sessions{state=\"online\"}"), "{text}");
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn paths_and_ids_that_are_not_what_they_seem_get_json_errors() {
+    let s = Server::start();
+    for path in [
+        "/admin/licenses/%ff",
+        "/admin/licenses/%C0%AF",
+        "/admin/audit?limit=%ff",
+    ] {
+        let (code, head, body) = raw(
+            s.port,
+            &format!("GET {path} HTTP/1.1\r\nAuthorization: Bearer {ADMIN}"),
+            "",
+        );
+        assert_eq!(code, 400, "{path}: {body}");
+        assert!(
+            head.contains("content-type: application/json"),
+            "{path}: {head}"
+        );
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            v["error"].is_string() && v["message"].is_string(),
+            "{path}: {v}"
+        );
+    }
+    let (_, key) = s.license("pro", json!({"seats": 5}));
+    for hw in [
+        "desk\u{202E}kcabtsap",
+        "zero\u{200B}width",
+        "bom\u{FEFF}",
+        "tag\u{E0041}",
+    ] {
+        let (code, v) = s.json(
+            "POST",
+            paths::ACQUIRE,
+            Some(&key),
+            json!({"hardware_id": hw, "instance_id": "i", "version": "1", "nonce": NONCE}),
+        );
+        assert_eq!(code, 400, "{hw:?}: {v}");
+        assert!(v["message"].as_str().unwrap().contains("format characters"));
+    }
+    let (code, v) = s.json(
+        "DELETE",
+        paths::RELEASE,
+        Some(&key),
+        json!({"session_id": "ses-\u{202E}1"}),
+    );
+    assert_eq!(code, 400, "{v}");
+}
+
+#[test]
+fn the_access_log_is_off_unless_asked_for_and_the_log_level_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = server_toml(dir.path(), "metrics-listen = \"none\"\n");
+    let quiet = ServerProcess::start(&cfg);
+    for _ in 0..20 {
+        let (code, _) = request(quiet.port, "GET", "/healthz", "x", &Value::Null);
+        assert_eq!(code, 200);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let lines: Vec<String> = quiet.lines.try_iter().collect();
+    assert!(lines.iter().all(|l| !l.contains("/healthz")), "{lines:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = server_toml(dir.path(), "metrics-listen = \"none\"\naccess-log = true\n");
+    let loud = ServerProcess::start(&cfg);
+    request(loud.port, "GET", "/healthz", "x", &Value::Null);
+    loud.expect("GET /healthz 200");
+
+    // At `error`, the WARN of a flagged license is not written.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = server_toml(
+        dir.path(),
+        "metrics-listen = \"none\"\nlog-level = \"error\"\n",
+    );
+    let p = ServerProcess::start(&cfg);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_license-server"))
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "api-key", "create", "--sub", "org-q", "--tier", "pro", "--days", "30", "--seats", "1",
+        ])
+        .output()
+        .unwrap();
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let now = wall_now();
+    for i in 0..7 {
+        let body = json!({"hardware_id": format!("h{i}"), "instance_id": "i", "version": "1",
+                          "nonce": NONCE, "offline_since": lic4es::clock::rfc3339(now - 4 * 86_400)});
+        let (code, v) = request(p.port, "POST", paths::ACQUIRE, &key, &body);
+        assert_eq!(code, 200, "{v}");
+        let (code, _) = request(
+            p.port,
+            "DELETE",
+            paths::RELEASE,
+            &key,
+            &json!({"session_id": v["session_id"]}),
+        );
+        assert_eq!(code, 204);
+    }
+    let (code, v) = request(p.port, "GET", "/admin/abuse", ADMIN, &Value::Null);
+    assert_eq!((code, v["flagged"].as_i64()), (200, Some(1)), "{v}");
+    std::thread::sleep(Duration::from_millis(200));
+    let lines: Vec<String> = p.lines.try_iter().collect();
+    assert!(lines.iter().all(|l| !l.contains("WARN")), "{lines:?}");
+}
