@@ -49,10 +49,17 @@ step "0. A reference license server on 127.0.0.1:$port with a fresh key and a Pr
 cat >"$demo/server.toml" <<TOML
 listen = "127.0.0.1:$port"
 data-dir = "$demo/server-data"
-admin-token = "demo-admin-token"
+admin-token = "demo-admin-token-not-for-production"
+# /metrics on an ephemeral loopback port (its address is logged); the demo prints every
+# request it serves.
+metrics-listen = "127.0.0.1:0"
+access-log = true
 TOML
 jwks=$("$srv" --config "$demo/server.toml" keygen 2>/dev/null)
-key=$("$srv" --config "$demo/server.toml" api-key create --tier pro --sub org-demo --days 30 --org "Demo Org")
+echo "-- org-demo: Pro with unlimited seats, so it is served by token (Pro and Team count"
+echo "   seats by default, Enterprise does not)"
+key=$("$srv" --config "$demo/server.toml" api-key create --tier pro --sub org-demo --days 30 \
+  --org "Demo Org" --seats unlimited)
 echo "public keys: $jwks"
 echo "API key:     ${key:0:6}… (shown in full only once, stored hashed)"
 start_server
@@ -91,16 +98,22 @@ stop_server
 step "4. Why? Inspect the static token"
 "$cli" inspect "$static" --keys <(echo "$jwks") | tail -4
 
-step "5. A seat: acquire, heartbeats, the server stops (offline after 3 failures), the server returns (reconnect)"
+step "5. A seat-counted license, a host that set only its API key: it acquires a seat by itself; heartbeats; the server stops (offline after 3 failures) and returns (reconnect)"
 start_server
 seatkey=$("$srv" --config "$demo/server.toml" api-key create --tier team --sub org-seats --days 30 \
   --seats 2 --heartbeat-interval 1 --org "Seat Org")
 echo "-- a Team license with 2 seats, a 1 s heartbeat (for the demo) and Team's 3-day offline grace"
 cat >"$demo/seat.json" <<JSON
 {"api-key": "$seatkey", "api-url": "http://127.0.0.1:$port", "public-keys": $jwks,
- "cache-dir": "$demo/seat-cache", "seat": {"enabled": true, "reconnect-interval": "3s"},
+ "cache-dir": "$demo/seat-cache", "seat": {"reconnect-interval": "3s"},
  "connect-timeout": "1s", "read-timeout": "2s"}
 JSON
+echo "-- a host that turns seat mode off gets no license from a seat-counted one:"
+cat >"$demo/no-seat.json" <<JSON
+{"api-key": "$seatkey", "api-url": "http://127.0.0.1:$port", "public-keys": $jwks,
+ "cache-dir": "$demo/no-seat-cache", "seat": {"enabled": false}}
+JSON
+"$cli" status --config "$demo/no-seat.json" --summary
 "$cli" watch --config "$demo/seat.json" --seconds 14 &
 host=$!
 sleep 3
@@ -116,5 +129,5 @@ echo "-- the host released its seat at shutdown; the vendor's view:"
 step "6. Operating it: the audit trail and offline-abuse check, read from the server's store"
 "$srv" --config "$demo/server.toml" audit --license org-seats --limit 6
 "$srv" --config "$demo/server.toml" abuse --all || true
-echo "-- the live dashboard: http://127.0.0.1:$port/admin/ (admin token: demo-admin-token)"
+echo "-- the live dashboard: http://127.0.0.1:$port/admin/ (admin token: demo-admin-token-not-for-production)"
 stop_server

@@ -13,6 +13,10 @@ use crate::token::{Checked, Claims, Standing, TokenError};
 /// Why a seat-counted license gives Community with `seat.enabled: false`.
 pub(super) const SEAT_REQUIRED_REASON: &str = "the license is counted in seats; seat mode is off";
 
+/// Logged when `seat.enabled: "auto"` meets a seat-counted license.
+pub(super) const SEAT_AUTO_MESSAGE: &str =
+    "The license is counted in seats; acquiring a seat (seat.enabled: auto)";
+
 /// A failed exchange, typed for the place that decides what it means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Failure {

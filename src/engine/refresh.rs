@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::exchange::SEAT_REQUIRED_REASON;
+use super::exchange::{SEAT_AUTO_MESSAGE, SEAT_REQUIRED_REASON};
 use super::{lock, EngineError, Failure, InitFetch, Shared, Source};
 use crate::backend::Backend;
 use crate::clock::rfc3339;
@@ -265,10 +265,9 @@ impl Shared {
             Err(Failure::SeatRequired(message)) if self.config.seat.enabled == SeatChoice::Auto => {
                 // The license became seat-counted: from now on the seat machine
                 // schedules (the worker starts it when this returns).
-                self.log.info(&format!(
-                    "The license is counted in seats ({}); acquiring a seat",
-                    crate::log::clean(&message)
-                ));
+                self.log.info(SEAT_AUTO_MESSAGE);
+                self.log
+                    .debug(&format!("license server: {}", crate::log::clean(&message)));
                 self.seat_wanted
                     .store(true, std::sync::atomic::Ordering::Relaxed);
                 sched.stop();

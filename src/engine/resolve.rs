@@ -8,7 +8,7 @@ use crate::cache::{read_bounded, INSTANCE_ID_FILE, TOKEN_FILE};
 use crate::log::{redact, Level};
 use crate::token::{Checked, Standing};
 
-use super::exchange::{Failure, SEAT_REQUIRED_REASON};
+use super::exchange::{Failure, SEAT_AUTO_MESSAGE, SEAT_REQUIRED_REASON};
 use crate::config::SeatChoice;
 
 impl Shared {
@@ -84,10 +84,9 @@ impl Shared {
                 }
                 Err(Failure::SeatRequired(message)) => {
                     if self.config.seat.enabled == SeatChoice::Auto {
-                        self.log.info(&format!(
-                            "The license is counted in seats ({}); acquiring a seat",
-                            crate::log::clean(&message)
-                        ));
+                        self.log.info(SEAT_AUTO_MESSAGE);
+                        self.log
+                            .debug(&format!("license server: {}", crate::log::clean(&message)));
                         self.resolve_seat(&instance_id, backend, stop, reasons)
                             .await;
                         return InitFetch::NotTried;
