@@ -55,6 +55,15 @@ fn engine(s: &Server, cache: &std::path::Path, key: &str, extra: Value) -> (Engi
     (e, logs)
 }
 
+fn write_cache(dir: &std::path::Path, token: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let p = dir.join("license-cache.jwt");
+    std::fs::write(&p, token).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 fn status(e: &Engine) -> Value {
     serde_json::from_str(&e.status_json()).unwrap()
 }
@@ -93,7 +102,14 @@ fn the_seat_limit_holds_whatever_the_hosts_config_says() {
         .unwrap()
         .contains("All seats in use (1/1)"));
 
-    // One that turns seat mode off gets no license at all, and is told why.
+    // One that turns seat mode off gets no license at all, and is told why; a token it
+    // cached before the license counted seats is not kept to run on later.
+    let lic = s.state.store.license(&license).unwrap().unwrap();
+    let (earlier, _) = s
+        .state
+        .issue(&lic, license_server::issue::TokenSpec::default())
+        .unwrap();
+    write_cache(dirs[2].path(), &earlier);
     let (c, c_logs) = engine(&s, dirs[2].path(), &key, json!({"seat.enabled": false}));
     assert_eq!(c.tier(), Tier::Community);
     let st = status(&c);
@@ -106,6 +122,19 @@ fn the_seat_limit_holds_whatever_the_hosts_config_says() {
         !dirs[2].path().join("license-cache.jwt").exists(),
         "nothing cached to run on later"
     );
+    let away = format!("http://127.0.0.1:{}", free_port());
+    let (c2, _) = engine(
+        &s,
+        dirs[2].path(),
+        &key,
+        json!({"seat.enabled": false, "api-url": away}),
+    );
+    assert_eq!(
+        c2.tier(),
+        Tier::Community,
+        "no cached Team while the server is away"
+    );
+    drop(c2);
     // Its refreshes are refused the same way.
     assert!(c.refresh_now().is_err());
     assert_eq!(c.tier(), Tier::Community);

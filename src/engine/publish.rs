@@ -111,6 +111,7 @@ impl Shared {
         self.log.warn(&format!(
             "License dropped: {SEAT_REQUIRED_REASON} (seat.enabled: false)"
         ));
+        self.forget_cached_token();
         let mut out = Outbox::default();
         {
             let mut st = lock(&self.state);
@@ -122,6 +123,15 @@ impl Shared {
             st.initialized = true;
         }
         out.flush(&self.log);
+    }
+
+    /// Deletes the cached token: the server said the license needs a seat this engine
+    /// will not hold, so no run should fall back on it while the server is away.
+    pub(super) fn forget_cached_token(&self) {
+        if let Err(e) = self.cache.remove(TOKEN_FILE) {
+            self.log
+                .warn(&format!("Cannot delete the cached license: {e}"));
+        }
     }
 
     /// Makes tier and entitlements follow `st.current` (and, in seat mode, whether the

@@ -98,6 +98,7 @@ impl Shared {
                          (seat.enabled: false)",
                         redact(api_key)
                     ));
+                    self.forget_cached_token();
                     reasons.push(SEAT_REQUIRED_REASON.into());
                     self.settle_community(reasons);
                     return InitFetch::Succeeded;
