@@ -38,7 +38,8 @@ fuzz_target!(|data: &[u8]| {
             for now in [i64::MIN, -1, 0, 1_795_354_152, i64::MAX] {
                 let _ = p.standing(&c, now);
             }
-            let _ = p.end_of_grace(c.exp);
+            let _ = p.end_of_grace(&c);
+            let _ = p.grace_for(&c);
             let _ = c.check_binding(None);
             let _ = c.check_binding(Some("hw"));
         }
