@@ -667,3 +667,54 @@ pub async fn serve_all(
     sweep.abort();
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_is_the_peer_unless_a_trusted_proxy_forwards_for_it() {
+        let trusted: Vec<ipnet::IpNet> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "127.0.0.1/32".parse().unwrap(),
+        ];
+        let peer = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        // (peer, X-Forwarded-For, client shown)
+        let cases = [
+            ("203.0.113.5:4000", None, "203.0.113.5:4000"),
+            ("203.0.113.5:4000", Some("198.51.100.1"), "203.0.113.5:4000"),
+            ("10.1.2.3:80", None, "10.1.2.3:80"),
+            ("10.1.2.3:80", Some("198.51.100.1"), "198.51.100.1"),
+            (
+                "10.1.2.3:80",
+                Some("6.6.6.6, 198.51.100.1, 10.9.9.9"),
+                "198.51.100.1",
+            ),
+            ("127.0.0.1:80", Some("10.0.0.7, 10.0.0.8"), "10.0.0.7"),
+            (
+                "10.1.2.3:80",
+                Some("6.6.6.6, garbage, 10.9.9.9"),
+                "10.9.9.9",
+            ),
+            ("10.1.2.3:80", Some("garbage"), "10.1.2.3:80"),
+            ("10.1.2.3:80", Some("2001:db8::1"), "2001:db8::1"),
+        ];
+        for (p, xff, want) in cases {
+            let got = ClientAddr::of(peer(p), xff, &trusted).to_string();
+            assert_eq!(got, want, "{p} {xff:?}");
+        }
+        assert_eq!(
+            ClientAddr::of(peer("10.1.2.3:80"), Some("198.51.100.1"), &[]).to_string(),
+            "10.1.2.3:80",
+            "no trusted proxies: the header is ignored"
+        );
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abd", "abc"));
+        assert!(!same_secret("ab", "abc"));
+        assert!(!same_secret("", "abc"));
+    }
+}
