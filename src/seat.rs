@@ -274,10 +274,9 @@ pub fn heartbeat_ms_from_secs(secs: i64) -> i64 {
 /// The hardware id of section 9: SHA-256 (hex) of `<machine id>:<instance id>`.
 pub fn hardware_id(machine_id: &str, instance_id: &str) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(format!("{machine_id}:{instance_id}").as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(
+        format!("{machine_id}:{instance_id}").as_bytes(),
+    ))
 }
 
 fn days(ms: i64) -> i64 {

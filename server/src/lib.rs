@@ -5,18 +5,23 @@
 //! stores licenses, hashed API keys, revocations, telemetry and an audit trail, and
 //! reports on `/healthz` and `/metrics`.
 //!
-//! Modules: [`store`] (the license store interface, SQLite), [`seats`] (the seat store
-//! interface, in memory), [`issue`] (signing tokens), [`http`] (the endpoints by area),
-//! [`app`] (what the handlers share).
+//! Layers, each using only those below it:
+//! - [`http`] (the endpoints by area) and the CLI (`main.rs`): thin adapters;
+//! - [`service`]: the domain operations, each audited once, with typed errors;
+//! - [`app`]: the shared state, plain data;
+//! - [`store`] (licenses, keys, audit: SQLite, PostgreSQL), [`seats`] (in memory,
+//!   Redis), [`config`], [`keys`], [`metrics`], and the pure rules [`abuse`],
+//!   [`telemetry`] and [`throttle`].
 
 pub mod abuse;
 pub mod app;
 pub mod config;
 pub mod http;
-pub mod issue;
 pub mod keys;
 pub mod log;
+pub mod metrics;
 pub mod seats;
+pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod throttle;

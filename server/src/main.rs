@@ -5,11 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use license_server::abuse;
-use license_server::app::{
-    check_license_id, check_terms, check_tier, AppState, LicenseError, NewLicense,
-};
+use license_server::app::AppState;
 use license_server::keys::SigningKey;
-use license_server::store::{AuditEvent, AuditQuery, License, LicenseStore};
+use license_server::service::licenses::{self, check_license_id, LicenseView, NewLicense, Terms};
+use license_server::service::{audit, tokens, ServiceError};
+use license_server::store::{AuditQuery, License};
 use license_server::{open, ServerConfig};
 
 /// Each command: the words that name it, and its usage.
@@ -21,7 +21,7 @@ const COMMANDS: [(&str, &str); 15] = [
     ("api-key create", "api-key create --sub ID [--tier T --days N [--org NAME] [--seats N|unlimited]\n               [--offline-grace-days N] [--heartbeat-interval SECONDS]]\n    Print a new API key for license ID (only its hash is stored); with --tier and\n    --days, create the license first, with optional overrides of its tier policy\n    (an existing ID is refused: change it with `license update`)."),
     ("api-key revoke", "api-key revoke KEY\n    Revoke an API key."),
     ("license set-tier", "license set-tier --sub ID --tier T\n    Change a license's tier."),
-    ("license update", "license update --sub ID [--tier T] [--days N] [--org NAME] [--seats N|unlimited]\n               [--offline-grace-days N] [--heartbeat-interval SECONDS]\n    Change a license's terms (--days: expiry N days from now). A revocation stays."),
+    ("license update", "license update --sub ID [--tier T] [--days N] [--org NAME] [--trial true|false]\n               [--seats N|unlimited] [--offline-grace-days N] [--heartbeat-interval SECONDS]\n    Change a license's terms (--days: expiry N days from now). A revocation stays."),
     ("license revoke", "license revoke --sub ID\n    Revoke a license."),
     ("license show", "license show --sub ID\n    Print a license and its effective policy."),
     ("sessions list", "sessions list [--license ID] [--url URL]\n    List seat sessions (online and offline) of the running server, through its\n    admin API (`admin-token`; URL default `public-url`, else http://LISTEN)."),
@@ -103,20 +103,8 @@ fn main() -> ExitCode {
         }),
         ["mint", ..] => mint(config, &args[1..]),
         ["api-key", "create", ..] => api_key_create(config, &args[2..]),
-        ["api-key", "revoke", key] => with_store(&config, |s| {
-            let rec = s.api_key(key).map_err(|e| e.to_string())?;
-            if !s.revoke_api_key(key).map_err(|e| e.to_string())? {
-                return Err("no such API key".to_string());
-            }
-            if let Some(rec) = rec {
-                let prefix: String = key.chars().take(9).collect();
-                audited(
-                    s,
-                    "api_key_revoke",
-                    &rec.license_id,
-                    Some(format!("key {prefix}…")),
-                );
-            }
+        ["api-key", "revoke", key] => with_state(config, |s| {
+            licenses::revoke_api_key(s, key, CLI)?;
             println!("revoked");
             Ok(())
         }),
@@ -125,13 +113,10 @@ fn main() -> ExitCode {
             let sub = required(&mut rest, "--sub");
             let tier = required(&mut rest, "--tier");
             match (sub, tier) {
-                (Ok(sub), Ok(tier)) => check_tier(&config, &tier).and_then(|_| {
-                    with_store(&config, |s| {
-                        if !s.set_tier(&sub, &tier).map_err(|e| e.to_string())? {
-                            return Err(format!("no license {sub}"));
-                        }
-                        audited(s, "license_tier", &sub, Some(format!("tier {tier}")));
-                        println!("{sub}: {tier}");
+                (Ok(sub), Ok(tier)) => no_more(&rest).and_then(|_| {
+                    with_state(config, |s| {
+                        let lic = licenses::set_tier(s, &sub, &tier, CLI)?;
+                        println!("{}: {}", lic.id, lic.tier);
                         Ok(())
                     })
                 }),
@@ -142,11 +127,9 @@ fn main() -> ExitCode {
         ["license", "revoke", ..] => {
             let mut rest = args[2..].to_vec();
             required(&mut rest, "--sub").and_then(|sub| {
-                with_store(&config, |s| {
-                    if !s.revoke_license(&sub).map_err(|e| e.to_string())? {
-                        return Err(format!("no license {sub}"));
-                    }
-                    audited(s, "license_revoke", &sub, None);
+                no_more(&rest)?;
+                with_state(config, |s| {
+                    licenses::revoke(s, &sub, CLI)?;
                     println!("{sub}: revoked");
                     Ok(())
                 })
@@ -216,11 +199,32 @@ fn no_more(rest: &[String]) -> Result<(), String> {
     }
 }
 
-fn with_store(
-    config: &ServerConfig,
-    f: impl FnOnce(&dyn LicenseStore) -> Result<(), String>,
+/// Where the CLI's changes come from, in the audit trail.
+const CLI: &str = "cli";
+
+/// What a failed operation prints: the one place where a [`ServiceError`] becomes the
+/// CLI's message (every failure exits 2).
+fn message_of(e: ServiceError) -> String {
+    match e {
+        ServiceError::NotFound {
+            what: "license",
+            id,
+        } => format!("no license {id}"),
+        ServiceError::LicenseExists(id) => format!(
+            "license {id} exists: give --sub alone to use it, or change it with \
+             `license update`"
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Runs `f` over the opened state (store, key and clock, as the server has them).
+fn with_state(
+    config: ServerConfig,
+    f: impl FnOnce(&AppState) -> Result<(), ServiceError>,
 ) -> Result<(), String> {
-    f(license_server::open_store(config)?.as_ref())
+    let state = open(config)?;
+    f(&state).map_err(message_of)
 }
 
 fn keygen(config: &ServerConfig) -> Result<(), String> {
@@ -260,7 +264,7 @@ fn license_args(
 ) -> Result<(LicenseArg, Vec<String>), String> {
     let mut rest = args.to_vec();
     let sub = required(&mut rest, "--sub")?;
-    check_license_id(&sub)?;
+    check_license_id(&sub).map_err(message_of)?;
     let Some(tier) = take_flag(&mut rest, "--tier")? else {
         if let Some(f) = TERM_FLAGS.iter().find(|f| rest.iter().any(|a| a == *f)) {
             return Err(format!(
@@ -274,7 +278,8 @@ fn license_args(
     let days: i64 = number(&mut rest, "--days")?.ok_or("--days is required (see --help)")?;
     let org = take_flag(&mut rest, "--org")?;
     let heartbeat_interval: Option<u64> = number(&mut rest, "--heartbeat-interval")?;
-    check_terms(config, Some(&tier), Some(days), heartbeat_interval)?;
+    licenses::check_terms(config, Some(&tier), Some(days), heartbeat_interval)
+        .map_err(message_of)?;
     Ok((
         LicenseArg::New(NewLicense {
             id: sub,
@@ -291,25 +296,15 @@ fn license_args(
 }
 
 /// Creates the license, or finds the existing one.
-fn obtain(state: &AppState, arg: LicenseArg) -> Result<License, String> {
+fn obtain(state: &AppState, arg: LicenseArg) -> Result<License, ServiceError> {
     match arg {
-        LicenseArg::New(spec) => {
-            let lic = state.create_license(spec).map_err(|e| match e {
-                LicenseError::Exists(id) => format!(
-                    "license {id} exists: give --sub alone to use it, or change it with \
-                     `license update`"
-                ),
-                other => other.to_string(),
-            })?;
-            let detail = Some(format!("tier {}", lic.tier));
-            audited(state.store.as_ref(), "license_create", &lic.id, detail);
-            Ok(lic)
-        }
-        LicenseArg::Existing(sub) => state
-            .store
-            .license(&sub)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no license {sub}; create it with --tier and --days")),
+        LicenseArg::New(spec) => licenses::create(state, spec, CLI),
+        LicenseArg::Existing(sub) => licenses::get(state, &sub).map_err(|e| match e {
+            ServiceError::NotFound { .. } => ServiceError::Invalid(format!(
+                "no license {sub}; create it with --tier and --days"
+            )),
+            other => other,
+        }),
     }
 }
 
@@ -317,108 +312,66 @@ fn mint(config: ServerConfig, args: &[String]) -> Result<(), String> {
     let (arg, mut rest) = license_args(&config, args)?;
     let refresh_url = take_flag(&mut rest, "--refresh-url")?;
     no_more(&rest)?;
-    let state = open(config)?;
-    let lic = obtain(&state, arg)?;
-    let (jwt, _) = state
-        .issue_static(&lic, refresh_url.as_deref())
-        .map_err(|e| e.message)?;
-    println!("{jwt}");
-    Ok(())
+    with_state(config, |state| {
+        let lic = obtain(state, arg)?;
+        let (jwt, _) = tokens::issue_static(state, &lic, refresh_url.as_deref())?;
+        println!("{jwt}");
+        Ok(())
+    })
 }
 
 fn api_key_create(config: ServerConfig, args: &[String]) -> Result<(), String> {
     let (arg, rest) = license_args(&config, args)?;
     no_more(&rest)?;
-    let state = open(config)?;
-    let lic = obtain(&state, arg)?;
-    let key = state.new_api_key(&lic.id)?;
-    let prefix: String = key.chars().take(9).collect();
-    audited(
-        state.store.as_ref(),
-        "api_key_create",
-        &lic.id,
-        Some(format!("key {prefix}…")),
-    );
-    println!("{key}");
-    Ok(())
+    with_state(config, |state| {
+        let lic = obtain(state, arg)?;
+        println!("{}", licenses::new_api_key(state, &lic.id, CLI)?);
+        Ok(())
+    })
 }
 
 fn license_update(config: ServerConfig, args: &[String]) -> Result<(), String> {
     let mut rest = args.to_vec();
     let sub = required(&mut rest, "--sub")?;
-    check_license_id(&sub)?;
-    let tier = take_flag(&mut rest, "--tier")?.map(|t| t.to_ascii_lowercase());
-    let days: Option<i64> = number(&mut rest, "--days")?;
-    let org = take_flag(&mut rest, "--org")?;
-    let seats = seats_flag(&mut rest)?;
-    let grace: Option<u32> = number(&mut rest, "--offline-grace-days")?;
-    let hb: Option<u64> = number(&mut rest, "--heartbeat-interval")?;
+    let terms = Terms {
+        tier: take_flag(&mut rest, "--tier")?.map(|t| t.to_ascii_lowercase()),
+        days: number(&mut rest, "--days")?,
+        org_name: take_flag(&mut rest, "--org")?,
+        trial: take_flag(&mut rest, "--trial")?
+            .map(|v| match v.as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err("--trial must be true or false".to_string()),
+            })
+            .transpose()?,
+        seats: seats_flag(&mut rest)?,
+        offline_grace_days: number(&mut rest, "--offline-grace-days")?,
+        heartbeat_interval: number(&mut rest, "--heartbeat-interval")?,
+    };
     no_more(&rest)?;
-    check_terms(&config, tier.as_deref(), days, hb)?;
-    let state = open(config)?;
-    let mut lic = state
-        .store
-        .license(&sub)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no license {sub}"))?;
-    let changed: Vec<&str> = [
-        ("tier", tier.is_some()),
-        ("expiry", days.is_some()),
-        ("org_name", org.is_some()),
-        ("seats", seats.is_some()),
-        ("offline_grace_days", grace.is_some()),
-        ("heartbeat_interval", hb.is_some()),
-    ]
-    .iter()
-    .filter(|(_, given)| *given)
-    .map(|(name, _)| *name)
-    .collect();
-    if let Some(t) = tier {
-        lic.tier = t;
-    }
-    if let Some(d) = days {
-        lic.expires_at = state.now() + d * 86_400;
-    }
-    lic.org_name = org.or(lic.org_name);
-    lic.seats = seats.or(lic.seats);
-    lic.offline_grace_days = grace.or(lic.offline_grace_days);
-    lic.heartbeat_interval = hb.or(lic.heartbeat_interval);
-    state
-        .store
-        .update_license(&lic)
-        .map_err(|e| e.to_string())?;
-    audited(
-        state.store.as_ref(),
-        "license_update",
-        &sub,
-        Some(changed.join(", ")),
-    );
-    println!(
-        "{sub}: {} until {}{}",
-        lic.tier,
-        lic4es::clock::rfc3339(lic.expires_at),
-        if lic.revoked { " (revoked)" } else { "" }
-    );
-    Ok(())
+    with_state(config, |state| {
+        let lic = licenses::update(state, &sub, terms, CLI)?;
+        println!(
+            "{sub}: {} until {}{}",
+            lic.tier,
+            lic4es::clock::rfc3339(lic.expires_at),
+            if lic.revoked { " (revoked)" } else { "" }
+        );
+        Ok(())
+    })
 }
 
 fn license_show(config: &ServerConfig, sub: &str) -> Result<(), String> {
+    check_license_id(sub).map_err(message_of)?;
     let store = license_server::open_store(config)?;
     let lic = store
         .license(sub)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no license {sub}"))?;
-    let p = config.effective(&lic);
+    let view = LicenseView::of(config, &lic);
     println!(
         "{}",
-        serde_json::to_string_pretty(&serde_json::json!({
-            "license_id": lic.id, "tier": lic.tier, "org_name": lic.org_name,
-            "expires_at": lic4es::clock::rfc3339(lic.expires_at), "trial": lic.trial,
-            "revoked": lic.revoked, "seats": p.as_ref().map(|p| p.seats),
-            "offline_grace_days": p.as_ref().map(|p| p.offline_grace_days),
-            "heartbeat_interval": p.as_ref().map(|p| p.heartbeat_interval),
-        }))
-        .map_err(|e| e.to_string())?
+        serde_json::to_string_pretty(&view).map_err(|e| e.to_string())?
     );
     Ok(())
 }
@@ -515,27 +468,11 @@ fn sessions_kick(config: &ServerConfig, args: &[String]) -> Result<(), String> {
     }
 }
 
-/// Appends a change made from the command line to the audit trail (source `cli`), as
-/// the admin API does for its own; a failure is reported, the change stands.
-fn audited(store: &dyn LicenseStore, kind: &str, license: &str, detail: Option<String>) {
-    let e = AuditEvent {
-        at: unix_now(),
-        kind: kind.into(),
-        license: license.into(),
-        source: Some("cli".into()),
-        detail,
-        ..AuditEvent::default()
-    };
-    if let Err(e) = store.append_audit(&e) {
-        eprintln!("license-server: audit entry `{kind}` not written: {e}");
-    }
-}
-
+/// The time by the system clock, as the server keeps it (read-only commands open the
+/// store alone).
 fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    use lic4es::clock::Clock;
+    lic4es::clock::SystemClock.now_secs()
 }
 
 /// Prints the offline-abuse verdicts; returns how many licenses are flagged.
@@ -551,10 +488,7 @@ fn abuse_report(config: &ServerConfig, args: &[String]) -> Result<usize, String>
     no_more(&rest)?;
     let store = license_server::open_store(config)?;
     let now = unix_now();
-    let periods = store
-        .offline_periods(None, now - abuse::WINDOW_SECS)
-        .map_err(|e| e.to_string())?;
-    let verdicts = abuse::judge_each(periods.iter().map(|p| (p.license.as_str(), p.at(now))), now);
+    let verdicts = audit::offline_verdicts(store.as_ref(), now).map_err(|e| e.to_string())?;
     let flagged = verdicts.iter().filter(|(_, v)| v.flagged).count();
     println!(
         "{:<40} {:>7} {:>13}  FLAGGED",
@@ -582,7 +516,7 @@ fn audit_trail(config: &ServerConfig, args: &[String]) -> Result<(), String> {
     let mut rest = args.to_vec();
     let license = take_flag(&mut rest, "--license")?;
     if let Some(l) = &license {
-        check_license_id(l)?;
+        check_license_id(l).map_err(message_of)?;
     }
     let limit: u32 = number(&mut rest, "--limit")?.unwrap_or(50);
     let before: Option<i64> = number(&mut rest, "--before")?;

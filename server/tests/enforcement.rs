@@ -105,10 +105,12 @@ fn the_seat_limit_holds_whatever_the_hosts_config_says() {
     // One that turns seat mode off gets no license at all, and is told why; a token it
     // cached before the license counted seats is not kept to run on later.
     let lic = s.state.store.license(&license).unwrap().unwrap();
-    let (earlier, _) = s
-        .state
-        .issue(&lic, license_server::issue::TokenSpec::default())
-        .unwrap();
+    let (earlier, _) = license_server::service::tokens::issue(
+        &s.state,
+        &lic,
+        license_server::service::tokens::TokenSpec::default(),
+    )
+    .unwrap();
     write_cache(dirs[2].path(), &earlier);
     let (c, c_logs) = engine(&s, dirs[2].path(), &key, json!({"seat.enabled": false}));
     assert_eq!(c.tier(), Tier::Community);
@@ -284,7 +286,8 @@ fn refresh_exchanges_only_a_static_token_minted_with_a_refresh_url() {
 
     // A static token of a seat-counted license.
     let lic = s.state.store.license(&seated).unwrap().unwrap();
-    let (counted, _) = s.state.issue_static(&lic, Some(&url)).unwrap();
+    let (counted, _) =
+        license_server::service::tokens::issue_static(&s.state, &lic, Some(&url)).unwrap();
     refused(
         refresh(&counted, &seated),
         "invalid_token",
@@ -294,7 +297,8 @@ fn refresh_exchanges_only_a_static_token_minted_with_a_refresh_url() {
     // A static token with a refresh_url: refreshed while it is at most 14 days expired.
     let (static_id, _) = s.license("pro", json!({"seats": "unlimited", "days": 30}));
     let lic = s.state.store.license(&static_id).unwrap().unwrap();
-    let (old, exp) = s.state.issue_static(&lic, Some(&url)).unwrap();
+    let (old, exp) =
+        license_server::service::tokens::issue_static(&s.state, &lic, Some(&url)).unwrap();
     let (code, v) = s.admin(
         "PATCH",
         &format!("/admin/licenses/{static_id}"),

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use license_server::app::NewLicense;
+use license_server::service::licenses::{self, NewLicense};
 use license_server::ServerConfig;
 use serde_json::{json, Value};
 
@@ -126,19 +126,22 @@ fn fields_the_server_does_not_know_are_ignored() {
 #[test]
 fn static_token_refresh_issues_a_new_token_or_204() {
     let s = Server::start();
-    let lic = s
-        .state
-        .create_license(NewLicense {
+    let lic = licenses::create(
+        &s.state,
+        NewLicense {
             id: "org-static".into(),
             tier: "pro".into(),
             org_name: Some("Acme".into()),
             days: 30,
             seats: Some(license_server::store::Seats::Unlimited),
             ..NewLicense::default()
-        })
-        .unwrap();
+        },
+        "test",
+    )
+    .unwrap();
     let url = format!("http://127.0.0.1:{}/api/v1/licenses/refresh", s.port);
-    let (token, _) = s.state.issue_static(&lic, Some(&url)).unwrap();
+    let (token, _) =
+        license_server::service::tokens::issue_static(&s.state, &lic, Some(&url)).unwrap();
     let body = json!({"license_id": "org-static", "instance_id": "i-2", "version": "1",
                       "uptime_hours": 3, "nonce": NONCE});
     let (status, _) = s.json(

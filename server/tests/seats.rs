@@ -111,7 +111,13 @@ fn seats_are_counted_and_the_refusal_names_the_count() {
     assert_eq!(v["message"], "All seats in use (2/2)");
     assert_eq!(
         audit_types(&s, &license),
-        vec!["license_create", "acquire", "acquire", "refused"]
+        vec![
+            "license_create",
+            "api_key_create",
+            "acquire",
+            "acquire",
+            "refused"
+        ]
     );
     let m = s.metrics();
     assert!(m.contains("lic4es_sessions{state=\"online\"} 2"), "{m}");
@@ -577,9 +583,9 @@ fn the_audit_trail_pages_and_filters_by_license() {
         "license={license}&before={}",
         second[1]["id"].as_i64().unwrap()
     ));
-    // hw-0's acquire and the license's creation.
+    // hw-0's acquire, the first API key and the license's creation.
     let types: Vec<&str> = rest.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["acquire", "license_create"]);
+    assert_eq!(types, ["acquire", "api_key_create", "license_create"]);
     assert!(page(&format!("license={other}"))
         .iter()
         .all(|e| e["license"] == other.as_str()));
@@ -670,7 +676,7 @@ fn the_audit_trail_is_kept_for_its_configured_days_and_offline_periods_for_30() 
             .enable_all()
             .build()
             .unwrap()
-            .block_on(s.state.prune_old())
+            .block_on(license_server::service::audit::prune_old(&s.state))
     };
     prune();
     // The creation, the first acquire and its lapse are over two days old: gone.

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use common::pg::PgProc;
 use license_server::store::{
-    AuditEvent, AuditQuery, License, LicenseStore, OfflinePeriod, PgStore, Seats, SqliteStore,
+    AuditEvent, AuditQuery, License, LicenseChange, LicenseStore, OfflinePeriod, PgStore, Seats,
+    SqliteStore,
 };
 use license_server::telemetry::Sample;
 
@@ -58,6 +59,45 @@ fn license(id: &str) -> License {
 }
 
 #[test]
+fn concurrent_changes_of_different_terms_are_all_kept() {
+    each_store(|name, s| {
+        assert!(s.insert_license(&license("org-c"), NOW).unwrap());
+        // Two operators at once: one moves the expiry, the other the seats. A
+        // read-modify-write of the whole record would lose one of them.
+        let threads: Vec<_> = (0..2u32)
+            .map(|who| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 1..=50u32 {
+                        let change = if who == 0 {
+                            LicenseChange {
+                                expires_at: Some(NOW + i64::from(i)),
+                                ..LicenseChange::default()
+                            }
+                        } else {
+                            LicenseChange {
+                                seats: Some(Seats::Count(i)),
+                                ..LicenseChange::default()
+                            }
+                        };
+                        s.change_license("org-c", &change).unwrap().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let got = s.license("org-c").unwrap().unwrap();
+        assert_eq!(
+            (got.expires_at, got.seats),
+            (NOW + 50, Some(Seats::Count(50))),
+            "{name}"
+        );
+    });
+}
+
+#[test]
 fn licenses_are_created_once_updated_explicitly_and_revocations_stay() {
     each_store(|name, s| {
         let l = license("org-1");
@@ -68,20 +108,33 @@ fn licenses_are_created_once_updated_explicitly_and_revocations_stay() {
         assert!(!s.insert_license(&other, NOW).unwrap(), "{name}: exists");
         assert_eq!(s.license("org-1").unwrap().unwrap().tier, "pro", "{name}");
         assert!(s.revoke_license("org-1").unwrap());
-        let mut updated = l.clone();
-        updated.tier = "team".into();
-        updated.seats = Some(Seats::Unlimited);
-        updated.revoked = false;
-        assert!(s.update_license(&updated).unwrap());
+        let change = LicenseChange {
+            tier: Some("team".into()),
+            seats: Some(Seats::Unlimited),
+            ..LicenseChange::default()
+        };
+        let changed = s.change_license("org-1", &change).unwrap().unwrap();
         let got = s.license("org-1").unwrap().unwrap();
+        assert_eq!(changed, got, "{name}: the license as changed is returned");
         assert_eq!(
             (got.tier.as_str(), got.seats, got.revoked),
             ("team", Some(Seats::Unlimited), true),
             "{name}: an unlimited seat count is kept as such"
         );
-        assert!(s.set_tier("org-1", "enterprise").unwrap());
-        assert!(!s.set_tier("nope", "pro").unwrap());
-        assert!(!s.update_license(&license("nope")).unwrap());
+        assert_eq!(
+            (&got.org_name, got.expires_at, got.trial),
+            (&l.org_name, l.expires_at, l.trial),
+            "{name}: terms not named stay"
+        );
+        let tier = LicenseChange {
+            tier: Some("enterprise".into()),
+            ..LicenseChange::default()
+        };
+        assert_eq!(
+            s.change_license("org-1", &tier).unwrap().unwrap().tier,
+            "enterprise"
+        );
+        assert_eq!(s.change_license("nope", &tier).unwrap(), None);
         assert!(!s.revoke_license("nope").unwrap());
         assert_eq!(s.license("nope").unwrap(), None);
         s.ping().unwrap();

@@ -113,7 +113,7 @@ fn instances_per_license_are_capped_and_old_rows_pruned() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(state.prune_old());
+    rt.block_on(license_server::service::audit::prune_old(&state));
     assert_eq!(rows(&s, "telemetry_latest"), 0);
     assert_eq!(rows(&s, "telemetry_daily"), 0);
 }

@@ -1,5 +1,6 @@
 //! The admin API, behind the admin token: licenses, API keys, telemetry, sessions and the
-//! audit trail. Every change is audited.
+//! audit trail. The handlers check the requests' form and call [`crate::service`], where
+//! every change is audited.
 
 use std::sync::Arc;
 
@@ -16,73 +17,31 @@ use serde_json::{json, Value};
 
 use super::{parse, ApiError, ClientAddr};
 use crate::abuse;
-use crate::app::{check_license_id, check_terms, check_tier, AppState, LicenseError, NewLicense};
+use crate::app::AppState;
 use crate::seats::Session;
-use crate::store::{AuditEvent, AuditQuery, License, Seats};
-
-fn license_error(e: LicenseError) -> ApiError {
-    match e {
-        LicenseError::Exists(_) => {
-            ApiError::new(StatusCode::CONFLICT, codes::LICENSE_EXISTS, e.to_string())
-        }
-        LicenseError::Invalid(m) => ApiError::bad(codes::INVALID_REQUEST, m),
-        LicenseError::Store(e) => ApiError::from(e),
-    }
-}
+use crate::service::licenses::{self, check_license_id, LicenseView, NewLicense, Terms};
+use crate::service::{self, reports};
+use crate::store::{AuditEvent, AuditQuery, Seats};
 
 /// The admin bodies through the handlers' parsing (for the fuzzer, through
 /// [`super::check_any_body`]).
 pub(crate) fn check_bodies(body: &[u8]) {
     if let Ok(req) = super::parse_bytes::<CreateLicense>(body) {
         if let Some(id) = &req.id {
-            let _ = license_id(id);
+            let _ = check_license_id(id);
         }
     }
     let _ = super::parse_bytes::<UpdateLicense>(body);
     let _ = super::parse_bytes::<SetTier>(body);
     let _ = super::parse_bytes::<RevokeKey>(body);
     if let Ok(text) = std::str::from_utf8(body) {
-        let _ = license_id(text);
+        let _ = check_license_id(text);
     }
 }
 
-/// A license id from a path or query: anything outside section 14's alphabet is a 400.
+/// A license id from a query: anything outside section 14's alphabet is a 400.
 fn license_id(id: &str) -> Result<(), ApiError> {
-    check_license_id(id).map_err(|m| ApiError::bad(codes::INVALID_REQUEST, m))
-}
-
-fn not_found(what: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no such {what}"),
-    )
-}
-
-impl AppState {
-    /// A license or key was changed here: cached key lookups are dropped at once, after
-    /// the write (a lookup made meanwhile may have cached the old state), so this
-    /// instance applies the change to its next request.
-    fn licenses_changed(&self) {
-        self.keys_seen.clear();
-    }
-
-    fn admin_event(
-        &self,
-        kind: &str,
-        license: &str,
-        source: ClientAddr,
-        detail: Option<String>,
-    ) -> AuditEvent {
-        AuditEvent {
-            at: self.now(),
-            kind: kind.into(),
-            license: license.into(),
-            source: Some(source.to_string()),
-            detail,
-            ..AuditEvent::default()
-        }
-    }
+    Ok(check_license_id(id)?)
 }
 
 /// Body of `POST /admin/licenses`.
@@ -110,13 +69,6 @@ pub async fn create_license(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: CreateLicense = parse(body)?;
-    check_terms(
-        &s.config,
-        Some(&req.tier),
-        Some(req.days),
-        req.heartbeat_interval,
-    )
-    .map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e))?;
     let spec = NewLicense {
         id: req
             .id
@@ -129,25 +81,13 @@ pub async fn create_license(
         offline_grace_days: req.offline_grace_days,
         heartbeat_interval: req.heartbeat_interval,
     };
-    let state = s.clone();
-    let (lic, key) = tokio::task::spawn_blocking(move || {
-        let lic = state.create_license(spec)?;
-        let key = state
-            .store
-            .create_api_key(&lic.id, state.now())
-            .map_err(LicenseError::Store)?;
-        Ok::<_, LicenseError>((lic, key))
+    let source = addr.to_string();
+    let (lic, key) = service::blocking(&s, move |s| {
+        let lic = licenses::create(s, spec, &source)?;
+        let key = licenses::new_api_key(s, &lic.id, &source)?;
+        Ok((lic, key))
     })
-    .await
-    .map_err(|e| ApiError::from(crate::store::StoreError::Unavailable(e.to_string())))?
-    .map_err(license_error)?;
-    s.audit(s.admin_event(
-        "license_create",
-        &lic.id,
-        addr,
-        Some(format!("tier {}", lic.tier)),
-    ))
-    .await;
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"license_id": lic.id, "tier": lic.tier, "expires_at": lic.expires_at, "api_key": key})),
@@ -155,32 +95,13 @@ pub async fn create_license(
         .into_response())
 }
 
-fn license_view(s: &AppState, lic: &License) -> Value {
-    let p = s.config.effective(lic);
-    json!({
-        "license_id": lic.id,
-        "tier": lic.tier,
-        "org_name": lic.org_name,
-        "expires_at": rfc3339(lic.expires_at),
-        "trial": lic.trial,
-        "revoked": lic.revoked,
-        "seats": p.as_ref().map(|p| p.seats),
-        "offline_grace_days": p.as_ref().map(|p| p.offline_grace_days),
-        "heartbeat_interval": p.as_ref().map(|p| p.heartbeat_interval),
-    })
-}
-
 /// `GET /admin/licenses/{id}`.
 pub async fn show_license(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    license_id(&id)?;
-    let lic = s
-        .blocking(move |st| st.license(&id))
-        .await?
-        .ok_or_else(|| not_found("license"))?;
-    Ok(Json(license_view(&s, &lic)))
+) -> Result<Json<LicenseView>, ApiError> {
+    let lic = service::blocking(&s, move |s| licenses::get(s, &id)).await?;
+    Ok(Json(LicenseView::of(&s.config, &lic)))
 }
 
 /// Body of `PATCH /admin/licenses/{id}`: the fields to change (absent ones stay).
@@ -204,58 +125,20 @@ pub async fn update_license(
     addr: ClientAddr,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    license_id(&id)?;
+) -> Result<Json<LicenseView>, ApiError> {
     let req: UpdateLicense = parse(body)?;
-    check_terms(
-        &s.config,
-        req.tier.as_deref(),
-        req.days,
-        req.heartbeat_interval,
-    )
-    .map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e))?;
-    let lid = id.clone();
-    let mut lic = s
-        .blocking(move |st| st.license(&lid))
-        .await?
-        .ok_or_else(|| not_found("license"))?;
-    let mut changed = Vec::new();
-    if let Some(t) = req.tier {
-        changed.push(format!("tier {t}"));
-        lic.tier = t;
-    }
-    if let Some(o) = req.org_name {
-        changed.push("org_name".to_string());
-        lic.org_name = Some(o);
-    }
-    if let Some(d) = req.days {
-        lic.expires_at = s.now() + d * 86_400;
-        changed.push(format!("expires {}", rfc3339(lic.expires_at)));
-    }
-    if let Some(t) = req.trial {
-        changed.push(format!("trial {t}"));
-        lic.trial = t;
-    }
-    if let Some(n) = req.seats {
-        changed.push(format!("seats {n}"));
-        lic.seats = Some(n);
-    }
-    if let Some(g) = req.offline_grace_days {
-        changed.push(format!("offline_grace_days {g}"));
-        lic.offline_grace_days = Some(g);
-    }
-    if let Some(h) = req.heartbeat_interval {
-        changed.push(format!("heartbeat_interval {h}"));
-        lic.heartbeat_interval = Some(h);
-    }
-    let update = lic.clone();
-    if !s.blocking(move |st| st.update_license(&update)).await? {
-        return Err(not_found("license"));
-    }
-    s.licenses_changed();
-    s.audit(s.admin_event("license_update", &id, addr, Some(changed.join(", "))))
-        .await;
-    Ok(Json(license_view(&s, &lic)))
+    let terms = Terms {
+        tier: req.tier,
+        org_name: req.org_name,
+        days: req.days,
+        trial: req.trial,
+        seats: req.seats,
+        offline_grace_days: req.offline_grace_days,
+        heartbeat_interval: req.heartbeat_interval,
+    };
+    let source = addr.to_string();
+    let lic = service::blocking(&s, move |s| licenses::update(s, &id, terms, &source)).await?;
+    Ok(Json(LicenseView::of(&s.config, &lic)))
 }
 
 /// `POST /admin/licenses/{id}/api-keys`: another API key for an existing license.
@@ -264,19 +147,8 @@ pub async fn add_api_key(
     addr: ClientAddr,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    license_id(&id)?;
-    let lid = id.clone();
-    let now = s.now();
-    let key = s
-        .blocking(move |st| match st.license(&lid)? {
-            Some(_) => st.create_api_key(&lid, now).map(Some),
-            None => Ok(None),
-        })
-        .await?
-        .ok_or_else(|| not_found("license"))?;
-    let prefix: String = key.chars().take(9).collect();
-    s.audit(s.admin_event("api_key_create", &id, addr, Some(format!("key {prefix}…"))))
-        .await;
+    let (lid, source) = (id.clone(), addr.to_string());
+    let key = service::blocking(&s, move |s| licenses::new_api_key(s, &lid, &source)).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"license_id": id, "api_key": key})),
@@ -298,22 +170,11 @@ pub async fn set_tier(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    license_id(&id)?;
     let req: SetTier = parse(body)?;
-    check_tier(&s.config, &req.tier).map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e))?;
-    let (lid, tier) = (id.clone(), req.tier.clone());
-    if !s.blocking(move |st| st.set_tier(&lid, &tier)).await? {
-        return Err(not_found("license"));
-    }
-    s.licenses_changed();
-    s.audit(s.admin_event(
-        "license_tier",
-        &id,
-        addr,
-        Some(format!("tier {}", req.tier)),
-    ))
-    .await;
-    Ok(Json(json!({"license_id": id, "tier": req.tier})))
+    let source = addr.to_string();
+    let lic =
+        service::blocking(&s, move |s| licenses::set_tier(s, &id, &req.tier, &source)).await?;
+    Ok(Json(json!({"license_id": lic.id, "tier": lic.tier})))
 }
 
 /// `POST /admin/licenses/{id}/revoke`.
@@ -322,14 +183,8 @@ pub async fn revoke_license(
     addr: ClientAddr,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    license_id(&id)?;
-    let lid = id.clone();
-    if !s.blocking(move |st| st.revoke_license(&lid)).await? {
-        return Err(not_found("license"));
-    }
-    s.licenses_changed();
-    s.audit(s.admin_event("license_revoke", &id, addr, None))
-        .await;
+    let (lid, source) = (id.clone(), addr.to_string());
+    service::blocking(&s, move |s| licenses::revoke(s, &lid, &source)).await?;
     Ok(Json(json!({"license_id": id, "revoked": true})))
 }
 
@@ -347,29 +202,17 @@ pub async fn revoke_key(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let req: RevokeKey = parse(body)?;
-    let key = req.api_key.clone();
-    let rec = s.blocking(move |st| st.api_key(&key)).await?;
-    let key = req.api_key.clone();
-    if !s.blocking(move |st| st.revoke_api_key(&key)).await? {
-        return Err(not_found("API key"));
-    }
-    s.licenses_changed();
-    if let Some(rec) = rec {
-        let prefix: String = req.api_key.chars().take(9).collect();
-        s.audit(s.admin_event(
-            "api_key_revoke",
-            &rec.license_id,
-            addr,
-            Some(format!("key {prefix}…")),
-        ))
-        .await;
-    }
+    let source = addr.to_string();
+    service::blocking(&s, move |s| {
+        licenses::revoke_api_key(s, &req.api_key, &source)
+    })
+    .await?;
     Ok(Json(json!({"revoked": true})))
 }
 
 /// `GET /admin/telemetry`: the latest report of the most recently heard instances.
 pub async fn telemetry(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let rows = s.blocking(|st| st.recent_telemetry(100)).await?;
+    let rows = service::store(&s, |st| st.recent_telemetry(100)).await?;
     Ok(Json(Value::Array(
         rows.into_iter()
             .map(|r| {
@@ -390,9 +233,10 @@ pub async fn telemetry_daily(
         license_id(l)?;
     }
     let limit = f.limit.unwrap_or(100).clamp(1, 1000);
-    let rows = s
-        .blocking(move |st| st.daily_telemetry(f.license.as_deref(), limit))
-        .await?;
+    let rows = service::store(&s, move |st| {
+        st.daily_telemetry(f.license.as_deref(), limit)
+    })
+    .await?;
     Ok(Json(Value::Array(
         rows.into_iter()
             .map(|r| {
@@ -466,8 +310,7 @@ pub async fn sessions(
     if let Some(l) = &f.license {
         license_id(l)?;
     }
-    s.sweep().await;
-    let list = s.seats.sessions(f.license.as_deref()).await?;
+    let list = reports::sessions(&s, f.license.as_deref()).await?;
     let now = s.now();
     Ok(Json(
         list.into_iter().map(|x| SessionView::at(x, now)).collect(),
@@ -480,13 +323,7 @@ pub async fn kick(
     addr: ClientAddr,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let session = s
-        .seats
-        .kick(&id)
-        .await?
-        .ok_or_else(|| not_found("session"))?;
-    s.audit(s.seat_event("kick", &session, Some(addr.to_string())))
-        .await;
+    service::seats::kick(&s, &id, &addr.to_string()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -508,13 +345,12 @@ pub async fn audit(
     if let Some(l) = &f.license {
         license_id(l)?;
     }
-    s.sweep().await;
     let q = AuditQuery {
         license: f.license,
         before: f.before,
         limit: f.limit.unwrap_or(100).clamp(1, 1000),
     };
-    let rows = s.blocking(move |st| st.audit(&q)).await?;
+    let rows = reports::audit_page(&s, q).await?;
     Ok(Json(
         rows.into_iter()
             .map(|e| AuditView {
@@ -528,8 +364,8 @@ pub async fn audit(
 /// `GET /admin/abuse`: licenses with offline periods in the last 30 days, flagged ones
 /// first, with the rule's counts.
 pub async fn abuse(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    s.sweep().await;
-    let mut all = s.offline_report().await?;
+    service::audit::sweep(&s).await;
+    let mut all = service::audit::offline_report(&s).await?;
     all.sort_by(|(la, a), (lb, b)| {
         (b.flagged, b.cycles, b.offline_secs, la).cmp(&(a.flagged, a.cycles, a.offline_secs, lb))
     });
@@ -557,29 +393,8 @@ pub async fn abuse(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiErr
 
 /// `GET /admin/seats`: each license with sessions: seats in use, its limit, sessions
 /// offline.
-pub async fn seats(State(s): State<Arc<AppState>>) -> Result<Json<Vec<Value>>, ApiError> {
-    s.sweep().await;
-    let sessions = s.seats.sessions(None).await?;
-    let usage = crate::seats::usage(&sessions);
-    let licenses = s.licenses(usage.keys().cloned().collect()).await?;
-    Ok(Json(
-        usage
-            .iter()
-            .zip(licenses)
-            .map(|((id, u), lic)| {
-                let limit = lic
-                    .as_ref()
-                    .and_then(|l| s.config.effective(l))
-                    .map(|p| p.seats);
-                json!({
-                    "license": id,
-                    "org_name": lic.as_ref().and_then(|l| l.org_name.clone()),
-                    "tier": lic.as_ref().map(|l| l.tier.clone()),
-                    "in_use": u.online,
-                    "offline": u.offline,
-                    "limit": limit,
-                })
-            })
-            .collect(),
-    ))
+pub async fn seats(
+    State(s): State<Arc<AppState>>,
+) -> Result<Json<Vec<reports::SeatUse>>, ApiError> {
+    Ok(Json(reports::seats_in_use(&s).await?))
 }

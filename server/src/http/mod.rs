@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod conn;
 pub mod dashboard;
+pub mod error;
 pub mod licenses;
 pub mod metrics;
 pub mod seats;
@@ -21,81 +22,18 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
-use axum::{Json, Router};
-use lic4es::protocol::{codes, paths, ErrorBody};
+use axum::Router;
+use lic4es::protocol::{codes, paths};
 use serde::de::DeserializeOwned;
 
 use crate::app::AppState;
-use crate::seats::SeatError;
-use crate::store::{License, StoreError};
+use crate::service;
+use crate::store::License;
+
+pub use self::error::ApiError;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// A JSON error response.
-#[derive(Debug)]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// `error`: a code of `lic4es::protocol::codes` or one of the server's own.
-    pub code: &'static str,
-    /// `message`.
-    pub message: String,
-}
-
-impl ApiError {
-    /// An error answer.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    /// A 400.
-    pub fn bad(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, code, message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(ErrorBody {
-                error: self.code.into(),
-                message: self.message,
-            }),
-        )
-            .into_response()
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            codes::STORE_UNAVAILABLE,
-            e.to_string(),
-        )
-    }
-}
-
-impl From<SeatError> for ApiError {
-    fn from(e: SeatError) -> Self {
-        // The engine treats a 503 as a network failure and holds its tier; never a grant.
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            codes::STORE_UNAVAILABLE,
-            e.to_string(),
-        )
-    }
-}
 
 pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
@@ -180,77 +118,36 @@ pub(crate) fn check_nonce(n: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Refuses a revoked or expired license.
-pub(crate) fn check_license(lic: &License, now: i64) -> Result<(), ApiError> {
-    if lic.revoked {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            codes::LICENSE_REVOKED,
-            format!("License {} has been revoked", lic.id),
-        ));
-    }
-    if lic.expires_at <= now {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            codes::LICENSE_EXPIRED,
-            format!("License {} has expired", lic.id),
-        ));
+/// Whether `headers` carry the admin token for a request from `ip`.
+fn admin_allowed(s: &AppState, headers: &HeaderMap, ip: IpAddr) -> Result<(), AdminDenied> {
+    let Some(expected) = s.config.admin_token.as_deref().filter(|t| !t.is_empty()) else {
+        return Err(AdminDenied::Disabled);
+    };
+    let now = s.now();
+    s.throttle
+        .check(ip, now)
+        .map_err(|wait| AdminDenied::Throttled { ip, wait })?;
+    let given = bearer(headers).map_err(AdminDenied::NoBearer)?;
+    if !same_secret(given, expected) {
+        s.throttle.failed(ip, now);
+        return Err(AdminDenied::Wrong);
     }
     Ok(())
 }
 
-impl AppState {
-    /// Whether `headers` carry the admin token for a request from `ip`.
-    fn admin_allowed(&self, headers: &HeaderMap, ip: IpAddr) -> Result<(), AdminDenied> {
-        let Some(expected) = self.config.admin_token.as_deref().filter(|t| !t.is_empty()) else {
-            return Err(AdminDenied::Disabled);
-        };
-        let now = self.now();
-        self.throttle
-            .check(ip, now)
-            .map_err(|wait| AdminDenied::Throttled { ip, wait })?;
-        let given = bearer(headers).map_err(AdminDenied::NoBearer)?;
-        if !same_secret(given, expected) {
-            self.throttle.failed(ip, now);
-            return Err(AdminDenied::Wrong);
-        }
-        Ok(())
-    }
+/// The license of the request's API key (its bearer), in good standing: what every seat
+/// and token endpoint starts from.
+pub struct KeyLicense(pub License);
 
-    /// The license an API key belongs to, if the key and the license are in good
-    /// standing.
-    pub(crate) async fn licensed(&self, api_key: &str) -> Result<License, ApiError> {
-        let hash = crate::store::hash_key(api_key);
-        let (rec, lic) = match self.keys_seen.get(&hash) {
-            Some(found) => found,
-            None => {
-                let key = api_key.to_string();
-                let found = self
-                    .blocking(move |s| {
-                        let rec = s.api_key(&key)?;
-                        let lic = match &rec {
-                            Some(r) => s.license(&r.license_id)?,
-                            None => None,
-                        };
-                        Ok((rec, lic))
-                    })
-                    .await?;
-                self.metrics.key_looked_up();
-                self.keys_seen.put(hash, found.clone());
-                found
-            }
-        };
-        let unknown = || ApiError::unauthorized(codes::INVALID_API_KEY, "unknown API key");
-        let rec = rec.ok_or_else(unknown)?;
-        if rec.revoked {
-            return Err(ApiError::unauthorized(
-                codes::API_KEY_REVOKED,
-                "This API key has been revoked",
-            ));
-        }
-        let lic = lic.ok_or_else(unknown)?;
-        check_license(&lic, self.now())?;
-        Ok(lic)
+impl FromRequestParts<Arc<AppState>> for KeyLicense {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let key = bearer(&parts.headers)?;
+        Ok(KeyLicense(service::keys::licensed(s, key).await?))
     }
 }
 
@@ -452,7 +349,7 @@ async fn admin_auth(
     req: Request,
     next: Next,
 ) -> Response {
-    match s.admin_allowed(req.headers(), client.ip) {
+    match admin_allowed(&s, req.headers(), client.ip) {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
     }
@@ -506,12 +403,8 @@ impl IntoResponse for AdminDenied {
 /// Compares two secrets in constant time (for equal lengths), so neither can be guessed
 /// byte by byte.
 pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
-    given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    use subtle::ConstantTimeEq;
+    given.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
 async fn not_found() -> ApiError {
@@ -633,10 +526,10 @@ pub async fn serve_all(
         let mut n: u64 = 0;
         loop {
             tokio::time::sleep(SWEEP_EVERY).await;
-            sweeper.sweep().await;
+            service::audit::sweep(&sweeper).await;
             n += 1;
             if n % 360 == 1 {
-                sweeper.prune_old().await;
+                service::audit::prune_old(&sweeper).await;
             }
         }
     });

@@ -125,6 +125,25 @@ pub struct License {
     pub heartbeat_interval: Option<u64>,
 }
 
+/// The terms of a license to change; absent ones stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LicenseChange {
+    /// New tier.
+    pub tier: Option<String>,
+    /// New licensee.
+    pub org_name: Option<String>,
+    /// New expiry (seconds).
+    pub expires_at: Option<i64>,
+    /// Trial or not.
+    pub trial: Option<bool>,
+    /// Seats, overriding the tier's.
+    pub seats: Option<Seats>,
+    /// Offline grace days, overriding the tier's.
+    pub offline_grace_days: Option<u32>,
+    /// Heartbeat interval (seconds), overriding the tier's.
+    pub heartbeat_interval: Option<u64>,
+}
+
 /// What an API key resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
@@ -253,6 +272,9 @@ pub enum StoreError {
     /// The database failed or is out of reach.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The database refused a write that breaks one of its constraints.
+    #[error("store refused the change: {0}")]
+    Conflict(String),
 }
 
 /// Result of a store call.
@@ -262,13 +284,12 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait LicenseStore: Send + Sync {
     /// Creates a license; false (and nothing changed) when one with its id exists.
     fn insert_license(&self, l: &License, now: i64) -> StoreResult<bool>;
-    /// Changes an existing license's terms (tier, org, expiry, trial, overrides); never
-    /// its revocation. False when there is no such license.
-    fn update_license(&self, l: &License) -> StoreResult<bool>;
+    /// Changes the terms `change` gives of license `id`, in one statement (concurrent
+    /// changes of different terms are all kept), never its revocation; returns the
+    /// license as changed, or `None` when there is no such license.
+    fn change_license(&self, id: &str, change: &LicenseChange) -> StoreResult<Option<License>>;
     /// The license `id`.
     fn license(&self, id: &str) -> StoreResult<Option<License>>;
-    /// Changes a license's tier; false when there is no such license.
-    fn set_tier(&self, id: &str, tier: &str) -> StoreResult<bool>;
     /// Revokes a license; false when there is no such license.
     fn revoke_license(&self, id: &str) -> StoreResult<bool>;
     /// Creates an API key for `license_id` and returns it; only its hash is stored.
@@ -324,10 +345,7 @@ pub trait LicenseStore: Send + Sync {
 
 /// The stored form of an API key.
 pub fn hash_key(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(key.as_bytes()))
 }
 
 /// A fresh API key: `sk-` and 48 random hex characters.
@@ -335,8 +353,5 @@ pub fn new_api_key() -> StoreResult<String> {
     let mut raw = [0u8; 24];
     getrandom::getrandom(&mut raw)
         .map_err(|e| StoreError::Unavailable(format!("no randomness: {e}")))?;
-    Ok(format!(
-        "sk-{}",
-        raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ))
+    Ok(format!("sk-{}", hex::encode(raw)))
 }

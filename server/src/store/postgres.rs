@@ -14,7 +14,7 @@ use postgres::{Client, NoTls, Row};
 
 use super::{
     hash_key, new_api_key, AuditEvent, AuditQuery, DailyTelemetry, InstanceTelemetry, KeyRecord,
-    License, LicenseStore, OfflinePeriod, Seats, StoreError, StoreResult,
+    License, LicenseChange, LicenseStore, OfflinePeriod, Seats, StoreError, StoreResult,
 };
 use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
 
@@ -98,7 +98,11 @@ const LICENSE_COLUMNS: &str = "id, tier, org_name, expires_at, trial, revoked, s
                                offline_grace_days, heartbeat_interval";
 
 fn db(e: postgres::Error) -> StoreError {
-    StoreError::Unavailable(format!("postgres: {e}"))
+    // Class 23: integrity constraint violations (unique, foreign key, check).
+    match e.code() {
+        Some(c) if c.code().starts_with("23") => StoreError::Conflict(format!("postgres: {e}")),
+        _ => StoreError::Unavailable(format!("postgres: {e}")),
+    }
 }
 
 fn opt_u32(v: Option<i64>) -> Option<u32> {
@@ -219,25 +223,30 @@ impl LicenseStore for PgStore {
         .map(|n| n > 0)
     }
 
-    fn update_license(&self, l: &License) -> StoreResult<bool> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE licenses SET tier = $2, org_name = $3, expires_at = $4, trial = $5,
-                    seats = $6, offline_grace_days = $7, heartbeat_interval = $8
-                 WHERE id = $1",
+    fn change_license(&self, id: &str, c: &LicenseChange) -> StoreResult<Option<License>> {
+        self.with(|conn| {
+            conn.query_opt(
+                &format!(
+                    "UPDATE licenses SET tier = COALESCE($2, tier),
+                        org_name = COALESCE($3, org_name), expires_at = COALESCE($4, expires_at),
+                        trial = COALESCE($5, trial), seats = COALESCE($6, seats),
+                        offline_grace_days = COALESCE($7, offline_grace_days),
+                        heartbeat_interval = COALESCE($8, heartbeat_interval)
+                     WHERE id = $1 RETURNING {LICENSE_COLUMNS}"
+                ),
                 &[
-                    &l.id,
-                    &l.tier,
-                    &l.org_name,
-                    &l.expires_at,
-                    &l.trial,
-                    &l.seats.map(Seats::to_column),
-                    &l.offline_grace_days.map(i64::from),
-                    &l.heartbeat_interval.map(big),
+                    &id,
+                    &c.tier,
+                    &c.org_name,
+                    &c.expires_at,
+                    &c.trial,
+                    &c.seats.map(Seats::to_column),
+                    &c.offline_grace_days.map(i64::from),
+                    &c.heartbeat_interval.map(big),
                 ],
             )
         })
-        .map(|n| n > 0)
+        .map(|r| r.as_ref().map(license_row))
     }
 
     fn license(&self, id: &str) -> StoreResult<Option<License>> {
@@ -248,11 +257,6 @@ impl LicenseStore for PgStore {
             )
         })
         .map(|r| r.as_ref().map(license_row))
-    }
-
-    fn set_tier(&self, id: &str, tier: &str) -> StoreResult<bool> {
-        self.with(|c| c.execute("UPDATE licenses SET tier = $2 WHERE id = $1", &[&id, &tier]))
-            .map(|n| n > 0)
     }
 
     fn revoke_license(&self, id: &str) -> StoreResult<bool> {

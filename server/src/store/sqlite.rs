@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{
     hash_key, new_api_key, AuditEvent, AuditQuery, DailyTelemetry, InstanceTelemetry, KeyRecord,
-    License, LicenseStore, OfflinePeriod, Seats, StoreError, StoreResult,
+    License, LicenseChange, LicenseStore, OfflinePeriod, Seats, StoreError, StoreResult,
 };
 use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
 
@@ -20,7 +20,10 @@ pub struct SqliteStore {
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(e.to_string()),
+        _ => StoreError::Unavailable(e.to_string()),
+    }
 }
 
 const LICENSE_COLUMNS: &str = "id, tier, org_name, expires_at, trial, revoked, seats, \
@@ -218,26 +221,31 @@ impl LicenseStore for SqliteStore {
         Ok(n > 0)
     }
 
-    fn update_license(&self, l: &License) -> StoreResult<bool> {
-        let n = self
-            .conn()
-            .execute(
-                "UPDATE licenses SET tier = ?2, org_name = ?3, expires_at = ?4, trial = ?5,
-                    seats = ?6, offline_grace_days = ?7, heartbeat_interval = ?8
-                 WHERE id = ?1",
+    fn change_license(&self, id: &str, c: &LicenseChange) -> StoreResult<Option<License>> {
+        self.conn()
+            .query_row(
+                &format!(
+                    "UPDATE licenses SET tier = COALESCE(?2, tier),
+                        org_name = COALESCE(?3, org_name), expires_at = COALESCE(?4, expires_at),
+                        trial = COALESCE(?5, trial), seats = COALESCE(?6, seats),
+                        offline_grace_days = COALESCE(?7, offline_grace_days),
+                        heartbeat_interval = COALESCE(?8, heartbeat_interval)
+                     WHERE id = ?1 RETURNING {LICENSE_COLUMNS}"
+                ),
                 params![
-                    l.id,
-                    l.tier,
-                    l.org_name,
-                    l.expires_at,
-                    l.trial,
-                    l.seats.map(Seats::to_column),
-                    l.offline_grace_days,
-                    l.heartbeat_interval
+                    id,
+                    c.tier,
+                    c.org_name,
+                    c.expires_at,
+                    c.trial,
+                    c.seats.map(Seats::to_column),
+                    c.offline_grace_days,
+                    c.heartbeat_interval
                 ],
+                license_row,
             )
-            .map_err(db)?;
-        Ok(n > 0)
+            .optional()
+            .map_err(db)
     }
 
     fn license(&self, id: &str) -> StoreResult<Option<License>> {
@@ -249,17 +257,6 @@ impl LicenseStore for SqliteStore {
             )
             .optional()
             .map_err(db)
-    }
-
-    fn set_tier(&self, id: &str, tier: &str) -> StoreResult<bool> {
-        Ok(self
-            .conn()
-            .execute(
-                "UPDATE licenses SET tier = ?2 WHERE id = ?1",
-                params![id, tier],
-            )
-            .map_err(db)?
-            > 0)
     }
 
     fn revoke_license(&self, id: &str) -> StoreResult<bool> {

@@ -1,0 +1,130 @@
+//! The JSON error answer, and the one place where an operation's [`ServiceError`]
+//! becomes an HTTP status and a protocol code.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use lic4es::protocol::{codes, ErrorBody};
+
+use crate::service::ServiceError;
+use crate::store::StoreError;
+
+/// A JSON error response.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// `error`: a code of `lic4es::protocol::codes` or one of the server's own.
+    pub code: &'static str,
+    /// `message`.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error answer.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A 400.
+    pub fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub(crate) fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.code.into(),
+                message: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// The status and code of each [`ServiceError`]. A store or seat-store failure is a 503,
+/// which the engine treats as a network failure and answers by holding its tier: never
+/// a grant.
+pub fn status_of(e: &ServiceError) -> (StatusCode, &'static str) {
+    use ServiceError as E;
+    match e {
+        E::Invalid(_) => (StatusCode::BAD_REQUEST, codes::INVALID_REQUEST),
+        E::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+        E::LicenseExists(_) => (StatusCode::CONFLICT, codes::LICENSE_EXISTS),
+        E::UnknownApiKey => (StatusCode::UNAUTHORIZED, codes::INVALID_API_KEY),
+        E::ApiKeyRevoked => (StatusCode::UNAUTHORIZED, codes::API_KEY_REVOKED),
+        E::LicenseRevoked(_) => (StatusCode::FORBIDDEN, codes::LICENSE_REVOKED),
+        E::LicenseExpired(_) => (StatusCode::FORBIDDEN, codes::LICENSE_EXPIRED),
+        E::UnknownTier(_) => (StatusCode::FORBIDDEN, codes::UNKNOWN_TIER),
+        E::SeatRequired { .. } => (StatusCode::FORBIDDEN, codes::SEAT_REQUIRED),
+        E::NoSeats { .. } => (StatusCode::FORBIDDEN, codes::NO_SEATS_AVAILABLE),
+        E::SessionGone => (StatusCode::GONE, codes::SESSION_GONE),
+        E::InvalidToken(_) => (StatusCode::UNAUTHORIZED, codes::INVALID_TOKEN),
+        E::LicenseMismatch => (StatusCode::BAD_REQUEST, "license_mismatch"),
+        E::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
+        E::Store(StoreError::Unavailable(_)) | E::Seats(_) | E::AuditUnavailable(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, codes::STORE_UNAVAILABLE)
+        }
+        E::Signing(_) => (StatusCode::INTERNAL_SERVER_ERROR, "signing_failed"),
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let (status, code) = status_of(&e);
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_never_answered_as_outages_nor_outages_as_refusals() {
+        let outage = [
+            ServiceError::Store(StoreError::Unavailable("x".into())),
+            ServiceError::Seats(crate::seats::SeatError::Unavailable("x".into())),
+            ServiceError::AuditUnavailable(StoreError::Unavailable("x".into())),
+        ];
+        for e in &outage {
+            assert_eq!(status_of(e).0, StatusCode::SERVICE_UNAVAILABLE, "{e}");
+        }
+        let refusals = [
+            ServiceError::NoSeats {
+                in_use: 1,
+                limit: 1,
+            },
+            ServiceError::SeatRequired {
+                license: "l".into(),
+                seats: 1,
+            },
+            ServiceError::LicenseRevoked("l".into()),
+            ServiceError::ApiKeyRevoked,
+            ServiceError::SessionGone,
+            ServiceError::Store(StoreError::Conflict("x".into())),
+        ];
+        for e in &refusals {
+            assert!(status_of(e).0.is_client_error(), "{e}");
+        }
+        assert_eq!(
+            ApiError::from(ServiceError::NoSeats {
+                in_use: 2,
+                limit: 2
+            })
+            .message,
+            "All seats in use (2/2)"
+        );
+    }
+}

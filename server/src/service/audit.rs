@@ -1,0 +1,168 @@
+//! The audit trail: entries written best-effort (what already happened) or as a
+//! condition of a grant; lapses found by the seat store; offline periods and the
+//! abuse rule's verdicts; pruning by the configured retention.
+
+use std::sync::atomic::Ordering;
+
+use crate::abuse::{self, Verdict};
+use crate::app::AppState;
+use crate::seats::Session;
+use crate::store::{AuditEvent, LicenseStore, OfflinePeriod, StoreError, StoreResult};
+
+use super::{ServiceError, ServiceResult};
+
+/// Appends `event` on the calling thread (blocking).
+pub fn append(s: &AppState, event: &AuditEvent) -> ServiceResult<()> {
+    written(s, &event.kind, s.store.append_audit(event))
+}
+
+/// What became of an entry: a failure is logged and turns `/healthz` to 503 until an
+/// entry is written again.
+fn written(s: &AppState, kind: &str, r: StoreResult<()>) -> ServiceResult<()> {
+    s.audit_failing.store(r.is_err(), Ordering::Relaxed);
+    r.map_err(|e| {
+        crate::log::error(&format!("audit entry `{kind}` not written: {e}"));
+        ServiceError::AuditUnavailable(e)
+    })
+}
+
+/// Appends to the audit trail; a failure is logged and fails nothing else (for entries
+/// that record what already happened: a refusal, a release, a lapse, an admin change).
+pub async fn record(s: &AppState, event: AuditEvent) {
+    let _ = required(s, event).await;
+}
+
+/// Appends to the audit trail, or fails: for entries without which the request must not
+/// succeed (a seat granted, a token renewed).
+pub async fn required(s: &AppState, event: AuditEvent) -> ServiceResult<()> {
+    let kind = event.kind.clone();
+    let store = s.store.clone();
+    let r = tokio::task::spawn_blocking(move || store.append_audit(&event))
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Unavailable(e.to_string())));
+    written(s, &kind, r)
+}
+
+/// Whether the last audit entry could not be written (and none has been since).
+pub fn failing(s: &AppState) -> bool {
+    s.audit_failing.load(Ordering::Relaxed)
+}
+
+/// An entry for a seat event of `session`.
+pub fn seat_event(s: &AppState, kind: &str, session: &Session, source: Option<&str>) -> AuditEvent {
+    AuditEvent {
+        id: 0,
+        at: s.now(),
+        kind: kind.into(),
+        license: session.license.clone(),
+        session_id: Some(session.id.clone()),
+        hardware_id: Some(session.hardware_id.clone()),
+        instance_id: Some(session.instance_id.clone()),
+        source: source.map(str::to_string),
+        detail: None,
+    }
+}
+
+/// An entry for a change of `license` made by an operator from `source` (a client
+/// address, or `cli`).
+pub fn admin_event(
+    s: &AppState,
+    kind: &str,
+    license: &str,
+    source: &str,
+    detail: Option<String>,
+) -> AuditEvent {
+    AuditEvent {
+        at: s.now(),
+        kind: kind.into(),
+        license: license.into(),
+        source: Some(source.to_string()),
+        detail,
+        ..AuditEvent::default()
+    }
+}
+
+/// Audits the lapses the seat store found and keeps each as an offline period. Runs
+/// periodically and before sessions are shown.
+pub async fn sweep(s: &AppState) {
+    if let Ok(lapsed) = s.seats.take_lapsed().await {
+        for l in lapsed {
+            let mut e = seat_event(s, "lapse", &l, None);
+            e.at = l.last_seen.saturating_add(l.ttl);
+            e.detail = l
+                .offline_until
+                .map(|u| format!("offline until {}", lic4es::clock::rfc3339(u)));
+            record(s, e).await;
+            let start = l.offline_since.unwrap_or(l.last_seen);
+            note_offline(
+                s,
+                OfflinePeriod {
+                    license: l.license,
+                    session_id: l.id,
+                    start,
+                    end: l.offline_until.unwrap_or(start).max(start),
+                    ended: false,
+                },
+            )
+            .await;
+        }
+    }
+}
+
+/// Keeps an offline period and judges its license again; WARNs when that flags it. A
+/// failure is logged: the period is lost, the request it came with is not.
+pub async fn note_offline(s: &AppState, p: OfflinePeriod) {
+    let license = p.license.clone();
+    let now = s.now();
+    let from = now - abuse::WINDOW_SECS;
+    let looked = license.clone();
+    let found = super::store(s, move |st| {
+        st.record_offline(&p)?;
+        st.offline_periods(Some(&looked), from)
+    })
+    .await;
+    match found {
+        Ok(periods) => {
+            let periods: Vec<_> = periods.iter().map(|p| p.at(now)).collect();
+            let v = abuse::judge(&periods, now);
+            if s.flags.note(&license, &v) {
+                crate::log::warn(&abuse::message(&license, &v));
+            }
+        }
+        Err(e) => crate::log::error(&format!("offline period of {license} not kept: {e}")),
+    }
+}
+
+/// Every license with offline periods in the 30 days before `now`, and the rule's
+/// verdict, in license order (blocking; the CLI's `abuse` reads it from the store).
+pub fn offline_verdicts(store: &dyn LicenseStore, now: i64) -> StoreResult<Vec<(String, Verdict)>> {
+    let periods = store.offline_periods(None, now - abuse::WINDOW_SECS)?;
+    Ok(abuse::judge_each(
+        periods.iter().map(|p| (p.license.as_str(), p.at(now))),
+        now,
+    ))
+}
+
+/// [`offline_verdicts`] for the running server; WARNs about licenses that became
+/// flagged.
+pub async fn offline_report(s: &AppState) -> ServiceResult<Vec<(String, Verdict)>> {
+    let now = s.now();
+    let all = super::store(s, move |st| offline_verdicts(st, now)).await?;
+    for (license, v) in s.flags.note_all(&all) {
+        crate::log::warn(&abuse::message(license, v));
+    }
+    Ok(all)
+}
+
+/// Drops audit entries past `audit-retention-days`, telemetry past
+/// `telemetry-retention-days` and offline periods past the abuse rule's 30 days.
+pub async fn prune_old(s: &AppState) {
+    let days = |d: u64| (d.min(100_000) as i64) * 86_400;
+    let before = s.now() - days(s.config.audit_retention_days);
+    let _ = super::store(s, move |st| st.prune_audit(before)).await;
+    let before = s.now() - days(s.config.telemetry_retention_days);
+    let _ = super::store(s, move |st| st.prune_telemetry(before)).await;
+    // Offline periods matter to the abuse rule's 30 days only.
+    let before = s.now() - abuse::WINDOW_SECS;
+    let _ = super::store(s, move |st| st.prune_offline(before)).await;
+}

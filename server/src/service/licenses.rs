@@ -1,0 +1,323 @@
+//! Licenses and API keys, as operators change them (the admin API and the CLI alike):
+//! each operation checks its terms, makes one store call, and is audited once.
+//!
+//! These are blocking (the license store is); the admin API runs them with
+//! [`super::blocking`], the CLI on its own thread.
+
+use lic4es::clock::rfc3339;
+
+use crate::app::AppState;
+use crate::config::ServerConfig;
+use crate::store::{License, LicenseChange, Seats};
+
+use super::audit::{self, admin_event};
+use super::{ServiceError, ServiceResult};
+
+/// A license to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewLicense {
+    /// Its id.
+    pub id: String,
+    /// Its tier.
+    pub tier: String,
+    /// The licensee.
+    pub org_name: Option<String>,
+    /// Days from now until it expires.
+    pub days: i64,
+    /// A trial.
+    pub trial: bool,
+    /// Seats, overriding the tier's.
+    pub seats: Option<Seats>,
+    /// Offline grace days, overriding the tier's.
+    pub offline_grace_days: Option<u32>,
+    /// Heartbeat interval (seconds), overriding the tier's.
+    pub heartbeat_interval: Option<u64>,
+}
+
+/// The terms to change in a license; absent ones stay. Revocation is not among them: a
+/// revoked license stays revoked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Terms {
+    /// New tier.
+    pub tier: Option<String>,
+    /// New licensee.
+    pub org_name: Option<String>,
+    /// New expiry: this many days from now.
+    pub days: Option<i64>,
+    /// Trial or not.
+    pub trial: Option<bool>,
+    /// Seats, overriding the tier's.
+    pub seats: Option<Seats>,
+    /// Offline grace days, overriding the tier's.
+    pub offline_grace_days: Option<u32>,
+    /// Heartbeat interval (seconds), overriding the tier's.
+    pub heartbeat_interval: Option<u64>,
+}
+
+/// A license as operators see it: its record and its effective policy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LicenseView {
+    /// Its id.
+    pub license_id: String,
+    /// Its tier.
+    pub tier: String,
+    /// The licensee.
+    pub org_name: Option<String>,
+    /// Expiry, RFC 3339.
+    pub expires_at: String,
+    /// A trial.
+    pub trial: bool,
+    /// Revoked.
+    pub revoked: bool,
+    /// Seats in effect (`None` when its tier has no policy).
+    pub seats: Option<Seats>,
+    /// Offline grace days in effect.
+    pub offline_grace_days: Option<u64>,
+    /// Heartbeat interval in effect (seconds).
+    pub heartbeat_interval: Option<u64>,
+}
+
+impl LicenseView {
+    /// The view of `lic` under `config`'s policies.
+    pub fn of(config: &ServerConfig, lic: &License) -> Self {
+        let p = config.effective(lic);
+        LicenseView {
+            license_id: lic.id.clone(),
+            tier: lic.tier.clone(),
+            org_name: lic.org_name.clone(),
+            expires_at: rfc3339(lic.expires_at),
+            trial: lic.trial,
+            revoked: lic.revoked,
+            seats: p.as_ref().map(|p| p.seats),
+            offline_grace_days: p.as_ref().map(|p| p.offline_grace_days),
+            heartbeat_interval: p.as_ref().map(|p| p.heartbeat_interval),
+        }
+    }
+}
+
+/// Longest license id.
+pub const MAX_LICENSE_ID: usize = 128;
+
+/// Checks a license id: 1 to 128 of `A-Z a-z 0-9 . _ -`. Ids end up in tokens, URLs,
+/// metrics labels and Redis keys, so nothing else is let in.
+pub fn check_license_id(id: &str) -> ServiceResult<()> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_LICENSE_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::Invalid(format!(
+            "license id must be 1 to {MAX_LICENSE_ID} characters of A-Z, a-z, 0-9, `.`, `_` and `-`"
+        )))
+    }
+}
+
+/// Checks the terms a license is created or updated with, whichever are given: a tier
+/// with a policy, 1 to 36500 days, a heartbeat interval of 1 to 86400 seconds.
+pub fn check_terms(
+    config: &ServerConfig,
+    tier: Option<&str>,
+    days: Option<i64>,
+    heartbeat_interval: Option<u64>,
+) -> ServiceResult<()> {
+    if let Some(t) = tier {
+        check_tier(config, t)?;
+    }
+    if days.is_some_and(|d| !(1..=36_500).contains(&d)) {
+        return Err(ServiceError::Invalid("days must be 1 to 36500".into()));
+    }
+    if heartbeat_interval.is_some_and(|h| !(1..=86_400).contains(&h)) {
+        return Err(ServiceError::Invalid(
+            "heartbeat interval must be 1 to 86400 seconds".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `tier` has a policy.
+pub fn check_tier(config: &ServerConfig, tier: &str) -> ServiceResult<()> {
+    match config.policy(tier) {
+        Some(_) => Ok(()),
+        None => Err(ServiceError::Invalid(format!(
+            "unknown tier `{tier}` (one of: {})",
+            config.tiers.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+fn no_license(id: &str) -> ServiceError {
+    ServiceError::NotFound {
+        what: "license",
+        id: id.to_string(),
+    }
+}
+
+/// A license or key was changed here: cached key lookups are dropped at once, after the
+/// write (a lookup made meanwhile may have cached the old state), so this instance
+/// applies the change to its next request.
+fn changed(s: &AppState) {
+    s.keys_seen.clear();
+}
+
+/// The first characters of an API key, enough to tell keys apart in the audit trail.
+fn key_prefix(key: &str) -> String {
+    format!("key {}…", key.chars().take(9).collect::<String>())
+}
+
+/// Creates a license of `spec.tier` for `spec.days`. An existing id is
+/// [`ServiceError::LicenseExists`]: a license is never silently replaced (which would
+/// also lift its revocation).
+pub fn create(s: &AppState, spec: NewLicense, source: &str) -> ServiceResult<License> {
+    check_license_id(&spec.id)?;
+    check_terms(
+        &s.config,
+        Some(&spec.tier),
+        Some(spec.days),
+        spec.heartbeat_interval,
+    )?;
+    let now = s.now();
+    let lic = License {
+        id: spec.id,
+        tier: spec.tier,
+        org_name: spec.org_name,
+        expires_at: now + spec.days * 86_400,
+        trial: spec.trial,
+        revoked: false,
+        seats: spec.seats,
+        offline_grace_days: spec.offline_grace_days,
+        heartbeat_interval: spec.heartbeat_interval,
+    };
+    if !s.store.insert_license(&lic, now)? {
+        return Err(ServiceError::LicenseExists(lic.id));
+    }
+    let detail = Some(format!("tier {}", lic.tier));
+    let _ = audit::append(
+        s,
+        &admin_event(s, "license_create", &lic.id, source, detail),
+    );
+    Ok(lic)
+}
+
+/// The license `id`.
+pub fn get(s: &AppState, id: &str) -> ServiceResult<License> {
+    check_license_id(id)?;
+    s.store.license(id)?.ok_or_else(|| no_license(id))
+}
+
+/// Changes the given terms of license `id` in one store call (two operators changing
+/// different terms at once both see their change kept).
+pub fn update(s: &AppState, id: &str, terms: Terms, source: &str) -> ServiceResult<License> {
+    check_license_id(id)?;
+    check_terms(
+        &s.config,
+        terms.tier.as_deref(),
+        terms.days,
+        terms.heartbeat_interval,
+    )?;
+    let change = LicenseChange {
+        expires_at: terms.days.map(|d| s.now() + d * 86_400),
+        tier: terms.tier,
+        org_name: terms.org_name,
+        trial: terms.trial,
+        seats: terms.seats,
+        offline_grace_days: terms.offline_grace_days,
+        heartbeat_interval: terms.heartbeat_interval,
+    };
+    let lic = s
+        .store
+        .change_license(id, &change)?
+        .ok_or_else(|| no_license(id))?;
+    changed(s);
+    let detail = Some(describe(&change));
+    let _ = audit::append(s, &admin_event(s, "license_update", id, source, detail));
+    Ok(lic)
+}
+
+/// What a change changes, for the audit trail.
+fn describe(c: &LicenseChange) -> String {
+    let mut out = Vec::new();
+    if let Some(t) = &c.tier {
+        out.push(format!("tier {t}"));
+    }
+    if c.org_name.is_some() {
+        out.push("org_name".to_string());
+    }
+    if let Some(e) = c.expires_at {
+        out.push(format!("expires {}", rfc3339(e)));
+    }
+    if let Some(t) = c.trial {
+        out.push(format!("trial {t}"));
+    }
+    if let Some(n) = c.seats {
+        out.push(format!("seats {n}"));
+    }
+    if let Some(g) = c.offline_grace_days {
+        out.push(format!("offline_grace_days {g}"));
+    }
+    if let Some(h) = c.heartbeat_interval {
+        out.push(format!("heartbeat_interval {h}"));
+    }
+    out.join(", ")
+}
+
+/// Changes license `id`'s tier.
+pub fn set_tier(s: &AppState, id: &str, tier: &str, source: &str) -> ServiceResult<License> {
+    check_license_id(id)?;
+    check_tier(&s.config, tier)?;
+    let change = LicenseChange {
+        tier: Some(tier.to_string()),
+        ..LicenseChange::default()
+    };
+    let lic = s
+        .store
+        .change_license(id, &change)?
+        .ok_or_else(|| no_license(id))?;
+    changed(s);
+    let detail = Some(format!("tier {tier}"));
+    let _ = audit::append(s, &admin_event(s, "license_tier", id, source, detail));
+    Ok(lic)
+}
+
+/// Revokes license `id`: its keys, tokens and seats stop working.
+pub fn revoke(s: &AppState, id: &str, source: &str) -> ServiceResult<()> {
+    check_license_id(id)?;
+    if !s.store.revoke_license(id)? {
+        return Err(no_license(id));
+    }
+    changed(s);
+    let _ = audit::append(s, &admin_event(s, "license_revoke", id, source, None));
+    Ok(())
+}
+
+/// A new API key for license `id` (only its hash is stored).
+pub fn new_api_key(s: &AppState, id: &str, source: &str) -> ServiceResult<String> {
+    check_license_id(id)?;
+    if s.store.license(id)?.is_none() {
+        return Err(no_license(id));
+    }
+    let key = s.store.create_api_key(id, s.now())?;
+    let detail = Some(key_prefix(&key));
+    let _ = audit::append(s, &admin_event(s, "api_key_create", id, source, detail));
+    Ok(key)
+}
+
+/// Revokes an API key.
+pub fn revoke_api_key(s: &AppState, key: &str, source: &str) -> ServiceResult<()> {
+    let rec = s.store.api_key(key)?;
+    if !s.store.revoke_api_key(key)? {
+        return Err(ServiceError::NotFound {
+            what: "API key",
+            id: key_prefix(key),
+        });
+    }
+    changed(s);
+    if let Some(rec) = rec {
+        let detail = Some(key_prefix(key));
+        let e = admin_event(s, "api_key_revoke", &rec.license_id, source, detail);
+        let _ = audit::append(s, &e);
+    }
+    Ok(())
+}
