@@ -117,6 +117,10 @@ pub struct ServerConfig {
     /// every instance; unset keeps them in the SQLite file.
     #[serde(default)]
     pub database_url: Option<String>,
+    /// Most PostgreSQL connections this instance holds (`database-pool-size`); callers
+    /// beyond it wait for one.
+    #[serde(default = "default_pool_size")]
+    pub database_pool_size: u32,
     /// Seats in Redis (`redis://host:port[/db]`), shared by every instance; unset keeps
     /// them in this process's memory.
     #[serde(default)]
@@ -176,6 +180,10 @@ pub struct ServerConfig {
     /// the open-file limit less a reserve when that is lower.
     #[serde(default)]
     pub max_connections: Option<usize>,
+}
+
+fn default_pool_size() -> u32 {
+    crate::store::postgres::DEFAULT_POOL_SIZE
 }
 
 fn default_header_timeout() -> u64 {
@@ -335,6 +343,9 @@ impl ServerConfig {
         }
         if !(1..=86_400).contains(&cfg.idle_timeout_secs) {
             return Err("idle-timeout-secs must be 1 to 86400".into());
+        }
+        if !(1..=1000).contains(&cfg.database_pool_size) {
+            return Err("database-pool-size must be 1 to 1000".into());
         }
         if cfg.max_connections == Some(0) {
             return Err("max-connections must be at least 1".into());

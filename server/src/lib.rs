@@ -43,7 +43,10 @@ pub fn open(config: ServerConfig) -> Result<Arc<AppState>, String> {
 /// The configured license store: PostgreSQL with `database-url`, else the SQLite file.
 pub fn open_store(config: &ServerConfig) -> Result<Arc<dyn store::LicenseStore>, String> {
     Ok(match config.database_url.as_deref() {
-        Some(url) if !url.trim().is_empty() => Arc::new(store::PgStore::open(url.trim())?),
+        Some(url) if !url.trim().is_empty() => Arc::new(store::PgStore::open_with(
+            url.trim(),
+            config.database_pool_size,
+        )?),
         _ => Arc::new(store::SqliteStore::open(&config.database_path())?),
     })
 }

@@ -13,7 +13,7 @@ use license_server::store::{AuditQuery, License};
 use license_server::{open, ServerConfig};
 
 /// Each command: the words that name it, and its usage.
-const COMMANDS: [(&str, &str); 15] = [
+const COMMANDS: [(&str, &str); 16] = [
     ("serve", "serve\n    Serve the API (the default). Listens on `listen` (default 127.0.0.1:8700);\n    the store and the signing key live under `data-dir` (default ./license-server-data)."),
     ("keygen", "keygen\n    Create the signing key under `data-dir` and print the public JWK Set."),
     ("jwks", "jwks\n    Print the public JWK Set (what engines configure as `public-keys`)."),
@@ -28,6 +28,7 @@ const COMMANDS: [(&str, &str); 15] = [
     ("sessions kick", "sessions kick SESSION_ID [--url URL]\n    End a session; its engine's next heartbeat is refused and it acquires again."),
     ("abuse", "abuse [--all]\n    Judge each license's offline periods of the last 30 days, read from the configured\n    store: flagged licenses (more than 5 offline cycles and more than 20 days offline)\n    are listed; --all lists every license with offline periods. Exit 3 when any is flagged."),
     ("audit", "audit [--license ID] [--limit N] [--before ID]\n    Print the audit trail from the configured store, newest first (default 50 entries,\n    at most 1000); --before ID continues after the entry with that id."),
+    ("migrate", "migrate\n    Apply the pending schema migrations to the configured store (SQLite or PostgreSQL)\n    and list the migrations it records; `serve` applies them at start as well."),
     ("help", "help [COMMAND]\n    Print this help, or a command's."),
 ];
 
@@ -147,6 +148,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         ["audit", ..] => audit_trail(&config, &args[1..]),
+        ["migrate"] => migrate(&config),
         _ => Err(format!("unknown command\n{}", usage())),
     };
     match result {
@@ -558,6 +560,25 @@ fn audit_trail(config: &ServerConfig, args: &[String]) -> Result<(), String> {
             println!("{} entries; older ones: --before {}", rows.len(), last.id)
         }
         _ => println!("{} entries", rows.len()),
+    }
+    Ok(())
+}
+
+/// Opens the store (which applies what is pending) and lists what it records.
+fn migrate(config: &ServerConfig) -> Result<(), String> {
+    let store = license_server::open_store(config)?;
+    let applied = store.migrations().map_err(|e| e.to_string())?;
+    for m in &applied {
+        println!(
+            "{:>4}  {:<24} applied {}",
+            m.version,
+            m.name,
+            lic4es::clock::rfc3339(m.applied_at)
+        );
+    }
+    match applied.last() {
+        Some(m) => println!("schema version {}", m.version),
+        None => println!("schema version 0"),
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! The interface is blocking; the HTTP layer calls it on tokio's blocking pool, never on
 //! the async request threads.
 
+pub mod migrate;
 pub mod postgres;
 pub mod sqlite;
 
@@ -336,6 +337,8 @@ pub trait LicenseStore: Send + Sync {
         -> StoreResult<Vec<OfflinePeriod>>;
     /// Drops offline periods that ended before `before`; returns how many.
     fn prune_offline(&self, before: i64) -> StoreResult<u64>;
+    /// The schema migrations the database recorded, oldest first.
+    fn migrations(&self) -> StoreResult<Vec<migrate::Applied>>;
     /// Whether the store answers.
     fn ping(&self) -> StoreResult<()>;
     /// Whether the store accepts a write (one row of its own, rewritten): a full disk or

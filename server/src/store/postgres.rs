@@ -2,97 +2,31 @@
 //!
 //! The `postgres` crate (the blocking client over tokio-postgres) keeps this store as
 //! blocking as the SQLite one: both run on tokio's blocking pool behind the same
-//! interface, and neither needs an async query layer of its own. A few connections are
-//! pooled here; a connection that fails is dropped and a new one made on the next call.
-//! The schema is created at start-up under a transaction-scoped advisory lock, so two
-//! instances starting at once do not race each other's `CREATE TABLE`.
+//! interface, and neither needs an async query layer of its own. Connections come from an
+//! r2d2 pool bounded by `database-pool-size`: under load, callers wait (up to
+//! [`CHECKOUT_TIMEOUT`]) for a connection rather than each opening its own; a connection
+//! that broke is dropped. Migrations ([`super::migrate::POSTGRES`]) are applied at
+//! start-up under a transaction-scoped advisory lock, so two instances starting at once
+//! migrate once.
 
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use postgres::{Client, NoTls, Row};
+use r2d2_postgres::PostgresConnectionManager;
 
+use super::migrate;
 use super::{
     hash_key, new_api_key, AuditEvent, AuditQuery, DailyTelemetry, InstanceTelemetry, KeyRecord,
     License, LicenseChange, LicenseStore, OfflinePeriod, Seats, StoreError, StoreResult,
 };
 use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
 
-/// Connections kept open for reuse.
-const POOL_SIZE: usize = 8;
+/// Connections at most, unless configured (`database-pool-size`).
+pub const DEFAULT_POOL_SIZE: u32 = 16;
+/// How long a caller waits for a free connection before the store counts as unavailable.
+pub const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Any number taken by `pg_advisory_xact_lock` while the schema is set up.
 const SCHEMA_LOCK: i64 = 0x6c69_6334_6573;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS licenses (
-    id TEXT PRIMARY KEY,
-    tier TEXT NOT NULL,
-    org_name TEXT,
-    expires_at BIGINT NOT NULL,
-    trial BOOLEAN NOT NULL DEFAULT FALSE,
-    revoked BOOLEAN NOT NULL DEFAULT FALSE,
-    created_at BIGINT NOT NULL,
-    seats BIGINT,
-    offline_grace_days BIGINT,
-    heartbeat_interval BIGINT
-);
-CREATE TABLE IF NOT EXISTS api_keys (
-    hash TEXT PRIMARY KEY,
-    prefix TEXT NOT NULL,
-    license_id TEXT NOT NULL REFERENCES licenses(id),
-    revoked BOOLEAN NOT NULL DEFAULT FALSE,
-    created_at BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS telemetry_latest (
-    license_id TEXT NOT NULL,
-    instance_id TEXT NOT NULL,
-    received_at BIGINT NOT NULL,
-    queries_total BIGINT,
-    joins_total BIGINT,
-    mvs_active BIGINT,
-    clusters_connected BIGINT,
-    PRIMARY KEY (license_id, instance_id)
-);
-CREATE INDEX IF NOT EXISTS telemetry_latest_at ON telemetry_latest(license_id, received_at);
-CREATE INDEX IF NOT EXISTS telemetry_latest_recent ON telemetry_latest(received_at);
-CREATE TABLE IF NOT EXISTS telemetry_daily (
-    license_id TEXT NOT NULL,
-    day BIGINT NOT NULL,
-    reports BIGINT NOT NULL,
-    instances BIGINT NOT NULL,
-    queries BIGINT NOT NULL,
-    joins BIGINT NOT NULL,
-    peak_mvs_active BIGINT NOT NULL,
-    peak_clusters_connected BIGINT NOT NULL,
-    PRIMARY KEY (license_id, day)
-);
-CREATE TABLE IF NOT EXISTS audit (
-    id BIGSERIAL PRIMARY KEY,
-    at BIGINT NOT NULL,
-    kind TEXT NOT NULL,
-    license_id TEXT NOT NULL,
-    session_id TEXT,
-    hardware_id TEXT,
-    instance_id TEXT,
-    source TEXT,
-    detail TEXT
-);
-CREATE INDEX IF NOT EXISTS audit_license ON audit(license_id, id);
-CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
-CREATE TABLE IF NOT EXISTS offline_periods (
-    license_id TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    start_at BIGINT NOT NULL,
-    end_at BIGINT NOT NULL,
-    ended BOOLEAN NOT NULL,
-    PRIMARY KEY (license_id, session_id)
-);
-CREATE INDEX IF NOT EXISTS offline_periods_end ON offline_periods(end_at);
-CREATE TABLE IF NOT EXISTS health (
-    id INTEGER PRIMARY KEY,
-    at BIGINT NOT NULL
-);
-";
 
 const LICENSE_COLUMNS: &str = "id, tier, org_name, expires_at, trial, revoked, seats, \
                                offline_grace_days, heartbeat_interval";
@@ -132,70 +66,91 @@ fn license_row(r: &Row) -> License {
     }
 }
 
-/// PostgreSQL behind a small pool of blocking connections.
+/// PostgreSQL behind a bounded pool of blocking connections.
 pub struct PgStore {
-    config: postgres::Config,
-    pool: Mutex<Vec<Client>>,
+    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
 }
 
 impl PgStore {
-    /// Connects to `url` and creates the schema if needed.
+    /// Connects to `url` with [`DEFAULT_POOL_SIZE`] connections at most, and migrates.
     pub fn open(url: &str) -> Result<PgStore, String> {
+        Self::open_with(url, DEFAULT_POOL_SIZE)
+    }
+
+    /// Connects to `url` with `pool_size` connections at most, and applies the pending
+    /// migrations.
+    pub fn open_with(url: &str, pool_size: u32) -> Result<PgStore, String> {
         let mut config: postgres::Config = url.parse().map_err(|e| format!("database-url: {e}"))?;
         config.connect_timeout(Duration::from_secs(5));
-        let store = PgStore {
-            config,
-            pool: Mutex::new(Vec::new()),
-        };
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size.max(1))
+            // Connections are made as they are needed, not all at start-up.
+            .min_idle(Some(0))
+            .connection_timeout(CHECKOUT_TIMEOUT)
+            .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+        let store = PgStore { pool };
         let mut c = store
-            .client()
+            .pool
+            .get()
             .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
-        let mut tx = c.transaction().map_err(|e| e.to_string())?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-            .map_err(|e| e.to_string())?;
-        tx.batch_execute(SCHEMA)
-            .map_err(|e| format!("cannot create the schema: {e}"))?;
-        tx.commit().map_err(|e| e.to_string())?;
-        store.give_back(c);
+        migrate(&mut c).map_err(|e| format!("cannot migrate the schema: {e}"))?;
         Ok(store)
     }
 
-    fn pool(&self) -> MutexGuard<'_, Vec<Client>> {
-        self.pool.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn client(&self) -> StoreResult<Client> {
-        if let Some(c) = self.pool().pop() {
-            if !c.is_closed() {
-                return Ok(c);
-            }
-        }
-        self.config.connect(NoTls).map_err(db)
-    }
-
-    fn give_back(&self, c: Client) {
-        let mut pool = self.pool();
-        if pool.len() < POOL_SIZE && !c.is_closed() {
-            pool.push(c);
-        }
-    }
-
-    /// Runs `f` on a pooled connection; a connection that failed is not reused.
+    /// Runs `f` on a pooled connection; one that broke is not reused (r2d2 checks
+    /// `is_closed` when it comes back).
     fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>) -> StoreResult<T> {
-        let mut c = self.client()?;
-        match f(&mut c) {
-            Ok(v) => {
-                self.give_back(c);
-                Ok(v)
-            }
-            Err(e) => {
-                if !e.is_closed() && e.as_db_error().is_some() {
-                    self.give_back(c);
-                }
-                Err(db(e))
-            }
-        }
+        let mut c = self
+            .pool
+            .get()
+            .map_err(|e| StoreError::Unavailable(format!("postgres: {e}")))?;
+        f(&mut c).map_err(db)
     }
+}
+
+/// Applies the pending migrations, each recorded in `schema_version`, in one transaction
+/// under an advisory lock.
+fn migrate(c: &mut Client) -> Result<(), String> {
+    let mut tx = c.transaction().map_err(|e| e.to_string())?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .map_err(|e| e.to_string())?;
+    tx.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {} (
+            version BIGINT PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at BIGINT NOT NULL
+        )",
+        migrate::VERSION_TABLE
+    ))
+    .map_err(|e| e.to_string())?;
+    let current: i64 = tx
+        .query_one(
+            &format!(
+                "SELECT COALESCE(MAX(version), 0) FROM {}",
+                migrate::VERSION_TABLE
+            ),
+            &[],
+        )
+        .map_err(|e| e.to_string())?
+        .get(0);
+    for m in migrate::pending(migrate::POSTGRES, current)? {
+        tx.batch_execute(m.sql)
+            .map_err(|e| format!("migration {} ({}): {e}", m.version, m.name))?;
+        tx.execute(
+            &format!(
+                "INSERT INTO {} (version, name, applied_at)
+                 VALUES ($1, $2, EXTRACT(EPOCH FROM now())::BIGINT)",
+                migrate::VERSION_TABLE
+            ),
+            &[&m.version, &m.name],
+        )
+        .map_err(|e| e.to_string())?;
+        crate::log::info(&format!(
+            "database migrated to schema version {} ({})",
+            m.version, m.name
+        ));
+    }
+    tx.commit().map_err(|e| e.to_string())
 }
 
 impl LicenseStore for PgStore {
@@ -555,6 +510,27 @@ impl LicenseStore for PgStore {
 
     fn prune_offline(&self, before: i64) -> StoreResult<u64> {
         self.with(|c| c.execute("DELETE FROM offline_periods WHERE end_at < $1", &[&before]))
+    }
+
+    fn migrations(&self) -> StoreResult<Vec<migrate::Applied>> {
+        self.with(|c| {
+            c.query(
+                &format!(
+                    "SELECT version, name, applied_at FROM {} ORDER BY version",
+                    migrate::VERSION_TABLE
+                ),
+                &[],
+            )
+        })
+        .map(|rows| {
+            rows.iter()
+                .map(|r| migrate::Applied {
+                    version: r.get(0),
+                    name: r.get(1),
+                    applied_at: r.get(2),
+                })
+                .collect()
+        })
     }
 
     fn ping(&self) -> StoreResult<()> {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::migrate;
 use super::{
     hash_key, new_api_key, AuditEvent, AuditQuery, DailyTelemetry, InstanceTelemetry, KeyRecord,
     License, LicenseChange, LicenseStore, OfflinePeriod, Seats, StoreError, StoreResult,
@@ -99,7 +100,7 @@ impl SqliteStore {
     }
 
     fn init(&self) -> rusqlite::Result<()> {
-        let conn = self.conn();
+        let mut conn = self.conn();
         // The CLI edits the store while the server runs: WAL and a busy timeout let both.
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
@@ -107,92 +108,93 @@ impl SqliteStore {
         // lose the last commits): every acquire appends to the audit trail, and an fsync
         // per row would bound acquires by the disk.
         conn.execute_batch("PRAGMA synchronous=NORMAL")?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS licenses (
-                id TEXT PRIMARY KEY,
-                tier TEXT NOT NULL,
-                org_name TEXT,
-                expires_at INTEGER NOT NULL,
-                trial INTEGER NOT NULL DEFAULT 0,
-                revoked INTEGER NOT NULL DEFAULT 0,
-                created_at INTEGER NOT NULL
-            );
-            CREATE TABLE IF NOT EXISTS api_keys (
-                hash TEXT PRIMARY KEY,
-                prefix TEXT NOT NULL,
-                license_id TEXT NOT NULL REFERENCES licenses(id),
-                revoked INTEGER NOT NULL DEFAULT 0,
-                created_at INTEGER NOT NULL
-            );
-            -- Before bounded telemetry, every body was a row of its own.
-            DROP TABLE IF EXISTS telemetry;
-            CREATE TABLE IF NOT EXISTS telemetry_latest (
-                license_id TEXT NOT NULL,
-                instance_id TEXT NOT NULL,
-                received_at INTEGER NOT NULL,
-                queries_total INTEGER,
-                joins_total INTEGER,
-                mvs_active INTEGER,
-                clusters_connected INTEGER,
-                PRIMARY KEY (license_id, instance_id)
-            );
-            CREATE INDEX IF NOT EXISTS telemetry_latest_at
-                ON telemetry_latest(license_id, received_at);
-            CREATE INDEX IF NOT EXISTS telemetry_latest_recent ON telemetry_latest(received_at);
-            CREATE TABLE IF NOT EXISTS telemetry_daily (
-                license_id TEXT NOT NULL,
-                day INTEGER NOT NULL,
-                reports INTEGER NOT NULL,
-                instances INTEGER NOT NULL,
-                queries INTEGER NOT NULL,
-                joins INTEGER NOT NULL,
-                peak_mvs_active INTEGER NOT NULL,
-                peak_clusters_connected INTEGER NOT NULL,
-                PRIMARY KEY (license_id, day)
-            );
-            CREATE TABLE IF NOT EXISTS audit (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
-                at INTEGER NOT NULL,
-                kind TEXT NOT NULL,
-                license_id TEXT NOT NULL,
-                session_id TEXT,
-                hardware_id TEXT,
-                instance_id TEXT,
-                source TEXT,
-                detail TEXT
-            );
-            CREATE INDEX IF NOT EXISTS audit_license ON audit(license_id, id);
-            CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
-            CREATE TABLE IF NOT EXISTS offline_periods (
-                license_id TEXT NOT NULL,
-                session_id TEXT NOT NULL,
-                start_at INTEGER NOT NULL,
-                end_at INTEGER NOT NULL,
-                ended INTEGER NOT NULL,
-                PRIMARY KEY (license_id, session_id)
-            );
-            CREATE INDEX IF NOT EXISTS offline_periods_end ON offline_periods(end_at);
-            CREATE TABLE IF NOT EXISTS health (
-                id INTEGER PRIMARY KEY,
-                at INTEGER NOT NULL
-            );",
-        )?;
-        // Columns added after the first release: stores created before them get them here.
-        let existing: Vec<String> = conn
-            .prepare("SELECT name FROM pragma_table_info('licenses')")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        for (column, ty) in [
-            ("seats", "INTEGER"),
-            ("offline_grace_days", "INTEGER"),
-            ("heartbeat_interval", "INTEGER"),
-        ] {
-            if !existing.iter().any(|c| c == column) {
-                conn.execute_batch(&format!("ALTER TABLE licenses ADD COLUMN {column} {ty}"))?;
-            }
-        }
-        Ok(())
+        migrate(&mut conn)
     }
+}
+
+/// Applies the pending migrations ([`migrate::SQLITE`]) in one immediate transaction,
+/// so that a CLI and a server opening the same file at once migrate it once.
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {} (
+            version INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at INTEGER NOT NULL
+        )",
+        migrate::VERSION_TABLE
+    ))?;
+    let current: i64 = tx.query_row(
+        &format!(
+            "SELECT COALESCE(MAX(version), 0) FROM {}",
+            migrate::VERSION_TABLE
+        ),
+        [],
+        |r| r.get(0),
+    )?;
+    let todo = migrate::pending(migrate::SQLITE, current).map_err(|e| {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(e),
+        )
+    })?;
+    if current == 0 {
+        adopt_unversioned(&tx)?;
+    }
+    for m in todo {
+        tx.execute_batch(m.sql)?;
+        tx.execute(
+            &format!(
+                "INSERT INTO {} (version, name, applied_at) VALUES (?1, ?2, unixepoch())",
+                migrate::VERSION_TABLE
+            ),
+            params![m.version, m.name],
+        )?;
+        crate::log::info(&format!(
+            "database migrated to schema version {} ({})",
+            m.version, m.name
+        ));
+    }
+    tx.commit()
+}
+
+/// A database from before versioned migrations: the columns its `licenses` table may
+/// lack (added after the first release) are added, so that migration 1 finds the schema
+/// it creates.
+fn adopt_unversioned(conn: &Connection) -> rusqlite::Result<()> {
+    let existing: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('licenses')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if existing.is_empty() {
+        return Ok(());
+    }
+    for (column, ty) in [
+        ("seats", "INTEGER"),
+        ("offline_grace_days", "INTEGER"),
+        ("heartbeat_interval", "INTEGER"),
+    ] {
+        if !existing.iter().any(|c| c == column) {
+            conn.execute_batch(&format!("ALTER TABLE licenses ADD COLUMN {column} {ty}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The migrations a database recorded, oldest first.
+fn applied(conn: &Connection) -> rusqlite::Result<Vec<migrate::Applied>> {
+    conn.prepare(&format!(
+        "SELECT version, name, applied_at FROM {} ORDER BY version",
+        migrate::VERSION_TABLE
+    ))?
+    .query_map([], |r| {
+        Ok(migrate::Applied {
+            version: r.get(0)?,
+            name: r.get(1)?,
+            applied_at: r.get(2)?,
+        })
+    })?
+    .collect()
 }
 
 impl LicenseStore for SqliteStore {
@@ -572,6 +574,10 @@ impl LicenseStore for SqliteStore {
             .conn()
             .execute("DELETE FROM offline_periods WHERE end_at < ?1", [before])
             .map_err(db)? as u64)
+    }
+
+    fn migrations(&self) -> StoreResult<Vec<migrate::Applied>> {
+        applied(&self.conn()).map_err(db)
     }
 
     fn ping(&self) -> StoreResult<()> {
