@@ -31,8 +31,6 @@ pub struct AppState {
     pub(crate) flags: Flags,
     /// API key lookups, kept briefly so that heartbeats do not query the database.
     pub(crate) keys_seen: KeyCache,
-    /// Print one line per request to stderr (`access-log`).
-    pub access_log: bool,
     /// Failed admin sign-ins per client address.
     pub(crate) throttle: crate::throttle::Throttle,
     /// `trusted-proxies`.
@@ -55,7 +53,6 @@ impl AppState {
         let keyset = lic4es::token::KeySet::from_json_value(&key.public_jwks())?;
         let proxies = config.proxies()?;
         let body_timeout = std::time::Duration::from_secs(config.body_timeout_secs);
-        let access_log = config.access_log;
         Ok(AppState {
             config,
             key,
@@ -66,7 +63,6 @@ impl AppState {
             metrics: Metrics::default(),
             flags: Flags::default(),
             keys_seen: KeyCache::default(),
-            access_log,
             throttle: Default::default(),
             proxies,
             body_timeout,

@@ -153,6 +153,10 @@ pub struct ServerConfig {
     /// Least severe log line written: `error`, `warn`, `info` or `debug`.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// How log lines are written: `text` (`license-server: WARN …`) or `json` (one
+    /// object per line, for log shippers).
+    #[serde(default = "default_log_format")]
+    pub log_format: crate::log::Format,
     /// Seconds a request body may take to arrive, from the end of its headers.
     #[serde(default = "default_body_timeout")]
     pub body_timeout_secs: u64,
@@ -195,6 +199,10 @@ fn default_body_timeout() -> u64 {
 fn default_metrics_listen() -> String {
     "127.0.0.1:8701".into()
 }
+fn default_log_format() -> crate::log::Format {
+    crate::log::Format::Text
+}
+
 fn default_log_level() -> String {
     "info".into()
 }
@@ -383,7 +391,7 @@ impl ServerConfig {
             ));
         }
         self.proxies()?;
-        crate::log::Level::parse(&self.log_level).ok_or_else(|| {
+        crate::log::parse_level(&self.log_level).ok_or_else(|| {
             format!(
                 "log-level `{}` is not one of error, warn, info, debug",
                 self.log_level

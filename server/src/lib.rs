@@ -61,13 +61,13 @@ pub fn open_with_clock(
     let store = open_store(&config)?;
     if let Some(tree) = git_work_tree_of(&config.data_dir) {
         if !git_ignored(&tree, &config.data_dir) {
-            log::warn(&format!(
+            tracing::warn!(
                 "data-dir {} is inside the git work tree {} and not git-ignored; it holds \
                  the private signing key and the license database. Ignore it (.gitignore) \
                  or set `data-dir` elsewhere.",
                 config.data_dir.display(),
                 tree.display()
-            ));
+            );
         }
     }
     let seats: Arc<dyn seats::SeatStore> = match config.redis_url.as_deref() {

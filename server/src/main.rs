@@ -93,9 +93,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    if let Some(level) = license_server::log::Level::parse(&config.log_level) {
-        license_server::log::set_level(level);
-    }
+    license_server::log::init(&config.log_level, config.access_log, config.log_format);
     let result = match words.as_slice() {
         [] | ["serve"] => serve(config),
         ["keygen"] => keygen(&config),
@@ -628,10 +626,10 @@ fn serve(config: ServerConfig) -> Result<(), String> {
             let l = tokio::net::TcpListener::bind(&metrics_listen)
                 .await
                 .map_err(|e| format!("cannot listen on {metrics_listen} (metrics-listen): {e}"))?;
-            license_server::log::info(&format!(
+            tracing::info!(
                 "metrics on http://{}/metrics",
                 l.local_addr().map_err(|e| e.to_string())?
-            ));
+            );
             Some(l)
         };
         // Always written, whatever the log level: supervisors and scripts wait for it.
@@ -649,7 +647,7 @@ fn serve(config: ServerConfig) -> Result<(), String> {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
             }
-            license_server::log::info("shutting down");
+            tracing::info!("shutting down");
         })
         .await
         .map_err(|e| e.to_string())

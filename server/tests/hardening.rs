@@ -352,3 +352,20 @@ fn the_access_log_is_off_unless_asked_for_and_the_log_level_is_followed() {
     let lines: Vec<String> = p.lines.try_iter().collect();
     assert!(lines.iter().all(|l| !l.contains("WARN")), "{lines:?}");
 }
+
+#[test]
+fn log_format_json_writes_one_object_per_line_for_log_shippers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = server_toml(
+        dir.path(),
+        "metrics-listen = \"none\"\naccess-log = true\nlog-format = \"json\"\n",
+    );
+    let p = ServerProcess::start(&cfg);
+    request(p.port, "GET", "/healthz", "x", &Value::Null);
+    let line = p.expect("GET /healthz 200").pop().unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+    assert_eq!(v["level"], "INFO", "{v}");
+    assert_eq!(v["target"], "license_server::access", "{v}");
+    assert_eq!(v["fields"]["message"], "GET /healthz 200", "{v}");
+    assert!(v["timestamp"].is_string(), "{v}");
+}

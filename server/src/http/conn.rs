@@ -181,7 +181,7 @@ pub async fn serve_connections(
                     // Out of descriptors or a connection reset before accept: back off
                     // briefly rather than spin.
                     if !matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset) {
-                        crate::log::warn(&format!("accept failed: {e}"));
+                        tracing::warn!("accept failed: {e}");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                     continue;

@@ -420,10 +420,8 @@ async fn count_requests(State(s): State<Arc<AppState>>, req: Request, next: Next
     let resp = next.run(req).await;
     let seconds = started.elapsed().as_secs_f64();
     let status = resp.status().as_u16();
-    if s.access_log {
-        // The access log is its own stream: on when asked for, whatever the log level.
-        eprintln!("license-server: {method} {endpoint} {status}");
-    }
+    // The access log is its own target: on when asked for, whatever the log level.
+    tracing::info!(target: crate::log::ACCESS, "{method} {endpoint} {status}");
     s.metrics.request(endpoint, status, seconds);
     resp
 }

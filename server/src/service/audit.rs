@@ -21,7 +21,7 @@ pub fn append(s: &AppState, event: &AuditEvent) -> ServiceResult<()> {
 fn written(s: &AppState, kind: &str, r: StoreResult<()>) -> ServiceResult<()> {
     s.audit_failing.store(r.is_err(), Ordering::Relaxed);
     r.map_err(|e| {
-        crate::log::error(&format!("audit entry `{kind}` not written: {e}"));
+        tracing::error!("audit entry `{kind}` not written: {e}");
         ServiceError::AuditUnavailable(e)
     })
 }
@@ -126,10 +126,10 @@ pub async fn note_offline(s: &AppState, p: OfflinePeriod) {
             let periods: Vec<_> = periods.iter().map(|p| p.at(now)).collect();
             let v = abuse::judge(&periods, now);
             if s.flags.note(&license, &v) {
-                crate::log::warn(&abuse::message(&license, &v));
+                tracing::warn!("{}", abuse::message(&license, &v));
             }
         }
-        Err(e) => crate::log::error(&format!("offline period of {license} not kept: {e}")),
+        Err(e) => tracing::error!("offline period of {license} not kept: {e}"),
     }
 }
 
@@ -149,7 +149,7 @@ pub async fn offline_report(s: &AppState) -> ServiceResult<Vec<(String, Verdict)
     let now = s.now();
     let all = super::store(s, move |st| offline_verdicts(st, now)).await?;
     for (license, v) in s.flags.note_all(&all) {
-        crate::log::warn(&abuse::message(license, v));
+        tracing::warn!("{}", abuse::message(license, v));
     }
     Ok(all)
 }

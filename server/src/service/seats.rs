@@ -331,10 +331,11 @@ async fn offline_plan(
 async fn undo_grant(s: &AppState, session: &Session) {
     if let Err(e) = s.seats.release(&session.id, &session.license).await {
         // The session lapses after its TTL; the engine never got its token.
-        crate::log::error(&format!(
+        tracing::error!(
             "seat {} of {} not given back after a failed grant: {e}",
-            session.id, session.license
-        ));
+            session.id,
+            session.license
+        );
     }
 }
 

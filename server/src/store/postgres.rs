@@ -145,10 +145,11 @@ fn migrate(c: &mut Client) -> Result<(), String> {
             &[&m.version, &m.name],
         )
         .map_err(|e| e.to_string())?;
-        crate::log::info(&format!(
+        tracing::info!(
             "database migrated to schema version {} ({})",
-            m.version, m.name
-        ));
+            m.version,
+            m.name
+        );
     }
     tx.commit().map_err(|e| e.to_string())
 }

@@ -150,10 +150,11 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
             ),
             params![m.version, m.name],
         )?;
-        crate::log::info(&format!(
+        tracing::info!(
             "database migrated to schema version {} ({})",
-            m.version, m.name
-        ));
+            m.version,
+            m.name
+        );
     }
     tx.commit()
 }
