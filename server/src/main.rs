@@ -9,145 +9,307 @@ use license_server::app::AppState;
 use license_server::keys::SigningKey;
 use license_server::service::licenses::{self, check_license_id, LicenseView, NewLicense, Terms};
 use license_server::service::{audit, tokens, ServiceError};
-use license_server::store::{AuditQuery, License};
+use license_server::store::{AuditQuery, License, Seats};
+
+use clap::{Args, Parser, Subcommand};
 use license_server::{open, ServerConfig};
 
-/// Each command: the words that name it, and its usage.
-const COMMANDS: [(&str, &str); 16] = [
-    ("serve", "serve\n    Serve the API (the default). Listens on `listen` (default 127.0.0.1:8700);\n    the store and the signing key live under `data-dir` (default ./license-server-data)."),
-    ("keygen", "keygen\n    Create the signing key under `data-dir` and print the public JWK Set."),
-    ("jwks", "jwks\n    Print the public JWK Set (what engines configure as `public-keys`)."),
-    ("mint", "mint --sub ID [--tier T --days N [--org NAME]] [--refresh-url URL|default]\n    Print a signed static token for license ID; with --tier and --days, create the\n    license first (an existing ID is refused: change it with `license update`)."),
-    ("api-key create", "api-key create --sub ID [--tier T --days N [--org NAME] [--seats N|unlimited]\n               [--offline-grace-days N] [--heartbeat-interval SECONDS]]\n    Print a new API key for license ID (only its hash is stored); with --tier and\n    --days, create the license first, with optional overrides of its tier policy\n    (an existing ID is refused: change it with `license update`)."),
-    ("api-key revoke", "api-key revoke KEY\n    Revoke an API key."),
-    ("license set-tier", "license set-tier --sub ID --tier T\n    Change a license's tier."),
-    ("license update", "license update --sub ID [--tier T] [--days N] [--org NAME] [--trial true|false]\n               [--seats N|unlimited] [--offline-grace-days N] [--heartbeat-interval SECONDS]\n    Change a license's terms (--days: expiry N days from now). A revocation stays."),
-    ("license revoke", "license revoke --sub ID\n    Revoke a license."),
-    ("license show", "license show --sub ID\n    Print a license and its effective policy."),
-    ("sessions list", "sessions list [--license ID] [--url URL]\n    List seat sessions (online and offline) of the running server, through its\n    admin API (`admin-token`; URL default `public-url`, else http://LISTEN)."),
-    ("sessions kick", "sessions kick SESSION_ID [--url URL]\n    End a session; its engine's next heartbeat is refused and it acquires again."),
-    ("abuse", "abuse [--all]\n    Judge each license's offline periods of the last 30 days, read from the configured\n    store: flagged licenses (more than 5 offline cycles and more than 20 days offline)\n    are listed; --all lists every license with offline periods. Exit 3 when any is flagged."),
-    ("audit", "audit [--license ID] [--limit N] [--before ID]\n    Print the audit trail from the configured store, newest first (default 50 entries,\n    at most 1000); --before ID continues after the entry with that id."),
-    ("migrate", "migrate\n    Apply the pending schema migrations to the configured store (SQLite or PostgreSQL)\n    and list the migrations it records; `serve` applies them at start as well."),
-    ("help", "help [COMMAND]\n    Print this help, or a command's."),
-];
+/// Every command's help: `usage:` and the usage clap derives, what the command does,
+/// its arguments.
+const HELP: &str = "usage: {usage}\n\n{about-with-newline}\n{all-args}{after-help}";
 
-fn usage() -> String {
-    let mut s = String::from(
-        "usage: license-server [--config FILE] COMMAND [ARGS]\n\
-         Every setting has a default; see the README for the config file.\n\ncommands:\n",
-    );
-    for (_, u) in COMMANDS {
-        s.push_str("  ");
-        s.push_str(&u.replace('\n', "\n  "));
-        s.push('\n');
-    }
-    s
+/// `license-server`: serve the license API, or manage keys, licenses, API keys and seats.
+#[derive(Parser)]
+#[command(
+    name = "license-server",
+    version,
+    help_template = HELP,
+    subcommand_help_heading = "commands",
+    about = "Serve the license API, or manage its signing key, licenses, API keys and seats.\n\
+             Every setting has a default; see the README for the config file."
+)]
+struct Cli {
+    /// The config file (TOML).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-/// The command named by the leading words of `words`, longest match first.
-fn command_of(words: &[&str]) -> Option<(&'static str, &'static str)> {
-    COMMANDS
-        .iter()
-        .filter(|(name, _)| {
-            let parts: Vec<&str> = name.split(' ').collect();
-            words.len() >= parts.len() && words[..parts.len()] == parts[..]
-        })
-        .max_by_key(|(name, _)| name.len())
-        .copied()
+#[derive(Subcommand)]
+#[command(help_template = HELP)]
+enum Command {
+    /// Serve the API (the default).
+    ///
+    /// Listens on `listen` (default 127.0.0.1:8700); the store and the signing key live
+    /// under `data-dir` (default ./license-server-data).
+    #[command(help_template = HELP)]
+    Serve,
+    /// Create the signing key under `data-dir` and print the public JWK Set.
+    #[command(help_template = HELP)]
+    Keygen,
+    /// Print the public JWK Set (what engines configure as `public-keys`).
+    #[command(help_template = HELP)]
+    Jwks,
+    /// Print a signed static token for a license.
+    ///
+    /// With --tier and --days, create the license first (an existing ID is refused:
+    /// change it with `license update`).
+    #[command(help_template = HELP)]
+    Mint {
+        #[command(flatten)]
+        license: LicenseArgs,
+        /// Where the token is refreshed: a URL, or `default` for this server's endpoint.
+        #[arg(long, value_name = "URL|default")]
+        refresh_url: Option<String>,
+    },
+    /// Create or revoke API keys.
+    #[command(subcommand, help_template = HELP)]
+    ApiKey(ApiKeyCommand),
+    /// Change, revoke or show licenses.
+    #[command(subcommand, help_template = HELP)]
+    License(LicenseCommand),
+    /// List or end seat sessions of the running server.
+    #[command(subcommand, help_template = HELP)]
+    Sessions(SessionsCommand),
+    /// Judge each license's offline periods of the last 30 days.
+    ///
+    /// Read from the configured store: flagged licenses (more than 5 offline cycles and
+    /// more than 20 days offline) are listed. Exit 3 when any is flagged.
+    #[command(help_template = HELP)]
+    Abuse {
+        /// List every license with offline periods, not only the flagged ones.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Print the audit trail from the configured store, newest first.
+    #[command(help_template = HELP)]
+    Audit {
+        /// Only this license's entries.
+        #[arg(long, value_name = "ID")]
+        license: Option<String>,
+        /// At most this many entries (1 to 1000).
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: u32,
+        /// Continue after the entry with this id.
+        #[arg(long, value_name = "ID")]
+        before: Option<i64>,
+    },
+    /// Apply the pending schema migrations and list what the store records.
+    ///
+    /// The configured store: SQLite or PostgreSQL. `serve` applies them at start as well.
+    #[command(help_template = HELP)]
+    Migrate,
+}
+
+/// The license a `mint` or `api-key create` is for, and a new one's terms.
+#[derive(Args)]
+struct LicenseArgs {
+    /// The license id.
+    #[arg(long, value_name = "ID")]
+    sub: String,
+    /// Create the license with this tier (and --days).
+    #[arg(long, value_name = "T")]
+    tier: Option<String>,
+    /// A new license's term in days.
+    #[arg(long, value_name = "N")]
+    days: Option<i64>,
+    /// A new license's licensee.
+    #[arg(long, value_name = "NAME")]
+    org: Option<String>,
+    /// A new license's seats, overriding its tier's.
+    #[arg(long, value_name = "N|unlimited", value_parser = Seats::parse)]
+    seats: Option<Seats>,
+    /// A new license's offline grace in days, overriding its tier's.
+    #[arg(long, value_name = "N")]
+    offline_grace_days: Option<u32>,
+    /// A new license's heartbeat interval, overriding its tier's.
+    #[arg(long, value_name = "SECONDS")]
+    heartbeat_interval: Option<u64>,
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Print a new API key for a license (only its hash is stored).
+    ///
+    /// With --tier and --days, create the license first, with optional overrides of its
+    /// tier policy (an existing ID is refused: change it with `license update`).
+    #[command(help_template = HELP)]
+    Create {
+        #[command(flatten)]
+        license: LicenseArgs,
+    },
+    /// Revoke an API key.
+    #[command(help_template = HELP)]
+    Revoke {
+        /// The key.
+        key: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum LicenseCommand {
+    /// Change a license's tier.
+    #[command(help_template = HELP)]
+    SetTier {
+        /// The license id.
+        #[arg(long, value_name = "ID")]
+        sub: String,
+        /// The new tier.
+        #[arg(long, value_name = "T")]
+        tier: String,
+    },
+    /// Change a license's terms.
+    ///
+    /// --days sets the expiry N days from now. A revocation stays.
+    #[command(help_template = HELP)]
+    Update {
+        /// The license id.
+        #[arg(long, value_name = "ID")]
+        sub: String,
+        /// New tier.
+        #[arg(long, value_name = "T")]
+        tier: Option<String>,
+        /// New expiry, this many days from now.
+        #[arg(long, value_name = "N")]
+        days: Option<i64>,
+        /// New licensee.
+        #[arg(long, value_name = "NAME")]
+        org: Option<String>,
+        /// Trial or not.
+        #[arg(long, value_name = "true|false")]
+        trial: Option<bool>,
+        /// Seats, overriding the tier's.
+        #[arg(long, value_name = "N|unlimited", value_parser = Seats::parse)]
+        seats: Option<Seats>,
+        /// Offline grace in days, overriding the tier's.
+        #[arg(long, value_name = "N")]
+        offline_grace_days: Option<u32>,
+        /// Heartbeat interval, overriding the tier's.
+        #[arg(long, value_name = "SECONDS")]
+        heartbeat_interval: Option<u64>,
+    },
+    /// Revoke a license.
+    #[command(help_template = HELP)]
+    Revoke {
+        /// The license id.
+        #[arg(long, value_name = "ID")]
+        sub: String,
+    },
+    /// Print a license and its effective policy.
+    #[command(help_template = HELP)]
+    Show {
+        /// The license id.
+        #[arg(long, value_name = "ID")]
+        sub: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// List seat sessions (online and offline) of the running server.
+    ///
+    /// Through its admin API (`admin-token`; URL default `public-url`, else
+    /// http://LISTEN).
+    #[command(help_template = HELP)]
+    List {
+        /// Only this license's sessions.
+        #[arg(long, value_name = "ID")]
+        license: Option<String>,
+        /// The server's URL.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
+    /// End a session; its engine's next heartbeat is refused and it acquires again.
+    #[command(help_template = HELP)]
+    Kick {
+        /// The session.
+        session_id: String,
+        /// The server's URL.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let config_path = match take_flag(&mut args, "--config") {
-        Ok(p) => p.map(PathBuf::from),
-        Err(e) => return fail(&e),
-    };
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    if words.iter().any(|w| *w == "--help" || *w == "-h") || words.first() == Some(&"help") {
-        let named: Vec<&str> = words
-            .iter()
-            .copied()
-            .filter(|w| !w.starts_with('-') && *w != "help")
-            .collect();
-        let group: Vec<&str> = COMMANDS
-            .iter()
-            .filter(|(name, _)| named.first() == name.split(' ').next().as_ref())
-            .map(|(_, u)| *u)
-            .collect();
-        match command_of(&named) {
-            Some((_, u)) if !named.is_empty() => {
-                println!("usage: license-server [--config FILE] {u}")
-            }
-            // `api-key --help`: the group's commands.
-            _ if !group.is_empty() => {
-                for u in group {
-                    println!("usage: license-server [--config FILE] {u}");
-                }
-            }
-            _ => print!("{}", usage()),
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version exit 0 on stdout; usage errors exit 2 on stderr.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
-        return ExitCode::SUCCESS;
-    }
-    let config = match ServerConfig::load(config_path.as_deref()) {
+    };
+    let config = match ServerConfig::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
     license_server::log::init(&config.log_level, config.access_log, config.log_format);
-    let result = match words.as_slice() {
-        [] | ["serve"] => serve(config),
-        ["keygen"] => keygen(&config),
-        ["jwks"] => SigningKey::load(&config.signing_key_path()).map(|k| {
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config),
+        Command::Keygen => keygen(&config),
+        Command::Jwks => SigningKey::load(&config.signing_key_path()).map(|k| {
             println!("{}", k.public_jwks());
         }),
-        ["mint", ..] => mint(config, &args[1..]),
-        ["api-key", "create", ..] => api_key_create(config, &args[2..]),
-        ["api-key", "revoke", key] => with_state(config, |s| {
-            licenses::revoke_api_key(s, key, CLI)?;
+        Command::Mint {
+            license,
+            refresh_url,
+        } => mint(config, license, refresh_url),
+        Command::ApiKey(ApiKeyCommand::Create { license }) => api_key_create(config, license),
+        Command::ApiKey(ApiKeyCommand::Revoke { key }) => with_state(config, |s| {
+            licenses::revoke_api_key(s, &key, CLI)?;
             println!("revoked");
             Ok(())
         }),
-        ["license", "set-tier", ..] => {
-            let mut rest = args[2..].to_vec();
-            let sub = required(&mut rest, "--sub");
-            let tier = required(&mut rest, "--tier");
-            match (sub, tier) {
-                (Ok(sub), Ok(tier)) => no_more(&rest).and_then(|_| {
-                    with_state(config, |s| {
-                        let lic = licenses::set_tier(s, &sub, &tier, CLI)?;
-                        println!("{}: {}", lic.id, lic.tier);
-                        Ok(())
-                    })
-                }),
-                (Err(e), _) | (_, Err(e)) => Err(e),
-            }
+        Command::License(LicenseCommand::SetTier { sub, tier }) => with_state(config, |s| {
+            let lic = licenses::set_tier(s, &sub, &tier.to_ascii_lowercase(), CLI)?;
+            println!("{}: {}", lic.id, lic.tier);
+            Ok(())
+        }),
+        Command::License(LicenseCommand::Update {
+            sub,
+            tier,
+            days,
+            org,
+            trial,
+            seats,
+            offline_grace_days,
+            heartbeat_interval,
+        }) => {
+            let terms = Terms {
+                tier: tier.map(|t| t.to_ascii_lowercase()),
+                days,
+                org_name: org,
+                trial,
+                seats,
+                offline_grace_days,
+                heartbeat_interval,
+            };
+            license_update(config, &sub, terms)
         }
-        ["license", "update", ..] => license_update(config, &args[2..]),
-        ["license", "revoke", ..] => {
-            let mut rest = args[2..].to_vec();
-            required(&mut rest, "--sub").and_then(|sub| {
-                no_more(&rest)?;
-                with_state(config, |s| {
-                    licenses::revoke(s, &sub, CLI)?;
-                    println!("{sub}: revoked");
-                    Ok(())
-                })
-            })
+        Command::License(LicenseCommand::Revoke { sub }) => with_state(config, |s| {
+            licenses::revoke(s, &sub, CLI)?;
+            println!("{sub}: revoked");
+            Ok(())
+        }),
+        Command::License(LicenseCommand::Show { sub }) => license_show(&config, &sub),
+        Command::Sessions(SessionsCommand::List { license, url }) => {
+            sessions_list(&config, license, url)
         }
-        ["license", "show", ..] => {
-            let mut rest = args[2..].to_vec();
-            required(&mut rest, "--sub").and_then(|sub| license_show(&config, &sub))
+        Command::Sessions(SessionsCommand::Kick { session_id, url }) => {
+            sessions_kick(&config, &session_id, url)
         }
-        ["sessions", "list", ..] => sessions_list(&config, &args[2..]),
-        ["sessions", "kick", ..] => sessions_kick(&config, &args[2..]),
-        ["abuse", ..] => match abuse_report(&config, &args[1..]) {
+        Command::Abuse { all } => match abuse_report(&config, all) {
             Ok(0) => Ok(()),
             Ok(_) => return ExitCode::from(3),
             Err(e) => Err(e),
         },
-        ["audit", ..] => audit_trail(&config, &args[1..]),
-        ["migrate"] => migrate(&config),
-        _ => Err(format!("unknown command\n{}", usage())),
+        Command::Audit {
+            license,
+            limit,
+            before,
+        } => audit_trail(&config, license, limit, before),
+        Command::Migrate => migrate(&config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -158,45 +320,6 @@ fn main() -> ExitCode {
 fn fail(msg: &str) -> ExitCode {
     eprintln!("license-server: {msg}");
     ExitCode::from(2)
-}
-
-fn take_flag(args: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(None),
-        Some(i) if i + 1 < args.len() => {
-            let v = args.remove(i + 1);
-            args.remove(i);
-            Ok(Some(v))
-        }
-        Some(_) => Err(format!("{name} needs a value")),
-    }
-}
-
-fn required(args: &mut Vec<String>, name: &str) -> Result<String, String> {
-    take_flag(args, name)?.ok_or_else(|| format!("{name} is required (see --help)"))
-}
-
-fn number<T: std::str::FromStr>(args: &mut Vec<String>, name: &str) -> Result<Option<T>, String> {
-    take_flag(args, name)?
-        .map(|v| {
-            v.parse()
-                .map_err(|_| format!("{name} must be a whole number"))
-        })
-        .transpose()
-}
-
-/// `--seats N` or `--seats unlimited`.
-fn seats_flag(args: &mut Vec<String>) -> Result<Option<license_server::store::Seats>, String> {
-    take_flag(args, "--seats")?
-        .map(|v| license_server::store::Seats::parse(&v).map_err(|e| format!("--{e}")))
-        .transpose()
-}
-
-fn no_more(rest: &[String]) -> Result<(), String> {
-    match rest.first() {
-        Some(extra) => Err(format!("unexpected argument `{extra}` (see --help)")),
-        None => Ok(()),
-    }
 }
 
 /// Where the CLI's changes come from, in the audit trail.
@@ -249,50 +372,38 @@ enum LicenseArg {
     Existing(String),
 }
 
-/// Flags that describe a new license's terms.
-const TERM_FLAGS: [&str; 5] = [
-    "--days",
-    "--org",
-    "--seats",
-    "--offline-grace-days",
-    "--heartbeat-interval",
-];
-
-fn license_args(
-    config: &ServerConfig,
-    args: &[String],
-) -> Result<(LicenseArg, Vec<String>), String> {
-    let mut rest = args.to_vec();
-    let sub = required(&mut rest, "--sub")?;
-    check_license_id(&sub).map_err(message_of)?;
-    let Some(tier) = take_flag(&mut rest, "--tier")? else {
-        if let Some(f) = TERM_FLAGS.iter().find(|f| rest.iter().any(|a| a == *f)) {
+fn license_arg(config: &ServerConfig, a: LicenseArgs) -> Result<LicenseArg, String> {
+    check_license_id(&a.sub).map_err(message_of)?;
+    let Some(tier) = a.tier else {
+        let terms = [
+            ("--days", a.days.is_some()),
+            ("--org", a.org.is_some()),
+            ("--seats", a.seats.is_some()),
+            ("--offline-grace-days", a.offline_grace_days.is_some()),
+            ("--heartbeat-interval", a.heartbeat_interval.is_some()),
+        ];
+        if let Some((f, _)) = terms.iter().find(|(_, given)| *given) {
             return Err(format!(
                 "{f} describes a new license and needs --tier; change an existing one with \
                  `license update`"
             ));
         }
-        return Ok((LicenseArg::Existing(sub), rest));
+        return Ok(LicenseArg::Existing(a.sub));
     };
     let tier = tier.to_ascii_lowercase();
-    let days: i64 = number(&mut rest, "--days")?.ok_or("--days is required (see --help)")?;
-    let org = take_flag(&mut rest, "--org")?;
-    let heartbeat_interval: Option<u64> = number(&mut rest, "--heartbeat-interval")?;
-    licenses::check_terms(config, Some(&tier), Some(days), heartbeat_interval)
+    let days = a.days.ok_or("--days is required (see --help)")?;
+    licenses::check_terms(config, Some(&tier), Some(days), a.heartbeat_interval)
         .map_err(message_of)?;
-    Ok((
-        LicenseArg::New(NewLicense {
-            id: sub,
-            tier,
-            org_name: org,
-            days,
-            trial: false,
-            seats: seats_flag(&mut rest)?,
-            offline_grace_days: number(&mut rest, "--offline-grace-days")?,
-            heartbeat_interval,
-        }),
-        rest,
-    ))
+    Ok(LicenseArg::New(NewLicense {
+        id: a.sub,
+        tier,
+        org_name: a.org,
+        days,
+        trial: false,
+        seats: a.seats,
+        offline_grace_days: a.offline_grace_days,
+        heartbeat_interval: a.heartbeat_interval,
+    }))
 }
 
 /// Creates the license, or finds the existing one.
@@ -308,10 +419,8 @@ fn obtain(state: &AppState, arg: LicenseArg) -> Result<License, ServiceError> {
     }
 }
 
-fn mint(config: ServerConfig, args: &[String]) -> Result<(), String> {
-    let (arg, mut rest) = license_args(&config, args)?;
-    let refresh_url = take_flag(&mut rest, "--refresh-url")?;
-    no_more(&rest)?;
+fn mint(config: ServerConfig, a: LicenseArgs, refresh_url: Option<String>) -> Result<(), String> {
+    let arg = license_arg(&config, a)?;
     with_state(config, |state| {
         let lic = obtain(state, arg)?;
         let (jwt, _) = tokens::issue_static(state, &lic, refresh_url.as_deref())?;
@@ -320,9 +429,8 @@ fn mint(config: ServerConfig, args: &[String]) -> Result<(), String> {
     })
 }
 
-fn api_key_create(config: ServerConfig, args: &[String]) -> Result<(), String> {
-    let (arg, rest) = license_args(&config, args)?;
-    no_more(&rest)?;
+fn api_key_create(config: ServerConfig, a: LicenseArgs) -> Result<(), String> {
+    let arg = license_arg(&config, a)?;
     with_state(config, |state| {
         let lic = obtain(state, arg)?;
         println!("{}", licenses::new_api_key(state, &lic.id, CLI)?);
@@ -330,27 +438,9 @@ fn api_key_create(config: ServerConfig, args: &[String]) -> Result<(), String> {
     })
 }
 
-fn license_update(config: ServerConfig, args: &[String]) -> Result<(), String> {
-    let mut rest = args.to_vec();
-    let sub = required(&mut rest, "--sub")?;
-    let terms = Terms {
-        tier: take_flag(&mut rest, "--tier")?.map(|t| t.to_ascii_lowercase()),
-        days: number(&mut rest, "--days")?,
-        org_name: take_flag(&mut rest, "--org")?,
-        trial: take_flag(&mut rest, "--trial")?
-            .map(|v| match v.as_str() {
-                "true" => Ok(true),
-                "false" => Ok(false),
-                _ => Err("--trial must be true or false".to_string()),
-            })
-            .transpose()?,
-        seats: seats_flag(&mut rest)?,
-        offline_grace_days: number(&mut rest, "--offline-grace-days")?,
-        heartbeat_interval: number(&mut rest, "--heartbeat-interval")?,
-    };
-    no_more(&rest)?;
+fn license_update(config: ServerConfig, sub: &str, terms: Terms) -> Result<(), String> {
     with_state(config, |state| {
-        let lic = licenses::update(state, &sub, terms, CLI)?;
+        let lic = licenses::update(state, sub, terms, CLI)?;
         println!(
             "{sub}: {} until {}{}",
             lic.tier,
@@ -409,11 +499,11 @@ fn admin_call(
     })
 }
 
-fn sessions_list(config: &ServerConfig, args: &[String]) -> Result<(), String> {
-    let mut rest = args.to_vec();
-    let url = take_flag(&mut rest, "--url")?;
-    let license = take_flag(&mut rest, "--license")?;
-    no_more(&rest)?;
+fn sessions_list(
+    config: &ServerConfig,
+    license: Option<String>,
+    url: Option<String>,
+) -> Result<(), String> {
     let path = match &license {
         Some(l) => format!("/admin/sessions?license={}", url_escape(l)),
         None => "/admin/sessions".into(),
@@ -445,18 +535,12 @@ fn sessions_list(config: &ServerConfig, args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn sessions_kick(config: &ServerConfig, args: &[String]) -> Result<(), String> {
-    let mut rest = args.to_vec();
-    let url = take_flag(&mut rest, "--url")?;
-    let Some(id) = rest.first().cloned() else {
-        return Err("sessions kick needs a SESSION_ID (see --help)".into());
-    };
-    no_more(&rest[1..])?;
+fn sessions_kick(config: &ServerConfig, id: &str, url: Option<String>) -> Result<(), String> {
     let (status, body) = admin_call(
         config,
         url,
         reqwest::Method::DELETE,
-        &format!("/admin/sessions/{}", url_escape(&id)),
+        &format!("/admin/sessions/{}", url_escape(id)),
     )?;
     match status {
         204 => {
@@ -476,16 +560,7 @@ fn unix_now() -> i64 {
 }
 
 /// Prints the offline-abuse verdicts; returns how many licenses are flagged.
-fn abuse_report(config: &ServerConfig, args: &[String]) -> Result<usize, String> {
-    let mut rest = args.to_vec();
-    let all = match rest.iter().position(|a| a == "--all") {
-        Some(i) => {
-            rest.remove(i);
-            true
-        }
-        None => false,
-    };
-    no_more(&rest)?;
+fn abuse_report(config: &ServerConfig, all: bool) -> Result<usize, String> {
     let store = license_server::open_store(config)?;
     let now = unix_now();
     let verdicts = audit::offline_verdicts(store.as_ref(), now).map_err(|e| e.to_string())?;
@@ -512,15 +587,15 @@ fn abuse_report(config: &ServerConfig, args: &[String]) -> Result<usize, String>
     Ok(flagged)
 }
 
-fn audit_trail(config: &ServerConfig, args: &[String]) -> Result<(), String> {
-    let mut rest = args.to_vec();
-    let license = take_flag(&mut rest, "--license")?;
+fn audit_trail(
+    config: &ServerConfig,
+    license: Option<String>,
+    limit: u32,
+    before: Option<i64>,
+) -> Result<(), String> {
     if let Some(l) = &license {
         check_license_id(l).map_err(message_of)?;
     }
-    let limit: u32 = number(&mut rest, "--limit")?.unwrap_or(50);
-    let before: Option<i64> = number(&mut rest, "--before")?;
-    no_more(&rest)?;
     let store = license_server::open_store(config)?;
     let rows = store
         .audit(&AuditQuery {
