@@ -63,39 +63,113 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 /// keeps a runaway document from costing the host hundreds of megabytes to parse.
 pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
 
-/// Every leaf key, in dotted form.
-const LEAF_KEYS: [&str; 27] = [
-    "key",
-    "key-file",
-    "api-key",
-    "api-url",
-    "public-keys",
-    "issuer",
-    "cache-dir",
-    "grace-period",
-    "clock-skew",
-    "connect-timeout",
-    "read-timeout",
-    "product-version",
-    "instance-id",
-    "refresh.enabled",
-    "refresh.interval",
-    "refresh.force-before-expiry",
-    "telemetry.enabled",
-    "telemetry.exclude",
-    "seat.enabled",
-    "seat.reconnect-interval",
-    "seat.max-heartbeat-failures",
-    "seat.release-timeout",
-    "seat.hardware-id",
-    "community.features",
-    "community.quotas",
-    "require-nonce",
-    "log-level",
+/// A config key's default: a value the engine parses like one given, or a description
+/// of where it comes from (an environment variable, a built-in set, a file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyDefault {
+    /// This value, as if given.
+    Value(&'static str),
+    /// Worked out as described.
+    Described(&'static str),
+}
+
+/// One engine config key: the one table that drives the unknown-key check, the
+/// defaults of [`Config`], and the README's table (a test keeps it current).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyDoc {
+    /// The dotted name.
+    pub name: &'static str,
+    /// What it takes.
+    pub kind: &'static str,
+    /// Its default.
+    pub default: KeyDefault,
+    /// What it does.
+    pub doc: &'static str,
+}
+
+const fn key(
+    name: &'static str,
+    kind: &'static str,
+    default: KeyDefault,
+    doc: &'static str,
+) -> KeyDoc {
+    KeyDoc {
+        name,
+        kind,
+        default,
+        doc,
+    }
+}
+
+use KeyDefault::{Described, Value as Val};
+
+/// Every key, in dotted form, in the order the README lists them.
+pub const KEYS: &[KeyDoc] = &[
+    key("key", "string", Described("env `SOFTCLIENT4ES_LICENSE_KEY`"), "static license token (JWT)"),
+    key("key-file", "path", Described("—"), "file holding the static token (trailing whitespace ignored; may be a symlink, as mounted secrets are); setting both `key` and `key-file` is an error"),
+    key("api-key", "string", Described("env `SOFTCLIENT4ES_API_KEY`"), "`sk-` + printable ASCII"),
+    key("api-url", "URL", Val(DEFAULT_API_URL), "backend; `http` only on loopback"),
+    key("public-keys", "JWK Set", Described("the set built in with `LIC4ES_PUBLIC_KEYS_FILE`"), "JWK array or JWK Set (Ed25519, RSA ≥ 2048, P-256); when the library has a built-in set, keys given here only narrow it (one not built in is ignored, WARN)"),
+    key("issuer", "string", Val(DEFAULT_ISSUER), "required `iss`"),
+    key("cache-dir", "path", Described("`~/.softclient4es`"), "cached token, instance id, state"),
+    key("grace-period", "duration", Val("14d"), "how long an expired token still counts; at most the token's `grace_days` (else 14 days): longer is clamped, WARN"),
+    key("clock-skew", "duration", Val("60s"), "leeway on `exp` / `nbf`; at most 5 minutes (clamped, WARN)"),
+    key("connect-timeout", "duration", Val("10s"), "per request; the whole exchange is also bounded by the sum of both timeouts"),
+    key("read-timeout", "duration", Val("10s"), "per request, after connecting"),
+    key("product-version", "string", Val(""), "sent as `version`"),
+    key("instance-id", "string", Described("persisted UUID"), "override for containers"),
+    key("refresh.enabled", "boolean", Val("true"), "background refresh (below); `false` means no background traffic at all, `lic_refresh_now` still works"),
+    key("refresh.interval", "duration", Val("24h"), "time between background refreshes"),
+    key("refresh.force-before-expiry", "duration", Val("48h"), "refresh at once when the token expires sooner than this"),
+    key("telemetry.enabled", "boolean", Val("true"), "usage counters sent with refreshes (opt-out)"),
+    key("telemetry.exclude", "list of names", Val("[]"), "exclude names: `queries_total`, `joins_total`, `mvs_active`, `clusters_connected` (anything else is an error, so a typo cannot leak what it meant to hide)"),
+    key("seat.enabled", "`\"auto\"`, `true`, `false`", Val("auto"), "the license decides: fetch by API key, and acquire a seat when the server answers `seat_required`; `true` acquires at once (needs `api-key`); `false` never holds one — a seat-counted license then gives Community, reason `the license is counted in seats; seat mode is off`"),
+    key("seat.reconnect-interval", "duration", Val("1h"), "longest wait between reconnect attempts while offline"),
+    key("seat.max-heartbeat-failures", "integer ≥ 1", Val("3"), "consecutive failed heartbeats before offline mode"),
+    key("seat.release-timeout", "duration", Val("2s"), "bound on giving the seat back at `lic_shutdown`"),
+    key("seat.hardware-id", "string", Described("SHA-256 of `<machine id>:<instance id>`"), "set it for containers whose `/etc/machine-id` changes on every start"),
+    key("community.features", "list of names", Described("the vendor's (SoftClient4ES's, or `LIC4ES_COMMUNITY_FILE` at build time)"), "may only narrow them: a feature not in the vendor's set is ignored, with a WARN"),
+    key("community.quotas", "object of integers", Described("the vendor's, as for `community.features`"), "may only narrow them: a quota above the vendor's (or `null`) is clamped, with a WARN; a negative quota is an error"),
+    key("require-nonce", "boolean", Val("false"), "a token received from the backend must carry the request's `nonce` (the reference server always echoes it)"),
+    key("log-level", "`error`, `warn`, `info`, `debug`", Val("info"), "least severe record routed to the log callback (or stderr)"),
 ];
 
-/// Keys that hold nested objects of leaf keys.
-const GROUP_KEYS: [&str; 4] = ["refresh", "telemetry", "seat", "community"];
+/// The key `name`'s default value ([`KeyDefault::Value`]); `""` for a key without one
+/// (a unit test checks that every key read with a default has one).
+fn default_of(name: &str) -> &'static str {
+    match KEYS.iter().find(|k| k.name == name).map(|k| k.default) {
+        Some(KeyDefault::Value(v)) => v,
+        _ => "",
+    }
+}
+
+/// Whether `name` is a key of [`KEYS`].
+fn is_key(name: &str) -> bool {
+    KEYS.iter().any(|k| k.name == name)
+}
+
+/// Whether `name` is a group of keys (`seat` for `seat.enabled`, …).
+fn is_group(name: &str) -> bool {
+    KEYS.iter()
+        .any(|k| k.name.split_once('.').is_some_and(|(g, _)| g == name))
+}
+
+/// The README's table of [`KEYS`], in Markdown.
+pub fn keys_markdown() -> String {
+    let mut out = String::from("| key | type | default | meaning |\n|---|---|---|---|\n");
+    for k in KEYS {
+        let default = match k.default {
+            KeyDefault::Value("") => "`\"\"`".to_string(),
+            KeyDefault::Value(v) => format!("`{v}`"),
+            KeyDefault::Described(d) => d.to_string(),
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {default} | {} |\n",
+            k.name, k.kind, k.doc
+        ));
+    }
+    out
+}
 
 /// A configuration that could not be accepted; `key` names the offending key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -371,14 +445,14 @@ fn flatten(
 ) -> Result<(), ConfigError> {
     for (k, v) in obj {
         let full = format!("{prefix}{k}");
-        if LEAF_KEYS.contains(&full.as_str()) {
+        if is_key(&full) {
             if out.insert(full.clone(), v.clone()).is_some() {
                 return Err(ConfigError::new(
                     &full,
                     "set twice (as a dotted key and in a nested object)",
                 ));
             }
-        } else if GROUP_KEYS.contains(&full.as_str()) {
+        } else if is_group(&full) {
             match v {
                 Value::Object(inner) => flatten(inner, &format!("{full}."), out)?,
                 Value::Null => {}
@@ -419,7 +493,7 @@ fn build(
         validate_api_key(k).map_err(|m| ConfigError::new("api-key", m))?;
     }
 
-    let api_url_s = opt_string(flat, "api-url")?.unwrap_or_else(|| DEFAULT_API_URL.to_string());
+    let api_url_s = opt_string(flat, "api-url")?.unwrap_or_else(|| default_of("api-url").into());
     let api_url = Url::parse(api_url_s.trim()).map_err(|e| {
         ConfigError::new(
             "api-url",
@@ -461,7 +535,7 @@ fn build(
         ));
     }
 
-    let issuer = opt_string(flat, "issuer")?.unwrap_or_else(|| DEFAULT_ISSUER.to_string());
+    let issuer = opt_string(flat, "issuer")?.unwrap_or_else(|| default_of("issuer").into());
     let cache_dir = match strict_string(flat, "cache-dir")? {
         Some(s) => expand_home(&s),
         None => default_cache_dir(),
@@ -469,7 +543,7 @@ fn build(
 
     // The operator may shorten the grace and the leeway, not lengthen them past the
     // vendor's limits: a host's config keeps working, clamped.
-    let grace_period = duration(flat, "grace-period", "14d")?;
+    let grace_period = duration(flat, "grace-period")?;
     if grace_period > DEFAULT_MAX_GRACE {
         warnings.push(format!(
             "grace-period: {} days is longer than the license allows; each license gets at \
@@ -478,7 +552,7 @@ fn build(
             DEFAULT_MAX_GRACE.as_secs() / 86_400
         ));
     }
-    let mut clock_skew = duration(flat, "clock-skew", "60s")?;
+    let mut clock_skew = duration(flat, "clock-skew")?;
     if clock_skew > MAX_CLOCK_SKEW {
         warnings.push(format!(
             "clock-skew: {} s is longer than the {} s allowed; clamped to {} s",
@@ -488,8 +562,8 @@ fn build(
         ));
         clock_skew = MAX_CLOCK_SKEW;
     }
-    let connect_timeout = positive_duration(flat, "connect-timeout", "10s")?;
-    let read_timeout = positive_duration(flat, "read-timeout", "10s")?;
+    let connect_timeout = positive_duration(flat, "connect-timeout")?;
+    let read_timeout = positive_duration(flat, "read-timeout")?;
     let product_version = opt_string(flat, "product-version")?.unwrap_or_default();
     let instance_id = opt_string(flat, "instance-id")?.map(|s| s.trim().to_string());
     if let Some(id) = &instance_id {
@@ -502,9 +576,9 @@ fn build(
     }
 
     let refresh = RefreshConfig {
-        enabled: boolean(flat, "refresh.enabled", true)?,
-        interval: positive_duration(flat, "refresh.interval", "24h")?,
-        force_before_expiry: duration(flat, "refresh.force-before-expiry", "48h")?,
+        enabled: boolean(flat, "refresh.enabled")?,
+        interval: positive_duration(flat, "refresh.interval")?,
+        force_before_expiry: duration(flat, "refresh.force-before-expiry")?,
     };
 
     let exclude = match get("telemetry.exclude") {
@@ -524,18 +598,25 @@ fn build(
         }
     }
     let telemetry = TelemetryConfig {
-        enabled: boolean(flat, "telemetry.enabled", true)?,
+        enabled: boolean(flat, "telemetry.enabled")?,
         exclude,
     };
 
     let seat = SeatConfig {
         enabled: seat_choice(flat)?,
-        reconnect_interval: positive_duration(flat, "seat.reconnect-interval", "1h")?,
+        reconnect_interval: positive_duration(flat, "seat.reconnect-interval")?,
         max_heartbeat_failures: match get("seat.max-heartbeat-failures") {
-            None => 3,
+            None => positive_u32(
+                &Value::from(
+                    default_of("seat.max-heartbeat-failures")
+                        .parse::<u64>()
+                        .unwrap_or(3),
+                ),
+                "seat.max-heartbeat-failures",
+            )?,
             Some(v) => positive_u32(v, "seat.max-heartbeat-failures")?,
         },
-        release_timeout: positive_duration(flat, "seat.release-timeout", "2s")?,
+        release_timeout: positive_duration(flat, "seat.release-timeout")?,
         hardware_id: opt_string(flat, "seat.hardware-id")?.map(|s| s.trim().to_string()),
     };
     if seat.enabled == SeatChoice::On && api_key.is_none() {
@@ -558,7 +639,7 @@ fn build(
     );
 
     let log_level = match opt_string(flat, "log-level")? {
-        None => Level::Info,
+        None => Level::parse(default_of("log-level")).unwrap_or(Level::Info),
         Some(s) => Level::parse(&s).ok_or_else(|| {
             ConfigError::new(
                 "log-level",
@@ -585,7 +666,7 @@ fn build(
         telemetry,
         seat,
         community,
-        require_nonce: boolean(flat, "require-nonce", false)?,
+        require_nonce: boolean(flat, "require-nonce")?,
         log_level,
         warnings,
     })
@@ -699,9 +780,10 @@ fn opt_string(flat: &BTreeMap<String, Value>, key: &str) -> Result<Option<String
     }
 }
 
-fn boolean(flat: &BTreeMap<String, Value>, key: &str, default: bool) -> Result<bool, ConfigError> {
+/// The boolean `key`, or its default from [`KEYS`].
+fn boolean(flat: &BTreeMap<String, Value>, key: &str) -> Result<bool, ConfigError> {
     match flat.get(key) {
-        None => Ok(default),
+        None => Ok(default_of(key) == "true"),
         Some(Value::Bool(b)) => Ok(*b),
         // HOCON accepts these spellings for booleans.
         Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
@@ -719,37 +801,33 @@ fn boolean(flat: &BTreeMap<String, Value>, key: &str, default: bool) -> Result<b
 /// `seat.enabled`: `"auto"` (the default), or a boolean.
 fn seat_choice(flat: &BTreeMap<String, Value>) -> Result<SeatChoice, ConfigError> {
     const KEY: &str = "seat.enabled";
-    match flat.get(KEY) {
-        None => Ok(SeatChoice::Auto),
-        Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("auto") => Ok(SeatChoice::Auto),
-        Some(v @ (Value::String(_) | Value::Bool(_))) => {
-            let one = BTreeMap::from([(KEY.to_string(), v.clone())]);
-            boolean(&one, KEY, false)
+    let v = flat
+        .get(KEY)
+        .cloned()
+        .unwrap_or_else(|| Value::from(default_of(KEY)));
+    match v {
+        Value::String(s) if s.trim().eq_ignore_ascii_case("auto") => Ok(SeatChoice::Auto),
+        v @ (Value::String(_) | Value::Bool(_)) => {
+            let one = BTreeMap::from([(KEY.to_string(), v)]);
+            boolean(&one, KEY)
                 .map(|on| if on { SeatChoice::On } else { SeatChoice::Off })
                 .map_err(|_| ConfigError::new(KEY, "must be \"auto\", true or false".to_string()))
         }
-        Some(_) => Err(ConfigError::new(KEY, "must be \"auto\", true or false")),
+        _ => Err(ConfigError::new(KEY, "must be \"auto\", true or false")),
     }
 }
 
-fn duration(
-    flat: &BTreeMap<String, Value>,
-    key: &str,
-    default: &str,
-) -> Result<Duration, ConfigError> {
+/// The duration `key`, or its default from [`KEYS`].
+fn duration(flat: &BTreeMap<String, Value>, key: &str) -> Result<Duration, ConfigError> {
     let v = match flat.get(key) {
-        None => Value::String(default.to_string()),
+        None => Value::String(default_of(key).to_string()),
         Some(v) => v.clone(),
     };
     parse_duration(&v).map_err(|m| ConfigError::new(key, m))
 }
 
-fn positive_duration(
-    flat: &BTreeMap<String, Value>,
-    key: &str,
-    default: &str,
-) -> Result<Duration, ConfigError> {
-    let d = duration(flat, key, default)?;
+fn positive_duration(flat: &BTreeMap<String, Value>, key: &str) -> Result<Duration, ConfigError> {
+    let d = duration(flat, key)?;
     // Below a millisecond is zero to every timer here; refusing it keeps `"0.0001ms"`
     // from slipping past the check that refuses `"0s"`.
     if d < Duration::from_millis(1) {
@@ -879,6 +957,62 @@ fn quota_map(v: &Value, key: &str) -> Result<BTreeMap<String, Option<i64>>, Conf
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_key_read_with_a_default_has_one_that_parses() {
+        for k in KEYS {
+            match (k.kind, k.default) {
+                ("duration", Val(v)) => {
+                    parse_duration(&Value::from(v)).unwrap_or_else(|e| panic!("{}: {e}", k.name));
+                }
+                ("boolean", Val(v)) => assert!(["true", "false"].contains(&v), "{}", k.name),
+                ("duration" | "boolean", Described(_)) => panic!("{} needs a value", k.name),
+                _ => {}
+            }
+        }
+        let names: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "a key listed twice");
+    }
+
+    #[test]
+    fn an_empty_config_takes_the_defaults_of_the_key_table() {
+        let c = Config::from_json_with_env("{}", &|_| None).unwrap();
+        let dur = |name: &str| parse_duration(&Value::from(default_of(name))).unwrap();
+        assert_eq!(c.grace_period, dur("grace-period"));
+        assert_eq!(c.clock_skew, dur("clock-skew"));
+        assert_eq!(c.connect_timeout, dur("connect-timeout"));
+        assert_eq!(c.read_timeout, dur("read-timeout"));
+        assert_eq!(c.refresh.interval, dur("refresh.interval"));
+        assert_eq!(
+            c.refresh.force_before_expiry,
+            dur("refresh.force-before-expiry")
+        );
+        assert_eq!(c.seat.reconnect_interval, dur("seat.reconnect-interval"));
+        assert_eq!(c.seat.release_timeout, dur("seat.release-timeout"));
+        assert_eq!(
+            c.seat.max_heartbeat_failures.to_string(),
+            default_of("seat.max-heartbeat-failures")
+        );
+        assert_eq!(c.refresh.enabled.to_string(), default_of("refresh.enabled"));
+        assert_eq!(
+            c.telemetry.enabled.to_string(),
+            default_of("telemetry.enabled")
+        );
+        assert_eq!(c.require_nonce.to_string(), default_of("require-nonce"));
+        assert_eq!(c.seat.enabled, SeatChoice::Auto);
+        assert_eq!(
+            c.api_url.as_str().trim_end_matches('/'),
+            default_of("api-url")
+        );
+        assert_eq!(c.issuer, default_of("issuer"));
+        assert_eq!(c.product_version, default_of("product-version"));
+        // An unknown key is refused by the same table.
+        let e = Config::from_json_with_env(r#"{"seat": {"enable": true}}"#, &|_| None).unwrap_err();
+        assert_eq!(e.key, "seat.enable");
+    }
 
     fn d(s: &str) -> Result<Duration, String> {
         parse_duration(&Value::String(s.into()))
