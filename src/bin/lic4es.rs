@@ -8,48 +8,129 @@ use std::ffi::{c_char, CStr, CString};
 use std::io::Read;
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
 use lic4es::clock::{rfc3339, Clock, SystemClock};
 use lic4es::config::DEFAULT_ISSUER;
 use lic4es::ffi;
 use lic4es::token::{decode_unverified, Claims, GracePhase, KeySet, Policy, Standing};
 use serde_json::Value;
 
-const USAGE: &str = "usage:
-  lic4es status --config FILE [--summary | --show-license] [--require-tier TIER]
-                                       start the engine with FILE (JSON), print its status
-                                       (--summary: one line; --show-license: the row
-                                       SoftClient4ES's SHOW LICENSE shows); with
-                                       --require-tier, exit 3 when the tier is below TIER
-                                       (community, pro, team, enterprise)
-  lic4es watch --config FILE [--seconds N]
-                                       run as a host for N seconds (default 10), printing
-                                       the status whenever it changes (log lines go to
-                                       stderr)
-  lic4es inspect TOKEN [--keys JWKS] [--issuer ISS] [--grace-days N]
-                                       decode a token and say whether it is accepted;
-                                       TOKEN may be @FILE or - (stdin). Exit 0 accepted,
-                                       1 rejected, 4 nothing wrong found but the signature
-                                       not checked (no --keys)
-  lic4es version
+/// Each command's usage line, as the top-level help lists them.
+const USAGE: &str = "lic4es status --config FILE [--summary | --show-license] [--require-tier TIER]
+       lic4es watch --config FILE [--seconds N]
+       lic4es inspect TOKEN [--keys JWKS] [--issuer ISS] [--grace-days N]
+       lic4es version";
 
-Relative `key-file` and `cache-dir` paths in a --config FILE are taken from FILE's
-directory (an embedding application's lic_init takes them from its working directory).";
+/// Every help: `usage:`, the usage, what the command does, its arguments.
+const HELP: &str = "usage: {usage}\n\n{about-with-newline}\n{all-args}{after-help}";
+
+/// The operator's view of the licensing engine: why am I on Community?
+#[derive(Parser)]
+#[command(
+    name = "lic4es",
+    version,
+    override_usage = USAGE,
+    help_template = HELP,
+    subcommand_help_heading = "commands",
+    after_help = "Relative `key-file` and `cache-dir` paths in a --config FILE are taken from \
+                  FILE's directory (an embedding application's lic_init takes them from its \
+                  working directory)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the engine with FILE (JSON), print its status.
+    ///
+    /// --summary: one line; --show-license: the row SoftClient4ES's SHOW LICENSE shows;
+    /// with --require-tier, exit 3 when the tier is below TIER (community, pro, team,
+    /// enterprise).
+    #[command(help_template = HELP)]
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// One line.
+        #[arg(long, conflicts_with = "show_license")]
+        summary: bool,
+        /// The row SoftClient4ES's SHOW LICENSE shows.
+        #[arg(long)]
+        show_license: bool,
+        /// Exit 3 when the tier is below this one.
+        #[arg(long, value_name = "TIER")]
+        require_tier: Option<String>,
+    },
+    /// Run as a host for N seconds (default 10), printing the status whenever it changes.
+    ///
+    /// Log lines go to stderr.
+    #[command(help_template = HELP)]
+    Watch {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// How long to watch.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Decode a token and say whether it is accepted.
+    ///
+    /// TOKEN may be @FILE or - (stdin). Exit 0 accepted, 1 rejected, 4 nothing wrong
+    /// found but the signature not checked (no --keys).
+    #[command(help_template = HELP)]
+    Inspect {
+        /// The token, @FILE, or - for stdin.
+        token: String,
+        /// The JWK Set file to check the signature with.
+        #[arg(long, value_name = "JWKS")]
+        keys: Option<String>,
+        /// The issuer expected.
+        #[arg(long, value_name = "ISS", default_value = DEFAULT_ISSUER)]
+        issuer: String,
+        /// The grace after expiry, in days.
+        #[arg(long, value_name = "N", default_value_t = 14)]
+        grace_days: i64,
+    },
+    /// Print the version.
+    #[command(help_template = HELP)]
+    Version,
+}
+
+/// `--config FILE`.
+#[derive(Args)]
+struct ConfigArg {
+    /// The engine config (JSON).
+    #[arg(long = "config", value_name = "FILE")]
+    path: String,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("status") => status(&args[1..]),
-        Some("inspect") => inspect(&args[1..]),
-        Some("watch") => watch(&args[1..]),
-        Some("version") | Some("--version") => {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version exit 0 on stdout; usage errors exit 2 on stderr.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        Command::Status {
+            config,
+            summary,
+            show_license,
+            require_tier,
+        } => status(&config.path, summary, show_license, require_tier.as_deref()),
+        Command::Inspect {
+            token,
+            keys,
+            issuer,
+            grace_days,
+        } => inspect(&token, keys.as_deref(), issuer, grace_days),
+        Command::Watch { config, seconds } => watch(&config.path, seconds),
+        Command::Version => {
             println!("lic4es {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
-        Some("help") | Some("--help") | Some("-h") => {
-            println!("{USAGE}");
-            Ok(ExitCode::SUCCESS)
-        }
-        _ => Err(USAGE.to_string()),
     };
     match result {
         Ok(code) => code,
@@ -57,17 +138,6 @@ fn main() -> ExitCode {
             eprintln!("{msg}");
             ExitCode::from(2)
         }
-    }
-}
-
-/// Returns the value after `--name`, if given.
-fn flag<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>, String> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(None),
-        Some(i) => args
-            .get(i + 1)
-            .map(|s| Some(s.as_str()))
-            .ok_or_else(|| format!("{name} needs a value\n{USAGE}")),
     }
 }
 
@@ -141,9 +211,7 @@ fn paths_from(text: &str, dir: &std::path::Path) -> String {
 struct Host;
 
 impl Host {
-    fn start(args: &[String]) -> Result<Host, String> {
-        let path =
-            flag(args, "--config")?.ok_or_else(|| format!("--config FILE is required\n{USAGE}"))?;
+    fn start(path: &str) -> Result<Host, String> {
         let dir = std::path::Path::new(path)
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -313,20 +381,25 @@ fn tier_rank(name: &str) -> Option<u8> {
     }
 }
 
-fn status(args: &[String]) -> Result<ExitCode, String> {
-    let required = match flag(args, "--require-tier")? {
+fn status(
+    path: &str,
+    summary_only: bool,
+    show_license: bool,
+    require_tier: Option<&str>,
+) -> Result<ExitCode, String> {
+    let required = match require_tier {
         Some(t) => Some(tier_rank(t).ok_or_else(|| {
             format!("--require-tier: `{t}` is not community, pro, team or enterprise")
         })?),
         None => None,
     };
-    let status = Host::start(args)?.status()?;
+    let status = Host::start(path)?.status()?;
     let below = required.is_some_and(|r| {
         tier_rank(status["tier"].as_str().unwrap_or("community")).unwrap_or(0) < r
     });
-    if args.iter().any(|a| a == "--show-license") {
+    if show_license {
         print_show_license(&status);
-    } else if args.iter().any(|a| a == "--summary") {
+    } else if summary_only {
         println!("{}", summary(&status));
     } else {
         println!(
@@ -345,12 +418,8 @@ fn status(args: &[String]) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn watch(args: &[String]) -> Result<ExitCode, String> {
-    let seconds: u64 = flag(args, "--seconds")?
-        .unwrap_or("10")
-        .parse()
-        .map_err(|_| "--seconds must be a whole number".to_string())?;
-    let host = Host::start(args)?;
+fn watch(path: &str, seconds: u64) -> Result<ExitCode, String> {
+    let host = Host::start(path)?;
     eprintln!("lic4es: watching for {seconds} s (--seconds N to change; Ctrl-C stops)");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
     let key = |v: &Value| {
@@ -375,22 +444,14 @@ fn watch(args: &[String]) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn inspect(args: &[String]) -> Result<ExitCode, String> {
-    let spec = args
-        .first()
-        .filter(|a| !a.starts_with("--"))
-        .ok_or_else(|| format!("inspect needs a TOKEN\n{USAGE}"))?;
+fn inspect(
+    spec: &str,
+    keys: Option<&str>,
+    issuer: String,
+    grace_days: i64,
+) -> Result<ExitCode, String> {
     let token = read_arg(spec)?.trim().to_string();
-    let issuer = flag(args, "--issuer")?
-        .unwrap_or(DEFAULT_ISSUER)
-        .to_string();
-    let grace_days: i64 = match flag(args, "--grace-days")? {
-        Some(s) => s
-            .parse()
-            .map_err(|_| format!("--grace-days: `{s}` is not a number"))?,
-        None => 14,
-    };
-    let keys = match flag(args, "--keys")? {
+    let keys = match keys {
         Some(k) => Some(
             KeySet::from_json_str(&read_arg(&format!("@{k}"))?)
                 .map_err(|e| format!("--keys: {e}"))?,
