@@ -1,10 +1,13 @@
-//! The server's own counters and histograms (requests, tokens, offline periods, key
-//! lookups, telemetry) and their Prometheus text. The gauges read from the stores are
-//! added by [`crate::service::reports::metrics_text`].
+//! The server's metrics on the `prometheus` crate: its own counters and histograms
+//! (requests, tokens, offline periods, key lookups, telemetry), kept as they happen, and
+//! the gauges a scrape reads from the stores ([`Gauges`], gathered by
+//! [`crate::service::reports::metrics_text`]), in the Prometheus text format with the
+//! contract's names and buckets.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// Upper bounds of `lic4es_http_request_duration_seconds`'s buckets.
 const DURATION_BUCKETS: [f64; 11] = [
@@ -24,185 +27,209 @@ const OFFLINE_BUCKETS: [f64; 10] = [
     2_592_000.0,
 ];
 
-/// A Prometheus histogram: its bucket bounds, counts per bucket (not cumulative), the
-/// sum and the count.
-#[derive(Debug, Clone)]
-struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Histogram {
-            bounds,
-            counts: vec![0; bounds.len()],
-            sum: 0.0,
-            count: 0,
-        }
-    }
-
-    fn observe(&mut self, v: f64) {
-        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
-            self.counts[i] += 1;
-        }
-        self.sum += v;
-        self.count += 1;
-    }
-
-    /// The `_bucket`, `_sum` and `_count` lines, after `labels` (`k="v",` or empty).
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0;
-        for (b, n) in self.bounds.iter().zip(&self.counts) {
-            cumulative += n;
-            out.push_str(&format!(
-                "{name}_bucket{{{labels}le=\"{b}\"}} {cumulative}\n"
-            ));
-        }
-        out.push_str(&format!(
-            "{name}_bucket{{{labels}le=\"+Inf\"}} {}\n",
-            self.count
-        ));
-        let labels = labels.trim_end_matches(',');
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        out.push_str(&format!("{name}_sum{braces} {}\n", self.sum));
-        out.push_str(&format!("{name}_count{braces} {}\n", self.count));
-    }
-}
-
-/// One endpoint's answers.
-#[derive(Debug)]
-struct Endpoint {
-    by_status: BTreeMap<u16, u64>,
-    duration: Histogram,
-}
-
-impl Default for Endpoint {
-    fn default() -> Self {
-        Endpoint {
-            by_status: BTreeMap::new(),
-            duration: Histogram::new(&DURATION_BUCKETS),
-        }
-    }
-}
-
-/// Request and token counters for `/metrics`.
+/// The counters and histograms, kept as requests are answered.
 pub struct Metrics {
-    /// Per endpoint: answers by status and the time taken, under one lock.
-    requests: Mutex<BTreeMap<String, Endpoint>>,
-    offline: Mutex<Histogram>,
-    tokens: Mutex<BTreeMap<String, u64>>,
-    telemetry: AtomicU64,
-    key_lookups: AtomicU64,
+    requests: IntCounterVec,
+    durations: HistogramVec,
+    offline: Histogram,
+    tokens: IntCounterVec,
+    telemetry: IntCounter,
+    key_lookups: IntCounter,
 }
 
+// The names, help texts, labels and buckets are constants: building them cannot fail,
+// which a unit test shows.
 impl Default for Metrics {
     fn default() -> Self {
+        let counter = |name: &str, help: &str| {
+            IntCounter::with_opts(Opts::new(name, help)).expect("a valid counter")
+        };
+        let counters = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("a valid counter family")
+        };
         Metrics {
-            requests: Mutex::default(),
-            offline: Mutex::new(Histogram::new(&OFFLINE_BUCKETS)),
-            tokens: Mutex::default(),
-            telemetry: AtomicU64::default(),
-            key_lookups: AtomicU64::default(),
+            requests: counters(
+                "lic4es_http_requests_total",
+                "HTTP requests by endpoint and status.",
+                &["endpoint", "status"],
+            ),
+            durations: HistogramVec::new(
+                HistogramOpts::new(
+                    "lic4es_http_request_duration_seconds",
+                    "Time to answer, by endpoint.",
+                )
+                .buckets(DURATION_BUCKETS.to_vec()),
+                &["endpoint"],
+            )
+            .expect("a valid histogram family"),
+            offline: Histogram::with_opts(
+                HistogramOpts::new(
+                    "lic4es_offline_session_seconds",
+                    "Offline periods reported by reconnecting engines.",
+                )
+                .buckets(OFFLINE_BUCKETS.to_vec()),
+            )
+            .expect("a valid histogram"),
+            tokens: counters(
+                "lic4es_tokens_issued_total",
+                "Tokens issued by tier.",
+                &["tier"],
+            ),
+            telemetry: counter(
+                "lic4es_telemetry_received_total",
+                "Telemetry bodies stored.",
+            ),
+            key_lookups: counter(
+                "lic4es_api_key_lookups_total",
+                "API keys looked up in the database (the rest came from the half-second cache).",
+            ),
         }
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Escapes a Prometheus label value.
-pub(crate) fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// What a scrape reads from the stores.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Online sessions.
+    pub online: u64,
+    /// Offline (lapsed) sessions.
+    pub offline: u64,
+    /// Seats in use per license with sessions.
+    pub in_use: Vec<(String, u32)>,
+    /// Seats of the licenses with sessions that count seats.
+    pub limits: Vec<(String, u32)>,
+    /// Licenses flagged for possible offline abuse.
+    pub flagged: u64,
+    /// Whether each store answers (`database`, and the seat store's kind).
+    pub store_up: Vec<(&'static str, bool)>,
 }
 
 impl Metrics {
+    /// An answer to a request.
     pub(crate) fn request(&self, endpoint: &str, status: u16, seconds: f64) {
-        let mut all = lock(&self.requests);
-        let e = match all.get_mut(endpoint) {
-            Some(e) => e,
-            None => all.entry(endpoint.to_string()).or_default(),
-        };
-        *e.by_status.entry(status).or_default() += 1;
-        e.duration.observe(seconds);
+        let status = status.to_string();
+        self.requests
+            .with_label_values(&[endpoint, status.as_str()])
+            .inc();
+        self.durations
+            .with_label_values(&[endpoint])
+            .observe(seconds);
     }
 
     /// An offline period a reconnect reported.
     pub(crate) fn offline_reported(&self, seconds: i64) {
-        lock(&self.offline).observe(seconds.max(0) as f64);
+        self.offline.observe(seconds.max(0) as f64);
     }
 
     pub(crate) fn token_issued(&self, tier: &str) {
-        *lock(&self.tokens).entry(tier.to_string()).or_default() += 1;
+        self.tokens.with_label_values(&[tier]).inc();
     }
 
     pub(crate) fn key_looked_up(&self) {
-        self.key_lookups.fetch_add(1, Ordering::Relaxed);
+        self.key_lookups.inc();
     }
 
     pub(crate) fn telemetry_received(&self) {
-        self.telemetry.fetch_add(1, Ordering::Relaxed);
+        self.telemetry.inc();
     }
 
-    pub(crate) fn render_counters(&self, out: &mut String) {
-        out.push_str("# HELP lic4es_http_requests_total HTTP requests by endpoint and status.\n");
-        out.push_str("# TYPE lic4es_http_requests_total counter\n");
-        let requests = lock(&self.requests);
-        for (endpoint, e) in requests.iter() {
-            for (status, n) in &e.by_status {
-                out.push_str(&format!(
-                    "lic4es_http_requests_total{{endpoint=\"{}\",status=\"{status}\"}} {n}\n",
-                    label(endpoint)
-                ));
-            }
-        }
-        out.push_str("# HELP lic4es_http_request_duration_seconds Time to answer, by endpoint.\n");
-        out.push_str("# TYPE lic4es_http_request_duration_seconds histogram\n");
-        for (endpoint, e) in requests.iter() {
-            e.duration.render(
-                out,
-                "lic4es_http_request_duration_seconds",
-                &format!("endpoint=\"{}\",", label(endpoint)),
-            );
-        }
-        drop(requests);
-        out.push_str(
-            "# HELP lic4es_offline_session_seconds Offline periods reported by reconnecting \
-             engines.\n",
+    /// The Prometheus text of the counters and `g`.
+    pub fn render(&self, g: &Gauges) -> String {
+        let r = Registry::new();
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid gauge family")
+        };
+        let sessions = gauge("lic4es_sessions", "Seat sessions by state.", &["state"]);
+        sessions.with_label_values(&["online"]).set(g.online as i64);
+        sessions
+            .with_label_values(&["offline"])
+            .set(g.offline as i64);
+        let in_use = gauge(
+            "lic4es_seats_in_use",
+            "Online sessions per license.",
+            &["license"],
         );
-        out.push_str("# TYPE lic4es_offline_session_seconds histogram\n");
-        lock(&self.offline).render(out, "lic4es_offline_session_seconds", "");
-        out.push_str("# HELP lic4es_tokens_issued_total Tokens issued by tier.\n");
-        out.push_str("# TYPE lic4es_tokens_issued_total counter\n");
-        for (tier, n) in lock(&self.tokens).iter() {
-            out.push_str(&format!(
-                "lic4es_tokens_issued_total{{tier=\"{}\"}} {n}\n",
-                label(tier)
-            ));
+        for (license, n) in &g.in_use {
+            in_use
+                .with_label_values(&[license.as_str()])
+                .set(i64::from(*n));
         }
-        out.push_str("# HELP lic4es_telemetry_received_total Telemetry bodies stored.\n");
-        out.push_str("# TYPE lic4es_telemetry_received_total counter\n");
-        out.push_str(&format!(
-            "lic4es_telemetry_received_total {}\n",
-            self.telemetry.load(Ordering::Relaxed)
-        ));
-        out.push_str(
-            "# HELP lic4es_api_key_lookups_total API keys looked up in the database (the rest \
-             came from the half-second cache).\n",
+        let limits = gauge(
+            "lic4es_seats_limit",
+            "Seats per license (licenses with sessions).",
+            &["license"],
         );
-        out.push_str("# TYPE lic4es_api_key_lookups_total counter\n");
-        out.push_str(&format!(
-            "lic4es_api_key_lookups_total {}\n",
-            self.key_lookups.load(Ordering::Relaxed)
-        ));
+        for (license, n) in &g.limits {
+            limits
+                .with_label_values(&[license.as_str()])
+                .set(i64::from(*n));
+        }
+        let flagged = IntGauge::new(
+            "lic4es_offline_abuse_flagged",
+            "Licenses flagged for possible offline abuse.",
+        )
+        .expect("a valid gauge");
+        flagged.set(g.flagged as i64);
+        let up = gauge("lic4es_store_up", "Whether a store answers.", &["store"]);
+        for (store, ok) in &g.store_up {
+            up.with_label_values(&[store]).set(i64::from(*ok));
+        }
+        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+            Box::new(self.requests.clone()),
+            Box::new(self.durations.clone()),
+            Box::new(self.offline.clone()),
+            Box::new(self.tokens.clone()),
+            Box::new(self.telemetry.clone()),
+            Box::new(self.key_lookups.clone()),
+            Box::new(sessions),
+            Box::new(in_use),
+            Box::new(limits),
+            Box::new(flagged),
+            Box::new(up),
+        ];
+        for c in collectors {
+            // Each name is registered once in this registry of one scrape.
+            let _ = r.register(c);
+        }
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&r.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_has_the_contract_names_buckets_and_escaped_labels() {
+        let m = Metrics::default();
+        m.request("/healthz", 200, 0.002);
+        m.offline_reported(90);
+        m.token_issued("pro");
+        let text = m.render(&Gauges {
+            online: 2,
+            in_use: vec![("a\"b".into(), 2)],
+            limits: vec![("a\"b".into(), 5)],
+            store_up: vec![("database", true), ("memory", false)],
+            ..Gauges::default()
+        });
+        for line in [
+            "lic4es_http_requests_total{endpoint=\"/healthz\",status=\"200\"} 1",
+            "lic4es_http_request_duration_seconds_bucket{endpoint=\"/healthz\",le=\"0.0025\"} 1",
+            "lic4es_offline_session_seconds_bucket{le=\"60\"} 0",
+            "lic4es_offline_session_seconds_bucket{le=\"300\"} 1",
+            "lic4es_tokens_issued_total{tier=\"pro\"} 1",
+            "lic4es_sessions{state=\"online\"} 2",
+            "lic4es_sessions{state=\"offline\"} 0",
+            "lic4es_seats_in_use{license=\"a\\\"b\"} 2",
+            "lic4es_seats_limit{license=\"a\\\"b\"} 5",
+            "lic4es_offline_abuse_flagged 0",
+            "lic4es_store_up{store=\"database\"} 1",
+            "lic4es_store_up{store=\"memory\"} 0",
+            "# TYPE lic4es_api_key_lookups_total counter",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
     }
 }

@@ -99,65 +99,34 @@ pub async fn health(s: &AppState) -> Health {
 /// The Prometheus text: counters, sessions by state, seats in use and limits per
 /// license with sessions, and whether the stores answer.
 pub async fn metrics_text(s: &AppState) -> String {
-    let mut out = String::new();
-    s.metrics.render_counters(&mut out);
     audit::sweep(s).await;
     let sessions = s.seats.sessions(None).await;
     let seat_up = sessions.is_ok();
     let sessions = sessions.unwrap_or_default();
-    let online = sessions.iter().filter(|s| s.online()).count();
-    out.push_str("# HELP lic4es_sessions Seat sessions by state.\n");
-    out.push_str("# TYPE lic4es_sessions gauge\n");
-    out.push_str(&format!("lic4es_sessions{{state=\"online\"}} {online}\n"));
-    out.push_str(&format!(
-        "lic4es_sessions{{state=\"offline\"}} {}\n",
-        sessions.len() - online
-    ));
-    let in_use = crate::seats::usage(&sessions);
-    let licenses = licenses(s, in_use.keys().cloned().collect()).await;
+    let online = sessions.iter().filter(|s| s.online()).count() as u64;
+    let usage = crate::seats::usage(&sessions);
+    let licenses = licenses(s, usage.keys().cloned().collect()).await;
     let db_up = licenses.is_ok();
-    out.push_str("# HELP lic4es_seats_in_use Online sessions per license.\n");
-    out.push_str("# TYPE lic4es_seats_in_use gauge\n");
-    for (license, n) in &in_use {
-        out.push_str(&format!(
-            "lic4es_seats_in_use{{license=\"{}\"}} {}\n",
-            crate::metrics::label(license),
-            n.online
-        ));
-    }
-    out.push_str("# HELP lic4es_seats_limit Seats per license (licenses with sessions).\n");
-    out.push_str("# TYPE lic4es_seats_limit gauge\n");
-    for lic in licenses.unwrap_or_default().into_iter().flatten() {
-        // A license not counted in seats has no limit to show.
-        if let Some(crate::store::Seats::Count(n)) = s.config.effective(&lic).map(|p| p.seats) {
-            out.push_str(&format!(
-                "lic4es_seats_limit{{license=\"{}\"}} {n}\n",
-                crate::metrics::label(&lic.id),
-            ));
-        }
-    }
-    out.push_str(
-        "# HELP lic4es_offline_abuse_flagged Licenses flagged for possible offline abuse.\n",
-    );
-    out.push_str("# TYPE lic4es_offline_abuse_flagged gauge\n");
+    // A license not counted in seats has no limit to show.
+    let limits = licenses
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .filter_map(|lic| match s.config.effective(&lic).map(|p| p.seats) {
+            Some(Seats::Count(n)) => Some((lic.id, n)),
+            _ => None,
+        })
+        .collect();
     // Judged from the store at each scrape, so every instance reports the same count,
     // also just after a restart.
     let _ = audit::offline_report(s).await;
-    out.push_str(&format!(
-        "lic4es_offline_abuse_flagged {}\n",
-        s.flags.count()
-    ));
-    out.push_str("# HELP lic4es_store_up Whether a store answers.\n");
-    out.push_str("# TYPE lic4es_store_up gauge\n");
     let db_up = db_up && super::store(s, |st| st.ping()).await.is_ok();
-    out.push_str(&format!(
-        "lic4es_store_up{{store=\"database\"}} {}\n",
-        u8::from(db_up)
-    ));
-    out.push_str(&format!(
-        "lic4es_store_up{{store=\"{}\"}} {}\n",
-        s.seats.kind(),
-        u8::from(seat_up)
-    ));
-    out
+    s.metrics.render(&crate::metrics::Gauges {
+        online,
+        offline: sessions.len() as u64 - online,
+        in_use: usage.into_iter().map(|(l, u)| (l, u.online)).collect(),
+        limits,
+        flagged: s.flags.count() as u64,
+        store_up: vec![("database", db_up), (s.seats.kind(), seat_up)],
+    })
 }
