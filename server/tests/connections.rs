@@ -2,23 +2,20 @@
 //! no-progress connections closed, connections capped below the open-file limit. The
 //! server runs as its own process with a 1024-descriptor limit, as in production.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::process::ServerProcess;
+
+/// A server process and its data dir.
 struct Proc {
-    child: Child,
+    _server: ServerProcess,
     port: u16,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `license-server serve` with `extra` config, its descriptors limited to `nofile`.
@@ -33,50 +30,31 @@ fn start(extra: &str, nofile: u64) -> Proc {
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_license-server"));
-    cmd.arg("--config")
-        .arg(&cfg)
-        .arg("serve")
-        .stderr(Stdio::piped());
-    // SAFETY: setrlimit is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            let lim = libc::rlimit {
-                rlim_cur: nofile,
-                rlim_max: nofile,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let port = loop {
-        let line = lines.next().expect("server output").unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap();
-            break addr.rsplit(':').next().unwrap().parse().unwrap();
+    let server = ServerProcess::start_with(&cfg, |cmd| {
+        // SAFETY: setrlimit is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: nofile,
+                    rlim_max: nofile,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
-    };
-    // Keep draining its log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    });
     Proc {
-        child,
-        port,
+        port: server.port,
+        _server: server,
         _dir: dir,
     }
 }
 
 fn healthz(port: u16, wait: Duration) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(wait)).ok()?;
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut r = String::new();
-    s.read_to_string(&mut r).ok()?;
-    Some(r)
+    common::http::exchange(port, "GET /healthz HTTP/1.1", &[], b"", wait)
+        .map(|a| format!("{}\r\n\r\n{}", a.head, a.text()))
 }
 
 /// Whether the server closed `s` (EOF or reset) within `wait`.
@@ -146,7 +124,7 @@ fn healthz_answers_while_1100_idle_connections_are_held_under_a_1024_fd_limit() 
     // Before the limits, /healthz got no answer for as long as these stayed open.
     let started = Instant::now();
     let answer = healthz(p.port, Duration::from_secs(60)).expect("an answer");
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
     // Connections beyond the cap and the listen backlog wait in connect() until idle
     // ones are closed, so the figure that matters is the whole span.
     println!(
@@ -215,7 +193,7 @@ fn healthz_answers_while_4000_connections_drip_their_bodies() {
         }
         let t = Instant::now();
         let answer = healthz(p.port, Duration::from_secs(30)).expect("an answer");
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.starts_with("http/1.1 200"), "{answer}");
         worst = worst.max(t.elapsed());
         total += t.elapsed();
         std::thread::sleep(Duration::from_millis(200));

@@ -197,16 +197,15 @@ fn the_page_is_served_with_a_strict_content_security_policy() {
         ("/admin/app.js", "text/javascript"),
         ("/admin/app.css", "text/css"),
     ] {
-        let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-        use std::io::{Read, Write};
-        write!(
-            c,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        let head = common::http::exchange(
+            s.port,
+            &format!("GET {path} HTTP/1.1"),
+            &[],
+            b"",
+            std::time::Duration::from_secs(10),
         )
-        .unwrap();
-        let mut resp = String::new();
-        c.read_to_string(&mut resp).unwrap();
-        let head = resp.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+        .expect("an answer")
+        .head;
         assert!(head.starts_with("http/1.1 200"), "{path}: {head}");
         assert!(
             head.contains(&format!("content-type: {ty}")),

@@ -4,14 +4,14 @@
 mod common;
 
 use std::ffi::{c_char, c_void, CStr, CString};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::process::ServerProcess;
 use common::{engine_status, free_port, METRICS};
 use lic4es::ffi::*;
 use serde_json::{json, Value};
@@ -62,44 +62,15 @@ fn refresh_until(done: impl Fn() -> bool) {
 }
 
 fn get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {METRICS}\r\n\
-         Connection: close\r\n\r\n"
+    let auth = format!("Bearer {METRICS}");
+    common::http::exchange(
+        port,
+        &format!("GET {path} HTTP/1.1"),
+        &[("Authorization", auth.as_str())],
+        b"",
+        Duration::from_secs(5),
     )
-    .ok()?;
-    let mut r = String::new();
-    s.read_to_string(&mut r).ok()?;
-    Some(r)
-}
-
-/// Starts `serve` and waits until it answers /healthz.
-fn serve(config: &Path, port: u16) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_license-server"))
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if get(port, "/healthz").is_some_and(|r| r.contains("\"ok\"")) {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("license-server did not come up on port {port}");
-}
-
-fn stop(mut child: Child) {
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    child.wait().unwrap();
+    .map(|a| format!("{}\r\n\r\n{}", a.head, a.text()))
 }
 
 fn last_error() -> String {
@@ -143,7 +114,7 @@ fn engine_against_the_reference_server() {
             "unlimited",
         ],
     );
-    let mut child = serve(&config, port);
+    let mut child = ServerProcess::start(&config);
 
     let cache = dir.path().join("cache");
     let engine_config = CString::new(
@@ -192,7 +163,7 @@ fn engine_against_the_reference_server() {
     ));
 
     // Server stopped: the refresh fails, the tier stays; a restarted host uses the cache.
-    stop(child);
+    child.stop();
     assert_eq!(lic_refresh_now(), lic_result::LIC_ERR_REFRESH_FAILED);
     assert!(last_error().contains("cannot connect"), "{}", last_error());
     assert!(logged(
@@ -210,7 +181,7 @@ fn engine_against_the_reference_server() {
     ));
 
     // Server back: the next refresh succeeds.
-    child = serve(&config, port);
+    child = ServerProcess::start(&config);
     assert_eq!(lic_refresh_now(), lic_result::LIC_OK, "{}", last_error());
     assert_eq!(engine_status()["source"], "api_key");
     assert_eq!(engine_status()["last_telemetry"]["version"], "e2e");
@@ -299,22 +270,19 @@ fn engine_against_the_reference_server() {
     assert_eq!(engine_status()["source"], "static");
     assert!(api_requests() > before);
     assert_eq!(lic_shutdown(), lic_result::LIC_OK);
-    stop(child);
+    child.stop();
 }
 
 /// An HTTP GET with the admin token, parsed as JSON.
 fn admin_get(port: u16, path: &str) -> Value {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-e2e-0123456789abcdef-0123456\r\nConnection: close\r\n\r\n"
+    common::http::json(
+        port,
+        "GET",
+        path,
+        Some("admin-e2e-0123456789abcdef-0123456"),
+        &Value::Null,
     )
-    .unwrap();
-    let mut r = String::new();
-    s.read_to_string(&mut r).unwrap();
-    let body = &r[r.find("\r\n\r\n").unwrap() + 4..];
-    serde_json::from_str(body).unwrap_or(Value::Null)
+    .1
 }
 
 /// Another process running the engine through the C ABI: this test binary, as
@@ -453,7 +421,7 @@ fn seats_end_to_end() {
             "2",
         ],
     );
-    let child = serve(&config, port);
+    let child = ServerProcess::start(&config);
     let host_config = |name: &str| -> PathBuf {
         let path = dir.path().join(format!("{name}.json"));
         let cfg = json!({
@@ -541,5 +509,5 @@ fn seats_end_to_end() {
 
     assert_eq!(lic_shutdown(), lic_result::LIC_OK);
     a.stop();
-    stop(child);
+    child.stop();
 }

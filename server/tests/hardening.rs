@@ -13,21 +13,19 @@ use common::*;
 use lic4es::protocol::paths;
 use serde_json::{json, Value};
 
-/// One raw HTTP/1.1 exchange: (status, head, body).
+/// One HTTP/1.1 exchange with a request head of the test's making (a request line,
+/// and header lines after it): (status, head, body).
 fn raw(port: u16, head: &str, body: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let req = format!(
-        "{head}\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
-    let (h, b) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-    let status = h.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, h.to_ascii_lowercase(), b.to_string())
+    let (line, extra) = head.split_once("\r\n").unwrap_or((head, ""));
+    let extra: Vec<(&str, &str)> = extra
+        .split("\r\n")
+        .filter_map(|h| h.split_once(": "))
+        .chain([("Content-Type", "application/json")])
+        .collect();
+    let a = common::http::exchange(port, line, &extra, body.as_bytes(), Duration::from_secs(10))
+        .expect("an answer");
+    let body = a.text();
+    (a.status, a.head, body)
 }
 
 fn server_toml(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {

@@ -2,13 +2,12 @@
 //! a clock the test moves.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
 use lic4es::clock::ManualClock;
 
+pub mod http;
 pub mod pg;
 pub mod process;
 pub mod redis;
@@ -106,24 +105,20 @@ impl Server {
         bearer: Option<&str>,
         body: &[u8],
     ) -> (u16, Vec<u8>) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        if let Some(b) = bearer {
-            head.push_str(&format!("Authorization: Bearer {b}\r\n"));
+        let auth = bearer.map(|b| format!("Bearer {b}"));
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
         }
-        head.push_str("\r\n");
-        s.write_all(head.as_bytes()).unwrap();
-        let _ = s.write_all(body);
-        let mut resp = Vec::new();
-        let _ = s.read_to_end(&mut resp);
-        let text = String::from_utf8_lossy(&resp).to_string();
-        let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let split = text.find("\r\n\r\n").unwrap() + 4;
-        (status, resp[split..].to_vec())
+        let a = http::exchange(
+            self.port,
+            &format!("{method} {path} HTTP/1.1"),
+            &headers,
+            body,
+            Duration::from_secs(10),
+        )
+        .expect("an answer");
+        (a.status, a.body)
     }
 
     pub fn json(

@@ -1,8 +1,7 @@
 //! `license-server` as its own process, and plain HTTP to any port: for the tests that
 //! run the binary as an operator does.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -22,14 +21,20 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(config: &Path) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_license-server"))
-            .arg("--config")
+        Self::start_with(config, |_| {})
+    }
+
+    /// [`ServerProcess::start`], with `configure` setting up the command first (limits,
+    /// environment).
+    pub fn start_with(config: &Path, configure: impl FnOnce(&mut Command)) -> ServerProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_license-server"));
+        cmd.arg("--config")
             .arg(config)
             .arg("serve")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        configure(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let mut seen = Vec::new();
         let port = loop {
@@ -78,6 +83,14 @@ impl ServerProcess {
         );
     }
 
+    /// SIGTERM, and waits for a clean exit.
+    pub fn stop(mut self) {
+        // SAFETY: signals a child of this process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "license-server exited with {status}");
+    }
+
     /// kill -9.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -94,36 +107,5 @@ impl Drop for ServerProcess {
 /// One HTTP/1.1 exchange with `127.0.0.1:port`: (status, JSON body or null); status 0
 /// when the connection fails.
 pub fn request(port: u16, method: &str, path: &str, bearer: &str, body: &Value) -> (u16, Value) {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, Value::Null);
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let body = if body.is_null() {
-        String::new()
-    } else {
-        body.to_string()
-    };
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {bearer}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    if s.write_all(req.as_bytes()).is_err() {
-        return (0, Value::Null);
-    }
-    let mut resp = Vec::new();
-    if s.read_to_end(&mut resp).is_err() {
-        return (0, Value::Null);
-    }
-    let text = String::from_utf8_lossy(&resp);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let json = text
-        .find("\r\n\r\n")
-        .and_then(|i| serde_json::from_str(&text[i + 4..]).ok())
-        .unwrap_or(Value::Null);
-    (status, json)
+    super::http::json(port, method, path, Some(bearer), body)
 }
