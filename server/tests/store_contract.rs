@@ -218,7 +218,7 @@ fn the_audit_trail_is_kept_newest_first_and_pruned() {
         for (i, kind) in ["acquire", "renew", "release"].iter().enumerate() {
             s.append_audit(&AuditEvent {
                 at: NOW + i as i64,
-                kind: kind.to_string(),
+                kind: (*kind).into(),
                 license: if i == 1 {
                     "org-b".into()
                 } else {
@@ -254,7 +254,7 @@ fn the_audit_trail_is_kept_newest_first_and_pruned() {
             .audit(&page)
             .unwrap()
             .into_iter()
-            .map(|e| e.kind)
+            .map(|e| e.kind.to_string())
             .collect();
         assert_eq!(kinds, ["acquire"], "{name}");
         assert_eq!(s.prune_audit(NOW + 1).unwrap(), 1, "{name}");

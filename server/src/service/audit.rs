@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use crate::abuse::{self, Verdict};
 use crate::app::AppState;
 use crate::seats::Session;
-use crate::store::{AuditEvent, LicenseStore, OfflinePeriod, StoreError, StoreResult};
+use crate::store::{AuditEvent, AuditKind, LicenseStore, OfflinePeriod, StoreError, StoreResult};
 
 use super::{ServiceError, ServiceResult};
 
@@ -18,7 +18,7 @@ pub fn append(s: &AppState, event: &AuditEvent) -> ServiceResult<()> {
 
 /// What became of an entry: a failure is logged and turns `/healthz` to 503 until an
 /// entry is written again.
-fn written(s: &AppState, kind: &str, r: StoreResult<()>) -> ServiceResult<()> {
+fn written(s: &AppState, kind: &AuditKind, r: StoreResult<()>) -> ServiceResult<()> {
     s.audit_failing.store(r.is_err(), Ordering::Relaxed);
     r.map_err(|e| {
         tracing::error!("audit entry `{kind}` not written: {e}");
@@ -49,11 +49,16 @@ pub fn failing(s: &AppState) -> bool {
 }
 
 /// An entry for a seat event of `session`.
-pub fn seat_event(s: &AppState, kind: &str, session: &Session, source: Option<&str>) -> AuditEvent {
+pub fn seat_event(
+    s: &AppState,
+    kind: AuditKind,
+    session: &Session,
+    source: Option<&str>,
+) -> AuditEvent {
     AuditEvent {
         id: 0,
         at: s.now(),
-        kind: kind.into(),
+        kind,
         license: session.license.clone(),
         session_id: Some(session.id.clone()),
         hardware_id: Some(session.hardware_id.clone()),
@@ -67,14 +72,14 @@ pub fn seat_event(s: &AppState, kind: &str, session: &Session, source: Option<&s
 /// address, or `cli`).
 pub fn admin_event(
     s: &AppState,
-    kind: &str,
+    kind: AuditKind,
     license: &str,
     source: &str,
     detail: Option<String>,
 ) -> AuditEvent {
     AuditEvent {
         at: s.now(),
-        kind: kind.into(),
+        kind,
         license: license.into(),
         source: Some(source.to_string()),
         detail,
@@ -87,7 +92,7 @@ pub fn admin_event(
 pub async fn sweep(s: &AppState) {
     if let Ok(lapsed) = s.seats.take_lapsed().await {
         for l in lapsed {
-            let mut e = seat_event(s, "lapse", &l, None);
+            let mut e = seat_event(s, AuditKind::Lapse, &l, None);
             e.at = l.last_seen.saturating_add(l.ttl);
             e.detail = l
                 .offline_until

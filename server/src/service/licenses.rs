@@ -8,7 +8,7 @@ use lic4es::clock::rfc3339;
 
 use crate::app::AppState;
 use crate::config::ServerConfig;
-use crate::store::{License, LicenseChange, Seats};
+use crate::store::{AuditKind, License, LicenseChange, Seats};
 
 use super::audit::{self, admin_event};
 use super::{ServiceError, ServiceResult};
@@ -196,7 +196,7 @@ pub fn create(s: &AppState, spec: NewLicense, source: &str) -> ServiceResult<Lic
     let detail = Some(format!("tier {}", lic.tier));
     let _ = audit::append(
         s,
-        &admin_event(s, "license_create", &lic.id, source, detail),
+        &admin_event(s, AuditKind::LicenseCreate, &lic.id, source, detail),
     );
     Ok(lic)
 }
@@ -232,7 +232,10 @@ pub fn update(s: &AppState, id: &str, terms: Terms, source: &str) -> ServiceResu
         .ok_or_else(|| no_license(id))?;
     changed(s);
     let detail = Some(describe(&change));
-    let _ = audit::append(s, &admin_event(s, "license_update", id, source, detail));
+    let _ = audit::append(
+        s,
+        &admin_event(s, AuditKind::LicenseUpdate, id, source, detail),
+    );
     Ok(lic)
 }
 
@@ -277,7 +280,10 @@ pub fn set_tier(s: &AppState, id: &str, tier: &str, source: &str) -> ServiceResu
         .ok_or_else(|| no_license(id))?;
     changed(s);
     let detail = Some(format!("tier {tier}"));
-    let _ = audit::append(s, &admin_event(s, "license_tier", id, source, detail));
+    let _ = audit::append(
+        s,
+        &admin_event(s, AuditKind::LicenseTier, id, source, detail),
+    );
     Ok(lic)
 }
 
@@ -288,7 +294,10 @@ pub fn revoke(s: &AppState, id: &str, source: &str) -> ServiceResult<()> {
         return Err(no_license(id));
     }
     changed(s);
-    let _ = audit::append(s, &admin_event(s, "license_revoke", id, source, None));
+    let _ = audit::append(
+        s,
+        &admin_event(s, AuditKind::LicenseRevoke, id, source, None),
+    );
     Ok(())
 }
 
@@ -300,7 +309,10 @@ pub fn new_api_key(s: &AppState, id: &str, source: &str) -> ServiceResult<String
     }
     let key = s.store.create_api_key(id, s.now())?;
     let detail = Some(key_prefix(&key));
-    let _ = audit::append(s, &admin_event(s, "api_key_create", id, source, detail));
+    let _ = audit::append(
+        s,
+        &admin_event(s, AuditKind::ApiKeyCreate, id, source, detail),
+    );
     Ok(key)
 }
 
@@ -316,7 +328,7 @@ pub fn revoke_api_key(s: &AppState, key: &str, source: &str) -> ServiceResult<()
     changed(s);
     if let Some(rec) = rec {
         let detail = Some(key_prefix(key));
-        let e = admin_event(s, "api_key_revoke", &rec.license_id, source, detail);
+        let e = admin_event(s, AuditKind::ApiKeyRevoke, &rec.license_id, source, detail);
         let _ = audit::append(s, &e);
     }
     Ok(())

@@ -3,7 +3,7 @@
 
 use crate::app::AppState;
 use crate::seats::Session;
-use crate::store::{AuditEvent, License, Seats};
+use crate::store::{AuditEvent, AuditKind, License, Seats};
 
 use super::{audit, ServiceResult};
 
@@ -85,7 +85,7 @@ pub async fn health(s: &AppState) -> Health {
     if database && audit::failing(s) {
         let e = AuditEvent {
             at: now,
-            kind: "audit_resumed".into(),
+            kind: AuditKind::AuditResumed,
             license: String::new(),
             detail: Some("the audit trail could not be written for a while".into()),
             ..Default::default()

@@ -6,7 +6,7 @@ use lic4es::protocol::{AcquireAnswer, HeartbeatAnswer, SeatMode};
 use crate::app::AppState;
 use crate::config::{Effective, Serving};
 use crate::seats::{Acquired, NewSession, Replace, Session};
-use crate::store::{AuditEvent, License, OfflinePeriod};
+use crate::store::{AuditEvent, AuditKind, License, OfflinePeriod};
 
 use super::audit::{self, seat_event};
 use super::tokens::{self, Lifetime, TokenSpec};
@@ -120,11 +120,11 @@ async fn keep_report(
 
 /// An audit entry about a seeker that holds no session (a refusal, an offline plan's
 /// report).
-fn seeker_event(s: &AppState, kind: &str, lic: &License, who: &Seeker) -> AuditEvent {
+fn seeker_event(s: &AppState, kind: AuditKind, lic: &License, who: &Seeker) -> AuditEvent {
     AuditEvent {
         id: 0,
         at: s.now(),
-        kind: kind.into(),
+        kind,
         license: lic.id.clone(),
         session_id: None,
         hardware_id: Some(who.hardware_id.clone()),
@@ -219,7 +219,7 @@ pub async fn grant(
             }
         }
         if ended.is_some() || report.is_some() {
-            let mut e = seat_event(s, "reconnect", &old, Some(&who.source));
+            let mut e = seat_event(s, AuditKind::Reconnect, &old, Some(&who.source));
             let known = if ended.is_some() {
                 ""
             } else {
@@ -237,7 +237,7 @@ pub async fn grant(
         Ok(session) => session,
         Err(refusal) => {
             let message = refusal.to_string();
-            let mut e = seeker_event(s, "refused", lic, &who);
+            let mut e = seeker_event(s, AuditKind::Refused, lic, &who);
             e.detail = Some(match (&reported, report_audited) {
                 (Some(d), false) => format!("{message}; {d}"),
                 _ => message,
@@ -265,7 +265,7 @@ pub async fn grant(
             return Err(e);
         }
     };
-    let mut e = seat_event(s, "acquire", &session, Some(&who.source));
+    let mut e = seat_event(s, AuditKind::Acquire, &session, Some(&who.source));
     if !report_audited {
         e.detail = reported;
     }
@@ -299,7 +299,7 @@ async fn offline_plan(
 ) -> ServiceResult<AcquireAnswer> {
     if let Some(r) = report {
         let detail = keep_report(s, &lic.id, report_id(who, r.since), r, floor).await;
-        let mut e = seeker_event(s, "offline_report", lic, who);
+        let mut e = seeker_event(s, AuditKind::OfflineReport, lic, who);
         e.detail = Some(detail);
         audit::record(s, e).await;
     }
@@ -370,7 +370,7 @@ pub async fn heartbeat(
                 ..TokenSpec::default()
             },
         )?;
-        let mut e = seat_event(s, "renew", &session, Some(source));
+        let mut e = seat_event(s, AuditKind::Renew, &session, Some(source));
         e.detail = Some(format!("tier {}", lic.tier));
         if audit::required(s, e).await.is_ok() {
             s.seats.renewed(&session.id, &lic.tier, exp).await?;
@@ -392,7 +392,7 @@ pub async fn release(
     source: &str,
 ) -> ServiceResult<()> {
     if let Some(session) = s.seats.release(session_id, &lic.id).await? {
-        audit::record(s, seat_event(s, "release", &session, Some(source))).await;
+        audit::record(s, seat_event(s, AuditKind::Release, &session, Some(source))).await;
     }
     Ok(())
 }
@@ -407,7 +407,7 @@ pub async fn kick(s: &AppState, session_id: &str, source: &str) -> ServiceResult
             what: "session",
             id: session_id.to_string(),
         })?;
-    audit::record(s, seat_event(s, "kick", &session, Some(source))).await;
+    audit::record(s, seat_event(s, AuditKind::Kick, &session, Some(source))).await;
     Ok(())
 }
 

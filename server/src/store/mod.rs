@@ -154,6 +154,126 @@ pub struct KeyRecord {
     pub revoked: bool,
 }
 
+/// What an audit entry records. Stored and shown by its name (`acquire`, …); a name
+/// this server does not know (an entry a newer server wrote) is kept as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditKind {
+    /// `acquire`: a seat granted.
+    Acquire,
+    /// `refused`: an acquire refused: every seat in use.
+    Refused,
+    /// `renew`: a heartbeat that renewed the token.
+    Renew,
+    /// `lapse`: a session not heard from within its TTL, now offline.
+    Lapse,
+    /// `reconnect`: a reconnect that ended the previous session.
+    Reconnect,
+    /// `release`: a seat given back by its holder.
+    Release,
+    /// `kick`: a session ended by an operator.
+    Kick,
+    /// `offline_report`: an offline period reported with an acquire of a license not counted in seats.
+    OfflineReport,
+    /// `audit_resumed`: the audit trail is writable again after failures.
+    AuditResumed,
+    /// `license_create`: a license created.
+    LicenseCreate,
+    /// `license_update`: a license's terms changed.
+    LicenseUpdate,
+    /// `license_tier`: a license's tier changed.
+    LicenseTier,
+    /// `license_revoke`: a license revoked.
+    LicenseRevoke,
+    /// `api_key_create`: an API key created.
+    ApiKeyCreate,
+    /// `api_key_revoke`: an API key revoked.
+    ApiKeyRevoke,
+    /// A name this server does not know.
+    Other(String),
+}
+
+impl AuditKind {
+    /// Every kind this server writes.
+    pub const ALL: [AuditKind; 15] = [
+        AuditKind::Acquire,
+        AuditKind::Refused,
+        AuditKind::Renew,
+        AuditKind::Lapse,
+        AuditKind::Reconnect,
+        AuditKind::Release,
+        AuditKind::Kick,
+        AuditKind::OfflineReport,
+        AuditKind::AuditResumed,
+        AuditKind::LicenseCreate,
+        AuditKind::LicenseUpdate,
+        AuditKind::LicenseTier,
+        AuditKind::LicenseRevoke,
+        AuditKind::ApiKeyCreate,
+        AuditKind::ApiKeyRevoke,
+    ];
+
+    /// Its stored name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            AuditKind::Acquire => "acquire",
+            AuditKind::Refused => "refused",
+            AuditKind::Renew => "renew",
+            AuditKind::Lapse => "lapse",
+            AuditKind::Reconnect => "reconnect",
+            AuditKind::Release => "release",
+            AuditKind::Kick => "kick",
+            AuditKind::OfflineReport => "offline_report",
+            AuditKind::AuditResumed => "audit_resumed",
+            AuditKind::LicenseCreate => "license_create",
+            AuditKind::LicenseUpdate => "license_update",
+            AuditKind::LicenseTier => "license_tier",
+            AuditKind::LicenseRevoke => "license_revoke",
+            AuditKind::ApiKeyCreate => "api_key_create",
+            AuditKind::ApiKeyRevoke => "api_key_revoke",
+            AuditKind::Other(s) => s,
+        }
+    }
+
+    /// The kind named `name`.
+    pub fn parse(name: &str) -> AuditKind {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .unwrap_or_else(|| AuditKind::Other(name.to_string()))
+    }
+}
+
+impl Default for AuditKind {
+    fn default() -> Self {
+        AuditKind::Other(String::new())
+    }
+}
+
+impl std::fmt::Display for AuditKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so that a column width (`{:<16}`) applies.
+        f.pad(self.as_str())
+    }
+}
+
+impl From<&str> for AuditKind {
+    fn from(name: &str) -> Self {
+        AuditKind::parse(name)
+    }
+}
+
+impl PartialEq<&str> for AuditKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl serde::Serialize for AuditKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// One entry of the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct AuditEvent {
@@ -163,11 +283,9 @@ pub struct AuditEvent {
     /// Seconds since the epoch (shown as RFC 3339 by the admin API).
     #[serde(skip)]
     pub at: i64,
-    /// `acquire`, `refused`, `renew`, `lapse`, `reconnect`, `release`, `kick`, or an
-    /// admin change (`license_create`, `license_tier`, `license_revoke`,
-    /// `api_key_revoke`).
+    /// What it records.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: AuditKind,
     /// The license.
     pub license: String,
     /// The seat session, for seat events.
@@ -357,4 +475,24 @@ pub fn new_api_key() -> StoreResult<String> {
     getrandom::getrandom(&mut raw)
         .map_err(|e| StoreError::Unavailable(format!("no randomness: {e}")))?;
     Ok(format!("sk-{}", hex::encode(raw)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_kinds_read_back_as_written_and_unknown_names_are_kept() {
+        for k in AuditKind::ALL {
+            assert_eq!(AuditKind::parse(k.as_str()), k);
+        }
+        let newer = AuditKind::parse("seat_transferred");
+        assert_eq!(newer, AuditKind::Other("seat_transferred".into()));
+        assert_eq!(newer.as_str(), "seat_transferred");
+        assert_eq!(format!("{:<8}|", AuditKind::Kick), "kick    |");
+        assert_eq!(
+            serde_json::to_value(AuditKind::LicenseTier).unwrap(),
+            "license_tier"
+        );
+    }
 }

@@ -16,8 +16,8 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use super::migrate;
 use super::{
-    hash_key, new_api_key, AuditEvent, AuditQuery, DailyTelemetry, InstanceTelemetry, KeyRecord,
-    License, LicenseChange, LicenseStore, OfflinePeriod, Seats, StoreError, StoreResult,
+    hash_key, new_api_key, AuditEvent, AuditKind, AuditQuery, DailyTelemetry, InstanceTelemetry,
+    KeyRecord, License, LicenseChange, LicenseStore, OfflinePeriod, Seats, StoreError, StoreResult,
 };
 use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
 
@@ -423,7 +423,7 @@ impl LicenseStore for PgStore {
                     source, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 &[
                     &e.at,
-                    &e.kind,
+                    &e.kind.as_str(),
                     &e.license,
                     &e.session_id,
                     &e.hardware_id,
@@ -452,7 +452,7 @@ impl LicenseStore for PgStore {
                 .map(|r| AuditEvent {
                     id: r.get(0),
                     at: r.get(1),
-                    kind: r.get(2),
+                    kind: AuditKind::parse(&r.get::<_, String>(2)),
                     license: r.get(3),
                     session_id: r.get(4),
                     hardware_id: r.get(5),

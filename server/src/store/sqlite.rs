@@ -10,8 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::migrate;
 use super::{
-    hash_key, new_api_key, AuditEvent, AuditQuery, DailyTelemetry, InstanceTelemetry, KeyRecord,
-    License, LicenseChange, LicenseStore, OfflinePeriod, Seats, StoreError, StoreResult,
+    hash_key, new_api_key, AuditEvent, AuditKind, AuditQuery, DailyTelemetry, InstanceTelemetry,
+    KeyRecord, License, LicenseChange, LicenseStore, OfflinePeriod, Seats, StoreError, StoreResult,
 };
 use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
 
@@ -479,7 +479,7 @@ impl LicenseStore for SqliteStore {
                     source, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     e.at,
-                    e.kind,
+                    e.kind.as_str(),
                     e.license,
                     e.session_id,
                     e.hardware_id,
@@ -507,7 +507,7 @@ impl LicenseStore for SqliteStore {
                 Ok(AuditEvent {
                     id: r.get(0)?,
                     at: r.get(1)?,
-                    kind: r.get(2)?,
+                    kind: AuditKind::parse(&r.get::<_, String>(2)?),
                     license: r.get(3)?,
                     session_id: r.get(4)?,
                     hardware_id: r.get(5)?,
