@@ -31,7 +31,7 @@ pub(crate) fn check_bodies(body: &[u8]) {
             let _ = check_license_id(id);
         }
     }
-    let _ = super::parse_bytes::<UpdateLicense>(body);
+    let _ = super::parse_bytes::<Terms>(body);
     let _ = super::parse_bytes::<SetTier>(body);
     let _ = super::parse_bytes::<RevokeKey>(body);
     if let Ok(text) = std::str::from_utf8(body) {
@@ -104,20 +104,6 @@ pub async fn show_license(
     Ok(Json(LicenseView::of(&s.config, &lic)))
 }
 
-/// Body of `PATCH /admin/licenses/{id}`: the fields to change (absent ones stay).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateLicense {
-    tier: Option<String>,
-    org_name: Option<String>,
-    /// New expiry: this many days from now.
-    days: Option<i64>,
-    trial: Option<bool>,
-    seats: Option<Seats>,
-    offline_grace_days: Option<u32>,
-    heartbeat_interval: Option<u64>,
-}
-
 /// `PATCH /admin/licenses/{id}`: the explicit update of a license's terms. Revocation is
 /// not among them: a revoked license stays revoked.
 pub async fn update_license(
@@ -126,16 +112,7 @@ pub async fn update_license(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<LicenseView>, ApiError> {
-    let req: UpdateLicense = parse(body)?;
-    let terms = Terms {
-        tier: req.tier,
-        org_name: req.org_name,
-        days: req.days,
-        trial: req.trial,
-        seats: req.seats,
-        offline_grace_days: req.offline_grace_days,
-        heartbeat_interval: req.heartbeat_interval,
-    };
+    let terms: Terms = parse(body)?;
     let source = addr.to_string();
     let lic = service::blocking(&s, move |s| licenses::update(s, &id, terms, &source)).await?;
     Ok(Json(LicenseView::of(&s.config, &lic)))

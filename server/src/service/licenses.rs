@@ -35,8 +35,9 @@ pub struct NewLicense {
 }
 
 /// The terms to change in a license; absent ones stay. Revocation is not among them: a
-/// revoked license stays revoked.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// revoked license stays revoked. Also the body of `PATCH /admin/licenses/{id}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Terms {
     /// New tier.
     pub tier: Option<String>,
