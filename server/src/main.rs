@@ -111,19 +111,26 @@ struct LicenseArgs {
     /// Create the license with this tier (and --days).
     #[arg(long, value_name = "T")]
     tier: Option<String>,
-    /// A new license's term in days.
+    #[command(flatten)]
+    terms: TermArgs,
+}
+
+/// A license's terms, to create it with or to change.
+#[derive(Args)]
+struct TermArgs {
+    /// The term in days (expiry N days from now).
     #[arg(long, value_name = "N")]
     days: Option<i64>,
-    /// A new license's licensee.
+    /// The licensee.
     #[arg(long, value_name = "NAME")]
     org: Option<String>,
-    /// A new license's seats, overriding its tier's.
+    /// Seats, overriding the tier's.
     #[arg(long, value_name = "N|unlimited", value_parser = Seats::parse)]
     seats: Option<Seats>,
-    /// A new license's offline grace in days, overriding its tier's.
+    /// Offline grace in days, overriding the tier's.
     #[arg(long, value_name = "N")]
     offline_grace_days: Option<u32>,
-    /// A new license's heartbeat interval, overriding its tier's.
+    /// Heartbeat interval, overriding the tier's.
     #[arg(long, value_name = "SECONDS")]
     heartbeat_interval: Option<u64>,
 }
@@ -170,24 +177,11 @@ enum LicenseCommand {
         /// New tier.
         #[arg(long, value_name = "T")]
         tier: Option<String>,
-        /// New expiry, this many days from now.
-        #[arg(long, value_name = "N")]
-        days: Option<i64>,
-        /// New licensee.
-        #[arg(long, value_name = "NAME")]
-        org: Option<String>,
         /// Trial or not.
         #[arg(long, value_name = "true|false")]
         trial: Option<bool>,
-        /// Seats, overriding the tier's.
-        #[arg(long, value_name = "N|unlimited", value_parser = Seats::parse)]
-        seats: Option<Seats>,
-        /// Offline grace in days, overriding the tier's.
-        #[arg(long, value_name = "N")]
-        offline_grace_days: Option<u32>,
-        /// Heartbeat interval, overriding the tier's.
-        #[arg(long, value_name = "SECONDS")]
-        heartbeat_interval: Option<u64>,
+        #[command(flatten)]
+        terms: TermArgs,
     },
     /// Revoke a license.
     #[command(help_template = HELP)]
@@ -269,21 +263,17 @@ fn main() -> ExitCode {
         Command::License(LicenseCommand::Update {
             sub,
             tier,
-            days,
-            org,
             trial,
-            seats,
-            offline_grace_days,
-            heartbeat_interval,
+            terms: t,
         }) => {
             let terms = Terms {
                 tier: tier.map(|t| t.to_ascii_lowercase()),
-                days,
-                org_name: org,
+                days: t.days,
+                org_name: t.org,
                 trial,
-                seats,
-                offline_grace_days,
-                heartbeat_interval,
+                seats: t.seats,
+                offline_grace_days: t.offline_grace_days,
+                heartbeat_interval: t.heartbeat_interval,
             };
             license_update(config, &sub, terms)
         }
@@ -375,12 +365,13 @@ enum LicenseArg {
 fn license_arg(config: &ServerConfig, a: LicenseArgs) -> Result<LicenseArg, String> {
     check_license_id(&a.sub).map_err(message_of)?;
     let Some(tier) = a.tier else {
+        let t = &a.terms;
         let terms = [
-            ("--days", a.days.is_some()),
-            ("--org", a.org.is_some()),
-            ("--seats", a.seats.is_some()),
-            ("--offline-grace-days", a.offline_grace_days.is_some()),
-            ("--heartbeat-interval", a.heartbeat_interval.is_some()),
+            ("--days", t.days.is_some()),
+            ("--org", t.org.is_some()),
+            ("--seats", t.seats.is_some()),
+            ("--offline-grace-days", t.offline_grace_days.is_some()),
+            ("--heartbeat-interval", t.heartbeat_interval.is_some()),
         ];
         if let Some((f, _)) = terms.iter().find(|(_, given)| *given) {
             return Err(format!(
@@ -391,18 +382,19 @@ fn license_arg(config: &ServerConfig, a: LicenseArgs) -> Result<LicenseArg, Stri
         return Ok(LicenseArg::Existing(a.sub));
     };
     let tier = tier.to_ascii_lowercase();
-    let days = a.days.ok_or("--days is required (see --help)")?;
-    licenses::check_terms(config, Some(&tier), Some(days), a.heartbeat_interval)
+    let t = a.terms;
+    let days = t.days.ok_or("--days is required (see --help)")?;
+    licenses::check_terms(config, Some(&tier), Some(days), t.heartbeat_interval)
         .map_err(message_of)?;
     Ok(LicenseArg::New(NewLicense {
         id: a.sub,
         tier,
-        org_name: a.org,
+        org_name: t.org,
         days,
         trial: false,
-        seats: a.seats,
-        offline_grace_days: a.offline_grace_days,
-        heartbeat_interval: a.heartbeat_interval,
+        seats: t.seats,
+        offline_grace_days: t.offline_grace_days,
+        heartbeat_interval: t.heartbeat_interval,
     }))
 }
 

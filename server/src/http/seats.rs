@@ -31,65 +31,66 @@ fn offline_since(t: Option<&str>) -> Result<Option<i64>, ApiError> {
     }
 }
 
-/// The seeker of an acquire or reconnect body, checked.
+/// The seeker of an acquire or reconnect body, checked, with the offline period it
+/// reports (`offline_since`, and how many cycles it counts).
 fn seeker(
     hardware_id: &str,
     instance_id: &str,
     version: &str,
     nonce: &str,
+    offline: Option<&str>,
+    cycles: u32,
     addr: ClientAddr,
-) -> Result<Seeker, ApiError> {
+) -> Result<(Seeker, Option<Report>), ApiError> {
     check_text("hardware_id", hardware_id, 256, true)?;
     check_text("instance_id", instance_id, 256, true)?;
     check_text("version", version, 128, false)?;
     check_nonce(nonce)?;
-    Ok(Seeker {
+    let report = offline_since(offline)?.map(|since| Report { since, cycles });
+    let who = Seeker {
         hardware_id: hardware_id.into(),
         instance_id: instance_id.into(),
         nonce: nonce.into(),
         source: addr.to_string(),
-    })
+    };
+    Ok((who, report))
 }
 
-/// The seeker of an acquire body, checked, with the offline period it reports.
 fn of_acquire(
     req: &AcquireRequest,
     addr: ClientAddr,
 ) -> Result<(Seeker, Option<Report>), ApiError> {
-    let who = seeker(
+    let cycles = req.offline_cycles_30d.unwrap_or(0);
+    let since = req.offline_since.as_deref();
+    seeker(
         &req.hardware_id,
         &req.instance_id,
         &req.version,
         &req.nonce,
-        addr,
-    )?;
-    let report = offline_since(req.offline_since.as_deref())?.map(|since| Report {
         since,
-        cycles: req.offline_cycles_30d.unwrap_or(0),
-    });
-    Ok((who, report))
+        cycles,
+        addr,
+    )
 }
 
-/// The seeker of a reconnect body, checked, with the offline period it reports.
 fn of_reconnect(
     req: &ReconnectRequest,
     addr: ClientAddr,
 ) -> Result<(Seeker, Option<Report>), ApiError> {
-    let who = seeker(
+    if let Some(old) = &req.old_session_id {
+        check_session_id(old)?;
+    }
+    let since = req.offline_since.as_deref();
+    let cycles = req.offline_cycles_30d;
+    seeker(
         &req.hardware_id,
         &req.instance_id,
         &req.version,
         &req.nonce,
-        addr,
-    )?;
-    if let Some(old) = &req.old_session_id {
-        check_session_id(old)?;
-    }
-    let report = offline_since(req.offline_since.as_deref())?.map(|since| Report {
         since,
-        cycles: req.offline_cycles_30d,
-    });
-    Ok((who, report))
+        cycles,
+        addr,
+    )
 }
 
 /// The seat bodies through the handlers' own parsing and checks (for the fuzzer, through
