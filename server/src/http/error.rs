@@ -96,6 +96,7 @@ mod tests {
         let outage = [
             ServiceError::Store(StoreError::Unavailable("x".into())),
             ServiceError::Seats(crate::seats::SeatError::Unavailable("x".into())),
+            ServiceError::Seats(crate::seats::SeatError::Corrupt("x".into())),
             ServiceError::AuditUnavailable(StoreError::Unavailable("x".into())),
         ];
         for e in &outage {

@@ -136,6 +136,10 @@ pub enum SeatError {
     /// The store is out of reach.
     #[error("seat store unavailable: {0}")]
     Unavailable(String),
+    /// The store answered with what no version of this server writes (a malformed
+    /// session, an unexpected script answer).
+    #[error("seat store answered what it should not: {0}")]
+    Corrupt(String),
 }
 
 /// What a seat store call returns.

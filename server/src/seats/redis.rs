@@ -230,7 +230,7 @@ fn parse(raw: &str) -> Result<Option<Session>, SeatError> {
     }
     serde_json::from_str::<Stored>(raw)
         .map(|s| Some(s.into()))
-        .map_err(|e| SeatError::Unavailable(format!("a session in Redis is malformed: {e}")))
+        .map_err(|e| SeatError::Corrupt(format!("a session in Redis is malformed: {e}")))
 }
 
 fn unavailable(e: redis::RedisError) -> SeatError {
@@ -443,7 +443,7 @@ impl SeatStore for RedisSeats {
             match field(0) {
                 "granted" => {
                     let session = parse(field(1))?.ok_or_else(|| {
-                        SeatError::Unavailable("redis: acquire returned no session".into())
+                        SeatError::Corrupt("redis: acquire returned no session".into())
                     })?;
                     self.index(&session).await?;
                     Ok(Acquired::Granted { session, ended })
@@ -453,7 +453,7 @@ impl SeatStore for RedisSeats {
                     limit: new.limit,
                     ended,
                 }),
-                other => Err(SeatError::Unavailable(format!(
+                other => Err(SeatError::Corrupt(format!(
                     "redis: unexpected acquire answer `{other}`"
                 ))),
             }
