@@ -39,7 +39,12 @@ fn main() {
     };
     fs::write(out.join("builtin_community.json"), community).expect("write builtin community");
 
-    probe_test_tools();
+    // The probe only matters where the integration tests are: the published package
+    // leaves them out (Cargo.toml `exclude`), so a host that depends on the library never
+    // runs it, nor rebuilds when a directory on its PATH changes.
+    if root.join("tests").is_dir() {
+        probe_test_tools();
+    }
 
     let config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml");
     let bindings = cbindgen::Builder::new()
