@@ -605,17 +605,10 @@ fn build(
     let seat = SeatConfig {
         enabled: seat_choice(flat)?,
         reconnect_interval: positive_duration(flat, "seat.reconnect-interval")?,
-        max_heartbeat_failures: match get("seat.max-heartbeat-failures") {
-            None => positive_u32(
-                &Value::from(
-                    default_of("seat.max-heartbeat-failures")
-                        .parse::<u64>()
-                        .unwrap_or(3),
-                ),
-                "seat.max-heartbeat-failures",
-            )?,
-            Some(v) => positive_u32(v, "seat.max-heartbeat-failures")?,
-        },
+        max_heartbeat_failures: positive_u32(
+            &given_or_default(flat, "seat.max-heartbeat-failures"),
+            "seat.max-heartbeat-failures",
+        )?,
         release_timeout: positive_duration(flat, "seat.release-timeout")?,
         hardware_id: opt_string(flat, "seat.hardware-id")?.map(|s| s.trim().to_string()),
     };
@@ -780,32 +773,34 @@ fn opt_string(flat: &BTreeMap<String, Value>, key: &str) -> Result<Option<String
     }
 }
 
+/// The value given for `key`, or its default from [`KEYS`], parsed the same way.
+fn given_or_default(flat: &BTreeMap<String, Value>, key: &str) -> Value {
+    flat.get(key)
+        .cloned()
+        .unwrap_or_else(|| Value::from(default_of(key)))
+}
+
 /// The boolean `key`, or its default from [`KEYS`].
 fn boolean(flat: &BTreeMap<String, Value>, key: &str) -> Result<bool, ConfigError> {
-    match flat.get(key) {
-        None => Ok(default_of(key) == "true"),
-        Some(Value::Bool(b)) => Ok(*b),
+    match given_or_default(flat, key) {
+        Value::Bool(b) => Ok(b),
         // HOCON accepts these spellings for booleans.
-        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" => Ok(true),
             "false" | "no" | "off" => Ok(false),
             _ => Err(ConfigError::new(
                 key,
-                format!("`{}` is not a boolean", show(s)),
+                format!("`{}` is not a boolean", show(&s)),
             )),
         },
-        Some(_) => Err(ConfigError::new(key, "must be a boolean")),
+        _ => Err(ConfigError::new(key, "must be a boolean")),
     }
 }
 
 /// `seat.enabled`: `"auto"` (the default), or a boolean.
 fn seat_choice(flat: &BTreeMap<String, Value>) -> Result<SeatChoice, ConfigError> {
     const KEY: &str = "seat.enabled";
-    let v = flat
-        .get(KEY)
-        .cloned()
-        .unwrap_or_else(|| Value::from(default_of(KEY)));
-    match v {
+    match given_or_default(flat, KEY) {
         Value::String(s) if s.trim().eq_ignore_ascii_case("auto") => Ok(SeatChoice::Auto),
         v @ (Value::String(_) | Value::Bool(_)) => {
             let one = BTreeMap::from([(KEY.to_string(), v)]);
@@ -819,11 +814,7 @@ fn seat_choice(flat: &BTreeMap<String, Value>) -> Result<SeatChoice, ConfigError
 
 /// The duration `key`, or its default from [`KEYS`].
 fn duration(flat: &BTreeMap<String, Value>, key: &str) -> Result<Duration, ConfigError> {
-    let v = match flat.get(key) {
-        None => Value::String(default_of(key).to_string()),
-        Some(v) => v.clone(),
-    };
-    parse_duration(&v).map_err(|m| ConfigError::new(key, m))
+    parse_duration(&given_or_default(flat, key)).map_err(|m| ConfigError::new(key, m))
 }
 
 fn positive_duration(flat: &BTreeMap<String, Value>, key: &str) -> Result<Duration, ConfigError> {

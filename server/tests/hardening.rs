@@ -51,6 +51,8 @@ fn a_short_admin_token_keeps_the_server_from_starting() {
         ("metrics-listen = \"everywhere\"", "metrics-listen"),
         ("log-level = \"chatty\"", "log-level"),
         ("body-timeout-secs = 0", "body-timeout-secs"),
+        ("log-format = \"xml\"", "log-format"),
+        ("database-pool-size = 0", "database-pool-size"),
     ] {
         let cfg = dir.path().join("bad.toml");
         std::fs::write(&cfg, format!("listen = \"127.0.0.1:0\"\n{extra}\n")).unwrap();
@@ -118,17 +120,15 @@ fn wrong_admin_tokens_are_throttled_per_client_address() {
     assert_eq!(s.admin("GET", "/admin/sessions", Value::Null).0, 200);
 }
 
-#[test]
-fn forwarded_for_is_believed_only_from_trusted_proxies() {
-    let s = Server::with_config("trusted-proxies = [\"127.0.0.0/8\"]");
-    let (license, key) = s.license("pro", json!({"seats": 5}));
+/// Acquires a seat with `forwarded` as `X-Forwarded-For`; the source the audit trail
+/// kept for it.
+fn source_of_acquire(s: &Server, license: &str, key: &str, forwarded: &str) -> String {
     let body = json!({"hardware_id": "hw", "instance_id": "i", "version": "1", "nonce": NONCE})
         .to_string();
     let (code, _, _) = raw(
         s.port,
         &format!(
-            "POST {} HTTP/1.1\r\nAuthorization: Bearer {key}\r\n\
-             X-Forwarded-For: 198.51.100.9, 203.0.113.7, 127.0.0.1",
+            "POST {} HTTP/1.1\r\nAuthorization: Bearer {key}\r\nX-Forwarded-For: {forwarded}",
             paths::ACQUIRE
         ),
         &body,
@@ -139,8 +139,16 @@ fn forwarded_for_is_believed_only_from_trusted_proxies() {
         &format!("/admin/audit?license={license}"),
         Value::Null,
     );
+    trail[0]["source"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn forwarded_for_is_believed_only_from_trusted_proxies() {
+    let s = Server::with_config("trusted-proxies = [\"127.0.0.0/8\"]");
+    let (license, key) = s.license("pro", json!({"seats": 5}));
     assert_eq!(
-        trail[0]["source"], "203.0.113.7",
+        source_of_acquire(&s, &license, &key, "198.51.100.9, 203.0.113.7, 127.0.0.1"),
+        "203.0.113.7",
         "the rightmost hop that is not a proxy"
     );
     // Throttling follows the client too: one forwarded client locked out, another not.
@@ -164,27 +172,8 @@ fn forwarded_for_is_believed_only_from_trusted_proxies() {
     // Without trusted proxies the header is the client's word, and ignored.
     let s = Server::start();
     let (license, key) = s.license("pro", json!({"seats": 5}));
-    let (code, _, _) = raw(
-        s.port,
-        &format!(
-            "POST {} HTTP/1.1\r\nAuthorization: Bearer {key}\r\nX-Forwarded-For: 203.0.113.7",
-            paths::ACQUIRE
-        ),
-        &body,
-    );
-    assert_eq!(code, 200);
-    let (_, trail) = s.admin(
-        "GET",
-        &format!("/admin/audit?license={license}"),
-        Value::Null,
-    );
-    assert!(
-        trail[0]["source"]
-            .as_str()
-            .unwrap()
-            .starts_with("127.0.0.1:"),
-        "{trail}"
-    );
+    let source = source_of_acquire(&s, &license, &key, "203.0.113.7");
+    assert!(source.starts_with("127.0.0.1:"), "{source}");
 }
 
 #[test]

@@ -206,12 +206,15 @@ fn every_command_has_its_own_help_naming_the_defaults() {
         &["api-key", "revoke"],
         &["license"],
         &["license", "update"],
+        &["license", "set-tier"],
+        &["license", "revoke"],
         &["license", "show"],
         &["sessions"],
         &["sessions", "list"],
         &["sessions", "kick"],
         &["abuse"],
         &["audit"],
+        &["migrate"],
     ];
     for words in commands {
         let mut args = words.to_vec();

@@ -38,11 +38,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
-            )
+            too_large()
         } else {
             ApiError::bad(codes::INVALID_REQUEST, e.body_text())
         }
@@ -223,10 +219,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
                     .extensions
                     .get::<ConnectInfo<SocketAddr>>()
                     .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
-                ClientAddr {
-                    ip: peer.ip(),
-                    port: Some(peer.port()),
-                }
+                ClientAddr::of(peer, None, &[])
             }))
     }
 }

@@ -54,13 +54,16 @@ fn seat_token_exp(p: &Effective, lic: &License, now: i64) -> i64 {
     now.saturating_add(seat_token_life(p)).min(lic.expires_at)
 }
 
-/// Whether a heartbeat at `now` renews the session's token: at once when the license's
-/// tier changed; else once less than the margin (grace + TTL + half a lifetime) is
-/// left, if a new token would run longer (never past the license's end).
-pub fn renewal_due(p: &Effective, session: &Session, lic: &License, now: i64) -> bool {
+/// The `exp` of the token a heartbeat at `now` renews the session's to, if it renews:
+/// at once when the license's tier changed; else once less than the margin (the grace,
+/// the TTL and half a lifetime) is left, if a new token would run longer (never past
+/// the license's end).
+pub fn renewal_due(p: &Effective, session: &Session, lic: &License, now: i64) -> Option<i64> {
     let margin = p.grace_secs() + p.session_ttl() + p.token_lifetime / 2;
     let next_exp = seat_token_exp(p, lic, now);
-    session.tier != lic.tier || (session.token_exp - now <= margin && next_exp > session.token_exp)
+    let due = session.tier != lic.tier
+        || (session.token_exp - now <= margin && next_exp > session.token_exp);
+    due.then_some(next_exp)
 }
 
 /// The start of a reported offline period, within what can be true: not before `floor`
@@ -357,13 +360,13 @@ pub async fn heartbeat(
     let p = tokens::policy(s, lic)?;
     let now = s.now();
     let mut license = None;
-    if renewal_due(&p, &session, lic, now) {
+    if let Some(next_exp) = renewal_due(&p, &session, lic, now) {
         let (jwt, exp) = tokens::issue(
             s,
             lic,
             TokenSpec {
                 nonce: Some(nonce),
-                lifetime: Lifetime::Until(seat_token_exp(&p, lic, now)),
+                lifetime: Lifetime::Until(next_exp),
                 sid: Some(&session.id),
                 hwid: Some(&session.hardware_id),
                 grace_days: Some(SEAT_TOKEN_GRACE_DAYS),
@@ -450,7 +453,7 @@ mod tests {
                 ..lic.clone()
             };
             assert_eq!(
-                renewal_due(&p, &session(tier, exp), &lic, now),
+                renewal_due(&p, &session(tier, exp), &lic, now).is_some(),
                 want,
                 "{tier} {exp} {lic_end}"
             );
