@@ -668,11 +668,7 @@ fn build(
 /// How a config value is echoed in an error: cleaned, and a long one (a token or key
 /// pasted under the wrong name) shown by its first characters only.
 fn show(value: &str) -> String {
-    if value.chars().count() > 40 {
-        crate::log::redact(&crate::log::clean(value))
-    } else {
-        crate::log::clean(value)
-    }
+    crate::log::echo(value)
 }
 
 /// A string value that must be a string (a path): a number is not taken for one.

@@ -172,6 +172,17 @@ fn escape(s: &str, max_chars: usize) -> String {
     out
 }
 
+/// A received value as an error message may echo it: cleaned, and a long one (a token
+/// or key pasted under the wrong name, a runaway field) shown by its first characters
+/// only, so no message grows with what was sent.
+pub fn echo(value: &str) -> String {
+    if value.chars().count() > 40 {
+        redact(&clean(value))
+    } else {
+        clean(value)
+    }
+}
+
 /// Shows a secret (API key, token) by its first 6 characters only: `sk-abc…`.
 pub fn redact(secret: &str) -> String {
     let head: String = secret.chars().take(6).collect();

@@ -167,7 +167,10 @@ impl KeySet {
         for (i, jwk) in list.iter().enumerate() {
             let key = parse_jwk(jwk).map_err(|e| format!("key #{i}: {e}"))?;
             if keys.iter().any(|k| k.kid == key.kid) {
-                return Err(format!("key #{i}: kid `{}` appears twice", key.kid));
+                return Err(format!(
+                    "key #{i}: kid `{}` appears twice",
+                    crate::log::echo(&key.kid)
+                ));
             }
             keys.push(key);
         }
@@ -299,7 +302,12 @@ fn parse_jwk(jwk: &Value) -> Result<TrustedKey, String> {
             let key = DecodingKey::from_ec_components(x, y).map_err(|e| e.to_string())?;
             (KeyKind::P256, key)
         }
-        other => return Err(format!("key type `{other}` is not supported")),
+        other => {
+            return Err(format!(
+                "key type `{}` is not supported",
+                crate::log::echo(other)
+            ))
+        }
     };
     if let Some(Value::String(alg)) = o.get("alg") {
         let expected = match kind {
@@ -309,7 +317,8 @@ fn parse_jwk(jwk: &Value) -> Result<TrustedKey, String> {
         };
         if alg != expected {
             return Err(format!(
-                "`alg` {alg} does not fit this key (expected {expected})"
+                "`alg` {} does not fit this key (expected {expected})",
+                crate::log::echo(alg)
             ));
         }
     }

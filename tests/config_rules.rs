@@ -362,3 +362,23 @@ fn a_long_url_is_not_echoed_whole() {
     assert!(e.to_string().len() < 200, "{e}");
     assert!(e.to_string().contains("must use https"), "{e}");
 }
+
+#[test]
+fn a_runaway_value_in_public_keys_is_not_echoed_whole() {
+    // Found by the config fuzz target: a 2 000-character `kty` made a 2 390-byte error.
+    let long = "K".repeat(2000);
+    for jwk in [
+        json!({"kty": long, "kid": "k"}),
+        json!({"kty": "OKP", "crv": "Ed25519", "kid": "k", "alg": long,
+               "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}),
+    ] {
+        let e = parse(json!({"public-keys": [jwk]})).unwrap_err();
+        assert_eq!(e.key, "public-keys");
+        assert!(e.to_string().len() < 200, "{}", e.to_string().len());
+    }
+    let dup = "d".repeat(2000);
+    let key = json!({"kty": "OKP", "crv": "Ed25519", "kid": dup,
+                     "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+    let e = parse(json!({"public-keys": [key.clone(), key]})).unwrap_err();
+    assert!(e.to_string().len() < 200, "{}", e.to_string().len());
+}
