@@ -266,6 +266,10 @@ fn script_flush_and_a_redis_restart_mid_load_are_recovered_from() {
         503
     );
 
+    // An outage longer than the client's reconnect attempts (one retry within 500 ms):
+    // the first request on instance A afterwards must reach Redis, not the failed connect.
+    std::thread::sleep(Duration::from_millis(1500));
+
     // Back without persistence: sessions are gone (410), engines acquire again.
     c.redis = RedisProc::start_on(port);
     let deadline = Instant::now() + Duration::from_secs(10);

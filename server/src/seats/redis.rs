@@ -290,6 +290,24 @@ impl RedisSeats {
             .map_err(unavailable)
     }
 
+    /// Runs `op` on the connection, and once more when the connection was refused. During
+    /// an outage the manager keeps its last failed connect until the next request, which
+    /// fails on it without reaching Redis and only then starts a new connect: without the
+    /// second try, the first request on each instance after Redis is back would be a 503.
+    /// A refused connection sent nothing, so no command or script runs twice.
+    async fn with_conn<T, F, Fut>(&self, op: F) -> Result<T, SeatError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = self.conn().await?;
+        match op(conn.clone()).await {
+            Err(e) if e.is_connection_refusal() => op(conn).await,
+            done => done,
+        }
+        .map_err(unavailable)
+    }
+
     /// Runs `script` over `license`'s keys with the common arguments (the time source,
     /// the lapse cap) followed by `args`.
     async fn run<T: redis::FromRedisValue>(
@@ -298,7 +316,6 @@ impl RedisSeats {
         license: &str,
         args: &[String],
     ) -> Result<T, SeatError> {
-        let mut conn = self.conn().await?;
         let mut inv = script.prepare_invoke();
         for k in keys(license) {
             inv.key(k);
@@ -311,47 +328,49 @@ impl RedisSeats {
         for a in args {
             inv.arg(a);
         }
-        inv.invoke_async(&mut conn).await.map_err(unavailable)
+        let inv = &inv;
+        self.with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await
     }
 
     async fn index(&self, session: &Session) -> Result<(), SeatError> {
-        let mut conn = self.conn().await?;
-        redis::pipe()
-            .sadd(LICENSES_KEY, &session.license)
+        let mut pipe = redis::pipe();
+        pipe.sadd(LICENSES_KEY, &session.license)
             .ignore()
             .hset(SESSION_INDEX_KEY, &session.id, &session.license)
-            .ignore()
-            .query_async::<()>(&mut conn)
+            .ignore();
+        let pipe = &pipe;
+        self.with_conn(|mut c| async move { pipe.query_async::<()>(&mut c).await })
             .await
-            .map_err(unavailable)
     }
 
     async fn unindex(&self, session_id: &str) -> Result<(), SeatError> {
-        let mut conn = self.conn().await?;
-        conn.hdel::<_, _, ()>(SESSION_INDEX_KEY, session_id)
-            .await
-            .map_err(unavailable)
+        self.with_conn(
+            |mut c| async move { c.hdel::<_, _, ()>(SESSION_INDEX_KEY, session_id).await },
+        )
+        .await
     }
 
     async fn licenses(&self) -> Result<Vec<String>, SeatError> {
-        let mut conn = self.conn().await?;
-        conn.smembers(LICENSES_KEY).await.map_err(unavailable)
+        self.with_conn(|mut c| async move { c.smembers(LICENSES_KEY).await })
+            .await
     }
 
     /// Drops index entries of sessions that are gone (dropped after their offline grace
     /// inside a script, which cannot reach the index's slot), a bounded step per call.
     async fn sweep_index(&self) -> Result<(), SeatError> {
         use std::sync::atomic::Ordering;
-        let mut conn = self.conn().await?;
         let cursor = self.sweep_cursor.load(Ordering::Relaxed);
-        let (next, pairs): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
-            .arg(SESSION_INDEX_KEY)
+        let mut scan = redis::cmd("HSCAN");
+        scan.arg(SESSION_INDEX_KEY)
             .arg(cursor)
             .arg("COUNT")
-            .arg(INDEX_SWEEP)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .arg(INDEX_SWEEP);
+        let scan = &scan;
+        let (next, pairs): (u64, Vec<(String, String)>) = self
+            .with_conn(|mut c| async move { scan.query_async(&mut c).await })
+            .await?;
+        let mut conn = self.conn().await?;
         self.sweep_cursor.store(next, Ordering::Relaxed);
         for (sid, license) in pairs {
             let [_, _, sessions, _] = keys(&license);
@@ -384,10 +403,8 @@ impl RedisSeats {
 
     /// The license a session was granted under, from the index.
     async fn license_of(&self, session_id: &str) -> Result<Option<String>, SeatError> {
-        let mut conn = self.conn().await?;
-        conn.hget(SESSION_INDEX_KEY, session_id)
+        self.with_conn(|mut c| async move { c.hget(SESSION_INDEX_KEY, session_id).await })
             .await
-            .map_err(unavailable)
     }
 
     async fn end(&self, session_id: &str, license: &str) -> Result<Option<Session>, SeatError> {
@@ -553,12 +570,11 @@ impl SeatStore for RedisSeats {
 
     fn ping(&self) -> SeatFuture<'_, ()> {
         Box::pin(async move {
-            let mut conn = self.conn().await?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .map(|_| ())
-                .map_err(unavailable)
+            self.with_conn(
+                |mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await },
+            )
+            .await
+            .map(|_| ())
         })
     }
 
