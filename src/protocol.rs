@@ -117,12 +117,15 @@ pub enum SeatMode {
 pub struct AcquireRequest {
     /// The engine's hardware id.
     pub hardware_id: String,
-    /// The engine's instance id.
+    /// The engine's instance id (a client written from the CODITECT ADR sends none).
+    #[serde(default)]
     pub instance_id: String,
     /// The host's version.
     #[serde(default)]
     pub version: String,
-    /// Fresh random nonce, echoed into the token.
+    /// Fresh random nonce, echoed into the token; empty (absent) from a client that
+    /// sends none, whose token then carries none.
+    #[serde(default)]
     pub nonce: String,
     /// When the engine went offline with no session left to end (it worked from its
     /// cached token after a release, a kick or a revoked session), RFC 3339: the offline
@@ -143,12 +146,15 @@ pub struct ReconnectRequest {
     pub old_session_id: Option<String>,
     /// The engine's hardware id.
     pub hardware_id: String,
-    /// The engine's instance id.
+    /// The engine's instance id (a client written from the CODITECT ADR sends none).
+    #[serde(default)]
     pub instance_id: String,
     /// The host's version.
     #[serde(default)]
     pub version: String,
-    /// Fresh random nonce, echoed into the token.
+    /// Fresh random nonce, echoed into the token; empty (absent) from a client that
+    /// sends none, whose token then carries none.
+    #[serde(default)]
     pub nonce: String,
     /// When offline mode was entered (RFC 3339), if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,7 +204,9 @@ impl AcquireAnswer {
 pub struct HeartbeatRequest {
     /// The session kept.
     pub session_id: String,
-    /// Fresh random nonce, echoed into a renewed token.
+    /// Fresh random nonce, echoed into a renewed token; empty (absent) from a client that
+    /// sends none.
+    #[serde(default)]
     pub nonce: String,
 }
 

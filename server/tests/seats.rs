@@ -690,3 +690,96 @@ fn the_audit_trail_is_kept_for_its_configured_days_and_offline_periods_for_30() 
         "offline periods outlive the 30-day window"
     );
 }
+
+/// The bodies of the CODITECT ADR's `HybridLicenseValidator`, exactly: no `instance_id`,
+/// `version` or `nonce`.
+#[test]
+fn the_coditect_adr_client_s_bodies_are_served() {
+    let s = Server::start();
+    let (license, key) = s.license("team", json!({"seats": 1, "heartbeat_interval": 3600}));
+    let (status, v) = s.json(
+        "POST",
+        paths::ACQUIRE,
+        Some(&key),
+        json!({"hardware_id": "adr-laptop"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["mode"], "online");
+    assert_eq!(v["heartbeat_interval"], 3600);
+    assert_eq!(v["grace_period_days"], 3);
+    let sid = v["session_id"].as_str().unwrap().to_string();
+    let c = s.jwks().verify(v["license"].as_str().unwrap()).unwrap();
+    assert_eq!(c.nonce, None, "no nonce in the request, none in the token");
+    assert_eq!(c.sid.as_deref(), Some(sid.as_str()));
+    assert_eq!(sessions(&s, &license)[0]["instance_id"], "");
+
+    // A second machine is refused by count.
+    let (status, v) = s.json(
+        "POST",
+        paths::ACQUIRE,
+        Some(&key),
+        json!({"hardware_id": "adr-desktop"}),
+    );
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(v["message"], "All seats in use (1/1)");
+
+    // Heartbeats keep the seat, and the renewal half-way through carries no nonce.
+    let mut renewed = None;
+    for _ in 0..12 {
+        s.advance(3600);
+        let (status, v) = s.json(
+            "PUT",
+            paths::HEARTBEAT,
+            Some(&key),
+            json!({"session_id": sid}),
+        );
+        assert_eq!(status, 200, "{v}");
+        if let Some(jwt) = v["license"].as_str() {
+            renewed = Some(s.jwks().verify(jwt).unwrap());
+        }
+    }
+    let renewed = renewed.expect("renewed within twelve hourly beats");
+    assert_eq!(renewed.nonce, None);
+    assert_eq!(renewed.sid.as_deref(), Some(sid.as_str()));
+
+    // A reconnect with the old session frees its seat at once.
+    let (status, v) = s.json(
+        "POST",
+        paths::RECONNECT,
+        Some(&key),
+        json!({"old_session_id": sid, "hardware_id": "adr-laptop"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let new = v["session_id"].as_str().unwrap().to_string();
+    assert_ne!(new, sid);
+    assert_eq!(sessions(&s, &license).len(), 1);
+    let (status, _) = s.json(
+        "DELETE",
+        paths::RELEASE,
+        Some(&key),
+        json!({"session_id": new}),
+    );
+    assert_eq!(status, 204);
+    assert!(sessions(&s, &license).is_empty());
+
+    // A nonce that is given must still have the engine's form.
+    let (status, v) = s.json(
+        "POST",
+        paths::ACQUIRE,
+        Some(&key),
+        json!({"hardware_id": "adr-laptop", "nonce": "xyz"}),
+    );
+    assert_eq!(status, 400, "{v}");
+
+    // The free plan: offline mode, grace 0, no seat.
+    let (_, free) = s.license("community", json!({}));
+    let (status, v) = s.json(
+        "POST",
+        paths::ACQUIRE,
+        Some(&free),
+        json!({"hardware_id": "adr-laptop"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["mode"], "offline");
+    assert_eq!(v["grace_period_days"], 0);
+}

@@ -104,6 +104,15 @@ pub(crate) fn check_text(
     Ok(())
 }
 
+/// A seat call's nonce: absent (empty) is allowed, as clients written from the CODITECT
+/// ADR send none; a nonce given must have the form the engine sends.
+pub(crate) fn check_optional_nonce(n: &str) -> Result<Option<&str>, ApiError> {
+    if n.is_empty() {
+        return Ok(None);
+    }
+    check_nonce(n).map(|()| Some(n))
+}
+
 pub(crate) fn check_nonce(n: &str) -> Result<(), ApiError> {
     if n.len() < 16 || n.len() > 128 || !n.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::bad(

@@ -15,7 +15,7 @@ use lic4es::protocol::{
     ReleaseRequest,
 };
 
-use super::{check_nonce, check_text, parse, ApiError, ClientAddr, KeyLicense};
+use super::{check_optional_nonce, check_text, parse, ApiError, ClientAddr, KeyLicense};
 use crate::app::AppState;
 use crate::seats::Replace;
 use crate::service::seats::{self as service, Report, Seeker};
@@ -43,14 +43,14 @@ fn seeker(
     addr: ClientAddr,
 ) -> Result<(Seeker, Option<Report>), ApiError> {
     check_text("hardware_id", hardware_id, 256, true)?;
-    check_text("instance_id", instance_id, 256, true)?;
+    check_text("instance_id", instance_id, 256, false)?;
     check_text("version", version, 128, false)?;
-    check_nonce(nonce)?;
+    let nonce = check_optional_nonce(nonce)?;
     let report = offline_since(offline)?.map(|since| Report { since, cycles });
     let who = Seeker {
         hardware_id: hardware_id.into(),
         instance_id: instance_id.into(),
-        nonce: nonce.into(),
+        nonce: nonce.map(str::to_string),
         source: addr.to_string(),
     };
     Ok((who, report))
@@ -112,7 +112,7 @@ pub(crate) fn check_bodies(body: &[u8]) {
     }
     if let Ok(req) = super::parse_bytes::<HeartbeatRequest>(body) {
         let _ = check_session_id(&req.session_id);
-        let _ = check_nonce(&req.nonce);
+        let _ = check_optional_nonce(&req.nonce);
     }
     if let Ok(req) = super::parse_bytes::<ReleaseRequest>(body) {
         let _ = check_session_id(&req.session_id);
@@ -162,10 +162,10 @@ pub async fn heartbeat(
 ) -> Result<Json<HeartbeatAnswer>, ApiError> {
     let req: HeartbeatRequest = parse(body)?;
     check_session_id(&req.session_id)?;
-    check_nonce(&req.nonce)?;
+    let nonce = check_optional_nonce(&req.nonce)?;
     let source = addr.to_string();
     Ok(Json(
-        service::heartbeat(&s, &lic, &req.session_id, &req.nonce, &source).await?,
+        service::heartbeat(&s, &lic, &req.session_id, nonce, &source).await?,
     ))
 }
 

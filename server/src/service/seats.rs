@@ -19,8 +19,8 @@ pub struct Seeker {
     pub hardware_id: String,
     /// The engine's instance id.
     pub instance_id: String,
-    /// The request's nonce, echoed in the token.
-    pub nonce: String,
+    /// The request's nonce, echoed in the token (none from a client that sends none).
+    pub nonce: Option<String>,
     /// Where the request came from, for the audit trail.
     pub source: String,
 }
@@ -253,7 +253,7 @@ pub async fn grant(
         s,
         lic,
         TokenSpec {
-            nonce: Some(&who.nonce),
+            nonce: who.nonce.as_deref(),
             lifetime: Lifetime::Until(token_exp),
             sid: Some(&session.id),
             hwid: Some(&who.hardware_id),
@@ -310,7 +310,7 @@ async fn offline_plan(
         s,
         lic,
         TokenSpec {
-            nonce: Some(&who.nonce),
+            nonce: who.nonce.as_deref(),
             hwid: Some(&who.hardware_id),
             ..TokenSpec::default()
         },
@@ -349,7 +349,7 @@ pub async fn heartbeat(
     s: &AppState,
     lic: &License,
     session_id: &str,
-    nonce: &str,
+    nonce: Option<&str>,
     source: &str,
 ) -> ServiceResult<HeartbeatAnswer> {
     let session = s
@@ -365,7 +365,7 @@ pub async fn heartbeat(
             s,
             lic,
             TokenSpec {
-                nonce: Some(nonce),
+                nonce,
                 lifetime: Lifetime::Until(next_exp),
                 sid: Some(&session.id),
                 hwid: Some(&session.hardware_id),
