@@ -67,8 +67,13 @@ pub enum BackendError {
         message: String,
     },
     /// `403 no_seats_available`: every seat of the license is in use.
-    #[error("no seat available: {0}")]
-    NoSeats(String),
+    #[error("no seat available: {message}")]
+    NoSeats {
+        /// The backend's message.
+        message: String,
+        /// The answer's `Retry-After` (seconds), if it had one.
+        retry_after_secs: Option<u64>,
+    },
     /// `403 seat_required`: the license is counted in seats; the token endpoint does not
     /// serve it.
     #[error("the license is counted in seats: {0}")]
@@ -274,10 +279,10 @@ impl Backend {
         req: &TokenRequest,
     ) -> Result<TokenReply, BackendError> {
         let url = self.endpoint(paths::TOKEN);
-        let (status, body) = self.exchange(Method::POST, &url, api_key, req).await?;
-        match status {
-            StatusCode::OK => parse_token_reply(&body),
-            s => Err(error_for_status(s, &body)),
+        let reply = self.exchange(Method::POST, &url, api_key, req).await?;
+        match reply.status {
+            StatusCode::OK => parse_token_reply(&reply.body),
+            _ => Err(reply.error()),
         }
     }
 
@@ -291,13 +296,13 @@ impl Backend {
         let url = Url::parse(refresh_url)
             .map_err(|e| BackendError::BadUrl(format!("refresh_url `{refresh_url}`: {e}")))?;
         check_backend_url(&url).map_err(|e| BackendError::BadUrl(format!("refresh_url {e}")))?;
-        let (status, body) = self
+        let reply = self
             .exchange(Method::POST, url.as_str(), current_token, req)
             .await?;
-        match status {
+        match reply.status {
             StatusCode::NO_CONTENT => Ok(None),
-            StatusCode::OK => parse_token_reply(&body).map(Some),
-            s => Err(error_for_status(s, &body)),
+            StatusCode::OK => parse_token_reply(&reply.body).map(Some),
+            _ => Err(reply.error()),
         }
     }
 
@@ -326,10 +331,10 @@ impl Backend {
         req: &impl Serialize,
     ) -> Result<AcquireAnswer, BackendError> {
         let url = self.endpoint(path);
-        let (status, body) = self.exchange(Method::POST, &url, api_key, req).await?;
-        match status {
-            StatusCode::OK => parse_answer(&body),
-            s => Err(error_for_status(s, &body)),
+        let reply = self.exchange(Method::POST, &url, api_key, req).await?;
+        match reply.status {
+            StatusCode::OK => parse_answer(&reply.body),
+            _ => Err(reply.error()),
         }
     }
 
@@ -341,12 +346,12 @@ impl Backend {
         req: &HeartbeatRequest,
     ) -> Result<HeartbeatAnswer, BackendError> {
         let url = self.endpoint(paths::HEARTBEAT);
-        let (status, body) = self.exchange(Method::PUT, &url, api_key, req).await?;
-        match status {
-            StatusCode::OK => parse_answer(&body),
+        let reply = self.exchange(Method::PUT, &url, api_key, req).await?;
+        match reply.status {
+            StatusCode::OK => parse_answer(&reply.body),
             StatusCode::NO_CONTENT => Ok(HeartbeatAnswer::default()),
             StatusCode::NOT_FOUND | StatusCode::GONE => Err(BackendError::SessionGone),
-            s => Err(error_for_status(s, &body)),
+            _ => Err(reply.error()),
         }
     }
 
@@ -354,11 +359,11 @@ impl Backend {
     /// (404, 410) counts as released.
     pub async fn release(&self, api_key: &str, req: &ReleaseRequest) -> Result<(), BackendError> {
         let url = self.endpoint(paths::RELEASE);
-        let (status, body) = self.exchange(Method::DELETE, &url, api_key, req).await?;
-        match status {
+        let reply = self.exchange(Method::DELETE, &url, api_key, req).await?;
+        match reply.status {
             s if s.is_success() => Ok(()),
             StatusCode::NOT_FOUND | StatusCode::GONE => Ok(()),
-            s => Err(error_for_status(s, &body)),
+            _ => Err(reply.error()),
         }
     }
 
@@ -368,7 +373,7 @@ impl Backend {
         url: &str,
         bearer: &str,
         body: &impl Serialize,
-    ) -> Result<(StatusCode, Vec<u8>), BackendError> {
+    ) -> Result<Reply, BackendError> {
         let body = serde_json::to_vec(body).map_err(|e| BackendError::Setup(e.to_string()))?;
         let parsed = Url::parse(url).map_err(|e| BackendError::BadUrl(e.to_string()))?;
         let client = if crate::config::is_loopback_url(&parsed) {
@@ -385,9 +390,48 @@ impl Backend {
             .await
             .map_err(|e| transport_error(url, &e))?;
         let status = resp.status();
+        let retry_after_secs = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(retry_after_secs);
         let body = read_capped(resp, url).await?;
-        Ok((status, body))
+        Ok(Reply {
+            status,
+            retry_after_secs,
+            body,
+        })
     }
+}
+
+/// An answer as read: its status, its `Retry-After` (seconds), and its body.
+struct Reply {
+    status: StatusCode,
+    retry_after_secs: Option<u64>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    /// The error a non-success answer means (see [`error_for_status`]), with its
+    /// `Retry-After` on a refused seat.
+    fn error(&self) -> BackendError {
+        match error_for_status(self.status, &self.body) {
+            BackendError::NoSeats { message, .. } => BackendError::NoSeats {
+                message,
+                retry_after_secs: self.retry_after_secs,
+            },
+            e => e,
+        }
+    }
+}
+
+/// A `Retry-After` in seconds (the form the protocol uses; an HTTP date is ignored).
+fn retry_after_secs(v: &str) -> Option<u64> {
+    let v = v.trim();
+    if v.is_empty() || v.len() > 10 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
 }
 
 async fn read_capped(mut resp: reqwest::Response, url: &str) -> Result<Vec<u8>, BackendError> {
@@ -442,11 +486,14 @@ pub fn error_for_status(status: StatusCode, body: &[u8]) -> BackendError {
     match status.as_u16() {
         401 | 403 if revoked => BackendError::Revoked { code, message },
         403 if code == codes::SEAT_REQUIRED => BackendError::SeatRequired(message),
-        403 if code == codes::NO_SEATS_AVAILABLE => BackendError::NoSeats(if message.is_empty() {
-            "all seats in use".into()
-        } else {
-            message
-        }),
+        403 if code == codes::NO_SEATS_AVAILABLE => BackendError::NoSeats {
+            message: if message.is_empty() {
+                "all seats in use".into()
+            } else {
+                message
+            },
+            retry_after_secs: None,
+        },
         401 => BackendError::Unauthorized { code, message },
         other => BackendError::Status(other),
     }

@@ -42,7 +42,8 @@ pub enum SeatState {
     Degraded,
     /// A free plan: the token is used without a seat or heartbeats.
     OfflinePlan,
-    /// The backend refused a seat (all in use); retried on the refresh schedule.
+    /// The backend refused a seat (all in use); retried after a backoff (a rolling update's
+    /// surge host gets the seat its predecessor releases within minutes).
     NoSeats,
 }
 
@@ -77,7 +78,8 @@ pub struct SeatParams {
     pub max_failures: u32,
     /// `seat.reconnect-interval`: the longest wait between reconnect attempts.
     pub reconnect_cap_ms: i64,
-    /// `refresh.interval`: when a free plan or a refused seat is tried again.
+    /// `refresh.interval`: when a free plan is tried again, and the longest a refused
+    /// seat waits for a backend's `Retry-After`.
     pub refresh_interval_ms: i64,
 }
 
@@ -129,7 +131,12 @@ pub enum Event {
     /// An acquire or reconnect succeeded.
     Granted(Grant),
     /// An acquire or reconnect was refused: every seat is in use.
-    NoSeats(String),
+    NoSeats {
+        /// The backend's message.
+        message: String,
+        /// The answer's `Retry-After`, in milliseconds, if it had one.
+        retry_after_ms: Option<i64>,
+    },
     /// A seat call answered with a revocation (the engine drops the license itself).
     Revoked,
     /// An acquire or reconnect could not reach the backend (network, timeout, 5xx, or an
@@ -262,6 +269,26 @@ pub fn reconnect_delay(attempt: u32, jitter: f64, cap_ms: i64) -> i64 {
         jitter.clamp(0.0, 1.0)
     };
     ((j * ceiling as f64) as i64).clamp(MIN_RECONNECT_MS.min(ceiling), ceiling)
+}
+
+/// The wait before asking again for a seat after the `attempt`-th refusal in a row (0 for
+/// the first): the reconnect backoff ([`reconnect_delay`]: one minute doubling, full
+/// jitter, at most `seat.reconnect-interval`), or the backend's `Retry-After` when that is
+/// longer. A `Retry-After` is honoured up to the longer of `refresh.interval` and
+/// `seat.reconnect-interval`, so no answer parks a host for longer than the refresh
+/// schedule would.
+pub fn no_seat_delay(
+    attempt: u32,
+    jitter: f64,
+    retry_after_ms: Option<i64>,
+    params: &SeatParams,
+) -> i64 {
+    let backoff = reconnect_delay(attempt, jitter, params.reconnect_cap_ms);
+    let bound = params.refresh_interval_ms.max(params.reconnect_cap_ms);
+    match retry_after_ms {
+        Some(r) => backoff.max(r.clamp(0, bound)),
+        None => backoff,
+    }
 }
 
 /// A heartbeat interval received from the backend (seconds), as milliseconds within
@@ -416,21 +443,36 @@ impl SeatMachine {
                 out.push(self.seek(now));
             }
             Event::Granted(grant) => self.granted(now, grant, &mut out),
-            Event::NoSeats(message) => {
+            Event::NoSeats {
+                message,
+                retry_after_ms,
+            } => {
                 self.mem.session_id = None;
                 self.mem.offline_since = None;
                 self.token_until = None;
-                self.next_at = Some(now.saturating_add(self.params.refresh_interval_ms));
+                self.attempt = if self.state == SeatState::NoSeats {
+                    self.attempt.saturating_add(1)
+                } else {
+                    0
+                };
+                let delay = no_seat_delay(self.attempt, cx.jitter, retry_after_ms, &self.params);
+                self.next_at = Some(now.saturating_add(delay));
                 if self.state == SeatState::NoSeats {
                     out.push(Action::Log(
                         Level::Debug,
-                        format!("Still no seat available: {message}"),
+                        format!(
+                            "Still no seat available: {message}; next attempt in {} s",
+                            delay / 1000
+                        ),
                     ));
                 } else {
                     self.go(
                         SeatState::NoSeats,
                         Level::Error,
-                        format!("No seat available: {message}"),
+                        format!(
+                            "No seat available: {message}; next attempt in {} s",
+                            delay / 1000
+                        ),
                         &mut out,
                     );
                 }
@@ -718,7 +760,9 @@ impl SeatMachine {
                 ));
             }
             SeatState::NoSeats => {
-                self.next_at = Some(now.saturating_add(self.params.refresh_interval_ms));
+                self.attempt = self.attempt.saturating_add(1);
+                let delay = reconnect_delay(self.attempt, cx.jitter, self.params.reconnect_cap_ms);
+                self.next_at = Some(now.saturating_add(delay));
                 out.push(Action::Log(
                     Level::Warn,
                     format!("Seat acquire failed: {reason}"),

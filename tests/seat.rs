@@ -286,7 +286,7 @@ async fn strict_online_only_licenses_degrade_at_once() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn no_seats_is_community_with_the_backend_s_message_and_retried_on_the_refresh_schedule() {
+async fn no_seats_is_community_with_the_backend_s_message_and_retried_after_a_minute_doubling() {
     let r = Run::new().await;
     r.fake.mode(Mode::NoSeats);
     r.f.write_cache(&token("pro", 30));
@@ -296,22 +296,48 @@ async fn no_seats_is_community_with_the_backend_s_message_and_retried_on_the_ref
         Tier::Community,
         "the cache never stands in for a seat"
     );
-    assert!(r
-        .logs()
-        .has(Level::Error, "No seat available: All seats in use (2/2)"));
+    assert!(r.logs().has(
+        Level::Error,
+        "No seat available: All seats in use (2/2); next attempt in 60 s"
+    ));
     let s = e.status();
     assert_eq!(s.seat.as_ref().unwrap().state, SeatState::NoSeats);
     assert!(s.reason.unwrap().contains("All seats in use (2/2)"));
     assert_eq!(s.status, "No license");
-    wait_secs(6 * H - 1).await;
+    // The jitter is pinned to its ceiling: 1 min, then 2, then 4.
+    wait_secs(MIN - 1).await;
     assert_eq!(r.count(paths::ACQUIRE), 1);
-    r.fake.mode(Mode::Up);
     wait_secs(2).await;
     assert_eq!(r.count(paths::ACQUIRE), 2);
+    wait_secs(2 * MIN).await;
+    assert_eq!(r.count(paths::ACQUIRE), 3);
+    // The seat is free again (a predecessor released it): the next attempt gets it.
+    r.fake.mode(Mode::Up);
+    wait_secs(4 * MIN).await;
+    assert_eq!(r.count(paths::ACQUIRE), 4);
     assert_eq!(e.tier(), Tier::Pro);
     assert!(r
         .logs()
         .has(Level::Info, "License upgraded from Community to Pro"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_seat_waits_for_a_longer_retry_after() {
+    let r = Run::new().await;
+    r.fake.mode(Mode::NoSeats);
+    r.fake.inner.lock().unwrap().retry_after = Some(600);
+    let e = r.start(json!({})).await;
+    assert_eq!(e.tier(), Tier::Community);
+    assert!(r.logs().has(
+        Level::Error,
+        "All seats in use (2/2); next attempt in 600 s"
+    ));
+    wait_secs(10 * MIN - 1).await;
+    assert_eq!(r.count(paths::ACQUIRE), 1, "not before the Retry-After");
+    r.fake.mode(Mode::Up);
+    wait_secs(2).await;
+    assert_eq!(r.count(paths::ACQUIRE), 2);
+    assert_eq!(e.tier(), Tier::Pro);
 }
 
 #[tokio::test(start_paused = true)]

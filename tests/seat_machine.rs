@@ -47,6 +47,13 @@ fn unreachable(token_until: Option<i64>) -> Event {
     }
 }
 
+fn no_seats(message: &str) -> Event {
+    Event::NoSeats {
+        message: message.into(),
+        retry_after_ms: None,
+    }
+}
+
 fn failed() -> Event {
     Event::HeartbeatFailed {
         reason: "timed out".into(),
@@ -147,7 +154,7 @@ fn machine_in(state: SeatState) -> M {
             m.on(plan(token));
         }
         SeatState::NoSeats => {
-            m.on(Event::NoSeats("All seats in use (5/5)".into()));
+            m.on(no_seats("All seats in use (5/5)"));
         }
     }
     assert_eq!(m.state(), state, "setup");
@@ -183,7 +190,7 @@ fn every_state_against_every_event() {
         ("start", Event::Start),
         ("granted online", online("s-2", 7, token)),
         ("granted plan", plan(token)),
-        ("no seats", Event::NoSeats("All seats in use (5/5)".into())),
+        ("no seats", no_seats("All seats in use (5/5)")),
         ("revoked", Event::Revoked),
         ("unreachable, token", unreachable(Some(token))),
         ("unreachable, none", unreachable(None)),
@@ -561,27 +568,80 @@ fn reconnect_backoff_doubles_with_jitter_and_never_exceeds_the_cap() {
 }
 
 #[test]
-fn session_gone_reacquires_at_once_and_no_seats_waits_for_the_refresh_interval() {
+fn session_gone_reacquires_at_once_and_no_seats_backs_off_from_a_minute() {
     let mut m = machine_in(SeatState::Online);
     m.due();
     let a = m.on(Event::SessionGone);
     assert_eq!(exchange(&a), Some(&Action::ACQUIRE));
     assert_eq!(m.m.heartbeat_failures(), 0, "not a failure");
-    let a = m.on(Event::NoSeats("All seats in use (2/2)".into()));
+    let a = m.on(no_seats("All seats in use (2/2)"));
     assert!(logged(
         &a,
         Level::Error,
-        "No seat available: All seats in use (2/2)"
+        "No seat available: All seats in use (2/2); next attempt in 60 s"
     ));
     assert!(!m.m.entitled(m.now));
-    assert_eq!(m.m.next_deadline(), Some(m.now + 24 * H));
-    let again = m.due();
-    assert_eq!(exchange(&again), Some(&Action::ACQUIRE));
-    let a = m.on(Event::NoSeats("All seats in use (2/2)".into()));
-    assert!(
-        !logged(&a, Level::Error, "No seat"),
-        "logged once per transition"
+    // Jitter 1.0 draws the ceiling: 1, 2, 4, 8, 16, 32 min, then the 1-hour cap.
+    let mut waits = Vec::new();
+    for _ in 0..8 {
+        let before = m.now;
+        let again = m.due();
+        waits.push((m.now - before) / MIN);
+        assert_eq!(exchange(&again), Some(&Action::ACQUIRE));
+        let a = m.on(no_seats("All seats in use (2/2)"));
+        assert!(
+            !logged(&a, Level::Error, "No seat"),
+            "logged once per transition"
+        );
+    }
+    assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
+    // Granted, then refused again: the backoff starts over.
+    m.due();
+    m.on(online("s-3", 7, m.now + 30 * DAY));
+    m.on(Event::SessionGone);
+    m.on(no_seats("All seats in use (2/2)"));
+    assert_eq!(m.m.next_deadline(), Some(m.now + MIN));
+    // An acquire that cannot reach the backend while refused keeps backing off.
+    m.due();
+    m.on(unreachable(None));
+    assert_eq!(m.state(), SeatState::NoSeats);
+    assert_eq!(m.m.next_deadline(), Some(m.now + 2 * MIN));
+}
+
+#[test]
+fn no_seat_delay_is_full_jitter_under_the_backoff_and_honours_a_longer_retry_after() {
+    let p = PARAMS;
+    assert_eq!(no_seat_delay(0, 1.0, None, &p), MIN);
+    assert_eq!(no_seat_delay(0, 0.5, None, &p), 30 * S, "full jitter");
+    assert_eq!(no_seat_delay(0, 0.0, None, &p), S, "never below a second");
+    assert_eq!(
+        no_seat_delay(9, 1.0, None, &p),
+        H,
+        "seat.reconnect-interval caps it"
     );
+    assert_eq!(
+        no_seat_delay(0, 1.0, Some(5 * MIN), &p),
+        5 * MIN,
+        "a longer Retry-After wins"
+    );
+    assert_eq!(
+        no_seat_delay(0, 1.0, Some(10 * S), &p),
+        MIN,
+        "a shorter one does not hurry the host"
+    );
+    assert_eq!(
+        no_seat_delay(0, 1.0, Some(30 * DAY), &p),
+        24 * H,
+        "honoured up to the refresh interval"
+    );
+    assert_eq!(no_seat_delay(0, 1.0, Some(-5), &p), MIN);
+    // A machine takes it from the event.
+    let mut m = machine_in(SeatState::Acquiring);
+    m.on(Event::NoSeats {
+        message: "All seats in use (5/5)".into(),
+        retry_after_ms: Some(10 * MIN),
+    });
+    assert_eq!(m.m.next_deadline(), Some(m.now + 10 * MIN));
 }
 
 #[test]
@@ -729,7 +789,7 @@ fn generated_sequences_keep_the_invariants() {
                     match rng.below(6) {
                         0 | 1 => online("s", rng.below(8) as i64, t),
                         2 => plan(t),
-                        3 => Event::NoSeats("full".into()),
+                        3 => no_seats("full"),
                         4 => unreachable(Some(t).filter(|_| rng.below(2) == 0)),
                         _ => Event::Revoked,
                     }
@@ -751,7 +811,7 @@ fn generated_sequences_keep_the_invariants() {
                 Event::Unreachable { token_until: t, .. } if before.0 == SeatState::Acquiring => {
                     token_until = *t
                 }
-                Event::Revoked | Event::NoSeats(_) => token_until = None,
+                Event::Revoked | Event::NoSeats { .. } => token_until = None,
                 _ => {}
             }
             let cx = Ctx {

@@ -22,8 +22,8 @@ pub(super) const SEAT_AUTO_MESSAGE: &str =
 pub(super) enum Failure {
     /// The key or license was revoked: Community at once.
     Revoked(String),
-    /// Every seat is in use (the backend's message).
-    NoSeats(String),
+    /// Every seat is in use (the backend's message, and its `Retry-After` in seconds).
+    NoSeats(String, Option<u64>),
     /// The backend no longer knows the seat session.
     SessionGone,
     /// The license is counted in seats: it is served only with a seat.
@@ -38,7 +38,7 @@ impl Failure {
     /// Words for the log and the status.
     pub(super) fn reason(&self) -> String {
         match self {
-            Failure::Revoked(m) | Failure::NoSeats(m) => m.clone(),
+            Failure::Revoked(m) | Failure::NoSeats(m, _) => m.clone(),
             Failure::SeatRequired(_) => SEAT_REQUIRED_REASON.to_string(),
             Failure::SessionGone => BackendError::SessionGone.to_string(),
             Failure::Rejected(m) | Failure::Transient(m) => m.clone(),
@@ -57,7 +57,10 @@ impl From<BackendError> for Failure {
                     message
                 }
             )),
-            BackendError::NoSeats(message) => Failure::NoSeats(message),
+            BackendError::NoSeats {
+                message,
+                retry_after_secs,
+            } => Failure::NoSeats(message, retry_after_secs),
             BackendError::SessionGone => Failure::SessionGone,
             BackendError::SeatRequired(m) => Failure::SeatRequired(m),
             e => Failure::Transient(e.to_string()),

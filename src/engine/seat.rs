@@ -253,7 +253,7 @@ impl Shared {
             jitter: (self.jitter)(),
         };
         let quiet = matches!(ex.event, Event::Shutdown | Event::Released);
-        let drops_license = matches!(ex.event, Event::NoSeats(_));
+        let drops_license = matches!(ex.event, Event::NoSeats { .. });
         let mut out = Outbox::default();
         let mut rest = Vec::new();
         {
@@ -537,10 +537,14 @@ impl Shared {
                     ..Exchanged::plain(Event::Revoked)
                 }
             }
-            Err(Failure::NoSeats(m)) => Exchanged {
+            Err(Failure::NoSeats(m, retry_after)) => Exchanged {
                 result: Err(format!("no seat available: {m}")),
                 reason: Some(format!("no seat available: {m}")),
-                ..Exchanged::plain(Event::NoSeats(m))
+                ..Exchanged::plain(Event::NoSeats {
+                    message: m,
+                    retry_after_ms: retry_after
+                        .map(|s| s.min(i64::MAX as u64 / 1000) as i64 * 1000),
+                })
             },
             Err(f) => {
                 let reason = f.reason();

@@ -42,6 +42,8 @@ pub struct Inner {
     pub renew: bool,
     /// Heartbeats announce this interval.
     pub new_interval: Option<i64>,
+    /// A refused seat's answer carries this `Retry-After` (seconds).
+    pub retry_after: Option<u64>,
     /// Issue tokens for this hardware id instead of the caller's.
     pub other_hwid: Option<String>,
     /// Issue tokens without `sid` and `hwid` (a backend that does not bind them).
@@ -72,6 +74,7 @@ impl SeatFake {
                 token_days: 30,
                 renew: false,
                 new_interval: None,
+                retry_after: None,
                 other_hwid: None,
                 unbound: false,
                 hwid: String::new(),
@@ -165,7 +168,11 @@ impl SeatFake {
         }
         match req.path.as_str() {
             paths::ACQUIRE | paths::RECONNECT if i.mode == Mode::NoSeats => {
-                Reply::error(403, codes::NO_SEATS_AVAILABLE, "All seats in use (2/2)")
+                let mut r = Reply::error(403, codes::NO_SEATS_AVAILABLE, "All seats in use (2/2)");
+                if let Some(secs) = i.retry_after {
+                    r.headers.push(("Retry-After".into(), secs.to_string()));
+                }
+                r
             }
             paths::ACQUIRE => {
                 let r: AcquireRequest = serde_json::from_slice(&req.body).unwrap();
