@@ -107,6 +107,13 @@ pub struct ServerConfig {
     /// Address to listen on.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// PEM certificate chain: with `tls-key`, the listener speaks HTTPS (read again on
+    /// SIGHUP).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls-cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// Where the store and the signing key live.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,

@@ -25,6 +25,7 @@ pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod throttle;
+pub mod tls;
 
 use std::sync::Arc;
 

@@ -682,6 +682,8 @@ fn serve(config: ServerConfig) -> Result<(), String> {
     // runtime of its own, which cannot start inside an async context.
     let listen = config.listen.clone();
     let metrics_listen = config.metrics_listen.clone();
+    let tls = license_server::tls::Tls::of_config(&config).map_err(|e| e.to_string())?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let state = open(config)?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&listen)
@@ -701,12 +703,12 @@ fn serve(config: ServerConfig) -> Result<(), String> {
         };
         // Always written, whatever the log level: supervisors and scripts wait for it.
         eprintln!(
-            "license-server: listening on http://{} (key {}, started {})",
+            "license-server: listening on {scheme}://{} (key {}, started {})",
             listener.local_addr().map_err(|e| e.to_string())?,
             state.key.kid,
             lic4es::clock::rfc3339(state.now())
         );
-        license_server::http::serve_all(listener, metrics, state, async {
+        license_server::http::serve_all(listener, metrics, state, tls, async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                     .expect("SIGTERM handler");

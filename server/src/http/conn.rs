@@ -16,9 +16,10 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
+
+use crate::tls::Tls;
 
 /// Default cap on connections served at once.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
@@ -158,6 +159,7 @@ pub async fn serve_connections(
     listener: tokio::net::TcpListener,
     router: Router,
     limits: Limits,
+    tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -189,12 +191,31 @@ pub async fn serve_connections(
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn = serve_one(stream, addr, router.clone(), limits);
-        let watched = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = watched.await;
-            drop(permit);
-        });
+        let stream = Watched::new(stream, limits.idle_timeout);
+        match &tls {
+            None => {
+                let watched = graceful.watch(serve_one(stream, addr, router.clone(), limits));
+                tokio::spawn(async move {
+                    let _ = watched.await;
+                    drop(permit);
+                });
+            }
+            Some(tls) => {
+                // The handshake is bounded like the headers it comes before; it runs in
+                // the connection's task so a slow one holds only its own slot.
+                let acceptor = tls.acceptor();
+                let watcher = graceful.watcher();
+                let router = router.clone();
+                tokio::spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await;
+                    if let Ok(Ok(stream)) = handshake {
+                        let _ = watcher.watch(serve_one(stream, addr, router, limits)).await;
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
     drop(listener);
     tokio::select! {
@@ -204,13 +225,13 @@ pub async fn serve_connections(
     Ok(())
 }
 
-fn serve_one(
-    stream: TcpStream,
+fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
     addr: SocketAddr,
     router: Router,
     limits: Limits,
 ) -> hyper::server::conn::http1::Connection<
-    TokioIo<Watched<TcpStream>>,
+    TokioIo<S>,
     impl hyper::service::Service<
             hyper::Request<Incoming>,
             Response = axum::response::Response,
@@ -227,10 +248,7 @@ fn serve_one(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true)
-        .serve_connection(
-            TokioIo::new(Watched::new(stream, limits.idle_timeout)),
-            service,
-        )
+        .serve_connection(TokioIo::new(stream), service)
 }
 
 #[cfg(test)]

@@ -505,20 +505,39 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serves on `listener` until `shutdown` completes, under the config's connection
-/// limits; lapsed sessions are audited in the background.
+/// limits, over HTTPS when the config names `tls-cert` and `tls-key`; lapsed sessions
+/// are audited in the background.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_all(listener, None, state, shutdown).await
+    let tls = crate::tls::Tls::of_config(&state.config).map_err(std::io::Error::other)?;
+    serve_all(listener, None, state, tls, shutdown).await
 }
 
-/// [`serve`], and `/metrics` on `metrics` (the `metrics-listen` listener) when given.
+/// Reads the certificate and key again on every SIGHUP.
+async fn reload_on_sighup(tls: Arc<crate::tls::Tls>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("no SIGHUP handler: the certificate is read at start only");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: tls-cert and tls-key read again"),
+            Err(e) => tracing::error!("SIGHUP: {e}; the certificate in use stays"),
+        }
+    }
+}
+
+/// [`serve`] with `tls` (from [`crate::tls::Tls::of_config`]) and `/metrics` on `metrics`
+/// (the `metrics-listen` listener, plain HTTP) when given.
 pub async fn serve_all(
     listener: tokio::net::TcpListener,
     metrics: Option<tokio::net::TcpListener>,
     state: Arc<AppState>,
+    tls: Option<Arc<crate::tls::Tls>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sweeper = state.clone();
@@ -548,11 +567,15 @@ pub async fn serve_all(
             max_connections: 64,
             ..limits
         };
-        tokio::spawn(conn::serve_connections(l, router, scrapers, async {
+        tokio::spawn(conn::serve_connections(l, router, scrapers, None, async {
             let _ = metrics_stopped.await;
         }))
     });
-    let result = conn::serve_connections(listener, router(state), limits, shutdown).await;
+    let reloader = tls.clone().map(|t| tokio::spawn(reload_on_sighup(t)));
+    let result = conn::serve_connections(listener, router(state), limits, tls, shutdown).await;
+    if let Some(r) = reloader {
+        r.abort();
+    }
     let _ = stop_metrics.send(());
     if let Some(t) = metrics_task {
         let _ = t.await;

@@ -11,6 +11,7 @@ pub mod http;
 pub mod pg;
 pub mod process;
 pub mod redis;
+pub mod tls;
 pub mod webdriver;
 use license_server::{AppState, ServerConfig};
 use serde_json::{json, Value};

@@ -43,7 +43,11 @@ impl ServerProcess {
                 _ => panic!("license-server did not start:\n{}", seen.join("\n")),
             };
             seen.push(line.clone());
-            if let Some(rest) = line.split("listening on http://").nth(1) {
+            let rest = line.split("listening on ").nth(1).and_then(|r| {
+                r.strip_prefix("http://")
+                    .or_else(|| r.strip_prefix("https://"))
+            });
+            if let Some(rest) = rest {
                 let addr = rest.split_whitespace().next().unwrap();
                 break addr.rsplit(':').next().unwrap().parse().unwrap();
             }
@@ -81,6 +85,11 @@ impl ServerProcess {
             "the server never logged `{word}`; it logged:\n{}",
             seen.join("\n")
         );
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGTERM, and waits for a clean exit.
