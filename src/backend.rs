@@ -6,6 +6,7 @@
 //! [`crate::protocol`]; failures come back typed ([`BackendError`]), so the engine decides
 //! on variants, never on message text.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use url::Url;
 
-use crate::config::{check_backend_url, Config};
+use crate::config::{check_backend_url, Config, ProxyConfig};
 use crate::log::clean;
 use crate::protocol::{
     codes, paths, AcquireAnswer, AcquireRequest, ErrorBody, HeartbeatAnswer, HeartbeatRequest,
@@ -126,6 +127,8 @@ pub fn new_nonce() -> String {
 #[derive(Debug)]
 struct LazyVerifier {
     provider: Arc<rustls::crypto::CryptoProvider>,
+    /// `ca-file`'s anchors, trusted beside the platform's roots.
+    extra_roots: Vec<CertificateDer<'static>>,
     inner: OnceLock<Result<rustls_platform_verifier::Verifier, String>>,
 }
 
@@ -133,8 +136,16 @@ impl LazyVerifier {
     fn get(&self) -> Result<&rustls_platform_verifier::Verifier, rustls::Error> {
         self.inner
             .get_or_init(|| {
-                rustls_platform_verifier::Verifier::new(self.provider.clone())
-                    .map_err(|e| e.to_string())
+                let provider = self.provider.clone();
+                if self.extra_roots.is_empty() {
+                    rustls_platform_verifier::Verifier::new(provider)
+                } else {
+                    rustls_platform_verifier::Verifier::new_with_extra_roots(
+                        self.extra_roots.clone(),
+                        provider,
+                    )
+                }
+                .map_err(|e| e.to_string())
             })
             .as_ref()
             .map_err(|e| rustls::Error::General(format!("certificate verifier: {e}")))
@@ -189,21 +200,50 @@ impl ServerCertVerifier for LazyVerifier {
     }
 }
 
-/// The HTTP client every backend call uses: rustls with the platform's roots (its own
+/// An HTTP client as every backend call uses: rustls with the platform's roots (its own
 /// provider, nothing installed process-wide), no redirects, connect and read timeouts,
 /// and the whole exchange bounded by their sum so a peer dripping bytes cannot hold it.
-/// It follows the environment's proxy settings (`HTTPS_PROXY`, `NO_PROXY`, …).
+/// This one follows the environment's proxy settings as reqwest reads them; the engine's
+/// own clients take theirs from the config ([`Backend::new`]).
 pub fn http_client(connect: Duration, read: Duration) -> Result<reqwest::Client, BackendError> {
-    client_builder(connect, read)?
+    client_builder(connect, read, Vec::new())?
         .build()
         .map_err(|e| BackendError::Setup(e.to_string()))
 }
 
-/// [`http_client`] that never uses a proxy: for loopback backends, whose plain http is
-/// allowed only because it never leaves the machine (a proxy would carry the API key
-/// off it).
-pub fn direct_client(connect: Duration, read: Duration) -> Result<reqwest::Client, BackendError> {
-    client_builder(connect, read)?
+/// The engine's client for remote backends: through `proxy` (or direct without one),
+/// trusting `extra_roots` beside the platform's.
+fn remote_client(
+    connect: Duration,
+    read: Duration,
+    proxy: &ProxyConfig,
+    extra_roots: Vec<CertificateDer<'static>>,
+) -> Result<reqwest::Client, BackendError> {
+    let builder = client_builder(connect, read, extra_roots)?;
+    let builder = match &proxy.url {
+        // An explicit proxy replaces the environment's (already read into the config).
+        Some(url) => {
+            // The error would name the URL, credentials and all: say which key instead.
+            let p = reqwest::Proxy::all(url.as_str())
+                .map_err(|_| BackendError::Setup(format!("proxy {} unusable", proxy.shown())))?
+                .no_proxy(reqwest::NoProxy::from_string(&proxy.no_proxy.join(",")));
+            builder.proxy(p)
+        }
+        None => builder.no_proxy(),
+    };
+    builder
+        .build()
+        .map_err(|e| BackendError::Setup(e.to_string()))
+}
+
+/// A client that never uses a proxy: for loopback backends, whose plain http is allowed
+/// only because it never leaves the machine (a proxy would carry the API key off it).
+fn direct_client(
+    connect: Duration,
+    read: Duration,
+    extra_roots: Vec<CertificateDer<'static>>,
+) -> Result<reqwest::Client, BackendError> {
+    client_builder(connect, read, extra_roots)?
         .no_proxy()
         .build()
         .map_err(|e| BackendError::Setup(e.to_string()))
@@ -212,10 +252,12 @@ pub fn direct_client(connect: Duration, read: Duration) -> Result<reqwest::Clien
 fn client_builder(
     connect: Duration,
     read: Duration,
+    extra_roots: Vec<CertificateDer<'static>>,
 ) -> Result<reqwest::ClientBuilder, BackendError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = LazyVerifier {
         provider: provider.clone(),
+        extra_roots,
         inner: OnceLock::new(),
     };
     let tls = rustls::ClientConfig::builder_with_provider(provider)
@@ -234,42 +276,76 @@ fn client_builder(
         .pool_idle_timeout(Duration::from_secs(30)))
 }
 
-/// An HTTP client bound to one backend base URL.
+/// An HTTP client bound to the backend's base URLs (`api-url`, one or a list).
 #[derive(Clone)]
 pub struct Backend {
-    /// Through the environment's proxy, for remote backends.
+    /// Through the configured proxy (if any), for remote backends.
     client: reqwest::Client,
     /// Never through a proxy, for loopback ones.
     direct: reqwest::Client,
-    base: Url,
+    bases: Arc<[Url]>,
+    /// The base that answered last: the next call starts there.
+    preferred: Arc<AtomicUsize>,
 }
 
 impl Backend {
-    /// A client for `config.api_url` with the configured timeouts.
+    /// A client for `config.api_urls` with the configured timeouts, proxy and `ca-file`.
     pub fn new(config: &Config) -> Result<Backend, BackendError> {
-        Self::with_timeouts(
-            config.api_url.clone(),
-            config.connect_timeout,
-            config.read_timeout,
-        )
-    }
-
-    /// A client for `base` with explicit timeouts.
-    pub fn with_timeouts(
-        base: Url,
-        connect: Duration,
-        read: Duration,
-    ) -> Result<Backend, BackendError> {
-        check_backend_url(&base).map_err(BackendError::BadUrl)?;
+        if config.api_urls.is_empty() {
+            return Err(BackendError::BadUrl("no api-url".into()));
+        }
+        for base in &config.api_urls {
+            check_backend_url(base).map_err(BackendError::BadUrl)?;
+        }
+        let roots = config
+            .ca_file
+            .as_ref()
+            .map(|(_, certs)| certs.clone())
+            .unwrap_or_default();
+        let (connect, read) = (config.connect_timeout, config.read_timeout);
         Ok(Backend {
-            client: http_client(connect, read)?,
-            direct: direct_client(connect, read)?,
-            base,
+            client: remote_client(connect, read, &config.proxy, roots.clone())?,
+            direct: direct_client(connect, read, roots)?,
+            bases: config.api_urls.clone().into(),
+            preferred: Arc::new(AtomicUsize::new(0)),
         })
     }
 
-    fn endpoint(&self, path: &str) -> String {
-        format!("{}{}", self.base.as_str().trim_end_matches('/'), path)
+    /// `path` on each base, in the order this call tries them: from the one that last
+    /// answered, then the rest in the configured order.
+    fn endpoints<'a>(&'a self, path: &'a str) -> impl Iterator<Item = (usize, String)> + 'a {
+        let n = self.bases.len();
+        let start = self.preferred.load(Ordering::Relaxed) % n.max(1);
+        (0..n).map(move |i| {
+            let k = (start + i) % n;
+            let base = self.bases[k].as_str().trim_end_matches('/');
+            (k, format!("{base}{path}"))
+        })
+    }
+
+    /// One request to `path` on the bases in turn, with the same body (and so the same
+    /// nonce), until one answers with anything but a server error. A failure is that of
+    /// the last base tried: all of them failed.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: &str,
+        body: &impl Serialize,
+    ) -> Result<Reply, BackendError> {
+        let body = serde_json::to_vec(body).map_err(|e| BackendError::Setup(e.to_string()))?;
+        let mut last = Err(BackendError::BadUrl("no api-url".into()));
+        for (k, url) in self.endpoints(path) {
+            let outcome = self.send(method.clone(), &url, bearer, body.clone()).await;
+            match outcome {
+                Ok(reply) if !reply.status.is_server_error() => {
+                    self.preferred.store(k, Ordering::Relaxed);
+                    return Ok(reply);
+                }
+                other => last = other,
+            }
+        }
+        last
     }
 
     /// `POST {api-url}/api/v1/licenses/token` with the API key as bearer.
@@ -278,8 +354,7 @@ impl Backend {
         api_key: &str,
         req: &TokenRequest,
     ) -> Result<TokenReply, BackendError> {
-        let url = self.endpoint(paths::TOKEN);
-        let reply = self.exchange(Method::POST, &url, api_key, req).await?;
+        let reply = self.call(Method::POST, paths::TOKEN, api_key, req).await?;
         match reply.status {
             StatusCode::OK => parse_token_reply(&reply.body),
             _ => Err(reply.error()),
@@ -296,8 +371,9 @@ impl Backend {
         let url = Url::parse(refresh_url)
             .map_err(|e| BackendError::BadUrl(format!("refresh_url `{refresh_url}`: {e}")))?;
         check_backend_url(&url).map_err(|e| BackendError::BadUrl(format!("refresh_url {e}")))?;
+        let body = serde_json::to_vec(req).map_err(|e| BackendError::Setup(e.to_string()))?;
         let reply = self
-            .exchange(Method::POST, url.as_str(), current_token, req)
+            .send(Method::POST, url.as_str(), current_token, body)
             .await?;
         match reply.status {
             StatusCode::NO_CONTENT => Ok(None),
@@ -330,8 +406,7 @@ impl Backend {
         api_key: &str,
         req: &impl Serialize,
     ) -> Result<AcquireAnswer, BackendError> {
-        let url = self.endpoint(path);
-        let reply = self.exchange(Method::POST, &url, api_key, req).await?;
+        let reply = self.call(Method::POST, path, api_key, req).await?;
         match reply.status {
             StatusCode::OK => parse_answer(&reply.body),
             _ => Err(reply.error()),
@@ -345,8 +420,9 @@ impl Backend {
         api_key: &str,
         req: &HeartbeatRequest,
     ) -> Result<HeartbeatAnswer, BackendError> {
-        let url = self.endpoint(paths::HEARTBEAT);
-        let reply = self.exchange(Method::PUT, &url, api_key, req).await?;
+        let reply = self
+            .call(Method::PUT, paths::HEARTBEAT, api_key, req)
+            .await?;
         match reply.status {
             StatusCode::OK => parse_answer(&reply.body),
             StatusCode::NO_CONTENT => Ok(HeartbeatAnswer::default()),
@@ -358,8 +434,9 @@ impl Backend {
     /// `DELETE {api-url}/api/v1/licenses/release`. A session the server no longer knows
     /// (404, 410) counts as released.
     pub async fn release(&self, api_key: &str, req: &ReleaseRequest) -> Result<(), BackendError> {
-        let url = self.endpoint(paths::RELEASE);
-        let reply = self.exchange(Method::DELETE, &url, api_key, req).await?;
+        let reply = self
+            .call(Method::DELETE, paths::RELEASE, api_key, req)
+            .await?;
         match reply.status {
             s if s.is_success() => Ok(()),
             StatusCode::NOT_FOUND | StatusCode::GONE => Ok(()),
@@ -367,14 +444,14 @@ impl Backend {
         }
     }
 
-    async fn exchange(
+    /// One request to one URL: loopback directly, anything else through the proxy.
+    async fn send(
         &self,
         method: Method,
         url: &str,
         bearer: &str,
-        body: &impl Serialize,
+        body: Vec<u8>,
     ) -> Result<Reply, BackendError> {
-        let body = serde_json::to_vec(body).map_err(|e| BackendError::Setup(e.to_string()))?;
         let parsed = Url::parse(url).map_err(|e| BackendError::BadUrl(e.to_string()))?;
         let client = if crate::config::is_loopback_url(&parsed) {
             &self.direct
@@ -572,6 +649,7 @@ mod tests {
     fn the_certificate_verifier_is_built_on_the_first_handshake_and_refuses_garbage() {
         let v = LazyVerifier {
             provider: Arc::new(rustls::crypto::ring::default_provider()),
+            extra_roots: Vec::new(),
             inner: OnceLock::new(),
         };
         assert!(!v.supported_verify_schemes().is_empty());

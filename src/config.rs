@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
 use serde_json::{Map, Value};
 use url::{Host, Url};
 
@@ -108,7 +109,7 @@ pub const KEYS: &[KeyDoc] = &[
     key("key", "string", Described("env `SOFTCLIENT4ES_LICENSE_KEY`"), "static license token (JWT)"),
     key("key-file", "path", Described("—"), "file holding the static token (trailing whitespace ignored; may be a symlink, as mounted secrets are); setting both `key` and `key-file` is an error"),
     key("api-key", "string", Described("env `SOFTCLIENT4ES_API_KEY`"), "`sk-` + printable ASCII"),
-    key("api-url", "URL", Val(DEFAULT_API_URL), "backend; `http` only on loopback"),
+    key("api-url", "URL, or a list of URLs", Val(DEFAULT_API_URL), "backend; `http` only on loopback. A list is tried in order on every call (same nonce), starting from the one that last answered: a failure means all of them failed"),
     key("public-keys", "JWK Set", Described("the set built in with `LIC4ES_PUBLIC_KEYS_FILE`"), "JWK array or JWK Set (Ed25519, RSA ≥ 2048, P-256); when the library has a built-in set, keys given here only narrow it (one not built in is ignored, WARN)"),
     key("issuer", "string", Val(DEFAULT_ISSUER), "required `iss`"),
     key("cache-dir", "path", Described("`~/.softclient4es`"), "cached token, instance id, state"),
@@ -132,6 +133,9 @@ pub const KEYS: &[KeyDoc] = &[
     key("community.quotas", "object of integers", Described("the vendor's, as for `community.features`"), "may only narrow them: a quota above the vendor's (or `null`) is clamped, with a WARN; a negative quota is an error"),
     key("require-nonce", "boolean", Val("false"), "a token received from the backend must carry the request's `nonce` (the reference server always echoes it)"),
     key("log-level", "`error`, `warn`, `info`, `debug`", Val("info"), "least severe record routed to the log callback (or stderr)"),
+    key("proxy", "URL or `\"none\"`", Described("env `HTTPS_PROXY` / `https_proxy` / `ALL_PROXY` / `all_proxy`"), "proxy for backend calls: `http://`, `https://` or `socks5h://`, credentials allowed in the URL (never logged); `\"none\"` turns the environment's off. A loopback backend is never proxied"),
+    key("no-proxy", "list of hosts, or one comma-separated string", Described("env `NO_PROXY` / `no_proxy`"), "hosts (`license.corp.example`), domains (`.corp.example`) and CIDRs (`10.0.0.0/8`) reached directly"),
+    key("ca-file", "path", Described("—"), "PEM file of extra trust anchors for backend TLS (an on-prem server with a private CA), added to the platform's roots; unreadable or without a certificate is an error"),
 ];
 
 /// The key `name`'s default value ([`KeyDefault::Value`]); `""` for a key without one
@@ -358,8 +362,12 @@ pub struct Config {
     pub key_file: Option<PathBuf>,
     /// API key (`sk-…`).
     pub api_key: Option<String>,
-    /// Backend base URL.
-    pub api_url: Url,
+    /// Backend base URLs, in the order they are tried (at least one).
+    pub api_urls: Vec<Url>,
+    /// How remote backends are reached: the proxy and the hosts reached directly.
+    pub proxy: ProxyConfig,
+    /// `ca-file`: the extra trust anchors it holds (DER), with the file named.
+    pub ca_file: Option<(PathBuf, Vec<CertificateDer<'static>>)>,
     /// Keys tokens must be signed with.
     pub public_keys: KeySet,
     /// Required `iss`.
@@ -493,16 +501,10 @@ fn build(
         validate_api_key(k).map_err(|m| ConfigError::new("api-key", m))?;
     }
 
-    let api_url_s = opt_string(flat, "api-url")?.unwrap_or_else(|| default_of("api-url").into());
-    let api_url = Url::parse(api_url_s.trim()).map_err(|e| {
-        ConfigError::new(
-            "api-url",
-            format!("`{}` is not a URL: {e}", show(&api_url_s)),
-        )
-    })?;
-    check_backend_url(&api_url).map_err(|m| ConfigError::new("api-url", m))?;
-
+    let api_urls = api_urls(flat)?;
     let mut warnings = Vec::new();
+    let proxy = proxy_config(flat, env, &mut warnings)?;
+    let ca_file = ca_file(flat)?;
     let builtin = KeySet::builtin().map_err(|m| ConfigError::new("public-keys", m))?;
     let public_keys = match get("public-keys") {
         Some(v) => {
@@ -645,7 +647,9 @@ fn build(
         key,
         key_file,
         api_key,
-        api_url,
+        api_urls,
+        proxy,
+        ca_file,
         public_keys,
         issuer,
         cache_dir,
@@ -663,6 +667,200 @@ fn build(
         log_level,
         warnings,
     })
+}
+
+/// How backend calls reach a remote backend (a loopback one is always reached directly).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct ProxyConfig {
+    /// The proxy: from `proxy`, else the environment; `None` is direct.
+    pub url: Option<Url>,
+    /// Hosts, domains and CIDRs reached directly: from `no-proxy`, else the environment.
+    pub no_proxy: Vec<String>,
+}
+
+impl ProxyConfig {
+    /// The proxy as it may be logged: scheme, host and port, never its credentials.
+    pub fn shown(&self) -> String {
+        match &self.url {
+            None => "none".into(),
+            Some(u) => redacted(u),
+        }
+    }
+}
+
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("url", &self.shown())
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
+}
+
+/// A proxy URL without its credentials.
+fn redacted(u: &Url) -> String {
+    let host = u.host_str().unwrap_or("");
+    match u.port_or_known_default() {
+        Some(p) => format!("{}://{host}:{p}", u.scheme()),
+        None => format!("{}://{host}", u.scheme()),
+    }
+}
+
+/// Proxy schemes accepted: a CONNECT proxy over plain or TLS, or SOCKS5 resolving names
+/// at the proxy (inside a corporate network the engine's host often cannot resolve them).
+const PROXY_SCHEMES: [&str; 3] = ["http", "https", "socks5h"];
+
+/// `proxy` as given, or the environment's; `"none"` is direct. A bad value in the config
+/// is an error; a bad one in the environment is ignored with a WARN (it is not the
+/// operator's license config, and reqwest would ignore it too).
+fn proxy_config(
+    flat: &BTreeMap<String, Value>,
+    env: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Result<ProxyConfig, ConfigError> {
+    let from_env = |names: &[&'static str]| -> Option<(&'static str, String)> {
+        names.iter().find_map(|n| {
+            env(n)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (*n, v.trim().to_string()))
+        })
+    };
+    let url = match opt_string(flat, "proxy")? {
+        Some(p) if p.trim().eq_ignore_ascii_case("none") => None,
+        Some(p) => Some(parse_proxy(p.trim()).map_err(|m| ConfigError::new("proxy", m))?),
+        None => match from_env(&["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]) {
+            None => None,
+            Some((name, v)) => match parse_proxy(&v) {
+                Ok(u) => Some(u),
+                Err(m) => {
+                    warnings.push(format!("{name}: {m}; ignored, backend calls go direct"));
+                    None
+                }
+            },
+        },
+    };
+    let no_proxy = match flat.get("no-proxy") {
+        Some(Value::String(s)) => split_hosts(s),
+        Some(v @ Value::Array(_)) => string_list(v, "no-proxy")?
+            .into_iter()
+            .filter(|h| !h.is_empty())
+            .collect(),
+        Some(_) => {
+            return Err(ConfigError::new(
+                "no-proxy",
+                "must be a list of hosts or a comma-separated string",
+            ))
+        }
+        None => from_env(&["NO_PROXY", "no_proxy"])
+            .map(|(_, v)| split_hosts(&v))
+            .unwrap_or_default(),
+    };
+    if let Some(bad) = no_proxy
+        .iter()
+        .find(|h| h.len() > 253 || h.chars().any(|c| c.is_whitespace() || c == ','))
+    {
+        return Err(ConfigError::new(
+            "no-proxy",
+            format!("`{}` is not a host, domain or CIDR", show(bad)),
+        ));
+    }
+    Ok(ProxyConfig { url, no_proxy })
+}
+
+fn split_hosts(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .collect()
+}
+
+/// A proxy URL: one of [`PROXY_SCHEMES`] with a host. Errors never echo the URL whole
+/// (it may carry a password).
+fn parse_proxy(s: &str) -> Result<Url, String> {
+    let u = Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
+    if !PROXY_SCHEMES.contains(&u.scheme()) {
+        return Err(format!(
+            "scheme `{}` is not one of http, https, socks5h",
+            show(u.scheme())
+        ));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err("has no host".into());
+    }
+    Ok(u)
+}
+
+/// `api-url`: one URL or a non-empty list, each under the https rule.
+fn api_urls(flat: &BTreeMap<String, Value>) -> Result<Vec<Url>, ConfigError> {
+    let given: Vec<String> = match flat.get("api-url") {
+        Some(v @ Value::Array(_)) => {
+            let list: Vec<String> = string_list(v, "api-url")?
+                .into_iter()
+                .filter(|u| !u.is_empty())
+                .collect();
+            if list.is_empty() {
+                return Err(ConfigError::new("api-url", "the list names no URL"));
+            }
+            if list.len() > 8 {
+                return Err(ConfigError::new("api-url", "at most 8 URLs"));
+            }
+            list
+        }
+        _ => vec![opt_string(flat, "api-url")?.unwrap_or_else(|| default_of("api-url").into())],
+    };
+    given
+        .iter()
+        .map(|s| {
+            let url = Url::parse(s.trim()).map_err(|e| {
+                ConfigError::new("api-url", format!("`{}` is not a URL: {e}", show(s)))
+            })?;
+            check_backend_url(&url).map_err(|m| ConfigError::new("api-url", m))?;
+            Ok(url)
+        })
+        .collect()
+}
+
+/// Largest `ca-file` read (a bundle of every public root is about 200 KiB).
+const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
+
+/// `ca-file`: the certificates of a PEM file, read at init so that a wrong path is an
+/// error then, not a failed handshake hours later.
+#[allow(clippy::type_complexity)]
+fn ca_file(
+    flat: &BTreeMap<String, Value>,
+) -> Result<Option<(PathBuf, Vec<CertificateDer<'static>>)>, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    let Some(path) = strict_string(flat, "ca-file")?.map(|s| expand_home(&s)) else {
+        return Ok(None);
+    };
+    let shown = show(&path.display().to_string());
+    let meta = std::fs::metadata(&path)
+        .map_err(|e| ConfigError::new("ca-file", format!("`{shown}`: {e}")))?;
+    // A regular file of bounded size: `/dev/zero` or a FIFO would hold init forever.
+    if !meta.is_file() || meta.len() > MAX_CA_FILE_BYTES {
+        return Err(ConfigError::new(
+            "ca-file",
+            format!("`{shown}` is not a regular file of at most 1 MiB"),
+        ));
+    }
+    let mut pem = Vec::new();
+    std::fs::File::open(&path)
+        .and_then(|f| {
+            use std::io::Read;
+            f.take(MAX_CA_FILE_BYTES).read_to_end(&mut pem)
+        })
+        .map_err(|e| ConfigError::new("ca-file", format!("`{shown}`: {e}")))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .map(|c| c.map(|c| c.into_owned()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ConfigError::new("ca-file", format!("`{shown}`: {e}")))?;
+    if certs.is_empty() {
+        return Err(ConfigError::new(
+            "ca-file",
+            format!("`{shown}` holds no PEM CERTIFICATE"),
+        ));
+    }
+    Ok(Some((path, certs)))
 }
 
 /// How a config value is echoed in an error: cleaned, and a long one (a token or key
@@ -991,7 +1189,7 @@ mod tests {
         assert_eq!(c.require_nonce.to_string(), default_of("require-nonce"));
         assert_eq!(c.seat.enabled, SeatChoice::Auto);
         assert_eq!(
-            c.api_url.as_str().trim_end_matches('/'),
+            c.api_urls[0].as_str().trim_end_matches('/'),
             default_of("api-url")
         );
         assert_eq!(c.issuer, default_of("issuer"));

@@ -22,7 +22,7 @@ fn err_key(v: Value) -> String {
 fn empty_object_is_valid_community_config() {
     let c = parse(json!({})).unwrap();
     assert!(!c.has_license_source());
-    assert_eq!(c.api_url.as_str(), "https://license.softclient4es.com/");
+    assert_eq!(c.api_urls[0].as_str(), "https://license.softclient4es.com/");
     assert_eq!(c.grace_period, Duration::from_secs(14 * DAY as u64));
     assert_eq!(c.clock_skew, Duration::from_secs(60));
     assert_eq!(c.refresh.interval, Duration::from_secs(86_400));
@@ -168,7 +168,7 @@ fn blank_strings_and_nulls_are_absent() {
     )
     .unwrap();
     assert!(!c.has_license_source());
-    assert_eq!(c.api_url.as_str(), "https://license.softclient4es.com/");
+    assert_eq!(c.api_urls[0].as_str(), "https://license.softclient4es.com/");
 }
 
 #[test]

@@ -10,6 +10,7 @@ use lic4es::clock::ManualClock;
 pub mod http;
 pub mod pg;
 pub mod process;
+pub mod proxy;
 pub mod redis;
 pub mod tls;
 pub mod webdriver;

@@ -1,0 +1,118 @@
+//! A forward proxy on loopback as corporate networks run them: HTTP `CONNECT` with Basic
+//! proxy credentials, resolving names the engine's host cannot (every host is sent to
+//! 127.0.0.1, its port kept), and remembering what it was asked.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+
+pub struct ConnectProxy {
+    pub port: u16,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl ConnectProxy {
+    /// A proxy that wants `user:password` (Basic), or nothing when `None`.
+    pub fn start(credentials: Option<(&str, &str)>) -> ConnectProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let want = credentials.map(|(u, p)| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        });
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let want = want.clone();
+                let log = log.clone();
+                std::thread::spawn(move || tunnel(conn, want.as_deref(), &log));
+            }
+        });
+        ConnectProxy { port, seen }
+    }
+
+    /// `CONNECT host:port` lines asked for, each followed by ` -> 200` or ` -> 407`.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The proxy URL with `credentials` in it.
+    pub fn url(&self, credentials: Option<(&str, &str)>) -> String {
+        match credentials {
+            Some((u, p)) => format!("http://{u}:{p}@127.0.0.1:{}", self.port),
+            None => format!("http://127.0.0.1:{}", self.port),
+        }
+    }
+}
+
+/// The request head, read a byte at a time so nothing past it is consumed.
+fn head(conn: &mut TcpStream) -> Option<String> {
+    let mut raw = Vec::new();
+    let mut b = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        if raw.len() > 16 * 1024 || conn.read(&mut b).ok()? == 0 {
+            return None;
+        }
+        raw.push(b[0]);
+    }
+    String::from_utf8(raw).ok()
+}
+
+fn tunnel(mut client: TcpStream, want: Option<&str>, log: &Mutex<Vec<String>>) {
+    let Some(head) = head(&mut client) else {
+        return;
+    };
+    let mut lines = head.lines();
+    let first = lines.next().unwrap_or("").to_string();
+    let auth = lines.find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("proxy-authorization")
+            .then(|| v.trim().to_string())
+    });
+    let mut parts = first.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if method != "CONNECT" {
+        log.lock().unwrap().push(format!("{first} -> 405"));
+        let _ = client.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n");
+        return;
+    }
+    if want.is_some() && auth.as_deref() != want {
+        log.lock().unwrap().push(format!("CONNECT {target} -> 407"));
+        let _ = client.write_all(
+            b"HTTP/1.1 407 Proxy Authentication Required\r\n\
+              Proxy-Authenticate: Basic realm=\"corp\"\r\nContent-Length: 0\r\n\r\n",
+        );
+        return;
+    }
+    let port: u16 = target
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(443);
+    let Ok(upstream) = TcpStream::connect(("127.0.0.1", port)) else {
+        log.lock().unwrap().push(format!("CONNECT {target} -> 502"));
+        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+        return;
+    };
+    log.lock().unwrap().push(format!("CONNECT {target} -> 200"));
+    if client
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .is_err()
+    {
+        return;
+    }
+    let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+    let (mut client, mut upstream) = (client, upstream);
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut c2, &mut u2);
+        let _ = u2.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut upstream, &mut client);
+    let _ = client.shutdown(std::net::Shutdown::Write);
+    let _ = up.join();
+}

@@ -1,0 +1,237 @@
+//! Corporate networks (sections 3 and 6): a real engine reaches a real license-server over
+//! HTTPS through an authenticating CONNECT proxy, with the server's certificate issued by
+//! a private CA the test makes; without `ca-file`, the proxy or its credentials it cannot.
+//! And `api-url` as a list: a dead first backend fails over to the next.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::process::ServerProcess;
+use common::proxy::ConnectProxy;
+use common::tls::TestCa;
+use lic4es::config::Config;
+use lic4es::engine::{Engine, EngineOptions};
+use lic4es::Tier;
+use serde_json::{json, Value};
+
+const CREDS: (&str, &str) = ("lic4es", "pr0xy-s3cret");
+
+/// A license-server on HTTPS with a certificate for `license.test` from `ca`, and an
+/// API key of an Enterprise license (served by token: not counted in seats).
+struct Backend {
+    server: ServerProcess,
+    api_key: String,
+    jwks: Value,
+}
+
+fn cli(config: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_license-server"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+impl Backend {
+    fn start(ca: &TestCa, name: &str) -> Backend {
+        let (cert, key) = ca.issue(name, &["license.test", "127.0.0.1"]);
+        let config = ca.dir().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n\
+                 tls-cert = {cert:?}\ntls-key = {key:?}\n",
+                ca.dir().join(format!("{name}-data"))
+            ),
+        )
+        .unwrap();
+        let api_key = cli(
+            &config,
+            &[
+                "api-key",
+                "create",
+                "--tier",
+                "enterprise",
+                "--sub",
+                "org-field",
+                "--days",
+                "30",
+            ],
+        );
+        let jwks: Value = serde_json::from_str(&cli(&config, &["jwks"])).unwrap();
+        let server = ServerProcess::start(&config);
+        Backend {
+            server,
+            api_key,
+            jwks,
+        }
+    }
+}
+
+/// Records what an engine logs.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<String>>>);
+
+impl Logs {
+    fn all(&self) -> String {
+        self.0.lock().unwrap().join("\n")
+    }
+}
+
+/// An engine on `extra` over a fresh cache, started as a host starts it; its tier, its
+/// status, what it logged and how long `init` took.
+fn engine(b: &Backend, extra: Value) -> (Tier, Value, String, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = json!({
+        "api-key": b.api_key, "public-keys": b.jwks, "refresh.enabled": false,
+        "connect-timeout": "3s", "read-timeout": "3s",
+        "cache-dir": dir.path().join("cache").to_str().unwrap(),
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        cfg[k] = v.clone();
+    }
+    let config = Config::from_json_with_env(&cfg.to_string(), &|_| None).unwrap();
+    let logs = Logs::default();
+    let sink = logs.clone();
+    let opts = EngineOptions {
+        log: Arc::new(move |level, msg| sink.0.lock().unwrap().push(format!("{level}: {msg}"))),
+        ..EngineOptions::default()
+    };
+    let start = Instant::now();
+    let e = Engine::start(config, opts).unwrap();
+    let took = start.elapsed();
+    let out = (
+        e.tier(),
+        serde_json::from_str(&e.status_json()).unwrap(),
+        logs.all(),
+        took,
+    );
+    e.shutdown().unwrap();
+    out
+}
+
+fn ca_file(ca: &TestCa) -> Value {
+    json!(ca.ca_file.to_str().unwrap())
+}
+
+#[test]
+fn an_engine_behind_an_authenticating_proxy_reaches_a_backend_of_a_private_ca() {
+    let ca = TestCa::new("Corp Root CA");
+    let b = Backend::start(&ca, "backend");
+    let proxy = ConnectProxy::start(Some(CREDS));
+    // `license.test` resolves nowhere but at the proxy: reaching it proves the proxy.
+    let url = format!("https://license.test:{}", b.server.port);
+
+    let (tier, status, logs, _) = engine(
+        &b,
+        json!({"api-url": url, "proxy": proxy.url(Some(CREDS)), "ca-file": ca_file(&ca)}),
+    );
+    assert_eq!(tier, Tier::Enterprise, "{status}\n{logs}");
+    let target = format!("CONNECT license.test:{} -> 200", b.server.port);
+    assert!(proxy.seen().contains(&target), "{:?}", proxy.seen());
+    assert!(
+        !logs.contains(CREDS.1),
+        "the proxy password is never logged: {logs}"
+    );
+
+    // Without ca-file the private CA is not trusted: refused in the handshake.
+    let (tier, status, logs, _) =
+        engine(&b, json!({"api-url": url, "proxy": proxy.url(Some(CREDS))}));
+    assert_eq!(tier, Tier::Community, "{status}");
+    assert!(
+        logs.contains("certificate") || logs.contains("UnknownIssuer"),
+        "{logs}"
+    );
+
+    // Wrong credentials: the proxy says 407; the password is not echoed.
+    let before = proxy.seen().len();
+    let (tier, status, logs, _) = engine(
+        &b,
+        json!({"api-url": url, "proxy": proxy.url(Some(("lic4es", "wrong-pass"))),
+               "ca-file": ca_file(&ca)}),
+    );
+    assert_eq!(tier, Tier::Community, "{status}");
+    assert!(proxy.seen()[before..].iter().any(|l| l.ends_with("-> 407")));
+    assert!(!logs.contains("wrong-pass") && !status.to_string().contains("wrong-pass"));
+
+    // No proxy: the name does not resolve from here.
+    let (tier, _, _, _) = engine(
+        &b,
+        json!({"api-url": url, "proxy": "none", "ca-file": ca_file(&ca)}),
+    );
+    assert_eq!(tier, Tier::Community);
+
+    // no-proxy naming the backend's host: direct, so unreachable here too.
+    let before = proxy.seen().len();
+    let (tier, _, _, _) = engine(
+        &b,
+        json!({"api-url": url, "proxy": proxy.url(Some(CREDS)), "no-proxy": ".test",
+               "ca-file": ca_file(&ca)}),
+    );
+    assert_eq!(tier, Tier::Community);
+    assert_eq!(proxy.seen().len(), before, "no-proxy hosts skip the proxy");
+}
+
+/// Not a timing goal: the figures for the notes, printed (`--nocapture`).
+#[test]
+fn init_through_the_proxy_measured_against_direct() {
+    let ca = TestCa::new("Corp Root CA");
+    let b = Backend::start(&ca, "timed");
+    let proxy = ConnectProxy::start(Some(CREDS));
+    let via = json!({"api-url": format!("https://license.test:{}", b.server.port),
+                     "proxy": proxy.url(Some(CREDS)), "ca-file": ca_file(&ca)});
+    let direct = json!({"api-url": format!("https://127.0.0.1:{}", b.server.port),
+                        "ca-file": ca_file(&ca)});
+    let runs = 10;
+    let median = |extra: &Value| {
+        let mut took: Vec<Duration> = (0..runs)
+            .map(|_| {
+                let (tier, status, _, t) = engine(&b, extra.clone());
+                assert_eq!(tier, Tier::Enterprise, "{status}");
+                t
+            })
+            .collect();
+        took.sort();
+        took[runs / 2]
+    };
+    let (d, p) = (median(&direct), median(&via));
+    eprintln!(
+        "lic_init with a token fetch over HTTPS, median of {runs}: direct {:.1} ms, through \
+         the CONNECT proxy {:.1} ms ({:.2}x)",
+        d.as_secs_f64() * 1e3,
+        p.as_secs_f64() * 1e3,
+        p.as_secs_f64() / d.as_secs_f64()
+    );
+}
+
+#[test]
+fn a_dead_first_backend_fails_over_to_the_next_in_the_list() {
+    let ca = TestCa::new("Corp Root CA");
+    let b = Backend::start(&ca, "second");
+    let dead = common::free_port();
+    let list = json!([
+        format!("https://127.0.0.1:{dead}"),
+        format!("https://127.0.0.1:{}", b.server.port)
+    ]);
+    let (tier, status, logs, _) = engine(&b, json!({"api-url": list, "ca-file": ca_file(&ca)}));
+    assert_eq!(tier, Tier::Enterprise, "{status}\n{logs}");
+    // All of them down: a failure, the engine stays Community and says why.
+    let list = json!([
+        format!("https://127.0.0.1:{dead}"),
+        format!("https://127.0.0.1:{}", common::free_port())
+    ]);
+    let (tier, _, logs, _) = engine(&b, json!({"api-url": list, "ca-file": ca_file(&ca)}));
+    assert_eq!(tier, Tier::Community);
+    assert!(logs.contains("cannot connect"), "{logs}");
+}
