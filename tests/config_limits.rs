@@ -4,10 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
-
 use common::*;
 use lic4es::log::Level;
 use lic4es::token::KeySet;
@@ -124,34 +120,6 @@ fn keys_given_in_config_can_narrow_a_built_in_set_and_never_add_to_it() {
     forged["kid"] = json!("test-ed-1");
     let forged = KeySet::from_json_value(&json!([forged])).unwrap();
     assert!(forged.within(&builtin).0.is_empty());
-}
-
-/// A proxy that records the first line of every request it gets and answers 502.
-struct RecordingProxy {
-    port: u16,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl RecordingProxy {
-    fn start() -> RecordingProxy {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        std::thread::spawn(move || {
-            for mut conn in l.incoming().flatten() {
-                let mut line = String::new();
-                let _ = BufReader::new(conn.try_clone().unwrap()).read_line(&mut line);
-                log.lock().unwrap().push(line.trim().to_string());
-                let _ = conn.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
-            }
-        });
-        RecordingProxy { port, seen }
-    }
-
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
 }
 
 /// `lic4es status` in its own process (the proxy variables are process-wide), with every

@@ -230,6 +230,126 @@ fn java_binding() {
     println!("{}", text(&out.stdout).trim());
 }
 
+/// A JVM that holds a seat and exits without `shutdown()`.
+fn seat_jvm(b: &Built, config: &Path, extra: &[&str], wait: bool) -> Command {
+    let mut args = vec![format!("-Dlic4es.test.config={}", config.display())];
+    args.extend(extra.iter().map(|e| e.to_string()));
+    args.push("--no-check".into());
+    let mut cmd = b.java("io.lic4es.SeatMain", &args, true);
+    if wait {
+        cmd.arg("wait");
+    }
+    cmd
+}
+
+#[test]
+#[cfg_attr(
+    lic4es_no_jdk,
+    ignore = "no JDK or JUnit: apt-get install openjdk-17-jdk-headless junit4"
+)]
+fn a_jvm_gives_its_seat_back_at_exit_and_passes_its_proxy_properties() {
+    use common::seat::SeatFake;
+    use lic4es::protocol::paths;
+    let Some(b) = build() else { return };
+    let fake = SeatFake::new(std::sync::Arc::new(lic4es::clock::SystemClock));
+    let answer = fake.clone();
+    let server = TestServer::start(move |r| answer.answer(r));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("seat.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({"api-key": "sk-jvm", "api-url": server.url(), "seat.enabled": true,
+                           "seat.hardware-id": "jvm-hook", "public-keys": jwks(),
+                           "refresh.enabled": false,
+                           "cache-dir": dir.path().join("cache").to_str().unwrap()})
+        .to_string(),
+    )
+    .unwrap();
+    let releases = || {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.path == paths::RELEASE)
+            .count()
+    };
+
+    // main() returns, the JVM exits by itself: the hook releases.
+    let out = run(&mut seat_jvm(b, &config, &[], false));
+    assert!(
+        text(&out.stdout).contains("tier=PRO"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(releases(), 1, "released at exit");
+    assert!(fake.inner.lock().unwrap().sessions.is_empty());
+
+    // SIGTERM, as Kubernetes stops a pod.
+    let mut child = seat_jvm(b, &config, &[], true)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains("tier=PRO"), "{line}");
+    let sent = Instant::now();
+    // SAFETY: signals a child of this process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    println!(
+        "SIGTERM to exit with the release: {} ms",
+        sent.elapsed().as_millis()
+    );
+    assert_eq!(releases(), 2, "released on SIGTERM");
+
+    // Turned off: the seat stays taken until the server lapses it.
+    let out = run(&mut seat_jvm(
+        b,
+        &config,
+        &["-Dlic4es.shutdownHook=false"],
+        false,
+    ));
+    assert!(text(&out.stdout).contains("tier=PRO"));
+    assert_eq!(releases(), 2, "no release without the hook");
+    assert_eq!(fake.inner.lock().unwrap().sessions.len(), 1);
+
+    // The JVM's proxy properties reach the engine when the config names no proxy.
+    let proxy = RecordingProxy::start();
+    let remote = dir.path().join("remote.json");
+    std::fs::write(
+        &remote,
+        serde_json::json!({"api-key": "sk-jvm", "api-url": "https://license.invalid",
+                           "seat.enabled": false, "public-keys": jwks(),
+                           "connect-timeout": "2s", "read-timeout": "2s",
+                           "cache-dir": dir.path().join("cache2").to_str().unwrap()})
+        .to_string(),
+    )
+    .unwrap();
+    let port = format!("-Dhttps.proxyPort={}", proxy.port);
+    let out = run(&mut seat_jvm(
+        b,
+        &remote,
+        &[
+            "-Dhttps.proxyHost=127.0.0.1",
+            &port,
+            "-Dlic4es.shutdownHook=false",
+        ],
+        false,
+    ));
+    assert!(text(&out.stdout).contains("tier=COMMUNITY"));
+    assert!(
+        proxy
+            .seen()
+            .iter()
+            .any(|l| l.starts_with("CONNECT license.invalid:443")),
+        "{:?}",
+        proxy.seen()
+    );
+}
+
 #[test]
 #[cfg_attr(
     lic4es_no_scala,

@@ -523,3 +523,31 @@ pub fn have_file(path: &Path) -> bool {
     }
     found
 }
+
+/// A proxy that records the first line of every request it gets and answers 502.
+pub struct RecordingProxy {
+    pub port: u16,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl RecordingProxy {
+    pub fn start() -> RecordingProxy {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for mut conn in l.incoming().flatten() {
+                let mut line = String::new();
+                let _ = BufReader::new(conn.try_clone().unwrap()).read_line(&mut line);
+                log.lock().unwrap().push(line.trim().to_string());
+                let _ = conn.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        RecordingProxy { port, seen }
+    }
+
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}

@@ -1,6 +1,9 @@
 package io.lic4es;
 
 import java.nio.charset.StandardCharsets;
+import java.util.HashSet;
+import java.util.Set;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.logging.Level;
 import java.util.logging.Logger;
 
@@ -16,10 +19,18 @@ import java.util.logging.Logger;
  * <p>The engine is process-wide: one {@code init} at a time. Every method is safe from any
  * thread. Log records go to {@code java.util.logging} (logger {@code io.lic4es}) unless a
  * {@link LogSink} is installed.
+ *
+ * <p>A JVM that exits without {@link #shutdown()} (SIGTERM in a container, {@code
+ * System.exit}, the last thread ending) still gives its seat back: {@code init} registers a
+ * shutdown hook that shuts the engine down, bounded by {@code seat.release-timeout}.
+ * {@code -Dlic4es.shutdownHook=false} leaves it out. When the config names no {@code
+ * proxy}, the JVM's {@code https.proxyHost} / {@code https.proxyPort} (and {@code
+ * http.nonProxyHosts} as {@code no-proxy}) are passed to the engine.
  */
 public final class LicenseEngine {
   private static final Logger LOGGER = Logger.getLogger("io.lic4es");
   private static volatile LogSink sink;
+  private static final AtomicBoolean HOOKED = new AtomicBoolean();
 
   static {
     NativeLoader.load();
@@ -37,7 +48,140 @@ public final class LicenseEngine {
    *     {@code LIC_ERR_ALREADY_INITIALIZED}, {@code LIC_ERR_INVALID_ARGUMENT}
    */
   public static void init(String configJson) {
-    check(nativeInit(utf8(configJson, "config")));
+    utf8(configJson, "config"); // the null and NUL checks, before the config is read
+    check(nativeInit(utf8(withJvmProxy(configJson), "config")));
+    installShutdownHook();
+  }
+
+  /**
+   * Registers, once per JVM, the hook that shuts the engine down at exit. Calling {@link
+   * #shutdown()} before is harmless: the hook then finds no engine.
+   */
+  private static void installShutdownHook() {
+    if ("false".equalsIgnoreCase(System.getProperty("lic4es.shutdownHook", "true").trim())) {
+      return;
+    }
+    if (HOOKED.compareAndSet(false, true)) {
+      Thread hook =
+          new Thread(
+              () -> {
+                try {
+                  nativeShutdown();
+                } catch (Throwable t) {
+                  // Exiting anyway: nothing to report to.
+                }
+              },
+              "lic4es-shutdown");
+      Runtime.getRuntime().addShutdownHook(hook);
+    }
+  }
+
+  /**
+   * The config with the JVM's HTTPS proxy properties added as {@code proxy} and {@code
+   * no-proxy}, when it names none itself; unchanged otherwise (and when it is not an object
+   * this can read: the engine then says what is wrong with it).
+   */
+  static String withJvmProxy(String json) {
+    String host = System.getProperty("https.proxyHost");
+    if (host == null || host.trim().isEmpty()) {
+      return json;
+    }
+    Set<String> keys = topLevelKeys(json);
+    if (keys == null || keys.contains("proxy")) {
+      return json;
+    }
+    host = host.trim();
+    if (host.indexOf(':') >= 0 && !host.startsWith("[")) {
+      host = "[" + host + "]";
+    }
+    String port = System.getProperty("https.proxyPort", "443").trim();
+    StringBuilder added = new StringBuilder();
+    added.append("\"proxy\":").append(quote("http://" + host + ":" + port));
+    String nonProxy = System.getProperty("http.nonProxyHosts");
+    if (nonProxy != null && !keys.contains("no-proxy")) {
+      String list = noProxyList(nonProxy);
+      if (!list.isEmpty()) {
+        added.append(",\"no-proxy\":").append(quote(list));
+      }
+    }
+    int open = json.indexOf('{');
+    String rest = json.substring(open + 1);
+    return json.substring(0, open + 1) + added + (keys.isEmpty() ? "" : ",") + rest;
+  }
+
+  /**
+   * {@code http.nonProxyHosts} ({@code a.corp|*.corp.example|localhost}) as {@code no-proxy}
+   * ({@code a.corp,.corp.example,localhost}); a pattern with a wildcard elsewhere than its
+   * start cannot be said there and is left out.
+   */
+  static String noProxyList(String nonProxyHosts) {
+    StringBuilder out = new StringBuilder();
+    for (String p : nonProxyHosts.split("\\|")) {
+      p = p.trim();
+      if (p.startsWith("*.")) {
+        p = p.substring(1);
+      }
+      if (p.isEmpty() || p.indexOf('*') >= 0 || p.indexOf(',') >= 0) {
+        continue;
+      }
+      if (out.length() > 0) {
+        out.append(',');
+      }
+      out.append(p);
+    }
+    return out.toString();
+  }
+
+  /** The keys of a JSON object's top level, or {@code null} when it is not an object. */
+  static Set<String> topLevelKeys(String json) {
+    int i = 0;
+    while (i < json.length() && Character.isWhitespace(json.charAt(i))) {
+      i++;
+    }
+    if (i >= json.length() || json.charAt(i) != '{') {
+      return null;
+    }
+    Set<String> keys = new HashSet<>();
+    int depth = 0;
+    boolean expectKey = false;
+    for (; i < json.length(); i++) {
+      char c = json.charAt(i);
+      if (c == '"') {
+        int end = i + 1;
+        while (end < json.length() && json.charAt(end) != '"') {
+          end += json.charAt(end) == '\\' ? 2 : 1;
+        }
+        if (end >= json.length()) {
+          return null;
+        }
+        if (depth == 1 && expectKey) {
+          keys.add(json.substring(i + 1, end));
+          expectKey = false;
+        }
+        i = end;
+      } else if (c == '{' || c == '[') {
+        depth++;
+        expectKey = depth == 1;
+      } else if (c == '}' || c == ']') {
+        depth--;
+      } else if (c == ',' && depth == 1) {
+        expectKey = true;
+      }
+    }
+    return keys;
+  }
+
+  private static String quote(String s) {
+    StringBuilder out = new StringBuilder("\"");
+    for (char c : s.toCharArray()) {
+      if (c == '"' || c == '\\') {
+        out.append('\\');
+      }
+      if (c >= ' ') {
+        out.append(c);
+      }
+    }
+    return out.append('"').toString();
   }
 
   /**

@@ -204,6 +204,49 @@ public class LicenseEngineTest {
   }
 
   @Test
+  public void theJvmProxyPropertiesBecomeProxyAndNoProxyWhenTheConfigNamesNone() {
+    String[] props = {"https.proxyHost", "https.proxyPort", "http.nonProxyHosts"};
+    String[] saved = new String[props.length];
+    for (int i = 0; i < props.length; i++) {
+      saved[i] = System.getProperty(props[i]);
+    }
+    try {
+      System.clearProperty("https.proxyHost");
+      assertEquals("{\"a\":1}", LicenseEngine.withJvmProxy("{\"a\":1}"));
+      System.setProperty("https.proxyHost", "proxy.corp");
+      System.setProperty("https.proxyPort", "3128");
+      System.setProperty("http.nonProxyHosts", "localhost|*.corp.example|10.*|license.corp");
+      assertEquals(
+          "{\"proxy\":\"http://proxy.corp:3128\","
+              + "\"no-proxy\":\"localhost,.corp.example,license.corp\",\"a\":{\"proxy\":1}}",
+          LicenseEngine.withJvmProxy("{\"a\":{\"proxy\":1}}"));
+      assertEquals(
+          "{\"proxy\":\"http://proxy.corp:3128\",\"no-proxy\":\"localhost,.corp.example,license.corp\"}",
+          LicenseEngine.withJvmProxy("{}"));
+      // The config's own proxy (or "none") wins; so does its own no-proxy.
+      String own = "{\"proxy\": \"none\", \"x\": \"a,\\\"proxy\\\"\"}";
+      assertEquals(own, LicenseEngine.withJvmProxy(own));
+      assertEquals(
+          "{\"proxy\":\"http://proxy.corp:3128\",\"no-proxy\": \"x\"}",
+          LicenseEngine.withJvmProxy("{\"no-proxy\": \"x\"}"));
+      // Not an object this can read: left for the engine to refuse.
+      assertEquals("[1]", LicenseEngine.withJvmProxy("[1]"));
+      assertEquals("{\"a", LicenseEngine.withJvmProxy("{\"a"));
+      System.clearProperty("https.proxyPort");
+      System.setProperty("https.proxyHost", "::1");
+      assertTrue(LicenseEngine.withJvmProxy("{}").startsWith("{\"proxy\":\"http://[::1]:443\""));
+    } finally {
+      for (int i = 0; i < props.length; i++) {
+        if (saved[i] == null) {
+          System.clearProperty(props[i]);
+        } else {
+          System.setProperty(props[i], saved[i]);
+        }
+      }
+    }
+  }
+
+  @Test
   public void versionIsReported() {
     assertFalse(LicenseEngine.version().isEmpty());
   }
