@@ -1,4 +1,5 @@
-//! End to end: the engine, through its C ABI, against the real `license-server` binary.
+//! End to end: the engine, through its C ABI, against the real `license-server` binary,
+//! including a rolling update at the seat limit.
 //! Engines in other processes are this test binary run again as a host (`seat_host`).
 
 mod common;
@@ -346,6 +347,14 @@ impl Host {
         assert!(self.child.wait().unwrap().success());
     }
 
+    /// SIGTERM, as Kubernetes stops a pod; waits for a clean exit.
+    fn terminate(mut self) {
+        // SAFETY: signals a child of this process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.expect("shutdown");
+        assert!(self.child.wait().unwrap().success());
+    }
+
     fn kill9(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
@@ -359,6 +368,14 @@ impl Host {
 fn seat_host() {
     let path = std::env::var("LIC4ES_E2E_HOST").expect("LIC4ES_E2E_HOST names the config");
     let config = CString::new(std::fs::read_to_string(path).unwrap()).unwrap();
+    // As a C host stops on SIGTERM: the handler only raises a flag; the main loop calls
+    // lic_shutdown (which gives the seat back), never the handler itself.
+    static TERMINATED: AtomicBool = AtomicBool::new(false);
+    extern "C" fn on_term(_: libc::c_int) {
+        TERMINATED.store(true, Ordering::SeqCst);
+    }
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
     assert_eq!(lic_init(config.as_ptr()), lic_result::LIC_OK);
     let done = Arc::new(AtomicBool::new(false));
     let flag = done.clone();
@@ -367,7 +384,7 @@ fn seat_host() {
         flag.store(true, Ordering::SeqCst);
     });
     let mut shown = None;
-    while !done.load(Ordering::SeqCst) {
+    while !done.load(Ordering::SeqCst) && !TERMINATED.load(Ordering::SeqCst) {
         let tier = lic_current_tier() as u32;
         if shown != Some(tier) {
             println!("tier={tier}");
@@ -509,5 +526,116 @@ fn seats_end_to_end() {
 
     assert_eq!(lic_shutdown(), lic_result::LIC_OK);
     a.stop();
+    child.stop();
+}
+
+/// Kubernetes' rolling update at the seat limit (`maxSurge: 1`): N hosts hold the N seats,
+/// the surge host is refused and backs off, an old host gets SIGTERM and gives its seat
+/// back, and the surge host has it within its backoff; never more than N online.
+#[test]
+fn a_rolling_update_at_the_seat_limit_hands_the_seat_over_within_the_backoff() {
+    const N: usize = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n\
+             admin-token = \"admin-e2e-0123456789abcdef-0123456\"\n",
+            dir.path().join("data").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let jwks: Value = serde_json::from_str(&server(&config, &["keygen"])).unwrap();
+    let key = server(
+        &config,
+        &[
+            "api-key", "create", "--tier", "pro", "--sub", "org-roll", "--days", "30", "--seats",
+            "3",
+        ],
+    );
+    let child = ServerProcess::start(&config);
+    // The backoff's ceiling: 1 min doubling, capped by seat.reconnect-interval (4 s here,
+    // so the test takes seconds; the default 1 h caps the doubling, not the first minute).
+    let reconnect = Duration::from_secs(4);
+    let host_config = |name: &str| -> PathBuf {
+        let path = dir.path().join(format!("{name}.json"));
+        let cfg = json!({
+            "api-key": key,
+            "api-url": format!("http://127.0.0.1:{port}"),
+            "public-keys": jwks,
+            "cache-dir": dir.path().join(format!("cache-{name}")).to_str().unwrap(),
+            "seat": {"enabled": true, "reconnect-interval": "4s", "hardware-id": name},
+            "connect-timeout": "2s",
+            "read-timeout": "5s",
+        });
+        std::fs::write(&path, cfg.to_string()).unwrap();
+        path
+    };
+
+    let mut old: Vec<Host> = (0..N)
+        .map(|i| {
+            let h = Host::start(&host_config(&format!("pod-old-{i}")));
+            h.expect("tier=1");
+            h
+        })
+        .collect();
+    assert_eq!(online_sessions(port, "org-roll").len(), N);
+
+    // A watcher counts the online sessions all along.
+    let stop = Arc::new(AtomicBool::new(false));
+    let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let watcher = {
+        let (stop, most) = (stop.clone(), most.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let n = online_sessions(port, "org-roll").len();
+                most.fetch_max(n, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        })
+    };
+
+    // The surge pod: refused, Community, backing off.
+    let surge = Host::start(&host_config("pod-new-0"));
+    surge.expect("tier=0");
+    let refused = Instant::now();
+    let audit = admin_get(port, "/admin/audit?license=org-roll");
+    assert!(audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["type"] == "refused"));
+
+    // Kubernetes stops an old pod once the new one is up.
+    let term = Instant::now();
+    old.remove(0).terminate();
+    let released = term.elapsed();
+    surge.expect("tier=1");
+    let granted = term.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    watcher.join().unwrap();
+    println!(
+        "rolling update: surge refused, SIGTERM to the old pod's release {} ms, SIGTERM to \
+         the surge pod on Pro {} ms (refusal to seat {} ms; backoff ceiling {} s)",
+        released.as_millis(),
+        granted.as_millis(),
+        refused.elapsed().as_millis(),
+        reconnect.as_secs()
+    );
+    assert!(
+        granted <= reconnect + Duration::from_secs(3),
+        "the seat within the backoff, not at a daily refresh: {granted:?}"
+    );
+    assert!(
+        most.load(Ordering::SeqCst) <= N,
+        "never more than {N} online"
+    );
+    assert_eq!(online_sessions(port, "org-roll").len(), N);
+    surge.stop();
+    for h in old {
+        h.stop();
+    }
     child.stop();
 }
