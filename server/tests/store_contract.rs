@@ -6,6 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::pg::PgProc;
+use common::tls::TestCa;
 use license_server::store::{
     AuditEvent, AuditQuery, License, LicenseChange, LicenseStore, OfflinePeriod, PgStore, Seats,
     SqliteStore,
@@ -18,6 +19,7 @@ const NOW: i64 = 1_795_354_152;
 enum Keep {
     Dir(#[allow(dead_code)] tempfile::TempDir),
     Pg(#[allow(dead_code)] PgProc),
+    Tls(#[allow(dead_code)] PgProc, #[allow(dead_code)] Box<TestCa>),
 }
 
 fn sqlite() -> Option<(Arc<dyn LicenseStore>, Keep)> {
@@ -32,8 +34,21 @@ fn postgres() -> Option<(Arc<dyn LicenseStore>, Keep)> {
     Some((Arc::new(store), Keep::Pg(pg)))
 }
 
+/// PostgreSQL that takes TLS only, reached with `sslmode=verify-full` against the CA
+/// that issued its certificate.
+fn postgres_tls() -> Option<(Arc<dyn LicenseStore>, Keep)> {
+    let ca = TestCa::new("db CA");
+    let pg = PgProc::start_tls(&ca)?;
+    let store = PgStore::open(&pg.tls_url("verify-full", Some(&ca.ca_file))).unwrap();
+    Some((Arc::new(store), Keep::Tls(pg, Box::new(ca))))
+}
+
 type Make = fn() -> Option<(Arc<dyn LicenseStore>, Keep)>;
-const STORES: [(&str, Make); 2] = [("sqlite", sqlite), ("postgres", postgres)];
+const STORES: [(&str, Make); 3] = [
+    ("sqlite", sqlite),
+    ("postgres", postgres),
+    ("postgres over TLS", postgres_tls),
+];
 
 fn each_store(test: impl Fn(&str, Arc<dyn LicenseStore>)) {
     for (name, make) in STORES {
@@ -330,4 +345,44 @@ fn instances_starting_together_create_the_postgres_schema_once() {
     }
     let store = opened.into_iter().next().unwrap().unwrap();
     assert!(store.insert_license(&license("org-m"), NOW).unwrap());
+}
+
+#[test]
+#[cfg_attr(
+    lic4es_no_postgres,
+    ignore = "needs PostgreSQL: apt-get install postgresql"
+)]
+fn postgres_over_tls_checks_what_sslmode_says() {
+    let ca = TestCa::new("db CA");
+    let Some(pg) = PgProc::start_tls(&ca) else {
+        panic!("PostgreSQL did not start");
+    };
+    let opens = |url: &str| PgStore::open(url).map(|_| ()).map_err(|e| e.to_string());
+    opens(&pg.tls_url("verify-full", Some(&ca.ca_file))).unwrap();
+    opens(&pg.tls_url("verify-ca", Some(&ca.ca_file))).unwrap();
+    // libpq's `require` without a root: encrypted, not checked.
+    opens(&pg.tls_url("require", None)).unwrap();
+    // The cluster takes TLS only: plain is refused.
+    let e = opens(&pg.tls_url("disable", None)).unwrap_err();
+    assert!(e.contains("cannot connect"), "{e}");
+    // Another CA's root: refused in the handshake, at every mode that checks.
+    let other = TestCa::new("not the db CA");
+    for mode in ["verify-full", "verify-ca", "require"] {
+        let e = opens(&pg.tls_url(mode, Some(&other.ca_file))).unwrap_err();
+        assert!(e.contains("cannot connect"), "{mode}: {e}");
+    }
+    // The name: a host the certificate does not name (reached at 127.0.0.1 by hostaddr)
+    // passes verify-ca, which checks the chain only, and fails verify-full.
+    let elsewhere = |mode: &str| {
+        format!(
+            "postgres://lic4es@db.invalid:{}/postgres?hostaddr=127.0.0.1&sslmode={mode}&sslrootcert={}",
+            pg.port,
+            ca.ca_file.display()
+        )
+    };
+    opens(&elsewhere("verify-ca")).unwrap();
+    let e = opens(&elsewhere("verify-full")).unwrap_err();
+    assert!(e.contains("cannot connect"), "{e}");
+    let e = opens(&pg.tls_url("verify-nothing", None)).unwrap_err();
+    assert!(e.contains("sslmode"), "{e}");
 }

@@ -6,6 +6,7 @@
 //! the async request threads.
 
 pub mod migrate;
+pub mod pg_tls;
 pub mod postgres;
 pub mod sqlite;
 

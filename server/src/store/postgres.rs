@@ -11,8 +11,9 @@
 
 use std::time::Duration;
 
-use postgres::{Client, NoTls, Row};
+use postgres::{Client, Row};
 use r2d2_postgres::PostgresConnectionManager;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::migrate;
 use super::{
@@ -68,7 +69,7 @@ fn license_row(r: &Row) -> License {
 
 /// PostgreSQL behind a bounded pool of blocking connections.
 pub struct PgStore {
-    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    pool: r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>,
 }
 
 impl PgStore {
@@ -77,17 +78,20 @@ impl PgStore {
         Self::open_with(url, DEFAULT_POOL_SIZE)
     }
 
-    /// Connects to `url` with `pool_size` connections at most, and applies the pending
-    /// migrations.
+    /// Connects to `url` with `pool_size` connections at most, over TLS as its
+    /// `sslmode` asks ([`super::pg_tls`]), and applies the pending migrations.
     pub fn open_with(url: &str, pool_size: u32) -> Result<PgStore, String> {
+        let (url, tls) = super::pg_tls::split(url).map_err(|e| format!("database-url: {e}"))?;
         let mut config: postgres::Config = url.parse().map_err(|e| format!("database-url: {e}"))?;
         config.connect_timeout(Duration::from_secs(5));
+        config.ssl_mode(tls.mode);
+        let connector = super::pg_tls::connector(&tls).map_err(|e| format!("database-url: {e}"))?;
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
             // Connections are made as they are needed, not all at start-up.
             .min_idle(Some(0))
             .connection_timeout(CHECKOUT_TIMEOUT)
-            .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+            .build_unchecked(PostgresConnectionManager::new(config, connector));
         let store = PgStore { pool };
         let mut c = store
             .pool

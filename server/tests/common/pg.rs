@@ -59,6 +59,16 @@ impl PgProc {
     /// Starts one; `None` (with a SKIPPED line) when PostgreSQL is not installed, unless
     /// LIC4ES_REQUIRE_ALL=1, where that fails the test.
     pub fn start() -> Option<PgProc> {
+        Self::start_with(None)
+    }
+
+    /// [`PgProc::start`] with `ssl = on`, a certificate for 127.0.0.1 issued by `ca`, and
+    /// `hostssl` the only TCP entry of `pg_hba.conf`: a plain connection is refused.
+    pub fn start_tls(ca: &super::tls::TestCa) -> Option<PgProc> {
+        Self::start_with(Some(ca))
+    }
+
+    fn start_with(ca: Option<&super::tls::TestCa>) -> Option<PgProc> {
         let Some(bin) = bin_dir() else {
             if std::env::var("LIC4ES_REQUIRE_ALL").as_deref() == Ok("1") {
                 panic!("PostgreSQL (initdb) not found and LIC4ES_REQUIRE_ALL=1");
@@ -97,6 +107,26 @@ impl PgProc {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut tls_args = Vec::new();
+        if let Some(ca) = ca {
+            let (cert, key) = ca.issue("postgres", &["127.0.0.1", "localhost"]);
+            for (from, to) in [(&cert, "server.crt"), (&key, "server.key")] {
+                let path = data.join(to);
+                std::fs::copy(from, &path).unwrap();
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+                if is_root() {
+                    let (uid, gid) = owner().unwrap();
+                    std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+                }
+            }
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .unwrap();
+            tls_args = vec!["-c", "ssl=on"];
+        }
         let port = super::free_port();
         let child = as_owner(bin.join("postgres"))
             .arg("-D")
@@ -105,13 +135,19 @@ impl PgProc {
             .arg(dir.path())
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+            .args(&tls_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("postgres");
         let pg = PgProc { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while postgres::Client::connect(&pg.url(), postgres::NoTls).is_err() {
+        // Ready when its Unix socket answers (a TLS-only cluster refuses plain TCP).
+        let socket = format!(
+            "host={} port={port} user=lic4es dbname=postgres",
+            pg.dir.path().display()
+        );
+        while postgres::Client::connect(&socket, postgres::NoTls).is_err() {
             assert!(Instant::now() < deadline, "postgres did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -120,6 +156,15 @@ impl PgProc {
 
     pub fn url(&self) -> String {
         format!("postgres://lic4es@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// [`PgProc::url`] with `sslmode` (and `sslrootcert` when given).
+    pub fn tls_url(&self, mode: &str, root: Option<&std::path::Path>) -> String {
+        let mut u = format!("{}?sslmode={mode}", self.url());
+        if let Some(r) = root {
+            u.push_str(&format!("&sslrootcert={}", r.display()));
+        }
+        u
     }
 }
 
