@@ -132,6 +132,10 @@ pub struct ServerConfig {
     /// them in this process's memory.
     #[serde(default)]
     pub redis_url: Option<String>,
+    /// PEM roots that a `rediss://` server's certificate must chain to (a managed Redis
+    /// with a private CA); unset: the platform's roots.
+    #[serde(default)]
+    pub redis_ca_file: Option<PathBuf>,
     /// `iss` of issued tokens.
     #[serde(default = "default_issuer")]
     pub issuer: String,

@@ -72,7 +72,10 @@ pub fn open_with_clock(
         }
     }
     let seats: Arc<dyn seats::SeatStore> = match config.redis_url.as_deref() {
-        Some(url) if !url.trim().is_empty() => Arc::new(seats::RedisSeats::new(url.trim())?),
+        Some(url) if !url.trim().is_empty() => Arc::new(seats::RedisSeats::with_tls(
+            url.trim(),
+            config.redis_ca_file.as_deref(),
+        )?),
         _ => Arc::new(seats::MemorySeats::new(clock.clone())),
     };
     Ok(Arc::new(AppState::new(config, key, store, seats, clock)?))

@@ -11,6 +11,7 @@ use lic4es::clock::ManualClock;
 use license_server::seats::{Acquired, MemorySeats, NewSession, RedisSeats, Replace, SeatStore};
 
 use common::redis::RedisProc;
+use common::tls::TestCa;
 
 const NOW: i64 = 1_795_354_152;
 const TTL: i64 = 660;
@@ -32,8 +33,24 @@ fn redis(clock: Arc<ManualClock>) -> Option<Made> {
     Some((Arc::new(store), Some(server)))
 }
 
+/// Redis that speaks TLS only, reached by `rediss://` trusting the CA that issued its
+/// certificate.
+fn redis_tls(clock: Arc<ManualClock>) -> Option<Made> {
+    let ca = TestCa::new("redis CA");
+    let server = RedisProc::start_tls(&ca)?;
+    let store = RedisSeats::with_tls(&server.url(), Some(&ca.ca_file))
+        .unwrap()
+        .with_test_clock(clock);
+    // The CA's files may go: the client holds the roots it read.
+    Some((Arc::new(store), Some(server)))
+}
+
 /// Every store the contract runs against.
-const STORES: [(&str, Make); 2] = [("memory", memory), ("redis", redis)];
+const STORES: [(&str, Make); 3] = [
+    ("memory", memory),
+    ("redis", redis),
+    ("redis over TLS", redis_tls),
+];
 
 fn session(id: &str, license: &str, limit: u32, hw: &str, grace: i64) -> NewSession {
     NewSession {
@@ -425,4 +442,35 @@ fn redis_keeps_an_online_session_in_under_a_kibibyte() {
 /// A UUID-shaped id, as engines send.
 fn uuid_like(i: i64) -> String {
     format!("{:08x}-0000-4000-8000-{:012x}", i, i)
+}
+
+#[test]
+#[cfg_attr(
+    lic4es_no_redis,
+    ignore = "needs redis-server: apt-get install redis-server"
+)]
+fn rediss_checks_the_server_certificate() {
+    let ca = TestCa::new("redis CA");
+    let server = RedisProc::start_tls(&ca).expect("redis-server");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ping = |store: RedisSeats| {
+        use license_server::seats::SeatStore;
+        rt.block_on(store.ping()).map_err(|e| e.to_string())
+    };
+    ping(RedisSeats::with_tls(&server.url(), Some(&ca.ca_file)).unwrap()).unwrap();
+    // Another CA's roots: refused in the handshake, a 503 and never a grant.
+    let other = TestCa::new("not the redis CA");
+    let e = ping(RedisSeats::with_tls(&server.url(), Some(&other.ca_file)).unwrap()).unwrap_err();
+    assert!(e.contains("redis"), "{e}");
+    // Plain to a TLS-only server: no answer it can use.
+    let plain = server.url().replace("rediss://", "redis://");
+    assert!(ping(RedisSeats::new(&plain).unwrap()).is_err());
+    // A CA file for a plain URL is a mistake worth naming.
+    let e = RedisSeats::with_tls(&plain, Some(&ca.ca_file))
+        .err()
+        .unwrap();
+    assert!(e.contains("rediss://"), "{e}");
 }

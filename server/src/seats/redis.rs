@@ -261,7 +261,30 @@ impl RedisSeats {
     /// A store on `url` (`redis://host:port[/db]`). Nothing is connected until the first
     /// call, so a server starts while Redis is down and answers 503 until it is back.
     pub fn new(url: &str) -> Result<RedisSeats, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("redis-url: {e}"))?;
+        Self::with_tls(url, None)
+    }
+
+    /// [`RedisSeats::new`]; a `rediss://` URL speaks TLS (rustls), its server's
+    /// certificate checked against `ca_file` (PEM) when given, else the platform's roots.
+    pub fn with_tls(url: &str, ca_file: Option<&std::path::Path>) -> Result<RedisSeats, String> {
+        let client = match ca_file {
+            None => redis::Client::open(url),
+            Some(path) => {
+                if !url.starts_with("rediss://") {
+                    return Err("redis-ca-file needs a rediss:// redis-url".into());
+                }
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("redis-ca-file {}: {e}", path.display()))?;
+                redis::Client::build_with_tls(
+                    url,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    },
+                )
+            }
+        }
+        .map_err(|e| format!("redis-url: {e}"))?;
         Ok(RedisSeats {
             client,
             conn: OnceCell::new(),

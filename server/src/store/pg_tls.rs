@@ -111,10 +111,12 @@ pub fn split(url: &str) -> Result<(String, PgTls), String> {
             check: Check::Full,
             root_cert,
         },
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "sslmode `{}` is not one of disable, allow, prefer, require, verify-ca, verify-full",
             lic4es::log::echo(other)
-        )),
+        ))
+        }
     };
     Ok((rest, tls))
 }

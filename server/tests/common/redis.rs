@@ -8,6 +8,8 @@ pub struct RedisProc {
     child: Child,
     pub port: u16,
     _dir: tempfile::TempDir,
+    /// Speaks TLS only (`--port 0 --tls-port`).
+    tls: bool,
 }
 
 impl RedisProc {
@@ -20,11 +22,40 @@ impl RedisProc {
         Some(Self::start_on(super::free_port()))
     }
 
+    /// Starts one that speaks TLS only, with a certificate for 127.0.0.1 issued by `ca`.
+    pub fn start_tls(ca: &super::tls::TestCa) -> Option<RedisProc> {
+        if !super::have_tool("redis-server") {
+            return None;
+        }
+        let (cert, key) = ca.issue("redis", &["127.0.0.1", "localhost"]);
+        let port = super::free_port();
+        let tls = [
+            "--port".to_string(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            cert.display().to_string(),
+            "--tls-key-file".into(),
+            key.display().to_string(),
+            "--tls-ca-cert-file".into(),
+            ca.ca_file.display().to_string(),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ];
+        Some(Self::spawn(port, &tls))
+    }
+
     /// Starts one on `port` (a restart of an earlier one).
     pub fn start_on(port: u16) -> RedisProc {
+        Self::spawn(port, &["--port".to_string(), port.to_string()])
+    }
+
+    fn spawn(port: u16, listen: &[String]) -> RedisProc {
         let dir = tempfile::tempdir().unwrap();
         let child = super::on_real_clock(&mut Command::new("redis-server"))
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(listen)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .arg("--dir")
             .arg(dir.path())
@@ -41,11 +72,14 @@ impl RedisProc {
             child,
             port,
             _dir: dir,
+            tls: listen.iter().any(|a| a == "--tls-port"),
         }
     }
 
+    /// `redis://`, or `rediss://` for one that speaks TLS.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 
     /// Stops it at once (as a crash would).
