@@ -100,6 +100,9 @@ fn tunnel(mut client: TcpStream, want: Option<&str>, log: &Mutex<Vec<String>>) {
         return;
     };
     log.lock().unwrap().push(format!("CONNECT {target} -> 200"));
+    // A tunnel relays small TLS records as they come, as real proxies do.
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
     if client
         .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
         .is_err()

@@ -100,6 +100,8 @@ pub fn https_get(
     let mut conn =
         rustls::ClientConnection::new(config.clone(), server_name).map_err(|e| e.to_string())?;
     let mut sock = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    // As a real client does: the handshake's small writes are not held back by Nagle.
+    sock.set_nodelay(true).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let mut tls = rustls::Stream::new(&mut conn, &mut sock);
