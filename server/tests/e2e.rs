@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::process::ServerProcess;
+use common::process::{cli, ServerProcess};
 use common::{engine_status, free_port, METRICS};
 use lic4es::ffi::*;
 use serde_json::{json, Value};
@@ -37,19 +37,29 @@ fn logged(level: lic_log_level, text: &str) -> bool {
         .any(|(l, m)| *l == level as u32 && m.contains(text))
 }
 
-fn server(config: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_license-server"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "license-server {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+/// A server config on a free port in `dir` with a signing key and an API key of a Pro
+/// license `sub` counted in `seats`: (config, port, public keys, API key).
+fn seat_server(dir: &Path, sub: &str, seats: u32) -> (PathBuf, u16, Value, String) {
+    let port = free_port();
+    let config = dir.join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n\
+             admin-token = \"admin-e2e-0123456789abcdef-0123456\"\n",
+            dir.join("data").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let jwks: Value = serde_json::from_str(&cli(&config, &["keygen"])).unwrap();
+    let seats = seats.to_string();
+    let key = cli(
+        &config,
+        &[
+            "api-key", "create", "--tier", "pro", "--sub", sub, "--days", "30", "--seats", &seats,
+        ],
     );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    (config, port, jwks, key)
 }
 
 /// Refreshes until `done` (a change made with the CLI reaches a running server within its
@@ -97,8 +107,8 @@ fn engine_against_the_reference_server() {
         ),
     )
     .unwrap();
-    let jwks: Value = serde_json::from_str(&server(&config, &["keygen"])).unwrap();
-    let key = server(
+    let jwks: Value = serde_json::from_str(&cli(&config, &["keygen"])).unwrap();
+    let key = cli(
         &config,
         &[
             "api-key",
@@ -143,7 +153,7 @@ fn engine_against_the_reference_server() {
     assert!(cache.join("license-cache.jwt").exists());
 
     // Upgrade on the server, picked up by a refresh.
-    server(
+    cli(
         &config,
         &[
             "license",
@@ -188,7 +198,7 @@ fn engine_against_the_reference_server() {
     assert_eq!(engine_status()["last_telemetry"]["version"], "e2e");
 
     // Revocation: Community at once, cache deleted.
-    server(&config, &["api-key", "revoke", &key]);
+    cli(&config, &["api-key", "revoke", &key]);
     refresh_until(|| lic_current_tier() == lic_tier::LIC_TIER_COMMUNITY);
     assert_eq!(lic_refresh_now(), lic_result::LIC_ERR_REFRESH_FAILED);
     assert_eq!(lic_current_tier(), lic_tier::LIC_TIER_COMMUNITY);
@@ -207,7 +217,7 @@ fn engine_against_the_reference_server() {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
     };
-    let plain = server(
+    let plain = cli(
         &config,
         &[
             "mint",
@@ -240,11 +250,11 @@ fn engine_against_the_reference_server() {
     );
 
     // The license exists now: minting for it again names it alone.
-    let with_url = server(
+    let with_url = cli(
         &config,
         &["mint", "--sub", "org-static", "--refresh-url", "default"],
     );
-    server(
+    cli(
         &config,
         &[
             "license",
@@ -411,33 +421,7 @@ fn online_sessions(port: u16, license: &str) -> Vec<Value> {
 fn seats_end_to_end() {
     let _one = one_engine();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = dir.path().join("server.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n\
-             admin-token = \"admin-e2e-0123456789abcdef-0123456\"\n",
-            dir.path().join("data").to_str().unwrap()
-        ),
-    )
-    .unwrap();
-    let jwks: Value = serde_json::from_str(&server(&config, &["keygen"])).unwrap();
-    let key = server(
-        &config,
-        &[
-            "api-key",
-            "create",
-            "--tier",
-            "pro",
-            "--sub",
-            "org-seats",
-            "--days",
-            "30",
-            "--seats",
-            "2",
-        ],
-    );
+    let (config, port, jwks, key) = seat_server(dir.path(), "org-seats", 2);
     let child = ServerProcess::start(&config);
     let host_config = |name: &str| -> PathBuf {
         let path = dir.path().join(format!("{name}.json"));
@@ -514,13 +498,13 @@ fn seats_end_to_end() {
     assert_eq!(engine_status()["seat"]["state"], "online");
 
     // The operator's view from the command line.
-    let listing = server(&config, &["sessions", "list", "--license", "org-seats"]);
+    let listing = cli(&config, &["sessions", "list", "--license", "org-seats"]);
     assert!(listing.contains("2 sessions"), "{listing}");
     let victim = online_sessions(port, "org-seats")[0]["session_id"]
         .as_str()
         .unwrap()
         .to_string();
-    let kicked = server(&config, &["sessions", "kick", &victim]);
+    let kicked = cli(&config, &["sessions", "kick", &victim]);
     assert!(kicked.contains("kicked"), "{kicked}");
     assert_eq!(online_sessions(port, "org-seats").len(), 1);
 
@@ -536,25 +520,7 @@ fn seats_end_to_end() {
 fn a_rolling_update_at_the_seat_limit_hands_the_seat_over_within_the_backoff() {
     const N: usize = 3;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = dir.path().join("server.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n\
-             admin-token = \"admin-e2e-0123456789abcdef-0123456\"\n",
-            dir.path().join("data").to_str().unwrap()
-        ),
-    )
-    .unwrap();
-    let jwks: Value = serde_json::from_str(&server(&config, &["keygen"])).unwrap();
-    let key = server(
-        &config,
-        &[
-            "api-key", "create", "--tier", "pro", "--sub", "org-roll", "--days", "30", "--seats",
-            "3",
-        ],
-    );
+    let (config, port, jwks, key) = seat_server(dir.path(), "org-roll", N as u32);
     let child = ServerProcess::start(&config);
     // The backoff's ceiling: 1 min doubling, capped by seat.reconnect-interval (4 s here,
     // so the test takes seconds; the default 1 h caps the doubling, not the first minute).

@@ -5,12 +5,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::process::ServerProcess;
+use common::process::{cli, ServerProcess};
 use common::proxy::ConnectProxy;
 use common::tls::TestCa;
 use lic4es::config::Config;
@@ -26,21 +24,6 @@ struct Backend {
     server: ServerProcess,
     api_key: String,
     jwks: Value,
-}
-
-fn cli(config: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_license-server"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 impl Backend {

@@ -118,3 +118,19 @@ impl Drop for ServerProcess {
 pub fn request(port: u16, method: &str, path: &str, bearer: &str, body: &Value) -> (u16, Value) {
     super::http::json(port, method, path, Some(bearer), body)
 }
+
+/// `license-server --config CONFIG ARGS…`, which must succeed: its stdout, trimmed.
+pub fn cli(config: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_license-server"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "license-server {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
