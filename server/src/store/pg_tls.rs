@@ -55,7 +55,10 @@ pub fn split(url: &str) -> Result<(String, PgTls), String> {
         let mut kept = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let v = percent_decode(v);
+            // `%2F` and the like in a path given as `sslrootcert`.
+            let v = percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned();
             match k {
                 "sslmode" => mode = Some(v),
                 "sslrootcert" => root = Some(v),
@@ -119,26 +122,6 @@ pub fn split(url: &str) -> Result<(String, PgTls), String> {
         }
     };
     Ok((rest, tls))
-}
-
-/// `%2F` and the like in a query value (a path in `sslrootcert`).
-fn percent_decode(v: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = v.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The connector for `tls` (never used when the mode is `disable`).
