@@ -72,9 +72,9 @@ impl Logs {
     }
 }
 
-/// An engine on `extra` over a fresh cache, started as a host starts it; its tier, its
-/// status, what it logged and how long `init` took.
-fn engine(b: &Backend, extra: Value) -> (Tier, Value, String, Duration) {
+/// An engine on `extra` over a fresh cache (kept in the returned directory), started as
+/// a host starts it, and what it logs.
+fn start_engine(b: &Backend, extra: Value) -> (Engine, Logs, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = json!({
         "api-key": b.api_key, "public-keys": b.jwks, "refresh.enabled": false,
@@ -91,8 +91,14 @@ fn engine(b: &Backend, extra: Value) -> (Tier, Value, String, Duration) {
         log: Arc::new(move |level, msg| sink.0.lock().unwrap().push(format!("{level}: {msg}"))),
         ..EngineOptions::default()
     };
+    (Engine::start(config, opts).unwrap(), logs, dir)
+}
+
+/// An engine on `extra` over a fresh cache; its tier, its status, what it logged and how
+/// long `init` took.
+fn engine(b: &Backend, extra: Value) -> (Tier, Value, String, Duration) {
     let start = Instant::now();
-    let e = Engine::start(config, opts).unwrap();
+    let (e, logs, _dir) = start_engine(b, extra);
     let took = start.elapsed();
     let out = (
         e.tier(),
@@ -217,4 +223,50 @@ fn a_dead_first_backend_fails_over_to_the_next_in_the_list() {
     let (tier, _, logs, _) = engine(&b, json!({"api-url": list, "ca-file": ca_file(&ca)}));
     assert_eq!(tier, Tier::Community);
     assert!(logs.contains("cannot connect"), "{logs}");
+}
+
+/// A backend that answers every request 503 and counts them.
+fn failing_backend() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = hits.clone();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = c.write_all(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    (port, hits)
+}
+
+#[test]
+fn the_next_call_starts_from_the_backend_that_last_answered() {
+    let ca = TestCa::new("Corp Root CA");
+    let b = Backend::start(&ca, "sticky");
+    let (down, hits) = failing_backend();
+    let list = json!([
+        format!("http://127.0.0.1:{down}"),
+        format!("https://127.0.0.1:{}", b.server.port)
+    ]);
+    let (e, logs, _dir) = start_engine(&b, json!({"api-url": list, "ca-file": ca_file(&ca)}));
+    assert_eq!(e.tier(), Tier::Enterprise, "{}", logs.all());
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a 503 moves on"
+    );
+    e.refresh_now().unwrap();
+    e.refresh_now().unwrap();
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "later calls start from the backend that answered"
+    );
+    e.shutdown().unwrap();
 }
