@@ -11,8 +11,11 @@ fn main() {
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=LIC4ES_PUBLIC_KEYS_FILE");
-    // A soname lets the JNI shim and C++ hosts link against it by name.
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,liblic4es.so");
+    // A versioned soname, as C libraries have: a host linked against this release records
+    // `liblic4es.so.<major>` and is never loaded against an incompatible one (the install
+    // step, the jar and the wheel all carry the library under that name).
+    let major = env::var("CARGO_PKG_VERSION_MAJOR").expect("CARGO_PKG_VERSION_MAJOR");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,liblic4es.so.{major}");
 
     // Vendors build their public keys into the library so that no operator-editable file
     // decides which signatures are trusted.
@@ -65,7 +68,7 @@ fn main() {
 /// Tools some tests need, and the cfg set when they are missing so that those tests are
 /// marked ignored, with the install command, and a test summary shows what was not run.
 /// Under `LIC4ES_REQUIRE_ALL=1` (CI) nothing is marked: a missing tool fails its test.
-const TEST_TOOLS: [(&str, &[&str], &[&str], &str); 6] = [
+const TEST_TOOLS: [(&str, &[&str], &[&str], &str); 7] = [
     ("lic4es_no_cc", &["cc"], &[], "gcc"),
     ("lic4es_no_cxx", &["g++"], &[], "g++"),
     (
@@ -85,6 +88,12 @@ const TEST_TOOLS: [(&str, &[&str], &[&str], &str); 6] = [
     ),
     ("lic4es_no_faketime", &["faketime"], &[], "faketime"),
     ("lic4es_no_binutils", &["objdump", "nm"], &[], "binutils"),
+    (
+        "lic4es_no_pkg_config",
+        &["make", "pkg-config", "cc", "g++", "objdump"],
+        &[],
+        "make pkgconf g++ binutils",
+    ),
 ];
 
 fn probe_test_tools() {

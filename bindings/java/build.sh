@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds lic4es.jar with the JDK alone: the JNI shim (cc), classes for Java 8
-# (javac --release 8), and both native libraries under /native/linux-x86_64/.
+# (javac --release 8), and both native libraries under /native/linux-x86_64/ (the
+# engine as liblic4es.so.<major>, as installed).
 # Usage: build.sh PATH/TO/liblic4es.so OUT_DIR
 set -euo pipefail
 lib=$(readlink -f "$1")
@@ -13,15 +14,18 @@ java_home=${JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$javac")")")}
 rm -rf "$out/classes" "$out/native"
 mkdir -p "$out/classes" "$out/native/linux-x86_64"
 native="$out/native/linux-x86_64"
-cp "$lib" "$native/liblic4es.so"
-chmod u+w "$native/liblic4es.so"
-strip --strip-unneeded "$native/liblic4es.so" 2>/dev/null || true
+# The engine under its soname (liblic4es.so.<major>), the name the shim records.
+soname=$(objdump -p "$lib" | awk '$1 == "SONAME" { print $2 }')
+soname=${soname:-liblic4es.so.0}
+cp "$lib" "$native/$soname"
+chmod u+w "$native/$soname"
+strip --strip-unneeded "$native/$soname" 2>/dev/null || true
 
-# The shim finds liblic4es.so next to itself ($ORIGIN), wherever it is extracted.
+# The shim finds the engine next to itself ($ORIGIN), wherever it is extracted.
 cc -shared -fPIC -O2 -std=c11 -Wall -Wextra -Werror \
   -I"$java_home/include" -I"$java_home/include/linux" -I"$root/include" \
   "$here/native/lic4es_jni.c" -o "$native/liblic4es_jni.so" \
-  -L"$native" -llic4es -lpthread -Wl,-rpath,'$ORIGIN' -Wl,--no-undefined
+  -L"$native" -l:"$soname" -lpthread -Wl,-rpath,'$ORIGIN' -Wl,--no-undefined
 
 "$javac" --release 8 -Xlint:all,-options -Werror -d "$out/classes" \
   $(find "$here/src/main/java" -name '*.java')

@@ -467,6 +467,14 @@ fn cdylib_with(release: bool) -> PathBuf {
         .join(if release { "release" } else { "debug" })
         .join("liblic4es.so");
     assert!(lib.exists(), "{} not built", lib.display());
+    // The library's soname is `liblic4es.so.<major>`: a host linked against it looks for
+    // that name, as after an install (where `ldconfig` or `make install` makes the link).
+    let soname = lib.with_file_name(format!("liblic4es.so.{}", env!("CARGO_PKG_VERSION_MAJOR")));
+    if std::fs::read_link(&soname).is_err() {
+        let _ = std::fs::remove_file(&soname);
+        // Tests racing here may both try; the second finds the link made.
+        let _ = std::os::unix::fs::symlink("liblic4es.so", &soname);
+    }
     lib
 }
 

@@ -8,14 +8,15 @@ import java.nio.file.StandardCopyOption;
 import java.util.Locale;
 
 /**
- * Loads {@code liblic4es.so} and its JNI shim: from {@code -Dlic4es.library.path} when set,
+ * Loads {@code liblic4es.so.0} and its JNI shim: from {@code -Dlic4es.library.path} when set,
  * else with {@code System.loadLibrary}, else by extracting them from the jar into a unique
  * directory under {@code -Dlic4es.tmpdir} (default {@code java.io.tmpdir}).
  */
 final class NativeLoader {
   static final String LIBRARY_PATH = "lic4es.library.path";
   static final String TMPDIR = "lic4es.tmpdir";
-  private static final String ENGINE = "liblic4es.so";
+  /** The engine under its soname, as the jar carries it and as it is installed. */
+  private static final String ENGINE = "liblic4es.so.0";
   private static final String SHIM = "liblic4es_jni.so";
 
   private static volatile String loadedFrom;

@@ -1,0 +1,50 @@
+# Installs liblic4es as C libraries are installed: the shared library under its full
+# version with the soname link and the development link beside it, the static library,
+# the C and C++ headers, and a pkg-config file.
+#
+#   make install PREFIX=/usr/local          # or PREFIX=/usr DESTDIR=pkgroot for a package
+#   cc app.c $(pkg-config --cflags --libs lic4es)
+#   cc app.c $(pkg-config --static --cflags --libs lic4es)   # linked statically
+#
+# The library is the one the jar and the wheel carry: `cargo build --release` under
+# target/cdylib.
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR ?=
+CARGO ?= cargo
+TARGET_DIR ?= target/cdylib
+
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+MAJOR := $(firstword $(subst ., ,$(VERSION)))
+BUILT := $(TARGET_DIR)/release
+# What the static library needs from the system (`cargo rustc -- --print native-static-libs`).
+PRIVATE_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+
+.PHONY: all lib install uninstall
+
+all: lib
+
+lib:
+	$(CARGO) build --release -p lic4es --lib --target-dir $(TARGET_DIR)
+
+install: lib
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 0755 $(BUILT)/liblic4es.so $(DESTDIR)$(LIBDIR)/liblic4es.so.$(VERSION)
+	ln -sfn liblic4es.so.$(VERSION) $(DESTDIR)$(LIBDIR)/liblic4es.so.$(MAJOR)
+	ln -sfn liblic4es.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/liblic4es.so
+	install -m 0644 $(BUILT)/liblic4es.a $(DESTDIR)$(LIBDIR)/liblic4es.a
+	install -m 0644 include/lic4es.h bindings/cpp/lic4es.hpp $(DESTDIR)$(INCLUDEDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@PRIVATE_LIBS@|$(PRIVATE_LIBS)|' \
+	    bindings/c/lic4es.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/lic4es.pc
+	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/lic4es.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/liblic4es.so.$(VERSION) $(DESTDIR)$(LIBDIR)/liblic4es.so.$(MAJOR) \
+	    $(DESTDIR)$(LIBDIR)/liblic4es.so $(DESTDIR)$(LIBDIR)/liblic4es.a \
+	    $(DESTDIR)$(INCLUDEDIR)/lic4es.h $(DESTDIR)$(INCLUDEDIR)/lic4es.hpp \
+	    $(DESTDIR)$(PKGCONFIGDIR)/lic4es.pc
