@@ -212,8 +212,10 @@ lic_result lic_refresh_now(void);
 
 /**
  * Routes log records to callback(user_data, level, message); NULL restores stderr. Records
- * below the configured log-level are not delivered. A record already being delivered on
- * another thread may still reach the previous callback.
+ * below the configured log-level are not delivered. It returns once no thread is still
+ * delivering a record to the previous callback, which is then never called again (its
+ * user_data may be freed). Called from inside the callback it returns
+ * LIC_ERR_INVALID_ARGUMENT.
  */
 lic_result lic_set_log_callback(lic_log_fn callback, void *user_data);
 

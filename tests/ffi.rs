@@ -41,6 +41,7 @@ struct Seen {
     records: Vec<(u32, String)>,
     shutdown_result: Option<lic_result>,
     init_result: Option<lic_result>,
+    set_callback_result: Option<lic_result>,
 }
 
 unsafe extern "C" fn reentrant_log(user: *mut c_void, level: lic_log_level, msg: *const c_char) {
@@ -52,6 +53,8 @@ unsafe extern "C" fn reentrant_log(user: *mut c_void, level: lic_log_level, msg:
     ));
     s.shutdown_result.get_or_insert(lic_shutdown());
     s.init_result.get_or_insert(lic_init(c"{}".as_ptr()));
+    s.set_callback_result
+        .get_or_insert(lic_set_log_callback(None, std::ptr::null_mut()));
 }
 
 #[test]
@@ -90,6 +93,10 @@ fn log_callback_receives_records_and_cannot_init_or_shut_down() {
             Some(lic_result::LIC_ERR_INVALID_ARGUMENT)
         );
         assert_eq!(s.init_result, Some(lic_result::LIC_ERR_INVALID_ARGUMENT));
+        assert_eq!(
+            s.set_callback_result,
+            Some(lic_result::LIC_ERR_INVALID_ARGUMENT)
+        );
     }
     assert_eq!(
         lic_set_log_callback(None, std::ptr::null_mut()),
@@ -193,5 +200,67 @@ fn counters_feed_the_telemetry_sent_at_init() {
         server.requests()[1].json(),
         "the status shows the last body sent"
     );
+    assert_eq!(lic_shutdown(), lic_result::LIC_OK);
+}
+
+/// The first record blocks its delivery until the test lets it go.
+struct Gate {
+    first: std::sync::atomic::AtomicBool,
+    entered: std::sync::mpsc::SyncSender<()>,
+    release: Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+unsafe extern "C" fn gated_log(user: *mut c_void, _: lic_log_level, _: *const c_char) {
+    let gate = &*(user as *const Gate);
+    if !gate.first.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        gate.entered.send(()).unwrap();
+        let _ = gate.release.lock().unwrap().recv();
+    }
+}
+
+#[test]
+fn replacing_the_log_callback_waits_for_a_record_in_flight() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (entered_tx, entered) = std::sync::mpsc::sync_channel(1);
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let gate: &'static Gate = Box::leak(Box::new(Gate {
+        first: std::sync::atomic::AtomicBool::new(false),
+        entered: entered_tx,
+        release: Mutex::new(release_rx),
+    }));
+    assert_eq!(
+        lic_set_log_callback(Some(gated_log), gate as *const _ as *mut c_void),
+        lic_result::LIC_OK
+    );
+    let cfg = CString::new(
+        json!({
+            "key": mint(&claims("team", wall_now() - 2 * DAY)),
+            "public-keys": jwks(),
+            "cache-dir": dir.path().to_str().unwrap(),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    // init's records are delivered on this thread or the worker's: init on its own thread.
+    let init = std::thread::spawn(move || lic_init(cfg.as_ptr()));
+    entered
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("a record reached the callback");
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let setter = std::thread::spawn(move || {
+        let r = lic_set_log_callback(None, std::ptr::null_mut());
+        done_tx.send(()).unwrap();
+        r
+    });
+    // While the record is in the callback, replacing it does not return.
+    assert!(done
+        .recv_timeout(std::time::Duration::from_millis(200))
+        .is_err());
+    release.send(()).unwrap();
+    done.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("returns once the record is delivered");
+    assert_eq!(setter.join().unwrap(), lic_result::LIC_OK);
+    assert_eq!(init.join().unwrap(), lic_result::LIC_OK);
     assert_eq!(lic_shutdown(), lic_result::LIC_OK);
 }

@@ -109,7 +109,10 @@ static FORKED: AtomicBool = AtomicBool::new(false);
 static LIVE: AtomicBool = AtomicBool::new(false);
 static ATFORK: Once = Once::new();
 static LOG_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
-static LOG_CALLBACK: Mutex<Option<(LogFn, usize)>> = Mutex::new(None);
+// Held for reading while a record is delivered, so that replacing the callback waits for
+// deliveries in flight: a host may free `user_data`, or a runtime tear itself down, once
+// lic_set_log_callback returns.
+static LOG_CALLBACK: RwLock<Option<(LogFn, usize)>> = RwLock::new(None);
 
 type LogFn = unsafe extern "C" fn(*mut c_void, lic_log_level, *const c_char);
 
@@ -172,8 +175,21 @@ pub(crate) fn emit_log(level: Level, msg: &str) {
     if level as u8 > LOG_LEVEL.load(Ordering::Relaxed) || forked() {
         return;
     }
-    let cb = *LOG_CALLBACK.lock().unwrap_or_else(|p| p.into_inner());
-    match cb {
+    // A record emitted by a call made from inside the callback: this thread already holds
+    // the lock, and waiting for it again behind a writer would deadlock.
+    let guard = if in_callback() {
+        match LOG_CALLBACK.try_read() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                eprintln!("lic4es: {level}: {msg}");
+                return;
+            }
+        }
+    } else {
+        LOG_CALLBACK.read().unwrap_or_else(|p| p.into_inner())
+    };
+    match *guard {
         Some((f, user_data)) => {
             let c_msg = CString::new(msg.replace('\0', " ")).unwrap_or_default();
             let c_level = match level {
@@ -439,13 +455,21 @@ pub extern "C" fn lic_refresh_now() -> lic_result {
 }
 
 /// Routes log records to callback(user_data, level, message); NULL restores stderr. Records
-/// below the configured log-level are not delivered. A record already being delivered on
-/// another thread may still reach the previous callback.
+/// below the configured log-level are not delivered. It returns once no thread is still
+/// delivering a record to the previous callback, which is then never called again (its
+/// user_data may be freed). Called from inside the callback it returns
+/// LIC_ERR_INVALID_ARGUMENT.
 #[no_mangle]
 pub extern "C" fn lic_set_log_callback(callback: lic_log_fn, user_data: *mut c_void) -> lic_result {
     run("lic_set_log_callback", || {
         check_not_forked()?;
-        *LOG_CALLBACK.lock().unwrap_or_else(|p| p.into_inner()) =
+        if in_callback() {
+            return Err(Failure::new(
+                lic_result::LIC_ERR_INVALID_ARGUMENT,
+                "lic_set_log_callback called from inside the log callback",
+            ));
+        }
+        *LOG_CALLBACK.write().unwrap_or_else(|p| p.into_inner()) =
             callback.map(|f| (f, user_data as usize));
         Ok(())
     })
