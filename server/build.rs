@@ -13,6 +13,7 @@ fn main() {
     println!("cargo:rustc-check-cfg=cfg(lic4es_no_postgres)");
     println!("cargo:rustc-check-cfg=cfg(lic4es_no_promtool)");
     println!("cargo:rustc-check-cfg=cfg(lic4es_no_chromium)");
+    println!("cargo:rustc-check-cfg=cfg(lic4es_no_python)");
     let path = env::var_os("PATH").unwrap_or_default();
     let dirs: Vec<PathBuf> = env::split_paths(&path).filter(|d| d.is_dir()).collect();
     for d in &dirs {
@@ -45,6 +46,21 @@ fn main() {
         println!(
             "cargo:warning=the dashboard's browser test is ignored: apt-get install chromium \
              chromium-driver"
+        );
+    }
+    // The Python binding's tools live in a venv (`.ci/run` makes it; pip from PyPI).
+    let venv = Path::new(&env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"))
+        .join("../target/python-venv/bin");
+    println!("cargo:rerun-if-changed={}", venv.display());
+    let have_venv = ["python", "maturin", "pytest", "mypy", "auditwheel"]
+        .iter()
+        .all(|t| venv.join(t).is_file());
+    if !require_all && !have_venv {
+        println!("cargo:rustc-cfg=lic4es_no_python");
+        println!(
+            "cargo:warning=the Python binding's tests are ignored: python3 -m venv \
+             target/python-venv && target/python-venv/bin/pip install -r \
+             bindings/python/requirements-dev.txt"
         );
     }
     if !require_all && !have_pg {
