@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds the license-server .deb (cargo-deb), installs it with dpkg, checks what it set up
+# (the system user, the 0700 data dir, the conffile and its mode, the systemd unit), runs
+# the installed binary from the shipped conffile as that user and asks it /healthz, checks
+# that a reinstall keeps an edited conffile, then purges the package (which keeps the data
+# dir and its signing key) and cleans up. Needs root and dpkg; CI runs it.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+
+if ! command -v cargo-deb >/dev/null 2>&1; then
+  cargo install cargo-deb --locked --quiet
+fi
+rm -rf target/debian
+cargo deb -p license-server --output target/debian/ >/dev/null
+deb=$(ls target/debian/license-server_*.deb)
+echo "license-server .deb: $(stat -c %s "$deb") bytes ($deb)"
+
+conf=/etc/license-server/license-server.toml
+dpkg -i "$deb" >/dev/null
+getent passwd license-server
+test "$(stat -c '%a %U %G' /var/lib/license-server)" = "700 license-server license-server"
+test "$(stat -c '%a %U %G' "$conf")" = "640 root license-server"
+dpkg-query -W -f='${Conffiles}\n' license-server | grep -q "$conf"
+test -f /usr/lib/systemd/system/license-server.service
+grep -q '^User=license-server$' /usr/lib/systemd/system/license-server.service
+echo "installed: user, data dir 0700, conffile 0640, systemd unit"
+
+# The installed server, as the unit would run it (without systemd).
+log=$(mktemp)
+runuser -u license-server -- /usr/bin/license-server --config "$conf" serve >"$log" 2>&1 &
+pid=$!
+stop() { kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; }
+trap stop EXIT
+ok=""
+for _ in $(seq 200); do
+  if grep -q 'listening on http://127.0.0.1:8700' "$log"; then ok=1; break; fi
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.05
+done
+if [ -z "$ok" ]; then cat "$log"; echo "the installed license-server did not start" >&2; exit 1; fi
+health=$(exec 3<>/dev/tcp/127.0.0.1/8700 && printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3 && cat <&3)
+echo "$health" | grep -q '"status":"ok"' || { echo "$health"; exit 1; }
+test "$(stat -c %U /var/lib/license-server/signing-key.jwk)" = license-server
+test "$(stat -c %a /var/lib/license-server/signing-key.jwk)" = 600
+stop
+trap - EXIT
+echo "served /healthz as the license-server user; the signing key is its own, 0600"
+
+# A reinstall (an upgrade to the same version) keeps the operator's edit of the conffile.
+echo '# edited by the operator' >>"$conf"
+dpkg -i "$deb" >/dev/null
+grep -q '^# edited by the operator$' "$conf"
+echo "reinstall kept the edited conffile"
+
+dpkg --purge license-server >/dev/null
+test ! -e /usr/bin/license-server && test ! -e "$conf"
+test -f /var/lib/license-server/signing-key.jwk
+echo "purged; the data dir and signing key stay"
+rm -rf /var/lib/license-server "$log"
+deluser --system --quiet license-server >/dev/null 2>&1 || true
