@@ -26,7 +26,6 @@ Community: the child starts its own engine after ``exec``.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import ctypes
 import json
@@ -244,6 +243,8 @@ def init(config: Config, *, release_at_exit: bool = True) -> None:
 
 async def init_async(config: Config, *, release_at_exit: bool = True) -> None:
     """``init`` on a worker thread, so the event loop runs while the license resolves."""
+    import asyncio  # here: importing asyncio would double a CLI's start-up
+
     await asyncio.to_thread(init, config, release_at_exit=release_at_exit)
 
 
@@ -333,6 +334,8 @@ def refresh_now() -> None:
 
 async def refresh_now_async() -> None:
     """``refresh_now`` on a worker thread, for asyncio code."""
+    import asyncio
+
     await asyncio.to_thread(refresh_now)
 
 
@@ -380,6 +383,8 @@ class Engine:
         self.close()
 
     async def __aenter__(self) -> Engine:
+        import asyncio
+
         await asyncio.to_thread(self.start)
         return self
 
@@ -389,6 +394,8 @@ class Engine:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None:
+        import asyncio
+
         await asyncio.to_thread(self.close)
 
     @staticmethod

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-from pathlib import Path
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
@@ -21,7 +20,7 @@ def _path() -> str:
     override = os.environ.get("LIC4ES_LIBRARY", "").strip()
     if override:
         return override
-    return str(Path(__file__).with_name("_native") / "lib_native.so")
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "_native", "lib_native.so")
 
 
 # Calls that only touch atomics: made without releasing the GIL (ctypes.PyDLL), which
