@@ -80,6 +80,11 @@ fn the_python_wheel_installs_alone_is_typed_and_passes_its_tests() {
         .arg(&wheel)));
     println!("auditwheel show:\n{show}");
     assert!(show.contains("manylinux_"), "{show}");
+    // Only libc and libgcc_s, which every manylinux system provides: nothing to vendor.
+    assert!(
+        !show.contains("external shared libraries are required"),
+        "{show}"
+    );
     assert!(
         !show.contains("libssl") && !show.contains("libcrypto"),
         "{show}"
