@@ -36,6 +36,20 @@ fn status() -> Result<serde_json::Value, lic_result> {
     }
 }
 
+/// A Team token that expired two days ago: init logs a WARN about its grace from the
+/// worker thread.
+fn expired_team_config(cache_dir: &std::path::Path) -> CString {
+    CString::new(
+        json!({
+            "key": mint(&claims("team", wall_now() - 2 * DAY)),
+            "public-keys": jwks(),
+            "cache-dir": cache_dir.to_str().unwrap(),
+        })
+        .to_string(),
+    )
+    .unwrap()
+}
+
 #[derive(Default)]
 struct Seen {
     records: Vec<(u32, String)>,
@@ -67,15 +81,7 @@ fn log_callback_receives_records_and_cannot_init_or_shut_down() {
         lic_result::LIC_OK
     );
     // An expired license in grace logs a WARN at init, from the worker thread.
-    let cfg = CString::new(
-        json!({
-            "key": mint(&claims("team", wall_now() - 2 * DAY)),
-            "public-keys": jwks(),
-            "cache-dir": dir.path().to_str().unwrap(),
-        })
-        .to_string(),
-    )
-    .unwrap();
+    let cfg = expired_team_config(dir.path());
     assert_eq!(lic_init(cfg.as_ptr()), lic_result::LIC_OK);
     assert_eq!(lic_current_tier(), lic_tier::LIC_TIER_TEAM);
     {
@@ -233,15 +239,7 @@ fn replacing_the_log_callback_waits_for_a_record_in_flight() {
         lic_set_log_callback(Some(gated_log), gate as *const _ as *mut c_void),
         lic_result::LIC_OK
     );
-    let cfg = CString::new(
-        json!({
-            "key": mint(&claims("team", wall_now() - 2 * DAY)),
-            "public-keys": jwks(),
-            "cache-dir": dir.path().to_str().unwrap(),
-        })
-        .to_string(),
-    )
-    .unwrap();
+    let cfg = expired_team_config(dir.path());
     // init's records are delivered on this thread or the worker's: init on its own thread.
     let init = std::thread::spawn(move || lic_init(cfg.as_ptr()));
     entered

@@ -15,21 +15,6 @@ const JUNIT: &str = "/usr/share/java/junit4.jar";
 const HAMCREST: &str = "/usr/share/java/hamcrest-core.jar";
 const TYPESAFE_CONFIG: &str = "/usr/share/java/typesafe-config.jar";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }

@@ -559,3 +559,21 @@ impl RecordingProxy {
         self.seen.lock().unwrap().clone()
     }
 }
+
+/// Runs `cmd` and returns its output; a failure to start or a non-zero exit fails the test
+/// with both streams.
+pub fn run(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The repository root (the `lic4es` crate's manifest directory).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
