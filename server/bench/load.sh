@@ -5,6 +5,9 @@
 #
 #   server/bench/load.sh [SECONDS]      (default 10 s per endpoint)
 #
+# LICENSE_SERVER=path runs that binary instead of building this tree's (to compare two
+# builds on the same machine).
+#
 # Needs redis-server and wrk (apt-get install redis-server wrk). Prints a Markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,8 +15,12 @@ secs=${1:-10}
 conns=${BENCH_CONNECTIONS:-32}
 threads=${BENCH_THREADS:-2}
 
-cargo build --release --quiet -p license-server --bin license-server
-srv=$PWD/target/release/license-server
+if [ -n "${LICENSE_SERVER:-}" ]; then
+  srv=$(realpath "$LICENSE_SERVER")
+else
+  cargo build --release --quiet -p license-server --bin license-server
+  srv=$PWD/target/release/license-server
+fi
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -31,7 +38,7 @@ port=$(free_port)
 cat >"$work/server.toml" <<TOML
 listen = "127.0.0.1:$port"
 data-dir = "$work/data"
-admin-token = "bench-admin"
+admin-token = "bench-admin-token-0123456789abcdef"
 redis-url = "redis://127.0.0.1:$rport/"
 TOML
 "$srv" --config "$work/server.toml" keygen >/dev/null 2>&1

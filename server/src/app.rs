@@ -39,6 +39,10 @@ pub struct AppState {
     pub(crate) body_timeout: std::time::Duration,
     /// The last audit entry could not be written.
     pub(crate) audit_failing: std::sync::atomic::AtomicBool,
+    /// When offline abuse was last judged from the store for a scrape (seconds).
+    pub(crate) flags_judged_at: std::sync::atomic::AtomicI64,
+    /// The audit trail's writer (group commit).
+    pub(crate) audit_writer: crate::store::group_commit::GroupCommit,
 }
 
 impl AppState {
@@ -57,6 +61,7 @@ impl AppState {
             config,
             key,
             keyset,
+            audit_writer: crate::store::group_commit::GroupCommit::new(store.clone()),
             store,
             seats,
             clock,
@@ -67,6 +72,7 @@ impl AppState {
             proxies,
             body_timeout,
             audit_failing: Default::default(),
+            flags_judged_at: Default::default(),
         })
     }
 

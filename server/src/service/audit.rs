@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use crate::abuse::{self, Verdict};
 use crate::app::AppState;
 use crate::seats::Session;
-use crate::store::{AuditEvent, AuditKind, LicenseStore, OfflinePeriod, StoreError, StoreResult};
+use crate::store::{AuditEvent, AuditKind, LicenseStore, OfflinePeriod, StoreResult};
 
 use super::{ServiceError, ServiceResult};
 
@@ -34,12 +34,11 @@ pub async fn record(s: &AppState, event: AuditEvent) {
 
 /// Appends to the audit trail, or fails: for entries without which the request must not
 /// succeed (a seat granted, a token renewed).
+/// Entries are group-committed ([`crate::store::group_commit`]): this returns once the
+/// transaction holding the entry committed.
 pub async fn required(s: &AppState, event: AuditEvent) -> ServiceResult<()> {
     let kind = event.kind.clone();
-    let store = s.store.clone();
-    let r = tokio::task::spawn_blocking(move || store.append_audit(&event))
-        .await
-        .unwrap_or_else(|e| Err(StoreError::Unavailable(e.to_string())));
+    let r = s.audit_writer.append(event).await;
     written(s, &kind, r)
 }
 

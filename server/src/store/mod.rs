@@ -5,6 +5,7 @@
 //! The interface is blocking; the HTTP layer calls it on tokio's blocking pool, never on
 //! the async request threads.
 
+pub mod group_commit;
 pub mod migrate;
 pub mod pg_tls;
 pub mod postgres;
@@ -441,7 +442,12 @@ pub trait LicenseStore: Send + Sync {
     /// how many rows went.
     fn prune_telemetry(&self, before: i64) -> StoreResult<u64>;
     /// Appends to the audit trail.
-    fn append_audit(&self, e: &AuditEvent) -> StoreResult<()>;
+    fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
+        self.append_audits(std::slice::from_ref(e))
+    }
+    /// Appends `entries` in one transaction (group commit): all of them are durable, or
+    /// none is written.
+    fn append_audits(&self, entries: &[AuditEvent]) -> StoreResult<()>;
     /// A page of the audit trail, newest first.
     fn audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>>;
     /// Drops audit entries older than `before`; returns how many.

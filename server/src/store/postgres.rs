@@ -26,6 +26,8 @@ use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE}
 pub const DEFAULT_POOL_SIZE: u32 = 16;
 /// How long a caller waits for a free connection before the store counts as unavailable.
 pub const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Audit rows per INSERT statement (8 parameters each).
+const AUDIT_ROWS_PER_INSERT: usize = 1000;
 /// Any number taken by `pg_advisory_xact_lock` while the schema is set up.
 const SCHEMA_LOCK: i64 = 0x6c69_6334_6573;
 
@@ -420,24 +422,50 @@ impl LicenseStore for PgStore {
         })
     }
 
-    fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
+    fn append_audits(&self, entries: &[AuditEvent]) -> StoreResult<()> {
         self.with(|c| {
-            c.execute(
-                "INSERT INTO audit (at, kind, license_id, session_id, hardware_id, instance_id,
-                    source, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[
-                    &e.at,
-                    &e.kind.as_str(),
-                    &e.license,
-                    &e.session_id,
-                    &e.hardware_id,
-                    &e.instance_id,
-                    &e.source,
-                    &e.detail,
-                ],
-            )
+            let mut tx = c.transaction()?;
+            // One multi-row INSERT per chunk: a round trip per chunk, not per entry, and
+            // within PostgreSQL's 65 535 parameters a statement.
+            for chunk in entries.chunks(AUDIT_ROWS_PER_INSERT) {
+                let mut sql = String::from(
+                    "INSERT INTO audit (at, kind, license_id, session_id, hardware_id,
+                        instance_id, source, detail) VALUES ",
+                );
+                let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    Vec::with_capacity(chunk.len() * 8);
+                let kinds: Vec<&str> = chunk.iter().map(|e| e.kind.as_str()).collect();
+                for (i, e) in chunk.iter().enumerate() {
+                    let n = i * 8;
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!(
+                        "(${},${},${},${},${},${},${},${})",
+                        n + 1,
+                        n + 2,
+                        n + 3,
+                        n + 4,
+                        n + 5,
+                        n + 6,
+                        n + 7,
+                        n + 8
+                    ));
+                    params.extend_from_slice(&[
+                        &e.at,
+                        &kinds[i],
+                        &e.license,
+                        &e.session_id,
+                        &e.hardware_id,
+                        &e.instance_id,
+                        &e.source,
+                        &e.detail,
+                    ]);
+                }
+                tx.execute(sql.as_str(), &params)?;
+            }
+            tx.commit()
         })
-        .map(|_| ())
     }
 
     fn audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {

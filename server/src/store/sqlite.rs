@@ -472,12 +472,18 @@ impl LicenseStore for SqliteStore {
         Ok((a + b) as u64)
     }
 
-    fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
-        self.conn()
-            .execute(
-                "INSERT INTO audit (at, kind, license_id, session_id, hardware_id, instance_id,
-                    source, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
+    fn append_audits(&self, entries: &[AuditEvent]) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO audit (at, kind, license_id, session_id, hardware_id,
+                        instance_id, source, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(db)?;
+            for e in entries {
+                stmt.execute(params![
                     e.at,
                     e.kind.as_str(),
                     e.license,
@@ -486,10 +492,11 @@ impl LicenseStore for SqliteStore {
                     e.instance_id,
                     e.source,
                     e.detail
-                ],
-            )
-            .map_err(db)?;
-        Ok(())
+                ])
+                .map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
     }
 
     fn audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
