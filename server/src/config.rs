@@ -154,6 +154,14 @@ pub struct ServerConfig {
     /// [`MIN_SECRET_LEN`] characters); unset, the main listener does not serve it.
     #[serde(default)]
     pub metrics_token: Option<String>,
+    /// Licenses that get their own `lic4es_seats_in_use` and `lic4es_seats_limit`
+    /// series at most: those nearest their limits (fleet totals are always there).
+    #[serde(default = "default_metrics_max_licenses")]
+    pub metrics_max_licenses: usize,
+    /// Seconds a shared seat store's summary (the gauges, the dashboard's tiles) is
+    /// reused before one instance computes it again for all of them.
+    #[serde(default = "default_metrics_interval")]
+    pub metrics_interval_secs: u64,
     /// Proxies (CIDRs) whose `X-Forwarded-For` names the client for the audit trail and
     /// the admin throttle; from anyone else the header is ignored.
     #[serde(default)]
@@ -197,6 +205,12 @@ pub struct ServerConfig {
     pub max_connections: Option<usize>,
 }
 
+fn default_metrics_max_licenses() -> usize {
+    1000
+}
+fn default_metrics_interval() -> u64 {
+    10
+}
 fn default_pool_size() -> u32 {
     crate::store::postgres::DEFAULT_POOL_SIZE
 }
@@ -389,6 +403,12 @@ impl ServerConfig {
                     ));
                 }
             }
+        }
+        if self.metrics_max_licenses > 100_000 {
+            return Err("metrics-max-licenses must be at most 100000".into());
+        }
+        if self.metrics_interval_secs > 3600 {
+            return Err("metrics-interval-secs must be 0 to 3600".into());
         }
         if !(1..=3600).contains(&self.body_timeout_secs) {
             return Err("body-timeout-secs must be 1 to 3600".into());

@@ -8,7 +8,10 @@ use std::sync::Arc;
 mod common;
 
 use lic4es::clock::ManualClock;
-use license_server::seats::{Acquired, MemorySeats, NewSession, RedisSeats, Replace, SeatStore};
+use license_server::seats::{
+    Acquired, MemorySeats, NewSession, RedisSeats, Replace, SeatStore, SessionQuery, SessionState,
+    Usage,
+};
 
 use common::redis::RedisProc;
 use common::tls::TestCa;
@@ -308,6 +311,167 @@ fn release_and_kick_end_sessions_and_licenses_are_kept_apart() {
             assert!(store.sessions(None).await.unwrap().is_empty(), "{name}");
             store.ping().await.unwrap();
         });
+    });
+}
+
+/// Every session of `q`'s listing, page after page, and the number of pages.
+async fn all_pages(store: &dyn SeatStore, mut q: SessionQuery) -> (Vec<String>, usize) {
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = store.sessions_page(q.clone()).await.unwrap();
+        assert!(page.items.len() <= q.limit as usize);
+        pages += 1;
+        ids.extend(page.items.iter().map(|s| format!("{}/{}", s.license, s.id)));
+        match page.next {
+            Some(next) => q.after = Some(next),
+            None => return (ids, pages),
+        }
+        assert!(pages < 100, "the pages do not end");
+    }
+}
+
+#[test]
+fn sessions_and_licenses_are_listed_by_the_page_and_summed_without_a_listing() {
+    each_store(|name, clock, store| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let grant = |id: &str, lic: &str, limit: u32| {
+                let store = store.clone();
+                let new = session(id, lic, limit, &format!("hw-{id}"), GRACE);
+                async move { assert!(granted(&store.acquire(new, None).await.unwrap())) }
+            };
+            // Two sessions of lic-c lapse into offline use; then lic-a fills its 5 seats
+            // and lic-b takes 3 of its 10.
+            grant("c-0", "lic-c", 4).await;
+            grant("c-1", "lic-c", 4).await;
+            clock.advance_millis((TTL + 1) * 1000);
+            for i in 0..5 {
+                grant(&format!("a-{i}"), "lic-a", 5).await;
+            }
+            for i in 0..3 {
+                grant(&format!("b-{i}"), "lic-b", 10).await;
+            }
+            let mut every: Vec<String> = (0..5)
+                .map(|i| format!("lic-a/a-{i}"))
+                .chain((0..3).map(|i| format!("lic-b/b-{i}")))
+                .chain((0..2).map(|i| format!("lic-c/c-{i}")))
+                .collect();
+            every.sort();
+            let q = SessionQuery {
+                limit: 3,
+                ..SessionQuery::default()
+            };
+            let (ids, pages) = all_pages(store.as_ref(), q.clone()).await;
+            assert_eq!(ids, every, "{name}: each session once, in order");
+            assert_eq!(pages, 4, "{name}");
+            let offline = SessionQuery {
+                state: Some(SessionState::Offline),
+                limit: 1,
+                ..q.clone()
+            };
+            let (ids, _) = all_pages(store.as_ref(), offline).await;
+            assert_eq!(ids, ["lic-c/c-0", "lic-c/c-1"], "{name}");
+            let online_b = SessionQuery {
+                license: Some("lic-b".into()),
+                state: Some(SessionState::Online),
+                limit: 2,
+                ..q.clone()
+            };
+            let (ids, pages) = all_pages(store.as_ref(), online_b).await;
+            assert_eq!(ids, ["lic-b/b-0", "lic-b/b-1", "lic-b/b-2"], "{name}");
+            assert_eq!(pages, 2, "{name}");
+            let none = SessionQuery {
+                license: Some("lic-none".into()),
+                ..q.clone()
+            };
+            assert_eq!(all_pages(store.as_ref(), none).await.0.len(), 0);
+
+            let page = store.usage_page(None, 2).await.unwrap();
+            let seen: Vec<(&str, u32, u32, u32)> = page
+                .items
+                .iter()
+                .map(|u| (u.license.as_str(), u.usage.online, u.usage.offline, u.limit))
+                .collect();
+            assert_eq!(seen, [("lic-a", 5, 0, 5), ("lic-b", 3, 0, 10)], "{name}");
+            let page = store.usage_page(page.next, 2).await.unwrap();
+            assert_eq!(page.items.len(), 1, "{name}");
+            assert_eq!(
+                page.items[0].usage,
+                Usage {
+                    online: 0,
+                    offline: 2
+                }
+            );
+            assert_eq!(page.next, None, "{name}");
+
+            let sum = store.summary(2, 0).await.unwrap();
+            assert_eq!((sum.online, sum.offline, sum.licenses), (8, 2, 3), "{name}");
+            let nearest: Vec<&str> = sum.nearest.iter().map(|u| u.license.as_str()).collect();
+            assert_eq!(nearest, ["lic-a", "lic-b"], "{name}: fullest first");
+            assert_eq!(store.summary(1, 0).await.unwrap().nearest.len(), 1);
+
+            if name.starts_with("redis") {
+                // Shared: reused while younger than the interval asked for, then
+                // computed again.
+                assert_eq!(store.summary(2, 60).await.unwrap().online, 8, "{name}");
+                grant("b-3", "lic-b", 10).await;
+                assert_eq!(store.summary(2, 60).await.unwrap().online, 8, "{name}");
+                clock.advance_millis(60_000);
+                assert_eq!(store.summary(2, 60).await.unwrap().online, 9, "{name}");
+            }
+        });
+    });
+}
+
+#[test]
+#[cfg_attr(
+    lic4es_no_redis,
+    ignore = "needs redis-server: apt-get install redis-server"
+)]
+fn redis_finds_the_sessions_an_earlier_version_wrote() {
+    let server = RedisProc::start().expect("redis-server");
+    let clock = Arc::new(ManualClock::at_secs(NOW));
+    let store = RedisSeats::new(&server.url())
+        .unwrap()
+        .with_test_clock(clock.clone());
+    let rt = redis_rt();
+    rt.block_on(async {
+        assert!(granted(
+            &store
+                .acquire(session("s-1", "lic-old", 2, "h1", GRACE), None)
+                .await
+                .unwrap()
+        ));
+    });
+    // As an earlier version left them: the licenses in a set, no id index.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &server.port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    cli(&["DEL", "lic4es:license-index", "{lic:lic-old}:ids"]);
+    cli(&["SADD", "lic4es:licenses", "lic-old"]);
+    let store = RedisSeats::new(&server.url())
+        .unwrap()
+        .with_test_clock(clock);
+    rt.block_on(async {
+        let page = store
+            .sessions_page(SessionQuery {
+                limit: 10,
+                ..SessionQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(page.items[0].id, "s-1");
+        assert_eq!(store.summary(10, 0).await.unwrap().online, 1);
     });
 }
 

@@ -783,3 +783,123 @@ fn the_coditect_adr_client_s_bodies_are_served() {
     assert_eq!(v["mode"], "offline");
     assert_eq!(v["grace_period_days"], 0);
 }
+
+/// An admin GET: (status, body, the path of the `Link` header's next page).
+fn admin_page(s: &Server, path: &str) -> (u16, Value, Option<String>) {
+    let auth = format!("Bearer {ADMIN}");
+    let a = common::http::exchange(
+        s.port,
+        &format!("GET {path} HTTP/1.1"),
+        &[("Authorization", auth.as_str())],
+        b"",
+        std::time::Duration::from_secs(10),
+    )
+    .expect("an answer");
+    let next = a
+        .head
+        .lines()
+        .find_map(|l| l.strip_prefix("link: <"))
+        .map(|l| {
+            assert!(l.trim_end().ends_with(">; rel=\"next\""), "{l}");
+            l.split('>').next().unwrap().to_string()
+        });
+    (a.status, a.json(), next)
+}
+
+#[test]
+fn admin_views_come_by_the_page_with_the_next_page_linked() {
+    let s = Server::start();
+    let (lic_a, key_a) = s.license("pro", json!({"seats": 5}));
+    let (lic_b, key_b) = s.license("pro", json!({"seats": 2}));
+    for hw in ["a", "b", "c", "d", "e"] {
+        assert_eq!(acquire(&s, &key_a, hw).0, 200);
+    }
+    assert_eq!(acquire(&s, &key_b, "f").0, 200);
+
+    // Five sessions of A in pages of two, each once, the last page unlinked.
+    let mut path = format!("/admin/sessions?license={lic_a}&limit=2");
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let (status, v, next) = admin_page(&s, &path);
+        assert_eq!(status, 200, "{v}");
+        let items = v.as_array().unwrap();
+        assert!(items.len() <= 2, "{v}");
+        seen.extend(
+            items
+                .iter()
+                .map(|x| x["hardware_id"].as_str().unwrap().to_string()),
+        );
+        pages += 1;
+        match next {
+            Some(n) => {
+                assert!(n.contains(&format!("license={lic_a}")), "{n}");
+                path = n;
+            }
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["a", "b", "c", "d", "e"]);
+    assert_eq!(pages, 3);
+    // Without a limit: a page of 100 at most; every license's.
+    let (_, v, next) = admin_page(&s, "/admin/sessions");
+    assert_eq!((v.as_array().unwrap().len(), next), (6, None));
+    let (_, v, _) = admin_page(&s, "/admin/sessions?state=offline");
+    assert_eq!(v.as_array().unwrap().len(), 0, "{v}");
+    for bad in [
+        "/admin/sessions?state=asleep",
+        "/admin/sessions?cursor=no-colon",
+        "/admin/sessions?limit=many",
+        "/admin/audit?cursor=x",
+        "/admin/seats?cursor=%E2%80%AE",
+    ] {
+        let (status, v, _) = admin_page(&s, bad);
+        assert_eq!(status, 400, "{bad}: {v}");
+        assert!(v["error"].is_string(), "{bad}: {v}");
+    }
+
+    // Licenses with sessions, a page of one.
+    let (_, v, next) = admin_page(&s, "/admin/seats?limit=1");
+    let first = v[0]["license"].as_str().unwrap().to_string();
+    let (_, v, last) = admin_page(&s, &next.expect("a second page"));
+    let second = v[0]["license"].as_str().unwrap().to_string();
+    let mut both = [first, second];
+    both.sort();
+    let mut want = [lic_a.clone(), lic_b.clone()];
+    want.sort();
+    assert_eq!(both, want);
+    assert_eq!(last, None);
+
+    // The tiles' numbers, whatever the fleet's size.
+    let (status, v) = s.admin("GET", "/admin/summary", Value::Null);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["online"].as_u64(), v["offline"].as_u64()),
+        (Some(6), Some(0))
+    );
+    assert_eq!(v["licenses"], 2);
+    assert_eq!(v["nearest"][0]["license"], lic_a, "full first: {v}");
+    assert_eq!(v["nearest"][0]["in_use"], 5);
+
+    // The audit trail by the page, newest first, linked by the last id.
+    let (_, v, next) = admin_page(&s, &format!("/admin/audit?license={lic_a}&limit=3"));
+    let page1: Vec<i64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    let (_, v, _) = admin_page(&s, &next.expect("older entries"));
+    let page2: Vec<i64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(page1.len(), 3);
+    assert!(
+        !page2.is_empty() && page2[0] < page1[2],
+        "{page1:?} {page2:?}"
+    );
+}

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use super::{parse, ApiError, ClientAddr};
 use crate::abuse;
 use crate::app::AppState;
-use crate::seats::Session;
+use crate::seats::{Session, SessionCursor, SessionQuery, SessionState};
 use crate::service::licenses::{self, check_license_id, LicenseView, NewLicense, Terms};
 use crate::service::{self, reports};
 use crate::store::{AuditEvent, AuditQuery, Seats};
@@ -225,18 +225,77 @@ pub async fn telemetry_daily(
     )))
 }
 
-/// `?license=ID` (and `&limit=N&before=ID` for the audit trail).
+/// `?license=ID` (and `&limit=N&before=ID` for the audit trail; `&state=` and
+/// `&cursor=` for the paged views).
 #[derive(Deserialize)]
 pub struct Filter {
     license: Option<String>,
     limit: Option<u32>,
     before: Option<i64>,
+    cursor: Option<String>,
+    state: Option<String>,
 }
 
 /// The query, or a JSON 400 saying what is wrong with it (`before=soon`).
 fn filter(q: Result<Query<Filter>, QueryRejection>) -> Result<Filter, ApiError> {
     q.map(|Query(f)| f)
         .map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.body_text()))
+}
+
+/// Entries a page holds unless `limit` says otherwise, and at most.
+const PAGE_DEFAULT: u32 = 100;
+const PAGE_MAX: u32 = 1000;
+
+fn page_limit(f: &Filter) -> u32 {
+    f.limit.unwrap_or(PAGE_DEFAULT).clamp(1, PAGE_MAX)
+}
+
+/// What a value in a query must not hold as is (besides non-ASCII, always encoded).
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'&')
+    .add(b'+')
+    .add(b'<')
+    .add(b'=')
+    .add(b'>');
+
+/// A page as JSON, with the next page's address in a `Link` header (RFC 8288,
+/// `rel="next"`) when there may be more.
+fn paged<T: Serialize>(path: &str, query: &[(&str, String)], items: T) -> Response {
+    let mut resp = Json(items).into_response();
+    if query.iter().any(|(k, _)| *k == "cursor") {
+        let q: Vec<String> = query
+            .iter()
+            .map(|(k, v)| {
+                let v = percent_encoding::utf8_percent_encode(v, QUERY_VALUE);
+                format!("{k}={v}")
+            })
+            .collect();
+        let link = format!("<{path}?{}>; rel=\"next\"", q.join("&"));
+        if let Ok(v) = axum::http::HeaderValue::from_str(&link) {
+            resp.headers_mut().insert(axum::http::header::LINK, v);
+        }
+    }
+    resp
+}
+
+/// The query of the next page: the filters as given, the limit, and `next` as cursor.
+fn next_query(f: &Filter, limit: u32, next: Option<String>) -> Vec<(&'static str, String)> {
+    let mut q = Vec::new();
+    if let Some(l) = &f.license {
+        q.push(("license", l.clone()));
+    }
+    if let Some(st) = &f.state {
+        q.push(("state", st.clone()));
+    }
+    q.push(("limit", limit.to_string()));
+    if let Some(n) = next {
+        q.push(("cursor", n));
+    }
+    q
 }
 
 /// A session as the admin API shows it.
@@ -278,19 +337,56 @@ impl SessionView {
     }
 }
 
-/// `GET /admin/sessions[?license=ID]`.
+/// `GET /admin/sessions[?license=ID][&state=online|offline][&limit=N][&cursor=C]`: a
+/// page of sessions in (license, session id) order, at most `limit` (100 by default,
+/// 1 000 at most); the `Link` header names the next page.
 pub async fn sessions(
     State(s): State<Arc<AppState>>,
     f: Result<Query<Filter>, QueryRejection>,
-) -> Result<Json<Vec<SessionView>>, ApiError> {
+) -> Result<Response, ApiError> {
     let f = filter(f)?;
     if let Some(l) = &f.license {
         license_id(l)?;
     }
-    let list = reports::sessions(&s, f.license.as_deref()).await?;
+    let state = match f.state.as_deref() {
+        None | Some("") => None,
+        Some("online") => Some(SessionState::Online),
+        Some("offline") => Some(SessionState::Offline),
+        Some(other) => {
+            return Err(ApiError::bad(
+                codes::INVALID_REQUEST,
+                format!("state `{other}` is neither `online` nor `offline`"),
+            ))
+        }
+    };
+    let after = match f.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(SessionCursor::parse(c).ok_or_else(|| {
+            ApiError::bad(codes::INVALID_REQUEST, "cursor is not one this server gave")
+        })?),
+    };
+    let limit = page_limit(&f);
+    let page = reports::sessions_page(
+        &s,
+        SessionQuery {
+            license: f.license.clone(),
+            state,
+            after,
+            limit,
+        },
+    )
+    .await?;
     let now = s.now();
-    Ok(Json(
-        list.into_iter().map(|x| SessionView::at(x, now)).collect(),
+    let items: Vec<SessionView> = page
+        .items
+        .into_iter()
+        .map(|x| SessionView::at(x, now))
+        .collect();
+    let next = page.next.map(|c| c.to_string());
+    Ok(paged(
+        "/admin/sessions",
+        &next_query(&f, limit, next),
+        items,
     ))
 }
 
@@ -312,35 +408,58 @@ pub struct AuditView {
     event: AuditEvent,
 }
 
-/// `GET /admin/audit[?license=ID][&limit=N][&before=ID]`, newest first: at most `limit`
-/// entries (100 by default, 1 000 at most); the next page is `before` the last `id`.
+/// `GET /admin/audit[?license=ID][&limit=N][&before=ID|&cursor=ID]`, newest first: at
+/// most `limit` entries (100 by default, 1 000 at most); the next page is `before` the
+/// last `id`, which the `Link` header names.
 pub async fn audit(
     State(s): State<Arc<AppState>>,
     f: Result<Query<Filter>, QueryRejection>,
-) -> Result<Json<Vec<AuditView>>, ApiError> {
+) -> Result<Response, ApiError> {
     let f = filter(f)?;
     if let Some(l) = &f.license {
         license_id(l)?;
     }
+    let before = match f.cursor.as_deref() {
+        None | Some("") => f.before,
+        Some(c) => Some(c.parse::<i64>().map_err(|_| {
+            ApiError::bad(codes::INVALID_REQUEST, "cursor is not one this server gave")
+        })?),
+    };
+    let limit = page_limit(&f);
     let q = AuditQuery {
-        license: f.license,
-        before: f.before,
-        limit: f.limit.unwrap_or(100).clamp(1, 1000),
+        license: f.license.clone(),
+        before,
+        limit,
     };
     let rows = reports::audit_page(&s, q).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|e| AuditView {
-                at: rfc3339(e.at),
-                event: e,
-            })
-            .collect(),
-    ))
+    let next = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|e| e.id.to_string()))
+        .flatten();
+    let items: Vec<AuditView> = rows
+        .into_iter()
+        .map(|e| AuditView {
+            at: rfc3339(e.at),
+            event: e,
+        })
+        .collect();
+    Ok(paged("/admin/audit", &next_query(&f, limit, next), items))
 }
 
-/// `GET /admin/abuse`: licenses with offline periods in the last 30 days, flagged ones
-/// first, with the rule's counts.
-pub async fn abuse(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+/// `GET /admin/abuse[?limit=N][&cursor=C]`: licenses with offline periods in the last
+/// 30 days, flagged ones first, with the rule's counts: a page of them (100 by default,
+/// 1 000 at most; the cursor is the place of the page's end); `flagged` counts them all.
+pub async fn abuse(
+    State(s): State<Arc<AppState>>,
+    f: Result<Query<Filter>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let f = filter(f)?;
+    let skip = match f.cursor.as_deref() {
+        None | Some("") => 0,
+        Some(c) => c.parse::<usize>().map_err(|_| {
+            ApiError::bad(codes::INVALID_REQUEST, "cursor is not one this server gave")
+        })?,
+    };
+    let limit = page_limit(&f);
     service::audit::sweep(&s).await;
     let mut all = service::audit::offline_report(&s).await?;
     all.sort_by(|(la, a), (lb, b)| {
@@ -348,6 +467,8 @@ pub async fn abuse(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiErr
     });
     let licenses: Vec<Value> = all
         .iter()
+        .skip(skip)
+        .take(limit as usize)
         .map(|(license, v)| {
             json!({
                 "license": license,
@@ -359,19 +480,58 @@ pub async fn abuse(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiErr
             })
         })
         .collect();
-    Ok(Json(json!({
-        "window_days": abuse::WINDOW_SECS / 86_400,
-        "max_cycles": abuse::MAX_CYCLES,
-        "max_offline_days": abuse::MAX_OFFLINE_DAYS,
-        "flagged": all.iter().filter(|(_, v)| v.flagged).count(),
-        "licenses": licenses,
-    })))
+    let end = skip + licenses.len();
+    let next = (end < all.len()).then(|| end.to_string());
+    Ok(paged(
+        "/admin/abuse",
+        &next_query(&f, limit, next),
+        json!({
+            "window_days": abuse::WINDOW_SECS / 86_400,
+            "max_cycles": abuse::MAX_CYCLES,
+            "max_offline_days": abuse::MAX_OFFLINE_DAYS,
+            "flagged": all.iter().filter(|(_, v)| v.flagged).count(),
+            "licenses": licenses,
+        }),
+    ))
 }
 
-/// `GET /admin/seats`: each license with sessions: seats in use, its limit, sessions
-/// offline.
+/// `GET /admin/seats[?limit=N][&cursor=ID]`: a page of the licenses with sessions, in
+/// license order: seats in use, its limit, sessions offline.
 pub async fn seats(
     State(s): State<Arc<AppState>>,
-) -> Result<Json<Vec<reports::SeatUse>>, ApiError> {
-    Ok(Json(reports::seats_in_use(&s).await?))
+    f: Result<Query<Filter>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let f = filter(f)?;
+    let after = f.cursor.clone().filter(|c| !c.is_empty());
+    if let Some(c) = &after {
+        license_id(c)?;
+    }
+    let limit = page_limit(&f);
+    let page = reports::seats_page(&s, after, limit).await?;
+    Ok(paged(
+        "/admin/seats",
+        &next_query(&f, limit, page.next),
+        page.items,
+    ))
+}
+
+/// `GET /admin/summary`: the fleet at a glance, whatever its size: sessions online and
+/// offline, licenses with sessions, flagged licenses, and the licenses nearest their
+/// limits (`limit`, 10 by default).
+pub async fn summary(
+    State(s): State<Arc<AppState>>,
+    f: Result<Query<Filter>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let f = filter(f)?;
+    let n = f.limit.unwrap_or(10).clamp(1, PAGE_MAX) as usize;
+    let sum = reports::summary(&s).await?;
+    let nearest = reports::seat_uses(&s, sum.nearest.into_iter().take(n).collect()).await?;
+    Ok(Json(json!({
+        "online": sum.online,
+        "offline": sum.offline,
+        "licenses": sum.licenses,
+        "flagged": s.flags.count(),
+        "as_of": rfc3339(sum.at),
+        "nearest": nearest,
+    })))
 }

@@ -456,6 +456,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/audit", get(admin::audit))
         .route("/admin/abuse", get(admin::abuse))
         .route("/admin/seats", get(admin::seats))
+        .route("/admin/summary", get(admin::summary))
         .route_layer(middleware::from_fn_with_state(state.clone(), admin_auth));
     Router::new()
         .route(paths::TOKEN, post(licenses::token))

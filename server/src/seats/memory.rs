@@ -1,24 +1,48 @@
 //! Seats in this process's memory: enough for one instance. One mutex makes every call
 //! atomic; an index ordered by deadline makes lapsing cost only the sessions that lapse.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::ready;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use lic4es::clock::Clock;
 
-use super::{Acquired, NewSession, Replace, SeatFuture, SeatStore, Session};
+use super::{
+    Acquired, LicenseUsage, NewSession, Page, Replace, SeatFuture, SeatStore, Session,
+    SessionCursor, SessionQuery, Summary, Usage,
+};
 
 /// Most lapses kept for [`SeatStore::take_lapsed`] when nobody collects them.
 const MAX_PENDING_LAPSES: usize = 10_000;
 
+/// The sessions of one license, counted as they change.
+#[derive(Default)]
+struct LicenseSeats {
+    ids: BTreeSet<String>,
+    usage: Usage,
+    /// Seats at its last acquire.
+    limit: u32,
+}
+
 #[derive(Default)]
 struct Inner {
     sessions: HashMap<String, Session>,
-    by_license: HashMap<String, HashSet<String>>,
+    by_license: BTreeMap<String, LicenseSeats>,
     /// (deadline, id): when an online session lapses, or an offline one is dropped.
     deadlines: BTreeSet<(i64, String)>,
     lapsed: Vec<Session>,
+    /// Every license's usage summed.
+    total: Usage,
+}
+
+fn count(u: &mut Usage, s: &Session, up: bool) {
+    let n = if s.online() {
+        &mut u.online
+    } else {
+        &mut u.offline
+    };
+    *n = if up { *n + 1 } else { n.saturating_sub(1) };
 }
 
 fn deadline(s: &Session) -> i64 {
@@ -31,22 +55,24 @@ fn deadline(s: &Session) -> i64 {
 impl Inner {
     fn insert(&mut self, s: Session) {
         self.deadlines.insert((deadline(&s), s.id.clone()));
-        self.by_license
-            .entry(s.license.clone())
-            .or_default()
-            .insert(s.id.clone());
+        let l = self.by_license.entry(s.license.clone()).or_default();
+        l.ids.insert(s.id.clone());
+        count(&mut l.usage, &s, true);
+        count(&mut self.total, &s, true);
         self.sessions.insert(s.id.clone(), s);
     }
 
     fn remove(&mut self, id: &str) -> Option<Session> {
         let s = self.sessions.remove(id)?;
         self.deadlines.remove(&(deadline(&s), s.id.clone()));
-        if let Some(ids) = self.by_license.get_mut(&s.license) {
-            ids.remove(id);
-            if ids.is_empty() {
+        if let Some(l) = self.by_license.get_mut(&s.license) {
+            l.ids.remove(id);
+            count(&mut l.usage, &s, false);
+            if l.ids.is_empty() {
                 self.by_license.remove(&s.license);
             }
         }
+        count(&mut self.total, &s, false);
         Some(s)
     }
 
@@ -76,11 +102,15 @@ impl Inner {
     }
 
     fn online_count(&self, license: &str) -> u32 {
-        self.by_license.get(license).map_or(0, |ids| {
-            ids.iter()
-                .filter(|id| self.sessions.get(*id).is_some_and(Session::online))
-                .count() as u32
-        })
+        self.by_license.get(license).map_or(0, |l| l.usage.online)
+    }
+
+    fn license_usage(license: &str, l: &LicenseSeats) -> LicenseUsage {
+        LicenseUsage {
+            license: license.to_string(),
+            usage: l.usage,
+            limit: l.limit,
+        }
     }
 }
 
@@ -145,6 +175,9 @@ impl SeatStore for MemorySeats {
                 token_exp: new.token_exp,
             };
             inner.insert(session.clone());
+            if let Some(l) = inner.by_license.get_mut(&session.license) {
+                l.limit = new.limit;
+            }
             Acquired::Granted { session, ended }
         };
         Box::pin(ready(Ok(outcome)))
@@ -212,13 +245,92 @@ impl SeatStore for MemorySeats {
                 .by_license
                 .get(l)
                 .into_iter()
-                .flatten()
+                .flat_map(|l| l.ids.iter())
                 .filter_map(|id| inner.sessions.get(id).cloned())
                 .collect(),
             None => inner.sessions.values().cloned().collect(),
         };
         v.sort_by(|a, b| (a.acquired_at, &a.id).cmp(&(b.acquired_at, &b.id)));
         Box::pin(ready(Ok(v)))
+    }
+
+    fn sessions_page(&self, q: SessionQuery) -> SeatFuture<'_, Page<Session, SessionCursor>> {
+        let (_, inner) = self.now_inner();
+        let limit = q.limit.max(1) as usize;
+        let from = match (&q.license, &q.after) {
+            (Some(l), Some(a)) if a.license.as_str() < l.as_str() => Bound::Included(l.clone()),
+            (_, Some(a)) => Bound::Included(a.license.clone()),
+            (Some(l), None) => Bound::Included(l.clone()),
+            (None, None) => Bound::Unbounded,
+        };
+        let mut items = Vec::with_capacity(limit + 1);
+        'licenses: for (license, l) in inner.by_license.range((from, Bound::Unbounded)) {
+            if q.license.as_ref().is_some_and(|want| want != license) {
+                break;
+            }
+            let ids: Box<dyn Iterator<Item = &String>> = match &q.after {
+                Some(a) if &a.license == license => Box::new(
+                    l.ids
+                        .range((Bound::Excluded(a.session_id.clone()), Bound::Unbounded)),
+                ),
+                _ => Box::new(l.ids.iter()),
+            };
+            for id in ids {
+                let Some(s) = inner.sessions.get(id) else {
+                    continue;
+                };
+                if q.state.is_none_or(|st| st.of(s)) {
+                    items.push(s.clone());
+                    if items.len() > limit {
+                        break 'licenses;
+                    }
+                }
+            }
+        }
+        let next = (items.len() > limit).then(|| {
+            items.truncate(limit);
+            SessionCursor::after(&items[limit - 1])
+        });
+        Box::pin(ready(Ok(Page { items, next })))
+    }
+
+    fn usage_page(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> SeatFuture<'_, Page<LicenseUsage, String>> {
+        let (_, inner) = self.now_inner();
+        let limit = limit.max(1) as usize;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut items: Vec<LicenseUsage> = inner
+            .by_license
+            .range((from, Bound::Unbounded))
+            .take(limit + 1)
+            .map(|(id, l)| Inner::license_usage(id, l))
+            .collect();
+        let next = (items.len() > limit).then(|| {
+            items.truncate(limit);
+            items[limit - 1].license.clone()
+        });
+        Box::pin(ready(Ok(Page { items, next })))
+    }
+
+    fn summary(&self, nearest: usize, _max_age: i64) -> SeatFuture<'_, Summary> {
+        let (now, inner) = self.now_inner();
+        let summary = Summary {
+            online: u64::from(inner.total.online),
+            offline: u64::from(inner.total.offline),
+            licenses: inner.by_license.len() as u64,
+            nearest: super::nearest_limits(
+                inner
+                    .by_license
+                    .iter()
+                    .map(|(id, l)| Inner::license_usage(id, l)),
+                nearest,
+            ),
+            at: now,
+        };
+        Box::pin(ready(Ok(summary)))
     }
 
     fn take_lapsed(&self) -> SeatFuture<'_, Vec<Session>> {

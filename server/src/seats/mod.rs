@@ -55,7 +55,7 @@ impl Session {
 }
 
 /// Sessions of one license, by state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Usage {
     /// Online sessions: seats in use.
     pub online: u32,
@@ -75,6 +75,127 @@ pub fn usage(sessions: &[Session]) -> std::collections::BTreeMap<String, Usage> 
         }
     }
     by
+}
+
+/// Whether a session holds a seat or lapsed into offline use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// It holds a seat.
+    Online,
+    /// It lapsed and is within its offline grace.
+    Offline,
+}
+
+impl SessionState {
+    /// Whether `s` is in this state.
+    pub fn of(self, s: &Session) -> bool {
+        s.online() == (self == SessionState::Online)
+    }
+}
+
+/// Which sessions to list: a page of them, in (license, session id) order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionQuery {
+    /// Only this license's sessions.
+    pub license: Option<String>,
+    /// Only sessions in this state.
+    pub state: Option<SessionState>,
+    /// Only sessions after this one (the last of the page before).
+    pub after: Option<SessionCursor>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// Where a page of sessions ended: its last session. Shown to clients as
+/// `LICENSE:SESSION_ID` (a license id has no `:`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SessionCursor {
+    /// The license of the last session.
+    pub license: String,
+    /// Its id.
+    pub session_id: String,
+}
+
+impl SessionCursor {
+    /// The cursor after `s`.
+    pub fn after(s: &Session) -> Self {
+        SessionCursor {
+            license: s.license.clone(),
+            session_id: s.id.clone(),
+        }
+    }
+
+    /// The cursor a client sent back, if it is one.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (license, session_id) = text.split_once(':')?;
+        (!license.is_empty() && !session_id.is_empty()).then(|| SessionCursor {
+            license: license.to_string(),
+            session_id: session_id.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for SessionCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.license, self.session_id)
+    }
+}
+
+/// A page of a listing and where the next one starts (`None`: this was the last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T, C> {
+    /// The entries.
+    pub items: Vec<T>,
+    /// The cursor of the next page, if there may be more.
+    pub next: Option<C>,
+}
+
+/// Seats of one license with sessions, as the seat store knows them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LicenseUsage {
+    /// The license.
+    pub license: String,
+    /// Online and offline sessions.
+    pub usage: Usage,
+    /// Its seats at its last acquire.
+    pub limit: u32,
+}
+
+impl LicenseUsage {
+    /// How near its limit it is, for ranking (in use over seats; full is 1, over is more).
+    pub fn fill(&self) -> f64 {
+        f64::from(self.usage.online) / f64::from(self.limit.max(1))
+    }
+}
+
+/// The fleet at a glance: what a scrape and the dashboard's tiles read, whatever the
+/// number of sessions.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Summary {
+    /// Online sessions.
+    pub online: u64,
+    /// Offline sessions.
+    pub offline: u64,
+    /// Licenses with sessions.
+    pub licenses: u64,
+    /// Licenses with online sessions nearest their limits (fullest first, then by id),
+    /// at most as many as asked for.
+    pub nearest: Vec<LicenseUsage>,
+    /// When it was computed (the store's clock, seconds).
+    pub at: i64,
+}
+
+/// The `n` licenses of `all` nearest their limits: fullest first, then by id.
+pub fn nearest_limits(all: impl IntoIterator<Item = LicenseUsage>, n: usize) -> Vec<LicenseUsage> {
+    let mut v: Vec<LicenseUsage> = all.into_iter().filter(|u| u.usage.online > 0).collect();
+    v.sort_by(|a, b| {
+        b.fill()
+            .total_cmp(&a.fill())
+            .then_with(|| b.usage.online.cmp(&a.usage.online))
+            .then_with(|| a.license.cmp(&b.license))
+    });
+    v.truncate(n);
+    v
 }
 
 /// A session to grant, if a seat is free.
@@ -172,8 +293,20 @@ pub trait SeatStore: Send + Sync {
     ) -> SeatFuture<'a, Option<Session>>;
     /// Ends any session, at an operator's request.
     fn kick<'a>(&'a self, session_id: &'a str) -> SeatFuture<'a, Option<Session>>;
-    /// Sessions, online and offline, optionally of one license.
+    /// Sessions, online and offline, optionally of one license (for the CLI and tests;
+    /// operator views read [`SeatStore::sessions_page`]).
     fn sessions<'a>(&'a self, license: Option<&'a str>) -> SeatFuture<'a, Vec<Session>>;
+    /// A page of sessions, in (license, session id) order.
+    fn sessions_page(&self, q: SessionQuery) -> SeatFuture<'_, Page<Session, SessionCursor>>;
+    /// A page of the licenses with sessions, in license order, after `after`.
+    fn usage_page(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> SeatFuture<'_, Page<LicenseUsage, String>>;
+    /// Totals and the `nearest` licenses nearest their limits. A shared store may answer
+    /// what it computed up to `max_age` seconds ago, once for every instance.
+    fn summary(&self, nearest: usize, max_age: i64) -> SeatFuture<'_, Summary>;
     /// Sessions that lapsed since the last call, each handed out once.
     fn take_lapsed(&self) -> SeatFuture<'_, Vec<Session>>;
     /// Whether the store answers.

@@ -6,16 +6,21 @@
 //! - `{lic:ID}:online`: sorted set of online session ids, scored by when they lapse;
 //! - `{lic:ID}:offline`: sorted set of lapsed sessions, scored by when their grace ends;
 //! - `{lic:ID}:sessions`: hash of session id → the session as JSON;
-//! - `{lic:ID}:lapsed`: list of lapses not yet handed to the audit trail (capped).
+//! - `{lic:ID}:lapsed`: list of lapses not yet handed to the audit trail (capped);
+//! - `{lic:ID}:ids`: sorted set of its session ids (score 0), for paging in id order;
+//! - `{lic:ID}:limit`: its seats at its last acquire (for the summary's ranking).
 //!
 //! Time inside the scripts is Redis `TIME`, never an instance's clock, so instances with
 //! skewed clocks agree on who lapsed. Scripts lapse due sessions lazily, a bounded number
 //! per call, and count online seats by score, so the count is exact whatever is left to
 //! reap. Scripts are run with EVALSHA and loaded again on `NOSCRIPT` (a Redis restart, a
-//! failover, `SCRIPT FLUSH`). Two plain keys outside any license's slot serve discovery:
-//! `lic4es:licenses` (licenses that have had sessions) and `lic4es:session-license` (session
-//! id → license, for an operator's kick). Any Redis failure is
-//! [`SeatError::Unavailable`]: a 503, never a grant.
+//! failover, `SCRIPT FLUSH`). Plain keys outside any license's slot, never touched by a
+//! script, serve discovery: `lic4es:license-index` (licenses that have had sessions, a
+//! sorted set paged in id order) and `lic4es:session-license` (session id → license, for
+//! an operator's kick); `lic4es:summary` holds the fleet's totals, computed by one
+//! instance at most once per interval (under the lease `lic4es:summary-lease`) and read
+//! by every instance's scrape. Any Redis failure is [`SeatError::Unavailable`]: a 503,
+//! never a grant.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -26,7 +31,10 @@ use redis::{AsyncCommands, Script};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
-use super::{Acquired, NewSession, Replace, SeatError, SeatFuture, SeatStore, Session};
+use super::{
+    Acquired, LicenseUsage, NewSession, Page, Replace, SeatError, SeatFuture, SeatStore, Session,
+    SessionCursor, SessionQuery, SessionState, Summary, Usage,
+};
 
 /// Due sessions lapsed per call; the rest wait for the next call (the online count does
 /// not depend on them being reaped).
@@ -37,15 +45,30 @@ const LIST_REAP_BUDGET: u32 = 10_000;
 const INDEX_SWEEP: u32 = 500;
 /// Lapses kept per license for the audit trail when nobody collects them.
 const MAX_PENDING_LAPSES: i64 = 1000;
-/// Set of licenses that have had sessions (never pruned: removing one could race an
-/// acquire on another instance and hide its sessions; it holds one entry per license).
-const LICENSES_KEY: &str = "lic4es:licenses";
+/// Sorted set (score 0, so in id order) of licenses that have had sessions (never
+/// pruned: removing one could race an acquire on another instance and hide its sessions;
+/// it holds one entry per license).
+const LICENSE_INDEX_KEY: &str = "lic4es:license-index";
+/// The set an earlier version kept the licenses in; moved into the index once.
+const OLD_LICENSES_KEY: &str = "lic4es:licenses";
+/// The fleet's summary (JSON), shared by every instance.
+const SUMMARY_KEY: &str = "lic4es:summary";
+/// Held by the instance computing the summary, so that one does it per interval.
+const SUMMARY_LEASE_KEY: &str = "lic4es:summary-lease";
+/// How long a summary lease lasts at most (a crashed holder's lease runs out).
+const SUMMARY_LEASE_MS: u64 = 30_000;
+/// Licenses read per round trip when the whole index is walked.
+const INDEX_CHUNK: usize = 1000;
+/// Session ids a page script looks at at most (a state filter may skip most of them).
+const PAGE_SCAN_MAX: u32 = 10_000;
+/// Licenses a page of every license's sessions visits at most.
+const PAGE_LICENSES_MAX: usize = 1000;
 /// Hash of session id → license.
 const SESSION_INDEX_KEY: &str = "lic4es:session-license";
 
 /// Shared by every script: the clock and the lazy, bounded reaping.
 const PRELUDE: &str = r#"
-local ONLINE, OFFLINE, SESS, LAPSED = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local ONLINE, OFFLINE, SESS, LAPSED, IDS, LIMIT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local function now_secs()
   if string.sub(ARGV[1], 1, 1) == '=' then
     return tonumber(string.sub(ARGV[1], 2))
@@ -69,6 +92,7 @@ local function reap(now, budget)
         redis.call('ZADD', OFFLINE, s.off_until, id)
       else
         redis.call('HDEL', SESS, id)
+        redis.call('ZREM', IDS, id)
       end
     end
   end
@@ -79,12 +103,14 @@ local function reap(now, budget)
   for _, id in ipairs(gone) do
     redis.call('ZREM', OFFLINE, id)
     redis.call('HDEL', SESS, id)
+    redis.call('ZREM', IDS, id)
   end
 end
 local function drop(id)
   redis.call('HDEL', SESS, id)
   redis.call('ZREM', ONLINE, id)
   redis.call('ZREM', OFFLINE, id)
+  redis.call('ZREM', IDS, id)
 end
 "#;
 
@@ -110,6 +136,8 @@ s.seen = now
 local enc = cjson.encode(s)
 redis.call('HSET', SESS, s.id, enc)
 redis.call('ZADD', ONLINE, now + s.ttl, s.id)
+redis.call('ZADD', IDS, 0, s.id)
+redis.call('SET', LIMIT, ARGV[4])
 return {'granted', enc, ended}
 "#;
 
@@ -164,6 +192,54 @@ reap(now, tonumber(ARGV[3]))
 return redis.call('HVALS', SESS)
 "#;
 
+/// ARGV: time source, lapse cap, budget, after id ('' for the first), most sessions,
+/// state ('', 'online', 'offline'), most ids looked at. Answers the last id looked at,
+/// whether ids may follow it ('more' or 'done'), then the sessions of the page.
+const PAGE: &str = r#"
+local now = now_secs()
+reap(now, tonumber(ARGV[3]))
+if redis.call('EXISTS', IDS) == 0 then
+  -- Sessions of an earlier version, which kept no id index.
+  for _, id in ipairs(redis.call('HKEYS', SESS)) do
+    redis.call('ZADD', IDS, 0, id)
+  end
+end
+local from = '-'
+if ARGV[4] ~= '' then
+  from = '(' .. ARGV[4]
+end
+local want, state, scan = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
+local ids = redis.call('ZRANGEBYLEX', IDS, from, '+', 'LIMIT', 0, scan)
+local out = {ARGV[4], 'done'}
+if #ids == scan then
+  out[2] = 'more'
+end
+for i, id in ipairs(ids) do
+  out[1] = id
+  local raw = redis.call('HGET', SESS, id)
+  if raw then
+    local keep = true
+    if state ~= '' then
+      local score = redis.call('ZSCORE', ONLINE, id)
+      local online = score ~= false and score ~= nil and tonumber(score) > now
+      keep = (state == 'online') == online
+    end
+    if keep then
+      out[#out + 1] = raw
+      if #out - 2 >= want then
+        if i < #ids then
+          out[2] = 'more'
+        end
+        break
+      end
+    end
+  else
+    redis.call('ZREM', IDS, id)
+  end
+end
+return out
+"#;
+
 /// ARGV: time source, lapse cap, budget. The lapses not yet handed out.
 const TAKE_LAPSED: &str = r#"
 local now = now_secs()
@@ -183,6 +259,7 @@ static RENEWED_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(RENEWED));
 static END_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(END));
 static LIST_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(LIST));
 static TAKE_LAPSED_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(TAKE_LAPSED));
+static PAGE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(PAGE));
 
 /// A session as the scripts store it (short names: this is per-session memory).
 #[derive(Debug, Serialize, Deserialize)]
@@ -238,12 +315,14 @@ fn unavailable(e: redis::RedisError) -> SeatError {
 }
 
 /// The keys of one license, in script order.
-fn keys(license: &str) -> [String; 4] {
+fn keys(license: &str) -> [String; 6] {
     [
         format!("{{lic:{license}}}:online"),
         format!("{{lic:{license}}}:offline"),
         format!("{{lic:{license}}}:sessions"),
         format!("{{lic:{license}}}:lapsed"),
+        format!("{{lic:{license}}}:ids"),
+        format!("{{lic:{license}}}:limit"),
     ]
 }
 
@@ -253,6 +332,8 @@ pub struct RedisSeats {
     conn: OnceCell<ConnectionManager>,
     /// Where the next sweep of the session index resumes.
     sweep_cursor: std::sync::atomic::AtomicU64,
+    /// The licenses of an earlier version's set were moved into the index.
+    index_moved: OnceCell<()>,
     /// Tests only: the time the scripts use instead of Redis `TIME`.
     test_clock: Option<Arc<dyn Clock>>,
 }
@@ -289,6 +370,7 @@ impl RedisSeats {
             client,
             conn: OnceCell::new(),
             sweep_cursor: std::sync::atomic::AtomicU64::new(0),
+            index_moved: OnceCell::new(),
             test_clock: None,
         })
     }
@@ -358,7 +440,7 @@ impl RedisSeats {
 
     async fn index(&self, session: &Session) -> Result<(), SeatError> {
         let mut pipe = redis::pipe();
-        pipe.sadd(LICENSES_KEY, &session.license)
+        pipe.zadd(LICENSE_INDEX_KEY, &session.license, 0)
             .ignore()
             .hset(SESSION_INDEX_KEY, &session.id, &session.license)
             .ignore();
@@ -374,9 +456,155 @@ impl RedisSeats {
         .await
     }
 
-    async fn licenses(&self) -> Result<Vec<String>, SeatError> {
-        self.with_conn(|mut c| async move { c.smembers(LICENSES_KEY).await })
+    /// Moves an earlier version's set of licenses into the index, once.
+    async fn move_old_index(&self) -> Result<(), SeatError> {
+        self.index_moved
+            .get_or_try_init(|| async {
+                let old: Vec<String> = self
+                    .with_conn(|mut c| async move { c.smembers(OLD_LICENSES_KEY).await })
+                    .await?;
+                if !old.is_empty() {
+                    let members: Vec<(i64, &String)> = old.iter().map(|l| (0, l)).collect();
+                    let members = &members;
+                    self.with_conn(|mut c| async move {
+                        c.zadd_multiple::<_, _, _, ()>(LICENSE_INDEX_KEY, members)
+                            .await
+                    })
+                    .await?;
+                    self.with_conn(|mut c| async move { c.del::<_, ()>(OLD_LICENSES_KEY).await })
+                        .await?;
+                }
+                Ok(())
+            })
             .await
+            .map(|_| ())
+    }
+
+    /// Up to `n` licenses of the index after `after` (from `from` itself when
+    /// `inclusive`), in id order.
+    async fn licenses_after(
+        &self,
+        after: Option<&str>,
+        inclusive: bool,
+        n: usize,
+    ) -> Result<Vec<String>, SeatError> {
+        self.move_old_index().await?;
+        let from = match after {
+            None => "-".to_string(),
+            Some(l) if inclusive => format!("[{l}"),
+            Some(l) => format!("({l}"),
+        };
+        let mut cmd = redis::cmd("ZRANGEBYLEX");
+        cmd.arg(LICENSE_INDEX_KEY)
+            .arg(from)
+            .arg("+")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(n);
+        let cmd = &cmd;
+        self.with_conn(|mut c| async move { cmd.query_async(&mut c).await })
+            .await
+    }
+
+    /// Every license of the index, a chunk per round trip.
+    async fn licenses(&self) -> Result<Vec<String>, SeatError> {
+        let mut all: Vec<String> = Vec::new();
+        loop {
+            let chunk = self
+                .licenses_after(all.last().map(String::as_str), false, INDEX_CHUNK)
+                .await?;
+            let done = chunk.len() < INDEX_CHUNK;
+            all.extend(chunk);
+            if done {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// The store's time: Redis `TIME`, or the test clock.
+    async fn now(&self) -> Result<i64, SeatError> {
+        if let Some(c) = &self.test_clock {
+            return Ok(c.now_secs());
+        }
+        let (secs, _): (i64, i64) = self
+            .with_conn(|mut c| async move { redis::cmd("TIME").query_async(&mut c).await })
+            .await?;
+        Ok(secs)
+    }
+
+    /// Usage and limit of each of `licenses` at `now`, in one round trip.
+    async fn usage_of(
+        &self,
+        licenses: &[String],
+        now: i64,
+    ) -> Result<Vec<LicenseUsage>, SeatError> {
+        let mut pipe = redis::pipe();
+        for l in licenses {
+            let [online, offline, _, _, _, limit] = keys(l);
+            pipe.zcount(&online, format!("({now}"), "+inf")
+                .zcount(&offline, format!("({now}"), "+inf")
+                .get(&limit);
+        }
+        let pipe = &pipe;
+        let counts: Vec<(u32, u32, Option<u32>)> = if licenses.is_empty() {
+            Vec::new()
+        } else {
+            let flat: Vec<redis::Value> = self
+                .with_conn(|mut c| async move { pipe.query_async(&mut c).await })
+                .await?;
+            flat.chunks(3)
+                .map(|c| {
+                    let n = |v: &redis::Value| redis::from_redis_value::<Option<u32>>(v.clone());
+                    Ok((
+                        n(&c[0])?.unwrap_or(0),
+                        n(&c[1])?.unwrap_or(0),
+                        c.get(2).map(n).transpose()?.flatten(),
+                    ))
+                })
+                .collect::<redis::RedisResult<_>>()
+                .map_err(|e| SeatError::Corrupt(format!("redis: a count is malformed: {e}")))?
+        };
+        Ok(licenses
+            .iter()
+            .zip(counts)
+            .map(|(l, (online, offline, limit))| LicenseUsage {
+                license: l.clone(),
+                usage: Usage { online, offline },
+                limit: limit.unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// The summary computed now from every license of the index.
+    async fn compute_summary(&self, nearest: usize) -> Result<Summary, SeatError> {
+        let now = self.now().await?;
+        let mut summary = Summary {
+            at: now,
+            ..Summary::default()
+        };
+        let mut ranked: Vec<LicenseUsage> = Vec::new();
+        let mut last: Option<String> = None;
+        loop {
+            let chunk = self
+                .licenses_after(last.as_deref(), false, INDEX_CHUNK)
+                .await?;
+            for u in self.usage_of(&chunk, now).await? {
+                summary.online += u64::from(u.usage.online);
+                summary.offline += u64::from(u.usage.offline);
+                if u.usage.online + u.usage.offline > 0 {
+                    summary.licenses += 1;
+                }
+                ranked.push(u);
+            }
+            // Bounded memory: only the nearest are kept between chunks.
+            ranked = super::nearest_limits(ranked, nearest);
+            if chunk.len() < INDEX_CHUNK {
+                break;
+            }
+            last = chunk.last().cloned();
+        }
+        summary.nearest = ranked;
+        Ok(summary)
     }
 
     /// Drops index entries of sessions that are gone (dropped after their offline grace
@@ -396,7 +624,7 @@ impl RedisSeats {
         let mut conn = self.conn().await?;
         self.sweep_cursor.store(next, Ordering::Relaxed);
         for (sid, license) in pairs {
-            let [_, _, sessions, _] = keys(&license);
+            let [_, _, sessions, ..] = keys(&license);
             let exists: bool = conn.hexists(&sessions, &sid).await.map_err(unavailable)?;
             if !exists {
                 conn.hdel::<_, _, ()>(SESSION_INDEX_KEY, &sid)
@@ -572,6 +800,152 @@ impl SeatStore for RedisSeats {
             }
             v.sort_by(|a, b| (a.acquired_at, &a.id).cmp(&(b.acquired_at, &b.id)));
             Ok(v)
+        })
+    }
+
+    fn sessions_page(&self, q: SessionQuery) -> SeatFuture<'_, Page<Session, SessionCursor>> {
+        Box::pin(async move {
+            let want = q.limit.max(1) as usize;
+            let state = match q.state {
+                None => "",
+                Some(SessionState::Online) => "online",
+                Some(SessionState::Offline) => "offline",
+            };
+            // The licenses to visit, starting with the cursor's.
+            let start = q.after.as_ref().map(|a| a.license.as_str());
+            let licenses = match &q.license {
+                Some(l) if start.is_some_and(|a| a > l.as_str()) => Vec::new(),
+                Some(l) => vec![l.clone()],
+                None => self.licenses_after(start, true, PAGE_LICENSES_MAX).await?,
+            };
+            let visited_all = q.license.is_some() || licenses.len() < PAGE_LICENSES_MAX;
+            let mut items: Vec<Session> = Vec::with_capacity(want + 1);
+            let mut resume: Option<SessionCursor> = None;
+            for license in &licenses {
+                let after = match &q.after {
+                    Some(a) if &a.license == license => a.session_id.clone(),
+                    _ => String::new(),
+                };
+                let out: Vec<String> = self
+                    .run(
+                        &PAGE_SCRIPT,
+                        license,
+                        &[
+                            LIST_REAP_BUDGET.to_string(),
+                            after,
+                            (want + 1 - items.len()).to_string(),
+                            state.to_string(),
+                            PAGE_SCAN_MAX.to_string(),
+                        ],
+                    )
+                    .await?;
+                let (last, more) = match out.as_slice() {
+                    [last, more, ..] => (last.clone(), more == "more"),
+                    _ => {
+                        return Err(SeatError::Corrupt(
+                            "redis: a page answer without its cursor".into(),
+                        ))
+                    }
+                };
+                for raw in &out[2..] {
+                    items.extend(parse(raw)?);
+                }
+                resume = Some(SessionCursor {
+                    license: license.clone(),
+                    session_id: last,
+                });
+                if items.len() > want {
+                    break;
+                }
+                if more {
+                    // The script looked at as many ids as it may: the page ends here,
+                    // short, and the next one resumes after the last id looked at.
+                    return Ok(Page {
+                        items,
+                        next: resume,
+                    });
+                }
+            }
+            if items.len() > want {
+                items.truncate(want);
+                let next = Some(SessionCursor::after(&items[want - 1]));
+                return Ok(Page { items, next });
+            }
+            let next = if visited_all { None } else { resume };
+            Ok(Page { items, next })
+        })
+    }
+
+    fn usage_page(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> SeatFuture<'_, Page<LicenseUsage, String>> {
+        Box::pin(async move {
+            let want = limit.max(1) as usize;
+            let licenses = self
+                .licenses_after(after.as_deref(), false, want + 1)
+                .await?;
+            let more = licenses.len() > want;
+            let licenses = &licenses[..licenses.len().min(want)];
+            let now = self.now().await?;
+            let next = more.then(|| licenses[want - 1].clone());
+            // The index keeps licenses whose sessions all ended: they are left out, so a
+            // page may hold fewer than `limit`.
+            let items = self
+                .usage_of(licenses, now)
+                .await?
+                .into_iter()
+                .filter(|u| u.usage.online + u.usage.offline > 0)
+                .collect();
+            Ok(Page { items, next })
+        })
+    }
+
+    fn summary(&self, nearest: usize, max_age: i64) -> SeatFuture<'_, Summary> {
+        Box::pin(async move {
+            let now = self.now().await?;
+            let cached: Option<String> = self
+                .with_conn(|mut c| async move { c.get(SUMMARY_KEY).await })
+                .await?;
+            let cached: Option<Summary> = cached.and_then(|raw| serde_json::from_str(&raw).ok());
+            let trimmed = |mut s: Summary| {
+                s.nearest.truncate(nearest);
+                s
+            };
+            if let Some(s) = cached.as_ref().filter(|s| now - s.at < max_age) {
+                return Ok(trimmed(s.clone()));
+            }
+            // One instance computes it; the others answer the last one meanwhile.
+            let mut lease = redis::cmd("SET");
+            lease
+                .arg(SUMMARY_LEASE_KEY)
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(SUMMARY_LEASE_MS);
+            let lease = &lease;
+            let leased: Option<String> = self
+                .with_conn(|mut c| async move { lease.query_async(&mut c).await })
+                .await?;
+            if leased.is_none() {
+                if let Some(s) = cached {
+                    return Ok(trimmed(s));
+                }
+            }
+            let computed = self.compute_summary(nearest).await;
+            if let Ok(summary) = &computed {
+                let json = serde_json::to_string(summary)
+                    .map_err(|e| SeatError::Corrupt(e.to_string()))?;
+                let json = &json;
+                self.with_conn(|mut c| async move { c.set::<_, _, ()>(SUMMARY_KEY, json).await })
+                    .await?;
+            }
+            if leased.is_some() {
+                self.with_conn(|mut c| async move { c.del::<_, ()>(SUMMARY_LEASE_KEY).await })
+                    .await?;
+            }
+            computed
         })
     }
 

@@ -2,7 +2,7 @@
 //! text with the gauges read from the stores.
 
 use crate::app::AppState;
-use crate::seats::Session;
+use crate::seats::{LicenseUsage, Page, Session, SessionCursor, SessionQuery, Summary};
 use crate::store::{AuditEvent, AuditKind, License, Seats};
 
 use super::{audit, ServiceResult};
@@ -30,24 +30,58 @@ pub struct SeatUse {
     pub limit: Option<Seats>,
 }
 
-/// Each license with sessions, in license order.
+/// Each license with sessions, in license order (every one: for the CLI).
 pub async fn seats_in_use(s: &AppState) -> ServiceResult<Vec<SeatUse>> {
     let sessions = sessions(s, None).await?;
-    let usage = crate::seats::usage(&sessions);
-    let licenses = licenses(s, usage.keys().cloned().collect()).await?;
+    let usage = crate::seats::usage(&sessions)
+        .into_iter()
+        .map(|(license, usage)| LicenseUsage {
+            license,
+            usage,
+            limit: 0,
+        })
+        .collect();
+    seat_uses(s, usage).await
+}
+
+/// A page of sessions (lapses audited first).
+pub async fn sessions_page(
+    s: &AppState,
+    q: SessionQuery,
+) -> ServiceResult<Page<Session, SessionCursor>> {
+    audit::sweep(s).await;
+    Ok(s.seats.sessions_page(q).await?)
+}
+
+/// A page of the licenses with sessions, in license order, with their terms.
+pub async fn seats_page(
+    s: &AppState,
+    after: Option<String>,
+    limit: u32,
+) -> ServiceResult<Page<SeatUse, String>> {
+    let page = s.seats.usage_page(after, limit).await?;
+    Ok(Page {
+        items: seat_uses(s, page.items).await?,
+        next: page.next,
+    })
+}
+
+/// `usage` with each license's licensee, tier and seats in effect (one lookup each).
+pub async fn seat_uses(s: &AppState, usage: Vec<LicenseUsage>) -> ServiceResult<Vec<SeatUse>> {
+    let licenses = licenses(s, usage.iter().map(|u| u.license.clone()).collect()).await?;
     Ok(usage
         .into_iter()
         .zip(licenses)
-        .map(|((id, u), lic)| SeatUse {
+        .map(|(u, lic)| SeatUse {
             limit: lic
                 .as_ref()
                 .and_then(|l| s.config.effective(l))
                 .map(|p| p.seats),
             org_name: lic.as_ref().and_then(|l| l.org_name.clone()),
             tier: lic.map(|l| l.tier),
-            license: id,
-            in_use: u.online,
-            offline: u.offline,
+            license: u.license,
+            in_use: u.usage.online,
+            offline: u.usage.offline,
         })
         .collect())
 }
@@ -96,36 +130,55 @@ pub async fn health(s: &AppState) -> Health {
     Health { database, seats }
 }
 
-/// The Prometheus text: counters, sessions by state, seats in use and limits per
-/// license with sessions, and whether the stores answer.
+/// The fleet's summary: totals and the licenses nearest their limits, as the seat store
+/// keeps them (a shared store's, computed at most once per `metrics-interval-secs` for
+/// every instance).
+pub async fn summary(s: &AppState) -> ServiceResult<Summary> {
+    Ok(s.seats
+        .summary(
+            s.config.metrics_max_licenses,
+            s.config.metrics_interval_secs as i64,
+        )
+        .await?)
+}
+
+/// Licenses flagged for possible offline abuse, judged again from the store at most once
+/// per `metrics-interval-secs` (so every instance reports the same count, also just
+/// after a restart, without reading every offline period at every scrape).
+async fn flagged(s: &AppState) -> bool {
+    use std::sync::atomic::Ordering;
+    let now = s.now();
+    let judged = s.flags_judged_at.load(Ordering::Relaxed);
+    if judged == 0 || now - judged >= s.config.metrics_interval_secs as i64 {
+        s.flags_judged_at.store(now, Ordering::Relaxed);
+        return audit::offline_report(s).await.is_ok();
+    }
+    true
+}
+
+/// The Prometheus text: counters, sessions by state, seats in use and limits of the
+/// licenses nearest their limits (at most `metrics-max-licenses`), and whether the stores
+/// answer. Its cost does not depend on the number of sessions.
 pub async fn metrics_text(s: &AppState) -> String {
-    audit::sweep(s).await;
-    let sessions = s.seats.sessions(None).await;
-    let seat_up = sessions.is_ok();
-    let sessions = sessions.unwrap_or_default();
-    let online = sessions.iter().filter(|s| s.online()).count() as u64;
-    let usage = crate::seats::usage(&sessions);
-    let licenses = licenses(s, usage.keys().cloned().collect()).await;
-    let db_up = licenses.is_ok();
-    // A license not counted in seats has no limit to show.
-    let limits = licenses
-        .unwrap_or_default()
-        .into_iter()
-        .flatten()
-        .filter_map(|lic| match s.config.effective(&lic).map(|p| p.seats) {
-            Some(Seats::Count(n)) => Some((lic.id, n)),
-            _ => None,
-        })
-        .collect();
-    // Judged from the store at each scrape, so every instance reports the same count,
-    // also just after a restart.
-    let _ = audit::offline_report(s).await;
-    let db_up = db_up && super::store(s, |st| st.ping()).await.is_ok();
+    let summary = summary(s).await;
+    let seat_up = summary.is_ok();
+    let summary = summary.unwrap_or_default();
+    let judged = flagged(s).await;
+    let db_up = judged && super::store(s, |st| st.ping()).await.is_ok();
     s.metrics.render(&crate::metrics::Gauges {
-        online,
-        offline: sessions.len() as u64 - online,
-        in_use: usage.into_iter().map(|(l, u)| (l, u.online)).collect(),
-        limits,
+        online: summary.online,
+        offline: summary.offline,
+        in_use: summary
+            .nearest
+            .iter()
+            .map(|u| (u.license.clone(), u.usage.online))
+            .collect(),
+        limits: summary
+            .nearest
+            .iter()
+            .filter(|u| u.limit > 0)
+            .map(|u| (u.license.clone(), u.limit))
+            .collect(),
         flagged: s.flags.count() as u64,
         store_up: vec![("database", db_up), (s.seats.kind(), seat_up)],
     })

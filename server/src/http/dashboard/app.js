@@ -7,6 +7,8 @@
 const TOKEN_KEY = "lic4es-admin-token";
 const REFRESH_MS = 2000;
 const AUDIT_PAGE = 50;
+// Rows a table shows at once: every poll asks for one page, whatever the fleet's size.
+const TABLE_PAGE = 50;
 
 let timer = null;
 let auditLicense = "";
@@ -20,7 +22,51 @@ function token() {
 
 class Unauthorized extends Error {}
 
+// A table's place in a paged listing: the pages before it (to go back) and the cursor of
+// the page after it (from the answer's Link header).
+class Pager {
+  constructor(path, prefix) {
+    this.path = path;
+    this.prefix = prefix;
+    this.filter = {};
+    this.cursors = [];
+    this.next = null;
+  }
+  url() {
+    const q = new URLSearchParams(this.filter);
+    q.set("limit", String(TABLE_PAGE));
+    const at = this.cursors[this.cursors.length - 1];
+    if (at) q.set("cursor", at);
+    return this.path + "?" + q.toString();
+  }
+  async load() {
+    const [body, next] = await apiPage(this.url());
+    this.next = next;
+    $(this.prefix + "-next").hidden = !next;
+    $(this.prefix + "-first").hidden = this.cursors.length === 0;
+    $(this.prefix + "-page").textContent = "page " + (this.cursors.length + 1);
+    return body;
+  }
+  forward() {
+    if (this.next) this.cursors.push(this.next);
+  }
+  first() {
+    this.cursors = [];
+  }
+}
+
+// The cursor of the next page, from a Link header's rel="next" address.
+function nextCursor(link) {
+  const m = link && link.match(/<([^>]*)>\s*;\s*rel="next"/);
+  if (!m) return null;
+  return new URL(m[1], location.href).searchParams.get("cursor");
+}
+
 async function api(path) {
+  return (await apiPage(path))[0];
+}
+
+async function apiPage(path) {
   const resp = await fetch(path, {
     headers: { Authorization: "Bearer " + token() },
     cache: "no-store",
@@ -39,8 +85,14 @@ async function api(path) {
     const why = body && body.message ? body.message : "HTTP " + resp.status;
     throw new Error(why);
   }
-  return body;
+  return [body, nextCursor(resp.headers.get("Link"))];
 }
+
+const pagers = {
+  seats: new Pager("/admin/seats", "seats"),
+  sessions: new Pager("/admin/sessions", "sessions"),
+  abuse: new Pager("/admin/abuse", "abuse"),
+};
 
 function cell(tr, text, cls) {
   const td = document.createElement("td");
@@ -91,9 +143,14 @@ function renderSeats(seats) {
   }, "no license holds a session");
 }
 
+function renderSummary(sum) {
+  $("count-online").textContent = sum.online;
+  $("count-offline").textContent = sum.offline;
+  $("count-flagged").textContent = sum.flagged;
+  $("count-licenses").textContent = sum.licenses;
+}
+
 function renderSessions(sessions) {
-  $("count-online").textContent = sessions.filter((s) => s.mode === "online").length;
-  $("count-offline").textContent = sessions.filter((s) => s.mode !== "online").length;
   fill("sessions", sessions, (tr, s) => {
     cell(tr, s.session_id, "mono");
     cell(tr, s.license);
@@ -107,7 +164,6 @@ function renderSessions(sessions) {
 }
 
 function renderAbuse(report) {
-  $("count-flagged").textContent = report.flagged;
   $("abuse-rule").textContent =
     "(flagged: more than " + report.max_cycles + " offline cycles and more than " +
     report.max_offline_days + " days offline in " + report.window_days + " days)";
@@ -175,11 +231,13 @@ async function refresh() {
   timer = null;
   if (!token()) return;
   try {
-    const [seats, sessions, abuse] = await Promise.all([
-      api("/admin/seats"),
-      api("/admin/sessions"),
-      api("/admin/abuse"),
+    const [summary, seats, sessions, abuse] = await Promise.all([
+      api("/admin/summary"),
+      pagers.seats.load(),
+      pagers.sessions.load(),
+      pagers.abuse.load(),
     ]);
+    renderSummary(summary);
     renderSeats(seats);
     renderSessions(sessions);
     renderAbuse(abuse);
@@ -207,7 +265,7 @@ async function signIn(ev) {
   sessionStorage.setItem(TOKEN_KEY, given);
   $("token").value = "";
   try {
-    await api("/admin/seats");
+    await api("/admin/summary");
   } catch (e) {
     sessionStorage.removeItem(TOKEN_KEY);
     $("login-error").textContent =
@@ -227,6 +285,12 @@ function signOut(why) {
   $("login-error").textContent = typeof why === "string" ? why : "";
 }
 
+// Shows the tables again at once (a page turned), not at the next poll.
+function now() {
+  if (timer) clearTimeout(timer);
+  refresh();
+}
+
 function filterAudit(ev) {
   ev.preventDefault();
   auditLicense = $("audit-license").value.trim();
@@ -239,6 +303,22 @@ document.addEventListener("DOMContentLoaded", () => {
   $("logout").addEventListener("click", () => signOut());
   $("audit-filter").addEventListener("submit", filterAudit);
   $("audit-older").addEventListener("click", older);
+  for (const [name, pager] of Object.entries(pagers)) {
+    $(name + "-next").addEventListener("click", () => {
+      pager.forward();
+      now();
+    });
+    $(name + "-first").addEventListener("click", () => {
+      pager.first();
+      now();
+    });
+  }
+  $("sessions-state").addEventListener("change", () => {
+    const st = $("sessions-state").value;
+    pagers.sessions.filter = st ? { state: st } : {};
+    pagers.sessions.first();
+    now();
+  });
   if (token()) {
     show(true);
     refresh();
