@@ -188,6 +188,9 @@ pub struct ServerConfig {
     /// Days the audit trail is kept.
     #[serde(default = "default_audit_days")]
     pub audit_retention_days: u64,
+    /// Days seat usage (per license and hour) is kept.
+    #[serde(default = "default_usage_days")]
+    pub usage_retention_days: u64,
     /// Days telemetry (latest values and daily rows) is kept.
     #[serde(default = "default_telemetry_days")]
     pub telemetry_retention_days: u64,
@@ -205,6 +208,9 @@ pub struct ServerConfig {
     pub max_connections: Option<usize>,
 }
 
+fn default_usage_days() -> u64 {
+    400
+}
 fn default_metrics_max_licenses() -> usize {
     1000
 }

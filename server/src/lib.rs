@@ -11,7 +11,7 @@
 //! - [`app`]: the shared state, plain data;
 //! - [`store`] (licenses, keys, audit: SQLite, PostgreSQL), [`seats`] (in memory,
 //!   Redis), [`config`], [`keys`], [`metrics`], and the pure rules [`abuse`],
-//!   [`telemetry`] and [`throttle`].
+//!   [`telemetry`], [`throttle`] and [`usage`].
 
 pub mod abuse;
 pub mod app;
@@ -26,6 +26,7 @@ pub mod store;
 pub mod telemetry;
 pub mod throttle;
 pub mod tls;
+pub mod usage;
 
 use std::sync::Arc;
 

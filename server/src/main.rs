@@ -8,6 +8,7 @@ use license_server::abuse;
 use license_server::app::AppState;
 use license_server::keys::SigningKey;
 use license_server::service::licenses::{self, check_license_id, LicenseView, NewLicense, Terms};
+use license_server::service::usage::UsageQuery;
 use license_server::service::{audit, tokens, ServiceError};
 use license_server::store::{AuditQuery, License, Seats};
 
@@ -94,6 +95,28 @@ enum Command {
         /// Continue after the entry with this id.
         #[arg(long, value_name = "ID")]
         before: Option<i64>,
+    },
+    /// Print a license's seat usage: peak and mean seats in use, refusals and offline
+    /// session-hours per hour or day.
+    ///
+    /// Read from the configured store; by default the last 30 days by day.
+    #[command(help_template = HELP)]
+    Usage {
+        /// The license.
+        #[arg(long, value_name = "ID")]
+        license: String,
+        /// From this time (RFC 3339) or day (2026-11-01).
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// Up to this time or day (not included); by default now.
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        /// `hour` or `day`.
+        #[arg(long, value_name = "BUCKET", default_value = "day")]
+        bucket: String,
+        /// Print CSV (a header line, then one line per bucket).
+        #[arg(long)]
+        csv: bool,
     },
     /// Apply the pending schema migrations and list what the store records.
     ///
@@ -299,6 +322,13 @@ fn main() -> ExitCode {
             limit,
             before,
         } => audit_trail(&config, license, limit, before),
+        Command::Usage {
+            license,
+            from,
+            to,
+            bucket,
+            csv,
+        } => usage_report(&config, &license, from, to, &bucket, csv),
         Command::Migrate => migrate(&config),
     };
     match result {
@@ -577,6 +607,45 @@ fn abuse_report(config: &ServerConfig, all: bool) -> Result<usize, String> {
         abuse::MAX_OFFLINE_DAYS
     );
     Ok(flagged)
+}
+
+fn usage_report(
+    config: &ServerConfig,
+    license: &str,
+    from: Option<String>,
+    to: Option<String>,
+    bucket: &str,
+    csv: bool,
+) -> Result<(), String> {
+    let q = UsageQuery::parse(
+        license,
+        from.as_deref(),
+        to.as_deref(),
+        Some(bucket),
+        unix_now(),
+    )
+    .map_err(message_of)?;
+    let store = license_server::open_store(config)?;
+    let rows = license_server::service::usage::report_in(store.as_ref(), &q).map_err(message_of)?;
+    if csv {
+        print!("{}", license_server::service::usage::csv(&q.license, &rows));
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:>6} {:>8} {:>9} {:>14}",
+        "START", "PEAK", "MEAN", "REFUSALS", "OFFLINE HOURS"
+    );
+    for r in &rows {
+        println!(
+            "{:<20} {:>6} {:>8.2} {:>9} {:>14.2}",
+            lic4es::clock::rfc3339(r.start),
+            r.peak,
+            r.mean,
+            r.refusals,
+            r.offline_hours
+        );
+    }
+    Ok(())
 }
 
 fn audit_trail(

@@ -11,6 +11,7 @@ use common::webdriver::Browser;
 use common::*;
 use lic4es::ffi::*;
 use lic4es::protocol::paths;
+use license_server::usage::HourUsage;
 use serde_json::{json, Value};
 
 const TTL: i64 = 2 * 300 + 60;
@@ -179,6 +180,48 @@ fn the_dashboard_shows_sessions_lapses_abuse_and_escapes_customer_text() {
         b.run("return document.querySelectorAll('main img, main script, main b').length"),
         0
     );
+
+    // The license's seat usage over the last 30 days, drawn by the page: its highest
+    // point is the API's peak, on the API's day, against the license's seats.
+    let day = s.state.now() - s.state.now().rem_euclid(DAY);
+    s.state
+        .store
+        .add_usage(&[
+            HourUsage::sample(&license, day - 10 * DAY + 5 * 3600, 2, 0),
+            HourUsage::sample(&license, day - 3 * DAY + 5 * 3600, 3, 1),
+            HourUsage::refusal(&license, day - 3 * DAY + 5 * 3600, 3),
+        ])
+        .unwrap();
+    b.type_into("#usage-license", &license);
+    b.click("#usage-show");
+    b.wait_text("#usage-summary", "the usage chart", |t| {
+        t.contains("refusals")
+    });
+    let (code, report) = s.admin(
+        "GET",
+        &format!("/admin/usage?license={license}&bucket=day"),
+        Value::Null,
+    );
+    assert_eq!(code, 200, "{report}");
+    let rows = report["rows"].as_array().unwrap();
+    let top = rows
+        .iter()
+        .max_by_key(|r| r["peak"].as_u64().unwrap())
+        .unwrap();
+    assert_eq!(top["peak"], 3, "{report}");
+    let drawn = b.run(
+        "const p = document.querySelector('#usage-chart svg #usage-peak'); \
+         return p && [p.dataset.value, p.dataset.day, \
+           document.querySelectorAll('#usage-chart svg circle').length, \
+           document.querySelector('#usage-limit').dataset.value]",
+    );
+    assert_eq!(
+        drawn,
+        json!(["3", &top["start"].as_str().unwrap()[..10], rows.len(), "3"]),
+        "the chart's peak point and limit line"
+    );
+    let png = b.screenshot();
+    std::fs::write(artifact("admin-usage.png"), &png).unwrap();
 
     // Signing out forgets the token.
     b.click("#logout");

@@ -432,6 +432,42 @@ fn sessions_and_licenses_are_listed_by_the_page_and_summed_without_a_listing() {
     lic4es_no_redis,
     ignore = "needs redis-server: apt-get install redis-server"
 )]
+fn redis_collects_lapses_a_bounded_round_of_licenses_at_a_time() {
+    let server = RedisProc::start().expect("redis-server");
+    let clock = Arc::new(ManualClock::at_secs(NOW));
+    let store = RedisSeats::new(&server.url())
+        .unwrap()
+        .with_test_clock(clock.clone());
+    let rt = redis_rt();
+    rt.block_on(async {
+        for i in 0..450 {
+            let new = session(&format!("s-{i}"), &format!("lic-{i:03}"), 1, "h", GRACE);
+            assert!(granted(&store.acquire(new, None).await.unwrap()));
+        }
+        clock.advance_millis((TTL + 1) * 1000);
+        let mut seen = std::collections::BTreeSet::new();
+        let mut rounds = 0;
+        while seen.len() < 450 {
+            let lapsed = store.take_lapsed().await.unwrap();
+            assert!(lapsed.len() <= 200, "a round is bounded: {}", lapsed.len());
+            for l in lapsed {
+                assert!(seen.insert(l.id.clone()), "{} handed out twice", l.id);
+            }
+            rounds += 1;
+            assert!(rounds <= 3, "every license is visited within three rounds");
+        }
+        // Round and round: nothing is handed out again.
+        for _ in 0..3 {
+            assert!(store.take_lapsed().await.unwrap().is_empty());
+        }
+    });
+}
+
+#[test]
+#[cfg_attr(
+    lic4es_no_redis,
+    ignore = "needs redis-server: apt-get install redis-server"
+)]
 fn redis_finds_the_sessions_an_earlier_version_wrote() {
     let server = RedisProc::start().expect("redis-server");
     let clock = Arc::new(ManualClock::at_secs(NOW));

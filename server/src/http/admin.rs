@@ -20,8 +20,10 @@ use crate::abuse;
 use crate::app::AppState;
 use crate::seats::{Session, SessionCursor, SessionQuery, SessionState};
 use crate::service::licenses::{self, check_license_id, LicenseView, NewLicense, Terms};
+use crate::service::usage::UsageQuery;
 use crate::service::{self, reports};
 use crate::store::{AuditEvent, AuditQuery, Seats};
+use crate::usage::Bucket;
 
 /// The admin bodies through the handlers' parsing (for the fuzzer, through
 /// [`super::check_any_body`]).
@@ -534,4 +536,71 @@ pub async fn summary(
         "as_of": rfc3339(sum.at),
         "nearest": nearest,
     })))
+}
+
+/// `?license=ID&from=&to=&bucket=` of `GET /admin/usage`.
+#[derive(Deserialize)]
+pub struct UsageParams {
+    license: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    bucket: Option<String>,
+}
+
+/// `GET /admin/usage?license=ID[&from=][&to=][&bucket=hour|day]`: a license's seat usage
+/// (peak and mean seats in use, refusals, offline session-hours) per bucket, the last 30
+/// days by day unless asked otherwise; CSV with `Accept: text/csv`.
+pub async fn usage(
+    State(s): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    q: Result<Query<UsageParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.body_text()))?;
+    let Some(license) = q.license.as_deref() else {
+        return Err(ApiError::bad(
+            codes::INVALID_REQUEST,
+            "`license` is required",
+        ));
+    };
+    let query = UsageQuery::parse(
+        license,
+        q.from.as_deref(),
+        q.to.as_deref(),
+        q.bucket.as_deref(),
+        s.now(),
+    )?;
+    let rows = service::usage::report(&s, query.clone()).await?;
+    let csv = headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/csv"));
+    if csv {
+        return Ok((
+            [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            service::usage::csv(&query.license, &rows),
+        )
+            .into_response());
+    }
+    let id = query.license.clone();
+    let limit = service::blocking(&s, move |s| licenses::get(s, &id))
+        .await
+        .ok()
+        .and_then(|l| s.config.effective(&l))
+        .map(|p| p.seats);
+    Ok(Json(json!({
+        "license": query.license,
+        "from": rfc3339(query.from),
+        "to": rfc3339(query.to),
+        "bucket": match query.bucket { Bucket::Hour => "hour", Bucket::Day => "day" },
+        "limit": limit,
+        "rows": rows.iter().map(|r| json!({
+            "start": rfc3339(r.start),
+            "peak": r.peak,
+            "mean": r.mean,
+            "refusals": r.refusals,
+            "offline_hours": r.offline_hours,
+        })).collect::<Vec<_>>(),
+    }))
+    .into_response())
 }

@@ -457,6 +457,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/abuse", get(admin::abuse))
         .route("/admin/seats", get(admin::seats))
         .route("/admin/summary", get(admin::summary))
+        .route("/admin/usage", get(admin::usage))
         .route_layer(middleware::from_fn_with_state(state.clone(), admin_auth));
     Router::new()
         .route(paths::TOKEN, post(licenses::token))
@@ -553,6 +554,18 @@ pub async fn serve_all(
             }
         }
     });
+    let sampler = state.clone();
+    let sample = tokio::spawn(async move {
+        let every = std::time::Duration::from_secs(crate::usage::SAMPLE_SECS as u64);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            if let Err(e) = service::usage::sample(&sampler).await {
+                tracing::warn!("seat usage not sampled: {e}");
+            }
+        }
+    });
     let limits = conn::Limits {
         header_timeout: std::time::Duration::from_secs(state.config.header_timeout_secs),
         idle_timeout: std::time::Duration::from_secs(state.config.idle_timeout_secs),
@@ -582,6 +595,7 @@ pub async fn serve_all(
         let _ = t.await;
     }
     sweep.abort();
+    sample.abort();
     result
 }
 

@@ -309,6 +309,9 @@ pub trait SeatStore: Send + Sync {
     fn summary(&self, nearest: usize, max_age: i64) -> SeatFuture<'_, Summary>;
     /// Sessions that lapsed since the last call, each handed out once.
     fn take_lapsed(&self) -> SeatFuture<'_, Vec<Session>>;
+    /// Takes the lease `name` for `ms` milliseconds unless some instance holds it: true
+    /// when this caller got it (a store of one instance always grants it).
+    fn lease<'a>(&'a self, name: &'a str, ms: u64) -> SeatFuture<'a, bool>;
     /// Whether the store answers.
     fn ping(&self) -> SeatFuture<'_, ()>;
     /// The store's kind, as `lic4es_store_up{store}` names it (`memory`, `redis`).

@@ -61,6 +61,8 @@ const SUMMARY_LEASE_MS: u64 = 30_000;
 const INDEX_CHUNK: usize = 1000;
 /// Session ids a page script looks at at most (a state filter may skip most of them).
 const PAGE_SCAN_MAX: u32 = 10_000;
+/// Licenses whose lapses one collection takes at most (the rest wait for the next ones).
+const LAPSE_LICENSES: usize = 200;
 /// Licenses a page of every license's sessions visits at most.
 const PAGE_LICENSES_MAX: usize = 1000;
 /// Hash of session id → license.
@@ -334,6 +336,8 @@ pub struct RedisSeats {
     sweep_cursor: std::sync::atomic::AtomicU64,
     /// The licenses of an earlier version's set were moved into the index.
     index_moved: OnceCell<()>,
+    /// Where the next collection of lapses goes on in the index.
+    lapse_cursor: std::sync::Mutex<Option<String>>,
     /// Tests only: the time the scripts use instead of Redis `TIME`.
     test_clock: Option<Arc<dyn Clock>>,
 }
@@ -371,6 +375,7 @@ impl RedisSeats {
             conn: OnceCell::new(),
             sweep_cursor: std::sync::atomic::AtomicU64::new(0),
             index_moved: OnceCell::new(),
+            lapse_cursor: std::sync::Mutex::new(None),
             test_clock: None,
         })
     }
@@ -519,6 +524,35 @@ impl RedisSeats {
                 return Ok(all);
             }
         }
+    }
+
+    /// The licenses whose lapses the next [`SeatStore::take_lapsed`] collects: at most
+    /// [`LAPSE_LICENSES`], going round the index from where the last call stopped, so a
+    /// call costs the same however many licenses there are.
+    async fn lapse_round(&self) -> Result<Vec<String>, SeatError> {
+        let cursor = self
+            .lapse_cursor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut round = self
+            .licenses_after(cursor.as_deref(), false, LAPSE_LICENSES)
+            .await?;
+        let mut whole = cursor.is_none() && round.len() < LAPSE_LICENSES;
+        if let Some(c) = &cursor {
+            if round.len() < LAPSE_LICENSES {
+                // The end of the index: on from its start, up to where this round began.
+                let rest = self
+                    .licenses_after(None, false, LAPSE_LICENSES - round.len())
+                    .await?;
+                let before: Vec<String> = rest.into_iter().filter(|l| l <= c).collect();
+                whole = before.last() == Some(c) || before.len() < LAPSE_LICENSES - round.len();
+                round.extend(before);
+            }
+        }
+        *self.lapse_cursor.lock().unwrap_or_else(|p| p.into_inner()) =
+            if whole { None } else { round.last().cloned() };
+        Ok(round)
     }
 
     /// The store's time: Redis `TIME`, or the test clock.
@@ -952,7 +986,7 @@ impl SeatStore for RedisSeats {
     fn take_lapsed(&self) -> SeatFuture<'_, Vec<Session>> {
         Box::pin(async move {
             let mut out = Vec::new();
-            for l in self.licenses().await? {
+            for l in self.lapse_round().await? {
                 let raws: Vec<String> = self
                     .run(&TAKE_LAPSED_SCRIPT, &l, &[REAP_BUDGET.to_string()])
                     .await?;
@@ -962,6 +996,22 @@ impl SeatStore for RedisSeats {
             }
             self.sweep_index().await?;
             Ok(out)
+        })
+    }
+
+    fn lease<'a>(&'a self, name: &'a str, ms: u64) -> SeatFuture<'a, bool> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(format!("lic4es:lease:{name}"))
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(ms.max(1));
+            let cmd = &cmd;
+            let got: Option<String> = self
+                .with_conn(|mut c| async move { cmd.query_async(&mut c).await })
+                .await?;
+            Ok(got.is_some())
         })
     }
 

@@ -159,13 +159,16 @@ pub async fn offline_report(s: &AppState) -> ServiceResult<Vec<(String, Verdict)
 }
 
 /// Drops audit entries past `audit-retention-days`, telemetry past
-/// `telemetry-retention-days` and offline periods past the abuse rule's 30 days.
+/// `telemetry-retention-days`, seat usage past `usage-retention-days` and offline
+/// periods past the abuse rule's 30 days.
 pub async fn prune_old(s: &AppState) {
     let days = |d: u64| (d.min(100_000) as i64) * 86_400;
     let before = s.now() - days(s.config.audit_retention_days);
     let _ = super::store(s, move |st| st.prune_audit(before)).await;
     let before = s.now() - days(s.config.telemetry_retention_days);
     let _ = super::store(s, move |st| st.prune_telemetry(before)).await;
+    let before = s.now() - days(s.config.usage_retention_days);
+    let _ = super::store(s, move |st| st.prune_usage(before)).await;
     // Offline periods matter to the abuse rule's 30 days only.
     let before = s.now() - abuse::WINDOW_SECS;
     let _ = super::store(s, move |st| st.prune_offline(before)).await;

@@ -8,6 +8,7 @@
 //! - [`seats`]: acquire, reconnect, heartbeat, release, kick.
 //! - [`audit`]: the audit trail, lapses, offline periods and pruning.
 //! - [`reports`]: what operators read: sessions, seats in use, abuse, health, metrics.
+//! - [`usage`]: seat usage sampled per hour and its reports.
 //!
 //! Every change is audited once, here.
 
@@ -17,6 +18,7 @@ pub mod licenses;
 pub mod reports;
 pub mod seats;
 pub mod tokens;
+pub mod usage;
 
 use std::sync::Arc;
 

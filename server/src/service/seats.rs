@@ -239,6 +239,9 @@ pub async fn grant(
     let session = match granted {
         Ok(session) => session,
         Err(refusal) => {
+            if let ServiceError::NoSeats { in_use, .. } = &refusal {
+                super::usage::refused(s, &lic.id, *in_use).await;
+            }
             let message = refusal.to_string();
             let mut e = seeker_event(s, AuditKind::Refused, lic, &who);
             e.detail = Some(match (&reported, report_audited) {

@@ -18,18 +18,32 @@ pub struct Migration {
 }
 
 /// The SQLite schema's steps.
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("migrations/sqlite/V1__initial.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("migrations/sqlite/V1__initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "seat usage",
+        sql: include_str!("migrations/sqlite/V2__seat_usage.sql"),
+    },
+];
 
 /// The PostgreSQL schema's steps.
-pub const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("migrations/postgres/V1__initial.sql"),
-}];
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("migrations/postgres/V1__initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "seat usage",
+        sql: include_str!("migrations/postgres/V2__seat_usage.sql"),
+    },
+];
 
 /// The table that records what was applied.
 pub const VERSION_TABLE: &str = "schema_version";

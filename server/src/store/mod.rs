@@ -462,6 +462,14 @@ pub trait LicenseStore: Send + Sync {
         -> StoreResult<Vec<OfflinePeriod>>;
     /// Drops offline periods that ended before `before`; returns how many.
     fn prune_offline(&self, before: i64) -> StoreResult<u64>;
+    /// Adds to seat usage hours in one transaction: each entry raises its hour's peak
+    /// and adds its sums.
+    fn add_usage(&self, entries: &[crate::usage::HourUsage]) -> StoreResult<()>;
+    /// A license's usage hours in `[from, to)`, oldest first.
+    fn usage(&self, license: &str, from: i64, to: i64)
+        -> StoreResult<Vec<crate::usage::HourUsage>>;
+    /// Drops usage hours before `before`; returns how many.
+    fn prune_usage(&self, before: i64) -> StoreResult<u64>;
     /// The schema migrations the database recorded, oldest first.
     fn migrations(&self) -> StoreResult<Vec<migrate::Applied>>;
     /// Whether the store answers.

@@ -21,6 +21,7 @@ use super::{
     KeyRecord, License, LicenseChange, LicenseStore, OfflinePeriod, Seats, StoreError, StoreResult,
 };
 use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
+use crate::usage::HourUsage;
 
 /// Connections at most, unless configured (`database-pool-size`).
 pub const DEFAULT_POOL_SIZE: u32 = 16;
@@ -543,6 +544,61 @@ impl LicenseStore for PgStore {
 
     fn prune_offline(&self, before: i64) -> StoreResult<u64> {
         self.with(|c| c.execute("DELETE FROM offline_periods WHERE end_at < $1", &[&before]))
+    }
+
+    fn add_usage(&self, entries: &[HourUsage]) -> StoreResult<()> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let stmt = tx.prepare(
+                "INSERT INTO seat_usage (license_id, hour, peak, seat_secs, refusals,
+                    offline_secs) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (license_id, hour) DO UPDATE SET
+                    peak = GREATEST(seat_usage.peak, excluded.peak),
+                    seat_secs = seat_usage.seat_secs + excluded.seat_secs,
+                    refusals = seat_usage.refusals + excluded.refusals,
+                    offline_secs = seat_usage.offline_secs + excluded.offline_secs",
+            )?;
+            for u in entries {
+                tx.execute(
+                    &stmt,
+                    &[
+                        &u.license,
+                        &u.hour,
+                        &i64::from(u.peak),
+                        &u.seat_secs,
+                        &i64::from(u.refusals),
+                        &u.offline_secs,
+                    ],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    fn usage(&self, license: &str, from: i64, to: i64) -> StoreResult<Vec<HourUsage>> {
+        self.with(|c| {
+            c.query(
+                "SELECT hour, peak, seat_secs, refusals, offline_secs FROM seat_usage
+                 WHERE license_id = $1 AND hour >= $2 AND hour < $3 ORDER BY hour",
+                &[&license, &from, &to],
+            )
+        })
+        .map(|rows| {
+            rows.iter()
+                .map(|r| HourUsage {
+                    license: license.to_string(),
+                    hour: r.get(0),
+                    peak: u32::try_from(r.get::<_, i64>(1)).unwrap_or(u32::MAX),
+                    seat_secs: r.get(2),
+                    refusals: u32::try_from(r.get::<_, i64>(3)).unwrap_or(u32::MAX),
+                    offline_secs: r.get(4),
+                })
+                .collect()
+        })
+    }
+
+    fn prune_usage(&self, before: i64) -> StoreResult<u64> {
+        self.with(|c| c.execute("DELETE FROM seat_usage WHERE hour < $1", &[&before]))
     }
 
     fn migrations(&self) -> StoreResult<Vec<migrate::Applied>> {

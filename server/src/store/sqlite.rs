@@ -14,6 +14,7 @@ use super::{
     KeyRecord, License, LicenseChange, LicenseStore, OfflinePeriod, Seats, StoreError, StoreResult,
 };
 use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
+use crate::usage::HourUsage;
 
 /// SQLite behind a mutex: one connection, used by one caller at a time.
 pub struct SqliteStore {
@@ -581,6 +582,66 @@ impl LicenseStore for SqliteStore {
         Ok(self
             .conn()
             .execute("DELETE FROM offline_periods WHERE end_at < ?1", [before])
+            .map_err(db)? as u64)
+    }
+
+    fn add_usage(&self, entries: &[HourUsage]) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO seat_usage (license_id, hour, peak, seat_secs, refusals,
+                        offline_secs) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (license_id, hour) DO UPDATE SET
+                        peak = MAX(peak, excluded.peak),
+                        seat_secs = seat_secs + excluded.seat_secs,
+                        refusals = refusals + excluded.refusals,
+                        offline_secs = offline_secs + excluded.offline_secs",
+                )
+                .map_err(db)?;
+            for u in entries {
+                stmt.execute(params![
+                    u.license,
+                    u.hour,
+                    u.peak,
+                    u.seat_secs,
+                    u.refusals,
+                    u.offline_secs
+                ])
+                .map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
+    fn usage(&self, license: &str, from: i64, to: i64) -> StoreResult<Vec<HourUsage>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT hour, peak, seat_secs, refusals, offline_secs FROM seat_usage
+                 WHERE license_id = ?1 AND hour >= ?2 AND hour < ?3 ORDER BY hour",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![license, from, to], |r| {
+                Ok(HourUsage {
+                    license: license.to_string(),
+                    hour: r.get(0)?,
+                    peak: r.get(1)?,
+                    seat_secs: r.get(2)?,
+                    refusals: r.get(3)?,
+                    offline_secs: r.get(4)?,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db)
+    }
+
+    fn prune_usage(&self, before: i64) -> StoreResult<u64> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM seat_usage WHERE hour < ?1", [before])
             .map_err(db)? as u64)
     }
 

@@ -285,6 +285,76 @@ function signOut(why) {
   $("login-error").textContent = typeof why === "string" ? why : "";
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+
+function svgEl(name, attrs, text) {
+  const e = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+// A license's seat usage over the last 30 days, by day, drawn here as SVG: the daily
+// peak (points and line), the mean (line) and the license's seats (dashed line).
+function drawUsage(r) {
+  const W = 720, H = 240, L = 40, R = 16, T = 16, B = 28;
+  const rows = r.rows;
+  const limit = typeof r.limit === "number" ? r.limit : null;
+  const top = Math.max(1, limit || 0, ...rows.map((x) => x.peak));
+  const x = (i) => L + (rows.length <= 1 ? 0 : (i * (W - L - R)) / (rows.length - 1));
+  const y = (v) => H - B - (v * (H - T - B)) / top;
+  const svg = svgEl("svg", {
+    viewBox: "0 0 " + W + " " + H, width: W, height: H, role: "img",
+    "aria-label": "Seat usage of " + r.license + " by day",
+  });
+  svg.appendChild(svgEl("line", { x1: L, y1: y(0), x2: W - R, y2: y(0), class: "axis" }));
+  svg.appendChild(svgEl("line", { x1: L, y1: y(top), x2: L, y2: y(0), class: "axis" }));
+  svg.appendChild(svgEl("text", { x: L - 6, y: y(top) + 4, "text-anchor": "end" }, String(top)));
+  svg.appendChild(svgEl("text", { x: L - 6, y: y(0) + 4, "text-anchor": "end" }, "0"));
+  if (rows.length > 0) {
+    svg.appendChild(svgEl("text", { x: L, y: H - 8 }, rows[0].start.slice(0, 10)));
+    svg.appendChild(svgEl("text", { x: W - R, y: H - 8, "text-anchor": "end" },
+      rows[rows.length - 1].start.slice(0, 10)));
+  }
+  if (limit !== null) {
+    svg.appendChild(svgEl("line", { x1: L, y1: y(limit), x2: W - R, y2: y(limit),
+      class: "limit", id: "usage-limit", "data-value": limit }));
+    svg.appendChild(svgEl("text", { x: W - R, y: y(limit) - 4, "text-anchor": "end" },
+      "seats " + limit));
+  }
+  const line = (key, cls) => svgEl("polyline", {
+    class: cls, fill: "none",
+    points: rows.map((row, i) => x(i) + "," + y(row[key])).join(" "),
+  });
+  svg.appendChild(line("mean", "mean"));
+  svg.appendChild(line("peak", "peak"));
+  let max = -1;
+  rows.forEach((row, i) => { if (max < 0 || row.peak > rows[max].peak) max = i; });
+  rows.forEach((row, i) => {
+    const dot = svgEl("circle", { cx: x(i), cy: y(row.peak), r: i === max ? 4 : 2.5,
+      class: i === max ? "peak-max" : "peak-point",
+      "data-day": row.start.slice(0, 10), "data-value": row.peak });
+    dot.appendChild(svgEl("title", {}, row.start.slice(0, 10) + ": peak " + row.peak +
+      ", mean " + row.mean + ", refusals " + row.refusals + ", offline hours " +
+      row.offline_hours));
+    if (i === max) dot.id = "usage-peak";
+    svg.appendChild(dot);
+  });
+  $("usage-chart").replaceChildren(svg);
+  const refusals = rows.reduce((n, row) => n + row.refusals, 0);
+  const offline = rows.reduce((n, row) => n + row.offline_hours, 0);
+  $("usage-summary").textContent = rows.length === 0 ? "no usage" :
+    "peak " + rows[max].peak + " on " + rows[max].start.slice(0, 10) + "; " + refusals +
+    " refusals; " + offline.toFixed(2) + " offline session-hours";
+}
+
+function showUsage(ev) {
+  ev.preventDefault();
+  const license = $("usage-license").value.trim();
+  if (!license) return;
+  api("/admin/usage?bucket=day&license=" + encodeURIComponent(license)).then(drawUsage, failed);
+}
+
 // Shows the tables again at once (a page turned), not at the next poll.
 function now() {
   if (timer) clearTimeout(timer);
@@ -302,6 +372,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("login-form").addEventListener("submit", signIn);
   $("logout").addEventListener("click", () => signOut());
   $("audit-filter").addEventListener("submit", filterAudit);
+  $("usage-form").addEventListener("submit", showUsage);
   $("audit-older").addEventListener("click", older);
   for (const [name, pager] of Object.entries(pagers)) {
     $(name + "-next").addEventListener("click", () => {
