@@ -59,7 +59,7 @@ for i in $(seq "$sessions"); do
   curl -s -X POST "http://127.0.0.1:$port/api/v1/licenses/acquire" -H "Authorization: Bearer $key" \
     -H 'Content-Type: application/json' \
     -d "{\"hardware_id\":\"$(printf '%064x' "$i")\",\"instance_id\":\"bench-$i\",\"version\":\"1\",\"nonce\":\"$nonce\"}" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["session_id"])' >>"$work/sids"
+    grep -o '"session_id":"[^"]*"' | cut -d'"' -f4 >>"$work/sids"
 done
 mem_after=$(redis_mem)
 per_session=$(( (mem_after - mem_before) / sessions ))

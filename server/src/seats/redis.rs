@@ -200,7 +200,7 @@ return redis.call('HVALS', SESS)
 const PAGE: &str = r#"
 local now = now_secs()
 reap(now, tonumber(ARGV[3]))
-if redis.call('EXISTS', IDS) == 0 then
+if redis.call('ZCARD', IDS) < redis.call('HLEN', SESS) then
   -- Sessions of an earlier version, which kept no id index.
   for _, id in ipairs(redis.call('HKEYS', SESS)) do
     redis.call('ZADD', IDS, 0, id)

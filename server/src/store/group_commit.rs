@@ -2,8 +2,9 @@
 //! written one transaction per entry, acquires were bound by the database's commit rate.
 //! Here one writer thread takes whatever entries are queued (at most [`MAX_BATCH`]),
 //! appends them in one transaction, and only then answers each caller with the outcome
-//! of that transaction. No timer waits for a batch to fill: an entry waits at most for
-//! the batch before it to commit, and under load the batches grow by themselves.
+//! of that transaction. Under load batches grow by themselves (entries queue while one
+//! commits) and a batch lingers [`LINGER`] for more; an entry on an idle server is
+//! committed at once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -14,6 +15,12 @@ use super::{AuditEvent, LicenseStore, StoreError, StoreResult};
 
 /// Entries appended in one transaction at most.
 pub const MAX_BATCH: usize = 512;
+/// How long a batch waits for more entries once the queue is empty, when the batch
+/// before it held more than one (under load: a commit writes each page it touches once
+/// per batch, so fuller batches cost less per entry; measured 0.31 → 0.35 acquires per
+/// `/healthz`, while 3 ms lost more to waiting than it saved). A lone entry on an idle
+/// server is committed at once.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(1000);
 /// Entries queued at most; callers past it wait for room.
 const QUEUE: usize = 8 * MAX_BATCH;
 
@@ -78,14 +85,20 @@ impl GroupCommit {
 fn write_batches(store: &dyn LicenseStore, mut rx: mpsc::Receiver<Pending>, batches: &AtomicU64) {
     let mut entries = Vec::with_capacity(MAX_BATCH);
     let mut waiting = Vec::with_capacity(MAX_BATCH);
+    let mut last_batch = 0;
     while let Some(first) = rx.blocking_recv() {
         entries.push(first.entry);
         waiting.push(first.done);
+        let mut lingered = last_batch <= 1;
         while entries.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(p) => {
                     entries.push(p.entry);
                     waiting.push(p.done);
+                }
+                Err(_) if !lingered => {
+                    lingered = true;
+                    std::thread::sleep(LINGER);
                 }
                 Err(_) => break,
             }
@@ -96,6 +109,7 @@ fn write_batches(store: &dyn LicenseStore, mut rx: mpsc::Receiver<Pending>, batc
         }))
         .unwrap_or_else(|_| Err(stopped("failed")));
         batches.fetch_add(1, Ordering::Relaxed);
+        last_batch = entries.len();
         for done in waiting.drain(..) {
             let _ = done.send(outcome.clone());
         }
