@@ -143,13 +143,17 @@ mod tests {
         assert_eq!(payload, claims);
         let keys = lic4es::token::KeySet::from_json_value(&key.public_jwks()).unwrap();
         let verified = keys.verify(&jwt).unwrap();
-        assert_eq!((verified.sub.as_str(), verified.exp), ("org-a", 2_000_000_000));
+        assert_eq!(
+            (verified.sub.as_str(), verified.exp),
+            ("org-a", 2_000_000_000)
+        );
         // Another key, or a payload changed after signing: refused.
         let other = SigningKey::generate().unwrap();
         let other_keys = lic4es::token::KeySet::from_json_value(&other.public_jwks()).unwrap();
         assert!(other_keys.verify(&jwt).is_err());
         let parts: Vec<&str> = jwt.split('.').collect();
-        let forged = URL_SAFE_NO_PAD.encode(json!({"sub": "org-a", "tier": "enterprise"}).to_string());
+        let forged =
+            URL_SAFE_NO_PAD.encode(json!({"sub": "org-a", "tier": "enterprise"}).to_string());
         assert!(keys
             .verify(&format!("{}.{forged}.{}", parts[0], parts[2]))
             .is_err());

@@ -63,20 +63,6 @@ pub struct Usage {
     pub offline: u32,
 }
 
-/// Sessions counted per license, in license order.
-pub fn usage(sessions: &[Session]) -> std::collections::BTreeMap<String, Usage> {
-    let mut by: std::collections::BTreeMap<String, Usage> = Default::default();
-    for s in sessions {
-        let u = by.entry(s.license.clone()).or_default();
-        if s.online() {
-            u.online += 1;
-        } else {
-            u.offline += 1;
-        }
-    }
-    by
-}
-
 /// Whether a session holds a seat or lapsed into offline use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionState {

@@ -655,16 +655,32 @@ impl RedisSeats {
         let (next, pairs): (u64, Vec<(String, String)>) = self
             .with_conn(|mut c| async move { scan.query_async(&mut c).await })
             .await?;
-        let mut conn = self.conn().await?;
         self.sweep_cursor.store(next, Ordering::Relaxed);
-        for (sid, license) in pairs {
-            let [_, _, sessions, ..] = keys(&license);
-            let exists: bool = conn.hexists(&sessions, &sid).await.map_err(unavailable)?;
-            if !exists {
-                conn.hdel::<_, _, ()>(SESSION_INDEX_KEY, &sid)
-                    .await
-                    .map_err(unavailable)?;
-            }
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        // One round trip to look, one to drop what is gone.
+        let mut look = redis::pipe();
+        for (sid, license) in &pairs {
+            let [_, _, sessions, ..] = keys(license);
+            look.hexists(sessions, sid);
+        }
+        let look = &look;
+        let exists: Vec<bool> = self
+            .with_conn(|mut c| async move { look.query_async(&mut c).await })
+            .await?;
+        let gone: Vec<&String> = pairs
+            .iter()
+            .zip(exists)
+            .filter(|(_, e)| !e)
+            .map(|((sid, _), _)| sid)
+            .collect();
+        if !gone.is_empty() {
+            let gone = &gone;
+            self.with_conn(|mut c| async move {
+                c.hdel::<_, _, ()>(SESSION_INDEX_KEY, gone.as_slice()).await
+            })
+            .await?;
         }
         Ok(())
     }

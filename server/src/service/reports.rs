@@ -7,12 +7,6 @@ use crate::store::{AuditEvent, AuditKind, License, Seats};
 
 use super::{audit, ServiceResult};
 
-/// Sessions, online and offline, optionally of one license (lapses audited first).
-pub async fn sessions(s: &AppState, license: Option<&str>) -> ServiceResult<Vec<Session>> {
-    audit::sweep(s).await;
-    Ok(s.seats.sessions(license).await?)
-}
-
 /// One license with sessions.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SeatUse {
@@ -28,20 +22,6 @@ pub struct SeatUse {
     pub offline: u32,
     /// Its seats in effect.
     pub limit: Option<Seats>,
-}
-
-/// Each license with sessions, in license order (every one: for the CLI).
-pub async fn seats_in_use(s: &AppState) -> ServiceResult<Vec<SeatUse>> {
-    let sessions = sessions(s, None).await?;
-    let usage = crate::seats::usage(&sessions)
-        .into_iter()
-        .map(|(license, usage)| LicenseUsage {
-            license,
-            usage,
-            limit: 0,
-        })
-        .collect();
-    seat_uses(s, usage).await
 }
 
 /// A page of sessions (lapses audited first).
