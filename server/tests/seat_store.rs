@@ -483,9 +483,10 @@ fn redis_finds_the_sessions_an_earlier_version_wrote() {
                 .unwrap()
         ));
     });
-    // As an earlier version left them: the licenses in a set, no id index.
+    // As an earlier version left them: the licenses in a set, no id index. (redis-cli
+    // on the real clock: under the calendar guard's faketime it never returns.)
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new("redis-cli")
+        let out = common::on_real_clock(&mut std::process::Command::new("redis-cli"))
             .args(["-p", &server.port.to_string()])
             .args(args)
             .output()
