@@ -15,22 +15,8 @@ secs=${1:-10}
 conns=${BENCH_CONNECTIONS:-32}
 threads=${BENCH_THREADS:-2}
 
-if [ -n "${LICENSE_SERVER:-}" ]; then
-  srv=$(realpath "$LICENSE_SERVER")
-else
-  cargo build --release --quiet -p license-server --bin license-server
-  srv=$PWD/target/release/license-server
-fi
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. server/bench/common.sh
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rport=$(free_port)
 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null &
 pids+=($!)

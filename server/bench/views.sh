@@ -16,21 +16,7 @@ sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(10000 50000)
 licenses=${BENCH_LICENSES:-100}
 
-if [ -n "${LICENSE_SERVER:-}" ]; then
-  srv=$(realpath "$LICENSE_SERVER")
-else
-  cargo build --release --quiet -p license-server --bin license-server
-  srv=$PWD/target/release/license-server
-fi
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. server/bench/common.sh
 admin=bench-admin-token-0123456789abcdef
 nonce=0123456789abcdef0123456789abcdef
 

@@ -433,11 +433,7 @@ fn sessions_and_licenses_are_listed_by_the_page_and_summed_without_a_listing() {
     ignore = "needs redis-server: apt-get install redis-server"
 )]
 fn redis_collects_lapses_a_bounded_round_of_licenses_at_a_time() {
-    let server = RedisProc::start().expect("redis-server");
-    let clock = Arc::new(ManualClock::at_secs(NOW));
-    let store = RedisSeats::new(&server.url())
-        .unwrap()
-        .with_test_clock(clock.clone());
+    let (_server, clock, store) = redis_at_now();
     let rt = redis_rt();
     rt.block_on(async {
         for i in 0..450 {
@@ -469,11 +465,7 @@ fn redis_collects_lapses_a_bounded_round_of_licenses_at_a_time() {
     ignore = "needs redis-server: apt-get install redis-server"
 )]
 fn redis_finds_the_sessions_an_earlier_version_wrote() {
-    let server = RedisProc::start().expect("redis-server");
-    let clock = Arc::new(ManualClock::at_secs(NOW));
-    let store = RedisSeats::new(&server.url())
-        .unwrap()
-        .with_test_clock(clock.clone());
+    let (server, clock, store) = redis_at_now();
     let rt = redis_rt();
     rt.block_on(async {
         assert!(granted(
@@ -516,6 +508,17 @@ fn redis_finds_the_sessions_an_earlier_version_wrote() {
         assert_eq!(ids, ["s-1", "s-2"]);
         assert_eq!(store.summary(10, 0).await.unwrap().online, 2);
     });
+}
+
+/// A Redis server and a store on it whose scripts take the time from a test clock at
+/// [`NOW`].
+fn redis_at_now() -> (RedisProc, Arc<ManualClock>, RedisSeats) {
+    let server = RedisProc::start().expect("redis-server");
+    let clock = Arc::new(ManualClock::at_secs(NOW));
+    let store = RedisSeats::new(&server.url())
+        .unwrap()
+        .with_test_clock(clock.clone());
+    (server, clock, store)
 }
 
 fn redis_rt() -> tokio::runtime::Runtime {

@@ -903,3 +903,29 @@ fn admin_views_come_by_the_page_with_the_next_page_linked() {
         "{page1:?} {page2:?}"
     );
 }
+
+#[test]
+fn per_license_series_are_bounded_to_the_licenses_nearest_their_limits() {
+    let s = Server::with_config("metrics-max-licenses = 1");
+    let (full, full_key) = s.license("pro", json!({"seats": 2}));
+    let (half, half_key) = s.license("pro", json!({"seats": 4}));
+    for hw in ["a", "b"] {
+        assert_eq!(acquire(&s, &full_key, hw).0, 200);
+        assert_eq!(acquire(&s, &half_key, hw).0, 200);
+    }
+    let m = s.metrics();
+    assert!(
+        m.contains(&format!("lic4es_seats_in_use{{license=\"{full}\"}} 2")),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!("lic4es_seats_limit{{license=\"{full}\"}} 2")),
+        "{m}"
+    );
+    assert!(
+        !m.contains(&half),
+        "only the fullest license has its own series: {m}"
+    );
+    // The fleet's totals count every license.
+    assert!(m.contains("lic4es_sessions{state=\"online\"} 4"), "{m}");
+}
