@@ -100,6 +100,16 @@ fn default_seats() -> Seats {
     Seats::Count(5)
 }
 
+/// `redis-sentinel = { master = "NAME", nodes = ["redis://host:port", …] }`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RedisSentinel {
+    /// The name the Sentinels monitor the master under.
+    pub master: String,
+    /// The Sentinels (`redis://host:port`, or `rediss://`).
+    pub nodes: Vec<String>,
+}
+
 /// The whole config file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -132,6 +142,13 @@ pub struct ServerConfig {
     /// them in this process's memory.
     #[serde(default)]
     pub redis_url: Option<String>,
+    /// Seats on a Redis Cluster: seed nodes (`redis://host:port`, or `rediss://`), from
+    /// which the rest of the cluster is found. Instead of `redis-url`.
+    #[serde(default)]
+    pub redis_cluster: Vec<String>,
+    /// Seats on the master that Redis Sentinels name. Instead of `redis-url`.
+    #[serde(default)]
+    pub redis_sentinel: Option<RedisSentinel>,
     /// PEM roots that a `rediss://` server's certificate must chain to (a managed Redis
     /// with a private CA); unset: the platform's roots.
     #[serde(default)]
@@ -428,6 +445,7 @@ impl ServerConfig {
             ));
         }
         self.proxies()?;
+        self.redis_topology()?;
         crate::log::parse_level(&self.log_level).ok_or_else(|| {
             format!(
                 "log-level `{}` is not one of error, warn, info, debug",
@@ -435,6 +453,59 @@ impl ServerConfig {
             )
         })?;
         Ok(())
+    }
+
+    /// Where the seats live in Redis: `redis-url`, `redis-cluster` or `redis-sentinel`
+    /// (at most one of them); `None` keeps them in memory.
+    pub fn redis_topology(&self) -> Result<Option<crate::seats::Topology>, String> {
+        use crate::seats::Topology;
+        let url = self
+            .redis_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty());
+        let trimmed =
+            |v: &[String]| -> Vec<String> { v.iter().map(|u| u.trim().to_string()).collect() };
+        let mut chosen = Vec::new();
+        if let Some(u) = url {
+            chosen.push(Topology::Single(u.to_string()));
+        }
+        if !self.redis_cluster.is_empty() {
+            chosen.push(Topology::Cluster(trimmed(&self.redis_cluster)));
+        }
+        if let Some(s) = &self.redis_sentinel {
+            if s.master.trim().is_empty() || s.nodes.is_empty() {
+                return Err(
+                    "redis-sentinel needs `master` (a name) and `nodes` (at least one)".into(),
+                );
+            }
+            chosen.push(Topology::Sentinel {
+                master: s.master.trim().to_string(),
+                nodes: trimmed(&s.nodes),
+            });
+        }
+        if chosen.len() > 1 {
+            return Err(
+                "set one of redis-url, redis-cluster and redis-sentinel, not several".into(),
+            );
+        }
+        for node in match chosen.first() {
+            Some(Topology::Cluster(n)) | Some(Topology::Sentinel { nodes: n, .. }) => n.clone(),
+            _ => Vec::new(),
+        } {
+            if !(node.starts_with("redis://") || node.starts_with("rediss://")) {
+                return Err(format!(
+                    "redis node `{node}` is not a redis:// or rediss:// URL"
+                ));
+            }
+        }
+        if self.redis_ca_file.is_some() && chosen.is_empty() {
+            return Err(
+                "redis-ca-file is set but no Redis is (redis-url, redis-cluster or redis-sentinel)"
+                    .into(),
+            );
+        }
+        Ok(chosen.pop())
     }
 
     /// `trusted-proxies`, parsed.

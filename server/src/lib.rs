@@ -72,12 +72,12 @@ pub fn open_with_clock(
             );
         }
     }
-    let seats: Arc<dyn seats::SeatStore> = match config.redis_url.as_deref() {
-        Some(url) if !url.trim().is_empty() => Arc::new(seats::RedisSeats::with_tls(
-            url.trim(),
+    let seats: Arc<dyn seats::SeatStore> = match config.redis_topology()? {
+        Some(topology) => Arc::new(seats::RedisSeats::open(
+            &topology,
             config.redis_ca_file.as_deref(),
         )?),
-        _ => Arc::new(seats::MemorySeats::new(clock.clone())),
+        None => Arc::new(seats::MemorySeats::new(clock.clone())),
     };
     Ok(Arc::new(AppState::new(config, key, store, seats, clock)?))
 }

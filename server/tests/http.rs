@@ -245,6 +245,64 @@ fn defaults_listen_on_8700_with_a_store_under_the_data_dir() {
 }
 
 #[test]
+fn seats_go_to_one_redis_a_cluster_or_sentinel_and_never_to_two() {
+    use license_server::seats::Topology;
+    let dir = tempfile::tempdir().unwrap();
+    let load = |text: &str| {
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        ServerConfig::load(Some(&p)).and_then(|c| c.redis_topology())
+    };
+    assert_eq!(load("").unwrap(), None);
+    assert_eq!(
+        load("redis-url = \"redis://10.0.0.1:6379/\"").unwrap(),
+        Some(Topology::Single("redis://10.0.0.1:6379/".into()))
+    );
+    assert_eq!(
+        load("redis-cluster = [\"redis://a:7000\", \"rediss://b:7001\"]").unwrap(),
+        Some(Topology::Cluster(vec![
+            "redis://a:7000".into(),
+            "rediss://b:7001".into()
+        ]))
+    );
+    assert_eq!(
+        load("redis-sentinel = { master = \"seats\", nodes = [\"redis://s1:26379\"] }").unwrap(),
+        Some(Topology::Sentinel {
+            master: "seats".into(),
+            nodes: vec!["redis://s1:26379".into()]
+        })
+    );
+    for (text, says) in [
+        (
+            "redis-url = \"redis://a/\"\nredis-cluster = [\"redis://b:7000\"]",
+            "not several",
+        ),
+        ("redis-cluster = [\"b:7000\"]", "not a redis://"),
+        (
+            "redis-sentinel = { master = \"\", nodes = [\"redis://s:1\"] }",
+            "master",
+        ),
+        ("redis-sentinel = { master = \"m\", nodes = [] }", "nodes"),
+        (
+            "redis-sentinel = { master = \"m\", node = [\"redis://s:1\"] }",
+            "node",
+        ),
+        ("redis-ca-file = \"/ca.pem\"", "no Redis"),
+    ] {
+        let err = load(text).unwrap_err();
+        assert!(err.contains(says), "{text}: {err}");
+    }
+    // A CA file needs TLS to the servers it is for.
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not read before the check").unwrap();
+    let plain = Topology::Cluster(vec!["redis://a:7000".into()]);
+    assert!(license_server::seats::RedisSeats::open(&plain, Some(&ca))
+        .err()
+        .unwrap()
+        .contains("rediss://"));
+}
+
+#[test]
 fn creating_a_license_whose_id_exists_is_409_and_never_lifts_a_revocation() {
     let s = Server::start();
     let body = json!({"id": "org-dup", "tier": "pro", "days": 30, "org_name": "Acme"});

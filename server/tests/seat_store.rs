@@ -10,18 +10,18 @@ mod common;
 use lic4es::clock::ManualClock;
 use license_server::seats::{
     Acquired, MemorySeats, NewSession, RedisSeats, Replace, SeatStore, SessionQuery, SessionState,
-    Usage,
+    Topology, Usage,
 };
 
-use common::redis::RedisProc;
+use common::redis::{RedisCluster, RedisProc, RedisSentinel};
 use common::tls::TestCa;
 
 const NOW: i64 = 1_795_354_152;
 const TTL: i64 = 660;
 const GRACE: i64 = 7 * 86_400;
 
-/// A store, and what must live as long as it (a Redis server).
-type Made = (Arc<dyn SeatStore>, Option<RedisProc>);
+/// A store, and what must live as long as it (Redis servers).
+type Made = (Arc<dyn SeatStore>, Option<Box<dyn std::any::Any>>);
 type Make = fn(Arc<ManualClock>) -> Option<Made>;
 
 fn memory(clock: Arc<ManualClock>) -> Option<Made> {
@@ -33,7 +33,29 @@ fn redis(clock: Arc<ManualClock>) -> Option<Made> {
     let store = RedisSeats::new(&server.url())
         .unwrap()
         .with_test_clock(clock);
-    Some((Arc::new(store), Some(server)))
+    Some((Arc::new(store), Some(Box::new(server))))
+}
+
+/// A Redis Cluster of three masters and three replicas, reached from its seed nodes.
+fn redis_cluster(clock: Arc<ManualClock>) -> Option<Made> {
+    let cluster = RedisCluster::start()?;
+    let store = RedisSeats::open(&Topology::Cluster(cluster.urls()), None)
+        .unwrap()
+        .with_test_clock(clock);
+    Some((Arc::new(store), Some(Box::new(cluster))))
+}
+
+/// A master and its replica, found through three Sentinels.
+fn redis_sentinel(clock: Arc<ManualClock>) -> Option<Made> {
+    let sentinel = RedisSentinel::start()?;
+    let topology = Topology::Sentinel {
+        master: RedisSentinel::NAME.into(),
+        nodes: sentinel.urls(),
+    };
+    let store = RedisSeats::open(&topology, None)
+        .unwrap()
+        .with_test_clock(clock);
+    Some((Arc::new(store), Some(Box::new(sentinel))))
 }
 
 /// Redis that speaks TLS only, reached by `rediss://` trusting the CA that issued its
@@ -45,14 +67,16 @@ fn redis_tls(clock: Arc<ManualClock>) -> Option<Made> {
         .unwrap()
         .with_test_clock(clock);
     // The CA's files may go: the client holds the roots it read.
-    Some((Arc::new(store), Some(server)))
+    Some((Arc::new(store), Some(Box::new(server))))
 }
 
 /// Every store the contract runs against.
-const STORES: [(&str, Make); 3] = [
+const STORES: [(&str, Make); 5] = [
     ("memory", memory),
     ("redis", redis),
     ("redis over TLS", redis_tls),
+    ("redis cluster", redis_cluster),
+    ("redis behind sentinel", redis_sentinel),
 ];
 
 fn session(id: &str, license: &str, limit: u32, hw: &str, grace: i64) -> NewSession {
@@ -493,6 +517,21 @@ fn redis_finds_the_sessions_an_earlier_version_wrote() {
         assert!(granted(&store.acquire(new, None).await.unwrap()));
     });
     cli(&["DEL", "lic4es:license-index"]);
+    // And its session index in one hash, not in shards.
+    let shards: Vec<String> = (0..64)
+        .map(|n| format!("lic4es:session-license:{{{n:02}}}"))
+        .collect();
+    let mut del = vec!["DEL"];
+    del.extend(shards.iter().map(String::as_str));
+    cli(&del);
+    cli(&[
+        "HSET",
+        "lic4es:session-license",
+        "s-1",
+        "lic-old",
+        "s-2",
+        "lic-old",
+    ]);
     let store = RedisSeats::new(&server.url())
         .unwrap()
         .with_test_clock(clock);
@@ -507,7 +546,20 @@ fn redis_finds_the_sessions_an_earlier_version_wrote() {
         let ids: Vec<&str> = page.items.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["s-1", "s-2"]);
         assert_eq!(store.summary(10, 0).await.unwrap().online, 2);
+        // An operator's kick finds the session through the moved index.
+        assert_eq!(store.kick("s-1").await.unwrap().unwrap().id, "s-1");
+        assert_eq!(store.summary(10, 0).await.unwrap().online, 1);
     });
+    let out = common::on_real_clock(&mut std::process::Command::new("redis-cli"))
+        .args([
+            "-p",
+            &server.port.to_string(),
+            "EXISTS",
+            "lic4es:session-license",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
 }
 
 /// A Redis server and a store on it whose scripts take the time from a test clock at

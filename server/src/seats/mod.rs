@@ -16,7 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use self::memory::MemorySeats;
-pub use self::redis::RedisSeats;
+pub use self::redis::{RedisSeats, Topology};
 
 /// One session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -14,20 +14,32 @@
 //! skewed clocks agree on who lapsed. Scripts lapse due sessions lazily, a bounded number
 //! per call, and count online seats by score, so the count is exact whatever is left to
 //! reap. Scripts are run with EVALSHA and loaded again on `NOSCRIPT` (a Redis restart, a
-//! failover, `SCRIPT FLUSH`). Plain keys outside any license's slot, never touched by a
-//! script, serve discovery: `lic4es:license-index` (licenses that have had sessions, a
-//! sorted set paged in id order) and `lic4es:session-license` (session id → license, for
-//! an operator's kick); `lic4es:summary` holds the fleet's totals, computed by one
-//! instance at most once per interval (under the lease `lic4es:summary-lease`) and read
-//! by every instance's scrape. Any Redis failure is [`SeatError::Unavailable`]: a 503,
-//! never a grant.
+//! failover, `SCRIPT FLUSH`).
+//!
+//! Discovery lives outside any license's slot: `lic4es:license-index` (licenses that have
+//! had sessions, a sorted set paged in id order) and the session index, session id →
+//! license for an operator's kick, spread over 64 hashes `lic4es:session-license:{NN}`
+//! (each its own slot, so no one cluster node holds it all). On one Redis the acquire
+//! and end scripts keep both, so an acquire is one round trip; on a Redis Cluster no
+//! script touches two slots, and the store writes them beside the script (the license
+//! index at most once per license and instance every few minutes). `lic4es:summary`
+//! holds the fleet's totals, computed by one instance at most once per interval (under
+//! the lease `lic4es:summary-lease`) and read by every instance's scrape.
+//!
+//! The store runs on one Redis, on a Redis Cluster (the client routes each command to
+//! its slot's master and follows failovers) or behind Sentinel (asked for the master at
+//! each connect, and again when the master is lost or answers as a read-only replica).
+//! Any Redis failure is [`SeatError::Unavailable`]: a 503, never a grant. Replication is
+//! asynchronous: a failover can lose the last writes a master acknowledged, and an
+//! engine whose session was among them is answered 410 at its next heartbeat and
+//! acquires again.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use lic4es::clock::Clock;
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, Script, Value};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
@@ -65,8 +77,28 @@ const PAGE_SCAN_MAX: u32 = 10_000;
 const LAPSE_LICENSES: usize = 200;
 /// Licenses a page of every license's sessions visits at most.
 const PAGE_LICENSES_MAX: usize = 1000;
-/// Hash of session id → license.
-const SESSION_INDEX_KEY: &str = "lic4es:session-license";
+/// The session index (session id → license) is spread over this many hashes, each in
+/// its own cluster slot, so that no one node holds (and serves) all of it.
+const SESSION_SHARDS: u32 = 64;
+/// The one hash an earlier version kept the session index in; moved into the shards once.
+const OLD_SESSION_INDEX_KEY: &str = "lic4es:session-license";
+/// Index entries moved per round trip from the earlier version's hash.
+const MOVE_CHUNK: u32 = 1000;
+
+/// The session index's hash that holds `session_id`'s entry. The hash is FNV-1a, fixed
+/// forever: every instance, of every version, must find the same shard.
+fn session_shard(session_id: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in session_id.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % SESSION_SHARDS
+}
+
+fn session_index_key(shard: u32) -> String {
+    format!("lic4es:session-license:{{{shard:02}}}")
+}
 
 /// Shared by every script: the clock and the lazy, bounded reaping.
 const PRELUDE: &str = r#"
@@ -117,6 +149,9 @@ end
 "#;
 
 /// ARGV: time source, lapse cap, budget, limit, new session (JSON), replaced id, its hardware id.
+/// On one Redis (not a cluster, where they are in other slots) KEYS 7 to 9 are the new
+/// session's index shard, the replaced session's, and the license index, kept here so
+/// that an acquire is one round trip.
 const ACQUIRE: &str = r#"
 local now = now_secs()
 reap(now, tonumber(ARGV[3]))
@@ -126,6 +161,9 @@ if ARGV[6] ~= '' then
   if raw and cjson.decode(raw).hw == ARGV[7] then
     drop(ARGV[6])
     ended = raw
+    if KEYS[8] then
+      redis.call('HDEL', KEYS[8], ARGV[6])
+    end
   end
 end
 local in_use = redis.call('ZCOUNT', ONLINE, '(' .. now, '+inf')
@@ -140,6 +178,10 @@ redis.call('HSET', SESS, s.id, enc)
 redis.call('ZADD', ONLINE, now + s.ttl, s.id)
 redis.call('ZADD', IDS, 0, s.id)
 redis.call('SET', LIMIT, ARGV[4])
+if KEYS[7] then
+  redis.call('HSET', KEYS[7], s.id, s.license)
+  redis.call('ZADD', KEYS[9], 0, s.license)
+end
 return {'granted', enc, ended}
 "#;
 
@@ -175,7 +217,8 @@ end
 return ''
 "#;
 
-/// ARGV: time source, lapse cap, budget, session id. Ends it, online or offline.
+/// ARGV: time source, lapse cap, budget, session id. Ends it, online or offline. On one
+/// Redis KEYS[7] is its index shard.
 const END: &str = r#"
 local now = now_secs()
 reap(now, tonumber(ARGV[3]))
@@ -184,6 +227,9 @@ if not raw then
   return ''
 end
 drop(ARGV[4])
+if KEYS[7] then
+  redis.call('HDEL', KEYS[7], ARGV[4])
+end
 return raw
 "#;
 
@@ -328,18 +374,114 @@ fn keys(license: &str) -> [String; 6] {
     ]
 }
 
+/// Where the seats live: one Redis, a Redis Cluster, or the master that a set of Sentinels
+/// names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topology {
+    /// One server (`redis://host:port[/db]`, or `rediss://`).
+    Single(String),
+    /// A Redis Cluster, found from these seed nodes.
+    Cluster(Vec<String>),
+    /// The master Sentinel calls `master`, found by asking these Sentinels.
+    Sentinel {
+        /// The name the Sentinels monitor the master under.
+        master: String,
+        /// The Sentinels (`redis://host:port`, or `rediss://`).
+        nodes: Vec<String>,
+    },
+}
+
+/// How the store reaches its Redis.
+enum Target {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+    /// Asked for the master at every (re)connect, so a failover moves the store along.
+    Sentinel(tokio::sync::Mutex<redis::sentinel::SentinelClient>),
+}
+
+/// A connection to one server, or to a whole cluster (which routes each command to the
+/// master of its key's slot and follows `MOVED` and failovers itself).
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Commands of several slots run at once on a cluster, at most this many in flight.
+const CLUSTER_FANOUT: usize = 64;
+/// How long a single connect or answer may take.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a cluster command may take in all, its retries through a failover included.
+const CLUSTER_OVERALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The Redis seat store.
 pub struct RedisSeats {
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
-    /// Where the next sweep of the session index resumes.
-    sweep_cursor: std::sync::atomic::AtomicU64,
+    target: Target,
+    /// The connection in use; `None` until the first call, and again after a Sentinel
+    /// master was lost.
+    current: std::sync::Mutex<Option<Conn>>,
+    /// Held while connecting, so that concurrent callers share one connect.
+    connecting: tokio::sync::Mutex<()>,
+    /// Where the next sweep of the session index resumes: its shard and `HSCAN` cursor.
+    sweep_cursor: std::sync::Mutex<(u32, u64)>,
     /// The licenses of an earlier version's set were moved into the index.
     index_moved: OnceCell<()>,
+    /// The session index of an earlier version (one hash) was moved into the shards.
+    sessions_moved: OnceCell<()>,
+    /// Licenses this instance put in the index lately: an acquire under one of them
+    /// skips the index write. Emptied every [`INDEXED_FOR`], so an entry that a
+    /// failover lost is written again.
+    indexed: std::sync::Mutex<(std::time::Instant, std::collections::HashSet<String>)>,
     /// Where the next collection of lapses goes on in the index.
     lapse_cursor: std::sync::Mutex<Option<String>>,
     /// Tests only: the time the scripts use instead of Redis `TIME`.
     test_clock: Option<Arc<dyn Clock>>,
+}
+
+/// How long a license stays in [`RedisSeats::indexed`].
+const INDEXED_FOR: Duration = Duration::from_secs(300);
+/// Most licenses kept in [`RedisSeats::indexed`].
+const INDEXED_MAX: usize = 100_000;
+
+fn tls_roots(ca_file: Option<&std::path::Path>) -> Result<Option<redis::TlsCertificates>, String> {
+    ca_file
+        .map(|path| {
+            std::fs::read(path)
+                .map(|pem| redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                })
+                .map_err(|e| format!("redis-ca-file {}: {e}", path.display()))
+        })
+        .transpose()
 }
 
 impl RedisSeats {
@@ -352,29 +494,102 @@ impl RedisSeats {
     /// [`RedisSeats::new`]; a `rediss://` URL speaks TLS (rustls), its server's
     /// certificate checked against `ca_file` (PEM) when given, else the platform's roots.
     pub fn with_tls(url: &str, ca_file: Option<&std::path::Path>) -> Result<RedisSeats, String> {
-        let client = match ca_file {
-            None => redis::Client::open(url),
-            Some(path) => {
-                if !url.starts_with("rediss://") {
+        Self::open(&Topology::Single(url.to_string()), ca_file)
+    }
+
+    /// A store on `topology`. `rediss://` addresses speak TLS (rustls), certificates
+    /// checked against `ca_file` (PEM) when given, else the platform's roots. Nothing is
+    /// connected until the first call.
+    pub fn open(
+        topology: &Topology,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<RedisSeats, String> {
+        let roots = tls_roots(ca_file)?;
+        let all_tls = |urls: &[String]| urls.iter().all(|u| u.starts_with("rediss://"));
+        let target = match topology {
+            Topology::Single(url) => {
+                if roots.is_some() && !url.starts_with("rediss://") {
                     return Err("redis-ca-file needs a rediss:// redis-url".into());
                 }
-                let pem = std::fs::read(path)
-                    .map_err(|e| format!("redis-ca-file {}: {e}", path.display()))?;
-                redis::Client::build_with_tls(
-                    url,
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(pem),
-                    },
-                )
+                match roots {
+                    None => redis::Client::open(url.as_str()),
+                    Some(roots) => redis::Client::build_with_tls(url.as_str(), roots),
+                }
+                .map(Target::Single)
+                .map_err(|e| format!("redis-url: {e}"))?
             }
-        }
-        .map_err(|e| format!("redis-url: {e}"))?;
+            Topology::Cluster(nodes) => {
+                if nodes.is_empty() {
+                    return Err("redis-cluster needs at least one seed node".into());
+                }
+                if roots.is_some() && !all_tls(nodes) {
+                    return Err("redis-ca-file needs rediss:// redis-cluster nodes".into());
+                }
+                let mut b =
+                    redis::cluster::ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                        .connection_timeout(REDIS_TIMEOUT)
+                        .response_timeout(REDIS_TIMEOUT)
+                        .overall_response_timeout(Some(CLUSTER_OVERALL_TIMEOUT))
+                        .retries(6)
+                        .min_retry_wait(100)
+                        .max_retry_wait(2_000);
+                if let Some(roots) = roots {
+                    b = b.certs(roots);
+                }
+                Target::Cluster(b.build().map_err(|e| format!("redis-cluster: {e}"))?)
+            }
+            Topology::Sentinel { master, nodes } => {
+                if nodes.is_empty() || master.trim().is_empty() {
+                    return Err("redis-sentinel needs a master name and at least one node".into());
+                }
+                let tls = all_tls(nodes);
+                if !tls && nodes.iter().any(|u| u.starts_with("rediss://")) {
+                    return Err("redis-sentinel nodes are all redis:// or all rediss://".into());
+                }
+                if roots.is_some() && !tls {
+                    return Err("redis-ca-file needs rediss:// redis-sentinel nodes".into());
+                }
+                let addrs = nodes
+                    .iter()
+                    .map(|u| {
+                        redis::IntoConnectionInfo::into_connection_info(u.as_str())
+                            .map(|i| i.addr().clone())
+                            .map_err(|e| format!("redis-sentinel node `{u}`: {e}"))
+                    })
+                    .collect::<Result<Vec<_>, String>>()?;
+                let mut b = redis::sentinel::SentinelClientBuilder::new(
+                    addrs,
+                    master.trim(),
+                    redis::sentinel::SentinelServerType::Master,
+                )
+                .map_err(|e| format!("redis-sentinel: {e}"))?;
+                if tls {
+                    // The master speaks TLS as its Sentinels do.
+                    b = b
+                        .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
+                        .set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+                    if let Some(roots) = roots {
+                        b = b
+                            .set_client_to_sentinel_certificates(roots.clone())
+                            .set_client_to_redis_certificates(roots);
+                    }
+                }
+                Target::Sentinel(tokio::sync::Mutex::new(
+                    b.build().map_err(|e| format!("redis-sentinel: {e}"))?,
+                ))
+            }
+        };
         Ok(RedisSeats {
-            client,
-            conn: OnceCell::new(),
-            sweep_cursor: std::sync::atomic::AtomicU64::new(0),
+            target,
+            current: std::sync::Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            sweep_cursor: std::sync::Mutex::new((0, 0)),
             index_moved: OnceCell::new(),
+            sessions_moved: OnceCell::new(),
+            indexed: std::sync::Mutex::new((
+                std::time::Instant::now(),
+                std::collections::HashSet::new(),
+            )),
             lapse_cursor: std::sync::Mutex::new(None),
             test_clock: None,
         })
@@ -387,35 +602,134 @@ impl RedisSeats {
         self
     }
 
-    async fn conn(&self) -> Result<ConnectionManager, SeatError> {
-        let cfg = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
+    fn manager_config() -> redis::aio::ConnectionManagerConfig {
+        redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
             .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        self.conn
-            .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), cfg))
-            .await
-            .cloned()
-            .map_err(unavailable)
+            .set_max_delay(Duration::from_millis(500))
+    }
+
+    async fn connect(&self) -> redis::RedisResult<Conn> {
+        match &self.target {
+            Target::Single(client) => {
+                ConnectionManager::new_with_config(client.clone(), Self::manager_config())
+                    .await
+                    .map(Conn::Single)
+            }
+            Target::Cluster(client) => client.get_async_connection().await.map(Conn::Cluster),
+            Target::Sentinel(sentinel) => {
+                let client = tokio::time::timeout(REDIS_TIMEOUT * 2, async {
+                    sentinel.lock().await.async_get_client().await
+                })
+                .await
+                .map_err(|_| {
+                    redis::RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no Sentinel named the master in time",
+                    ))
+                })??;
+                ConnectionManager::new_with_config(client, Self::manager_config())
+                    .await
+                    .map(Conn::Single)
+            }
+        }
+    }
+
+    async fn conn(&self) -> Result<Conn, SeatError> {
+        let current = || {
+            self.current
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        };
+        if let Some(c) = current() {
+            return Ok(c);
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(c) = current() {
+            return Ok(c);
+        }
+        let c = self.connect().await.map_err(unavailable)?;
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Forgets the connection, so that the next call asks the Sentinels for the master
+    /// again (the one it had is gone, or was demoted to a replica).
+    fn forget(&self) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Runs `op` on the connection, and once more when the connection was refused. During
     /// an outage the manager keeps its last failed connect until the next request, which
     /// fails on it without reaching Redis and only then starts a new connect: without the
     /// second try, the first request on each instance after Redis is back would be a 503.
-    /// A refused connection sent nothing, so no command or script runs twice.
+    /// A refused connection sent nothing, and a read-only replica ran nothing, so no
+    /// command or script runs twice. Behind Sentinel, a lost or demoted master makes the
+    /// next connect ask the Sentinels where the master is now.
     async fn with_conn<T, F, Fut>(&self, op: F) -> Result<T, SeatError>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        let sentinel = matches!(self.target, Target::Sentinel(_));
         let conn = self.conn().await?;
         match op(conn.clone()).await {
-            Err(e) if e.is_connection_refusal() => op(conn).await,
+            Err(e) if e.is_connection_refusal() => {
+                let conn = if sentinel {
+                    self.forget();
+                    self.conn().await?
+                } else {
+                    conn
+                };
+                op(conn).await
+            }
+            Err(e)
+                if sentinel
+                    && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) =>
+            {
+                self.forget();
+                op(self.conn().await?).await
+            }
+            Err(e)
+                if sentinel && (e.is_io_error() || e.is_timeout() || e.is_connection_dropped()) =>
+            {
+                self.forget();
+                Err(e)
+            }
             done => done,
         }
         .map_err(unavailable)
+    }
+
+    /// Runs `cmds` and answers their values in order: one pipeline on a single Redis; on
+    /// a cluster, where a pipeline may not leave one slot, each command on its own, a
+    /// bounded number at once.
+    async fn query_each(&self, cmds: Vec<redis::Cmd>) -> Result<Vec<Value>, SeatError> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Target::Cluster(_) = self.target {
+            use futures_util::{StreamExt, TryStreamExt};
+            let conn = self.conn().await?;
+            return futures_util::stream::iter(cmds)
+                .map(|cmd| {
+                    let mut c = conn.clone();
+                    async move { cmd.query_async::<Value>(&mut c).await }
+                })
+                .buffered(CLUSTER_FANOUT)
+                .try_collect()
+                .await
+                .map_err(unavailable);
+        }
+        let mut pipe = redis::pipe();
+        for cmd in cmds {
+            pipe.add_command(cmd);
+        }
+        let pipe = &pipe;
+        self.with_conn(|mut c| async move { pipe.query_async(&mut c).await })
+            .await
     }
 
     /// Runs `script` over `license`'s keys with the common arguments (the time source,
@@ -426,8 +740,23 @@ impl RedisSeats {
         license: &str,
         args: &[String],
     ) -> Result<T, SeatError> {
+        self.run_with(script, license, &[], args).await
+    }
+
+    /// [`RedisSeats::run`] with `extra` keys after the license's (outside its slot: never
+    /// on a cluster).
+    async fn run_with<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        license: &str,
+        extra: &[String],
+        args: &[String],
+    ) -> Result<T, SeatError> {
         let mut inv = script.prepare_invoke();
         for k in keys(license) {
+            inv.key(k);
+        }
+        for k in extra {
             inv.key(k);
         }
         let time = match &self.test_clock {
@@ -443,22 +772,83 @@ impl RedisSeats {
             .await
     }
 
+    /// Puts a granted session in the discovery indexes (the license index only when this
+    /// instance has not lately).
     async fn index(&self, session: &Session) -> Result<(), SeatError> {
-        let mut pipe = redis::pipe();
-        pipe.zadd(LICENSE_INDEX_KEY, &session.license, 0)
-            .ignore()
-            .hset(SESSION_INDEX_KEY, &session.id, &session.license)
-            .ignore();
-        let pipe = &pipe;
-        self.with_conn(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-            .await
+        self.move_old_sessions().await?;
+        let mut cmds = Vec::with_capacity(2);
+        let mut hset = redis::cmd("HSET");
+        hset.arg(session_index_key(session_shard(&session.id)))
+            .arg(&session.id)
+            .arg(&session.license);
+        cmds.push(hset);
+        let fresh = {
+            let mut indexed = self.indexed.lock().unwrap_or_else(|p| p.into_inner());
+            if indexed.0.elapsed() > INDEXED_FOR || indexed.1.len() >= INDEXED_MAX {
+                *indexed = (std::time::Instant::now(), Default::default());
+            }
+            !indexed.1.contains(&session.license)
+        };
+        if fresh {
+            let mut zadd = redis::cmd("ZADD");
+            zadd.arg(LICENSE_INDEX_KEY).arg(0).arg(&session.license);
+            cmds.push(zadd);
+        }
+        self.query_each(cmds).await?;
+        if fresh {
+            self.indexed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .1
+                .insert(session.license.clone());
+        }
+        Ok(())
     }
 
     async fn unindex(&self, session_id: &str) -> Result<(), SeatError> {
-        self.with_conn(
-            |mut c| async move { c.hdel::<_, _, ()>(SESSION_INDEX_KEY, session_id).await },
-        )
-        .await
+        let key = session_index_key(session_shard(session_id));
+        let key = &key;
+        self.with_conn(|mut c| async move { c.hdel::<_, _, ()>(key, session_id).await })
+            .await
+    }
+
+    /// Moves an earlier version's one-hash session index into the shards, once (a chunk
+    /// per round trip; entries are only copied, so instances doing it at once agree).
+    async fn move_old_sessions(&self) -> Result<(), SeatError> {
+        self.sessions_moved
+            .get_or_try_init(|| async {
+                let mut cursor: u64 = 0;
+                loop {
+                    let mut scan = redis::cmd("HSCAN");
+                    scan.arg(OLD_SESSION_INDEX_KEY)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(MOVE_CHUNK);
+                    let scan = &scan;
+                    let (next, pairs): (u64, Vec<(String, String)>) = self
+                        .with_conn(|mut c| async move { scan.query_async(&mut c).await })
+                        .await?;
+                    let cmds = pairs
+                        .iter()
+                        .map(|(sid, license)| {
+                            let mut hset = redis::cmd("HSET");
+                            hset.arg(session_index_key(session_shard(sid)))
+                                .arg(sid)
+                                .arg(license);
+                            hset
+                        })
+                        .collect();
+                    self.query_each(cmds).await?;
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+                self.with_conn(|mut c| async move { c.del::<_, ()>(OLD_SESSION_INDEX_KEY).await })
+                    .await
+            })
+            .await
+            .map(|_| ())
     }
 
     /// Moves an earlier version's set of licenses into the index, once.
@@ -572,32 +962,32 @@ impl RedisSeats {
         licenses: &[String],
         now: i64,
     ) -> Result<Vec<LicenseUsage>, SeatError> {
-        let mut pipe = redis::pipe();
+        let mut cmds = Vec::with_capacity(licenses.len() * 3);
         for l in licenses {
             let [online, offline, _, _, _, limit] = keys(l);
-            pipe.zcount(&online, format!("({now}"), "+inf")
-                .zcount(&offline, format!("({now}"), "+inf")
-                .get(&limit);
+            let mut c = redis::cmd("ZCOUNT");
+            c.arg(&online).arg(format!("({now}")).arg("+inf");
+            cmds.push(c);
+            let mut c = redis::cmd("ZCOUNT");
+            c.arg(&offline).arg(format!("({now}")).arg("+inf");
+            cmds.push(c);
+            let mut c = redis::cmd("GET");
+            c.arg(&limit);
+            cmds.push(c);
         }
-        let pipe = &pipe;
-        let counts: Vec<(u32, u32, Option<u32>)> = if licenses.is_empty() {
-            Vec::new()
-        } else {
-            let flat: Vec<redis::Value> = self
-                .with_conn(|mut c| async move { pipe.query_async(&mut c).await })
-                .await?;
-            flat.chunks(3)
-                .map(|c| {
-                    let n = |v: &redis::Value| redis::from_redis_value::<Option<u32>>(v.clone());
-                    Ok((
-                        n(&c[0])?.unwrap_or(0),
-                        n(&c[1])?.unwrap_or(0),
-                        c.get(2).map(n).transpose()?.flatten(),
-                    ))
-                })
-                .collect::<redis::RedisResult<_>>()
-                .map_err(|e| SeatError::Corrupt(format!("redis: a count is malformed: {e}")))?
-        };
+        let flat = self.query_each(cmds).await?;
+        let counts: Vec<(u32, u32, Option<u32>)> = flat
+            .chunks(3)
+            .map(|c| {
+                let n = |v: &Value| redis::from_redis_value::<Option<u32>>(v.clone());
+                Ok((
+                    n(&c[0])?.unwrap_or(0),
+                    n(&c[1])?.unwrap_or(0),
+                    c.get(2).map(n).transpose()?.flatten(),
+                ))
+            })
+            .collect::<redis::RedisResult<_>>()
+            .map_err(|e| SeatError::Corrupt(format!("redis: a count is malformed: {e}")))?;
         Ok(licenses
             .iter()
             .zip(counts)
@@ -644,43 +1034,45 @@ impl RedisSeats {
     /// Drops index entries of sessions that are gone (dropped after their offline grace
     /// inside a script, which cannot reach the index's slot), a bounded step per call.
     async fn sweep_index(&self) -> Result<(), SeatError> {
-        use std::sync::atomic::Ordering;
-        let cursor = self.sweep_cursor.load(Ordering::Relaxed);
+        self.move_old_sessions().await?;
+        let (shard, cursor) = *self.sweep_cursor.lock().unwrap_or_else(|p| p.into_inner());
+        let key = session_index_key(shard);
         let mut scan = redis::cmd("HSCAN");
-        scan.arg(SESSION_INDEX_KEY)
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(INDEX_SWEEP);
+        scan.arg(&key).arg(cursor).arg("COUNT").arg(INDEX_SWEEP);
         let scan = &scan;
         let (next, pairs): (u64, Vec<(String, String)>) = self
             .with_conn(|mut c| async move { scan.query_async(&mut c).await })
             .await?;
-        self.sweep_cursor.store(next, Ordering::Relaxed);
+        // A shard's end: the next sweep takes the next shard.
+        *self.sweep_cursor.lock().unwrap_or_else(|p| p.into_inner()) = if next == 0 {
+            ((shard + 1) % SESSION_SHARDS, 0)
+        } else {
+            (shard, next)
+        };
         if pairs.is_empty() {
             return Ok(());
         }
-        // One round trip to look, one to drop what is gone.
-        let mut look = redis::pipe();
-        for (sid, license) in &pairs {
-            let [_, _, sessions, ..] = keys(license);
-            look.hexists(sessions, sid);
-        }
-        let look = &look;
-        let exists: Vec<bool> = self
-            .with_conn(|mut c| async move { look.query_async(&mut c).await })
-            .await?;
+        // One round trip to look (per slot on a cluster), one to drop what is gone.
+        let look = pairs
+            .iter()
+            .map(|(sid, license)| {
+                let [_, _, sessions, ..] = keys(license);
+                let mut c = redis::cmd("HEXISTS");
+                c.arg(sessions).arg(sid);
+                c
+            })
+            .collect();
+        let exists = self.query_each(look).await?;
         let gone: Vec<&String> = pairs
             .iter()
             .zip(exists)
-            .filter(|(_, e)| !e)
+            .filter(|(_, e)| !matches!(redis::from_redis_value::<bool>(e.clone()), Ok(true)))
             .map(|((sid, _), _)| sid)
             .collect();
         if !gone.is_empty() {
-            let gone = &gone;
-            self.with_conn(|mut c| async move {
-                c.hdel::<_, _, ()>(SESSION_INDEX_KEY, gone.as_slice()).await
-            })
-            .await?;
+            let (key, gone) = (&key, &gone);
+            self.with_conn(|mut c| async move { c.hdel::<_, _, ()>(key, gone.as_slice()).await })
+                .await?;
         }
         Ok(())
     }
@@ -704,16 +1096,32 @@ impl RedisSeats {
 
     /// The license a session was granted under, from the index.
     async fn license_of(&self, session_id: &str) -> Result<Option<String>, SeatError> {
-        self.with_conn(|mut c| async move { c.hget(SESSION_INDEX_KEY, session_id).await })
+        self.move_old_sessions().await?;
+        let key = session_index_key(session_shard(session_id));
+        let key = &key;
+        self.with_conn(|mut c| async move { c.hget(key, session_id).await })
             .await
     }
 
     async fn end(&self, session_id: &str, license: &str) -> Result<Option<Session>, SeatError> {
-        let s = self.on_session(&END_SCRIPT, license, session_id).await?;
+        let args = [REAP_BUDGET.to_string(), session_id.to_string()];
+        if !self.is_cluster() {
+            self.move_old_sessions().await?;
+            let shard = [session_index_key(session_shard(session_id))];
+            let raw: String = self.run_with(&END_SCRIPT, license, &shard, &args).await?;
+            return parse(&raw);
+        }
+        let s = parse(&self.run::<String>(&END_SCRIPT, license, &args).await?)?;
         if s.is_some() {
             self.unindex(session_id).await?;
         }
         Ok(s)
+    }
+
+    /// On a cluster, where the discovery indexes are in other slots than a license's keys
+    /// and so are kept apart from its scripts.
+    fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
     }
 }
 
@@ -740,10 +1148,22 @@ impl SeatStore for RedisSeats {
                 Some(r) => (r.session_id.clone(), r.hardware_id.clone()),
                 None => (String::new(), String::new()),
             };
+            let cluster = self.is_cluster();
+            let extra = if cluster {
+                Vec::new()
+            } else {
+                self.move_old_sessions().await?;
+                vec![
+                    session_index_key(session_shard(&stored.id)),
+                    session_index_key(session_shard(&old_id)),
+                    LICENSE_INDEX_KEY.to_string(),
+                ]
+            };
             let out: Vec<String> = self
-                .run(
+                .run_with(
                     &ACQUIRE_SCRIPT,
                     &new.license,
+                    &extra,
                     &[
                         REAP_BUDGET.to_string(),
                         new.limit.to_string(),
@@ -755,7 +1175,7 @@ impl SeatStore for RedisSeats {
                 .await?;
             let field = |i: usize| out.get(i).map(String::as_str).unwrap_or("");
             let ended = parse(field(2))?;
-            if let Some(e) = &ended {
+            if let Some(e) = ended.as_ref().filter(|_| cluster) {
                 self.unindex(&e.id).await?;
             }
             match field(0) {
@@ -763,7 +1183,9 @@ impl SeatStore for RedisSeats {
                     let session = parse(field(1))?.ok_or_else(|| {
                         SeatError::Corrupt("redis: acquire returned no session".into())
                     })?;
-                    self.index(&session).await?;
+                    if cluster {
+                        self.index(&session).await?;
+                    }
                     Ok(Acquired::Granted { session, ended })
                 }
                 "full" => Ok(Acquired::Full {

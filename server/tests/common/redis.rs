@@ -1,4 +1,5 @@
-//! A throwaway `redis-server` on a free loopback port, stopped when dropped.
+//! Throwaway Redis on free loopback ports, stopped when dropped: one server, a Redis
+//! Cluster of 3 masters and 3 replicas, and a master with a replica behind 3 Sentinels.
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -52,9 +53,15 @@ impl RedisProc {
     }
 
     fn spawn(port: u16, listen: &[String]) -> RedisProc {
+        Self::spawn_with(port, listen, &[])
+    }
+
+    /// A server on `port` started with `listen` and then `extra` arguments.
+    fn spawn_with(port: u16, listen: &[String], extra: &[&str]) -> RedisProc {
         let dir = tempfile::tempdir().unwrap();
         let child = super::on_real_clock(&mut Command::new("redis-server"))
             .args(listen)
+            .args(extra)
             .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .arg("--dir")
@@ -76,6 +83,28 @@ impl RedisProc {
         }
     }
 
+    /// A Sentinel on `port` with its config file `conf`.
+    fn spawn_sentinel(port: u16, conf: &str) -> RedisProc {
+        let dir = tempfile::tempdir().unwrap();
+        let child = super::on_real_clock(&mut Command::new("redis-server"))
+            .args([conf, "--sentinel"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "a Sentinel did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        RedisProc {
+            child,
+            port,
+            _dir: dir,
+            tls: false,
+        }
+    }
+
     /// `redis://`, or `rediss://` for one that speaks TLS.
     pub fn url(&self) -> String {
         let scheme = if self.tls { "rediss" } else { "redis" };
@@ -86,6 +115,246 @@ impl RedisProc {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `redis-cli -p PORT ARGS…` on the real clock (under the calendar guard's faketime it
+/// never returns): what it printed, or `None` when it failed.
+pub fn cli(port: u16, args: &[&str]) -> Option<String> {
+    let out = super::on_real_clock(&mut Command::new("redis-cli"))
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Polls `check` every 50 ms until it holds; fails the test after `secs` seconds.
+pub fn wait_for(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A port whose cluster bus port (+10000) is free too.
+fn cluster_port() -> u16 {
+    loop {
+        let p = super::free_port();
+        if p < 55_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// A Redis Cluster on loopback: 3 masters, each with one replica.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisProc>,
+}
+
+impl RedisCluster {
+    /// Starts six servers, joins them (`redis-cli --cluster create`) and waits until the
+    /// cluster is up and every replica is in sync; `None` (with a SKIPPED line) when
+    /// redis-server is not installed, unless LIC4ES_REQUIRE_ALL=1.
+    pub fn start() -> Option<RedisCluster> {
+        if !super::have_tool("redis-server") || !super::have_tool("redis-cli") {
+            return None;
+        }
+        let nodes: Vec<RedisProc> = (0..6)
+            .map(|_| {
+                let port = cluster_port();
+                RedisProc::spawn_with(
+                    port,
+                    &["--port".to_string(), port.to_string()],
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "1000",
+                    ],
+                )
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let mut args = vec!["--cluster", "create"];
+        args.extend(addrs.iter().map(String::as_str));
+        args.extend(["--cluster-replicas", "1", "--cluster-yes"]);
+        cli(nodes[0].port, &args).expect("redis-cli --cluster create");
+        let cluster = RedisCluster { nodes };
+        for n in &cluster.nodes {
+            wait_for("the cluster is up", 30, || {
+                cli(n.port, &["CLUSTER", "INFO"]).is_some_and(|i| i.contains("cluster_state:ok"))
+            });
+        }
+        for r in cluster.replicas() {
+            wait_for("a replica is in sync", 30, || {
+                cli(r, &["INFO", "replication"])
+                    .is_some_and(|i| i.contains("master_link_status:up"))
+            });
+        }
+        Some(cluster)
+    }
+
+    /// Seed URLs: every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}/", n.port))
+            .collect()
+    }
+
+    fn with_role(&self, role: &str) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|n| cli(n.port, &["ROLE"]).is_some_and(|r| r.lines().next() == Some(role)))
+            .map(|n| n.port)
+            .collect()
+    }
+
+    /// The ports of the replicas now.
+    pub fn replicas(&self) -> Vec<u16> {
+        self.with_role("slave")
+    }
+
+    /// The ports of the masters now.
+    pub fn masters(&self) -> Vec<u16> {
+        self.with_role("master")
+    }
+
+    /// The master that holds `key`'s slot now.
+    pub fn master_of(&self, key: &str) -> u16 {
+        let slot = cli(self.nodes[0].port, &["CLUSTER", "KEYSLOT", key]).unwrap();
+        let slot: u32 = slot.trim().parse().unwrap();
+        *self
+            .masters()
+            .iter()
+            .find(|&&m| {
+                cli(m, &["CLUSTER", "NODES"]).is_some_and(|nodes| {
+                    nodes
+                        .lines()
+                        .any(|l| l.contains("myself") && serves(l, slot))
+                })
+            })
+            .expect("a master serves the slot")
+    }
+
+    /// The node with `port`.
+    pub fn node(&mut self, port: u16) -> &mut RedisProc {
+        self.nodes.iter_mut().find(|n| n.port == port).unwrap()
+    }
+}
+
+/// Whether a `CLUSTER NODES` line serves `slot` (its ranges come after the 8th field).
+fn serves(line: &str, slot: u32) -> bool {
+    line.split_whitespace().skip(8).any(|range| {
+        let mut ends = range.splitn(2, '-').map(|e| e.parse::<u32>().ok());
+        match (ends.next().flatten(), ends.next()) {
+            (Some(a), None) => a == slot,
+            (Some(a), Some(Some(b))) => (a..=b).contains(&slot),
+            _ => false,
+        }
+    })
+}
+
+/// A master and its replica behind three Sentinels (quorum 2), all on loopback.
+pub struct RedisSentinel {
+    pub master: RedisProc,
+    pub replica: RedisProc,
+    pub sentinels: Vec<RedisProc>,
+    _conf: tempfile::TempDir,
+}
+
+impl RedisSentinel {
+    /// The name the Sentinels monitor the master under.
+    pub const NAME: &'static str = "seats";
+
+    /// Starts them and waits until the replica is in sync; `None` (with a SKIPPED line)
+    /// when redis-server is not installed, unless LIC4ES_REQUIRE_ALL=1.
+    pub fn start() -> Option<RedisSentinel> {
+        if !super::have_tool("redis-server") || !super::have_tool("redis-cli") {
+            return None;
+        }
+        let master = RedisProc::start_on(super::free_port());
+        let rport = super::free_port();
+        let replica = RedisProc::spawn_with(
+            rport,
+            &["--port".to_string(), rport.to_string()],
+            &["--replicaof", "127.0.0.1", &master.port.to_string()],
+        );
+        wait_for("the replica is in sync", 30, || {
+            cli(replica.port, &["INFO", "replication"])
+                .is_some_and(|i| i.contains("master_link_status:up"))
+        });
+        let conf = tempfile::tempdir().unwrap();
+        let sentinels = (0..3)
+            .map(|i| {
+                let port = super::free_port();
+                // Sentinel rewrites its config file: each has its own.
+                let file = conf.path().join(format!("sentinel-{i}.conf"));
+                std::fs::write(
+                    &file,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\nprotected-mode no\n\
+                         sentinel monitor {name} 127.0.0.1 {mport} 2\n\
+                         sentinel down-after-milliseconds {name} 1000\n\
+                         sentinel failover-timeout {name} 5000\n\
+                         sentinel parallel-syncs {name} 1\n",
+                        name = Self::NAME,
+                        mport = master.port
+                    ),
+                )
+                .unwrap();
+                let file = file.display().to_string();
+                RedisProc::spawn_sentinel(port, &file)
+            })
+            .collect();
+        Some(RedisSentinel {
+            master,
+            replica,
+            sentinels,
+            _conf: conf,
+        })
+    }
+
+    /// The Sentinels' URLs.
+    pub fn urls(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .map(|s| format!("redis://127.0.0.1:{}/", s.port))
+            .collect()
+    }
+
+    /// Waits until every Sentinel knows the replica and the two other Sentinels, so a
+    /// failover can be agreed on.
+    pub fn wait_ready(&self) {
+        for s in &self.sentinels {
+            wait_for("the Sentinels know each other and the replica", 60, || {
+                let known = |what: &str| {
+                    cli(s.port, &["SENTINEL", what, Self::NAME])
+                        .map(|o| o.lines().filter(|l| l.trim() == "name").count())
+                        .unwrap_or(0)
+                };
+                known("sentinels") == 2 && known("replicas") == 1
+            });
+        }
+    }
+
+    /// The master's port as the first Sentinel names it now.
+    pub fn master_port(&self) -> Option<u16> {
+        let out = cli(
+            self.sentinels[0].port,
+            &["SENTINEL", "get-master-addr-by-name", Self::NAME],
+        )?;
+        out.lines().nth(1)?.trim().parse().ok()
     }
 }
 
