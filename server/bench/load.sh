@@ -3,7 +3,11 @@
 # wrk as the load generator (section 12's server rows). Everything runs on this machine's
 # cores, so the figure that travels is the ratio to /healthz measured in the same run.
 #
-#   server/bench/load.sh [SECONDS]      (default 10 s per endpoint)
+#   server/bench/load.sh [SECONDS] [ROUNDS]   (default 10 s per endpoint, 3 rounds)
+#
+# The endpoints take turns, round after round, and each figure is the median of its
+# rounds: the machine's own noise (another process, a cache) lands on every endpoint
+# alike instead of on whichever ran at that moment.
 #
 # LICENSE_SERVER=path runs that binary instead of building this tree's (to compare two
 # builds on the same machine).
@@ -12,6 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-10}
+rounds=${2:-3}
 conns=${BENCH_CONNECTIONS:-32}
 threads=${BENCH_THREADS:-2}
 
@@ -89,27 +94,43 @@ done = function(summary, latency, requests)
 end
 LUA
 
-run() { # name script path
-  local script=$work/$2.run.lua
-  cat "$work/$2.lua" "$work/report.lua" >"$script" 2>/dev/null || cp "$work/report.lua" "$script"
-  local line
-  line=$(wrk -t"$threads" -c"$conns" -d"${secs}s" -s "$script" "http://127.0.0.1:$port$3" | grep '^RESULT')
-  read -r _ rps p50 p99 errors <<<"$line"
+run() { # script path: one round's requests/s, p50, p99, errors, appended to $work/NAME.results
+  local script=$work/$1.run.lua
+  cat "$work/$1.lua" "$work/report.lua" >"$script" 2>/dev/null || cp "$work/report.lua" "$script"
+  wrk -t"$threads" -c"$conns" -d"${secs}s" -s "$script" "http://127.0.0.1:$port$2" |
+    grep '^RESULT' | cut -d' ' -f2- >>"$work/$1.results"
+}
+# The median of each column of NAME's rounds (requests/s decides the row).
+median() {
+  sort -n -k1,1 "$work/$1.results" | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'
+}
+row() { # label name
+  local rps p50 p99 errors
+  read -r rps p50 p99 errors <<<"$(median "$2")"
   printf '| %s | %s | %s | %s | %s |\n' "$1" "$rps" "$p50" "$p99" "$errors"
   eval "rps_$2=$rps"
 }
 : >"$work/healthz.lua"
+for _ in $(seq "$rounds"); do
+  run healthz /healthz
+  run heartbeat /api/v1/licenses/heartbeat
+  run acquire /api/v1/licenses/acquire
+  run token /api/v1/licenses/token
+done
 echo
-echo "one instance, seats in Redis, SQLite store; wrk -t$threads -c$conns, ${secs} s each, same 2 cores"
+echo "one instance, seats in Redis, SQLite store; wrk -t$threads -c$conns, ${secs} s per endpoint and round,"
+echo "$rounds rounds taking turns, the median round of each; same 2 cores"
 echo
 echo "| endpoint | requests/s | p50 ms | p99 ms | errors |"
 echo "|---|---|---|---|---|"
-run "GET /healthz" healthz /healthz
-run "PUT heartbeat ($sessions sessions)" heartbeat /api/v1/licenses/heartbeat
-run "POST acquire" acquire /api/v1/licenses/acquire
-run "POST token" token /api/v1/licenses/token
+row "GET /healthz" healthz
+row "PUT heartbeat ($sessions sessions)" heartbeat
+row "POST acquire" acquire
+row "POST token" token
 echo
 echo "heartbeats / healthz: $(python3 -c "print(round($rps_heartbeat / $rps_healthz, 2))")"
 echo "acquires / healthz: $(python3 -c "print(round($rps_acquire / $rps_healthz, 2))")"
 echo "tokens / healthz: $(python3 -c "print(round($rps_token / $rps_healthz, 2))")"
 echo "Redis memory per online session: $per_session bytes"
+# BENCH_ROUNDS_SHOWN=1: every round's requests/s too (how noisy the machine was).
+[ -z "${BENCH_ROUNDS_SHOWN:-}" ] || for n in healthz heartbeat acquire token; do echo "$n rounds: $(cut -d" " -f1 "$work/$n.results" | tr "\n" " ")"; done
