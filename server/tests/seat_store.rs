@@ -706,6 +706,70 @@ fn uuid_like(i: i64) -> String {
     format!("{:08x}-0000-4000-8000-{:012x}", i, i)
 }
 
+/// A session acquired, listed, counted and kicked on a store over TLS.
+fn round_trip(name: &str, store: RedisSeats) {
+    let rt = redis_rt();
+    rt.block_on(async {
+        for (i, sid) in ["s-1", "s-2"].iter().enumerate() {
+            let new = session(sid, &format!("lic-{i}"), 1, "h", GRACE);
+            assert!(granted(&store.acquire(new, None).await.unwrap()), "{name}");
+        }
+        let full = session("s-3", "lic-0", 1, "h3", GRACE);
+        assert!(
+            !granted(&store.acquire(full, None).await.unwrap()),
+            "{name}"
+        );
+        assert_eq!(store.summary(10, 0).await.unwrap().online, 2, "{name}");
+        assert_eq!(
+            store.kick("s-2").await.unwrap().unwrap().id,
+            "s-2",
+            "{name}"
+        );
+        let page = store
+            .sessions_page(SessionQuery {
+                limit: 10,
+                ..SessionQuery::default()
+            })
+            .await
+            .unwrap();
+        let ids: Vec<&str> = page.items.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["s-1"], "{name}");
+    });
+}
+
+#[test]
+#[cfg_attr(
+    lic4es_no_redis,
+    ignore = "needs redis-server: apt-get install redis-server"
+)]
+fn rediss_works_on_a_cluster_and_behind_sentinel() {
+    let ca = TestCa::new("redis CA");
+    let clock = Arc::new(ManualClock::at_secs(NOW));
+    let cluster = RedisCluster::start_tls(&ca).expect("redis-server");
+    assert!(cluster.urls().iter().all(|u| u.starts_with("rediss://")));
+    let store = RedisSeats::open(&Topology::Cluster(cluster.urls()), Some(&ca.ca_file))
+        .unwrap()
+        .with_test_clock(clock.clone());
+    round_trip("cluster", store);
+    // Another CA's roots: refused.
+    let other = TestCa::new("not the redis CA");
+    let wrong = RedisSeats::open(&Topology::Cluster(cluster.urls()), Some(&other.ca_file)).unwrap();
+    assert!(redis_rt().block_on(wrong.ping()).is_err());
+    drop(cluster);
+
+    let sentinel = RedisSentinel::start_tls(&ca).expect("redis-server");
+    let topology = Topology::Sentinel {
+        master: RedisSentinel::NAME.into(),
+        nodes: sentinel.urls(),
+    };
+    let store = RedisSeats::open(&topology, Some(&ca.ca_file))
+        .unwrap()
+        .with_test_clock(clock);
+    round_trip("sentinel", store);
+    let wrong = RedisSeats::open(&topology, Some(&other.ca_file)).unwrap();
+    assert!(redis_rt().block_on(wrong.ping()).is_err());
+}
+
 #[test]
 #[cfg_attr(
     lic4es_no_redis,

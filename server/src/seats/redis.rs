@@ -1052,7 +1052,8 @@ impl RedisSeats {
         if pairs.is_empty() {
             return Ok(());
         }
-        // One round trip to look (per slot on a cluster), one to drop what is gone.
+        // One round trip to look (on a cluster, a command per entry, 64 at once), one to
+        // drop what is gone.
         let look = pairs
             .iter()
             .map(|(sid, license)| {

@@ -47,6 +47,32 @@ impl RedisProc {
         Some(Self::spawn(port, &tls))
     }
 
+    /// The arguments that make a server on `port` speak TLS only, with a certificate for
+    /// 127.0.0.1 from `ca`, its replication and cluster bus too.
+    fn tls_args(ca: &super::tls::TestCa, port: u16) -> Vec<String> {
+        let (cert, key) = ca.issue(&format!("redis-{port}"), &["127.0.0.1", "localhost"]);
+        [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &cert.display().to_string(),
+            "--tls-key-file",
+            &key.display().to_string(),
+            "--tls-ca-cert-file",
+            &ca.ca_file.display().to_string(),
+            "--tls-auth-clients",
+            "no",
+            "--tls-replication",
+            "yes",
+            "--tls-cluster",
+            "yes",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
     /// Starts one on `port` (a restart of an earlier one).
     pub fn start_on(port: u16) -> RedisProc {
         Self::spawn(port, &["--port".to_string(), port.to_string()])
@@ -121,7 +147,16 @@ impl RedisProc {
 /// `redis-cli -p PORT ARGS…` on the real clock (under the calendar guard's faketime it
 /// never returns): what it printed, or `None` when it failed.
 pub fn cli(port: u16, args: &[&str]) -> Option<String> {
-    let out = super::on_real_clock(&mut Command::new("redis-cli"))
+    cli_tls(port, None, args)
+}
+
+/// [`cli`] over TLS, trusting the CA file `ca`, when given.
+pub fn cli_tls(port: u16, ca: Option<&std::path::Path>, args: &[&str]) -> Option<String> {
+    let mut cmd = Command::new("redis-cli");
+    if let Some(ca) = ca {
+        cmd.arg("--tls").arg("--cacert").arg(ca);
+    }
+    let out = super::on_real_clock(&mut cmd)
         .args(["-p", &port.to_string()])
         .args(args)
         .stdin(Stdio::null())
@@ -154,6 +189,8 @@ fn cluster_port() -> u16 {
 /// A Redis Cluster on loopback: 3 masters, each with one replica.
 pub struct RedisCluster {
     pub nodes: Vec<RedisProc>,
+    /// The CA file clients trust, when the nodes speak TLS.
+    ca: Option<std::path::PathBuf>,
 }
 
 impl RedisCluster {
@@ -161,15 +198,29 @@ impl RedisCluster {
     /// cluster is up and every replica is in sync; `None` (with a SKIPPED line) when
     /// redis-server is not installed, unless LIC4ES_REQUIRE_ALL=1.
     pub fn start() -> Option<RedisCluster> {
+        Self::start_with(None)
+    }
+
+    /// [`RedisCluster::start`], every node speaking TLS only (clients, replication and
+    /// the cluster bus) with certificates from `ca`.
+    pub fn start_tls(ca: &super::tls::TestCa) -> Option<RedisCluster> {
+        Self::start_with(Some(ca))
+    }
+
+    fn start_with(tls: Option<&super::tls::TestCa>) -> Option<RedisCluster> {
         if !super::have_tool("redis-server") || !super::have_tool("redis-cli") {
             return None;
         }
         let nodes: Vec<RedisProc> = (0..6)
             .map(|_| {
                 let port = cluster_port();
+                let listen = match tls {
+                    Some(ca) => RedisProc::tls_args(ca, port),
+                    None => vec!["--port".to_string(), port.to_string()],
+                };
                 RedisProc::spawn_with(
                     port,
-                    &["--port".to_string(), port.to_string()],
+                    &listen,
                     &[
                         "--cluster-enabled",
                         "yes",
@@ -188,34 +239,51 @@ impl RedisCluster {
         let mut args = vec!["--cluster", "create"];
         args.extend(addrs.iter().map(String::as_str));
         args.extend(["--cluster-replicas", "1", "--cluster-yes"]);
-        cli(nodes[0].port, &args).expect("redis-cli --cluster create");
-        let cluster = RedisCluster { nodes };
+        let cluster = RedisCluster {
+            nodes,
+            ca: tls.map(|ca| ca.ca_file.clone()),
+        };
+        cluster
+            .cli(cluster.nodes[0].port, &args)
+            .expect("redis-cli --cluster create");
         for n in &cluster.nodes {
             wait_for("the cluster is up", 30, || {
-                cli(n.port, &["CLUSTER", "INFO"]).is_some_and(|i| i.contains("cluster_state:ok"))
+                cluster
+                    .cli(n.port, &["CLUSTER", "INFO"])
+                    .is_some_and(|i| i.contains("cluster_state:ok"))
             });
         }
         for r in cluster.replicas() {
             wait_for("a replica is in sync", 30, || {
-                cli(r, &["INFO", "replication"])
+                cluster
+                    .cli(r, &["INFO", "replication"])
                     .is_some_and(|i| i.contains("master_link_status:up"))
             });
         }
         Some(cluster)
     }
 
-    /// Seed URLs: every node.
+    /// `redis-cli` on the node at `port` (over TLS when the cluster speaks it).
+    pub fn cli(&self, port: u16, args: &[&str]) -> Option<String> {
+        cli_tls(port, self.ca.as_deref(), args)
+    }
+
+    /// Seed URLs: every node (`rediss://` when the cluster speaks TLS).
     pub fn urls(&self) -> Vec<String> {
+        let scheme = if self.ca.is_some() { "rediss" } else { "redis" };
         self.nodes
             .iter()
-            .map(|n| format!("redis://127.0.0.1:{}/", n.port))
+            .map(|n| format!("{scheme}://127.0.0.1:{}/", n.port))
             .collect()
     }
 
     fn with_role(&self, role: &str) -> Vec<u16> {
         self.nodes
             .iter()
-            .filter(|n| cli(n.port, &["ROLE"]).is_some_and(|r| r.lines().next() == Some(role)))
+            .filter(|n| {
+                self.cli(n.port, &["ROLE"])
+                    .is_some_and(|r| r.lines().next() == Some(role))
+            })
             .map(|n| n.port)
             .collect()
     }
@@ -232,13 +300,15 @@ impl RedisCluster {
 
     /// The master that holds `key`'s slot now.
     pub fn master_of(&self, key: &str) -> u16 {
-        let slot = cli(self.nodes[0].port, &["CLUSTER", "KEYSLOT", key]).unwrap();
+        let slot = self
+            .cli(self.nodes[0].port, &["CLUSTER", "KEYSLOT", key])
+            .unwrap();
         let slot: u32 = slot.trim().parse().unwrap();
         *self
             .masters()
             .iter()
             .find(|&&m| {
-                cli(m, &["CLUSTER", "NODES"]).is_some_and(|nodes| {
+                self.cli(m, &["CLUSTER", "NODES"]).is_some_and(|nodes| {
                     nodes
                         .lines()
                         .any(|l| l.contains("myself") && serves(l, slot))
@@ -270,6 +340,8 @@ pub struct RedisSentinel {
     pub master: RedisProc,
     pub replica: RedisProc,
     pub sentinels: Vec<RedisProc>,
+    /// The CA file clients trust, when they all speak TLS.
+    ca: Option<std::path::PathBuf>,
     _conf: tempfile::TempDir,
 }
 
@@ -280,36 +352,64 @@ impl RedisSentinel {
     /// Starts them and waits until the replica is in sync; `None` (with a SKIPPED line)
     /// when redis-server is not installed, unless LIC4ES_REQUIRE_ALL=1.
     pub fn start() -> Option<RedisSentinel> {
+        Self::start_with(None)
+    }
+
+    /// [`RedisSentinel::start`], every server and Sentinel speaking TLS only, with
+    /// certificates from `ca`.
+    pub fn start_tls(ca: &super::tls::TestCa) -> Option<RedisSentinel> {
+        Self::start_with(Some(ca))
+    }
+
+    fn start_with(tls: Option<&super::tls::TestCa>) -> Option<RedisSentinel> {
         if !super::have_tool("redis-server") || !super::have_tool("redis-cli") {
             return None;
         }
-        let master = RedisProc::start_on(super::free_port());
+        let listen = |port: u16| match tls {
+            Some(ca) => RedisProc::tls_args(ca, port),
+            None => vec!["--port".to_string(), port.to_string()],
+        };
+        let mport = super::free_port();
+        let master = RedisProc::spawn_with(mport, &listen(mport), &[]);
         let rport = super::free_port();
         let replica = RedisProc::spawn_with(
             rport,
-            &["--port".to_string(), rport.to_string()],
-            &["--replicaof", "127.0.0.1", &master.port.to_string()],
+            &listen(rport),
+            &["--replicaof", "127.0.0.1", &mport.to_string()],
         );
+        let ca = tls.map(|ca| ca.ca_file.clone());
         wait_for("the replica is in sync", 30, || {
-            cli(replica.port, &["INFO", "replication"])
+            cli_tls(replica.port, ca.as_deref(), &["INFO", "replication"])
                 .is_some_and(|i| i.contains("master_link_status:up"))
         });
         let conf = tempfile::tempdir().unwrap();
         let sentinels = (0..3)
             .map(|i| {
                 let port = super::free_port();
+                let listen = match tls {
+                    None => format!("port {port}\n"),
+                    Some(ca) => {
+                        let (cert, key) = ca.issue(&format!("sentinel-{port}"), &["127.0.0.1"]);
+                        format!(
+                            "port 0\ntls-port {port}\ntls-cert-file {}\ntls-key-file {}\n\
+                             tls-ca-cert-file {}\ntls-auth-clients no\ntls-replication yes\n",
+                            cert.display(),
+                            key.display(),
+                            ca.ca_file.display()
+                        )
+                    }
+                };
                 // Sentinel rewrites its config file: each has its own.
                 let file = conf.path().join(format!("sentinel-{i}.conf"));
                 std::fs::write(
                     &file,
                     format!(
-                        "port {port}\nbind 127.0.0.1\nprotected-mode no\n\
+                        "{listen}bind 127.0.0.1\nprotected-mode no\n\
                          sentinel monitor {name} 127.0.0.1 {mport} 2\n\
                          sentinel down-after-milliseconds {name} 1000\n\
                          sentinel failover-timeout {name} 5000\n\
                          sentinel parallel-syncs {name} 1\n",
                         name = Self::NAME,
-                        mport = master.port
                     ),
                 )
                 .unwrap();
@@ -321,15 +421,21 @@ impl RedisSentinel {
             master,
             replica,
             sentinels,
+            ca,
             _conf: conf,
         })
     }
 
-    /// The Sentinels' URLs.
+    fn cli(&self, port: u16, args: &[&str]) -> Option<String> {
+        cli_tls(port, self.ca.as_deref(), args)
+    }
+
+    /// The Sentinels' URLs (`rediss://` when they speak TLS).
     pub fn urls(&self) -> Vec<String> {
+        let scheme = if self.ca.is_some() { "rediss" } else { "redis" };
         self.sentinels
             .iter()
-            .map(|s| format!("redis://127.0.0.1:{}/", s.port))
+            .map(|s| format!("{scheme}://127.0.0.1:{}/", s.port))
             .collect()
     }
 
@@ -339,7 +445,7 @@ impl RedisSentinel {
         for s in &self.sentinels {
             wait_for("the Sentinels know each other and the replica", 60, || {
                 let known = |what: &str| {
-                    cli(s.port, &["SENTINEL", what, Self::NAME])
+                    self.cli(s.port, &["SENTINEL", what, Self::NAME])
                         .map(|o| o.lines().filter(|l| l.trim() == "name").count())
                         .unwrap_or(0)
                 };
@@ -350,7 +456,7 @@ impl RedisSentinel {
 
     /// The master's port as the first Sentinel names it now.
     pub fn master_port(&self) -> Option<u16> {
-        let out = cli(
+        let out = self.cli(
             self.sentinels[0].port,
             &["SENTINEL", "get-master-addr-by-name", Self::NAME],
         )?;
