@@ -223,7 +223,7 @@ on_small=$(online)
 echo "filling to $n sessions..." >&2
 while [ "$(online)" -lt "$n" ]; do
   have=$(online)
-  both acquire 10 $((n - have)) "$work/fill" "$work/keys.all" "$((have % licenses))" >/dev/null
+  both acquire 30 $((n - have)) "$work/fill" "$work/keys.all" "$((have % licenses))" >/dev/null
   fresh
   [ "$(online)" -gt "$have" ] || { echo "no session was added: $work/a.log" >&2; exit 1; }
 done
