@@ -1,6 +1,6 @@
 # Sourced by the benchmarks (from the repository's root): the server binary ($srv: this
 # tree's release build, or LICENSE_SERVER=path to compare builds), a work dir ($work)
-# removed at exit with every process in $pids, and free_port.
+# removed at exit with every process in $pids, free_port, and timed (a GET's median time).
 if [ -n "${LICENSE_SERVER:-}" ]; then
   srv=$(realpath "$LICENSE_SERVER")
 else
@@ -16,3 +16,12 @@ cleanup() {
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Median time (ms) and size (bytes) of 5 GETs: timed PORT PATH BEARER.
+timed() {
+  local port=$1 path=$2 bearer=$3
+  for _ in 1 2 3 4 5; do
+    curl -s -o /dev/null -w '%{time_total} %{size_download}\n' -H "Authorization: Bearer $bearer" \
+      "http://127.0.0.1:$port$path"
+  done | sort -n | sed -n 3p | awk '{printf "%.1f ms, %d B", $1 * 1000, $2}'
+}

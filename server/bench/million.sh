@@ -174,14 +174,6 @@ done
 cat "$work/keys"-* | head -n "$licenses" >"$work/licenses.all"
 cut -d' ' -f2 "$work/licenses.all" >"$work/keys.all"
 
-# Median time (ms) and size of 5 GETs.
-timed() {
-  local port=$1 path=$2 bearer=$3
-  for _ in 1 2 3 4 5; do
-    curl -s -o /dev/null -w '%{time_total} %{size_download}\n' -H "Authorization: Bearer $bearer" \
-      "http://127.0.0.1:$port$path"
-  done | sort -n | sed -n 3p | awk '{printf "%.1f ms, %d B", $1 * 1000, $2}'
-}
 views() { # label
   local lic
   lic=$(curl -s -H "Authorization: Bearer $admin" "http://127.0.0.1:${ports[0]}/admin/seats?limit=1" |

@@ -49,14 +49,6 @@ response = function()
 end
 LUA
 
-# Median time (ms) and size (bytes) of 5 GETs of $1.
-timed() {
-  local port=$1 path=$2 bearer=$3
-  for _ in 1 2 3 4 5; do
-    curl -s -o /dev/null -w '%{time_total} %{size_download}\n' -H "Authorization: Bearer $bearer" \
-      "http://127.0.0.1:$port$path"
-  done | sort -n | sed -n 3p | awk '{printf "%.1f ms, %d B", $1 * 1000, $2}'
-}
 
 run() { # store sessions
   local store=$1 n=$2

@@ -499,15 +499,9 @@ fn redis_finds_the_sessions_an_earlier_version_wrote() {
                 .unwrap()
         ));
     });
-    // As an earlier version left them: the licenses in a set, no id index. (redis-cli
-    // on the real clock: under the calendar guard's faketime it never returns.)
+    // As an earlier version left them: the licenses in a set, no id index.
     let cli = |args: &[&str]| {
-        let out = common::on_real_clock(&mut std::process::Command::new("redis-cli"))
-            .args(["-p", &server.port.to_string()])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        common::redis::cli(server.port, args).expect("redis-cli");
     };
     cli(&["DEL", "lic4es:license-index", "{lic:lic-old}:ids"]);
     cli(&["SADD", "lic4es:licenses", "lic-old"]);
@@ -550,16 +544,8 @@ fn redis_finds_the_sessions_an_earlier_version_wrote() {
         assert_eq!(store.kick("s-1").await.unwrap().unwrap().id, "s-1");
         assert_eq!(store.summary(10, 0).await.unwrap().online, 1);
     });
-    let out = common::on_real_clock(&mut std::process::Command::new("redis-cli"))
-        .args([
-            "-p",
-            &server.port.to_string(),
-            "EXISTS",
-            "lic4es:session-license",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+    let exists = common::redis::cli(server.port, &["EXISTS", "lic4es:session-license"]);
+    assert_eq!(exists.as_deref().map(str::trim), Some("0"));
 }
 
 /// A Redis server and a store on it whose scripts take the time from a test clock at

@@ -1247,8 +1247,11 @@ impl SeatStore for RedisSeats {
             match self.license_of(session_id).await? {
                 Some(l) => {
                     let s = self.end(session_id, &l).await?;
-                    // A stale index entry (the session lapsed out) goes too.
-                    self.unindex(session_id).await?;
+                    // A stale index entry (the session lapsed out) goes too; `end`
+                    // dropped the entry of a session it ended.
+                    if s.is_none() {
+                        self.unindex(session_id).await?;
+                    }
                     Ok(s)
                 }
                 None => Ok(None),
