@@ -35,6 +35,10 @@ TOML
 "$srv" --config "$work/server.toml" keygen >/dev/null 2>&1
 key=$("$srv" --config "$work/server.toml" api-key create --tier enterprise --sub org-bench \
   --days 365 --seats 10000000 --heartbeat-interval 3600)
+# The token endpoint serves only licenses not counted in seats (a counted one is refused
+# there, whatever the client asks): its own license.
+token_key=$("$srv" --config "$work/server.toml" api-key create --tier enterprise --sub org-bench-tokens \
+  --days 365 --seats unlimited)
 "$srv" --config "$work/server.toml" serve 2>"$work/server.log" &
 pids+=($!)
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
@@ -81,7 +85,7 @@ end
 LUA
 cat >"$work/token.lua" <<LUA
 wrk.method = "POST"
-wrk.headers["Authorization"] = "Bearer $key"
+wrk.headers["Authorization"] = "Bearer $token_key"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"instance_id":"bench","version":"1","nonce":"$nonce","uptime_hours":1}'
 LUA
@@ -94,11 +98,24 @@ done = function(summary, latency, requests)
 end
 LUA
 
+# CPU time (clock ticks) a process has used, user and system.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+redis_pid=${pids[0]}
+server_pid=${pids[1]}
 run() { # script path: one round's requests/s, p50, p99, errors, appended to $work/NAME.results
-  local script=$work/$1.run.lua
+  local script=$work/$1.run.lua r0 s0
   cat "$work/$1.lua" "$work/report.lua" >"$script" 2>/dev/null || cp "$work/report.lua" "$script"
+  r0=$(ticks "$redis_pid")
+  s0=$(ticks "$server_pid")
   wrk -t"$threads" -c"$conns" -d"${secs}s" -s "$script" "http://127.0.0.1:$port$2" |
     grep '^RESULT' | cut -d' ' -f2- >>"$work/$1.results"
+  # The round's CPU ticks (server, Redis) and its requests.
+  echo "$(($(ticks "$server_pid") - s0)) $(($(ticks "$redis_pid") - r0)) $(tail -1 "$work/$1.results" | awk -v s="$secs" '{print $1 * s}')" >>"$work/$1.cpu"
+}
+# Microseconds of CPU per request over every round of NAME: server / Redis.
+cpu_per_request() {
+  awk -v hz="$(getconf CLK_TCK)" '{s+=$1; r+=$2; n+=$3}
+    END {printf "%.0f / %.0f µs", s * 1e6 / hz / n, r * 1e6 / hz / n}' "$work/$1.cpu"
 }
 # The median of each column of NAME's rounds (requests/s decides the row).
 median() {
@@ -132,5 +149,6 @@ echo "heartbeats / healthz: $(python3 -c "print(round($rps_heartbeat / $rps_heal
 echo "acquires / healthz: $(python3 -c "print(round($rps_acquire / $rps_healthz, 2))")"
 echo "tokens / healthz: $(python3 -c "print(round($rps_token / $rps_healthz, 2))")"
 echo "Redis memory per online session: $per_session bytes"
+echo "CPU per request, server / Redis (all rounds): healthz $(cpu_per_request healthz), heartbeat $(cpu_per_request heartbeat), acquire $(cpu_per_request acquire), token $(cpu_per_request token)"
 # BENCH_ROUNDS_SHOWN=1: every round's requests/s too (how noisy the machine was).
 [ -z "${BENCH_ROUNDS_SHOWN:-}" ] || for n in healthz heartbeat acquire token; do echo "$n rounds: $(cut -d" " -f1 "$work/$n.results" | tr "\n" " ")"; done

@@ -9,7 +9,10 @@
 #
 # Sessions are made by acquires through both instances (10 per license at the default
 # sizes; each license has 2 × SESSIONS / LICENSES seats, so acquires still find room when
-# full). PostgreSQL runs with fsync off: this measures the seat store, not the disk.
+# full) and nothing heartbeats them but the measured rounds: the licenses' heartbeat
+# interval is an hour, so a session stays online for two (the fill takes minutes, and
+# at the default five-minute interval the first sessions would lapse before the last
+# were made). PostgreSQL runs with fsync off: this measures the seat store, not the disk.
 # LICENSE_SERVER=path runs that binary instead of building this tree's. Needs
 # redis-server, PostgreSQL, wrk, curl and python3. Prints Markdown tables.
 set -euo pipefail
@@ -34,6 +37,8 @@ pport=$(free_port)
 as_pg "$pgbin/postgres" -D "$work/pg/data" -p "$pport" -k "$work/pg" -c listen_addresses=127.0.0.1 \
   -c fsync=off -c max_connections=100 >"$work/pg.log" 2>&1 &
 pids+=($!)
+# runuser does not pass the exit's SIGTERM on to PostgreSQL: stop it by its data dir.
+trap 'as_pg "$pgbin/pg_ctl" -D "$work/pg/data" stop -m immediate >/dev/null 2>&1 || true; cleanup' EXIT
 for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$pport") 2>/dev/null && break; sleep 0.05; done
 
 rport=$(free_port)
@@ -94,7 +99,7 @@ request = function()
   n = n + 1
   return wrk.format("POST", "/admin/licenses",
     { ["Authorization"] = "Bearer $admin", ["Content-Type"] = "application/json" },
-    '{"id":"org-' .. os.getenv("RUN") .. '-' .. id .. '-' .. n .. '","tier":"pro","days":365,"seats":$seats}')
+    '{"id":"org-' .. os.getenv("RUN") .. '-' .. id .. '-' .. n .. '","tier":"pro","days":365,"seats":$seats,"heartbeat_interval":3600}')
 end
 response = function(status, headers, body)
   local key, lic = body:match('"api_key":"([^"]+)"'), body:match('"license_id":"([^"]+)"')
@@ -102,12 +107,13 @@ response = function(status, headers, body)
   if n >= share then wrk.thread:stop() end
 end
 LUA
-# Acquires round-robin over the keys; every granted session's token and id kept (a
-# response may answer another request than the last one made: its token says whose).
+# Acquires round-robin over the keys, GROUP in a row with each; every granted session's
+# token and id kept (a response may answer another request than the last one made: its
+# token says whose).
 cat >"$work/acquire.lua" <<LUA
 request = function()
   n = n + 1
-  local i = ((n - 1) * tonumber(os.getenv("THREADS")) + id - 1) % #keys + 1
+  local i = (math.floor((n - 1) / tonumber(os.getenv("GROUP"))) * tonumber(os.getenv("THREADS")) + id - 1) % #keys + 1
   local key = keys[(i + tonumber(os.getenv("SHIFT"))) % #keys + 1]
   return wrk.format("POST", "/api/v1/licenses/acquire",
     { ["Authorization"] = "Bearer " .. key, ["Content-Type"] = "application/json" },
@@ -137,15 +143,19 @@ end
 LUA
 
 run=0
-# Both instances at once, a wrk each: script, seconds, want, out prefix, keys file, shift.
+# Both instances at once, a wrk each: script, seconds, want, out prefix, keys file, shift,
+# group. With a group above 1 (the fill) the instances start half the keys apart, so
+# neither fills the licenses the other is filling.
 both() {
-  local script=$1 d=$2 want=$3 out=$4 keys=${5:-} shift=${6:-0}
+  local script=$1 d=$2 want=$3 out=$4 keys=${5:-} shift=${6:-0} group=${7:-1}
   run=$((run + 1))
   cat "$work/common.lua" "$work/$script.lua" >"$work/$script.run.lua"
-  local i=0 w=()
+  local i=0 w=() at
   for port in "${ports[@]}"; do
     i=$((i + 1))
-    RUN="$run$i" WANT=$(((want + 1) / 2)) THREADS=1 OUT="$out-$i" KEYS_FILE=$keys SHIFT=$((shift + i)) \
+    at=$((shift + i))
+    [ "$group" = 1 ] || at=$((shift + (i - 1) * licenses / 2))
+    RUN="$run$i" WANT=$(((want + 1) / 2)) THREADS=1 OUT="$out-$i" KEYS_FILE=$keys SHIFT=$at GROUP=$group \
       wrk -t1 -c16 -d"${d}s" -s "$work/$script.run.lua" "http://127.0.0.1:$port" |
       grep '^RESULT' >"$work/result-$i" &
     w+=($!)
@@ -212,11 +222,16 @@ empty_views=$(views "nearly empty")
 mem_small=$(redis_mem)
 on_small=$(online)
 
+# The fill takes each key for GROUP acquires in a row, as a customer's hosts start
+# together, so most find the key in the server's cache; the measured acquires above and
+# below take a new key each time.
+group=$(( n / licenses / 2 > 1 ? n / licenses / 2 : 1 ))
 echo "filling to $n sessions..." >&2
 while [ "$(online)" -lt "$n" ]; do
   have=$(online)
-  both acquire 30 $((n - have)) "$work/fill" "$work/keys.all" "$((have % licenses))" >/dev/null
+  both acquire 60 $((n - have)) "$work/fill" "$work/keys.all" "$(( have / (2 * group) % licenses ))" "$group" >/dev/null
   fresh
+  echo "  $(online) online after $(( $(date +%s) - started )) s" >&2
   [ "$(online)" -gt "$have" ] || { echo "no session was added: $work/a.log" >&2; exit 1; }
 done
 mem_full=$(redis_mem)
