@@ -1,6 +1,7 @@
 # Sourced by the benchmarks (from the repository's root): the server binary ($srv: this
 # tree's release build, or LICENSE_SERVER=path to compare builds), a work dir ($work)
-# removed at exit with every process in $pids, free_port, and timed (a GET's median time).
+# removed at exit with every process in $pids (after the commands in $at_exit),
+# free_port, and timed (a GET's median time).
 if [ -n "${LICENSE_SERVER:-}" ]; then
   srv=$(realpath "$LICENSE_SERVER")
 else
@@ -9,7 +10,11 @@ else
 fi
 work=$(mktemp -d)
 pids=()
+# Commands run at exit before the processes in $pids are killed (for a process that a
+# signal to its pid does not stop).
+at_exit=()
 cleanup() {
+  for c in "${at_exit[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"

@@ -24,7 +24,8 @@ threads=${BENCH_THREADS:-2}
 
 rport=$(free_port)
 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null &
-pids+=($!)
+redis_pid=$!
+pids+=("$redis_pid")
 port=$(free_port)
 cat >"$work/server.toml" <<TOML
 listen = "127.0.0.1:$port"
@@ -40,7 +41,8 @@ key=$("$srv" --config "$work/server.toml" api-key create --tier enterprise --sub
 token_key=$("$srv" --config "$work/server.toml" api-key create --tier enterprise --sub org-bench-tokens \
   --days 365 --seats unlimited)
 "$srv" --config "$work/server.toml" serve 2>"$work/server.log" &
-pids+=($!)
+server_pid=$!
+pids+=("$server_pid")
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
 
 nonce=0123456789abcdef0123456789abcdef
@@ -100,8 +102,6 @@ LUA
 
 # CPU time (clock ticks) a process has used, user and system.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-redis_pid=${pids[0]}
-server_pid=${pids[1]}
 run() { # script path: one round's requests/s, p50, p99, errors, appended to $work/NAME.results
   local script=$work/$1.run.lua r0 s0
   cat "$work/$1.lua" "$work/report.lua" >"$script" 2>/dev/null || cp "$work/report.lua" "$script"

@@ -38,7 +38,7 @@ as_pg "$pgbin/postgres" -D "$work/pg/data" -p "$pport" -k "$work/pg" -c listen_a
   -c fsync=off -c max_connections=100 >"$work/pg.log" 2>&1 &
 pids+=($!)
 # runuser does not pass the exit's SIGTERM on to PostgreSQL: stop it by its data dir.
-trap 'as_pg "$pgbin/pg_ctl" -D "$work/pg/data" stop -m immediate >/dev/null 2>&1 || true; cleanup' EXIT
+at_exit+=('as_pg "$pgbin/pg_ctl" -D "$work/pg/data" stop -m immediate')
 for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$pport") 2>/dev/null && break; sleep 0.05; done
 
 rport=$(free_port)
@@ -231,8 +231,9 @@ while [ "$(online)" -lt "$n" ]; do
   have=$(online)
   both acquire 60 $((n - have)) "$work/fill" "$work/keys.all" "$(( have / (2 * group) % licenses ))" "$group" >/dev/null
   fresh
-  echo "  $(online) online after $(( $(date +%s) - started )) s" >&2
-  [ "$(online)" -gt "$have" ] || { echo "no session was added: $work/a.log" >&2; exit 1; }
+  now_online=$(online)
+  echo "  $now_online online after $(( $(date +%s) - started )) s" >&2
+  [ "$now_online" -gt "$have" ] || { echo "no session was added: $work/a.log" >&2; exit 1; }
 done
 mem_full=$(redis_mem)
 on_full=$(online)
