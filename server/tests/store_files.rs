@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use license_server::store::{License, LicenseStore, SqliteStore};
+use license_server::store::{AuditEvent, License, LicenseStore, SqliteStore};
 
 fn mode(p: &std::path::Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
@@ -128,4 +128,41 @@ fn the_contract_s_server_defaults_hold() {
         c.database_url.is_none() && c.redis_url.is_none(),
         "embedded stores by default"
     );
+}
+
+/// The store checkpoints its WAL on a thread of its own (a commit that fills the WAL
+/// would otherwise wait for the disk while every grant of its batch waits on it): what
+/// was committed reaches the database file itself soon, long before the WAL would have
+/// filled. The database file is read alone, without its WAL, from a copy.
+#[test]
+fn committed_entries_reach_the_database_file_without_filling_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("licenses.sqlite3");
+    let store = SqliteStore::open(&db).unwrap();
+    let entries: Vec<AuditEvent> = (0..500)
+        .map(|i| AuditEvent {
+            at: i,
+            kind: "acquire".into(),
+            license: format!("org-{i}"),
+            ..AuditEvent::default()
+        })
+        .collect();
+    store.append_audits(&entries).unwrap();
+    let copy = dir.path().join("copy.sqlite3");
+    let in_file = || -> Option<i64> {
+        std::fs::copy(&db, &copy).ok()?;
+        let c = rusqlite::Connection::open(&copy).ok()?;
+        c.query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
+            .ok()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut found = None;
+    while std::time::Instant::now() < deadline {
+        found = in_file();
+        if found == Some(500) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(found, Some(500), "entries in the database file itself");
 }

@@ -19,7 +19,15 @@ use crate::usage::HourUsage;
 /// SQLite behind a mutex: one connection, used by one caller at a time.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Dropped with the store, which ends the checkpointer thread.
+    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
 }
+
+/// How often the checkpointer copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// WAL pages past which a commit checkpoints by itself: only when the checkpointer has
+/// fallen behind (or could not start), so that the WAL stays bounded.
+const FALLBACK_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
 fn db(e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
@@ -72,6 +80,31 @@ fn make_private(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Starts a thread that checkpoints the WAL of `path` every [`CHECKPOINT_EVERY`] on a
+/// connection of its own, until the returned sender is dropped. SQLite otherwise
+/// checkpoints inside the commit that fills the WAL, and a checkpoint waits for the disk
+/// (it syncs the WAL, then the database): every entry of that commit's batch, and the
+/// grants waiting on them, would wait with it. A passive checkpoint never blocks a
+/// writer. None when the thread or its connection cannot start (SQLite's own
+/// checkpoints then go on as before).
+fn checkpointer(path: &Path) -> Option<std::sync::mpsc::Sender<()>> {
+    use std::sync::mpsc::RecvTimeoutError;
+    let conn = Connection::open(path).ok()?;
+    conn.busy_timeout(Duration::from_secs(5)).ok()?;
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::debug!("WAL checkpoint: {e}");
+                }
+            }
+        })
+        .ok()?;
+    Some(stop)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<SqliteStore, String> {
@@ -87,12 +120,20 @@ impl SqliteStore {
         make_private(path)?;
         let conn =
             Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let store = SqliteStore {
+        let mut store = SqliteStore {
             conn: Mutex::new(conn),
+            _checkpointer: None,
         };
         store
             .init()
             .map_err(|e| format!("cannot initialise {}: {e}", path.display()))?;
+        store._checkpointer = checkpointer(path);
+        if store._checkpointer.is_some() {
+            store
+                .conn()
+                .pragma_update(None, "wal_autocheckpoint", FALLBACK_AUTOCHECKPOINT_PAGES)
+                .map_err(|e| format!("cannot configure {}: {e}", path.display()))?;
+        }
         Ok(store)
     }
 
