@@ -112,7 +112,7 @@ impl SigningKey {
 
     /// Signs `claims` as an EdDSA JWT with this key's kid (JWS compact serialization,
     /// RFC 7515: header, payload and Ed25519 signature, each base64url without padding).
-    pub fn sign(&self, claims: &Value) -> Result<String, String> {
+    pub fn sign<C: serde::Serialize + ?Sized>(&self, claims: &C) -> Result<String, String> {
         let payload = serde_json::to_vec(claims).map_err(|e| e.to_string())?;
         let mut jwt = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 90);
         jwt.push_str(&self.header_b64);

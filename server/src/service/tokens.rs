@@ -3,7 +3,7 @@
 //! refresh of static tokens.
 
 use lic4es::protocol::TokenRequest;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::app::AppState;
 use crate::config::{Effective, Serving};
@@ -59,6 +59,33 @@ pub fn policy(s: &AppState, lic: &License) -> ServiceResult<Effective> {
         .ok_or_else(|| ServiceError::UnknownTier(lic.tier.clone()))
 }
 
+/// The claims of a token this server signs, serialized as they stand (an intermediate
+/// JSON tree cost an allocation per claim on every grant).
+#[derive(Serialize)]
+struct IssuedClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    tier: &'a str,
+    features: &'a [String],
+    quotas: &'a std::collections::BTreeMap<String, i64>,
+    jti: &'a str,
+    org_name: Option<&'a str>,
+    trial: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hwid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grace_days: Option<i64>,
+}
+
 /// Signs a token for `lic`; returns it with its `exp`.
 pub fn issue(s: &AppState, lic: &License, spec: TokenSpec<'_>) -> ServiceResult<(String, i64)> {
     let now = s.now();
@@ -69,32 +96,25 @@ pub fn issue(s: &AppState, lic: &License, spec: TokenSpec<'_>) -> ServiceResult<
         Lifetime::Until(t) => t,
     }
     .min(lic.expires_at);
-    let mut claims = json!({
-        "iss": s.config.issuer,
-        "sub": lic.id,
-        "iat": now,
-        "nbf": now,
-        "exp": exp,
-        "tier": lic.tier,
-        "features": policy.features,
-        "quotas": policy.quotas,
-        "jti": uuid::Uuid::new_v4().to_string(),
-        "org_name": lic.org_name,
-        "trial": lic.trial,
-    });
-    for (name, value) in [
-        ("nonce", spec.nonce),
-        ("refresh_url", spec.refresh_url),
-        ("sid", spec.sid),
-        ("hwid", spec.hwid),
-    ] {
-        if let Some(v) = value {
-            claims[name] = Value::from(v);
-        }
-    }
-    if let Some(d) = spec.grace_days {
-        claims["grace_days"] = Value::from(d);
-    }
+    let mut jti = uuid::Uuid::encode_buffer();
+    let claims = IssuedClaims {
+        iss: &s.config.issuer,
+        sub: &lic.id,
+        iat: now,
+        nbf: now,
+        exp,
+        tier: &lic.tier,
+        features: &policy.features,
+        quotas: &policy.quotas,
+        jti: uuid::Uuid::new_v4().hyphenated().encode_lower(&mut jti),
+        org_name: lic.org_name.as_deref(),
+        trial: lic.trial,
+        nonce: spec.nonce,
+        refresh_url: spec.refresh_url,
+        sid: spec.sid,
+        hwid: spec.hwid,
+        grace_days: spec.grace_days,
+    };
     let jwt = s.key.sign(&claims).map_err(ServiceError::Signing)?;
     s.metrics.token_issued(&lic.tier);
     Ok((jwt, exp))
