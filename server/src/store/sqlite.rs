@@ -88,14 +88,21 @@ fn make_private(path: &Path) -> Result<(), String> {
 /// writer. None when the thread or its connection cannot start (SQLite's own
 /// checkpoints then go on as before).
 fn checkpointer(path: &Path) -> Option<std::sync::mpsc::Sender<()>> {
-    use std::sync::mpsc::RecvTimeoutError;
+    use std::sync::mpsc::TryRecvError;
     let conn = Connection::open(path).ok()?;
     conn.busy_timeout(Duration::from_secs(5)).ok()?;
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
         .spawn(move || {
-            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+            // A sleep, not `recv_timeout`: std parks on an absolute monotonic deadline,
+            // which a shifted clock (libfaketime) moves a year away; a relative sleep
+            // holds under any clock. The store going away ends the loop within a tick.
+            loop {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if let Err(TryRecvError::Disconnected) = stopped.try_recv() {
+                    break;
+                }
                 if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                     tracing::debug!("WAL checkpoint: {e}");
                 }
