@@ -34,11 +34,11 @@ pub struct TierPolicy {
 
 /// A license's policy: its tier's, with the license's own overrides applied.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Effective {
+pub struct Effective<'a> {
     /// Features granted.
-    pub features: Vec<String>,
+    pub features: &'a [String],
     /// Quotas.
-    pub quotas: BTreeMap<String, i64>,
+    pub quotas: &'a BTreeMap<String, i64>,
     /// Seats (0: a free plan; unlimited: not counted).
     pub seats: Seats,
     /// Seconds between heartbeats.
@@ -49,7 +49,7 @@ pub struct Effective {
     pub token_lifetime: i64,
 }
 
-impl Effective {
+impl Effective<'_> {
     /// Seconds of silence after which a session lapses: two heartbeats and a minute.
     pub fn session_ttl(&self) -> i64 {
         (self.heartbeat_interval as i64).saturating_mul(2) + 60
@@ -548,11 +548,12 @@ impl ServerConfig {
 
     /// The policy of `lic`: its tier's, with the license's overrides; `None` when the
     /// tier has no policy.
-    pub fn effective(&self, lic: &License) -> Option<Effective> {
+    pub fn effective(&self, lic: &License) -> Option<Effective<'_>> {
         let p = self.policy(&lic.tier)?;
+        // Borrowed: a grant reads the tier's features and quotas once, into the token.
         Some(Effective {
-            features: p.features.clone(),
-            quotas: p.quotas.clone(),
+            features: &p.features,
+            quotas: &p.quotas,
             seats: lic.seats.unwrap_or(p.seats),
             heartbeat_interval: lic
                 .heartbeat_interval

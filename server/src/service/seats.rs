@@ -43,14 +43,14 @@ pub const SEAT_TOKEN_GRACE_DAYS: i64 = 0;
 /// How long a seat token runs from its issue: its lifetime plus the offline grace plus
 /// the session TTL, so an engine that loses contact keeps a valid token for its whole
 /// grace.
-pub fn seat_token_life(p: &Effective) -> i64 {
+pub fn seat_token_life(p: &Effective<'_>) -> i64 {
     p.token_lifetime
         .saturating_add(p.grace_secs())
         .saturating_add(p.session_ttl())
 }
 
 /// When a seat token issued at `now` for `lic` runs out.
-fn seat_token_exp(p: &Effective, lic: &License, now: i64) -> i64 {
+fn seat_token_exp(p: &Effective<'_>, lic: &License, now: i64) -> i64 {
     now.saturating_add(seat_token_life(p)).min(lic.expires_at)
 }
 
@@ -58,7 +58,7 @@ fn seat_token_exp(p: &Effective, lic: &License, now: i64) -> i64 {
 /// at once when the license's tier changed; else once less than the margin (the grace,
 /// the TTL and half a lifetime) is left, if a new token would run longer (never past
 /// the license's end).
-pub fn renewal_due(p: &Effective, session: &Session, lic: &License, now: i64) -> Option<i64> {
+pub fn renewal_due(p: &Effective<'_>, session: &Session, lic: &License, now: i64) -> Option<i64> {
     let margin = p.grace_secs() + p.session_ttl() + p.token_lifetime / 2;
     let next_exp = seat_token_exp(p, lic, now);
     let due = session.tier != lic.tier
@@ -297,7 +297,7 @@ pub async fn grant(
 async fn offline_plan(
     s: &AppState,
     lic: &License,
-    p: &Effective,
+    p: &Effective<'_>,
     serving: Serving,
     who: &Seeker,
     report: Option<Report>,

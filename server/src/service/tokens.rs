@@ -53,7 +53,7 @@ impl Default for TokenSpec<'_> {
 }
 
 /// The terms `lic` is served on: its tier's policy with the license's overrides.
-pub fn policy(s: &AppState, lic: &License) -> ServiceResult<Effective> {
+pub fn policy<'s>(s: &'s AppState, lic: &License) -> ServiceResult<Effective<'s>> {
     s.config
         .effective(lic)
         .ok_or_else(|| ServiceError::UnknownTier(lic.tier.clone()))
@@ -104,8 +104,8 @@ pub fn issue(s: &AppState, lic: &License, spec: TokenSpec<'_>) -> ServiceResult<
         nbf: now,
         exp,
         tier: &lic.tier,
-        features: &policy.features,
-        quotas: &policy.quotas,
+        features: policy.features,
+        quotas: policy.quotas,
         jti: uuid::Uuid::new_v4().hyphenated().encode_lower(&mut jti),
         org_name: lic.org_name.as_deref(),
         trial: lic.trial,
