@@ -198,6 +198,11 @@ fn under_load(fleet: &Fleet, license: &str, fail: impl FnOnce()) -> Seen {
     let back = since.elapsed();
     // And the engines settle on them: heartbeats answered on either instance.
     std::thread::sleep(Duration::from_secs(1));
+    // A loaded machine answers the sampler's listings slowly (and none while the
+    // cluster is down): the engines run on until the count was seen often enough.
+    wait_for("more than ten samples of the online count", 60, || {
+        *samples.lock().unwrap() > 10
+    });
     stop.store(true, Ordering::Relaxed);
     sampler.join().unwrap();
     let mut all = Seen::default();
@@ -215,7 +220,6 @@ fn under_load(fleet: &Fleet, license: &str, fail: impl FnOnce()) -> Seen {
         samples.lock().unwrap()
     );
     assert!(most <= SEATS, "{most} sessions online on {SEATS} seats");
-    assert!(*samples.lock().unwrap() > 10, "too few samples");
     // Every engine whose session was lost acquired again or waits for a seat: the
     // seats are full (checked above), and no loss went unanswered by a 200 later on.
     assert!(
