@@ -550,7 +550,8 @@ impl ServerConfig {
     /// tier has no policy.
     pub fn effective(&self, lic: &License) -> Option<Effective<'_>> {
         let p = self.policy(&lic.tier)?;
-        // Borrowed: a grant reads the tier's features and quotas once, into the token.
+        // Borrowed, not cloned: every grant asks for its policy, and only the token's
+        // claims read the features and quotas.
         Some(Effective {
             features: &p.features,
             quotas: &p.quotas,
