@@ -6,7 +6,7 @@
 #   cc app.c $(pkg-config --cflags --libs lic4es)
 #   cc app.c $(pkg-config --static --cflags --libs lic4es)   # linked statically
 #
-# The library is the one the jar and the wheel carry: `cargo build --release` under
+# The library is the one the jar and the wheel carry: the release build under
 # target/cdylib.
 
 PREFIX ?= /usr/local
@@ -27,8 +27,12 @@ PRIVATE_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 
 all: lib
 
+# Each crate type by the command maturin also runs for the wheel's library: the shared
+# library is built with link-time optimisation (a build that also makes the rlib skips
+# it), and one build serves the wheel, the jar and the install.
 lib:
-	$(CARGO) build --release -p lic4es --lib --target-dir $(TARGET_DIR)
+	$(CARGO) rustc --profile release -p lic4es --lib --crate-type cdylib --target-dir $(TARGET_DIR)
+	$(CARGO) rustc --profile release -p lic4es --lib --crate-type staticlib --target-dir $(TARGET_DIR)
 
 install: lib
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)

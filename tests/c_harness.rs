@@ -102,7 +102,7 @@ fn lic_current_tier_is_one_load_and_a_return() {
     if !have_tool("objdump") || !have_tool("nm") {
         return;
     }
-    let lib = cdylib_release();
+    let lib = cdylib();
     let nm = Command::new("nm").arg("-D").arg(&lib).output().unwrap();
     let syms = String::from_utf8_lossy(&nm.stdout);
     let addr = syms

@@ -61,7 +61,7 @@ fn an_installed_lic4es_is_found_by_pkg_config_and_runs_c_and_cpp_hosts() {
     for tool in ["make", "pkg-config", "cc", "g++", "objdump"] {
         assert!(have_tool(tool), "{tool} is needed");
     }
-    cdylib_release();
+    cdylib();
     let work = tempfile::tempdir().unwrap();
     let prefix = work.path().join("prefix");
     make_install(&prefix, None);

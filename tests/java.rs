@@ -39,7 +39,7 @@ fn build_once() -> Option<Built> {
     if !(have_file(Path::new(JUNIT)) && have_file(Path::new(HAMCREST))) {
         return None;
     }
-    let lib = cdylib_release();
+    let lib = cdylib();
     let out = target_dir().join("java");
     run(Command::new(root().join("bindings/java/build.sh"))
         .arg(&lib)

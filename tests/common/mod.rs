@@ -431,44 +431,33 @@ pub fn target_dir() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
-/// Builds and returns `liblic4es.so`. `cargo test` builds only the rlib for tests, so
-/// the shared library is built here and nothing loads a stale one. It gets its own
-/// target directory: a plain `cargo build` resolves features without dev-dependencies,
-/// and sharing `target/debug` with the test build would make the two rebuild each
-/// other's dependencies.
+/// `liblic4es.so` as it ships (in the jar, the wheel, and from `make install`): the
+/// release build under `target/cdylib`, by the command the Makefile and maturin also run
+/// (the same command, so none of them compiles it again after another), where CI's size
+/// check finds it again. The C tests (and valgrind) run against it rather than a debug
+/// build: the test build's library carries the features the whole workspace unifies
+/// (tokio's signal driver, from the server's graph), which a shipped library does not,
+/// and one release build serves every test that loads the library.
 pub fn cdylib() -> PathBuf {
-    cdylib_with(target_dir().ends_with("release"))
-}
-
-/// The optimised `liblic4es.so`, as shipped in the jar; built under `target/cdylib`,
-/// where CI's release size check finds it again.
-pub fn cdylib_release() -> PathBuf {
-    cdylib_with(true)
-}
-
-fn cdylib_with(release: bool) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let dir = if release {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/cdylib")
-    } else {
-        target_dir().join("cdylib")
-    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/cdylib");
     let mut cmd = std::process::Command::new(cargo);
     on_real_clock(&mut cmd);
-    cmd.args(["build", "-p", "lic4es", "--lib", "--quiet", "--target-dir"])
+    cmd.args(["rustc", "--profile", "release", "-p", "lic4es", "--lib"])
+        .args(["--crate-type", "cdylib", "--quiet", "--target-dir"])
         .arg(&dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if release {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().expect("run cargo build");
-    assert!(status.success(), "cargo build --lib failed");
-    let lib = dir
-        .join(if release { "release" } else { "debug" })
-        .join("liblic4es.so");
+    let status = cmd.status().expect("run cargo rustc");
+    assert!(status.success(), "cargo rustc --crate-type cdylib failed");
+    let lib = dir.join("release/liblic4es.so");
     assert!(lib.exists(), "{} not built", lib.display());
-    // The library's soname is `liblic4es.so.<major>`: a host linked against it looks for
-    // that name, as after an install (where `ldconfig` or `make install` makes the link).
+    with_soname_link(lib)
+}
+
+/// `lib` with `liblic4es.so.<major>` beside it: the library's soname, which a host linked
+/// against it looks for, as after an install (where `ldconfig` or `make install` makes
+/// the link).
+fn with_soname_link(lib: PathBuf) -> PathBuf {
     let soname = lib.with_file_name(format!("liblic4es.so.{}", env!("CARGO_PKG_VERSION_MAJOR")));
     if std::fs::read_link(&soname).is_err() {
         let _ = std::fs::remove_file(&soname);

@@ -89,19 +89,21 @@ impl PgStore {
         config.connect_timeout(Duration::from_secs(5));
         config.ssl_mode(tls.mode);
         let connector = super::pg_tls::connector(&tls).map_err(|e| format!("database-url: {e}"))?;
+        let manager = PostgresConnectionManager::new(config, connector);
+        // The first connection is made here, not checked out of the pool: a database that
+        // refuses (down, a wrong password, a certificate that does not verify) is reported
+        // at once, where the pool would retry until its checkout timeout.
+        let mut c = r2d2::ManageConnection::connect(&manager)
+            .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+        migrate(&mut c).map_err(|e| format!("cannot migrate the schema: {e}"))?;
+        drop(c);
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
             // Connections are made as they are needed, not all at start-up.
             .min_idle(Some(0))
             .connection_timeout(CHECKOUT_TIMEOUT)
-            .build_unchecked(PostgresConnectionManager::new(config, connector));
-        let store = PgStore { pool };
-        let mut c = store
-            .pool
-            .get()
-            .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
-        migrate(&mut c).map_err(|e| format!("cannot migrate the schema: {e}"))?;
-        Ok(store)
+            .build_unchecked(manager);
+        Ok(PgStore { pool })
     }
 
     /// Runs `f` on a pooled connection; one that broke is not reused (r2d2 checks
