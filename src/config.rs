@@ -59,6 +59,9 @@ const BUILTIN_COMMUNITY: &str = include_str!(concat!(env!("OUT_DIR"), "/builtin_
 pub const DEFAULT_MAX_GRACE: Duration = Duration::from_secs(14 * 86_400);
 /// The longest leeway on `exp` / `nbf` a config may ask for.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+/// The most consecutive failed heartbeats `seat.max-heartbeat-failures` may allow; the
+/// seat goes offline sooner anyway once its last proof outlives the session's TTL.
+pub const MAX_HEARTBEAT_FAILURES: u32 = 10;
 
 /// Largest config document accepted, in bytes. A real config is a few KiB; the bound
 /// keeps a runaway document from costing the host hundreds of megabytes to parse.
@@ -126,12 +129,12 @@ pub const KEYS: &[KeyDoc] = &[
     key("telemetry.exclude", "list of names", Val("[]"), "exclude names: `queries_total`, `joins_total`, `mvs_active`, `clusters_connected` (anything else is an error, so a typo cannot leak what it meant to hide)"),
     key("seat.enabled", "`\"auto\"`, `true`, `false`", Val("auto"), "the license decides: fetch by API key, and acquire a seat when the server answers `seat_required`; `true` acquires at once (needs `api-key`); `false` never holds one — a seat-counted license then gives Community, reason `the license is counted in seats; seat mode is off`"),
     key("seat.reconnect-interval", "duration", Val("1h"), "longest wait between reconnect attempts while offline"),
-    key("seat.max-heartbeat-failures", "integer ≥ 1", Val("3"), "consecutive failed heartbeats before offline mode"),
+    key("seat.max-heartbeat-failures", "integer 1 to 10", Val("3"), "consecutive failed heartbeats before offline mode; more than 10 is clamped (WARN). Whatever it says, the seat is offline once its last heartbeat proof is older than the session's time to live (two intervals and a minute)"),
     key("seat.release-timeout", "duration", Val("2s"), "bound on giving the seat back at `lic_shutdown`"),
     key("seat.hardware-id", "string", Described("SHA-256 of `<machine id>:<instance id>`"), "set it for containers whose `/etc/machine-id` changes on every start"),
     key("community.features", "list of names", Described("the vendor's (SoftClient4ES's, or `LIC4ES_COMMUNITY_FILE` at build time)"), "may only narrow them: a feature not in the vendor's set is ignored, with a WARN"),
     key("community.quotas", "object of integers", Described("the vendor's, as for `community.features`"), "may only narrow them: a quota above the vendor's (or `null`) is clamped, with a WARN; a negative quota is an error"),
-    key("require-nonce", "boolean", Val("false"), "a token received from the backend must carry the request's `nonce` (the reference server always echoes it)"),
+    key("require-nonce", "boolean, ignored", Described("—"), "no longer a setting: every token and heartbeat proof received must carry the request's `nonce`, always. Accepted for older configs: `true` silently, `false` with a WARN that it is ignored"),
     key("log-level", "`error`, `warn`, `info`, `debug`", Val("info"), "least severe record routed to the log callback (or stderr)"),
     key("proxy", "URL or `\"none\"`", Described("env `HTTPS_PROXY` / `https_proxy` / `ALL_PROXY` / `all_proxy`"), "proxy for backend calls: `http://`, `https://` or `socks5h://`, credentials allowed in the URL (never logged); `\"none\"` turns the environment's off. A loopback backend is never proxied"),
     key("no-proxy", "list of hosts, or one comma-separated string", Described("env `NO_PROXY` / `no_proxy`"), "hosts (`license.corp.example`), domains (`.corp.example`) and CIDRs (`10.0.0.0/8`) reached directly"),
@@ -394,8 +397,6 @@ pub struct Config {
     pub seat: SeatConfig,
     /// Entitlements while the tier is Community.
     pub community: Entitlements,
-    /// Whether a token received from the backend must carry the request's nonce.
-    pub require_nonce: bool,
     /// Least severe level logged.
     pub log_level: Level,
     /// What was accepted only in part (a value clamped to the vendor's limit, a name
@@ -604,13 +605,31 @@ fn build(
         exclude,
     };
 
+    // Kept for older configs; the nonce is required whatever they say.
+    if flat.contains_key("require-nonce") && !boolean(flat, "require-nonce")? {
+        warnings.push(
+            "require-nonce: false is ignored: every token received from the license server \
+             must answer its request's nonce"
+                .into(),
+        );
+    }
+
+    let mut max_heartbeat_failures = positive_u32(
+        &given_or_default(flat, "seat.max-heartbeat-failures"),
+        "seat.max-heartbeat-failures",
+    )?;
+    if max_heartbeat_failures > MAX_HEARTBEAT_FAILURES {
+        warnings.push(format!(
+            "seat.max-heartbeat-failures: {max_heartbeat_failures} is clamped to \
+             {MAX_HEARTBEAT_FAILURES} (the seat is offline anyway once its last heartbeat \
+             proof is older than the session's time to live)"
+        ));
+        max_heartbeat_failures = MAX_HEARTBEAT_FAILURES;
+    }
     let seat = SeatConfig {
         enabled: seat_choice(flat)?,
         reconnect_interval: positive_duration(flat, "seat.reconnect-interval")?,
-        max_heartbeat_failures: positive_u32(
-            &given_or_default(flat, "seat.max-heartbeat-failures"),
-            "seat.max-heartbeat-failures",
-        )?,
+        max_heartbeat_failures,
         release_timeout: positive_duration(flat, "seat.release-timeout")?,
         hardware_id: opt_string(flat, "seat.hardware-id")?.map(|s| s.trim().to_string()),
     };
@@ -663,7 +682,6 @@ fn build(
         telemetry,
         seat,
         community,
-        require_nonce: boolean(flat, "require-nonce")?,
         log_level,
         warnings,
     })
@@ -1186,7 +1204,6 @@ mod tests {
             c.telemetry.enabled.to_string(),
             default_of("telemetry.enabled")
         );
-        assert_eq!(c.require_nonce.to_string(), default_of("require-nonce"));
         assert_eq!(c.seat.enabled, SeatChoice::Auto);
         assert_eq!(
             c.api_urls[0].as_str().trim_end_matches('/'),

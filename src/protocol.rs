@@ -53,6 +53,9 @@ pub mod codes {
     pub const STORE_UNAVAILABLE: &str = "store_unavailable";
     /// Admin API: a license with this id exists (it is never silently replaced).
     pub const LICENSE_EXISTS: &str = "license_exists";
+    /// A heartbeat sooner than half an interval after the session's last renewal (one
+    /// session's proofs must not feed several hosts); answered 429 with `Retry-After`.
+    pub const HEARTBEAT_TOO_SOON: &str = "heartbeat_too_soon";
 
     /// Codes that revoke the engine's license at once.
     pub const REVOCATIONS: [&str; 2] = [API_KEY_REVOKED, LICENSE_REVOKED];

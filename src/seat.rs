@@ -26,6 +26,12 @@ pub const GRACE_WARN_MS: i64 = 2 * DAY_MS;
 pub const HEARTBEAT_BOUNDS_MS: (i64, i64) = (1_000, DAY_MS);
 /// At most this many offline cycles are remembered.
 const MAX_CYCLES: usize = 64;
+/// What a session's time to live adds to two heartbeat intervals (the server's lapse rule).
+pub const SESSION_TTL_EXTRA_MS: i64 = 60_000;
+/// After a grant that does not end an offline period, the heartbeat that ends it comes
+/// this share of an interval later: after the server's minimum spacing of renewals (half
+/// an interval), and sooner than a whole one.
+const CONFIRM_AFTER: f64 = 0.6;
 const DAY_MS: i64 = 86_400_000;
 
 /// Where the seat stands.
@@ -83,15 +89,15 @@ pub struct SeatParams {
     pub refresh_interval_ms: i64,
 }
 
-/// What the machine keeps across restarts (the seat record of `state.json`).
+/// What the machine keeps across restarts (the seat record of `state.json`). The offline
+/// grace is not in it: it comes from the signed seat token in use, never from a file.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SeatMemory {
     /// The session held (or held before a crash or while offline).
     pub session_id: Option<String>,
-    /// When offline mode was entered; `None` while in contact.
+    /// When offline mode was entered; `None` once a heartbeat proof reached the engine
+    /// after it (a grant alone does not end an offline period).
     pub offline_since: Option<i64>,
-    /// The offline grace of the last successful acquire.
-    pub grace_ms: Option<i64>,
     /// The heartbeat interval of the last successful acquire (or heartbeat).
     pub heartbeat_ms: Option<i64>,
     /// When offline mode was entered, for the last 30 days (oldest first).
@@ -117,7 +123,7 @@ pub enum GrantMode {
 pub struct Grant {
     /// Online seat or offline plan.
     pub mode: GrantMode,
-    /// The offline grace this license allows (0 = strict online-only).
+    /// The offline grace the seat token signs (`grace_seconds`; 0 = strict online-only).
     pub grace_ms: i64,
     /// When the token received stops counting (its expiry plus the grace period).
     pub token_until: i64,
@@ -141,21 +147,28 @@ pub enum Event {
     Revoked,
     /// An acquire or reconnect could not reach the backend (network, timeout, 5xx, or an
     /// answer that could not be used). `token_until` is when the token the engine could
-    /// fall back on (cached, or in use) stops counting, if it has one.
+    /// fall back on (cached, or in use) stops counting, if it has one, and `grace_ms` the
+    /// offline grace that token signs.
     Unreachable {
         /// Why, for the log.
         reason: String,
         /// End of the usable token, if any.
         token_until: Option<i64>,
+        /// The usable token's signed offline grace (0 without one).
+        grace_ms: i64,
     },
-    /// A heartbeat was answered.
+    /// A heartbeat was answered with its proof: a renewed seat token, signed, naming
+    /// this session and machine and answering the heartbeat's nonce (the engine checks
+    /// that before it says so).
     HeartbeatOk {
         /// A new interval, from the next beat on.
         heartbeat_ms: Option<i64>,
-        /// End of a renewed token, when one came.
-        token_until: Option<i64>,
+        /// End of the renewed token.
+        token_until: i64,
+        /// The offline grace the renewed token signs.
+        grace_ms: i64,
     },
-    /// A heartbeat failed (network, timeout, 5xx, or an unusable answer).
+    /// A heartbeat failed (network, timeout, 5xx, or an answer without a valid proof).
     HeartbeatFailed {
         /// Why, for the log.
         reason: String,
@@ -250,9 +263,15 @@ pub struct SeatMachine {
     next_at: Option<i64>,
     /// When the token in use stops counting.
     token_until: Option<i64>,
+    /// The offline grace the token in use signs.
+    grace_ms: Option<i64>,
+    /// The last proof that the server holds the seat (a grant or a heartbeat's renewed
+    /// token): online lasts a session's time to live past it, and no longer.
     last_heartbeat: Option<i64>,
     /// When the near-end-of-grace warning was last logged.
     grace_warned_at: Option<i64>,
+    /// The time of the last event handled.
+    last_event_at: i64,
 }
 
 /// The reconnect delay after `attempt` failed attempts: full jitter under a ceiling that
@@ -321,8 +340,10 @@ impl SeatMachine {
             attempt: 0,
             next_at: None,
             token_until: None,
+            grace_ms: None,
             last_heartbeat: None,
             grace_warned_at: None,
+            last_event_at: i64::MIN,
         }
     }
 
@@ -351,9 +372,24 @@ impl SeatMachine {
         self.mem.heartbeat_ms
     }
 
-    /// The last heartbeat answered (or the grant).
+    /// The last proof that the server holds the seat: a heartbeat's renewed token, or
+    /// the grant.
     pub fn last_heartbeat(&self) -> Option<i64> {
         self.last_heartbeat
+    }
+
+    /// A session's time to live at the heartbeat interval in use: two intervals and a
+    /// minute, the server's lapse rule.
+    pub fn session_ttl_ms(&self) -> i64 {
+        self.interval()
+            .saturating_mul(2)
+            .saturating_add(SESSION_TTL_EXTRA_MS)
+    }
+
+    /// Until when the last proof keeps the seat online.
+    pub fn proof_until(&self) -> Option<i64> {
+        self.last_heartbeat
+            .map(|t| t.saturating_add(self.session_ttl_ms()))
     }
 
     /// When offline mode was entered.
@@ -361,10 +397,11 @@ impl SeatMachine {
         self.mem.offline_since
     }
 
-    /// The end of the offline grace, while offline or degraded after losing contact.
+    /// The end of the offline grace, while an offline period lasts (offline, degraded
+    /// after losing contact, or online again on a grant no heartbeat has confirmed yet).
     pub fn grace_until(&self) -> Option<i64> {
         let since = self.mem.offline_since?;
-        Some(since.saturating_add(self.mem.grace_ms.unwrap_or(0)))
+        Some(since.saturating_add(self.grace_ms.unwrap_or(0)))
     }
 
     /// The next heartbeat, reconnect or acquire.
@@ -389,27 +426,49 @@ impl SeatMachine {
             .count() as u32
     }
 
-    /// Whether the seat entitles the host to its token's tier at `now`: online or on a
-    /// free plan while the token counts, offline while both the token and the offline
-    /// grace do. Whichever ends first ends it.
+    /// Whether the seat entitles the host to its token's tier at `now`: on a free plan
+    /// while the token counts; online while the token counts and the last proof is
+    /// younger than a session's time to live (and, while an offline period is not yet
+    /// ended by a heartbeat, within its grace); offline while both the token and the
+    /// offline grace do. Whichever ends first ends it.
     pub fn entitled(&self, now: i64) -> bool {
         let token_ok = self.token_until.is_some_and(|t| now < t);
+        let in_grace = || self.grace_until().is_some_and(|g| now < g);
         match self.state {
-            SeatState::Online | SeatState::OfflinePlan => token_ok,
-            SeatState::Offline => token_ok && self.grace_until().is_some_and(|g| now < g),
+            SeatState::OfflinePlan => token_ok,
+            SeatState::Online => {
+                token_ok
+                    && self.proof_until().is_some_and(|p| now < p)
+                    && (self.mem.offline_since.is_none() || in_grace())
+            }
+            SeatState::Offline => token_ok && in_grace(),
             SeatState::Acquiring | SeatState::Degraded | SeatState::NoSeats => false,
         }
     }
 
-    /// When the machine next wants [`Event::Due`]: the next exchange, and while offline
-    /// the end of the grace and the daily warning before it.
+    /// When the machine next wants [`Event::Due`]: the next exchange; online, the moment
+    /// the last proof gets too old; and while an offline period lasts, the end of the
+    /// grace and (offline) the daily warning before it.
     pub fn next_deadline(&self) -> Option<i64> {
         let mut at = self.next_at;
-        if self.state == SeatState::Offline {
-            if let Some(end) = self.grace_until() {
-                let warn = self.next_grace_warning(end);
-                for t in [Some(end), warn].into_iter().flatten() {
-                    at = Some(at.map_or(t, |a| a.min(t)));
+        let mut soonest = |t: i64| at = Some(at.map_or(t, |a| a.min(t)));
+        if self.state == SeatState::Online {
+            if let Some(p) = self.proof_until() {
+                soonest(p);
+            }
+        }
+        if matches!(self.state, SeatState::Offline | SeatState::Online) {
+            // Online on a grant no heartbeat confirmed, the end of the grace changes the
+            // tier but not the state: wanted once, not again once it has passed.
+            let end = self
+                .grace_until()
+                .filter(|&e| self.state == SeatState::Offline || e > self.last_event_at);
+            if let Some(end) = end {
+                soonest(end);
+                if self.state == SeatState::Offline {
+                    if let Some(w) = self.next_grace_warning(end) {
+                        soonest(w);
+                    }
                 }
             }
         }
@@ -431,6 +490,7 @@ impl SeatMachine {
         let before = self.mem.clone();
         let mut out = Vec::new();
         let now = cx.now;
+        self.last_event_at = self.last_event_at.max(now);
         match event {
             Event::Start => {
                 self.go(
@@ -493,19 +553,24 @@ impl SeatMachine {
             Event::Unreachable {
                 reason,
                 token_until,
-            } => self.unreachable(cx, reason, token_until, &mut out),
+                grace_ms,
+            } => self.unreachable(cx, reason, token_until, grace_ms, &mut out),
             Event::HeartbeatOk {
                 heartbeat_ms,
                 token_until,
+                grace_ms,
             } if self.state == SeatState::Online => {
                 self.failures = 0;
                 self.last_heartbeat = Some(now);
                 if let Some(h) = heartbeat_ms {
                     self.mem.heartbeat_ms = Some(h);
                 }
-                if token_until.is_some() {
-                    self.token_until = token_until;
-                }
+                self.token_until = Some(token_until);
+                self.grace_ms = Some(grace_ms.max(0));
+                // The proof that the server holds this seat: the offline period ends here,
+                // not at the grant before it.
+                self.mem.offline_since = None;
+                self.grace_warned_at = None;
                 self.next_at = Some(now.saturating_add(self.interval()));
             }
             Event::HeartbeatFailed { reason } if self.state == SeatState::Online => {
@@ -518,8 +583,8 @@ impl SeatMachine {
                     ),
                 ));
                 if self.failures >= self.params.max_failures {
-                    let token = self.token_until;
-                    self.lose_contact(cx, token, &mut out);
+                    let (token, grace) = (self.token_until, self.grace_ms.unwrap_or(0));
+                    self.lose_contact(cx, token, grace, &mut out);
                 } else {
                     self.next_at = Some(now.saturating_add(self.interval()));
                 }
@@ -547,15 +612,23 @@ impl SeatMachine {
                 );
             }
             Event::Due => self.due(cx, &mut out),
-            Event::RefreshRequested => {
-                self.next_at = None;
-                out.push(match (&self.state, &self.mem.session_id) {
-                    (SeatState::Online, Some(sid)) => Action::Heartbeat {
-                        session_id: sid.clone(),
-                    },
-                    _ => self.seek(now),
-                });
-            }
+            Event::RefreshRequested => match (&self.state, &self.mem.session_id) {
+                // The server renews a session at most once per half interval: a proof
+                // younger than that is as fresh as a heartbeat could make it.
+                (SeatState::Online, Some(_))
+                    if self
+                        .last_heartbeat
+                        .is_some_and(|t| now.saturating_sub(t) < self.interval() / 2) => {}
+                (SeatState::Online, Some(sid)) => {
+                    let sid = sid.clone();
+                    self.next_at = None;
+                    out.push(Action::Heartbeat { session_id: sid });
+                }
+                _ => {
+                    self.next_at = None;
+                    out.push(self.seek(now));
+                }
+            },
             Event::Shutdown => {
                 if let (SeatState::Online, Some(sid)) = (self.state, &self.mem.session_id) {
                     out.push(Action::Release {
@@ -613,10 +686,8 @@ impl SeatMachine {
             || self.mem.offline_since.is_some();
         self.failures = 0;
         self.attempt = 0;
-        self.grace_warned_at = None;
         self.token_until = Some(grant.token_until);
-        self.mem.grace_ms = Some(grant.grace_ms.max(0));
-        self.mem.offline_since = None;
+        self.grace_ms = Some(grant.grace_ms.max(0));
         self.last_heartbeat = Some(now);
         match grant.mode {
             GrantMode::Online {
@@ -625,7 +696,15 @@ impl SeatMachine {
             } => {
                 self.mem.session_id = Some(session_id);
                 self.mem.heartbeat_ms = Some(heartbeat_ms);
-                self.next_at = Some(now.saturating_add(heartbeat_ms));
+                // An offline period ends with the first heartbeat proof, not with the
+                // grant (a relay that takes a seat and hands it back at once must not
+                // restart the grace): that heartbeat comes sooner.
+                let wait = if self.mem.offline_since.is_some() {
+                    (heartbeat_ms as f64 * CONFIRM_AFTER) as i64
+                } else {
+                    heartbeat_ms
+                };
+                self.next_at = Some(now.saturating_add(wait));
                 let message = if was_cut_off {
                     "Reconnected - online mode resumed".to_string()
                 } else {
@@ -637,7 +716,10 @@ impl SeatMachine {
                 self.go(SeatState::Online, Level::Info, message, out);
             }
             GrantMode::OfflinePlan => {
+                // A free plan has no seat to lose: nothing is offline.
                 self.mem.session_id = None;
+                self.mem.offline_since = None;
+                self.grace_warned_at = None;
                 self.next_at = Some(now.saturating_add(self.params.refresh_interval_ms));
                 self.go(
                     SeatState::OfflinePlan,
@@ -652,8 +734,15 @@ impl SeatMachine {
     /// Contact with the backend is lost while a seat is (or was) held: offline for the
     /// grace, or degraded at once when there is no grace left (or none at all), or no
     /// token to fall back on.
-    fn lose_contact(&mut self, cx: Ctx, token_until: Option<i64>, out: &mut Vec<Action>) {
+    fn lose_contact(
+        &mut self,
+        cx: Ctx,
+        token_until: Option<i64>,
+        grace_ms: i64,
+        out: &mut Vec<Action>,
+    ) {
         let now = cx.now;
+        self.grace_ms = Some(grace_ms.max(0));
         self.failures = 0;
         self.attempt = 0;
         self.next_at =
@@ -686,7 +775,7 @@ impl SeatMachine {
                 now
             }
         };
-        let grace = self.mem.grace_ms.unwrap_or(0);
+        let grace = grace_ms.max(0);
         let end = since.saturating_add(grace);
         if token_ok && now < end {
             self.token_until = token_until;
@@ -731,6 +820,7 @@ impl SeatMachine {
         cx: Ctx,
         reason: String,
         token_until: Option<i64>,
+        grace_ms: i64,
         out: &mut Vec<Action>,
     ) {
         let now = cx.now;
@@ -740,7 +830,7 @@ impl SeatMachine {
                     Level::Warn,
                     format!("Seat acquire failed: {reason}"),
                 ));
-                self.lose_contact(cx, token_until, out);
+                self.lose_contact(cx, token_until, grace_ms, out);
             }
             SeatState::Offline | SeatState::Degraded | SeatState::OfflinePlan => {
                 self.attempt = self.attempt.saturating_add(1);
@@ -775,6 +865,19 @@ impl SeatMachine {
 
     fn due(&mut self, cx: Ctx, out: &mut Vec<Action>) {
         let now = cx.now;
+        if self.state == SeatState::Online && self.proof_until().is_some_and(|p| now >= p) {
+            // No proof for a session's time to live: the server has let the seat lapse,
+            // whatever the heartbeats that did not come back say.
+            out.push(Action::Log(
+                Level::Warn,
+                format!(
+                    "No heartbeat proof for {} s - the seat is no longer held",
+                    self.session_ttl_ms() / 1000
+                ),
+            ));
+            let (token, grace) = (self.token_until, self.grace_ms.unwrap_or(0));
+            self.lose_contact(cx, token, grace, out);
+        }
         if self.state == SeatState::Offline {
             if let Some(end) = self.grace_until() {
                 if now >= end {

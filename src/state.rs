@@ -11,7 +11,7 @@
 //! A slot whose lock nobody holds — its engine crashed, exited while offline, or shut down
 //! cleanly — is claimed by the next engine that starts, in this process or another, which
 //! carries on its offline period or reconnects with its session id so the backend frees
-//! that seat at once. The grace and heartbeat interval of the last acquire, and the
+//! that seat at once. The heartbeat interval of the last acquire, and the
 //! offline cycles of the last 30 days, are shared by every slot.
 
 use std::fs::{File, OpenOptions};
@@ -108,9 +108,6 @@ impl ClockDisk {
 /// The seat part of the document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SeatDisk {
-    /// Offline grace of the last successful acquire, in seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grace_seconds: Option<i64>,
     /// Heartbeat interval of the last successful acquire, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_interval: Option<i64>,
@@ -399,8 +396,8 @@ impl StateFile {
         ))
     }
 
-    /// Writes this engine's seat memory into its slot, merging the shared parts (grace,
-    /// heartbeat interval, offline cycles) with what other processes wrote. A slot left
+    /// Writes this engine's seat memory into its slot, merging the shared parts
+    /// (heartbeat interval, offline cycles) with what other processes wrote. A slot left
     /// with nothing in it is removed.
     pub fn save_slot(
         &self,
@@ -501,7 +498,6 @@ pub fn claim_in(
     let mem = SeatMemory {
         session_id: slot.session_id.clone(),
         offline_since: slot.offline_since.as_deref().and_then(parse_rfc3339),
-        grace_ms: secs_to_ms(seat.grace_seconds),
         heartbeat_ms: secs_to_ms(seat.heartbeat_interval),
         offline_cycles: cycles(seat, now_ms),
     };
@@ -524,9 +520,6 @@ pub fn save_in(
     owners: &mut dyn SlotOwners,
 ) -> Vec<String> {
     let seat = doc.seat.get_or_insert_with(SeatDisk::default);
-    if let Some(g) = mem.grace_ms {
-        seat.grace_seconds = Some(g / 1000);
-    }
     if let Some(h) = mem.heartbeat_ms {
         seat.heartbeat_interval = Some(h / 1000);
     }
@@ -615,7 +608,6 @@ mod tests {
         let mem = SeatMemory {
             session_id: Some("s-1".into()),
             offline_since: Some(NOW - 5_000),
-            grace_ms: Some(7 * 86_400_000),
             heartbeat_ms: Some(300_000),
             offline_cycles: vec![NOW - 5_000],
         };
@@ -750,7 +742,6 @@ mod tests {
         let day = 86_400_000;
         let a = SeatMemory {
             offline_cycles: vec![NOW - 40 * day, NOW - 2 * day],
-            grace_ms: Some(3 * day),
             ..SeatMemory::default()
         };
         let b = SeatMemory {
@@ -761,7 +752,6 @@ mod tests {
         f.save_slot("b", 2, &b, NOW).unwrap();
         let mem = f.claim_slot(3, NOW).unwrap().0.memory;
         assert_eq!(mem.offline_cycles, vec![NOW - 2 * day, NOW - day]);
-        assert_eq!(mem.grace_ms, Some(3 * day), "kept when b did not set it");
     }
 
     #[test]

@@ -18,6 +18,18 @@ use crate::tier::Tier;
 /// Largest token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
+/// The values of the `src` claim: how a token was issued.
+pub mod src {
+    /// Minted by the vendor for a `key` (the only kind, with `refresh`, a static key may be).
+    pub const STATIC: &str = "static";
+    /// Fetched with an API key.
+    pub const API_KEY: &str = "api_key";
+    /// Issued by a seat call (acquire, reconnect, heartbeat).
+    pub const SEAT: &str = "seat";
+    /// A static token's refresh.
+    pub const REFRESH: &str = "refresh";
+}
+
 /// Public keys built in at compile time from `LIC4ES_PUBLIC_KEYS_FILE` (empty when unset).
 const BUILTIN_KEYS: &str = include_str!(concat!(env!("OUT_DIR"), "/builtin_public_keys.json"));
 
@@ -88,6 +100,15 @@ pub enum TokenError {
     /// A seat token issued to another machine.
     #[error("a seat token issued to another machine (hwid `{0}`)")]
     OtherHardware(String),
+    /// Issued after the time the clock reads: the clock was set back.
+    #[error("issued at {0}, after the time this clock reads: the clock was set back")]
+    IssuedLater(String),
+    /// A token issued in answer to one request (`src`), offered as a static key.
+    #[error(
+        "a token issued {0} answers one request and is bound to it; only a static or \
+         refreshed token is accepted as `key` or `key-file`"
+    )]
+    NotStatic(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -411,6 +432,13 @@ pub struct Claims {
     pub platform: Option<String>,
     /// The vendor's longest grace after `exp` for this token, in days.
     pub grace_days: Option<i64>,
+    /// How the token was issued (`static`, `api_key`, `seat`, `refresh`, ...); `None` in
+    /// tokens minted before the claim existed.
+    pub src: Option<String>,
+    /// Seat tokens: the offline grace of the seat, signed, in seconds.
+    pub grace_seconds: Option<i64>,
+    /// The license's own end (seconds), in a token that lives shorter than its license.
+    pub lic_exp: Option<i64>,
     /// The `tier` claim as given when it names none of the four tiers (cleaned).
     pub unknown_tier: Option<String>,
 }
@@ -426,6 +454,20 @@ impl Claims {
                 &theirs.chars().take(16).collect::<String>(),
             ))),
             _ => Ok(()),
+        }
+    }
+
+    /// Section 4's rule for `key` / `key-file`: a token issued in answer to a request (a
+    /// fetched or seat token) is refused; a static or refreshed one, or one minted before
+    /// `src` existed, passes.
+    pub fn check_static_use(&self) -> Result<(), TokenError> {
+        match self.src.as_deref() {
+            None | Some(src::STATIC) | Some(src::REFRESH) => Ok(()),
+            Some(other) => Err(TokenError::NotStatic(match other {
+                src::API_KEY => "by API key".to_string(),
+                src::SEAT => "for a seat".to_string(),
+                other => format!("as `{}`", clean(other)),
+            })),
         }
     }
 
@@ -540,6 +582,9 @@ impl Claims {
                 .map(|p| clean(p.trim()).to_ascii_uppercase())
                 .filter(|p| !p.is_empty()),
             grace_days: time("grace_days")?.map(|d| d.max(0)),
+            src: string("src")?.map(|s| clean(&s)),
+            grace_seconds: time("grace_seconds")?.map(|g| g.max(0)),
+            lic_exp: time("lic_exp")?,
             unknown_tier,
         })
     }
@@ -617,6 +662,13 @@ impl Policy {
         if let Some(nbf) = claims.nbf {
             if nbf > now_secs.saturating_add(self.skew_secs) {
                 return Err(TokenError::NotYetValid(crate::clock::rfc3339(nbf)));
+            }
+        }
+        // At its `iat` a token is valid: a clock set back to before it would make any
+        // token look fresh.
+        if let Some(iat) = claims.iat {
+            if iat > now_secs.saturating_add(self.skew_secs) {
+                return Err(TokenError::IssuedLater(crate::clock::rfc3339(iat)));
             }
         }
         if now_secs < claims.exp.saturating_add(self.skew_secs) {

@@ -162,7 +162,7 @@ fn status_through(proxy: &RecordingProxy, api_url: &str) -> Value {
 fn a_loopback_backend_is_never_reached_through_a_proxy() {
     let proxy = RecordingProxy::start();
     let jwt = mint(&claims("pro", wall_now() + 30 * DAY));
-    let backend = TestServer::start(move |_| Reply::token(&jwt));
+    let backend = TestServer::start(move |r| Reply::token_for(r, &jwt));
     let s = status_through(&proxy, &backend.url());
     assert_eq!(s["tier"], "pro", "{s}");
     assert_eq!(backend.requests().len(), 1, "straight to the backend");

@@ -342,15 +342,35 @@ fn a_token_under_the_wrong_key_is_not_echoed_in_the_error() {
 }
 
 #[test]
-fn require_nonce_is_a_boolean_key_defaulting_to_false() {
-    assert!(!parse(json!({})).unwrap().require_nonce);
-    assert!(parse(json!({"require-nonce": true})).unwrap().require_nonce);
+fn require_nonce_is_no_longer_a_setting_but_old_configs_still_load() {
+    // The nonce is always required; SoftClient4ES configs that name the key still load.
+    let quiet =
+        |c: &lic4es::config::Config| !c.warnings.iter().any(|w| w.contains("require-nonce"));
+    assert!(quiet(&parse(json!({})).unwrap()));
+    assert!(quiet(&parse(json!({"require-nonce": true})).unwrap()));
+    assert!(quiet(&parse(json!({"require-nonce": "yes"})).unwrap()));
+    let c = parse(json!({"require-nonce": false})).unwrap();
     assert!(
-        parse(json!({"require-nonce": "yes"}))
-            .unwrap()
-            .require_nonce
+        c.warnings
+            .iter()
+            .any(|w| w.contains("require-nonce: false is ignored")),
+        "{:?}",
+        c.warnings
     );
     assert_eq!(err_key(json!({"require-nonce": 3})), "require-nonce");
+}
+
+#[test]
+fn max_heartbeat_failures_is_clamped_to_ten() {
+    let c = parse(json!({"seat": {"max-heartbeat-failures": 1000}})).unwrap();
+    assert_eq!(c.seat.max_heartbeat_failures, 10);
+    assert!(c
+        .warnings
+        .iter()
+        .any(|w| w.contains("seat.max-heartbeat-failures: 1000 is clamped to 10")));
+    let c = parse(json!({"seat": {"max-heartbeat-failures": 10}})).unwrap();
+    assert_eq!(c.seat.max_heartbeat_failures, 10);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
 
 #[test]

@@ -51,7 +51,7 @@ impl Run {
     /// A backend that answers every token fetch with `first`, and an engine in API-key
     /// mode against it, with `extra` config.
     async fn api_key_engine(&self, first: String, extra: Value) -> (AsyncServer, Engine) {
-        let server = AsyncServer::start(move |_| Reply::token(&first)).await;
+        let server = AsyncServer::start(move |r| Reply::token_for(r, &first)).await;
         let mut cfg = json!({"api-key": "sk-test", "api-url": server.url()});
         for (k, v) in extra.as_object().unwrap() {
             cfg[k] = v.clone();
@@ -86,7 +86,7 @@ async fn api_key_mode_refreshes_every_interval_and_picks_up_an_upgrade() {
 
     let enterprise = token("enterprise", 30);
     let cached = enterprise.clone();
-    server.answer(move |_| Reply::token(&enterprise));
+    server.answer(move |r| Reply::token_for(r, &enterprise));
     wait_secs(23 * H).await;
     assert_eq!(server.count(), 1, "nothing before the interval");
     assert_eq!(e.tier(), Tier::Pro);
@@ -101,8 +101,8 @@ async fn api_key_mode_refreshes_every_interval_and_picks_up_an_upgrade() {
         r.logs().dump()
     );
     assert_eq!(
-        r.f.read_cache().unwrap(),
-        cached,
+        claims_of(&r.f.read_cache().unwrap()),
+        claims_of(&cached),
         "the refreshed token is cached"
     );
     let s = e.status();
@@ -185,7 +185,7 @@ async fn static_token_is_refreshed_at_its_refresh_url() {
     let url = format!("{}/v1/refresh", server.url());
     let original = with_refresh_url("pro", 30, &url);
     let upgraded = with_refresh_url("enterprise", 60, &url);
-    server.answer(move |_| Reply::token(&upgraded));
+    server.answer(move |r| Reply::token_for(r, &upgraded));
     let e = r
         .start(
             json!({"key": original, "product-version": "2.1.0", "api-key": "sk-unused",
@@ -263,7 +263,7 @@ async fn expiring_soon_refreshes_at_once_then_backs_off_then_settles() {
     // The next retry (t = 10 980 s) succeeds with a short-lived token, already inside the
     // window: the one after waits a full interval, no storm.
     let short = with_refresh_url("pro", 1, &url);
-    server.answer(move |_| Reply::token(&short));
+    server.answer(move |r| Reply::token_for(r, &short));
     wait_secs(180).await;
     assert_eq!(server.count(), 9);
     assert_eq!(server.seen()[8].at_ms / 1000, 10_980);
@@ -278,7 +278,7 @@ async fn expiring_soon_refreshes_at_once_then_backs_off_then_settles() {
 async fn a_running_token_entering_the_window_is_refreshed_at_that_moment() {
     let r = Run::new();
     let first = token("pro", 5);
-    let server = AsyncServer::start(move |_| Reply::token(&first)).await;
+    let server = AsyncServer::start(move |r| Reply::token_for(r, &first)).await;
     let e = r
         .start(
             json!({"api-key": "sk-test", "api-url": server.url(), "refresh.interval": "7d",
@@ -286,7 +286,7 @@ async fn a_running_token_entering_the_window_is_refreshed_at_that_moment() {
         )
         .await;
     let renewed = token("pro", 4);
-    server.answer(move |_| Reply::token(&renewed));
+    server.answer(move |r| Reply::token_for(r, &renewed));
     wait_secs(3 * 24 * H - 60).await;
     assert_eq!(server.count(), 1);
     wait_secs(120).await;
@@ -344,7 +344,7 @@ async fn refresh_now_reports_the_outcome_and_resets_the_schedule() {
     let (server, e) = r.api_key_engine(token("pro", 30), json!({})).await;
     wait_secs(10 * H).await;
     let team = token("team", 30);
-    server.answer(move |_| Reply::token(&team));
+    server.answer(move |r| Reply::token_for(r, &team));
     e.refresh_now_async().await.unwrap();
     assert_eq!(e.tier(), Tier::Team);
     assert_eq!(

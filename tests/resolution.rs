@@ -100,7 +100,7 @@ fn grace_period_is_configurable() {
 fn expired_static_token_falls_through_to_api_key() {
     let f = Fixture::new();
     let fetched = token("enterprise", 1);
-    let server = TestServer::start(move |_| Reply::token(&fetched));
+    let server = TestServer::start(move |r| Reply::token_for(r, &fetched));
     let e =
         f.start(json!({"key": token("pro", -20), "api-key": "sk-test", "api-url": server.url()}));
     assert_eq!(e.tier(), Tier::Enterprise);
@@ -125,10 +125,10 @@ fn api_key_fetch_uses_token_and_writes_private_cache() {
     let f = Fixture::new();
     let fetched = token("pro", 1);
     let served = fetched.clone();
-    let server = TestServer::start(move |_| {
+    let server = TestServer::start(move |r| {
         Reply::json(
             200,
-            json!({"jwt": served, "expires_in": 86400, "message": "Welcome back, Acme"}),
+            json!({"jwt": answering(r, &served), "expires_in": 86400, "message": "Welcome back, Acme"}),
         )
     });
     let e = f.start(json!({"api-key": "sk-live-abcdef123", "api-url": server.url(), "product-version": "0.9.1"}));
@@ -152,7 +152,7 @@ fn api_key_fetch_uses_token_and_writes_private_cache() {
     assert!(body["uptime_hours"].is_number());
     assert!(body["telemetry"].is_object());
 
-    assert_eq!(f.read_cache().as_deref(), Some(fetched.as_str()));
+    assert_eq!(claims_of(&f.read_cache().unwrap()), claims_of(&fetched));
     let mode = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(f.cache_dir()), 0o700);
     assert_eq!(mode(f.cache_dir().join("license-cache.jwt")), 0o600);
@@ -271,7 +271,7 @@ fn redirects_are_not_followed() {
     let jwt = token("enterprise", 1);
     let server = TestServer::start(move |r| {
         if r.path == "/elsewhere" {
-            Reply::token(&jwt)
+            Reply::token_for(r, &jwt)
         } else {
             let mut rep = Reply::raw(307, "");
             rep.headers.push(("Location".into(), "/elsewhere".into()));
@@ -625,36 +625,36 @@ fn backend_messages_are_cleaned_before_they_are_logged_or_shown() {
     assert!(reason.chars().count() < 300, "message cut: {reason}");
 }
 
+/// Attack: a fake backend on the customer's network hands one captured token to every
+/// host that asks. It answers none of their requests, so none accepts it, whatever the
+/// config says about `require-nonce`; the token answering the request is accepted.
 #[test]
-fn require_nonce_refuses_a_fetched_token_without_one() {
+fn a_replayed_token_without_the_request_s_nonce_is_refused_whatever_the_config_says() {
     let f = Fixture::new();
-    let jwt = token("pro", 30);
-    let server = TestServer::start(move |_| Reply::token(&jwt));
-    let cfg = json!({"api-key": "sk-test", "api-url": server.url(), "cache-dir": f.dir.path().join("a").to_str().unwrap()});
-    assert_eq!(
-        f.start(cfg.clone()).tier(),
-        Tier::Pro,
-        "accepted by default"
-    );
-    let mut strict = cfg;
-    strict["require-nonce"] = json!(true);
-    strict["cache-dir"] = json!(f.dir.path().join("b").to_str().unwrap());
-    let e = f.start(strict);
-    assert_eq!(e.tier(), Tier::Community);
-    let reason = e.status().reason.unwrap();
-    assert!(reason.contains("no nonce"), "{reason}");
-}
-
-#[test]
-fn require_nonce_accepts_a_token_echoing_the_nonce() {
-    let f = Fixture::new();
-    let server = TestServer::start(|req| {
-        let mut c = claims("team", NOW + 30 * DAY);
-        c["nonce"] = req.json()["nonce"].clone();
-        Reply::token(&mint(&c))
-    });
-    let e = f.start(json!({"api-key": "sk-test", "api-url": server.url(), "require-nonce": true}));
-    assert_eq!(e.tier(), Tier::Team, "{}", f.logs.dump());
+    let captured = token("pro", 30);
+    let replayed = captured.clone();
+    let replay = TestServer::start(move |_| Reply::token(&replayed));
+    for (dir, require) in [("a", None), ("b", Some(false)), ("c", Some(true))] {
+        let mut cfg = json!({"api-key": "sk-test", "api-url": replay.url(),
+            "cache-dir": f.dir.path().join(dir).to_str().unwrap()});
+        if let Some(r) = require {
+            cfg["require-nonce"] = json!(r);
+        }
+        let e = f.start(cfg);
+        assert_eq!(e.tier(), Tier::Community, "require-nonce {require:?}");
+        let reason = e.status().reason.unwrap();
+        assert!(reason.contains("carries no nonce"), "{reason}");
+        assert!(
+            !f.dir.path().join(dir).join("license-cache.jwt").exists(),
+            "a replayed token is not cached"
+        );
+    }
+    assert!(f.logs.has(Level::Warn, "require-nonce: false is ignored"));
+    // The honest backend answers the request: accepted.
+    let honest = TestServer::start(move |r| Reply::token_for(r, &captured));
+    let e = f.start(json!({"api-key": "sk-test", "api-url": honest.url(),
+        "cache-dir": f.dir.path().join("d").to_str().unwrap()}));
+    assert_eq!(e.tier(), Tier::Pro, "{}", f.logs.dump());
 }
 
 #[test]

@@ -40,10 +40,26 @@ fn plan(token_until: i64) -> Event {
     })
 }
 
+/// An acquire that cannot reach the backend, with the token to fall back on (which
+/// signs a 7-day grace) if any.
 fn unreachable(token_until: Option<i64>) -> Event {
+    unreachable_with(token_until, if token_until.is_some() { 7 * DAY } else { 0 })
+}
+
+fn unreachable_with(token_until: Option<i64>, grace_ms: i64) -> Event {
     Event::Unreachable {
         reason: "connection refused".into(),
         token_until,
+        grace_ms,
+    }
+}
+
+/// A heartbeat answered with its proof: a renewed token signing a 7-day grace.
+fn beat(token_until: i64) -> Event {
+    Event::HeartbeatOk {
+        heartbeat_ms: None,
+        token_until,
+        grace_ms: 7 * DAY,
     }
 }
 
@@ -115,7 +131,6 @@ impl M {
 
 fn remembered() -> SeatMemory {
     SeatMemory {
-        grace_ms: Some(7 * DAY),
         heartbeat_ms: Some(300 * S),
         ..SeatMemory::default()
     }
@@ -194,13 +209,7 @@ fn every_state_against_every_event() {
         ("revoked", Event::Revoked),
         ("unreachable, token", unreachable(Some(token))),
         ("unreachable, none", unreachable(None)),
-        (
-            "heartbeat ok",
-            Event::HeartbeatOk {
-                heartbeat_ms: None,
-                token_until: None,
-            },
-        ),
+        ("heartbeat ok", beat(token)),
         ("heartbeat failed", failed()),
         ("session gone", Event::SessionGone),
         ("released", Event::Released),
@@ -244,7 +253,8 @@ fn every_state_against_every_event() {
                 (Acquiring, Acquire),
                 (Acquiring, Idle),
                 (Online, Heartbeat),
-                (Online, Heartbeat),
+                // A proof younger than half an interval: as fresh as a heartbeat makes it.
+                (Online, Idle),
                 (Online, Release),
             ],
         ),
@@ -352,7 +362,7 @@ fn every_state_against_every_event() {
 }
 
 #[test]
-fn offline_after_the_configured_failures_then_degraded_when_the_grace_ends() {
+fn offline_when_the_last_proof_outlives_the_session_ttl_then_degraded_when_the_grace_ends() {
     let mut m = M::new(SeatMemory::default());
     assert_eq!(m.on(Event::Start), vec![Action::ACQUIRE]);
     let token = T0 + 30 * DAY;
@@ -360,6 +370,9 @@ fn offline_after_the_configured_failures_then_degraded_when_the_grace_ends() {
     assert!(logged(&a, Level::Info, "Seat acquired - online mode"));
     assert!(m.m.entitled(m.now));
     assert_eq!(m.m.next_deadline(), Some(T0 + 300 * S));
+    // Two intervals and a minute: the server's lapse rule.
+    assert_eq!(m.m.session_ttl_ms(), 660 * S);
+    assert_eq!(m.m.proof_until(), Some(T0 + 660 * S));
 
     for i in 1..=2 {
         let a = m.due();
@@ -378,10 +391,17 @@ fn offline_after_the_configured_failures_then_degraded_when_the_grace_ends() {
         assert_eq!(m.state(), SeatState::Online, "still online after {i}");
         assert_eq!(m.m.heartbeat_failures(), i);
     }
-    m.due();
+    // The third failure never comes: a TTL after the last proof the seat is gone,
+    // whatever seat.max-heartbeat-failures says.
+    assert!(m.m.entitled(T0 + 660 * S - 1));
+    let a = m.due();
     let went = m.now;
-    let a = m.on(failed());
+    assert_eq!(went, T0 + 660 * S);
     assert_eq!(m.state(), SeatState::Offline);
+    assert!(
+        logged(&a, Level::Warn, "No heartbeat proof for 660 s"),
+        "{a:?}"
+    );
     assert!(
         logged(
             &a,
@@ -419,12 +439,12 @@ fn offline_after_the_configured_failures_then_degraded_when_the_grace_ends() {
     );
     assert_eq!(m.state(), SeatState::Degraded);
     assert!(!m.m.entitled(m.now));
-    assert!(!m.m.entitled(m.now - 1 + 1));
     assert!(
         (2..=3).contains(&warnings),
         "a warning a day in the last two days, got {warnings}"
     );
-    // Reconnect attempts continue; success ends it.
+    // Reconnect attempts continue; a grant comes back online, but only a heartbeat's
+    // proof ends the offline period (and with it the expired grace).
     let a = m.due();
     assert!(
         matches!(exchange(&a), Some(Action::Reconnect { old_session_id: Some(s), offline_since: Some(t), offline_cycles_30d: 1 }) if s == "s-1" && *t == went)
@@ -432,8 +452,61 @@ fn offline_after_the_configured_failures_then_degraded_when_the_grace_ends() {
     let a = m.on(online("s-9", 7, m.now + 30 * DAY));
     assert!(logged(&a, Level::Info, "Reconnected - online mode resumed"));
     assert_eq!(m.state(), SeatState::Online);
-    assert_eq!(m.m.offline_since(), None);
+    assert_eq!(m.m.offline_since(), Some(went), "not ended by the grant");
+    assert!(!m.m.entitled(m.now), "the grace is still over");
     assert_eq!(m.m.heartbeat_failures(), 0);
+    // The confirming heartbeat comes sooner than a whole interval (after the server's
+    // half-interval spacing).
+    let granted = m.now;
+    let a = m.due();
+    assert_eq!(m.now, granted + 180 * S);
+    assert!(matches!(exchange(&a), Some(Action::Heartbeat { .. })));
+    m.on(beat(m.now + 8 * DAY));
+    assert_eq!(
+        m.m.offline_since(),
+        None,
+        "the proof ends the offline period"
+    );
+    assert!(m.m.entitled(m.now));
+    assert_eq!(m.m.next_deadline(), Some(m.now + 300 * S));
+}
+
+#[test]
+fn a_grant_handed_back_at_once_does_not_restart_the_grace() {
+    // A relay takes a seat for the host and releases it on the server at once: the
+    // host's heartbeats then fail. The offline period that began before the grant runs
+    // on, so grants alone never buy more than the one grace.
+    let mut m = machine_in(SeatState::Offline);
+    let since = m.m.offline_since().unwrap();
+    let end = since + 7 * DAY;
+    let mut grants = 0;
+    while m.now < end + DAY {
+        let a = m.due();
+        if matches!(
+            exchange(&a),
+            Some(Action::Reconnect { .. } | Action::Acquire { .. })
+        ) {
+            m.on(online(&format!("s-{grants}"), 7, m.now + 8 * DAY));
+            grants += 1;
+        } else if matches!(exchange(&a), Some(Action::Heartbeat { .. })) {
+            m.on(failed());
+        }
+        assert_eq!(m.m.offline_since(), Some(since), "never restarted");
+        if m.now >= end {
+            assert!(!m.m.entitled(m.now), "no tier past the grace at {}", m.now);
+        }
+    }
+    assert!(grants > 10, "the relay kept granting: {grants}");
+}
+
+#[test]
+fn a_refresh_sends_a_heartbeat_only_when_the_proof_is_older_than_half_an_interval() {
+    let mut m = machine_in(SeatState::Online);
+    assert_eq!(exchange(&m.at(T0 + 149 * S, Event::RefreshRequested)), None);
+    assert!(matches!(
+        exchange(&m.at(T0 + 150 * S, Event::RefreshRequested)),
+        Some(Action::Heartbeat { .. })
+    ));
 }
 
 #[test]
@@ -509,7 +582,7 @@ fn a_restart_while_offline_keeps_the_grace_end() {
 
 #[test]
 fn an_acquire_that_cannot_reach_the_backend() {
-    // With a cached token and a grace from an earlier acquire: offline at once.
+    // With a cached token that signs a 7-day grace: offline at once.
     let mut m = M::new(remembered());
     m.on(Event::Start);
     let a = m.on(unreachable(Some(T0 + 10 * DAY)));
@@ -519,10 +592,11 @@ fn an_acquire_that_cannot_reach_the_backend() {
         Level::Warn,
         "Entered offline mode - grace period of 7 days active"
     ));
-    // No grace ever seen (first run): no offline use.
-    let mut first = M::new(SeatMemory::default());
+    // A cached token that signs no grace (online-only, or minted before the claim):
+    // no offline use, whatever was remembered.
+    let mut first = M::new(remembered());
     first.on(Event::Start);
-    first.on(unreachable(Some(T0 + 10 * DAY)));
+    first.on(unreachable_with(Some(T0 + 10 * DAY), 0));
     assert_eq!(first.state(), SeatState::Degraded);
     // Nothing to fall back on: degraded, not an offline period.
     let mut bare = M::new(remembered());
@@ -652,11 +726,14 @@ fn heartbeats_take_a_new_interval_and_a_renewed_token() {
     m.due();
     m.on(Event::HeartbeatOk {
         heartbeat_ms: Some(60 * S),
-        token_until: Some(m.now + 60 * DAY),
+        token_until: m.now + 60 * DAY,
+        grace_ms: 7 * DAY,
     });
     assert_eq!(m.m.heartbeat_failures(), 0, "failures reset on success");
     assert_eq!(m.m.next_deadline(), Some(m.now + 60 * S));
-    assert!(m.m.entitled(m.now + 59 * DAY));
+    // The proof holds the seat online for the new interval's TTL (2 × 60 s + 60 s).
+    assert!(m.m.entitled(m.now + 179 * S));
+    assert!(!m.m.entitled(m.now + 180 * S));
     assert_eq!(heartbeat_ms_from_secs(0), 1_000);
     assert_eq!(heartbeat_ms_from_secs(i64::MAX), 86_400_000);
 }
@@ -668,10 +745,18 @@ fn offline_cycles_are_counted_reported_and_warned_from_the_third() {
     let mut warned = Vec::new();
     for cycle in 1..=4 {
         m.on(online(&format!("s-{cycle}"), 7, m.now + 60 * DAY));
-        for _ in 0..3 {
+        if cycle > 1 {
+            // The grant ends an offline period only once a heartbeat proves it.
             m.due();
+            m.on(beat(m.now + 60 * DAY));
+            assert_eq!(m.m.offline_since(), None);
+        }
+        for _ in 0..3 {
+            let due = m.due();
             let a = m.on(failed());
-            if logged(&a, Level::Warn, "Offline mode entered") {
+            if logged(&due, Level::Warn, "Offline mode entered")
+                || logged(&a, Level::Warn, "Offline mode entered")
+            {
                 warned.push(cycle);
             }
         }
@@ -773,16 +858,14 @@ fn generated_sequences_keep_the_invariants() {
             // Answer the exchange asked for, or deliver something else.
             let event = match (exchange(&actions).cloned(), rng.below(10)) {
                 (Some(Action::Heartbeat { .. }), r) if r < 7 => match rng.below(5) {
-                    0 => Event::HeartbeatOk {
-                        heartbeat_ms: Some(heartbeat_ms_from_secs(1 + rng.below(900) as i64)),
-                        token_until: Some(now + rng.below(20 * DAY as u64) as i64),
+                    0 | 4 => Event::HeartbeatOk {
+                        heartbeat_ms: Some(heartbeat_ms_from_secs(1 + rng.below(900) as i64))
+                            .filter(|_| rng.below(2) == 0),
+                        token_until: now + rng.below(20 * DAY as u64) as i64,
+                        grace_ms: rng.below(8) as i64 * DAY,
                     },
                     1 | 2 => failed(),
-                    3 => Event::SessionGone,
-                    _ => Event::HeartbeatOk {
-                        heartbeat_ms: None,
-                        token_until: None,
-                    },
+                    _ => Event::SessionGone,
                 },
                 (Some(Action::Acquire { .. } | Action::Reconnect { .. }), r) if r < 7 => {
                     let t = now + rng.below(30 * DAY as u64) as i64;
@@ -804,10 +887,9 @@ fn generated_sequences_keep_the_invariants() {
             let before = (m.state(), m.offline_since());
             match &event {
                 Event::Granted(g) => token_until = Some(g.token_until),
-                Event::HeartbeatOk {
-                    token_until: Some(t),
-                    ..
-                } if before.0 == SeatState::Online => token_until = Some(*t),
+                Event::HeartbeatOk { token_until: t, .. } if before.0 == SeatState::Online => {
+                    token_until = Some(*t)
+                }
                 Event::Unreachable { token_until: t, .. } if before.0 == SeatState::Acquiring => {
                     token_until = *t
                 }
@@ -837,6 +919,27 @@ fn generated_sequences_keep_the_invariants() {
                         "run {run}: after grace_until"
                     );
                 }
+                // Online only while the last proof is younger than a session's TTL,
+                // and within the grace of an offline period no heartbeat has ended.
+                if m.state() == SeatState::Online {
+                    assert!(
+                        m.proof_until().is_some_and(|p| now < p),
+                        "run {run}: online on a stale proof"
+                    );
+                    if m.offline_since().is_some() {
+                        assert!(now < m.grace_until().unwrap(), "run {run}");
+                    }
+                }
+            }
+            // Only a heartbeat's proof ends an offline period.
+            if before.1.is_some() && m.offline_since().is_none() {
+                assert!(
+                    ok_or_granted
+                        || m.state() == SeatState::OfflinePlan
+                        || m.state() == SeatState::NoSeats
+                        || m.state() == SeatState::Acquiring,
+                    "run {run}"
+                );
             }
             // Failures reset on success.
             if ok_or_granted && before.0 != SeatState::Offline && before.0 != SeatState::Degraded {

@@ -418,13 +418,12 @@ impl ServerConfig {
             ("metrics-token", &self.metrics_token),
         ] {
             if let Some(t) = secret {
-                if t.chars().count() < MIN_SECRET_LEN {
-                    return Err(format!(
-                        "{key} must be at least {MIN_SECRET_LEN} characters (it is {}): a \
-                         short token can be guessed; generate one, e.g. `openssl rand -hex 24`",
-                        t.chars().count()
-                    ));
-                }
+                check_secret(t).map_err(|why| {
+                    format!(
+                        "{key} {why}: it can be guessed; generate one, e.g. \
+                         `openssl rand -hex 24`"
+                    )
+                })?;
             }
         }
         if self.metrics_max_licenses > 100_000 {
@@ -566,5 +565,58 @@ impl ServerConfig {
             token_lifetime: (p.token_lifetime_hours.unwrap_or(self.token_lifetime_hours) as i64)
                 .saturating_mul(3600),
         })
+    }
+}
+
+/// Fewest distinct characters a secret must have: a random 32-character hex token has
+/// about 14.6, and fewer than 8 about once in a million.
+const MIN_SECRET_DISTINCT: usize = 8;
+
+/// Whether a secret (admin or metrics token) is too easy to guess: shorter than
+/// [`MIN_SECRET_LEN`] characters, fewer than [`MIN_SECRET_DISTINCT`] distinct ones
+/// (`aaaa…`), or one pattern repeated (`0123456701234567…`). Says why.
+pub fn check_secret(t: &str) -> Result<(), String> {
+    let chars: Vec<char> = t.chars().collect();
+    if chars.len() < MIN_SECRET_LEN {
+        return Err(format!(
+            "must be at least {MIN_SECRET_LEN} characters (it is {})",
+            chars.len()
+        ));
+    }
+    let mut distinct = chars.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < MIN_SECRET_DISTINCT {
+        return Err(format!(
+            "must have at least {MIN_SECRET_DISTINCT} different characters (it has {})",
+            distinct.len()
+        ));
+    }
+    let repeats = (1..=chars.len() / 2).any(|p| (p..chars.len()).all(|i| chars[i] == chars[i - p]));
+    if repeats {
+        return Err("is one pattern repeated".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::check_secret;
+
+    #[test]
+    fn a_secret_must_be_long_varied_and_not_one_pattern_repeated() {
+        // (secret, accepted)
+        let cases = [
+            ("a".repeat(32), false),
+            ("ab".repeat(16), false),
+            ("0123456701234567".repeat(2), false),
+            ("0123456789abcdef".repeat(3), false),
+            ("9f2c41d07be35a86e1c0d4f7a2b9e683".to_string(), true),
+            ("3b9c1e7f0a2d4c6b8e1f3a5c7d9b0e2f4a6c8e0b".to_string(), true),
+            ("9f2c41d07be35a86e1c0d4f7a2b9e68".to_string(), false),
+        ];
+        for (secret, ok) in cases {
+            assert_eq!(check_secret(&secret).is_ok(), ok, "{secret}");
+        }
     }
 }

@@ -68,7 +68,8 @@ fn new_license(port: u16, id: &str) -> String {
         "POST",
         "/admin/licenses",
         ADMIN,
-        &json!({"id": id, "tier": "pro", "days": 30, "seats": SEATS}),
+        // A 1-second interval: the engines beat back to back (half of it is 0 s).
+        &json!({"id": id, "tier": "pro", "days": 30, "seats": SEATS, "heartbeat_interval": 1}),
     );
     assert_eq!(status, 201, "{v}");
     v["api_key"].as_str().unwrap().to_string()

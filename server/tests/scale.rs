@@ -109,7 +109,8 @@ fn new_license(port: u16, id: &str, seats: u32) -> String {
         port,
         "POST",
         "/admin/licenses",
-        json!({"id": id, "tier": "pro", "days": 30, "seats": seats}),
+        // A 1-second interval: the load renews sessions back to back (half of it is 0 s).
+        json!({"id": id, "tier": "pro", "days": 30, "seats": seats, "heartbeat_interval": 1}),
     );
     assert_eq!(status, 201, "{v}");
     v["api_key"].as_str().unwrap().to_string()

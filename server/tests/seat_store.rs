@@ -9,8 +9,8 @@ mod common;
 
 use lic4es::clock::ManualClock;
 use license_server::seats::{
-    Acquired, MemorySeats, NewSession, RedisSeats, Replace, SeatStore, SessionQuery, SessionState,
-    Topology, Usage,
+    Acquired, Beat, MemorySeats, NewSession, RedisSeats, Replace, SeatStore, SessionQuery,
+    SessionState, Topology, Usage,
 };
 
 use common::redis::{RedisCluster, RedisProc, RedisSentinel};
@@ -192,18 +192,18 @@ fn a_silent_session_lapses_into_offline_use_for_its_grace() {
             ));
             clock.advance_millis((TTL - 1) * 1000);
             assert!(
-                store.heartbeat("s-1", "lic").await.unwrap().is_some(),
+                store.heartbeat("s-1", "lic", 0).await.unwrap().is_some(),
                 "{name}: alive"
             );
             clock.advance_millis((TTL - 1) * 1000);
             assert!(
-                store.heartbeat("s-1", "lic").await.unwrap().is_some(),
+                store.heartbeat("s-1", "lic", 0).await.unwrap().is_some(),
                 "{name}: kept alive"
             );
             let last = NOW + 2 * (TTL - 1);
             clock.advance_millis((TTL + 1) * 1000);
             assert_eq!(
-                store.heartbeat("s-1", "lic").await.unwrap(),
+                store.heartbeat("s-1", "lic", 0).await.unwrap(),
                 None,
                 "{name}: lapsed"
             );
@@ -229,7 +229,7 @@ fn a_silent_session_lapses_into_offline_use_for_its_grace() {
             ));
             // Past its grace it is gone.
             clock.advance_millis(GRACE * 1000);
-            store.heartbeat("s-2", "lic").await.unwrap();
+            store.heartbeat("s-2", "lic", 0).await.unwrap();
             let ids: Vec<String> = store
                 .sessions(Some("lic"))
                 .await
@@ -238,6 +238,54 @@ fn a_silent_session_lapses_into_offline_use_for_its_grace() {
                 .map(|s| s.id)
                 .collect();
             assert!(!ids.contains(&"s-1".to_string()), "{name}: {ids:?}");
+        });
+    });
+}
+
+#[test]
+fn a_session_is_renewed_at_most_once_per_spacing() {
+    each_store(|name, clock, store| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let gap = 150;
+            assert!(granted(
+                &store
+                    .acquire(session("s-1", "lic", 1, "h1", GRACE), None)
+                    .await
+                    .unwrap()
+            ));
+            // The acquire counts: a heartbeat right after it is too soon.
+            clock.advance_millis(40 * 1000);
+            match store.heartbeat("s-1", "lic", gap).await.unwrap() {
+                Some(Beat::TooSoon { session, wait }) => {
+                    assert_eq!(wait, gap - 40, "{name}");
+                    assert_eq!(session.hardware_id, "h1", "{name}");
+                    assert_eq!(session.last_seen, NOW, "{name}: not kept");
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+            clock.advance_millis((gap - 40) * 1000);
+            match store.heartbeat("s-1", "lic", gap).await.unwrap() {
+                Some(Beat::Kept(s)) => assert_eq!(s.last_seen, NOW + gap, "{name}"),
+                other => panic!("{name}: {other:?}"),
+            }
+            // Refused beats did not keep it: it lapses a TTL after the last kept one.
+            for _ in 0..3 {
+                clock.advance_millis(10 * 1000);
+                assert!(matches!(
+                    store.heartbeat("s-1", "lic", gap).await.unwrap(),
+                    Some(Beat::TooSoon { .. })
+                ));
+            }
+            clock.advance_millis((TTL - 30 + 1) * 1000);
+            assert_eq!(
+                store.heartbeat("s-1", "lic", gap).await.unwrap(),
+                None,
+                "{name}: lapsed"
+            );
         });
     });
 }
@@ -335,7 +383,7 @@ fn release_and_kick_end_sessions_and_licenses_are_kept_apart() {
                 .await
                 .unwrap();
             assert_eq!(
-                store.heartbeat("s-1", "other").await.unwrap(),
+                store.heartbeat("s-1", "other", 0).await.unwrap(),
                 None,
                 "{name}"
             );
@@ -346,7 +394,11 @@ fn release_and_kick_end_sessions_and_licenses_are_kept_apart() {
             );
             assert!(store.kick("s-2").await.unwrap().is_some(), "{name}");
             assert_eq!(store.kick("s-2").await.unwrap(), None, "{name}");
-            assert_eq!(store.heartbeat("s-2", "lic").await.unwrap(), None, "{name}");
+            assert_eq!(
+                store.heartbeat("s-2", "lic", 0).await.unwrap(),
+                None,
+                "{name}"
+            );
             store.renewed("nope", "team", 1).await.unwrap();
             assert!(store.sessions(None).await.unwrap().is_empty(), "{name}");
             store.ping().await.unwrap();
@@ -608,7 +660,7 @@ fn redis_scripts_survive_script_flush_and_an_outage_is_never_a_grant() {
             .query_async(&mut c)
             .await
             .unwrap();
-        assert!(store.heartbeat("s-1", "lic").await.unwrap().is_some());
+        assert!(store.heartbeat("s-1", "lic", 0).await.unwrap().is_some());
         assert!(granted(
             &store
                 .acquire(session("s-2", "lic", 2, "h2", GRACE), None)
@@ -624,7 +676,7 @@ fn redis_scripts_survive_script_flush_and_an_outage_is_never_a_grant() {
             .acquire(session("s-3", "lic", 9, "h3", GRACE), None)
             .await;
         assert!(r.is_err(), "{r:?}");
-        assert!(store.heartbeat("s-1", "lic").await.is_err());
+        assert!(store.heartbeat("s-1", "lic", 0).await.is_err());
         assert!(store.ping().await.is_err());
     });
     // It comes back empty (no persistence): sessions are gone, acquires work again.
@@ -640,7 +692,7 @@ fn redis_scripts_survive_script_flush_and_an_outage_is_never_a_grant() {
         }
         assert!(ok, "reconnected");
         assert_eq!(
-            store.heartbeat("s-1", "lic").await.unwrap(),
+            store.heartbeat("s-1", "lic", 0).await.unwrap(),
             None,
             "session gone: 410"
         );

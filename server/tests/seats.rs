@@ -127,44 +127,103 @@ fn seats_are_counted_and_the_refusal_names_the_count() {
     assert!(m.contains("lic4es_store_up{store=\"memory\"} 1"), "{m}");
 }
 
+/// Every heartbeat answers with its proof: the seat token renewed for this session,
+/// machine and request, running the grace and one TTL from now (no lifetime on top). The
+/// audit trail records a renewal on a tier change and once per half a token lifetime,
+/// not every proof.
 #[test]
-fn heartbeats_keep_the_seat_and_renew_the_token_before_its_margin_is_used() {
+fn every_heartbeat_answers_with_a_renewed_token_bound_to_its_nonce() {
     let s = Server::start();
-    // An hourly heartbeat makes the 12 hours before renewal a dozen beats.
+    // An hourly heartbeat makes the 12 hours before an audited renewal a dozen beats.
     let (license, key) = s.license("pro", json!({"heartbeat_interval": 3600}));
+    let ttl = 2 * 3600 + 60;
     let (_, v) = acquire(&s, &key, "hw");
     let sid = v["session_id"].as_str().unwrap().to_string();
-    let first_exp = s.jwks().verify(v["license"].as_str().unwrap()).unwrap().exp;
-    let mut renewed_at = None;
+    let first = s.jwks().verify(v["license"].as_str().unwrap()).unwrap();
+    assert_eq!(first.exp, NOW + 7 * DAY + ttl, "the grace and one TTL");
+    assert_eq!(first.grace_seconds, Some(7 * DAY), "the grace is signed");
+    assert_eq!(first.src.as_deref(), Some("seat"));
+    let renews = |s: &Server| {
+        audit_types(s, &license)
+            .iter()
+            .filter(|t| *t == "renew")
+            .count()
+    };
     for hour in 1..=14 {
         s.advance(3600);
-        let (status, v) = heartbeat(&s, &key, &sid);
+        let nonce = format!("{hour:032x}");
+        let (status, v) = s.json(
+            "PUT",
+            paths::HEARTBEAT,
+            Some(&key),
+            json!({"session_id": sid, "nonce": nonce}),
+        );
         assert_eq!(status, 200, "hour {hour}: {v}");
         assert_eq!(v["heartbeat_interval"], 3600);
-        if let Some(jwt) = v["license"].as_str() {
-            let c = s.jwks().verify(jwt).unwrap();
-            assert!(c.exp > first_exp);
-            assert_eq!(c.sid.as_deref(), Some(sid.as_str()));
-            assert_eq!(c.hwid.as_deref(), Some("hw"));
-            renewed_at.get_or_insert(hour);
-        }
+        let c = s.jwks().verify(v["license"].as_str().unwrap()).unwrap();
+        assert_eq!(c.sid.as_deref(), Some(sid.as_str()));
+        assert_eq!(c.hwid.as_deref(), Some("hw"));
+        assert_eq!(c.nonce.as_deref(), Some(nonce.as_str()), "hour {hour}");
+        assert_eq!(c.iat, Some(NOW + hour * 3600));
+        assert_eq!(c.exp, NOW + hour * 3600 + 7 * DAY + ttl);
+        assert_eq!(c.grace_seconds, Some(7 * DAY));
+        assert_eq!(renews(&s), usize::from(hour >= 12), "hour {hour}");
     }
-    assert_eq!(
-        renewed_at,
-        Some(12),
-        "renewed once half the token lifetime is used"
-    );
-    assert!(audit_types(&s, &license).contains(&"renew".to_string()));
 
-    // A tier change reaches the engine at its next heartbeat.
+    // A tier change reaches the engine at its next heartbeat, and is recorded.
     s.admin(
         "POST",
         &format!("/admin/licenses/{license}/tier"),
         json!({"tier": "enterprise"}),
     );
+    s.advance(3600);
     let (_, v) = heartbeat(&s, &key, &sid);
     let c = s.jwks().verify(v["license"].as_str().unwrap()).unwrap();
     assert_eq!(c.tier, lic4es::Tier::Enterprise);
+    assert_eq!(renews(&s), 2);
+}
+
+/// One session's proofs must not feed several hosts behind a relay: a heartbeat sooner
+/// than half an interval after the last renewal (or the acquire) is `429
+/// heartbeat_too_soon` with `Retry-After`, audited, and renews nothing.
+#[test]
+fn a_heartbeat_sooner_than_half_an_interval_is_refused_and_audited() {
+    let s = Server::start();
+    let (license, key) = s.license("team", json!({"heartbeat_interval": 300}));
+    let (_, v) = acquire(&s, &key, "hw");
+    let sid = v["session_id"].as_str().unwrap().to_string();
+    s.advance(100);
+    let body = json!({"session_id": sid, "nonce": NONCE}).to_string();
+    let auth = format!("Bearer {key}");
+    let a = common::http::exchange(
+        s.port,
+        &format!("PUT {} HTTP/1.1", paths::HEARTBEAT),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", auth.as_str()),
+        ],
+        body.as_bytes(),
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(a.status, 429);
+    let v: Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(v["error"], "heartbeat_too_soon", "{v}");
+    assert!(
+        a.head.to_ascii_lowercase().contains("retry-after: 50\r\n"),
+        "{}",
+        a.head
+    );
+    let e = entry(&s, &license, "heartbeat_too_soon");
+    assert_eq!(e["session_id"], sid);
+    assert_eq!(e["hardware_id"], "hw");
+    // At half the interval it is taken.
+    s.advance(50);
+    assert_eq!(heartbeat(&s, &key, &sid).0, 200);
+    s.advance(149);
+    assert_eq!(heartbeat(&s, &key, &sid).0, 429);
+    s.advance(1);
+    assert_eq!(heartbeat(&s, &key, &sid).0, 200);
 }
 
 #[test]
@@ -415,7 +474,8 @@ fn key_lookups(s: &Server) -> u64 {
 #[test]
 fn heartbeats_reach_the_database_at_most_twice_a_second() {
     let s = Server::start();
-    let (_, key) = s.license("pro", json!({}));
+    // A 1-second interval: renewals may come back to back (half of it is 0 s).
+    let (_, key) = s.license("pro", json!({"heartbeat_interval": 1}));
     let (_, v) = acquire(&s, &key, "hw-1");
     let sid = v["session_id"].as_str().unwrap().to_string();
     let before = key_lookups(&s);
@@ -435,7 +495,7 @@ fn heartbeats_reach_the_database_at_most_twice_a_second() {
 #[test]
 fn a_revocation_through_the_admin_api_applies_at_once_on_its_instance() {
     let s = Server::start();
-    let (license, key) = s.license("pro", json!({}));
+    let (license, key) = s.license("pro", json!({"heartbeat_interval": 1}));
     let (_, v) = acquire(&s, &key, "hw-1");
     let sid = v["session_id"].as_str().unwrap().to_string();
     assert_eq!(heartbeat(&s, &key, &sid).0, 200, "cached now");

@@ -164,26 +164,25 @@ impl Shared {
     }
 
     /// A token just received must be valid now (not merely in grace), bound to this
-    /// engine, and answer this request's nonce.
+    /// engine, and answer this request's nonce: a token without it, or with another
+    /// request's, could be a replay of someone else's answer.
     pub(super) fn accept_token(&self, jwt: &str, nonce: &str) -> Result<Checked, Failure> {
-        match self.check_token(jwt) {
-            Ok(checked) if checked.standing != Standing::Valid => Err(Failure::Rejected(
+        let checked = self
+            .check_token(jwt)
+            .map_err(|e| Failure::Rejected(format!("the returned license was rejected: {e}")))?;
+        if checked.standing != Standing::Valid {
+            return Err(Failure::Rejected(
                 "the backend returned an expired license".into(),
+            ));
+        }
+        match checked.claims.nonce.as_deref() {
+            Some(n) if n == nonce => Ok(checked),
+            Some(_) => Err(Failure::Rejected(
+                "the returned license answers another request (nonce mismatch)".into(),
             )),
-            Ok(checked) if checked.claims.nonce.as_ref().is_some_and(|n| n != nonce) => {
-                Err(Failure::Rejected(
-                    "the returned license answers another request (nonce mismatch)".into(),
-                ))
-            }
-            Ok(checked) if self.config.require_nonce && checked.claims.nonce.is_none() => {
-                Err(Failure::Rejected(
-                    "the returned license carries no nonce (require-nonce is set)".into(),
-                ))
-            }
-            Ok(checked) => Ok(checked),
-            Err(e) => Err(Failure::Rejected(format!(
-                "the returned license was rejected: {e}"
-            ))),
+            None => Err(Failure::Rejected(
+                "the returned license carries no nonce, so it may answer another request".into(),
+            )),
         }
     }
 

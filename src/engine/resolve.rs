@@ -40,7 +40,11 @@ impl Shared {
 
         // 1. Static token.
         if let Some(token) = self.static_token(&mut out, &mut reasons) {
-            match self.check_token(&token) {
+            let checked = self.check_token(&token).and_then(|c| {
+                c.claims.check_static_use()?;
+                Ok(c)
+            });
+            match checked {
                 Ok(checked) => {
                     out.flush(&self.log);
                     self.adopt(token, checked, Source::Static, None);

@@ -389,21 +389,34 @@ impl Shared {
                         .map_err(Failure::from),
                     Err(e) => Err(e),
                 };
+                // A heartbeat counts only with its proof: the seat token renewed for this
+                // session, machine and nonce. A bare 200 could come from anything between
+                // the engine and the server.
                 let renewed = answer.and_then(|a| {
-                    let token = match &a.license {
-                        Some(jwt) => Some(self.seat_token(jwt, &nonce, Some(&session_id))?),
-                        None => None,
-                    };
+                    let jwt = a
+                        .license
+                        .as_deref()
+                        .map(str::trim)
+                        .filter(|j| !j.is_empty())
+                        .ok_or_else(|| {
+                            Failure::Rejected(
+                                "the heartbeat answer carries no renewed license, so nothing \
+                                 proves the license server holds the seat"
+                                    .into(),
+                            )
+                        })?;
+                    let token = self.seat_token(jwt, &nonce, Some(&session_id))?;
                     Ok((a.heartbeat_interval.map(heartbeat_ms_from_secs), token))
                 });
                 self.record_exchange(&req, &renewed);
                 match renewed {
-                    Ok((heartbeat_ms, token)) => Exchanged {
+                    Ok((heartbeat_ms, (jwt, checked))) => Exchanged {
                         event: Event::HeartbeatOk {
                             heartbeat_ms,
-                            token_until: token.as_ref().map(|(_, c)| self.until_ms(c)),
+                            token_until: self.until_ms(&checked),
+                            grace_ms: grace_ms(&checked),
                         },
-                        token: token.map(|(jwt, c)| (jwt, c, Source::Seat)),
+                        token: Some((jwt, checked, Source::Seat)),
                         result: Ok(()),
                         reason: None,
                     },
@@ -460,7 +473,9 @@ impl Shared {
         self.policy.end_of_grace(&c.claims).saturating_mul(1000)
     }
 
-    /// A seat token from the backend: acceptable, and naming the session it came with.
+    /// A seat token from the backend: acceptable, answering this request's nonce, and
+    /// for an online seat naming its session and this machine (section 4). An offline
+    /// plan's token (no session) is bound by its nonce alone.
     fn seat_token(
         &self,
         jwt: &str,
@@ -468,10 +483,15 @@ impl Shared {
         session_id: Option<&str>,
     ) -> Result<(String, Checked), Failure> {
         let checked = self.accept_token(jwt, nonce)?;
-        if let (Some(sid), Some(expected)) = (&checked.claims.sid, session_id) {
-            if sid != expected {
+        if let Some(expected) = session_id {
+            if checked.claims.sid.as_deref() != Some(expected) {
                 return Err(Failure::Rejected(
-                    "the returned license names another seat session".into(),
+                    "the returned license is not bound to this seat session (`sid`)".into(),
+                ));
+            }
+            if checked.claims.hwid.as_deref() != Some(self.hw().as_str()) {
+                return Err(Failure::Rejected(
+                    "the returned license is not bound to this machine (`hwid`)".into(),
                 ));
             }
         }
@@ -514,9 +534,11 @@ impl Shared {
         if let Some(m) = &a.message {
             self.log.info(&crate::log::clean(m));
         }
+        // The grace is the one the token signs; the answer's own `grace_period_*` is
+        // not signed and does not count.
         let grant = Grant {
             mode,
-            grace_ms: a.grace_seconds().saturating_mul(1000),
+            grace_ms: grace_ms(&checked),
             token_until: self.until_ms(&checked),
         };
         Ok((grant, jwt, checked))
@@ -548,11 +570,12 @@ impl Shared {
             },
             Err(f) => {
                 let reason = f.reason();
-                let (token_until, token) = self.fallback();
+                let (token_until, grace_ms, token) = self.fallback();
                 Exchanged {
                     event: Event::Unreachable {
                         reason: reason.clone(),
                         token_until,
+                        grace_ms,
                     },
                     token,
                     result: Err(reason.clone()),
@@ -562,28 +585,41 @@ impl Shared {
         }
     }
 
-    /// The token to work offline with when an acquire fails: the one in use, or at
-    /// init the cached one (section 9).
-    fn fallback(&self) -> (Option<i64>, Option<(String, Checked, Source)>) {
-        let in_use = lock(&self.state)
-            .current
-            .as_ref()
-            .map(|c| self.policy.end_of_grace(&c.claims).saturating_mul(1000));
-        if in_use.is_some() {
-            return (in_use, None);
+    /// The token to work offline with when an acquire fails, with the offline grace it
+    /// signs: the one in use, or at init the cached one (section 9).
+    fn fallback(&self) -> (Option<i64>, i64, Option<(String, Checked, Source)>) {
+        let in_use = lock(&self.state).current.as_ref().map(|c| {
+            (
+                self.policy.end_of_grace(&c.claims).saturating_mul(1000),
+                c.claims.grace_seconds.unwrap_or(0).saturating_mul(1000),
+            )
+        });
+        if let Some((until, grace)) = in_use {
+            return (Some(until), grace, None);
         }
         let mut reasons = Vec::new();
         match self.cached_token(Some("seat acquire failed"), &mut reasons) {
             Some((jwt, checked)) => (
                 Some(self.until_ms(&checked)),
+                grace_ms(&checked),
                 Some((jwt, checked, Source::Cache)),
             ),
             None => {
                 if !reasons.is_empty() {
                     self.log.log(Level::Debug, &reasons.join("; "));
                 }
-                (None, None)
+                (None, 0, None)
             }
         }
     }
+}
+
+/// The offline grace a seat token signs (`grace_seconds`), in milliseconds; none signed
+/// is none at all.
+fn grace_ms(c: &Checked) -> i64 {
+    c.claims
+        .grace_seconds
+        .unwrap_or(0)
+        .max(0)
+        .saturating_mul(1000)
 }

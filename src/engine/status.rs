@@ -36,8 +36,11 @@ pub struct SeatStatus {
     pub heartbeat_interval: Option<i64>,
     /// Consecutive heartbeat failures.
     pub heartbeat_failures: u32,
-    /// The last heartbeat answered (RFC 3339).
+    /// The last heartbeat answered with its proof, or the grant (RFC 3339).
     pub last_heartbeat: Option<String>,
+    /// The last proof that the server holds the seat: a grant or a heartbeat's renewed
+    /// token (RFC 3339). Online lasts a session's time to live past it.
+    pub last_proof_at: Option<String>,
     /// When offline mode was entered (RFC 3339).
     pub offline_since: Option<String>,
     /// When the offline grace ends (RFC 3339).
@@ -124,7 +127,6 @@ fn seat_mode_name(state: SeatState) -> &'static str {
 impl Shared {
     fn seat_status(&self, run: &SeatRun, now_ms: i64) -> SeatStatus {
         let m = &run.machine;
-        let offline = matches!(m.state(), SeatState::Offline | SeatState::Degraded);
         SeatStatus {
             state: m.state(),
             session_id: m.session_id().map(crate::log::clean),
@@ -132,8 +134,9 @@ impl Shared {
             heartbeat_interval: m.heartbeat_ms().map(|h| h / 1000),
             heartbeat_failures: m.heartbeat_failures(),
             last_heartbeat: m.last_heartbeat().map(rfc3339_millis),
+            last_proof_at: m.last_heartbeat().map(rfc3339_millis),
             offline_since: m.offline_since().map(rfc3339_millis),
-            grace_until: m.grace_until().filter(|_| offline).map(rfc3339_millis),
+            grace_until: m.grace_until().map(rfc3339_millis),
             next_reconnect_at: m.next_reconnect_at().map(rfc3339_millis),
             offline_cycles_30d: m.offline_cycles_30d(now_ms),
         }

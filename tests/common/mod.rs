@@ -255,6 +255,22 @@ impl Request {
     }
 }
 
+/// `jwt` (signed with the test key) with its `nonce` set to the one `req` carries: what
+/// a backend answers that request with.
+pub fn answering(req: &Request, jwt: &str) -> String {
+    let (_, mut claims) = lic4es::token::decode_unverified(jwt).unwrap();
+    claims["nonce"] = req.json()["nonce"].clone();
+    mint(&claims)
+}
+
+/// The claims of `jwt`, unverified, without its `nonce`: what two answers of one
+/// backend to two requests have in common.
+pub fn claims_of(jwt: &str) -> Value {
+    let (_, mut claims) = lic4es::token::decode_unverified(jwt).unwrap();
+    claims.as_object_mut().unwrap().remove("nonce");
+    claims
+}
+
 /// What the test backend answers.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -301,6 +317,12 @@ impl Reply {
                 message: message.into(),
             },
         )
+    }
+    /// A token answer to `req`: `jwt`'s claims, signed again with the request's nonce,
+    /// as the backend answers (the engine accepts no token that does not answer its
+    /// own request).
+    pub fn token_for(req: &Request, jwt: &str) -> Reply {
+        Reply::token(&answering(req, jwt))
     }
     pub fn token(jwt: &str) -> Reply {
         Reply::answer(

@@ -38,7 +38,8 @@ pub struct Inner {
     pub offline_plan: bool,
     /// Lifetime of the tokens issued.
     pub token_days: i64,
-    /// Heartbeats return a renewed token.
+    /// Heartbeats return their proof, a renewed token (a bare `200 {}` without: what a
+    /// relay answering heartbeats itself sends).
     pub renew: bool,
     /// Heartbeats announce this interval.
     pub new_interval: Option<i64>,
@@ -72,7 +73,7 @@ impl SeatFake {
                 heartbeat_secs: 300,
                 offline_plan: false,
                 token_days: 30,
-                renew: false,
+                renew: true,
                 new_interval: None,
                 retry_after: None,
                 other_hwid: None,
@@ -104,6 +105,12 @@ impl SeatFake {
         let mut c = claims(&i.tier, now + i.token_days * DAY);
         c["iat"] = Value::from(now);
         c["nonce"] = Value::from(nonce);
+        c["src"] = Value::from("seat");
+        c["grace_seconds"] = Value::from(if i.offline_plan {
+            0
+        } else {
+            i.grace_days * DAY
+        });
         if i.unbound {
             return mint(&c);
         }

@@ -18,6 +18,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// `message`.
     pub message: String,
+    /// Seconds for a `Retry-After` header, when the client should wait.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -27,6 +29,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -42,14 +45,19 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut resp = (
             self.status,
             Json(ErrorBody {
                 error: self.code.into(),
                 message: self.message,
             }),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }
 
@@ -70,6 +78,7 @@ pub fn status_of(e: &ServiceError) -> (StatusCode, &'static str) {
         E::SeatRequired { .. } => (StatusCode::FORBIDDEN, codes::SEAT_REQUIRED),
         E::NoSeats { .. } => (StatusCode::FORBIDDEN, codes::NO_SEATS_AVAILABLE),
         E::SessionGone => (StatusCode::GONE, codes::SESSION_GONE),
+        E::HeartbeatTooSoon { .. } => (StatusCode::TOO_MANY_REQUESTS, codes::HEARTBEAT_TOO_SOON),
         E::InvalidToken(_) => (StatusCode::UNAUTHORIZED, codes::INVALID_TOKEN),
         E::LicenseMismatch => (StatusCode::BAD_REQUEST, "license_mismatch"),
         E::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
@@ -83,7 +92,11 @@ pub fn status_of(e: &ServiceError) -> (StatusCode, &'static str) {
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         let (status, code) = status_of(&e);
-        ApiError::new(status, code, e.to_string())
+        let mut err = ApiError::new(status, code, e.to_string());
+        if let ServiceError::HeartbeatTooSoon { wait } = e {
+            err.retry_after = Some(wait.max(1) as u64);
+        }
+        err
     }
 }
 

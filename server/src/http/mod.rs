@@ -233,14 +233,26 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
+/// Every `X-Forwarded-For` line of a request as one list, in order: several header lines
+/// are one list (RFC 9110), and reading only the first would let a client put its own
+/// line after a proxy's and choose its address. A line that is not text is a hop that is
+/// not an address.
+pub fn forwarded_for(headers: &HeaderMap) -> Option<String> {
+    let mut lines = headers.get_all("x-forwarded-for").iter().peekable();
+    lines.peek()?;
+    Some(
+        lines
+            .map(|v| v.to_str().unwrap_or("not-an-address"))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
 /// Names the request's client ([`ClientAddr`]) once, for every handler.
 async fn find_client(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
-        let forwarded = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        let client = ClientAddr::of(peer, forwarded, &s.proxies);
+        let forwarded = forwarded_for(req.headers());
+        let client = ClientAddr::of(peer, forwarded.as_deref(), &s.proxies);
         req.extensions_mut().insert(client);
     }
     next.run(req).await
@@ -639,6 +651,35 @@ mod tests {
             "10.1.2.3:80",
             "no trusted proxies: the header is ignored"
         );
+    }
+
+    #[test]
+    fn every_forwarded_line_counts_so_a_client_cannot_append_its_own() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer: SocketAddr = "10.1.2.3:80".parse().unwrap();
+        let mut h = HeaderMap::new();
+        // The client sends its own line; the proxy appends the address it saw on another.
+        h.append("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        h.append("x-forwarded-for", "198.51.100.1".parse().unwrap());
+        let xff = forwarded_for(&h);
+        assert_eq!(xff.as_deref(), Some("6.6.6.6,198.51.100.1"));
+        assert_eq!(
+            ClientAddr::of(peer, xff.as_deref(), &trusted).to_string(),
+            "198.51.100.1"
+        );
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", "198.51.100.1".parse().unwrap());
+        h.append(
+            "x-forwarded-for",
+            axum::http::HeaderValue::from_bytes(b"\xff").unwrap(),
+        );
+        let xff = forwarded_for(&h);
+        assert_eq!(
+            ClientAddr::of(peer, xff.as_deref(), &trusted).to_string(),
+            "10.1.2.3:80",
+            "a hop that is not an address ends what can be trusted"
+        );
+        assert_eq!(forwarded_for(&HeaderMap::new()), None);
     }
 
     #[test]

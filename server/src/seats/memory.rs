@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use lic4es::clock::Clock;
 
 use super::{
-    Acquired, LicenseUsage, NewSession, Page, Replace, SeatFuture, SeatStore, Session,
+    Acquired, Beat, LicenseUsage, NewSession, Page, Replace, SeatFuture, SeatStore, Session,
     SessionCursor, SessionQuery, Summary, Usage,
 };
 
@@ -187,20 +187,25 @@ impl SeatStore for MemorySeats {
         &'a self,
         session_id: &'a str,
         license: &'a str,
-    ) -> SeatFuture<'a, Option<Session>> {
+        min_gap: i64,
+    ) -> SeatFuture<'a, Option<Beat>> {
         let (now, mut inner) = self.now_inner();
-        let alive = inner
+        let found = inner
             .sessions
             .get(session_id)
-            .is_some_and(|s| s.online() && s.license == license);
-        let out = if alive {
-            inner.remove(session_id).map(|mut s| {
+            .filter(|s| s.online() && s.license == license)
+            .cloned();
+        let out = match found {
+            None => None,
+            Some(s) if now - s.last_seen < min_gap => Some(Beat::TooSoon {
+                wait: s.last_seen + min_gap - now,
+                session: s,
+            }),
+            Some(_) => inner.remove(session_id).map(|mut s| {
                 s.last_seen = now;
                 inner.insert(s.clone());
-                s
-            })
-        } else {
-            None
+                Beat::Kept(s)
+            }),
         };
         Box::pin(ready(Ok(out)))
     }

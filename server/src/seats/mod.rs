@@ -237,6 +237,20 @@ pub enum Acquired {
     },
 }
 
+/// What a heartbeat found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Beat {
+    /// The session is kept; as it stands now.
+    Kept(Session),
+    /// The session was renewed less than the minimum spacing ago: not kept again.
+    TooSoon {
+        /// The session, as it stands.
+        session: Session,
+        /// Seconds until a heartbeat is taken again.
+        wait: i64,
+    },
+}
+
 /// Why the seat store could not answer. Never a grant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SeatError {
@@ -257,13 +271,15 @@ pub trait SeatStore: Send + Sync {
     /// Grants `new` while fewer than `new.limit` sessions of its license are online;
     /// first ends `replace` (when it is a session of the same license and hardware id).
     fn acquire(&self, new: NewSession, replace: Option<Replace>) -> SeatFuture<'_, Acquired>;
-    /// Records a heartbeat of an online session of `license`; `None` when the session is
+    /// Records a heartbeat of an online session of `license`, unless its last one (or
+    /// its acquire) was less than `min_gap` seconds ago; `None` when the session is
     /// unknown, lapsed, kicked, or of another license.
     fn heartbeat<'a>(
         &'a self,
         session_id: &'a str,
         license: &'a str,
-    ) -> SeatFuture<'a, Option<Session>>;
+        min_gap: i64,
+    ) -> SeatFuture<'a, Option<Beat>>;
     /// Records the token just issued to a session.
     fn renewed<'a>(
         &'a self,

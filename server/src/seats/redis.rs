@@ -44,8 +44,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
 use super::{
-    Acquired, LicenseUsage, NewSession, Page, Replace, SeatError, SeatFuture, SeatStore, Session,
-    SessionCursor, SessionQuery, SessionState, Summary, Usage,
+    Acquired, Beat, LicenseUsage, NewSession, Page, Replace, SeatError, SeatFuture, SeatStore,
+    Session, SessionCursor, SessionQuery, SessionState, Summary, Usage,
 };
 
 /// Due sessions lapsed per call; the rest wait for the next call (the online count does
@@ -189,7 +189,9 @@ end
 return {'granted', enc, ended}
 "#;
 
-/// ARGV: time source, lapse cap, budget, session id.
+/// ARGV: time source, lapse cap, budget, session id, the shortest spacing of renewals
+/// (seconds). A heartbeat sooner than that after the last one answers `soon:<wait>:` and
+/// the session, unchanged.
 const HEARTBEAT: &str = r#"
 local now = now_secs()
 reap(now, tonumber(ARGV[3]))
@@ -202,6 +204,10 @@ if not raw then
   return ''
 end
 local s = cjson.decode(raw)
+local gap = tonumber(ARGV[5])
+if now - s.seen < gap then
+  return 'soon:' .. (s.seen + gap - now) .. ':' .. raw
+end
 s.seen = now
 local enc = cjson.encode(s)
 redis.call('HSET', SESS, s.id, enc)
@@ -1104,23 +1110,6 @@ impl RedisSeats {
         Ok(())
     }
 
-    /// Runs a script that takes one session id and answers that session (or nothing).
-    async fn on_session(
-        &self,
-        script: &Script,
-        license: &str,
-        session_id: &str,
-    ) -> Result<Option<Session>, SeatError> {
-        let raw: String = self
-            .run(
-                script,
-                license,
-                &[REAP_BUDGET.to_string(), session_id.to_string()],
-            )
-            .await?;
-        parse(&raw)
-    }
-
     /// The license a session was granted under, from the index.
     async fn license_of(&self, session_id: &str) -> Result<Option<String>, SeatError> {
         self.move_old_sessions().await?;
@@ -1237,8 +1226,28 @@ impl SeatStore for RedisSeats {
         &'a self,
         session_id: &'a str,
         license: &'a str,
-    ) -> SeatFuture<'a, Option<Session>> {
-        Box::pin(self.on_session(&HEARTBEAT_SCRIPT, license, session_id))
+        min_gap: i64,
+    ) -> SeatFuture<'a, Option<Beat>> {
+        Box::pin(async move {
+            let args = [
+                REAP_BUDGET.to_string(),
+                session_id.to_string(),
+                min_gap.to_string(),
+            ];
+            let raw: String = self.run(&HEARTBEAT_SCRIPT, license, &args).await?;
+            match raw.strip_prefix("soon:") {
+                Some(rest) => {
+                    let (wait, session) = rest.split_once(':').ok_or_else(|| {
+                        SeatError::Corrupt(format!("redis: unexpected heartbeat answer `{raw}`"))
+                    })?;
+                    let wait = wait.parse::<i64>().map_err(|_| {
+                        SeatError::Corrupt(format!("redis: unexpected heartbeat answer `{raw}`"))
+                    })?;
+                    Ok(parse(session)?.map(|session| Beat::TooSoon { session, wait }))
+                }
+                None => Ok(parse(&raw)?.map(Beat::Kept)),
+            }
+        })
     }
 
     fn renewed<'a>(

@@ -78,6 +78,12 @@ pub enum ServiceError {
         /// Seats.
         limit: u32,
     },
+    /// A heartbeat came sooner than half an interval after the session's last renewal.
+    #[error("a heartbeat came {wait} s too soon: a session is renewed at most once per half heartbeat interval")]
+    HeartbeatTooSoon {
+        /// Seconds until a heartbeat is taken again.
+        wait: i64,
+    },
     /// The session is not known (lapsed, kicked, released or never granted).
     #[error("the session is not known (lapsed, kicked or never granted); acquire a new seat")]
     SessionGone,

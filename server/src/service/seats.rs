@@ -5,7 +5,7 @@ use lic4es::protocol::{AcquireAnswer, HeartbeatAnswer, SeatMode};
 
 use crate::app::AppState;
 use crate::config::{Effective, Serving};
-use crate::seats::{Acquired, NewSession, Replace, Session};
+use crate::seats::{Acquired, Beat, NewSession, Replace, Session};
 use crate::store::{AuditEvent, AuditKind, License, OfflinePeriod};
 
 use super::audit::{self, seat_event};
@@ -40,13 +40,11 @@ pub struct Report {
 /// never past the token).
 pub const SEAT_TOKEN_GRACE_DAYS: i64 = 0;
 
-/// How long a seat token runs from its issue: its lifetime plus the offline grace plus
-/// the session TTL, so an engine that loses contact keeps a valid token for its whole
-/// grace.
+/// How long a seat token runs from its issue: the offline grace plus the session TTL, and
+/// no longer. A seat that loses contact keeps a valid token for its whole grace; an
+/// online-only seat's lives one TTL; every heartbeat renews it.
 pub fn seat_token_life(p: &Effective<'_>) -> i64 {
-    p.token_lifetime
-        .saturating_add(p.grace_secs())
-        .saturating_add(p.session_ttl())
+    p.grace_secs().saturating_add(p.session_ttl())
 }
 
 /// When a seat token issued at `now` for `lic` runs out.
@@ -54,16 +52,40 @@ fn seat_token_exp(p: &Effective<'_>, lic: &License, now: i64) -> i64 {
     now.saturating_add(seat_token_life(p)).min(lic.expires_at)
 }
 
-/// The `exp` of the token a heartbeat at `now` renews the session's to, if it renews:
-/// at once when the license's tier changed; else once less than the margin (the grace,
-/// the TTL and half a lifetime) is left, if a new token would run longer (never past
-/// the license's end).
-pub fn renewal_due(p: &Effective<'_>, session: &Session, lic: &License, now: i64) -> Option<i64> {
-    let margin = p.grace_secs() + p.session_ttl() + p.token_lifetime / 2;
-    let next_exp = seat_token_exp(p, lic, now);
-    let due = session.tier != lic.tier
-        || (session.token_exp - now <= margin && next_exp > session.token_exp);
-    due.then_some(next_exp)
+/// What goes into a seat token besides the license: bound to its session, machine and
+/// request, with the seat's offline grace signed.
+fn seat_token_spec<'a>(
+    p: &Effective<'_>,
+    exp: i64,
+    session: &'a Session,
+    nonce: Option<&'a str>,
+) -> TokenSpec<'a> {
+    TokenSpec {
+        src: lic4es::token::src::SEAT,
+        nonce,
+        lifetime: Lifetime::Until(exp),
+        sid: Some(&session.id),
+        hwid: Some(&session.hardware_id),
+        grace_days: Some(SEAT_TOKEN_GRACE_DAYS),
+        grace_seconds: Some(p.grace_secs()),
+        ..TokenSpec::default()
+    }
+}
+
+/// Whether the renewed token a heartbeat at `now` answers with is recorded in the audit
+/// trail: when it grants another tier than the session's last one, and once per half a
+/// token lifetime (the tier's `token-lifetime-hours`) since the last recorded one. The
+/// proofs in between, one per heartbeat, only prolong what was recorded.
+pub fn renewal_audited(p: &Effective<'_>, session: &Session, lic: &License, now: i64) -> bool {
+    let recorded_at = session.token_exp.saturating_sub(seat_token_life(p));
+    session.tier != lic.tier || now.saturating_sub(recorded_at) >= p.token_lifetime / 2
+}
+
+/// The shortest spacing of a session's renewals, in seconds: half its heartbeat interval.
+/// An earlier heartbeat is `429 heartbeat_too_soon`, so one session's proofs cannot feed
+/// several hosts behind a relay.
+pub fn min_heartbeat_gap(p: &Effective<'_>) -> i64 {
+    (p.heartbeat_interval as i64) / 2
 }
 
 /// The start of a reported offline period, within what can be true: not before `floor`
@@ -255,14 +277,7 @@ pub async fn grant(
     let issued = tokens::issue(
         s,
         lic,
-        TokenSpec {
-            nonce: who.nonce.as_deref(),
-            lifetime: Lifetime::Until(token_exp),
-            sid: Some(&session.id),
-            hwid: Some(&who.hardware_id),
-            grace_days: Some(SEAT_TOKEN_GRACE_DAYS),
-            ..TokenSpec::default()
-        },
+        seat_token_spec(&p, token_exp, &session, who.nonce.as_deref()),
     );
     let (jwt, _) = match issued {
         Ok(t) => t,
@@ -309,19 +324,21 @@ async fn offline_plan(
         e.detail = Some(detail);
         audit::record(s, e).await;
     }
-    let (jwt, _) = tokens::issue(
-        s,
-        lic,
-        TokenSpec {
-            nonce: who.nonce.as_deref(),
-            hwid: Some(&who.hardware_id),
-            ..TokenSpec::default()
-        },
-    )?;
     let grace_period_days = match serving {
         Serving::Uncounted => p.offline_grace_days as i64,
         _ => 0,
     };
+    let (jwt, _) = tokens::issue(
+        s,
+        lic,
+        TokenSpec {
+            src: lic4es::token::src::SEAT,
+            nonce: who.nonce.as_deref(),
+            hwid: Some(&who.hardware_id),
+            grace_seconds: Some(grace_period_days.saturating_mul(86_400)),
+            ..TokenSpec::default()
+        },
+    )?;
     Ok(AcquireAnswer {
         mode: SeatMode::Offline,
         session_id: None,
@@ -345,9 +362,11 @@ async fn undo_grant(s: &AppState, session: &Session) {
     }
 }
 
-/// Keeps the seat of `session_id`; renews its token when [`renewal_due`]. A renewal is a
-/// grant too: without its audit entry the seat is kept but the token is not renewed
-/// (the next heartbeat tries again).
+/// Keeps the seat of `session_id` and answers with its proof: the seat token renewed for
+/// this session, machine and request's nonce, running the grace and a TTL from now. A
+/// heartbeat sooner than [`min_heartbeat_gap`] after the last renewal is refused (and
+/// audited). A renewal that [`renewal_audited`] names is a grant: without its audit entry
+/// no token is given (the engine counts a failed heartbeat and holds its tier).
 pub async fn heartbeat(
     s: &AppState,
     lic: &License,
@@ -355,36 +374,36 @@ pub async fn heartbeat(
     nonce: Option<&str>,
     source: &str,
 ) -> ServiceResult<HeartbeatAnswer> {
-    let session = s
-        .seats
-        .heartbeat(session_id, &lic.id)
-        .await?
-        .ok_or(ServiceError::SessionGone)?;
     let p = tokens::policy(s, lic)?;
+    let session = match s
+        .seats
+        .heartbeat(session_id, &lic.id, min_heartbeat_gap(&p))
+        .await?
+        .ok_or(ServiceError::SessionGone)?
+    {
+        Beat::Kept(session) => session,
+        Beat::TooSoon { session, wait } => {
+            let mut e = seat_event(s, AuditKind::TooSoon, &session, Some(source));
+            e.detail = Some(format!(
+                "heartbeat {} s after the last renewal; at most one per {} s",
+                min_heartbeat_gap(&p) - wait,
+                min_heartbeat_gap(&p)
+            ));
+            audit::record(s, e).await;
+            return Err(ServiceError::HeartbeatTooSoon { wait });
+        }
+    };
     let now = s.now();
-    let mut license = None;
-    if let Some(next_exp) = renewal_due(&p, &session, lic, now) {
-        let (jwt, exp) = tokens::issue(
-            s,
-            lic,
-            TokenSpec {
-                nonce,
-                lifetime: Lifetime::Until(next_exp),
-                sid: Some(&session.id),
-                hwid: Some(&session.hardware_id),
-                grace_days: Some(SEAT_TOKEN_GRACE_DAYS),
-                ..TokenSpec::default()
-            },
-        )?;
+    let exp = seat_token_exp(&p, lic, now);
+    let (jwt, exp) = tokens::issue(s, lic, seat_token_spec(&p, exp, &session, nonce))?;
+    if renewal_audited(&p, &session, lic, now) {
         let mut e = seat_event(s, AuditKind::Renew, &session, Some(source));
         e.detail = Some(format!("tier {}", lic.tier));
-        if audit::required(s, e).await.is_ok() {
-            s.seats.renewed(&session.id, &lic.tier, exp).await?;
-            license = Some(jwt);
-        }
+        audit::required(s, e).await?;
+        s.seats.renewed(&session.id, &lic.tier, exp).await?;
     }
     Ok(HeartbeatAnswer {
-        license,
+        license: Some(jwt),
         heartbeat_interval: Some(p.heartbeat_interval as i64),
     })
 }
@@ -422,7 +441,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_token_is_renewed_on_a_tier_change_or_inside_its_margin() {
+    fn a_renewal_is_audited_on_a_tier_change_and_once_per_half_a_token_lifetime() {
         let config = crate::config::ServerConfig::default();
         let lic = License {
             id: "l".into(),
@@ -432,35 +451,33 @@ mod tests {
         };
         let p = config.effective(&lic).unwrap();
         let now = 1_000_000;
-        let margin = p.grace_secs() + p.session_ttl() + p.token_lifetime / 2;
         let life = seat_token_life(&p);
-        let session = |tier: &str, token_exp: i64| Session {
+        let half = p.token_lifetime / 2;
+        // The token recorded at `t` runs to `t + life`.
+        let session = |tier: &str, recorded_at: i64| Session {
             tier: tier.into(),
-            token_exp,
+            token_exp: recorded_at + life,
             ..Session::default()
         };
-        // (session's tier, its token's exp, license's expiry, renewed)
+        // (session's tier, when its token was recorded, audited)
         let cases = [
-            ("team", now + life, 10_000_000, false),
-            ("team", now + margin + 1, 10_000_000, false),
-            ("team", now + margin, 10_000_000, true),
-            ("team", now + 10, 10_000_000, true),
-            ("pro", now + life, 10_000_000, true),
-            // A new token would run no longer: the license ends first.
-            ("team", now + 10, now + 10, false),
-            ("pro", now + 10, now + 10, true),
+            ("team", now, false),
+            ("team", now - 300, false),
+            ("team", now - half + 1, false),
+            ("team", now - half, true),
+            ("team", now - 10 * half, true),
+            ("pro", now, true),
         ];
-        for (tier, exp, lic_end, want) in cases {
-            let lic = License {
-                expires_at: lic_end,
-                ..lic.clone()
-            };
+        for (tier, at, want) in cases {
             assert_eq!(
-                renewal_due(&p, &session(tier, exp), &lic, now).is_some(),
+                renewal_audited(&p, &session(tier, at), &lic, now),
                 want,
-                "{tier} {exp} {lic_end}"
+                "{tier} {at}"
             );
         }
+        // The token itself runs the grace and one TTL, no lifetime on top.
+        assert_eq!(life, p.grace_secs() + p.session_ttl());
+        assert_eq!(min_heartbeat_gap(&p), p.heartbeat_interval as i64 / 2);
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub enum Lifetime {
 /// What goes into a token besides the license.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenSpec<'a> {
+    /// How it is issued (`src`, one of `lic4es::token::src`): an engine refuses a token
+    /// issued in answer to a request as a static key.
+    pub src: &'a str,
     /// The request's nonce, echoed.
     pub nonce: Option<&'a str>,
     /// Where a static token is refreshed.
@@ -37,17 +40,21 @@ pub struct TokenSpec<'a> {
     pub hwid: Option<&'a str>,
     /// The longest grace an engine may give the token after its `exp`, in days.
     pub grace_days: Option<i64>,
+    /// Seat tokens: the offline grace of the seat, signed, in seconds.
+    pub grace_seconds: Option<i64>,
 }
 
 impl Default for TokenSpec<'_> {
     fn default() -> Self {
         TokenSpec {
+            src: lic4es::token::src::API_KEY,
             nonce: None,
             refresh_url: None,
             lifetime: Lifetime::Short,
             sid: None,
             hwid: None,
             grace_days: None,
+            grace_seconds: None,
         }
     }
 }
@@ -84,6 +91,11 @@ struct IssuedClaims<'a> {
     hwid: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     grace_days: Option<i64>,
+    src: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grace_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lic_exp: Option<i64>,
 }
 
 /// Signs a token for `lic`; returns it with its `exp`.
@@ -114,6 +126,11 @@ pub fn issue(s: &AppState, lic: &License, spec: TokenSpec<'_>) -> ServiceResult<
         sid: spec.sid,
         hwid: spec.hwid,
         grace_days: spec.grace_days,
+        src: spec.src,
+        grace_seconds: spec.grace_seconds,
+        // The license's own end, when the token ends sooner: what a person reads as
+        // "expires".
+        lic_exp: (exp < lic.expires_at).then_some(lic.expires_at),
     };
     let jwt = s.key.sign(&claims).map_err(ServiceError::Signing)?;
     s.metrics.token_issued(&lic.tier);
@@ -142,6 +159,7 @@ pub fn issue_static(
         s,
         lic,
         TokenSpec {
+            src: lic4es::token::src::STATIC,
             refresh_url: url.as_deref(),
             lifetime: Lifetime::LicenseEnd,
             ..TokenSpec::default()
@@ -246,6 +264,7 @@ pub async fn refresh(
         s,
         &lic,
         TokenSpec {
+            src: lic4es::token::src::REFRESH,
             nonce: Some(&client.nonce),
             refresh_url: claims.refresh_url.as_deref(),
             lifetime: Lifetime::LicenseEnd,

@@ -164,8 +164,12 @@ pub enum AuditKind {
     Acquire,
     /// `refused`: an acquire refused: every seat in use.
     Refused,
-    /// `renew`: a heartbeat that renewed the token.
+    /// `renew`: a heartbeat whose renewed token is recorded (a new tier, or the first
+    /// of half a token lifetime).
     Renew,
+    /// `heartbeat_too_soon`: a heartbeat refused, sooner than half an interval after the
+    /// session's last renewal.
+    TooSoon,
     /// `lapse`: a session not heard from within its TTL, now offline.
     Lapse,
     /// `reconnect`: a reconnect that ended the previous session.
@@ -196,10 +200,11 @@ pub enum AuditKind {
 
 impl AuditKind {
     /// Every kind this server writes.
-    pub const ALL: [AuditKind; 15] = [
+    pub const ALL: [AuditKind; 16] = [
         AuditKind::Acquire,
         AuditKind::Refused,
         AuditKind::Renew,
+        AuditKind::TooSoon,
         AuditKind::Lapse,
         AuditKind::Reconnect,
         AuditKind::Release,
@@ -220,6 +225,7 @@ impl AuditKind {
             AuditKind::Acquire => "acquire",
             AuditKind::Refused => "refused",
             AuditKind::Renew => "renew",
+            AuditKind::TooSoon => "heartbeat_too_soon",
             AuditKind::Lapse => "lapse",
             AuditKind::Reconnect => "reconnect",
             AuditKind::Release => "release",
