@@ -4,6 +4,9 @@ use std::env;
 use std::fs;
 use std::path::PathBuf;
 
+/// The state key of builds that set none (`LIC4ES_STATE_KEY`).
+const DEFAULT_STATE_KEY: &str = "lic4es-default-state-key-2026";
+
 fn main() {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
@@ -28,6 +31,21 @@ fn main() {
         _ => String::new(),
     };
     fs::write(out.join("builtin_public_keys.json"), keys).expect("write builtin keys");
+
+    // The key `state.json` is sealed with: a vendor sets its own, so that a state sealed
+    // by another vendor's build (or this project's) does not verify in theirs.
+    println!("cargo:rerun-if-env-changed=LIC4ES_STATE_KEY");
+    let state_key = match env::var("LIC4ES_STATE_KEY") {
+        Ok(k) if !k.trim().is_empty() => {
+            assert!(
+                k.trim().len() >= 16,
+                "LIC4ES_STATE_KEY must be at least 16 characters"
+            );
+            k.trim().to_string()
+        }
+        _ => DEFAULT_STATE_KEY.to_string(),
+    };
+    fs::write(out.join("builtin_state_key.txt"), state_key).expect("write state key");
 
     // The vendor's Community entitlements, likewise: an operator's config may narrow them
     // and never widen them. Unset: SoftClient4ES's own (src/config.rs).

@@ -1,4 +1,10 @@
-//! `state.json`: the seat record (and, later, the clock mark) under `cache-dir`.
+//! `state.json`: the seat record and the clock mark under `cache-dir`, sealed.
+//!
+//! The file carries a MAC (HMAC-SHA256 over its content) keyed from a key built into the
+//! library (a vendor sets its own with `LIC4ES_STATE_KEY` at build time) and the engine's
+//! hardware id ([`Seal`]): a state edited by hand, or copied from another machine, does
+//! not verify, and is never written over until the license server has answered (see the
+//! engine), so deleting or garbling it cannot launder it into a fresh one.
 //!
 //! This module is the file's only owner. Every change is a read-modify-write under an
 //! advisory lock (`flock` on `state.lock` beside it) followed by an atomic replace, so
@@ -40,6 +46,73 @@ const LOCK_WAIT: Duration = Duration::from_secs(2);
 /// Offline periods older than this are forgotten even if their process never came back.
 const SLOT_MAX_AGE_MS: i64 = 90 * 86_400_000;
 
+/// The key sealed states are keyed from, built in (`LIC4ES_STATE_KEY` at build time; the
+/// project's own when unset).
+const BUILTIN_STATE_KEY: &str = include_str!(concat!(env!("OUT_DIR"), "/builtin_state_key.txt"));
+
+/// What seals `state.json` to this library and this machine: a key derived from the
+/// built-in state key and the engine's hardware id.
+#[derive(Clone)]
+pub struct Seal {
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for Seal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Seal(..)")
+    }
+}
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+impl Seal {
+    /// The seal of this library's built-in key for `hardware_id`.
+    pub fn new(hardware_id: &str) -> Seal {
+        Self::with_key(BUILTIN_STATE_KEY.trim().as_bytes(), hardware_id)
+    }
+
+    /// The seal of `state_key` for `hardware_id`.
+    pub fn with_key(state_key: &[u8], hardware_id: &str) -> Seal {
+        use hmac::Mac;
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(state_key).expect("HMAC takes any key");
+        mac.update(b"lic4es state.json v1\0");
+        mac.update(hardware_id.as_bytes());
+        Seal {
+            key: mac.finalize().into_bytes().into(),
+        }
+    }
+
+    /// The MAC of `doc` (its `mac` field aside), hex.
+    fn mac(&self, doc: &StateDoc) -> String {
+        use hmac::Mac;
+        let unsealed = StateDoc {
+            mac: None,
+            ..doc.clone()
+        };
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.key).expect("HMAC takes any key");
+        mac.update(&serde_json::to_vec(&unsealed).unwrap_or_default());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Seals `doc`: sets its `mac`.
+    pub fn seal(&self, doc: &mut StateDoc) {
+        doc.mac = Some(self.mac(doc));
+    }
+
+    /// Whether `doc` carries this seal; why not.
+    pub fn verify(&self, doc: &StateDoc) -> Result<(), &'static str> {
+        use subtle::ConstantTimeEq;
+        let Some(given) = doc.mac.as_deref() else {
+            return Err("it is not sealed");
+        };
+        if bool::from(given.as_bytes().ct_eq(self.mac(doc).as_bytes())) {
+            Ok(())
+        } else {
+            Err("its seal does not match its content on this machine")
+        }
+    }
+}
+
 /// Why the state file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -57,6 +130,10 @@ pub enum StateError {
         /// Why.
         reason: String,
     },
+    /// The file is there but does not verify (unsealed, edited, copied, malformed): it is
+    /// neither trusted nor written over.
+    #[error("state.json does not verify: {0}")]
+    Tampered(String),
 }
 
 /// The document on disk.
@@ -74,6 +151,9 @@ pub struct StateDoc {
     /// Fields of other versions, kept untouched.
     #[serde(flatten)]
     pub other: Map<String, Value>,
+    /// The seal ([`Seal`]): HMAC-SHA256 of the rest, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 impl StateDoc {
@@ -170,14 +250,13 @@ pub struct Claim {
     pub slot: String,
     /// The seat memory to start from.
     pub memory: SeatMemory,
-    /// Why the file on disk was discarded (unreadable or malformed), if it was.
-    pub discarded: Option<String>,
 }
 
 /// The state file of one `cache-dir`.
 #[derive(Debug, Clone)]
 pub struct StateFile {
     cache: CacheDir,
+    seal: Seal,
 }
 
 /// Slot owners by lock files under `cache-dir`. A lock this engine took stays here
@@ -215,28 +294,59 @@ fn secs_to_ms(s: Option<i64>) -> Option<i64> {
 }
 
 impl StateFile {
-    /// The state file under `cache`.
-    pub fn new(cache: CacheDir) -> StateFile {
-        StateFile { cache }
+    /// The state file under `cache`, sealed with `seal`.
+    pub fn new(cache: CacheDir, seal: Seal) -> StateFile {
+        StateFile { cache, seal }
     }
 
-    /// Reads the document; a missing file is an empty document. A file that is not
-    /// valid JSON of the right shape is an error (the caller logs it and starts empty).
+    /// Reads the document, `None` when there is no file. A file that cannot be read,
+    /// is not a document of the right shape, or does not carry this machine's seal is
+    /// [`StateError::Tampered`].
+    pub fn read_present(&self) -> Result<Option<StateDoc>, StateError> {
+        let text = match self.cache.read(STATE_FILE) {
+            Ok(None) => return Ok(None),
+            Ok(Some(text)) => text,
+            Err(e) => return Err(StateError::Tampered(e.to_string())),
+        };
+        let doc = StateDoc::parse(&text)
+            .map_err(|why| StateError::Tampered(format!("not a state document ({why})")))?;
+        self.seal
+            .verify(&doc)
+            .map_err(|why| StateError::Tampered(why.into()))?;
+        Ok(Some(doc))
+    }
+
+    /// Whether there is a state file (of any kind) at all.
+    pub fn present(&self) -> bool {
+        std::fs::symlink_metadata(self.cache.path(STATE_FILE)).is_ok()
+    }
+
+    /// Reads the document; a missing file is an empty document.
     pub fn read(&self) -> Result<StateDoc, StateError> {
-        match self.cache.read(STATE_FILE)? {
-            None => Ok(StateDoc::default()),
-            Some(text) => StateDoc::parse(&text).map_err(|reason| {
-                StateError::Read(ReadError::Malformed {
-                    path: self.cache.path(STATE_FILE),
-                    reason,
-                })
-            }),
-        }
+        Ok(self.read_present()?.unwrap_or_default())
     }
 
-    /// The persisted clock mark (ms), when the file holds a readable one.
-    pub fn read_mark(&self) -> Result<Option<i64>, StateError> {
-        Ok(self.read()?.clock.and_then(|c| c.mark()))
+    /// Replaces the file with a fresh sealed document holding `mark` and nothing else:
+    /// after a state that did not verify, once the license server has answered.
+    pub fn reset(&self, mark: i64) -> Result<(), StateError> {
+        self.cache.ensure()?;
+        let _lock = self.lock()?;
+        let mut doc = StateDoc {
+            clock: Some(ClockDisk {
+                high_water_mark: Some(rfc3339_millis(mark)),
+                ..ClockDisk::default()
+            }),
+            ..StateDoc::default()
+        };
+        self.write_doc(&mut doc)
+    }
+
+    fn write_doc(&self, doc: &mut StateDoc) -> Result<(), StateError> {
+        doc.version = VERSION;
+        self.seal.seal(doc);
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
+        self.cache.write(STATE_FILE, &text)?;
+        Ok(())
     }
 
     /// Merges `mark` into the file: the later of it and what the file holds (another
@@ -255,36 +365,22 @@ impl StateFile {
         })
     }
 
-    /// Read-modify-write under the lock. An unreadable document is replaced by one that
-    /// holds only what `f` puts in.
+    /// Read-modify-write under the lock. A file that does not verify is an error and is
+    /// left as it is: only [`StateFile::reset`] replaces it.
     pub fn update<R>(&self, f: impl FnOnce(&mut StateDoc) -> R) -> Result<R, StateError> {
         self.update_if(|doc| (f(doc), true))
     }
 
-    /// [`StateFile::update`], writing only when `f` says it changed something (or the
-    /// file was unreadable, so that it is replaced by a sound one).
+    /// [`StateFile::update`], writing only when `f` says it changed something.
     fn update_if<R>(&self, f: impl FnOnce(&mut StateDoc) -> (R, bool)) -> Result<R, StateError> {
-        self.update_inner(f).map(|(r, _)| r)
-    }
-
-    /// Also says why the file on disk was discarded, when it was.
-    fn update_inner<R>(
-        &self,
-        f: impl FnOnce(&mut StateDoc) -> (R, bool),
-    ) -> Result<(R, Option<String>), StateError> {
         self.cache.ensure()?;
         let _lock = self.lock()?;
-        let (mut doc, discarded) = match self.read() {
-            Ok(doc) => (doc, None),
-            Err(e) => (StateDoc::default(), Some(e.to_string())),
-        };
+        let mut doc = self.read()?;
         let (r, changed) = f(&mut doc);
-        if changed || discarded.is_some() {
-            doc.version = VERSION;
-            let text = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
-            self.cache.write(STATE_FILE, &text)?;
+        if changed {
+            self.write_doc(&mut doc)?;
         }
-        Ok((r, discarded))
+        Ok(r)
     }
 
     fn lock(&self) -> Result<File, StateError> {
@@ -374,7 +470,7 @@ impl StateFile {
             file: self,
             mine: None,
         };
-        let (((slot, memory), gone), discarded) = self.update_inner(|doc| {
+        let ((slot, memory), gone) = self.update_if(|doc| {
             let (claimed, gone, changed) = claim_in(doc, pid, now_ms, &mut owners);
             self.sweep_slot_locks(doc);
             ((claimed, gone), changed)
@@ -386,14 +482,7 @@ impl StateFile {
             .mine
             .filter(|(id, _)| *id == slot)
             .map(|(_, file)| SlotLock { _file: file });
-        Ok((
-            Claim {
-                slot,
-                memory,
-                discarded,
-            },
-            lock,
-        ))
+        Ok((Claim { slot, memory }, lock))
     }
 
     /// Writes this engine's seat memory into its slot, merging the shared parts
@@ -590,7 +679,7 @@ mod tests {
 
     fn file() -> (tempfile::TempDir, StateFile) {
         let d = tempfile::tempdir().unwrap();
-        let f = StateFile::new(CacheDir::new(d.path().join("c")));
+        let f = StateFile::new(CacheDir::new(d.path().join("c")), Seal::new("hw-1"));
         (d, f)
     }
 
@@ -755,16 +844,55 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_file_is_an_error_to_read_and_replaced_on_write() {
-        let (_d, f) = file();
-        crate::cache::CacheDir::new(_d.path().join("c"))
+    fn a_corrupt_file_does_not_verify_and_is_left_until_a_reset() {
+        let (d, f) = file();
+        let cache = crate::cache::CacheDir::new(d.path().join("c"));
+        cache
             .write(STATE_FILE, "{\"seat\": {\"slots\": 5}}")
             .unwrap();
-        assert!(f.read().is_err());
-        let (c, _lock) = f.claim_slot(1, NOW).unwrap();
-        assert_eq!(c.memory, SeatMemory::default());
-        assert!(c.discarded.unwrap().contains("malformed"));
-        assert!(f.read().is_ok(), "replaced by a sound file");
-        assert_eq!(f.claim_slot(1, NOW).unwrap().0.discarded, None);
+        assert!(matches!(f.read(), Err(StateError::Tampered(_))));
+        assert!(matches!(f.claim_slot(1, NOW), Err(StateError::Tampered(_))));
+        assert_eq!(
+            cache.read(STATE_FILE).unwrap().as_deref(),
+            Some("{\"seat\": {\"slots\": 5}}"),
+            "not written over"
+        );
+        f.reset(NOW).unwrap();
+        assert_eq!(f.read().unwrap().mark(), Some(NOW));
+        assert!(f.claim_slot(1, NOW).is_ok());
+    }
+
+    #[test]
+    fn a_state_edited_unsealed_or_from_another_machine_does_not_verify() {
+        let (d, f) = file();
+        let cache = crate::cache::CacheDir::new(d.path().join("c"));
+        f.merge_mark(NOW).unwrap();
+        let sealed = cache.read(STATE_FILE).unwrap().unwrap();
+        assert_eq!(f.read().unwrap().mark(), Some(NOW));
+        // Another machine (another hardware id), another vendor's key: no.
+        let there = StateFile::new(cache.clone(), Seal::new("hw-2"));
+        assert!(matches!(there.read(), Err(StateError::Tampered(_))));
+        let vendor = StateFile::new(cache.clone(), Seal::with_key(b"another vendor's", "hw-1"));
+        assert!(vendor.read().is_err());
+        // The mark moved back by hand, the seal kept: no.
+        let mut doc: StateDoc = StateDoc::parse(&sealed).unwrap();
+        doc.clock.as_mut().unwrap().high_water_mark = Some(rfc3339_millis(NOW - 86_400_000));
+        cache
+            .write(STATE_FILE, &serde_json::to_string(&doc).unwrap())
+            .unwrap();
+        let e = f.read().unwrap_err().to_string();
+        assert!(e.contains("seal does not match"), "{e}");
+        // The seal taken off: no.
+        doc.mac = None;
+        cache
+            .write(STATE_FILE, &serde_json::to_string(&doc).unwrap())
+            .unwrap();
+        assert!(f.read().unwrap_err().to_string().contains("not sealed"));
+        // Reformatted, same content: still its seal.
+        let v: Value = serde_json::from_str(&sealed).unwrap();
+        cache
+            .write(STATE_FILE, &serde_json::to_string(&v).unwrap())
+            .unwrap();
+        assert_eq!(f.read().unwrap().mark(), Some(NOW));
     }
 }

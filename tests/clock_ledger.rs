@@ -91,12 +91,11 @@ fn a_small_set_back_is_tolerated_and_the_wall_clock_catching_up_is_believed_agai
 }
 
 #[test]
-fn a_hand_edited_far_future_mark_is_not_trusted_and_is_replaced() {
+fn a_far_future_mark_is_not_trusted_and_is_replaced() {
     let f = Fixture::new();
-    write_private(
-        &f.cache_dir(),
-        "state.json",
-        r#"{"version": 1, "clock": {"high_water_mark": "2199-01-01T00:00:00.000Z"}}"#,
+    f.write_state_for(
+        json!({"version": 1, "clock": {"high_water_mark": "2199-01-01T00:00:00.000Z"}}),
+        &f.hardware_id(),
     );
     let e = f.start(json!({"key": mint(&claims("pro", NOW + 30 * DAY))}));
     assert_eq!(e.tier(), Tier::Pro, "{}", f.logs.dump());
@@ -104,6 +103,47 @@ fn a_hand_edited_far_future_mark_is_not_trusted_and_is_replaced() {
     assert!(f.logs.has(Level::Warn, "implausibly far ahead"));
     drop(e);
     assert_eq!(state_mark(&f), Some(NOW * 1000), "replaced by a sound mark");
+}
+
+/// Attack 6: the clock ledger is a JSON field. Edited by hand (or garbled, or copied from
+/// another machine) the state does not verify: the clock it protected is not trusted,
+/// so no license is judged by it until the license server answers or the file is
+/// deleted by hand (a new machine, which the README says is what that allows).
+#[test]
+fn an_edited_state_does_not_verify_and_no_license_is_judged_by_the_clock() {
+    let f = Fixture::new();
+    let key = mint(&claims("pro", NOW + 30 * DAY));
+    drop(f.start(json!({"key": key})));
+    let state = f.cache_dir().join("state.json");
+    let sealed = std::fs::read_to_string(&state).unwrap();
+    for edited in [
+        sealed.replace("2026-11-22", "2026-10-22"),
+        r#"{"version": 1}"#.to_string(),
+        "garbage".to_string(),
+    ] {
+        std::fs::write(&state, &edited).unwrap();
+        let e = f.start(json!({"key": key}));
+        assert_eq!(e.tier(), Tier::Community, "{edited}");
+        assert!(
+            f.logs.has(Level::Warn, "State file does not verify"),
+            "{}",
+            f.logs.dump()
+        );
+        assert!(e
+            .status()
+            .reason
+            .unwrap()
+            .contains("state.json does not verify"));
+        drop(e);
+        assert_eq!(
+            std::fs::read_to_string(&state).unwrap(),
+            edited,
+            "not written over"
+        );
+    }
+    // Deleted by hand: a new machine, whose clock judges the static token.
+    std::fs::remove_file(&state).unwrap();
+    assert_eq!(f.start(json!({"key": key})).tier(), Tier::Pro);
 }
 
 /// At its `iat` a token is valid, so a clock set back to before it would make any token

@@ -26,7 +26,9 @@ struct Built {
     config: PathBuf,
 }
 
-/// Builds once for both tests (they run in parallel and share the output directory).
+/// Builds once for the tests of this process (they run in parallel and share the output
+/// directory); a runner that gives each test a process of its own (cargo-nextest) gets a
+/// directory per process, so no build overwrites a jar another JVM is running.
 fn build() -> Option<&'static Built> {
     static BUILT: OnceLock<Option<Built>> = OnceLock::new();
     BUILT.get_or_init(build_once).as_ref()
@@ -40,7 +42,18 @@ fn build_once() -> Option<Built> {
         return None;
     }
     let lib = cdylib();
-    let out = target_dir().join("java");
+    let all = target_dir().join("java");
+    // Builds of earlier runs go; one less than an hour old may be another test's.
+    for old in std::fs::read_dir(&all).into_iter().flatten().flatten() {
+        let stale = old
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|a| a.as_secs() > 3600));
+        if stale {
+            let _ = std::fs::remove_dir_all(old.path());
+        }
+    }
+    let out = all.join(std::process::id().to_string());
     run(Command::new(root().join("bindings/java/build.sh"))
         .arg(&lib)
         .arg(&out));

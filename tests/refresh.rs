@@ -40,6 +40,7 @@ impl Run {
             EngineOptions {
                 clock: Arc::new(PausedClock::new(NOW)),
                 log: self.f.logs.sink(),
+                machine_id: Some(MACHINE_ID.into()),
                 tier_mirror: None,
                 usage: self.usage,
                 ..EngineOptions::default()

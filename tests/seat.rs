@@ -64,6 +64,7 @@ impl Run {
             self.config(extra),
             EngineOptions {
                 clock: self.clock.clone(),
+                machine_id: Some(MACHINE_ID.into()),
                 log: self.f.logs.sink(),
                 jitter: || 1.0,
                 ..EngineOptions::default()
@@ -293,7 +294,7 @@ async fn strict_online_only_licenses_degrade_at_once() {
 async fn no_seats_is_community_with_the_backend_s_message_and_retried_after_a_minute_doubling() {
     let r = Run::new().await;
     r.fake.mode(Mode::NoSeats);
-    r.f.write_cache(&token("pro", 30));
+    r.f.write_cache_for(&token("pro", 30), "hw-test");
     let e = r.start(json!({"refresh.interval": "6h"})).await;
     assert_eq!(
         e.tier(),
@@ -426,17 +427,15 @@ fn another_process_carries_on_the_record_a_live_process_gave_up() {
     c["sid"] = json!("s-old");
     c["hwid"] = json!("hw-test");
     c["grace_seconds"] = json!(7 * DAY);
-    f.write_cache(&mint(&c));
     let since = lic4es::clock::rfc3339(now - 2 * DAY);
-    write_private(
-        &f.cache_dir(),
-        "state.json",
-        &json!({"version": 1, "seat": {"heartbeat_interval": 300,
+    f.write_state_for(
+        json!({"version": 1, "seat": {"heartbeat_interval": 300,
             "offline_cycles": [since],
             "slots": [{"id": "a1", "pid": std::process::id(), "session_id": "s-old",
-                       "offline_since": since}]}})
-        .to_string(),
+                       "offline_since": since}]}}),
+        "hw-test",
     );
+    f.write_cache_for(&mint(&c), "hw-test");
     let cfg = f.cache_dir().join("../license.json");
     std::fs::write(
         &cfg,
@@ -474,12 +473,10 @@ async fn after_a_crash_the_next_start_reconnects_with_the_old_session() {
     let pid = dead.id();
     let mut dead = dead;
     dead.wait().unwrap();
-    write_private(
-        &r.f.cache_dir(),
-        "state.json",
-        &json!({"version": 1, "seat": {"grace_seconds": 604800, "heartbeat_interval": 300,
-            "offline_cycles": [], "slots": [{"id": "a1", "pid": pid, "session_id": "s-old"}]}})
-        .to_string(),
+    r.f.write_state_for(
+        json!({"version": 1, "seat": {"heartbeat_interval": 300,
+            "offline_cycles": [], "slots": [{"id": "a1", "pid": pid, "session_id": "s-old"}]}}),
+        "hw-test",
     );
     let e = r.start(json!({})).await;
     assert_eq!(e.tier(), Tier::Pro);
@@ -665,7 +662,7 @@ async fn the_hardware_id_is_derived_from_the_machine_and_instance_ids() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_corrupt_state_file_is_reported_and_replaced() {
+async fn a_corrupt_state_file_is_reported_and_sealed_anew_once_the_server_answers() {
     let r = Run::new().await;
     write_private(
         &r.f.cache_dir(),
@@ -673,19 +670,26 @@ async fn a_corrupt_state_file_is_reported_and_replaced() {
         "{\"seat\": {\"slots\": \"nope\"",
     );
     let e = r.start(json!({})).await;
-    assert_eq!(e.tier(), Tier::Pro);
+    assert_eq!(e.tier(), Tier::Pro, "the backend answers: nothing changes");
     assert!(
-        r.logs().has(Level::Warn, "Seat state ignored"),
+        r.logs().has(Level::Warn, "State file does not verify"),
         "{}",
         r.logs().dump()
     );
+    assert!(r.logs().has(
+        Level::Info,
+        "state.json sealed anew: the license server answered"
+    ));
+    // The seat record is kept again, in a sealed file.
+    wait_secs(301).await;
     assert_eq!(r.state_json()["seat"]["slots"][0]["session_id"], "s-1");
+    assert!(r.state_json()["mac"].is_string());
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_revocation_answering_the_acquire_ends_resolution_at_community() {
     let r = Run::new().await;
-    r.f.write_cache(&token("pro", 30));
+    r.f.write_cache_for(&token("pro", 30), "hw-test");
     r.fake.mode(Mode::Revoked);
     let e = r.start(json!({})).await;
     assert_eq!(e.tier(), Tier::Community, "no fall-through to the cache");

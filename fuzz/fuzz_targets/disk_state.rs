@@ -1,11 +1,11 @@
 //! What the engine reads from `cache-dir`: `state.json` (parsed, then claimed and saved
-//! into as an engine does, then written back and read again), the cached token's text
+//! into as an engine does, then sealed, written back, read again and verified), the cached token's text
 //! and the instance id. Nothing may panic, and what is written must read back.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use lic4es::seat::SeatMemory;
-use lic4es::state::{claim_in, save_in, SlotOwners, StateDoc};
+use lic4es::state::{claim_in, save_in, Seal, SlotOwners, StateDoc};
 
 const NOW: i64 = 1_795_354_152_000;
 
@@ -33,10 +33,14 @@ fuzz_target!(|data: &[u8]| {
             ..mem
         };
         let _ = save_in(&mut doc, &slot, 7, &mem, NOW, &mut Half);
+        let seal = Seal::new("hw-fuzz");
+        seal.seal(&mut doc);
         let written = serde_json::to_string_pretty(&doc).unwrap();
+        let back = StateDoc::parse(&written).expect("written state reads back");
+        assert!(seal.verify(&back).is_ok(), "a sealed state verifies");
         assert!(
-            StateDoc::parse(&written).is_ok(),
-            "written state reads back"
+            Seal::new("hw-other").verify(&back).is_err(),
+            "and only on its machine"
         );
     }
     // The cached token and the instance id are plain text files.

@@ -5,55 +5,13 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
+use common::engine::{engine, status};
 use common::*;
 use lic4es::protocol::paths;
-use lic4es::{Config, Engine, EngineOptions, Tier};
+use lic4es::Tier;
 use serde_json::{json, Value};
 
 const DAY: i64 = 86_400;
-
-/// Log records of one engine.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<String>>>);
-
-impl Logs {
-    fn has(&self, text: &str) -> bool {
-        self.0.lock().unwrap().iter().any(|m| m.contains(text))
-    }
-}
-
-/// An engine against `s`, on the server's clock, with its own cache dir; `extra` adds
-/// config keys.
-fn engine(s: &Server, cache: &std::path::Path, key: &str, extra: Value) -> (Engine, Logs) {
-    let mut cfg = json!({
-        "api-key": key,
-        "api-url": format!("http://127.0.0.1:{}", s.port),
-        "public-keys": s.state.key.public_jwks(),
-        "cache-dir": cache.to_str().unwrap(),
-        "connect-timeout": "2s",
-        "read-timeout": "2s",
-        "log-level": "debug",
-    });
-    for (k, v) in extra.as_object().unwrap() {
-        cfg[k] = v.clone();
-    }
-    let cfg = Config::from_json_with_env(&cfg.to_string(), &|_| None).unwrap();
-    let logs = Logs::default();
-    let sink = logs.0.clone();
-    let e = Engine::start(
-        cfg,
-        EngineOptions {
-            clock: s.clock.clone(),
-            log: Arc::new(move |_, m| sink.lock().unwrap().push(m.to_string())),
-            usage: Box::leak(Box::new(lic4es::telemetry::Usage::new())),
-            ..EngineOptions::default()
-        },
-    )
-    .unwrap();
-    (e, logs)
-}
 
 fn write_cache(dir: &std::path::Path, token: &str) {
     use std::os::unix::fs::PermissionsExt;
@@ -62,10 +20,6 @@ fn write_cache(dir: &std::path::Path, token: &str) {
     let p = dir.join("license-cache.jwt");
     std::fs::write(&p, token).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
-fn status(e: &Engine) -> Value {
-    serde_json::from_str(&e.status_json()).unwrap()
 }
 
 fn acquire_body(hw: &str) -> Value {

@@ -46,6 +46,15 @@ fn a_short_admin_token_keeps_the_server_from_starting() {
     let dir = tempfile::tempdir().unwrap();
     for (extra, key) in [
         ("admin-token = \"a\"", "admin-token"),
+        // Long enough, and guessed at once: one character, or one pattern, repeated.
+        (
+            "admin-token = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"",
+            "admin-token must have at least 8 different characters",
+        ),
+        (
+            "admin-token = \"0123456789abcdef0123456789abcdef\"",
+            "admin-token is one pattern repeated",
+        ),
         ("metrics-token = \"0123456789\"", "metrics-token"),
         ("trusted-proxies = [\"10.0.0.0/33\"]", "trusted-proxies"),
         ("metrics-listen = \"everywhere\"", "metrics-listen"),
@@ -168,6 +177,52 @@ fn forwarded_for_is_believed_only_from_trusted_proxies() {
     }
     assert_eq!(guess("192.0.2.1"), 429);
     assert_eq!(guess("192.0.2.2"), 401);
+
+    // Attack: a client behind the proxy sends an X-Forwarded-For line of its own; the
+    // proxy adds the address it saw on a second line. Every line is one list, read from
+    // the right: the client cannot choose the address it is audited under, nor lock
+    // another address out of the admin API.
+    let two_lines = |victim: &str, seen: &str| {
+        raw(
+            s.port,
+            &format!(
+                "GET /admin/seats HTTP/1.1\r\nAuthorization: Bearer nope-0123456789abcdef\r\n\
+                 X-Forwarded-For: {victim}\r\nX-Forwarded-For: {seen}"
+            ),
+            "",
+        )
+        .0
+    };
+    for _ in 0..10 {
+        assert_eq!(two_lines("192.0.2.50", "198.51.100.66"), 401);
+    }
+    assert_eq!(two_lines("192.0.2.50", "198.51.100.66"), 429);
+    assert_eq!(
+        guess("192.0.2.50"),
+        401,
+        "the named victim is not throttled"
+    );
+    let body = json!({"hardware_id": "hw", "instance_id": "i", "version": "1", "nonce": NONCE})
+        .to_string();
+    let (code, _, _) = raw(
+        s.port,
+        &format!(
+            "POST {} HTTP/1.1\r\nAuthorization: Bearer {key}\r\n\
+             X-Forwarded-For: 192.0.2.77\r\nX-Forwarded-For: 198.51.100.8",
+            paths::ACQUIRE
+        ),
+        &body,
+    );
+    assert_eq!(code, 200);
+    let (_, trail) = s.admin(
+        "GET",
+        &format!("/admin/audit?license={license}"),
+        Value::Null,
+    );
+    assert_eq!(
+        trail[0]["source"], "198.51.100.8",
+        "the proxy's line decides"
+    );
 
     // Without trusted proxies the header is the client's word, and ignored.
     let s = Server::start();

@@ -178,6 +178,22 @@ fn an_unversioned_postgres_database_is_adopted_with_its_data() {
 fn the_postgres_pool_holds_no_more_connections_than_configured() {
     let pg = PgProc::start().expect("PostgreSQL");
     let s = std::sync::Arc::new(PgStore::open_with(&pg.url(), 3).unwrap());
+    // The connection the store migrated on (before its pool existed) is closed; its
+    // backend process may take a moment to leave pg_stat_activity.
+    let client_backends = |c: &mut postgres::Client| -> i64 {
+        c.query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let mut c = postgres::Client::connect(&pg.url(), postgres::NoTls).unwrap();
+    let settled = std::time::Instant::now();
+    while client_backends(&mut c) > 0 && settled.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     // 24 callers at once, each holding its connection a moment.
     let threads: Vec<_> = (0..24)
         .map(|_| {
@@ -189,26 +205,14 @@ fn the_postgres_pool_holds_no_more_connections_than_configured() {
             })
         })
         .collect();
-    let watcher = {
-        let url = pg.url();
-        std::thread::spawn(move || {
-            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-            let mut most = 0i64;
-            for _ in 0..50 {
-                let n: i64 = c
-                    .query_one(
-                        "SELECT count(*) FROM pg_stat_activity
-                         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
-                        &[],
-                    )
-                    .unwrap()
-                    .get(0);
-                most = most.max(n);
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-            most
-        })
-    };
+    let watcher = std::thread::spawn(move || {
+        let mut most = 0i64;
+        for _ in 0..50 {
+            most = most.max(client_backends(&mut c));
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        most
+    });
     for t in threads {
         t.join().unwrap();
     }

@@ -176,7 +176,10 @@ impl Shared {
             ));
         }
         match checked.claims.nonce.as_deref() {
-            Some(n) if n == nonce => Ok(checked),
+            Some(n) if n == nonce => {
+                self.backend_answered();
+                Ok(checked)
+            }
             Some(_) => Err(Failure::Rejected(
                 "the returned license answers another request (nonce mismatch)".into(),
             )),

@@ -20,12 +20,13 @@ use crate::clock::{Clock, Ledger, SystemClock};
 use crate::config::{Config, Entitlements};
 use crate::log::{stderr_sink, Level, LogSink, Logger};
 use crate::seat::SeatMachine;
-use crate::state::StateFile;
+use crate::state::{Seal, StateFile};
 use crate::telemetry::{Usage, PROCESS_USAGE};
 use crate::tier::Tier;
 use crate::token::{Claims, GracePhase, Policy};
 
 mod exchange;
+mod identity;
 mod publish;
 mod refresh;
 mod resolve;
@@ -153,6 +154,35 @@ struct State {
     degraded: bool,
 }
 
+/// Why `state.json` is not trusted, until the backend answers with a token bound to this
+/// engine's request.
+#[derive(Debug, Clone)]
+struct Tamper {
+    reason: String,
+    /// The file is there (edited, copied, unsealed); else it is missing while a cached
+    /// license exists. Only a file that is there keeps the clock from judging a static
+    /// token: a machine without one is a new machine.
+    present: bool,
+}
+
+impl Tamper {
+    fn warning(&self) -> String {
+        let mut w = format!(
+            "State file does not verify ({}): no cached license is used offline",
+            self.reason
+        );
+        if self.present {
+            w.push_str(
+                ", and no license is judged by this machine's clock, until the license \
+                 server answers once or state.json is deleted by hand",
+            );
+        } else {
+            w.push_str(" until the license server answers once");
+        }
+        w
+    }
+}
+
 struct Shared {
     config: Config,
     policy: Policy,
@@ -160,7 +190,13 @@ struct Shared {
     log: Logger,
     usage: &'static Usage,
     jitter: fn() -> f64,
-    machine_id: Option<String>,
+    /// This engine's hardware id (section 9), settled at start: it keys the seal of
+    /// `state.json`, and in seat mode it is the one tokens must name.
+    identity_hwid: String,
+    /// Warnings of the start, logged when resolution begins.
+    startup_notes: Mutex<Vec<String>>,
+    /// `state.json` does not verify: nothing from it is trusted, nothing is written to it.
+    tamper: Mutex<Option<Tamper>>,
     tier: AtomicU8,
     tier_mirror: Option<&'static AtomicU32>,
     state: Mutex<State>,
@@ -238,22 +274,34 @@ impl Engine {
             grace_secs: config.grace_period.as_secs() as i64,
         };
         let cache = CacheDir::new(config.cache_dir.clone());
-        let state_file = StateFile::new(cache.clone());
-        // A missing or unreadable state.json gives no mark: then only the wall clock and
-        // the tokens' `iat` vouch for the time.
-        let (persisted, unreadable) = match state_file.read_mark() {
-            Ok(m) => (m, None),
+        let id = identity::Identity::load(&config, &cache, opts.machine_id.as_deref());
+        let state_file = StateFile::new(cache.clone(), Seal::new(&id.hardware_id));
+        // The mark of a state that verifies; a missing state gives none (only the wall
+        // clock and the tokens' `iat` vouch for the time then). A state that does not
+        // verify, or none beside a cached license (deleted), is tampered with.
+        let (persisted, tamper) = match state_file.read_present() {
+            Ok(Some(doc)) => (doc.mark(), None),
+            Ok(None) if matches!(cache.read(crate::cache::TOKEN_FILE), Ok(Some(_))) => (
+                None,
+                Some(Tamper {
+                    reason: "it is missing while a cached license exists".into(),
+                    present: false,
+                }),
+            ),
+            Ok(None) => (None, None),
             Err(e) => (
                 None,
-                Some(format!("state.json not used for the clock mark: {e}")),
+                Some(Tamper {
+                    reason: e.to_string(),
+                    present: true,
+                }),
             ),
         };
-        let (ledger, set_aside) = Ledger::start(
+        let (ledger, ledger_note) = Ledger::start(
             persisted,
             opts.clock.now_millis(),
             opts.clock.monotonic_millis(),
         );
-        let ledger_note = unreadable.or(set_aside);
         let shared = Arc::new(Shared {
             entitlements: RwLock::new(Arc::new(config.community.clone())),
             started_at_mono: opts.clock.monotonic_millis(),
@@ -267,14 +315,16 @@ impl Engine {
             log,
             usage: opts.usage,
             jitter: opts.jitter,
-            machine_id: opts.machine_id,
+            identity_hwid: id.hardware_id,
+            startup_notes: Mutex::new(id.notes),
+            tamper: Mutex::new(tamper),
             tier: AtomicU8::new(Tier::Community as u8),
             tier_mirror: opts.tier_mirror,
             state: Mutex::new(State {
                 current: None,
                 revoked: false,
                 reason: None,
-                instance_id: String::new(),
+                instance_id: id.instance_id,
                 last_refresh: None,
                 next_refresh_at: None,
                 last_telemetry: None,
@@ -506,9 +556,56 @@ impl Shared {
         }
     }
 
+    /// Whether `state.json` does not verify (and so is neither trusted nor written).
+    fn state_tampered(&self) -> bool {
+        lock(&self.tamper).is_some()
+    }
+
+    /// Why no token may be judged by this machine's clock: a state that is there and does
+    /// not verify (the clock it protected may have been set back).
+    fn tamper_blocks_the_clock(&self) -> Option<String> {
+        lock(&self.tamper)
+            .as_ref()
+            .filter(|t| t.present)
+            .map(|t| format!("state.json does not verify ({})", t.reason))
+    }
+
+    /// The backend answered with a token bound to this engine's request: time and
+    /// standing are the vendor's again. A state that did not verify is sealed anew (the
+    /// mark from now; in seat mode a fresh record of this engine's seat), and a machine
+    /// without a state gets one at once, so that deleting it later is noticed.
+    fn backend_answered(&self) {
+        let was = lock(&self.tamper).take();
+        if was.is_none() {
+            if !self.state_file.present() {
+                self.persist_mark(true);
+            }
+            return;
+        }
+        let mark = lock(&self.ledger).mark(self.clock.monotonic_millis());
+        match self.state_file.reset(mark) {
+            Ok(()) => {
+                lock(&self.ledger).persisted(mark);
+                self.log
+                    .info("state.json sealed anew: the license server answered");
+                self.reclaim_seat_slot();
+            }
+            Err(e) => {
+                self.log.warn(&format!(
+                    "state.json not sealed anew ({e}); carrying on in memory"
+                ));
+                *lock(&self.tamper) = was;
+            }
+        }
+    }
+
     /// Writes the mark to `state.json` when it has moved an hour (`force`: at shutdown,
     /// whenever it moved). A failed write is warned about once; the mark stays in memory.
+    /// Nothing is written over a state that does not verify.
     fn persist_mark(&self, force: bool) {
+        if self.state_tampered() {
+            return;
+        }
         let due = lock(&self.ledger).due(self.clock.monotonic_millis(), force);
         let Some(mark) = due else { return };
         match self.state_file.merge_mark(mark) {

@@ -4,7 +4,7 @@
 use super::worker::Stop;
 use super::{lock, InitFetch, Outbox, Shared, Source};
 use crate::backend::Backend;
-use crate::cache::{read_bounded, INSTANCE_ID_FILE, TOKEN_FILE};
+use crate::cache::{read_bounded, TOKEN_FILE};
 use crate::log::{redact, Level};
 use crate::token::{Checked, Standing};
 
@@ -33,17 +33,30 @@ impl Shared {
                 ),
             );
         }
-        let instance_id = self.load_instance_id(&mut out);
+        for note in lock(&self.startup_notes).drain(..) {
+            out.push(Level::Warn, note);
+        }
         self.cache.sweep_stale_temps();
-        lock(&self.state).instance_id = instance_id.clone();
         let mut reasons: Vec<String> = Vec::new();
+        if let Some(t) = lock(&self.tamper).as_ref() {
+            out.push(Level::Warn, t.warning());
+        }
 
         // 1. Static token.
         if let Some(token) = self.static_token(&mut out, &mut reasons) {
-            let checked = self.check_token(&token).and_then(|c| {
-                c.claims.check_static_use()?;
-                Ok(c)
-            });
+            // With a state that does not verify, the clock it protected is not trusted
+            // to judge the token either.
+            let checked = self
+                .check_token(&token)
+                .and_then(|c| {
+                    c.claims.check_static_use()?;
+                    Ok(c)
+                })
+                .map_err(|e| e.to_string())
+                .and_then(|c| match self.tamper_blocks_the_clock() {
+                    Some(why) => Err(why),
+                    None => Ok(c),
+                });
             match checked {
                 Ok(checked) => {
                     out.flush(&self.log);
@@ -73,8 +86,7 @@ impl Shared {
                 SeatChoice::Off => false,
             };
             if seat_now {
-                self.resolve_seat(&instance_id, backend, stop, reasons)
-                    .await;
+                self.resolve_seat(backend, stop, reasons).await;
                 return InitFetch::NotTried;
             }
             match self.fetch(backend, api_key).await {
@@ -91,8 +103,7 @@ impl Shared {
                         self.log.info(SEAT_AUTO_MESSAGE);
                         self.log
                             .debug(&format!("license server: {}", crate::log::clean(&message)));
-                        self.resolve_seat(&instance_id, backend, stop, reasons)
-                            .await;
+                        self.resolve_seat(backend, stop, reasons).await;
                         return InitFetch::NotTried;
                     }
                     // The vendor's record says a seat is needed and the host declines
@@ -178,6 +189,11 @@ impl Shared {
             // Without keys every cached token would look forged; keep it for a run that has them.
             return None;
         }
+        if self.state_tampered() {
+            reasons
+                .push("the cached license is not used offline: state.json does not verify".into());
+            return None;
+        }
         let found = match self.cache.read(TOKEN_FILE) {
             Ok(Some(token)) => match self.check_token(token.trim()) {
                 Ok(checked) => {
@@ -239,28 +255,5 @@ impl Shared {
                 None
             }
         }
-    }
-
-    fn load_instance_id(&self, out: &mut Outbox) -> String {
-        if let Some(id) = &self.config.instance_id {
-            return id.clone();
-        }
-        match self.cache.read(INSTANCE_ID_FILE) {
-            Ok(Some(s)) if uuid::Uuid::parse_str(s.trim()).is_ok() => return s.trim().to_string(),
-            Ok(Some(_)) => out.push(
-                Level::Warn,
-                "instance-id file is not a UUID; creating a new one",
-            ),
-            Ok(None) => {}
-            Err(e) => out.push(Level::Warn, format!("instance-id not read: {e}")),
-        }
-        let id = uuid::Uuid::new_v4().to_string();
-        if let Err(e) = self.cache.write(INSTANCE_ID_FILE, &id) {
-            out.push(
-                Level::Warn,
-                format!("instance id not persisted ({e}); using a fresh one for this run"),
-            );
-        }
-        id
     }
 }

@@ -2,21 +2,18 @@
 //! backend, the `state.json` record, log lines — and feeds the outcomes back to it.
 //! Nothing here decides; every rule lives in [`crate::seat`].
 
-use std::path::Path;
-
 use super::exchange::Failure;
 use super::worker::{race, Stop};
 use super::{lock, EngineError, Outbox, SeatRun, Shared, Source};
 use crate::backend::{new_nonce, Backend};
-use crate::cache::read_bounded;
 use crate::clock::rfc3339_millis;
 use crate::log::Level;
 use crate::protocol::{
     AcquireAnswer, AcquireRequest, HeartbeatRequest, ReconnectRequest, ReleaseRequest, SeatMode,
 };
 use crate::seat::{
-    hardware_id, heartbeat_ms_from_secs, Action, Ctx, Event, Grant, GrantMode, SeatMachine,
-    SeatMemory, SeatParams, SeatState,
+    heartbeat_ms_from_secs, Action, Ctx, Event, Grant, GrantMode, SeatMachine, SeatMemory,
+    SeatParams, SeatState,
 };
 use crate::token::Checked;
 
@@ -49,28 +46,7 @@ fn millis(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "unknown-host".into();
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
 impl Shared {
-    fn machine_id(&self) -> String {
-        if let Some(m) = &self.machine_id {
-            return m.clone();
-        }
-        match read_bounded(Path::new("/etc/machine-id"), true) {
-            Ok(Some(s)) if !s.trim().is_empty() => s.trim().to_string(),
-            _ => host_name(),
-        }
-    }
-
     fn api_key(&self) -> &str {
         self.config.api_key.as_deref().unwrap_or_default()
     }
@@ -95,9 +71,7 @@ impl Shared {
         if self.seat_mode() {
             return Some(Ok(()));
         }
-        let instance_id = self.instance_id();
-        self.resolve_seat(&instance_id, backend, stop, Vec::new())
-            .await
+        self.resolve_seat(backend, stop, Vec::new()).await
     }
 
     /// Step 2 of section 5 in seat mode: acquire (or reconnect after a crash or an
@@ -105,34 +79,31 @@ impl Shared {
     /// when shutdown interrupted it; else the outcome of the last exchange.
     pub(super) async fn resolve_seat(
         &self,
-        instance_id: &str,
         backend: &mut Option<Backend>,
         stop: &mut Stop,
         reasons: Vec<String>,
     ) -> Option<Result<(), String>> {
-        let hw = match &self.config.seat.hardware_id {
-            Some(h) => h.clone(),
-            None => hardware_id(&self.machine_id(), instance_id),
-        };
-        let _ = self.hardware_id.set(hw);
+        // From here on, tokens are checked for binding to this machine (section 4).
+        let _ = self.hardware_id.set(self.identity_hwid.clone());
         let now = self.now_millis();
-        let (slot, mem) = match self.state_file.claim_slot(std::process::id(), now) {
-            Ok((claim, Some(lock))) => {
-                if let Some(why) = &claim.discarded {
-                    self.log.warn(&format!(
-                        "Seat state ignored ({why}); starting a new seat record"
-                    ));
-                }
-                (Some((claim.slot, lock)), claim.memory)
-            }
-            Ok((_, None)) => {
+        let claimed = if self.state_tampered() {
+            // A state that does not verify is neither read nor written over until the
+            // backend has answered (the seat record then lives in memory).
+            None
+        } else {
+            Some(self.state_file.claim_slot(std::process::id(), now))
+        };
+        let (slot, mem) = match claimed {
+            None => (None, SeatMemory::default()),
+            Some(Ok((claim, Some(lock)))) => (Some((claim.slot, lock)), claim.memory),
+            Some(Ok((_, None))) => {
                 self.log.warn(
                     "Seat record not owned (its lock file cannot be made); the seat record \
                      is kept in memory only",
                 );
                 (None, SeatMemory::default())
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 self.log.warn(&format!(
                     "Seat state not read ({e}); the seat record is kept in memory only"
                 ));
@@ -299,6 +270,22 @@ impl Shared {
         }
         out.flush(&self.log);
         rest
+    }
+
+    /// After a state that did not verify was sealed anew: this engine's seat record gets
+    /// a slot of its own in it (the machine's memory is written at its next change).
+    pub(super) fn reclaim_seat_slot(&self) {
+        let mut st = lock(&self.state);
+        let Some(run) = st.seat.as_mut() else { return };
+        if run.slot.is_some() {
+            return;
+        }
+        if let Ok((claim, Some(owned))) = self
+            .state_file
+            .claim_slot(std::process::id(), self.now_millis())
+        {
+            run.slot = Some((claim.slot, owned));
+        }
     }
 
     fn persist_seat(&self, mem: &SeatMemory) {

@@ -129,6 +129,10 @@ impl Logs {
     }
 }
 
+/// The machine id of the fixture's engines (`EngineOptions::machine_id`), so their
+/// hardware id, and the seal of their `state.json`, are known to the tests.
+pub const MACHINE_ID: &str = "test-machine";
+
 /// A test fixture: a temporary cache dir, a clock at NOW, captured logs.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
@@ -178,14 +182,57 @@ impl Fixture {
                 log: self.logs.sink(),
                 tier_mirror: None,
                 usage: Box::leak(Box::new(Usage::new())),
+                machine_id: Some(MACHINE_ID.into()),
                 ..EngineOptions::default()
             },
         )
         .expect("engine starts")
     }
 
+    /// Puts `token` in the cache as an engine that fetched it would leave it: beside a
+    /// sealed `state.json` (for the engine of this fixture, without `seat.hardware-id`),
+    /// unless one is there already.
     pub fn write_cache(&self, token: &str) {
+        self.write_cache_for(token, &self.hardware_id());
+    }
+
+    /// [`Fixture::write_cache`] for an engine whose `seat.hardware-id` is `hwid`.
+    pub fn write_cache_for(&self, token: &str, hwid: &str) {
         write_private(&self.cache_dir(), "license-cache.jwt", token);
+        if !self.cache_dir().join("state.json").exists() {
+            self.write_state_for(
+                json!({"version": 1, "clock": {
+                    "high_water_mark": lic4es::clock::rfc3339_millis(lic4es::clock::Clock::now_millis(&*self.clock))}}),
+                hwid,
+            );
+        }
+    }
+
+    /// The hardware id of this fixture's engines that set no `seat.hardware-id`: from
+    /// the test machine id and the instance id (written now when there is none yet).
+    pub fn hardware_id(&self) -> String {
+        let path = self.cache_dir().join("instance-id");
+        let id = match std::fs::read_to_string(&path) {
+            Ok(id) => id.trim().to_string(),
+            Err(_) => {
+                let id = uuid::Uuid::new_v4().to_string();
+                write_private(&self.cache_dir(), "instance-id", &id);
+                id
+            }
+        };
+        lic4es::seat::hardware_id(MACHINE_ID, &id)
+    }
+
+    /// Writes `doc` as `state.json`, sealed for an engine of hardware id `hwid`, as the
+    /// engine would.
+    pub fn write_state_for(&self, doc: Value, hwid: &str) {
+        let mut doc: lic4es::state::StateDoc = serde_json::from_value(doc).unwrap();
+        lic4es::state::Seal::new(hwid).seal(&mut doc);
+        write_private(
+            &self.cache_dir(),
+            "state.json",
+            &serde_json::to_string_pretty(&doc).unwrap(),
+        );
     }
 
     pub fn read_cache(&self) -> Option<String> {

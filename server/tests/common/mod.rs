@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use lic4es::clock::ManualClock;
 
+pub mod engine;
 pub mod http;
 pub mod pg;
 pub mod process;
 pub mod proxy;
 pub mod redis;
+pub mod relay;
 pub mod tls;
 pub mod webdriver;
 use license_server::{AppState, ServerConfig};
