@@ -43,6 +43,10 @@ pub struct AppState {
     pub(crate) flags_judged_at: std::sync::atomic::AtomicI64,
     /// The audit trail's writer (group commit).
     pub(crate) audit_writer: crate::store::group_commit::GroupCommit,
+    /// Repeated refusals, coalesced before they reach the audit trail.
+    pub(crate) refusals: crate::coalesce::Coalescer,
+    /// Offline reports without a known session kept per license and hour.
+    pub(crate) report_budget: crate::coalesce::ReportBudget,
 }
 
 impl AppState {
@@ -73,6 +77,8 @@ impl AppState {
             body_timeout,
             audit_failing: Default::default(),
             flags_judged_at: Default::default(),
+            refusals: Default::default(),
+            report_budget: Default::default(),
         })
     }
 

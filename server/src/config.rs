@@ -223,6 +223,11 @@ pub struct ServerConfig {
     /// the open-file limit less a reserve when that is lower.
     #[serde(default)]
     pub max_connections: Option<usize>,
+    /// Most connections one client address holds at once (a trusted proxy's are not
+    /// counted); more are closed at once, so one address's thousands of idle connections
+    /// cannot starve the rest. Default: a sixteenth of the cap, at least 16.
+    #[serde(default)]
+    pub max_connections_per_client: Option<usize>,
 }
 
 fn default_usage_days() -> u64 {
@@ -405,6 +410,9 @@ impl ServerConfig {
         }
         if cfg.max_connections == Some(0) {
             return Err("max-connections must be at least 1".into());
+        }
+        if cfg.max_connections_per_client == Some(0) {
+            return Err("max-connections-per-client must be at least 1".into());
         }
         cfg.validate()?;
         Ok(cfg)

@@ -15,6 +15,7 @@
 
 pub mod abuse;
 pub mod app;
+pub mod coalesce;
 pub mod config;
 pub mod http;
 pub mod keys;

@@ -761,7 +761,8 @@ fn serve(config: ServerConfig) -> Result<(), String> {
     let tls = license_server::tls::Tls::of_config(&config).map_err(|e| e.to_string())?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let state = open(config)?;
-    rt.block_on(async move {
+    let store = state.store.clone();
+    let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -796,5 +797,9 @@ fn serve(config: ServerConfig) -> Result<(), String> {
         })
         .await
         .map_err(|e| e.to_string())
-    })
+    });
+    // Entries still queued were answered for already; what the store holds in logs it
+    // folds into its files (SQLite's write-ahead log, truncated).
+    store.close();
+    served
 }

@@ -111,7 +111,11 @@ fn a_client_that_stops_sending_its_body_is_closed() {
 #[test]
 fn healthz_answers_while_1100_idle_connections_are_held_under_a_1024_fd_limit() {
     raise_own_limit();
-    let p = start("header-timeout-secs = 2\n", 1024);
+    // One address: its own cap lifted, so the server-wide one is what is tested.
+    let p = start(
+        "header-timeout-secs = 2\nmax-connections-per-client = 100000\n",
+        1024,
+    );
     let opening = Instant::now();
     let mut idle = Vec::new();
     for _ in 0..1100 {
@@ -135,6 +139,68 @@ fn healthz_answers_while_1100_idle_connections_are_held_under_a_1024_fd_limit() 
     );
     drop(idle);
     assert!(healthz(p.port, Duration::from_secs(10)).is_some());
+}
+
+/// A connection to the server from `ip` (another loopback address: one client beside
+/// another on this machine).
+fn connect_from(ip: &str, port: u16) -> Option<TcpStream> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let s = rt.block_on(async {
+        let s = tokio::net::TcpSocket::new_v4().ok()?;
+        s.bind(format!("{ip}:0").parse().unwrap()).ok()?;
+        s.connect(format!("127.0.0.1:{port}").parse().unwrap())
+            .await
+            .ok()
+    })?;
+    let s = s.into_std().ok()?;
+    s.set_nonblocking(false).ok()?;
+    Some(s)
+}
+
+/// Attack: one address opens 8 000 connections and leaves them idle. It holds at most its
+/// own share (`max-connections-per-client`; the rest are closed at once), so another
+/// client's /healthz is answered at once; before the cap it waited 3.5 to 11 s.
+#[test]
+fn healthz_answers_while_one_address_holds_8000_idle_connections() {
+    raise_own_limit();
+    let p = start("", 16_384);
+    let opening = Instant::now();
+    let mut idle: Vec<TcpStream> = (0..8000)
+        .filter_map(|_| connect_from("127.0.0.2", p.port))
+        .collect();
+    assert!(idle.len() >= 7900, "opened {}", idle.len());
+    let opened = opening.elapsed();
+    let mut worst = Duration::ZERO;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let answer = healthz(p.port, Duration::from_secs(30)).expect("an answer");
+        assert!(answer.starts_with("http/1.1 200"), "{answer}");
+        worst = worst.max(t.elapsed());
+    }
+    let held = idle
+        .iter_mut()
+        .map(|s| !closed_within(s, Duration::from_millis(5)))
+        .filter(|open| *open)
+        .count();
+    println!(
+        "8000 connections from one address opened in {opened:?}: {held} held by the server; \
+         /healthz from another address at worst {worst:?}"
+    );
+    // 4096 connections served at most, a sixteenth of them per address.
+    assert!(held <= 256, "{held} held");
+    assert!(worst < Duration::from_secs(2), "worst /healthz {worst:?}");
+    // Over its cap, a plain-HTTP client is told why.
+    let mut extra = connect_from("127.0.0.2", p.port).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = extra.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(answer.contains("too_many_connections"), "{answer}");
 }
 
 /// Sends headers announcing a 65 000-byte body, then one byte of it.
@@ -179,7 +245,10 @@ fn a_body_that_drips_is_cut_at_the_body_deadline() {
 #[test]
 fn healthz_answers_while_4000_connections_drip_their_bodies() {
     raise_own_limit();
-    let p = start("body-timeout-secs = 3\n", 16_384);
+    let p = start(
+        "body-timeout-secs = 3\nmax-connections-per-client = 100000\n",
+        16_384,
+    );
     let opening = Instant::now();
     let mut drips: Vec<TcpStream> = (0..4000).filter_map(|_| start_dripping(p.port)).collect();
     assert!(drips.len() >= 3900, "opened {}", drips.len());

@@ -411,3 +411,105 @@ fn log_format_json_writes_one_object_per_line_for_log_shippers() {
     assert_eq!(v["fields"]["message"], "GET /healthz 200", "{v}");
     assert!(v["timestamp"].is_string(), "{v}");
 }
+
+/// Attack on the record: an operator's change the audit trail cannot take is not made.
+/// With a trigger refusing every audit entry, creating a license, changing its tier,
+/// adding and revoking a key and revoking the license all fail and change nothing; without it, each change lands with its entry.
+#[test]
+fn no_admin_change_is_made_that_the_audit_trail_does_not_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("licenses.sqlite3");
+    let s = Server::with_config(&format!("database = {:?}", db.to_str().unwrap()));
+    let (license, key) = s.license("pro", json!({"seats": "unlimited"}));
+    let refuse = |on: bool| {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        if on {
+            c.execute_batch(
+                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit \
+                 BEGIN SELECT RAISE(ABORT, 'the audit trail refuses'); END;",
+            )
+            .unwrap();
+        } else {
+            c.execute_batch("DROP TRIGGER refuse_audit;").unwrap();
+        }
+    };
+    refuse(true);
+    let attempts = [
+        (
+            "POST",
+            "/admin/licenses".to_string(),
+            json!({"id": "org-new", "tier": "pro", "days": 30}),
+        ),
+        (
+            "POST",
+            format!("/admin/licenses/{license}/tier"),
+            json!({"tier": "enterprise"}),
+        ),
+        (
+            "PATCH",
+            format!("/admin/licenses/{license}"),
+            json!({"seats": 9}),
+        ),
+        (
+            "POST",
+            format!("/admin/licenses/{license}/api-keys"),
+            Value::Null,
+        ),
+        (
+            "POST",
+            "/admin/api-keys/revoke".to_string(),
+            json!({"api_key": key}),
+        ),
+        (
+            "POST",
+            format!("/admin/licenses/{license}/revoke"),
+            Value::Null,
+        ),
+    ];
+    for (method, path, body) in &attempts {
+        // Refused by the store (a full disk answers 503; this trigger, a constraint, 409):
+        // never acknowledged.
+        let (code, v) = s.admin(method, path, body.clone());
+        assert!(code == 503 || code == 409, "{method} {path}: {code} {v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("audit trail refuses"),
+            "{v}"
+        );
+    }
+    let (code, _) = s.admin("GET", "/admin/licenses/org-new", Value::Null);
+    assert_eq!(code, 404, "not created");
+    let (_, v) = s.admin("GET", &format!("/admin/licenses/{license}"), Value::Null);
+    assert_eq!(v["tier"], "pro", "{v}");
+    assert_eq!(v["revoked"], false, "{v}");
+    assert_eq!(s.fetch(&key).0, 200, "the key was not revoked");
+
+    refuse(false);
+    for (method, path, body) in &attempts {
+        let (code, v) = s.admin(method, path, body.clone());
+        assert!((200..300).contains(&code), "{method} {path}: {code} {v}");
+    }
+    let (_, trail) = s.admin(
+        "GET",
+        &format!("/admin/audit?license={license}"),
+        Value::Null,
+    );
+    let kinds: Vec<&str> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    for k in [
+        "license_tier",
+        "license_update",
+        "api_key_create",
+        "api_key_revoke",
+        "license_revoke",
+    ] {
+        assert!(kinds.contains(&k), "{k} in {kinds:?}");
+    }
+}

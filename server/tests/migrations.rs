@@ -33,7 +33,10 @@ fn check_fixture_data(name: &str, s: &dyn LicenseStore) {
         seats: Some(Seats::Count(9)),
         ..Default::default()
     };
-    let changed = s.change_license("org-old", &change).unwrap().unwrap();
+    let changed = s
+        .change_license("org-old", &change, &change_entry())
+        .unwrap()
+        .unwrap();
     assert_eq!(changed.seats, Some(Seats::Count(9)), "{name}");
     s.ping_write(1_795_354_152).unwrap();
 }
@@ -219,4 +222,14 @@ fn the_postgres_pool_holds_no_more_connections_than_configured() {
     let most = watcher.join().unwrap();
     println!("most PostgreSQL connections of the store at once: {most} (pool size 3)");
     assert!(most <= 3, "{most} connections");
+}
+
+/// The audit entry an operator's change commits with.
+fn change_entry() -> license_server::store::AuditEvent {
+    license_server::store::AuditEvent {
+        kind: license_server::store::AuditKind::LicenseUpdate,
+        license: "any".into(),
+        source: Some("test".into()),
+        ..Default::default()
+    }
 }

@@ -76,7 +76,9 @@ fn license(id: &str) -> License {
 #[test]
 fn concurrent_changes_of_different_terms_are_all_kept() {
     each_store(|name, s| {
-        assert!(s.insert_license(&license("org-c"), NOW).unwrap());
+        assert!(s
+            .insert_license(&license("org-c"), NOW, &change_entry())
+            .unwrap());
         // Two operators at once: one moves the expiry, the other the seats. A
         // read-modify-write of the whole record would lose one of them.
         let threads: Vec<_> = (0..2u32)
@@ -95,7 +97,9 @@ fn concurrent_changes_of_different_terms_are_all_kept() {
                                 ..LicenseChange::default()
                             }
                         };
-                        s.change_license("org-c", &change).unwrap().unwrap();
+                        s.change_license("org-c", &change, &change_entry())
+                            .unwrap()
+                            .unwrap();
                     }
                 })
             })
@@ -116,19 +120,28 @@ fn concurrent_changes_of_different_terms_are_all_kept() {
 fn licenses_are_created_once_updated_explicitly_and_revocations_stay() {
     each_store(|name, s| {
         let l = license("org-1");
-        assert!(s.insert_license(&l, NOW).unwrap(), "{name}");
+        assert!(
+            s.insert_license(&l, NOW, &change_entry()).unwrap(),
+            "{name}"
+        );
         assert_eq!(s.license("org-1").unwrap(), Some(l.clone()), "{name}");
         let mut other = l.clone();
         other.tier = "enterprise".into();
-        assert!(!s.insert_license(&other, NOW).unwrap(), "{name}: exists");
+        assert!(
+            !s.insert_license(&other, NOW, &change_entry()).unwrap(),
+            "{name}: exists"
+        );
         assert_eq!(s.license("org-1").unwrap().unwrap().tier, "pro", "{name}");
-        assert!(s.revoke_license("org-1").unwrap());
+        assert!(s.revoke_license("org-1", &change_entry()).unwrap());
         let change = LicenseChange {
             tier: Some("team".into()),
             seats: Some(Seats::Unlimited),
             ..LicenseChange::default()
         };
-        let changed = s.change_license("org-1", &change).unwrap().unwrap();
+        let changed = s
+            .change_license("org-1", &change, &change_entry())
+            .unwrap()
+            .unwrap();
         let got = s.license("org-1").unwrap().unwrap();
         assert_eq!(changed, got, "{name}: the license as changed is returned");
         assert_eq!(
@@ -146,11 +159,17 @@ fn licenses_are_created_once_updated_explicitly_and_revocations_stay() {
             ..LicenseChange::default()
         };
         assert_eq!(
-            s.change_license("org-1", &tier).unwrap().unwrap().tier,
+            s.change_license("org-1", &tier, &change_entry())
+                .unwrap()
+                .unwrap()
+                .tier,
             "enterprise"
         );
-        assert_eq!(s.change_license("nope", &tier).unwrap(), None);
-        assert!(!s.revoke_license("nope").unwrap());
+        assert_eq!(
+            s.change_license("nope", &tier, &change_entry()).unwrap(),
+            None
+        );
+        assert!(!s.revoke_license("nope", &change_entry()).unwrap());
         assert_eq!(s.license("nope").unwrap(), None);
         s.ping().unwrap();
     });
@@ -161,7 +180,12 @@ fn concurrent_creations_of_one_id_make_exactly_one() {
     each_store(|name, s| {
         let made: usize = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..8)
-                .map(|_| scope.spawn(|| s.insert_license(&license("org-race"), NOW).unwrap()))
+                .map(|_| {
+                    scope.spawn(|| {
+                        s.insert_license(&license("org-race"), NOW, &change_entry())
+                            .unwrap()
+                    })
+                })
                 .collect();
             handles
                 .into_iter()
@@ -176,15 +200,17 @@ fn concurrent_creations_of_one_id_make_exactly_one() {
 #[test]
 fn api_keys_are_kept_as_hashes_and_revoked() {
     each_store(|name, s| {
-        s.insert_license(&license("org-k"), NOW).unwrap();
-        let key = s.create_api_key("org-k", NOW).unwrap();
+        s.insert_license(&license("org-k"), NOW, &change_entry())
+            .unwrap();
+        let key = license_server::store::new_api_key().unwrap();
+        s.add_api_key("org-k", &key, NOW, &change_entry()).unwrap();
         assert!(key.starts_with("sk-") && key.len() == 51, "{name}: {key}");
         let rec = s.api_key(&key).unwrap().unwrap();
         assert_eq!((rec.license_id.as_str(), rec.revoked), ("org-k", false));
         assert_eq!(s.api_key("sk-unknown").unwrap(), None, "{name}");
-        assert!(s.revoke_api_key(&key).unwrap());
+        assert!(s.revoke_api_key(&key, &change_entry()).unwrap());
         assert!(s.api_key(&key).unwrap().unwrap().revoked, "{name}");
-        assert!(!s.revoke_api_key("sk-unknown").unwrap());
+        assert!(!s.revoke_api_key("sk-unknown", &change_entry()).unwrap());
     });
 }
 
@@ -382,7 +408,9 @@ fn instances_starting_together_create_the_postgres_schema_once() {
         assert!(o.is_ok(), "{:?}", o.as_ref().err());
     }
     let store = opened.into_iter().next().unwrap().unwrap();
-    assert!(store.insert_license(&license("org-m"), NOW).unwrap());
+    assert!(store
+        .insert_license(&license("org-m"), NOW, &change_entry())
+        .unwrap());
 }
 
 #[test]
@@ -423,4 +451,14 @@ fn postgres_over_tls_checks_what_sslmode_says() {
     assert!(e.contains("cannot connect"), "{e}");
     let e = opens(&pg.tls_url("verify-nothing", None)).unwrap_err();
     assert!(e.contains("sslmode"), "{e}");
+}
+
+/// The audit entry an operator's change commits with.
+fn change_entry() -> license_server::store::AuditEvent {
+    license_server::store::AuditEvent {
+        kind: license_server::store::AuditKind::LicenseUpdate,
+        license: "any".into(),
+        source: Some("test".into()),
+        ..Default::default()
+    }
 }

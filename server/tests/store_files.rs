@@ -2,6 +2,10 @@
 
 use std::os::unix::fs::PermissionsExt;
 
+mod common;
+
+use common::process::{cli, request, ServerProcess};
+use common::wall_now;
 use license_server::store::{AuditEvent, License, LicenseStore, SqliteStore};
 
 fn mode(p: &std::path::Path) -> u32 {
@@ -19,8 +23,15 @@ fn database_wal_and_shm_are_created_0600_in_a_0700_dir() {
         expires_at: 2_000_000_000,
         ..License::default()
     };
-    assert!(store.insert_license(&lic, 1).unwrap());
-    store.create_api_key("org-1", 1).unwrap();
+    assert!(store.insert_license(&lic, 1, &change_entry()).unwrap());
+    store
+        .add_api_key(
+            "org-1",
+            &license_server::store::new_api_key().unwrap(),
+            1,
+            &change_entry(),
+        )
+        .unwrap();
     let wal = dir.path().join("data/licenses.sqlite3-wal");
     let shm = dir.path().join("data/licenses.sqlite3-shm");
     assert!(
@@ -165,4 +176,121 @@ fn committed_entries_reach_the_database_file_without_filling_the_wal() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(found, Some(500), "entries in the database file itself");
+}
+
+/// The audit entry an operator's change commits with.
+fn change_entry() -> license_server::store::AuditEvent {
+    license_server::store::AuditEvent {
+        kind: license_server::store::AuditKind::LicenseUpdate,
+        license: "any".into(),
+        source: Some("test".into()),
+        ..Default::default()
+    }
+}
+
+/// The size of the files in `dir`, in bytes.
+fn bytes_in(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Attack on the disk: 20 000 refused acquires from one API key, each from another
+/// hardware id and reporting another offline period. Refusals are coalesced (one entry
+/// with a count per license, kind and minute) and reports without a session are kept at
+/// most 60 a license and hour, so the data directory grows by less than 1 MB (it grew
+/// 6.35 MB); the server stopped with SIGTERM leaves no write-ahead log behind.
+#[test]
+fn twenty_thousand_refused_requests_from_one_key_add_less_than_a_megabyte() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n",
+            data.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    cli(&config, &["keygen"]);
+    let key = cli(
+        &config,
+        &[
+            "api-key",
+            "create",
+            "--tier",
+            "team",
+            "--sub",
+            "org-flood",
+            "--days",
+            "30",
+            "--seats",
+            "1",
+        ],
+    );
+    let server = ServerProcess::start(&config);
+    let port = server.port;
+    let body = |i: usize| {
+        serde_json::json!({"hardware_id": format!("hw-{i}"), "instance_id": "i", "version": "1",
+            "nonce": "0123456789abcdef0123456789abcdef",
+            "offline_since": lic4es::clock::rfc3339(wall_now() - 3600 - i as i64)})
+    };
+    let (code, _) = request(port, "POST", "/api/v1/licenses/acquire", &key, &body(0));
+    assert_eq!(code, 200, "the one seat");
+    let before = bytes_in(&data);
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let (key, body) = (&key, &body);
+            scope.spawn(move || {
+                for i in 0..5000 {
+                    let (code, v) = request(
+                        port,
+                        "POST",
+                        "/api/v1/licenses/acquire",
+                        key,
+                        &body(1 + t * 5000 + i),
+                    );
+                    assert_eq!(code, 403, "{v}");
+                }
+            });
+        }
+    });
+    server.stop();
+    let after = bytes_in(&data);
+    let wal = data.join("licenses.sqlite3-wal");
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "20 000 refused acquires: data dir {before} -> {after} bytes (+{}); write-ahead log \
+         after SIGTERM {wal_len} bytes",
+        after.saturating_sub(before)
+    );
+    assert!(after < before + 1_000_000, "{before} -> {after}");
+    assert_eq!(wal_len, 0, "the write-ahead log is truncated at shutdown");
+    let db = rusqlite::Connection::open(data.join("licenses.sqlite3")).unwrap();
+    let refused: i64 = db
+        .query_row(
+            "SELECT count(*) FROM audit WHERE kind = 'refused'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let periods: i64 = db
+        .query_row("SELECT count(*) FROM offline_periods", [], |r| r.get(0))
+        .unwrap();
+    assert!(refused < 100, "{refused} refusal entries");
+    assert!(periods <= 60, "{periods} offline periods kept");
+    let counted: String = db
+        .query_row(
+            "SELECT detail FROM audit WHERE kind = 'refused' AND detail LIKE '% more in this minute%' \
+             ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(counted.contains("coalesced"), "{counted}");
 }

@@ -1,11 +1,14 @@
 //! Accepting and serving connections so that slow or idle clients cannot exhaust the
 //! server: headers must arrive within `header-timeout-secs`, a connection that makes no
-//! progress for `idle-timeout-secs` is closed, and at most `max-connections` are served
-//! at once (more wait in the listen backlog rather than taking file descriptors).
+//! progress for `idle-timeout-secs` is closed, at most `max-connections` are served at
+//! once (more wait in the listen backlog rather than taking file descriptors), and one
+//! client address holds at most `max-connections-per-client` of them (more are closed at
+//! once), so a single address cannot hold every slot.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -27,6 +30,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 const FD_RESERVE: usize = 64;
 /// How long in-flight requests get to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
+/// What a plain-HTTP client over its address's cap is told before its connection closes.
+const TOO_MANY: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
+content-length: 88\r\nconnection: close\r\n\r\n\
+{\"error\":\"too_many_connections\",\"message\":\"too many connections from this address\"}";
 
 /// The limits connections are served under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +44,54 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Connections one client address holds at once.
+    pub per_client: usize,
+}
+
+/// The per-client cap: the configured one, else a sixteenth of the cap (at least 16),
+/// never above the cap.
+pub fn per_client_cap(configured: Option<usize>, cap: usize) -> usize {
+    configured.unwrap_or((cap / 16).max(16)).min(cap).max(1)
+}
+
+/// Connections held per client address; [`Held`] gives its place back when dropped.
+#[derive(Default)]
+struct PerClient {
+    held: std::sync::Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection of one address, counted while it lives.
+struct Held {
+    clients: Arc<PerClient>,
+    ip: IpAddr,
+}
+
+impl PerClient {
+    /// A place for a connection from `ip`, unless it holds `cap` already.
+    fn take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<Held> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let n = held.entry(ip).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(Held {
+            clients: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut held = self.clients.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// The cap on connections: the configured one, else the default, never above what the
@@ -159,10 +214,12 @@ pub async fn serve_connections(
     listener: tokio::net::TcpListener,
     router: Router,
     limits: Limits,
+    trusted: Arc<Vec<ipnet::IpNet>>,
     tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let clients = Arc::new(PerClient::default());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -190,6 +247,21 @@ pub async fn serve_connections(
                 }
             },
         };
+        // A trusted proxy carries many clients on its connections: it is not capped.
+        let held = if trusted.iter().any(|n| n.contains(&addr.ip())) {
+            None
+        } else {
+            match clients.take(addr.ip(), limits.per_client) {
+                Some(h) => Some(h),
+                None => {
+                    if tls.is_none() {
+                        let _ = stream.try_write(TOO_MANY);
+                    }
+                    continue;
+                }
+            }
+        };
+        let permit = (permit, held);
         let _ = stream.set_nodelay(true);
         let stream = Watched::new(stream, limits.idle_timeout);
         match &tls {
@@ -254,6 +326,39 @@ fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_address_gets_a_sixteenth_of_the_cap_unless_configured() {
+        // (configured, cap, per client)
+        let cases = [
+            (None, 4096, 256),
+            (None, 960, 60),
+            (None, 100, 16),
+            (None, 10, 10),
+            (Some(1000), 4096, 1000),
+            (Some(100_000), 4096, 4096),
+        ];
+        for (configured, cap, want) in cases {
+            assert_eq!(
+                per_client_cap(configured, cap),
+                want,
+                "{configured:?} {cap}"
+            );
+        }
+        let clients = Arc::new(PerClient::default());
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let first = clients.take(a, 2).unwrap();
+        let second = clients.take(a, 2).unwrap();
+        assert!(clients.take(a, 2).is_none(), "a third from one address");
+        assert!(
+            clients.take(b, 2).is_some(),
+            "another address is not affected"
+        );
+        drop(first);
+        assert!(clients.take(a, 2).is_some(), "a place given back");
+        drop(second);
+    }
 
     #[test]
     fn the_cap_stays_under_the_open_file_limit() {

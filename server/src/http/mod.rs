@@ -578,27 +578,45 @@ pub async fn serve_all(
             }
         }
     });
+    let cap = conn::connection_cap(state.config.max_connections, conn::raise_nofile_limit());
     let limits = conn::Limits {
         header_timeout: std::time::Duration::from_secs(state.config.header_timeout_secs),
         idle_timeout: std::time::Duration::from_secs(state.config.idle_timeout_secs),
-        max_connections: conn::connection_cap(
-            state.config.max_connections,
-            conn::raise_nofile_limit(),
-        ),
+        max_connections: cap,
+        per_client: conn::per_client_cap(state.config.max_connections_per_client, cap),
     };
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics_task = metrics.map(|l| {
         let router = metrics_router(state.clone());
         let scrapers = conn::Limits {
             max_connections: 64,
+            per_client: 64,
             ..limits
         };
-        tokio::spawn(conn::serve_connections(l, router, scrapers, None, async {
-            let _ = metrics_stopped.await;
-        }))
+        let none = Arc::new(Vec::new());
+        tokio::spawn(conn::serve_connections(
+            l,
+            router,
+            scrapers,
+            none,
+            None,
+            async {
+                let _ = metrics_stopped.await;
+            },
+        ))
     });
     let reloader = tls.clone().map(|t| tokio::spawn(reload_on_sighup(t)));
-    let result = conn::serve_connections(listener, router(state), limits, tls, shutdown).await;
+    let proxies = Arc::new(state.proxies.clone());
+    let result = conn::serve_connections(
+        listener,
+        router(state.clone()),
+        limits,
+        proxies,
+        tls,
+        shutdown,
+    )
+    .await;
+    service::audit::flush_all_refusals(&state).await;
     if let Some(r) = reloader {
         r.abort();
     }

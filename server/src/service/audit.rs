@@ -11,11 +11,6 @@ use crate::store::{AuditEvent, AuditKind, LicenseStore, OfflinePeriod, StoreResu
 
 use super::{ServiceError, ServiceResult};
 
-/// Appends `event` on the calling thread (blocking).
-pub fn append(s: &AppState, event: &AuditEvent) -> ServiceResult<()> {
-    written(s, &event.kind, s.store.append_audit(event))
-}
-
 /// What became of an entry: a failure is logged and turns `/healthz` to 503 until an
 /// entry is written again.
 fn written(s: &AppState, kind: &AuditKind, r: StoreResult<()>) -> ServiceResult<()> {
@@ -26,8 +21,31 @@ fn written(s: &AppState, kind: &AuditKind, r: StoreResult<()>) -> ServiceResult<
     })
 }
 
+/// Appends a refusal to the audit trail, coalesced: the first of its license and kind in
+/// a minute as it came, the rest counted in one entry (written when the minute is over),
+/// so that a flood of refused requests cannot grow the database without bound.
+pub async fn refusal(s: &AppState, event: AuditEvent) {
+    for e in s.refusals.admit(event) {
+        record(s, e).await;
+    }
+}
+
+/// Writes the counts of coalesced refusals whose minute is over.
+pub async fn flush_refusals(s: &AppState) {
+    for e in s.refusals.due(s.now()) {
+        record(s, e).await;
+    }
+}
+
+/// At shutdown: writes every count of coalesced refusals still held.
+pub async fn flush_all_refusals(s: &AppState) {
+    for e in s.refusals.drain() {
+        record(s, e).await;
+    }
+}
+
 /// Appends to the audit trail; a failure is logged and fails nothing else (for entries
-/// that record what already happened: a refusal, a release, a lapse, an admin change).
+/// that record what already happened: a release, a lapse).
 pub async fn record(s: &AppState, event: AuditEvent) {
     let _ = required(s, event).await;
 }
@@ -89,6 +107,7 @@ pub fn admin_event(
 /// Audits the lapses the seat store found and keeps each as an offline period. Runs
 /// periodically and before sessions are shown.
 pub async fn sweep(s: &AppState) {
+    flush_refusals(s).await;
     if let Ok(lapsed) = s.seats.take_lapsed().await {
         for l in lapsed {
             let mut e = seat_event(s, AuditKind::Lapse, &l, None);

@@ -10,7 +10,7 @@ use crate::app::AppState;
 use crate::config::ServerConfig;
 use crate::store::{AuditKind, License, LicenseChange, Seats};
 
-use super::audit::{self, admin_event};
+use super::audit::admin_event;
 use super::{ServiceError, ServiceResult};
 
 /// A license to create.
@@ -191,14 +191,11 @@ pub fn create(s: &AppState, spec: NewLicense, source: &str) -> ServiceResult<Lic
         offline_grace_days: spec.offline_grace_days,
         heartbeat_interval: spec.heartbeat_interval,
     };
-    if !s.store.insert_license(&lic, now)? {
+    let detail = Some(format!("tier {}", lic.tier));
+    let e = admin_event(s, AuditKind::LicenseCreate, &lic.id, source, detail);
+    if !s.store.insert_license(&lic, now, &e)? {
         return Err(ServiceError::LicenseExists(lic.id));
     }
-    let detail = Some(format!("tier {}", lic.tier));
-    let _ = audit::append(
-        s,
-        &admin_event(s, AuditKind::LicenseCreate, &lic.id, source, detail),
-    );
     Ok(lic)
 }
 
@@ -227,16 +224,18 @@ pub fn update(s: &AppState, id: &str, terms: Terms, source: &str) -> ServiceResu
         offline_grace_days: terms.offline_grace_days,
         heartbeat_interval: terms.heartbeat_interval,
     };
+    let e = admin_event(
+        s,
+        AuditKind::LicenseUpdate,
+        id,
+        source,
+        Some(describe(&change)),
+    );
     let lic = s
         .store
-        .change_license(id, &change)?
+        .change_license(id, &change, &e)?
         .ok_or_else(|| no_license(id))?;
     changed(s);
-    let detail = Some(describe(&change));
-    let _ = audit::append(
-        s,
-        &admin_event(s, AuditKind::LicenseUpdate, id, source, detail),
-    );
     Ok(lic)
 }
 
@@ -275,30 +274,24 @@ pub fn set_tier(s: &AppState, id: &str, tier: &str, source: &str) -> ServiceResu
         tier: Some(tier.to_string()),
         ..LicenseChange::default()
     };
+    let detail = Some(format!("tier {tier}"));
+    let e = admin_event(s, AuditKind::LicenseTier, id, source, detail);
     let lic = s
         .store
-        .change_license(id, &change)?
+        .change_license(id, &change, &e)?
         .ok_or_else(|| no_license(id))?;
     changed(s);
-    let detail = Some(format!("tier {tier}"));
-    let _ = audit::append(
-        s,
-        &admin_event(s, AuditKind::LicenseTier, id, source, detail),
-    );
     Ok(lic)
 }
 
 /// Revokes license `id`: its keys, tokens and seats stop working.
 pub fn revoke(s: &AppState, id: &str, source: &str) -> ServiceResult<()> {
     check_license_id(id)?;
-    if !s.store.revoke_license(id)? {
+    let e = admin_event(s, AuditKind::LicenseRevoke, id, source, None);
+    if !s.store.revoke_license(id, &e)? {
         return Err(no_license(id));
     }
     changed(s);
-    let _ = audit::append(
-        s,
-        &admin_event(s, AuditKind::LicenseRevoke, id, source, None),
-    );
     Ok(())
 }
 
@@ -308,29 +301,30 @@ pub fn new_api_key(s: &AppState, id: &str, source: &str) -> ServiceResult<String
     if s.store.license(id)?.is_none() {
         return Err(no_license(id));
     }
-    let key = s.store.create_api_key(id, s.now())?;
-    let detail = Some(key_prefix(&key));
-    let _ = audit::append(
+    let key = crate::store::new_api_key()?;
+    let e = admin_event(
         s,
-        &admin_event(s, AuditKind::ApiKeyCreate, id, source, detail),
+        AuditKind::ApiKeyCreate,
+        id,
+        source,
+        Some(key_prefix(&key)),
     );
+    s.store.add_api_key(id, &key, s.now(), &e)?;
     Ok(key)
 }
 
 /// Revokes an API key.
 pub fn revoke_api_key(s: &AppState, key: &str, source: &str) -> ServiceResult<()> {
-    let rec = s.store.api_key(key)?;
-    if !s.store.revoke_api_key(key)? {
-        return Err(ServiceError::NotFound {
-            what: "API key",
-            id: key_prefix(key),
-        });
+    let not_found = || ServiceError::NotFound {
+        what: "API key",
+        id: key_prefix(key),
+    };
+    let rec = s.store.api_key(key)?.ok_or_else(not_found)?;
+    let detail = Some(key_prefix(key));
+    let e = admin_event(s, AuditKind::ApiKeyRevoke, &rec.license_id, source, detail);
+    if !s.store.revoke_api_key(key, &e)? {
+        return Err(not_found());
     }
     changed(s);
-    if let Some(rec) = rec {
-        let detail = Some(key_prefix(key));
-        let e = admin_event(s, AuditKind::ApiKeyRevoke, &rec.license_id, source, detail);
-        let _ = audit::append(s, &e);
-    }
     Ok(())
 }

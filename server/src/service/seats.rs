@@ -213,11 +213,18 @@ pub async fn grant(
     let mut reported = None;
     let mut report_audited = false;
     if let Some(r) = report {
-        let (id, floor) = match &ended {
-            Some(old) => (old.id.clone(), old.acquired_at),
-            None => (report_id(&who, r.since), unknown_floor),
-        };
-        reported = Some(keep_report(s, &lic.id, id, r, floor).await);
+        // A report that ends a session of this server's is one per session; one without
+        // is kept a bounded number of times a license and hour.
+        reported = Some(match &ended {
+            Some(old) => keep_report(s, &lic.id, old.id.clone(), r, old.acquired_at).await,
+            None if s.report_budget.take(&lic.id, now) => {
+                keep_report(s, &lic.id, report_id(&who, r.since), r, unknown_floor).await
+            }
+            None => format!(
+                "offline report not kept: more than {} a license and hour",
+                crate::coalesce::MAX_REPORTS_PER_HOUR
+            ),
+        });
     }
     if let Some(old_id) = old_id {
         let old = ended.clone().unwrap_or_else(|| Session {
@@ -270,7 +277,7 @@ pub async fn grant(
                 (Some(d), false) => format!("{message}; {d}"),
                 _ => message,
             });
-            audit::record(s, e).await;
+            audit::refusal(s, e).await;
             return Err(refusal);
         }
     };
@@ -319,10 +326,12 @@ async fn offline_plan(
     floor: i64,
 ) -> ServiceResult<AcquireAnswer> {
     if let Some(r) = report {
-        let detail = keep_report(s, &lic.id, report_id(who, r.since), r, floor).await;
-        let mut e = seeker_event(s, AuditKind::OfflineReport, lic, who);
-        e.detail = Some(detail);
-        audit::record(s, e).await;
+        if s.report_budget.take(&lic.id, s.now()) {
+            let detail = keep_report(s, &lic.id, report_id(who, r.since), r, floor).await;
+            let mut e = seeker_event(s, AuditKind::OfflineReport, lic, who);
+            e.detail = Some(detail);
+            audit::record(s, e).await;
+        }
     }
     let grace_period_days = match serving {
         Serving::Uncounted => p.offline_grace_days as i64,
@@ -389,7 +398,7 @@ pub async fn heartbeat(
                 min_heartbeat_gap(&p) - wait,
                 min_heartbeat_gap(&p)
             ));
-            audit::record(s, e).await;
+            audit::refusal(s, e).await;
             return Err(ServiceError::HeartbeatTooSoon { wait });
         }
     };

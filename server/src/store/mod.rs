@@ -408,23 +408,39 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Licenses, keys, telemetry and audit, whatever the database.
+///
+/// An operator's change (a license created, changed or revoked, an API key created or
+/// revoked) commits in one transaction with its audit entry `audit`: both are durable, or
+/// neither is (no change is acknowledged unaudited).
 pub trait LicenseStore: Send + Sync {
     /// Creates a license; false (and nothing changed) when one with its id exists.
-    fn insert_license(&self, l: &License, now: i64) -> StoreResult<bool>;
+    fn insert_license(&self, l: &License, now: i64, audit: &AuditEvent) -> StoreResult<bool>;
     /// Changes the terms `change` gives of license `id`, in one statement (concurrent
     /// changes of different terms are all kept), never its revocation; returns the
     /// license as changed, or `None` when there is no such license.
-    fn change_license(&self, id: &str, change: &LicenseChange) -> StoreResult<Option<License>>;
+    fn change_license(
+        &self,
+        id: &str,
+        change: &LicenseChange,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<License>>;
     /// The license `id`.
     fn license(&self, id: &str) -> StoreResult<Option<License>>;
     /// Revokes a license; false when there is no such license.
-    fn revoke_license(&self, id: &str) -> StoreResult<bool>;
-    /// Creates an API key for `license_id` and returns it; only its hash is stored.
-    fn create_api_key(&self, license_id: &str, now: i64) -> StoreResult<String>;
+    fn revoke_license(&self, id: &str, audit: &AuditEvent) -> StoreResult<bool>;
+    /// Keeps the API key `key` (made by [`new_api_key`]) for `license_id`; only its hash
+    /// is stored.
+    fn add_api_key(
+        &self,
+        license_id: &str,
+        key: &str,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
     /// Looks an API key up by its hash.
     fn api_key(&self, key: &str) -> StoreResult<Option<KeyRecord>>;
     /// Revokes an API key; false when it is unknown.
-    fn revoke_api_key(&self, key: &str) -> StoreResult<bool>;
+    fn revoke_api_key(&self, key: &str, audit: &AuditEvent) -> StoreResult<bool>;
     /// Keeps a telemetry report: the instance's latest value and its license's row for
     /// the day, by [`crate::telemetry::admit`]'s rule (false when not stored: the
     /// instance's last report is under a minute old). Keeps at most
@@ -447,6 +463,9 @@ pub trait LicenseStore: Send + Sync {
     /// Drops latest values received before `before` and days before its day; returns
     /// how many rows went.
     fn prune_telemetry(&self, before: i64) -> StoreResult<u64>;
+    /// At shutdown: folds what the store keeps in logs into its files (SQLite truncates
+    /// its write-ahead log), so a stopped server leaves its data, not a log of it.
+    fn close(&self) {}
     /// Appends to the audit trail.
     fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
         self.append_audits(std::slice::from_ref(e))

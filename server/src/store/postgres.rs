@@ -17,8 +17,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::migrate;
 use super::{
-    hash_key, new_api_key, AuditEvent, AuditKind, AuditQuery, DailyTelemetry, InstanceTelemetry,
-    KeyRecord, License, LicenseChange, LicenseStore, OfflinePeriod, Seats, StoreError, StoreResult,
+    hash_key, AuditEvent, AuditKind, AuditQuery, DailyTelemetry, InstanceTelemetry, KeyRecord,
+    License, LicenseChange, LicenseStore, OfflinePeriod, Seats, StoreError, StoreResult,
 };
 use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
 use crate::usage::HourUsage;
@@ -106,6 +106,38 @@ impl PgStore {
         Ok(PgStore { pool })
     }
 
+    /// Runs an operator's change and, when it changed something (`audited` says so of
+    /// its result), appends `audit` in the same transaction.
+    fn audited<T>(
+        &self,
+        audit: &AuditEvent,
+        change: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, postgres::Error>,
+        audited: impl FnOnce(&T) -> bool,
+    ) -> StoreResult<T> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let out = change(&mut tx)?;
+            if audited(&out) {
+                tx.execute(
+                    "INSERT INTO audit (at, kind, license_id, session_id, hardware_id,
+                        instance_id, source, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    &[
+                        &audit.at,
+                        &audit.kind.as_str(),
+                        &audit.license,
+                        &audit.session_id,
+                        &audit.hardware_id,
+                        &audit.instance_id,
+                        &audit.source,
+                        &audit.detail,
+                    ],
+                )?;
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
     /// Runs `f` on a pooled connection; one that broke is not reused (r2d2 checks
     /// `is_closed` when it comes back).
     fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>) -> StoreResult<T> {
@@ -164,9 +196,11 @@ fn migrate(c: &mut Client) -> Result<(), String> {
 }
 
 impl LicenseStore for PgStore {
-    fn insert_license(&self, l: &License, now: i64) -> StoreResult<bool> {
-        self.with(|c| {
-            c.execute(
+    fn insert_license(&self, l: &License, now: i64, audit: &AuditEvent) -> StoreResult<bool> {
+        self.audited(
+            audit,
+            |c| {
+                c.execute(
                 "INSERT INTO licenses (id, tier, org_name, expires_at, trial, revoked, created_at,
                     seats, offline_grace_days, heartbeat_interval)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
@@ -183,34 +217,45 @@ impl LicenseStore for PgStore {
                     &l.offline_grace_days.map(i64::from),
                     &l.heartbeat_interval.map(big),
                 ],
-            )
-        })
+                )
+            },
+            |n| *n > 0,
+        )
         .map(|n| n > 0)
     }
 
-    fn change_license(&self, id: &str, c: &LicenseChange) -> StoreResult<Option<License>> {
-        self.with(|conn| {
-            conn.query_opt(
-                &format!(
-                    "UPDATE licenses SET tier = COALESCE($2, tier),
+    fn change_license(
+        &self,
+        id: &str,
+        c: &LicenseChange,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<License>> {
+        self.audited(
+            audit,
+            |conn| {
+                conn.query_opt(
+                    &format!(
+                        "UPDATE licenses SET tier = COALESCE($2, tier),
                         org_name = COALESCE($3, org_name), expires_at = COALESCE($4, expires_at),
                         trial = COALESCE($5, trial), seats = COALESCE($6, seats),
                         offline_grace_days = COALESCE($7, offline_grace_days),
                         heartbeat_interval = COALESCE($8, heartbeat_interval)
                      WHERE id = $1 RETURNING {LICENSE_COLUMNS}"
-                ),
-                &[
-                    &id,
-                    &c.tier,
-                    &c.org_name,
-                    &c.expires_at,
-                    &c.trial,
-                    &c.seats.map(Seats::to_column),
-                    &c.offline_grace_days.map(i64::from),
-                    &c.heartbeat_interval.map(big),
-                ],
-            )
-        })
+                    ),
+                    &[
+                        &id,
+                        &c.tier,
+                        &c.org_name,
+                        &c.expires_at,
+                        &c.trial,
+                        &c.seats.map(Seats::to_column),
+                        &c.offline_grace_days.map(i64::from),
+                        &c.heartbeat_interval.map(big),
+                    ],
+                )
+            },
+            Option::is_some,
+        )
         .map(|r| r.as_ref().map(license_row))
     }
 
@@ -224,22 +269,35 @@ impl LicenseStore for PgStore {
         .map(|r| r.as_ref().map(license_row))
     }
 
-    fn revoke_license(&self, id: &str) -> StoreResult<bool> {
-        self.with(|c| c.execute("UPDATE licenses SET revoked = TRUE WHERE id = $1", &[&id]))
-            .map(|n| n > 0)
+    fn revoke_license(&self, id: &str, audit: &AuditEvent) -> StoreResult<bool> {
+        self.audited(
+            audit,
+            |c| c.execute("UPDATE licenses SET revoked = TRUE WHERE id = $1", &[&id]),
+            |n| *n > 0,
+        )
+        .map(|n| n > 0)
     }
 
-    fn create_api_key(&self, license_id: &str, now: i64) -> StoreResult<String> {
-        let key = new_api_key()?;
-        let (hash, prefix) = (hash_key(&key), key[..9].to_string());
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO api_keys (hash, prefix, license_id, revoked, created_at)
-                 VALUES ($1, $2, $3, FALSE, $4)",
-                &[&hash, &prefix, &license_id, &now],
-            )
-        })?;
-        Ok(key)
+    fn add_api_key(
+        &self,
+        license_id: &str,
+        key: &str,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> StoreResult<()> {
+        let (hash, prefix) = (hash_key(key), key.chars().take(9).collect::<String>());
+        self.audited(
+            audit,
+            |c| {
+                c.execute(
+                    "INSERT INTO api_keys (hash, prefix, license_id, revoked, created_at)
+                     VALUES ($1, $2, $3, FALSE, $4)",
+                    &[&hash, &prefix, &license_id, &now],
+                )
+            },
+            |_| true,
+        )?;
+        Ok(())
     }
 
     fn api_key(&self, key: &str) -> StoreResult<Option<KeyRecord>> {
@@ -258,14 +316,18 @@ impl LicenseStore for PgStore {
         })
     }
 
-    fn revoke_api_key(&self, key: &str) -> StoreResult<bool> {
+    fn revoke_api_key(&self, key: &str, audit: &AuditEvent) -> StoreResult<bool> {
         let hash = hash_key(key);
-        self.with(|c| {
-            c.execute(
-                "UPDATE api_keys SET revoked = TRUE WHERE hash = $1",
-                &[&hash],
-            )
-        })
+        self.audited(
+            audit,
+            |c| {
+                c.execute(
+                    "UPDATE api_keys SET revoked = TRUE WHERE hash = $1",
+                    &[&hash],
+                )
+            },
+            |n| *n > 0,
+        )
         .map(|n| n > 0)
     }
 

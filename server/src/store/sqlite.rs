@@ -10,8 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::migrate;
 use super::{
-    hash_key, new_api_key, AuditEvent, AuditKind, AuditQuery, DailyTelemetry, InstanceTelemetry,
-    KeyRecord, License, LicenseChange, LicenseStore, OfflinePeriod, Seats, StoreError, StoreResult,
+    hash_key, AuditEvent, AuditKind, AuditQuery, DailyTelemetry, InstanceTelemetry, KeyRecord,
+    License, LicenseChange, LicenseStore, OfflinePeriod, Seats, StoreError, StoreResult,
 };
 use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
 use crate::usage::HourUsage;
@@ -247,11 +247,53 @@ fn applied(conn: &Connection) -> rusqlite::Result<Vec<migrate::Applied>> {
     .collect()
 }
 
+/// Appends `entries` to the audit trail inside `tx`.
+fn insert_audits(tx: &rusqlite::Transaction<'_>, entries: &[AuditEvent]) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO audit (at, kind, license_id, session_id, hardware_id,
+            instance_id, source, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for e in entries {
+        stmt.execute(params![
+            e.at,
+            e.kind.as_str(),
+            e.license,
+            e.session_id,
+            e.hardware_id,
+            e.instance_id,
+            e.source,
+            e.detail
+        ])?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Runs an operator's change and, when it changed something (`audited` says so of
+    /// its result), appends `audit` in the same transaction.
+    fn audited<T>(
+        &self,
+        audit: &AuditEvent,
+        change: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+        audited: impl FnOnce(&T) -> bool,
+    ) -> StoreResult<T> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db)?;
+        let out = change(&tx).map_err(db)?;
+        if audited(&out) {
+            insert_audits(&tx, std::slice::from_ref(audit)).map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        Ok(out)
+    }
+}
+
 impl LicenseStore for SqliteStore {
-    fn insert_license(&self, l: &License, now: i64) -> StoreResult<bool> {
-        let n = self
-            .conn()
-            .execute(
+    fn insert_license(&self, l: &License, now: i64, audit: &AuditEvent) -> StoreResult<bool> {
+        let n = self.audited(
+            audit,
+            |tx| {
+                tx.execute(
                 "INSERT INTO licenses (id, tier, org_name, expires_at, trial, revoked, created_at,
                     seats, offline_grace_days, heartbeat_interval)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
@@ -268,36 +310,47 @@ impl LicenseStore for SqliteStore {
                     l.offline_grace_days,
                     l.heartbeat_interval
                 ],
-            )
-            .map_err(db)?;
+                )
+            },
+            |n| *n > 0,
+        )?;
         Ok(n > 0)
     }
 
-    fn change_license(&self, id: &str, c: &LicenseChange) -> StoreResult<Option<License>> {
-        self.conn()
-            .query_row(
-                &format!(
-                    "UPDATE licenses SET tier = COALESCE(?2, tier),
+    fn change_license(
+        &self,
+        id: &str,
+        c: &LicenseChange,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<License>> {
+        self.audited(
+            audit,
+            |tx| {
+                tx.query_row(
+                    &format!(
+                        "UPDATE licenses SET tier = COALESCE(?2, tier),
                         org_name = COALESCE(?3, org_name), expires_at = COALESCE(?4, expires_at),
                         trial = COALESCE(?5, trial), seats = COALESCE(?6, seats),
                         offline_grace_days = COALESCE(?7, offline_grace_days),
                         heartbeat_interval = COALESCE(?8, heartbeat_interval)
                      WHERE id = ?1 RETURNING {LICENSE_COLUMNS}"
-                ),
-                params![
-                    id,
-                    c.tier,
-                    c.org_name,
-                    c.expires_at,
-                    c.trial,
-                    c.seats.map(Seats::to_column),
-                    c.offline_grace_days,
-                    c.heartbeat_interval
-                ],
-                license_row,
-            )
-            .optional()
-            .map_err(db)
+                    ),
+                    params![
+                        id,
+                        c.tier,
+                        c.org_name,
+                        c.expires_at,
+                        c.trial,
+                        c.seats.map(Seats::to_column),
+                        c.offline_grace_days,
+                        c.heartbeat_interval
+                    ],
+                    license_row,
+                )
+                .optional()
+            },
+            Option::is_some,
+        )
     }
 
     fn license(&self, id: &str) -> StoreResult<Option<License>> {
@@ -311,24 +364,35 @@ impl LicenseStore for SqliteStore {
             .map_err(db)
     }
 
-    fn revoke_license(&self, id: &str) -> StoreResult<bool> {
-        Ok(self
-            .conn()
-            .execute("UPDATE licenses SET revoked = 1 WHERE id = ?1", [id])
-            .map_err(db)?
-            > 0)
+    fn revoke_license(&self, id: &str, audit: &AuditEvent) -> StoreResult<bool> {
+        let n = self.audited(
+            audit,
+            |tx| tx.execute("UPDATE licenses SET revoked = 1 WHERE id = ?1", [id]),
+            |n| *n > 0,
+        )?;
+        Ok(n > 0)
     }
 
-    fn create_api_key(&self, license_id: &str, now: i64) -> StoreResult<String> {
-        let key = new_api_key()?;
-        self.conn()
-            .execute(
-                "INSERT INTO api_keys (hash, prefix, license_id, revoked, created_at)
-                 VALUES (?1, ?2, ?3, 0, ?4)",
-                params![hash_key(&key), &key[..9], license_id, now],
-            )
-            .map_err(db)?;
-        Ok(key)
+    fn add_api_key(
+        &self,
+        license_id: &str,
+        key: &str,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> StoreResult<()> {
+        let prefix: String = key.chars().take(9).collect();
+        self.audited(
+            audit,
+            |tx| {
+                tx.execute(
+                    "INSERT INTO api_keys (hash, prefix, license_id, revoked, created_at)
+                     VALUES (?1, ?2, ?3, 0, ?4)",
+                    params![hash_key(key), prefix, license_id, now],
+                )
+            },
+            |_| true,
+        )?;
+        Ok(())
     }
 
     fn api_key(&self, key: &str) -> StoreResult<Option<KeyRecord>> {
@@ -347,15 +411,18 @@ impl LicenseStore for SqliteStore {
             .map_err(db)
     }
 
-    fn revoke_api_key(&self, key: &str) -> StoreResult<bool> {
-        Ok(self
-            .conn()
-            .execute(
-                "UPDATE api_keys SET revoked = 1 WHERE hash = ?1",
-                [hash_key(key)],
-            )
-            .map_err(db)?
-            > 0)
+    fn revoke_api_key(&self, key: &str, audit: &AuditEvent) -> StoreResult<bool> {
+        let n = self.audited(
+            audit,
+            |tx| {
+                tx.execute(
+                    "UPDATE api_keys SET revoked = 1 WHERE hash = ?1",
+                    [hash_key(key)],
+                )
+            },
+            |n| *n > 0,
+        )?;
+        Ok(n > 0)
     }
 
     fn record_telemetry(
@@ -521,30 +588,19 @@ impl LicenseStore for SqliteStore {
         Ok((a + b) as u64)
     }
 
+    fn close(&self) {
+        if let Err(e) = self
+            .conn()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            tracing::warn!("write-ahead log not truncated at shutdown: {e}");
+        }
+    }
+
     fn append_audits(&self, entries: &[AuditEvent]) -> StoreResult<()> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(db)?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO audit (at, kind, license_id, session_id, hardware_id,
-                        instance_id, source, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .map_err(db)?;
-            for e in entries {
-                stmt.execute(params![
-                    e.at,
-                    e.kind.as_str(),
-                    e.license,
-                    e.session_id,
-                    e.hardware_id,
-                    e.instance_id,
-                    e.source,
-                    e.detail
-                ])
-                .map_err(db)?;
-            }
-        }
+        insert_audits(&tx, entries).map_err(db)?;
         tx.commit().map_err(db)
     }
 
