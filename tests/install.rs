@@ -16,7 +16,7 @@ fn stdout(out: &Output) -> String {
 
 fn make_install(prefix: &Path, destdir: Option<&Path>) {
     let mut cmd = Command::new("make");
-    on_real_clock(&mut cmd);
+    on_real_clock(as_from_a_shell(&mut cmd));
     cmd.current_dir(root())
         .arg("--no-print-directory")
         .arg("install")

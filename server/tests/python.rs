@@ -53,7 +53,7 @@ fn the_python_wheel_installs_alone_is_typed_and_passes_its_tests() {
 
     // The wheel: maturin builds the release library (under target/cdylib, as the jar's).
     let wheels = work.join("wheels");
-    run(on_real_clock(
+    run(on_real_clock(common::as_from_a_shell(
         Command::new(root.join("bindings/python/build.sh"))
             .arg(&wheels)
             .env("PATH", &path)
@@ -62,7 +62,7 @@ fn the_python_wheel_installs_alone_is_typed_and_passes_its_tests() {
                 "CARGO",
                 std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
             ),
-    ));
+    )));
     let wheel = std::fs::read_dir(&wheels)
         .unwrap()
         .map(|e| e.unwrap().path())

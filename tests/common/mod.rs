@@ -511,7 +511,7 @@ pub fn cdylib() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/cdylib");
     let mut cmd = std::process::Command::new(cargo);
-    on_real_clock(&mut cmd);
+    on_real_clock(as_from_a_shell(&mut cmd));
     cmd.args(["rustc", "--profile", "release", "-p", "lic4es", "--lib"])
         .args(["--crate-type", "cdylib", "--quiet", "--target-dir"])
         .arg(&dir)
@@ -534,6 +534,32 @@ fn with_soname_link(lib: PathBuf) -> PathBuf {
         let _ = std::os::unix::fs::symlink("liblic4es.so", &soname);
     }
     lib
+}
+
+/// `cmd`, which runs cargo, without what cargo sets in a test's environment
+/// (`CARGO_MANIFEST_DIR`, `OUT_DIR`, ...): build scripts that watch one of them (ring's
+/// watches both) would otherwise see another value from each test crate
+/// and rebuild the release library that the C tests, the jar and the wheel share.
+pub fn as_from_a_shell(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    for (name, _) in std::env::vars_os() {
+        let Some(n) = name.to_str() else { continue };
+        let set_for_tests = n.starts_with("CARGO_PKG_")
+            || n.starts_with("CARGO_BIN_EXE_")
+            || matches!(
+                n,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "OUT_DIR"
+            );
+        if set_for_tests {
+            cmd.env_remove(n);
+        }
+    }
+    cmd
 }
 
 /// `cmd` with the calendar guard's libfaketime taken out of its environment. CI runs the
