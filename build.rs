@@ -32,6 +32,21 @@ fn main() {
     };
     fs::write(out.join("builtin_public_keys.json"), keys).expect("write builtin keys");
 
+    // The license server a vendor's build is fixed to, and the only certificate authority
+    // trusted for it: the customer's config, network and trust store cannot choose them.
+    println!("cargo:rerun-if-env-changed=LIC4ES_API_URL");
+    let api_url = env::var("LIC4ES_API_URL").unwrap_or_default();
+    fs::write(out.join("builtin_api_url.txt"), api_url.trim()).expect("write api url");
+    println!("cargo:rerun-if-env-changed=LIC4ES_API_CA_FILE");
+    let api_ca = match env::var("LIC4ES_API_CA_FILE") {
+        Ok(path) if !path.trim().is_empty() => {
+            println!("cargo:rerun-if-changed={path}");
+            fs::read_to_string(&path).unwrap_or_else(|e| panic!("LIC4ES_API_CA_FILE {path}: {e}"))
+        }
+        _ => String::new(),
+    };
+    fs::write(out.join("builtin_api_ca.pem"), api_ca).expect("write api ca");
+
     // The key `state.json` is sealed with: a vendor sets its own, so that a state sealed
     // by another vendor's build (or this project's) does not verify in theirs.
     println!("cargo:rerun-if-env-changed=LIC4ES_STATE_KEY");

@@ -206,20 +206,29 @@ impl ServerCertVerifier for LazyVerifier {
 /// This one follows the environment's proxy settings as reqwest reads them; the engine's
 /// own clients take theirs from the config ([`Backend::new`]).
 pub fn http_client(connect: Duration, read: Duration) -> Result<reqwest::Client, BackendError> {
-    client_builder(connect, read, Vec::new())?
+    client_builder(connect, read, &Trust::Platform(Vec::new()))?
         .build()
         .map_err(|e| BackendError::Setup(e.to_string()))
 }
 
+/// Which certificates the backend's TLS is checked against.
+#[derive(Debug, Clone)]
+enum Trust {
+    /// The platform's roots, and `ca-file`'s beside them.
+    Platform(Vec<CertificateDer<'static>>),
+    /// These alone: a vendor's build pinned its license server's CA.
+    Only(Vec<CertificateDer<'static>>),
+}
+
 /// The engine's client for remote backends: through `proxy` (or direct without one),
-/// trusting `extra_roots` beside the platform's.
+/// under `trust`.
 fn remote_client(
     connect: Duration,
     read: Duration,
     proxy: &ProxyConfig,
-    extra_roots: Vec<CertificateDer<'static>>,
+    trust: &Trust,
 ) -> Result<reqwest::Client, BackendError> {
-    let builder = client_builder(connect, read, extra_roots)?;
+    let builder = client_builder(connect, read, trust)?;
     let builder = match &proxy.url {
         // An explicit proxy replaces the environment's (already read into the config).
         Some(url) => {
@@ -241,9 +250,9 @@ fn remote_client(
 fn direct_client(
     connect: Duration,
     read: Duration,
-    extra_roots: Vec<CertificateDer<'static>>,
+    trust: &Trust,
 ) -> Result<reqwest::Client, BackendError> {
-    client_builder(connect, read, extra_roots)?
+    client_builder(connect, read, trust)?
         .no_proxy()
         .build()
         .map_err(|e| BackendError::Setup(e.to_string()))
@@ -252,19 +261,35 @@ fn direct_client(
 fn client_builder(
     connect: Duration,
     read: Duration,
-    extra_roots: Vec<CertificateDer<'static>>,
+    trust: &Trust,
 ) -> Result<reqwest::ClientBuilder, BackendError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = LazyVerifier {
-        provider: provider.clone(),
-        extra_roots,
-        inner: OnceLock::new(),
+    let verifier: Arc<dyn ServerCertVerifier> = match trust {
+        Trust::Platform(extra_roots) => Arc::new(LazyVerifier {
+            provider: provider.clone(),
+            extra_roots: extra_roots.clone(),
+            inner: OnceLock::new(),
+        }),
+        Trust::Only(anchors) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in anchors {
+                roots
+                    .add(c.clone())
+                    .map_err(|e| BackendError::Setup(format!("pinned CA: {e}")))?;
+            }
+            rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| BackendError::Setup(format!("pinned CA: {e}")))?
+        }
     };
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| BackendError::Setup(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
@@ -286,6 +311,8 @@ pub struct Backend {
     bases: Arc<[Url]>,
     /// The base that answered last: the next call starts there.
     preferred: Arc<AtomicUsize>,
+    /// What the build fixes: a `refresh_url` must then be the pinned server's.
+    pins: crate::pins::Pins,
 }
 
 impl Backend {
@@ -297,17 +324,23 @@ impl Backend {
         for base in &config.api_urls {
             check_backend_url(base).map_err(BackendError::BadUrl)?;
         }
-        let roots = config
-            .ca_file
-            .as_ref()
-            .map(|(_, certs)| certs.clone())
-            .unwrap_or_default();
+        let trust = match &config.pins.ca {
+            Some(anchors) => Trust::Only(anchors.clone()),
+            None => Trust::Platform(
+                config
+                    .ca_file
+                    .as_ref()
+                    .map(|(_, certs)| certs.clone())
+                    .unwrap_or_default(),
+            ),
+        };
         let (connect, read) = (config.connect_timeout, config.read_timeout);
         Ok(Backend {
-            client: remote_client(connect, read, &config.proxy, roots.clone())?,
-            direct: direct_client(connect, read, roots)?,
+            client: remote_client(connect, read, &config.proxy, &trust)?,
+            direct: direct_client(connect, read, &trust)?,
             bases: config.api_urls.clone().into(),
             preferred: Arc::new(AtomicUsize::new(0)),
+            pins: config.pins.clone(),
         })
     }
 
@@ -371,6 +404,12 @@ impl Backend {
         let url = Url::parse(refresh_url)
             .map_err(|e| BackendError::BadUrl(format!("refresh_url `{refresh_url}`: {e}")))?;
         check_backend_url(&url).map_err(|e| BackendError::BadUrl(format!("refresh_url {e}")))?;
+        if !self.pins.allows_refresh_url(&url) {
+            return Err(BackendError::BadUrl(format!(
+                "refresh_url `{}` is not the license server this build is fixed to",
+                crate::log::echo(refresh_url)
+            )));
+        }
         let body = serde_json::to_vec(req).map_err(|e| BackendError::Setup(e.to_string()))?;
         let reply = self
             .send(Method::POST, url.as_str(), current_token, body)
@@ -566,6 +605,15 @@ pub fn error_for_status(status: StatusCode, body: &[u8]) -> BackendError {
         403 if code == codes::NO_SEATS_AVAILABLE => BackendError::NoSeats {
             message: if message.is_empty() {
                 "all seats in use".into()
+            } else {
+                message
+            },
+            retry_after_secs: None,
+        },
+        // No seat for this host now either: it waits as for a full license.
+        429 if code == codes::TOO_MANY_ACQUIRES => BackendError::NoSeats {
+            message: if message.is_empty() {
+                "too many seats granted this hour".into()
             } else {
                 message
             },

@@ -112,7 +112,7 @@ pub const KEYS: &[KeyDoc] = &[
     key("key", "string", Described("env `SOFTCLIENT4ES_LICENSE_KEY`"), "static license token (JWT)"),
     key("key-file", "path", Described("—"), "file holding the static token (trailing whitespace ignored; may be a symlink, as mounted secrets are); setting both `key` and `key-file` is an error"),
     key("api-key", "string", Described("env `SOFTCLIENT4ES_API_KEY`"), "`sk-` + printable ASCII"),
-    key("api-url", "URL, or a list of URLs", Val(DEFAULT_API_URL), "backend; `http` only on loopback. A list is tried in order on every call (same nonce), starting from the one that last answered: a failure means all of them failed"),
+    key("api-url", "URL, or a list of URLs", Val(DEFAULT_API_URL), "backend; `http` only on loopback. A list is tried in order on every call (same nonce), starting from the one that last answered: a failure means all of them failed. Ignored (WARN) in a build that pins its server (`LIC4ES_API_URL`, Security model)"),
     key("public-keys", "JWK Set", Described("the set built in with `LIC4ES_PUBLIC_KEYS_FILE`"), "JWK array or JWK Set (Ed25519, RSA ≥ 2048, P-256); when the library has a built-in set, keys given here only narrow it (one not built in is ignored, WARN)"),
     key("issuer", "string", Val(DEFAULT_ISSUER), "required `iss`"),
     key("cache-dir", "path", Described("`~/.softclient4es`"), "cached token, instance id, state"),
@@ -138,7 +138,7 @@ pub const KEYS: &[KeyDoc] = &[
     key("log-level", "`error`, `warn`, `info`, `debug`", Val("info"), "least severe record routed to the log callback (or stderr)"),
     key("proxy", "URL or `\"none\"`", Described("env `HTTPS_PROXY` / `https_proxy` / `ALL_PROXY` / `all_proxy`"), "proxy for backend calls: `http://`, `https://` or `socks5h://`, credentials allowed in the URL (never logged); `\"none\"` turns the environment's off. A loopback backend is never proxied"),
     key("no-proxy", "list of hosts, or one comma-separated string", Described("env `NO_PROXY` / `no_proxy`"), "hosts (`license.corp.example`), domains (`.corp.example`) and CIDRs (`10.0.0.0/8`) reached directly"),
-    key("ca-file", "path", Described("—"), "PEM file of extra trust anchors for backend TLS (an on-prem server with a private CA), added to the platform's roots; unreadable or without a certificate is an error"),
+    key("ca-file", "path", Described("—"), "PEM file of extra trust anchors for backend TLS (an on-prem server with a private CA), added to the platform's roots; unreadable or without a certificate is an error. Ignored (WARN) in a build that pins its server's CA (`LIC4ES_API_CA_FILE`)"),
 ];
 
 /// The key `name`'s default value ([`KeyDefault::Value`]); `""` for a key without one
@@ -371,6 +371,10 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// `ca-file`: the extra trust anchors it holds (DER), with the file named.
     pub ca_file: Option<(PathBuf, Vec<CertificateDer<'static>>)>,
+    /// What the build fixes (the license server, its trust anchors).
+    pub pins: crate::pins::Pins,
+    /// Whether the build fixes the public keys (`LIC4ES_PUBLIC_KEYS_FILE`).
+    pub pinned_keys: bool,
     /// Keys tokens must be signed with.
     pub public_keys: KeySet,
     /// Required `iss`.
@@ -415,6 +419,18 @@ impl Config {
         json: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
+        let pins = crate::pins::Pins::builtin().map_err(|m| ConfigError::new("(build)", m))?;
+        Self::from_json_pinned(json, env, &pins)
+    }
+
+    /// [`Config::from_json_with_env`] with `pins` standing in for what the library was
+    /// built with: tests of a vendor's pinned build, without building it again.
+    #[doc(hidden)]
+    pub fn from_json_pinned(
+        json: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        pins: &crate::pins::Pins,
+    ) -> Result<Config, ConfigError> {
         if json.len() > MAX_CONFIG_BYTES {
             return Err(ConfigError::new(
                 "(config)",
@@ -438,7 +454,7 @@ impl Config {
             Value::String(s) => !s.trim().is_empty(),
             _ => true,
         });
-        build(&flat, env)
+        build(&flat, env, pins)
     }
 
     /// Whether any license source (static token or API key) is configured.
@@ -477,6 +493,7 @@ fn flatten(
 fn build(
     flat: &BTreeMap<String, Value>,
     env: &dyn Fn(&str) -> Option<String>,
+    pins: &crate::pins::Pins,
 ) -> Result<Config, ConfigError> {
     let get = |k: &str| flat.get(k);
     let non_blank_env = |name: &str| env(name).filter(|s| !s.trim().is_empty());
@@ -502,11 +519,29 @@ fn build(
         validate_api_key(k).map_err(|m| ConfigError::new("api-key", m))?;
     }
 
-    let api_urls = api_urls(flat)?;
+    let mut api_urls = api_urls(flat)?;
     let mut warnings = Vec::new();
     let proxy = proxy_config(flat, env, &mut warnings)?;
-    let ca_file = ca_file(flat)?;
+    let mut ca_file = ca_file(flat)?;
+    if let Some(pinned) = &pins.api_urls {
+        if flat.contains_key("api-url") {
+            warnings.push(
+                "api-url is ignored: this build of the library is fixed to its license \
+                 server (LIC4ES_API_URL)"
+                    .into(),
+            );
+        }
+        api_urls = pinned.clone();
+    }
+    if pins.ca.is_some() && ca_file.take().is_some() {
+        warnings.push(
+            "ca-file is ignored: this build trusts only its own certificate authority for \
+             the license server (LIC4ES_API_CA_FILE)"
+                .into(),
+        );
+    }
     let builtin = KeySet::builtin().map_err(|m| ConfigError::new("public-keys", m))?;
+    let pinned_keys = !builtin.is_empty();
     let public_keys = match get("public-keys") {
         Some(v) => {
             let given =
@@ -669,6 +704,8 @@ fn build(
         api_urls,
         proxy,
         ca_file,
+        pins: pins.clone(),
+        pinned_keys,
         public_keys,
         issuer,
         cache_dir,

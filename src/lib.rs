@@ -14,6 +14,7 @@ pub mod config;
 pub mod engine;
 pub mod ffi;
 pub mod log;
+pub mod pins;
 pub mod protocol;
 pub mod seat;
 pub mod state;

@@ -56,6 +56,10 @@ pub mod codes {
     /// A heartbeat sooner than half an interval after the session's last renewal (one
     /// session's proofs must not feed several hosts); answered 429 with `Retry-After`.
     pub const HEARTBEAT_TOO_SOON: &str = "heartbeat_too_soon";
+    /// The license was granted as many seats this hour as its policy allows (hosts taking
+    /// turns on one seat); answered 429 with `Retry-After`. The engine treats it as no
+    /// seat available.
+    pub const TOO_MANY_ACQUIRES: &str = "too_many_acquires";
 
     /// Codes that revoke the engine's license at once.
     pub const REVOCATIONS: [&str; 2] = [API_KEY_REVOKED, LICENSE_REVOKED];

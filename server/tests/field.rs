@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::process::{cli, ServerProcess};
-use common::proxy::ConnectProxy;
+use common::proxy::{ConnectProxy, InspectingProxy};
 use common::tls::TestCa;
 use lic4es::config::Config;
 use lic4es::engine::{Engine, EngineOptions};
+use lic4es::pins::Pins;
 use lic4es::Tier;
 use serde_json::{json, Value};
 
@@ -75,6 +76,11 @@ impl Logs {
 /// An engine on `extra` over a fresh cache (kept in the returned directory), started as
 /// a host starts it, and what it logs.
 fn start_engine(b: &Backend, extra: Value) -> (Engine, Logs, tempfile::TempDir) {
+    start_built(b, extra, &Pins::default())
+}
+
+/// [`start_engine`] as a library built with `pins` (a vendor's build) would start it.
+fn start_built(b: &Backend, extra: Value, pins: &Pins) -> (Engine, Logs, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = json!({
         "api-key": b.api_key, "public-keys": b.jwks, "refresh.enabled": false,
@@ -84,7 +90,7 @@ fn start_engine(b: &Backend, extra: Value) -> (Engine, Logs, tempfile::TempDir) 
     for (k, v) in extra.as_object().unwrap() {
         cfg[k] = v.clone();
     }
-    let config = Config::from_json_with_env(&cfg.to_string(), &|_| None).unwrap();
+    let config = Config::from_json_pinned(&cfg.to_string(), &|_| None, pins).unwrap();
     let logs = Logs::default();
     let sink = logs.clone();
     let opts = EngineOptions {
@@ -97,8 +103,13 @@ fn start_engine(b: &Backend, extra: Value) -> (Engine, Logs, tempfile::TempDir) 
 /// An engine on `extra` over a fresh cache; its tier, its status, what it logged and how
 /// long `init` took.
 fn engine(b: &Backend, extra: Value) -> (Tier, Value, String, Duration) {
+    engine_built(b, extra, &Pins::default())
+}
+
+/// [`engine`] as a library built with `pins` would run.
+fn engine_built(b: &Backend, extra: Value, pins: &Pins) -> (Tier, Value, String, Duration) {
     let start = Instant::now();
-    let (e, logs, _dir) = start_engine(b, extra);
+    let (e, logs, _dir) = start_built(b, extra, pins);
     let took = start.elapsed();
     let out = (
         e.tier(),
@@ -170,6 +181,66 @@ fn an_engine_behind_an_authenticating_proxy_reaches_a_backend_of_a_private_ca() 
     );
     assert_eq!(tier, Tier::Community);
     assert_eq!(proxy.seen().len(), before, "no-proxy hosts skip the proxy");
+}
+
+/// Attack 3: a man in the middle by the customer's own CA. A TLS-inspecting proxy of the
+/// customer's, with a CA the customer's hosts trust, reads and could answer everything an
+/// ordinary build sends (the API key, every token) — which is what makes replays and
+/// relays work against the vendor's real server. A vendor's build that pins its server
+/// and its CA (`LIC4ES_API_URL`, `LIC4ES_API_CA_FILE`) refuses the proxy's certificate in
+/// the handshake whatever the config and environment say, and still works through a
+/// proxy that tunnels.
+#[test]
+fn a_pinned_build_refuses_a_tls_inspecting_proxy_of_the_customer_s_ca() {
+    let vendor = TestCa::new("Vendor CA");
+    let b = Backend::start(&vendor, "pinned");
+    let customer = TestCa::new("Customer Inspection CA");
+    let mitm = InspectingProxy::start(&customer, "license.test", &vendor.ca_file);
+    let url = format!("https://license.test:{}", b.server.port);
+
+    // An ordinary build, told to trust the customer's CA: the proxy reads the API key.
+    let (tier, status, _, _) = engine(
+        &b,
+        json!({"api-url": url, "proxy": mitm.url(), "ca-file": ca_file(&customer)}),
+    );
+    assert_eq!(tier, Tier::Enterprise, "{status}");
+    assert!(
+        mitm.read().iter().any(|h| h.contains(&b.api_key)),
+        "read in clear: {:?}",
+        mitm.read()
+    );
+
+    // The vendor's build: its server and CA pinned. The customer's api-url and ca-file
+    // are ignored (WARN), the proxy's certificate is refused, nothing is read.
+    let vendor_pem = std::fs::read_to_string(&vendor.ca_file).unwrap();
+    let pins = Pins::parse(&url, &vendor_pem).unwrap();
+    let before = mitm.read().len();
+    let (tier, status, logs, _) = engine_built(
+        &b,
+        json!({"api-url": "https://license.elsewhere.example", "proxy": mitm.url(),
+               "ca-file": ca_file(&customer)}),
+        &pins,
+    );
+    assert_eq!(tier, Tier::Community, "{status}");
+    assert_eq!(mitm.read().len(), before, "nothing read in clear");
+    assert!(logs.contains("api-url is ignored"), "{logs}");
+    assert!(logs.contains("ca-file is ignored"), "{logs}");
+    assert_eq!(
+        status["build"],
+        json!({"pinned_keys": false, "pinned_api_url": true, "pinned_ca": true})
+    );
+
+    // The honest path: the same build through a proxy that tunnels (CONNECT).
+    let tunnel = ConnectProxy::start(None);
+    let (tier, status, _, _) = engine_built(&b, json!({"proxy": tunnel.url(None)}), &pins);
+    assert_eq!(tier, Tier::Enterprise, "{status}");
+    // An ordinary build's status says nothing is pinned.
+    let (_, status, _, _) = engine(
+        &b,
+        json!({"api-url": url, "proxy": tunnel.url(None),
+        "ca-file": ca_file(&vendor)}),
+    );
+    assert_eq!(status["build"]["pinned_ca"], false);
 }
 
 /// Not a timing goal: the figures for the notes, printed (`--nocapture`).

@@ -35,7 +35,7 @@ mod status;
 mod thread;
 mod worker;
 
-pub use self::status::{ClockStatus, RefreshRecord, SeatStatus, Status};
+pub use self::status::{BuildStatus, ClockStatus, RefreshRecord, SeatStatus, Status};
 
 use self::exchange::Failure;
 use self::thread::{slot, Doorbell, RawThread};

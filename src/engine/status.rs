@@ -58,6 +58,20 @@ pub struct ClockStatus {
     pub high_water_mark: String,
     /// The wall clock reads more than an hour before the mark, which is used instead.
     pub clock_behind: bool,
+    /// `state.json` verifies (false while a state that does not verify is set aside,
+    /// until the license server answers).
+    pub state_verified: bool,
+}
+
+/// What the library's build fixes (section 3), so an operator can see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BuildStatus {
+    /// The trusted public keys (`LIC4ES_PUBLIC_KEYS_FILE`).
+    pub pinned_keys: bool,
+    /// The license server (`LIC4ES_API_URL`); `api-url` is then ignored.
+    pub pinned_api_url: bool,
+    /// The only trust anchors of the license server's TLS (`LIC4ES_API_CA_FILE`).
+    pub pinned_ca: bool,
 }
 
 /// The status document of `lic_status_json`.
@@ -111,6 +125,8 @@ pub struct Status {
     pub previous_tier: Option<&'static str>,
     /// The clock ledger.
     pub clock: ClockStatus,
+    /// What the library's build fixes.
+    pub build: BuildStatus,
     /// The seat, in seat mode (null otherwise).
     pub seat: Option<SeatStatus>,
 }
@@ -239,7 +255,13 @@ impl Shared {
                 ClockStatus {
                     high_water_mark: rfc3339_millis(mark),
                     clock_behind: behind,
+                    state_verified: !self.state_tampered(),
                 }
+            },
+            build: BuildStatus {
+                pinned_keys: self.config.pinned_keys,
+                pinned_api_url: self.config.pins.api_urls.is_some(),
+                pinned_ca: self.config.pins.ca.is_some(),
             },
             seat: st.seat.as_ref().map(|s| self.seat_status(s, now_ms)),
         }

@@ -119,3 +119,139 @@ fn tunnel(mut client: TcpStream, want: Option<&str>, log: &Mutex<Vec<String>>) {
     let _ = client.shutdown(std::net::Shutdown::Write);
     let _ = up.join();
 }
+
+/// A TLS-inspecting proxy, as a customer's middlebox runs one: it answers `CONNECT`,
+/// then speaks TLS to the client itself with a certificate for the name asked for,
+/// issued by a CA of the customer's (which the customer's hosts trust), reads each
+/// request in clear (API key and all) and forwards it to the real server over TLS of its
+/// own. It could answer anything instead; that it reads is enough to show.
+pub struct InspectingProxy {
+    pub port: u16,
+    read: Arc<Mutex<Vec<String>>>,
+}
+
+impl InspectingProxy {
+    /// A proxy presenting certificates of `customer_ca` for `name`, forwarding to the
+    /// server it is asked for on loopback, which it trusts by `server_ca` (PEM).
+    pub fn start(
+        customer_ca: &super::tls::TestCa,
+        name: &str,
+        server_ca: &std::path::Path,
+    ) -> InspectingProxy {
+        use rustls::pki_types::pem::PemObject;
+        let (cert, key) = customer_ca.issue("inspecting-proxy", &[name]);
+        let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(&cert)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap(),
+        );
+        let upstream = super::tls::client_config(server_ca);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let read = Arc::new(Mutex::new(Vec::new()));
+        let log = read.clone();
+        let name = name.to_string();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (server, upstream, log, name) =
+                    (server.clone(), upstream.clone(), log.clone(), name.clone());
+                std::thread::spawn(move || inspect(conn, server, upstream, &name, &log));
+            }
+        });
+        InspectingProxy { port, read }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The request heads it read in clear.
+    pub fn read(&self) -> Vec<String> {
+        self.read.lock().unwrap().clone()
+    }
+}
+
+fn inspect(
+    mut client: TcpStream,
+    server: Arc<rustls::ServerConfig>,
+    upstream: Arc<rustls::ClientConfig>,
+    name: &str,
+    log: &Mutex<Vec<String>>,
+) {
+    let Some(head) = head(&mut client) else {
+        return;
+    };
+    let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+    let port: u16 = target
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(443);
+    if client
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .is_err()
+    {
+        return;
+    }
+    let _ = client.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(server).unwrap(), client);
+    // The request, in clear.
+    let Some(request_head) = head_tls(&mut tls) else {
+        return;
+    };
+    let len: usize = request_head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    if tls.read_exact(&mut body).is_err() {
+        return;
+    }
+    log.lock().unwrap().push(request_head.clone());
+    // Forwarded over a TLS session of the proxy's own.
+    let Ok(sock) = TcpStream::connect(("127.0.0.1", port)) else {
+        return;
+    };
+    let _ = sock.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    let mut up = rustls::StreamOwned::new(
+        rustls::ClientConnection::new(upstream, server_name).unwrap(),
+        sock,
+    );
+    let forwarded = request_head.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+    if up.write_all(forwarded.as_bytes()).is_err() || up.write_all(&body).is_err() {
+        return;
+    }
+    let mut answer = Vec::new();
+    let _ = up.read_to_end(&mut answer);
+    let _ = tls.write_all(&answer);
+    let _ = tls.flush();
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+}
+
+/// A request head read through TLS, a byte at a time.
+fn head_tls(tls: &mut impl Read) -> Option<String> {
+    let mut raw = Vec::new();
+    let mut b = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        if raw.len() > 16 * 1024 || tls.read(&mut b).ok()? == 0 {
+            return None;
+        }
+        raw.push(b[0]);
+    }
+    String::from_utf8(raw).ok()
+}
