@@ -35,7 +35,7 @@ redis-url = "redis://127.0.0.1:$rport/"
 TOML
 "$srv" --config "$work/server.toml" keygen >/dev/null 2>&1
 key=$("$srv" --config "$work/server.toml" api-key create --tier enterprise --sub org-bench \
-  --days 365 --seats 10000000 --heartbeat-interval 3600)
+  --days 365 --seats 10000000 --heartbeat-interval 1)
 # The token endpoint serves only licenses not counted in seats (a counted one is refused
 # there, whatever the client asks): its own license.
 token_key=$("$srv" --config "$work/server.toml" api-key create --tier enterprise --sub org-bench-tokens \

@@ -71,7 +71,7 @@ impl AppState {
             clock,
             metrics: Metrics::default(),
             flags: Flags::default(),
-            keys_seen: KeyCache::default(),
+            keys_seen: KeyCache::new(),
             throttle: Default::default(),
             proxies,
             body_timeout,
@@ -88,25 +88,40 @@ impl AppState {
     }
 }
 
-/// How long an API key's lookup (its record and license) is reused. Heartbeats of a key
-/// then reach the database at most twice a second per instance, and a revocation or tier
-/// change made on any instance applies everywhere within this time. A short lifetime was
-/// chosen over pub/sub invalidation: nothing is lost when a message is, and the bound on
-/// staleness holds even while Redis is away.
-pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long an API key's lookup (its record and license) is reused at most. Changes
+/// reach the cache sooner: every operator's change moves the store's counter
+/// ([`crate::store::LicenseStore::changes`]), which each instance reads every
+/// [`CHANGES_POLL`] and, when it moved, drops every cached lookup. So a heartbeat looks
+/// its key up in the database once per ten minutes at most, not per beat, and a
+/// revocation or tier change made on any instance applies everywhere within a second.
+/// The lifetime is the bound for what the counter does not see (a row changed by hand).
+pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+/// How often the store's change counter is read.
+pub const CHANGES_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 /// Most keys cached; past it the cache starts over (a flood of unknown keys cannot grow it).
-const KEY_CACHE_MAX: usize = 100_000;
+const KEY_CACHE_MAX: usize = 250_000;
 
 /// An API key's lookup: its record and its license, as found.
 pub(crate) type KeyLookup = (Option<KeyRecord>, Option<License>);
 
-/// API key lookups by key hash, each for [`KEY_CACHE_TTL`].
+/// API key lookups by key hash, each for [`KEY_CACHE_TTL`] unless a change drops them.
 #[derive(Default)]
 pub(crate) struct KeyCache {
     map: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, KeyLookup)>>,
+    /// Moves whenever the cache is dropped: a lookup begun before that is not cached.
+    epoch: std::sync::atomic::AtomicU64,
+    /// The store's change counter last seen (`i64::MIN` before the first reading).
+    changes: std::sync::atomic::AtomicI64,
 }
 
 impl KeyCache {
+    pub(crate) fn new() -> KeyCache {
+        KeyCache {
+            changes: std::sync::atomic::AtomicI64::new(i64::MIN),
+            ..KeyCache::default()
+        }
+    }
+
     fn lock(
         &self,
     ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (std::time::Instant, KeyLookup)>>
@@ -114,23 +129,70 @@ impl KeyCache {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The lookup of `hash`, when fresh.
-    pub(crate) fn get(&self, hash: &str) -> Option<KeyLookup> {
+    /// The lookup of `hash`, when fresh; else the epoch to pass to [`KeyCache::put`].
+    pub(crate) fn get(&self, hash: &str) -> Result<KeyLookup, u64> {
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::Acquire);
         let map = self.lock();
-        let (at, v) = map.get(hash)?;
-        (at.elapsed() < KEY_CACHE_TTL).then(|| v.clone())
+        match map.get(hash) {
+            Some((at, v)) if at.elapsed() < KEY_CACHE_TTL => Ok(v.clone()),
+            _ => Err(epoch),
+        }
     }
 
-    pub(crate) fn put(&self, hash: String, v: KeyLookup) {
+    /// Caches a lookup begun at `epoch`, unless the cache was dropped since (the lookup
+    /// may have read what the change replaced).
+    pub(crate) fn put(&self, hash: String, v: KeyLookup, epoch: u64) {
         let mut map = self.lock();
+        if self.epoch.load(std::sync::atomic::Ordering::Acquire) != epoch {
+            return;
+        }
         if map.len() >= KEY_CACHE_MAX {
             map.clear();
         }
         map.insert(hash, (std::time::Instant::now(), v));
     }
 
-    /// Forgets everything: this instance changed a license or a key.
+    /// Forgets everything: a license or a key changed.
     pub(crate) fn clear(&self) {
-        self.lock().clear();
+        let mut map = self.lock();
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        map.clear();
+    }
+
+    /// The store's change counter, read: when it moved since the last reading (another
+    /// instance, or the CLI, changed something), everything is forgotten.
+    pub(crate) fn observe_changes(&self, n: i64) {
+        let seen = self.changes.swap(n, std::sync::atomic::Ordering::AcqRel);
+        if seen != n && seen != i64::MIN {
+            self.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lookup_begun_before_a_change_is_not_cached_and_a_moved_counter_drops_all() {
+        let c = KeyCache::new();
+        let epoch = c.get("k").unwrap_err();
+        c.put("k".into(), (None, None), epoch);
+        assert!(c.get("k").is_ok());
+        // A change lands while another lookup is under way: that one is not kept.
+        let begun = c.get("other").unwrap_err();
+        c.clear();
+        c.put("other".into(), (None, None), begun);
+        assert!(c.get("other").is_err());
+        assert!(c.get("k").is_err(), "cleared");
+        // The counter: its first reading drops nothing; a move drops everything.
+        let epoch = c.get("k").unwrap_err();
+        c.put("k".into(), (None, None), epoch);
+        c.observe_changes(7);
+        assert!(c.get("k").is_ok());
+        c.observe_changes(7);
+        assert!(c.get("k").is_ok());
+        c.observe_changes(8);
+        assert!(c.get("k").is_err());
     }
 }

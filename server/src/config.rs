@@ -30,6 +30,10 @@ pub struct TierPolicy {
     /// Lifetime of issued tokens, in hours; default the global `token-lifetime-hours`.
     #[serde(default)]
     pub token_lifetime_hours: Option<u64>,
+    /// Seats a license may be granted per clock hour, per seat it has (acquires and
+    /// reconnects): hosts cannot take turns on one seat every heartbeat. 0 sets no bound.
+    #[serde(default = "default_acquires_per_seat_hour")]
+    pub acquires_per_seat_hour: u32,
 }
 
 /// A license's policy: its tier's, with the license's own overrides applied.
@@ -47,6 +51,8 @@ pub struct Effective<'a> {
     pub offline_grace_days: u64,
     /// Lifetime of issued tokens, in seconds.
     pub token_lifetime: i64,
+    /// Grants per seat and clock hour (0: no bound).
+    pub acquires_per_seat_hour: u32,
 }
 
 impl Effective<'_> {
@@ -58,6 +64,11 @@ impl Effective<'_> {
     /// Offline grace in seconds.
     pub fn grace_secs(&self) -> i64 {
         (self.offline_grace_days as i64).saturating_mul(86_400)
+    }
+
+    /// Seats a license of `seats` may be granted per clock hour (0: no bound).
+    pub fn grants_per_hour(&self, seats: u32) -> u32 {
+        seats.saturating_mul(self.acquires_per_seat_hour)
     }
 
     /// How the license is served: the vendor's license record and tier policy decide,
@@ -95,6 +106,12 @@ impl Serving {
 
 fn default_heartbeat() -> u64 {
     300
+}
+/// One grant per seat every five minutes, on average over an hour: a heartbeat
+/// interval's worth, so hosts that take turns on a seat run out within the hour, while a
+/// rolling update or a restart loop of a few tries goes through.
+fn default_acquires_per_seat_hour() -> u32 {
+    12
 }
 fn default_seats() -> Seats {
     Seats::Count(5)
@@ -324,6 +341,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             offline_grace_days: 0,
             seats: Seats::Count(0),
             token_lifetime_hours: None,
+            acquires_per_seat_hour: default_acquires_per_seat_hour(),
         },
     );
     tiers.insert(
@@ -335,6 +353,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             offline_grace_days: 7,
             seats: Seats::Count(5),
             token_lifetime_hours: None,
+            acquires_per_seat_hour: default_acquires_per_seat_hour(),
         },
     );
     tiers.insert(
@@ -346,6 +365,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             offline_grace_days: 3,
             seats: Seats::Count(20),
             token_lifetime_hours: None,
+            acquires_per_seat_hour: default_acquires_per_seat_hour(),
         },
     );
     let mut ent = paid;
@@ -359,6 +379,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             offline_grace_days: 7,
             seats: Seats::Unlimited,
             token_lifetime_hours: None,
+            acquires_per_seat_hour: default_acquires_per_seat_hour(),
         },
     );
     tiers
@@ -572,6 +593,7 @@ impl ServerConfig {
                 .map_or(p.offline_grace_days, u64::from),
             token_lifetime: (p.token_lifetime_hours.unwrap_or(self.token_lifetime_hours) as i64)
                 .saturating_mul(3600),
+            acquires_per_seat_hour: p.acquires_per_seat_hour,
         })
     }
 }

@@ -35,6 +35,7 @@ pub struct Metrics {
     tokens: IntCounterVec,
     telemetry: IntCounter,
     key_lookups: IntCounter,
+    over_budget: IntCounter,
 }
 
 // The names, help texts, labels and buckets are constants: building them cannot fail,
@@ -83,6 +84,10 @@ impl Default for Metrics {
                 "lic4es_api_key_lookups_total",
                 "API keys looked up in the database (the rest came from the half-second cache).",
             ),
+            over_budget: counter(
+                "lic4es_acquires_over_budget_total",
+                "Acquires refused: the license was granted its seats' hourly allowance already.",
+            ),
         }
     }
 }
@@ -127,6 +132,10 @@ impl Metrics {
 
     pub(crate) fn key_looked_up(&self) {
         self.key_lookups.inc();
+    }
+
+    pub(crate) fn acquires_over_budget(&self) {
+        self.over_budget.inc();
     }
 
     pub(crate) fn telemetry_received(&self) {
@@ -174,13 +183,14 @@ impl Metrics {
         for (store, ok) in &g.store_up {
             up.with_label_values(&[store]).set(i64::from(*ok));
         }
-        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 12] = [
             Box::new(self.requests.clone()),
             Box::new(self.durations.clone()),
             Box::new(self.offline.clone()),
             Box::new(self.tokens.clone()),
             Box::new(self.telemetry.clone()),
             Box::new(self.key_lookups.clone()),
+            Box::new(self.over_budget.clone()),
             Box::new(sessions),
             Box::new(in_use),
             Box::new(limits),

@@ -207,3 +207,74 @@ fn an_edited_grace_in_state_json_buys_no_offline_time() {
     assert_eq!(e.tier(), Tier::Team, "{}", logs.dump());
     assert_eq!(status(&e)["seat"]["state"], "offline");
 }
+
+/// Attack 5: seat sharing by turns. A relay in front of two hosts on a one-seat license
+/// releases whoever holds the seat before it forwards the other's acquire; the host
+/// whose heartbeat is then answered `410` acquires again at once. Every turn is a grant:
+/// the license gets its hourly allowance (12 a seat by default) and no more, so within
+/// the hour one host is left without a seat; the server never held two sessions.
+#[test]
+fn hosts_taking_turns_on_one_seat_run_out_of_turns_within_the_hour() {
+    let s = Server::on_wall_time();
+    // At the top of an hour: the allowance is counted by the clock hour.
+    s.advance(3600 - lic4es::clock::Clock::now_secs(&*s.clock).rem_euclid(3600));
+    let (license, key) = s.license("team", json!({"seats": 1}));
+    let holder: Arc<Mutex<Option<Value>>> = Arc::default();
+    let relay = Relay::start(s.port, move |req, up| match req.path.as_str() {
+        paths::ACQUIRE | paths::RECONNECT => {
+            let mut holder = holder.lock().unwrap();
+            if let Some(sid) = holder.take() {
+                let release = common::relay::Req {
+                    method: "DELETE".into(),
+                    path: paths::RELEASE.into(),
+                    ..req.clone()
+                };
+                up.forward(&release, &json!({"session_id": sid}));
+            }
+            let a = up.forward(req, &req.body);
+            if a.status == 200 {
+                *holder = Some(a.body["session_id"].clone());
+            }
+            a
+        }
+        _ => up.forward(req, &req.body),
+    });
+    let cfg = json!({"api-url": relay.url(), "seat.enabled": true});
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let hosts: Vec<_> = dirs
+        .iter()
+        .map(|d| engine(&s, d.path(), &key, cfg.clone()).0)
+        .collect();
+    let mut both_team = 0;
+    for turn in 0..22 {
+        s.advance(150);
+        let _ = hosts[turn % 2].refresh_now();
+        if hosts.iter().all(|h| h.tier() == Tier::Team) {
+            both_team += 1;
+        }
+        assert!(online_sessions(&s, &license) <= 1);
+    }
+    let (_, trail) = s.admin(
+        "GET",
+        &format!("/admin/audit?license={license}&limit=500"),
+        Value::Null,
+    );
+    let count = |kind: &str| {
+        trail
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == kind)
+            .count()
+    };
+    assert_eq!(count("acquire"), 12, "the hour's allowance, and no more");
+    assert!(count("too_many_acquires") >= 1, "refusals are audited");
+    let tiers: Vec<Tier> = hosts.iter().map(|h| h.tier()).collect();
+    assert!(
+        tiers.contains(&Tier::Community),
+        "one host is left without a seat: {tiers:?}"
+    );
+    let st = status(hosts.iter().find(|h| h.tier() == Tier::Community).unwrap());
+    assert_eq!(st["seat"]["state"], "no_seats", "{st}");
+    println!("turns with both hosts at Team before the allowance ran out: {both_team} of 22");
+}

@@ -90,6 +90,7 @@ fn session(id: &str, license: &str, limit: u32, hw: &str, grace: i64) -> NewSess
         grace,
         tier: "pro".into(),
         token_exp: NOW + 86_400,
+        grants_per_hour: 0,
     }
 }
 
@@ -238,6 +239,68 @@ fn a_silent_session_lapses_into_offline_use_for_its_grace() {
                 .map(|s| s.id)
                 .collect();
             assert!(!ids.contains(&"s-1".to_string()), "{name}: {ids:?}");
+        });
+    });
+}
+
+/// Hosts taking turns on one seat: each turn is a grant, and a license gets at most its
+/// hourly allowance of them (counted in the clock hour, on every instance alike).
+#[test]
+fn a_license_is_granted_at_most_its_hourly_allowance_of_seats() {
+    each_store(|name, clock, store| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // Start at the top of an hour.
+            let start = (NOW / 3600 + 1) * 3600;
+            clock.advance_millis((start - NOW) * 1000);
+            let turn = |i: u32| NewSession {
+                grants_per_hour: 4,
+                ..session(
+                    &format!("t-{i}"),
+                    "lic-turns",
+                    1,
+                    &format!("h{}", i % 2),
+                    GRACE,
+                )
+            };
+            for i in 0..4 {
+                match store.acquire(turn(i), None).await.unwrap() {
+                    Acquired::Granted { session, .. } => {
+                        // Its host hands the seat over at once.
+                        store.release(&session.id, "lic-turns").await.unwrap();
+                    }
+                    other => panic!("{name}: turn {i}: {other:?}"),
+                }
+                clock.advance_millis(60_000);
+            }
+            match store.acquire(turn(4), None).await.unwrap() {
+                Acquired::OverBudget { retry_after, .. } => {
+                    assert_eq!(retry_after, 3600 - 4 * 60, "{name}: until the next hour");
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+            // Still none this hour; another license has its own allowance.
+            assert!(
+                !granted(&store.acquire(turn(5), None).await.unwrap()),
+                "{name}"
+            );
+            let other = NewSession {
+                license: "lic-other".into(),
+                ..turn(6)
+            };
+            assert!(
+                granted(&store.acquire(other, None).await.unwrap()),
+                "{name}"
+            );
+            // The next hour grants again.
+            clock.advance_millis((3600 - 4 * 60) * 1000);
+            assert!(
+                granted(&store.acquire(turn(7), None).await.unwrap()),
+                "{name}"
+            );
         });
     });
 }

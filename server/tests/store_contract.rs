@@ -203,14 +203,21 @@ fn api_keys_are_kept_as_hashes_and_revoked() {
         s.insert_license(&license("org-k"), NOW, &change_entry())
             .unwrap();
         let key = license_server::store::new_api_key().unwrap();
+        let before = s.changes().unwrap();
         s.add_api_key("org-k", &key, NOW, &change_entry()).unwrap();
         assert!(key.starts_with("sk-") && key.len() == 51, "{name}: {key}");
         let rec = s.api_key(&key).unwrap().unwrap();
         assert_eq!((rec.license_id.as_str(), rec.revoked), ("org-k", false));
         assert_eq!(s.api_key("sk-unknown").unwrap(), None, "{name}");
+        // Every change moves the counter that cached lookups are checked against.
+        let added = s.changes().unwrap();
+        assert!(added > before, "{name}: {before} -> {added}");
         assert!(s.revoke_api_key(&key, &change_entry()).unwrap());
         assert!(s.api_key(&key).unwrap().unwrap().revoked, "{name}");
+        let revoked = s.changes().unwrap();
+        assert!(revoked > added, "{name}: {added} -> {revoked}");
         assert!(!s.revoke_api_key("sk-unknown", &change_entry()).unwrap());
+        assert_eq!(s.changes().unwrap(), revoked, "{name}: nothing changed");
     });
 }
 

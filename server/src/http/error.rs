@@ -79,6 +79,7 @@ pub fn status_of(e: &ServiceError) -> (StatusCode, &'static str) {
         E::NoSeats { .. } => (StatusCode::FORBIDDEN, codes::NO_SEATS_AVAILABLE),
         E::SessionGone => (StatusCode::GONE, codes::SESSION_GONE),
         E::HeartbeatTooSoon { .. } => (StatusCode::TOO_MANY_REQUESTS, codes::HEARTBEAT_TOO_SOON),
+        E::TooManyAcquires { .. } => (StatusCode::TOO_MANY_REQUESTS, codes::TOO_MANY_ACQUIRES),
         E::InvalidToken(_) => (StatusCode::UNAUTHORIZED, codes::INVALID_TOKEN),
         E::LicenseMismatch => (StatusCode::BAD_REQUEST, "license_mismatch"),
         E::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
@@ -93,8 +94,12 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         let (status, code) = status_of(&e);
         let mut err = ApiError::new(status, code, e.to_string());
-        if let ServiceError::HeartbeatTooSoon { wait } = e {
-            err.retry_after = Some(wait.max(1) as u64);
+        match e {
+            ServiceError::HeartbeatTooSoon { wait: secs }
+            | ServiceError::TooManyAcquires {
+                retry_after: secs, ..
+            } => err.retry_after = Some(secs.max(1) as u64),
+            _ => {}
         }
         err
     }

@@ -566,6 +566,18 @@ pub async fn serve_all(
             }
         }
     });
+    // Changes made on other instances (or by the CLI) reach this one's API-key cache.
+    let watcher = state.clone();
+    let watch = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::app::CHANGES_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            if let Ok(n) = service::store(&watcher, |st| st.changes()).await {
+                watcher.keys_seen.observe_changes(n);
+            }
+        }
+    });
     let sampler = state.clone();
     let sample = tokio::spawn(async move {
         let every = std::time::Duration::from_secs(crate::usage::SAMPLE_SECS as u64);
@@ -626,6 +638,7 @@ pub async fn serve_all(
     }
     sweep.abort();
     sample.abort();
+    watch.abort();
     result
 }
 

@@ -34,6 +34,8 @@ struct Inner {
     lapsed: Vec<Session>,
     /// Every license's usage summed.
     total: Usage,
+    /// Seats granted per license in the current clock hour: (hour's start, grants).
+    grants: HashMap<String, (i64, u32)>,
 }
 
 fn count(u: &mut Usage, s: &Session, up: bool) {
@@ -153,13 +155,28 @@ impl SeatStore for MemorySeats {
             }
         });
         let in_use = inner.online_count(&new.license);
+        let (hour, retry_after) = super::grant_hour(now);
+        let granted = inner
+            .grants
+            .get(&new.license)
+            .filter(|(h, _)| *h == hour)
+            .map_or(0, |(_, n)| *n);
         let outcome = if in_use >= new.limit {
             Acquired::Full {
                 in_use,
                 limit: new.limit,
                 ended,
             }
+        } else if new.grants_per_hour > 0 && granted >= new.grants_per_hour {
+            Acquired::OverBudget { retry_after, ended }
         } else {
+            // Licenses with a count of an earlier hour are forgotten as they come back.
+            if inner.grants.len() > 100_000 {
+                inner.grants.retain(|_, (h, _)| *h == hour);
+            }
+            inner
+                .grants
+                .insert(new.license.clone(), (hour, granted + 1));
             let session = Session {
                 id: new.id,
                 license: new.license,

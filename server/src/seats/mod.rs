@@ -205,6 +205,16 @@ pub struct NewSession {
     pub tier: String,
     /// The expiry of the token issued with it.
     pub token_exp: i64,
+    /// Seats the license may grant in one clock hour (its seats times the tier's
+    /// `acquires-per-seat-hour`); 0 sets no bound.
+    pub grants_per_hour: u32,
+}
+
+/// The start of the clock hour of `now` and the seconds until the next: the window
+/// [`NewSession::grants_per_hour`] counts in.
+pub fn grant_hour(now: i64) -> (i64, i64) {
+    let start = now.div_euclid(3600) * 3600;
+    (start, start + 3600 - now)
 }
 
 /// The session a reconnecting engine held before.
@@ -232,6 +242,14 @@ pub enum Acquired {
         in_use: u32,
         /// Seats.
         limit: u32,
+        /// The old session a reconnect ended, if any.
+        ended: Option<Session>,
+    },
+    /// The license granted [`NewSession::grants_per_hour`] seats this hour already: hosts
+    /// taking turns on a seat (or one restarting in a loop) wait for the next hour.
+    OverBudget {
+        /// Seconds until the next hour.
+        retry_after: i64,
         /// The old session a reconnect ended, if any.
         ended: Option<Session>,
     },

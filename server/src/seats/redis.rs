@@ -102,7 +102,7 @@ fn session_index_key(shard: u32) -> String {
 
 /// Shared by every script: the clock and the lazy, bounded reaping.
 const PRELUDE: &str = r#"
-local ONLINE, OFFLINE, SESS, LAPSED, IDS, LIMIT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local ONLINE, OFFLINE, SESS, LAPSED, IDS, LIMIT, GRANTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local function now_secs()
   if string.sub(ARGV[1], 1, 1) == '=' then
     return tonumber(string.sub(ARGV[1], 2))
@@ -149,11 +149,12 @@ end
 "#;
 
 /// ARGV: time source, lapse cap, budget, limit, new session (JSON without `acq` and
-/// `seen`), replaced id, its hardware id, the new session's id, its TTL, its license.
+/// `seen`), replaced id, its hardware id, the new session's id, its TTL, its license,
+/// seats it may grant per clock hour (0: no bound; GRANTS holds `hour:count`).
 /// The new session's JSON is completed by concatenation, not decoded and encoded again:
 /// that was a fifth of the script's time.
-/// On one Redis (not a cluster, where they are in other slots) KEYS 7 and 8 are the new
-/// session's index shard and the replaced session's, and KEYS[9], given when this
+/// On one Redis (not a cluster, where they are in other slots) KEYS 8 and 9 are the new
+/// session's index shard and the replaced session's, and KEYS[10], given when this
 /// instance has not put the license there lately, the license index: kept here so that
 /// an acquire is one round trip.
 const ACQUIRE: &str = r#"
@@ -165,8 +166,8 @@ if ARGV[6] ~= '' then
   if raw and cjson.decode(raw).hw == ARGV[7] then
     drop(ARGV[6])
     ended = raw
-    if KEYS[8] then
-      redis.call('HDEL', KEYS[8], ARGV[6])
+    if KEYS[9] then
+      redis.call('HDEL', KEYS[9], ARGV[6])
     end
   end
 end
@@ -174,17 +175,31 @@ local in_use = redis.call('ZCOUNT', ONLINE, '(' .. now, '+inf')
 if in_use >= tonumber(ARGV[4]) then
   return {'full', tostring(in_use), ended}
 end
+local hour = now - now % 3600
+local granted = 0
+local g = redis.call('GET', GRANTS)
+if g then
+  local h, n = string.match(g, '^(%d+):(%d+)$')
+  if h and tonumber(h) == hour then
+    granted = tonumber(n)
+  end
+end
+local per_hour = tonumber(ARGV[11])
+if per_hour > 0 and granted >= per_hour then
+  return {'budget', tostring(hour + 3600 - now), ended}
+end
+redis.call('SET', GRANTS, hour .. ':' .. (granted + 1), 'EX', 7200)
 local id = ARGV[8]
 local enc = '{"acq":' .. now .. ',"seen":' .. now .. ',' .. string.sub(ARGV[5], 2)
 redis.call('HSET', SESS, id, enc)
 redis.call('ZADD', ONLINE, now + tonumber(ARGV[9]), id)
 redis.call('ZADD', IDS, 0, id)
 redis.call('SET', LIMIT, ARGV[4])
-if KEYS[7] then
-  redis.call('HSET', KEYS[7], id, ARGV[10])
+if KEYS[8] then
+  redis.call('HSET', KEYS[8], id, ARGV[10])
 end
-if KEYS[9] then
-  redis.call('ZADD', KEYS[9], 0, ARGV[10])
+if KEYS[10] then
+  redis.call('ZADD', KEYS[10], 0, ARGV[10])
 end
 return {'granted', enc, ended}
 "#;
@@ -228,7 +243,7 @@ return ''
 "#;
 
 /// ARGV: time source, lapse cap, budget, session id. Ends it, online or offline. On one
-/// Redis KEYS[7] is its index shard.
+/// Redis KEYS[8] is its index shard.
 const END: &str = r#"
 local now = now_secs()
 reap(now, tonumber(ARGV[3]))
@@ -237,8 +252,8 @@ if not raw then
   return ''
 end
 drop(ARGV[4])
-if KEYS[7] then
-  redis.call('HDEL', KEYS[7], ARGV[4])
+if KEYS[8] then
+  redis.call('HDEL', KEYS[8], ARGV[4])
 end
 return raw
 "#;
@@ -387,7 +402,7 @@ fn unavailable(e: redis::RedisError) -> SeatError {
 }
 
 /// The keys of one license, in script order.
-fn keys(license: &str) -> [String; 6] {
+fn keys(license: &str) -> [String; 7] {
     [
         format!("{{lic:{license}}}:online"),
         format!("{{lic:{license}}}:offline"),
@@ -395,6 +410,7 @@ fn keys(license: &str) -> [String; 6] {
         format!("{{lic:{license}}}:lapsed"),
         format!("{{lic:{license}}}:ids"),
         format!("{{lic:{license}}}:limit"),
+        format!("{{lic:{license}}}:grants"),
     ]
 }
 
@@ -996,7 +1012,7 @@ impl RedisSeats {
     ) -> Result<Vec<LicenseUsage>, SeatError> {
         let mut cmds = Vec::with_capacity(licenses.len() * 3);
         for l in licenses {
-            let [online, offline, _, _, _, limit] = keys(l);
+            let [online, offline, _, _, _, limit, _] = keys(l);
             let mut c = redis::cmd("ZCOUNT");
             c.arg(&online).arg(format!("({now}")).arg("+inf");
             cmds.push(c);
@@ -1190,6 +1206,7 @@ impl SeatStore for RedisSeats {
                         new.id.clone(),
                         new.ttl.to_string(),
                         new.license.clone(),
+                        new.grants_per_hour.to_string(),
                     ],
                 )
                 .await?;
@@ -1213,6 +1230,10 @@ impl SeatStore for RedisSeats {
                 "full" => Ok(Acquired::Full {
                     in_use: field(1).parse().unwrap_or(new.limit),
                     limit: new.limit,
+                    ended,
+                }),
+                "budget" => Ok(Acquired::OverBudget {
+                    retry_after: field(1).parse().unwrap_or(3600),
                     ended,
                 }),
                 other => Err(SeatError::Corrupt(format!(

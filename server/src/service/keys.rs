@@ -18,12 +18,12 @@ pub fn standing(lic: &License, now: i64) -> ServiceResult<()> {
 }
 
 /// The license `api_key` belongs to, if the key and the license are in good standing.
-/// Lookups are reused for [`crate::app::KEY_CACHE_TTL`].
+/// Lookups are reused until a change drops them ([`crate::app::KEY_CACHE_TTL`]).
 pub async fn licensed(s: &AppState, api_key: &str) -> ServiceResult<License> {
     let hash = crate::store::hash_key(api_key);
     let (rec, lic) = match s.keys_seen.get(&hash) {
-        Some(found) => found,
-        None => {
+        Ok(found) => found,
+        Err(epoch) => {
             let key = api_key.to_string();
             let found = super::store(s, move |st| {
                 let rec = st.api_key(&key)?;
@@ -35,7 +35,7 @@ pub async fn licensed(s: &AppState, api_key: &str) -> ServiceResult<License> {
             })
             .await?;
             s.metrics.key_looked_up();
-            s.keys_seen.put(hash, found.clone());
+            s.keys_seen.put(hash, found.clone(), epoch);
             found
         }
     };

@@ -78,6 +78,16 @@ pub enum ServiceError {
         /// Seats.
         limit: u32,
     },
+    /// The license was granted as many seats this hour as its policy allows.
+    #[error("License {license} was granted {per_hour} seats this hour, as many as its policy allows; try again in {retry_after} s")]
+    TooManyAcquires {
+        /// The license.
+        license: String,
+        /// Grants allowed per hour.
+        per_hour: u32,
+        /// Seconds until the next hour.
+        retry_after: i64,
+    },
     /// A heartbeat came sooner than half an interval after the session's last renewal.
     #[error("a heartbeat came {wait} s too soon: a session is renewed at most once per half heartbeat interval")]
     HeartbeatTooSoon {

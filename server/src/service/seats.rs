@@ -196,6 +196,7 @@ pub async fn grant(
                 grace: p.grace_secs(),
                 tier: lic.tier.clone(),
                 token_exp,
+                grants_per_hour: p.grants_per_hour(limit),
             },
             replace,
         )
@@ -207,6 +208,14 @@ pub async fn grant(
             limit,
             ended,
         } => (Err(ServiceError::NoSeats { in_use, limit }), ended),
+        Acquired::OverBudget { retry_after, ended } => (
+            Err(ServiceError::TooManyAcquires {
+                license: lic.id.clone(),
+                per_hour: p.grants_per_hour(limit),
+                retry_after,
+            }),
+            ended,
+        ),
     };
     // What the engine reported: kept under the old session when this server knew it,
     // else under an id of the report itself.
@@ -272,7 +281,14 @@ pub async fn grant(
                 super::usage::refused(s, &lic.id, *in_use).await;
             }
             let message = refusal.to_string();
-            let mut e = seeker_event(s, AuditKind::Refused, lic, &who);
+            let kind = match refusal {
+                ServiceError::TooManyAcquires { .. } => {
+                    s.metrics.acquires_over_budget();
+                    AuditKind::TooManyAcquires
+                }
+                _ => AuditKind::Refused,
+            };
+            let mut e = seeker_event(s, kind, lic, &who);
             e.detail = Some(match (&reported, report_audited) {
                 (Some(d), false) => format!("{message}; {d}"),
                 _ => message,

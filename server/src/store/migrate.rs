@@ -29,6 +29,11 @@ pub const SQLITE: &[Migration] = &[
         name: "seat usage",
         sql: include_str!("migrations/sqlite/V2__seat_usage.sql"),
     },
+    Migration {
+        version: 3,
+        name: "changes",
+        sql: include_str!("migrations/sqlite/V3__changes.sql"),
+    },
 ];
 
 /// The PostgreSQL schema's steps.
@@ -42,6 +47,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 2,
         name: "seat usage",
         sql: include_str!("migrations/postgres/V2__seat_usage.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "changes",
+        sql: include_str!("migrations/postgres/V3__changes.sql"),
     },
 ];
 

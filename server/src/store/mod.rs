@@ -170,6 +170,9 @@ pub enum AuditKind {
     /// `heartbeat_too_soon`: a heartbeat refused, sooner than half an interval after the
     /// session's last renewal.
     TooSoon,
+    /// `too_many_acquires`: an acquire refused, the license having been granted as many
+    /// seats this hour as its policy allows.
+    TooManyAcquires,
     /// `lapse`: a session not heard from within its TTL, now offline.
     Lapse,
     /// `reconnect`: a reconnect that ended the previous session.
@@ -200,11 +203,12 @@ pub enum AuditKind {
 
 impl AuditKind {
     /// Every kind this server writes.
-    pub const ALL: [AuditKind; 16] = [
+    pub const ALL: [AuditKind; 17] = [
         AuditKind::Acquire,
         AuditKind::Refused,
         AuditKind::Renew,
         AuditKind::TooSoon,
+        AuditKind::TooManyAcquires,
         AuditKind::Lapse,
         AuditKind::Reconnect,
         AuditKind::Release,
@@ -226,6 +230,7 @@ impl AuditKind {
             AuditKind::Refused => "refused",
             AuditKind::Renew => "renew",
             AuditKind::TooSoon => "heartbeat_too_soon",
+            AuditKind::TooManyAcquires => "too_many_acquires",
             AuditKind::Lapse => "lapse",
             AuditKind::Reconnect => "reconnect",
             AuditKind::Release => "release",
@@ -439,6 +444,9 @@ pub trait LicenseStore: Send + Sync {
     ) -> StoreResult<()>;
     /// Looks an API key up by its hash.
     fn api_key(&self, key: &str) -> StoreResult<Option<KeyRecord>>;
+    /// A counter every operator's change moves (in the change's transaction): what
+    /// cached API-key lookups are checked against.
+    fn changes(&self) -> StoreResult<i64>;
     /// Revokes an API key; false when it is unknown.
     fn revoke_api_key(&self, key: &str, audit: &AuditEvent) -> StoreResult<bool>;
     /// Keeps a telemetry report: the instance's latest value and its license's row for

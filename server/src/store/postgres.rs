@@ -132,6 +132,7 @@ impl PgStore {
                         &audit.detail,
                     ],
                 )?;
+                tx.execute("UPDATE changes SET n = n + 1 WHERE id = 1", &[])?;
             }
             tx.commit()?;
             Ok(out)
@@ -314,6 +315,11 @@ impl LicenseStore for PgStore {
                 revoked: r.get(1),
             })
         })
+    }
+
+    fn changes(&self) -> StoreResult<i64> {
+        self.with(|c| c.query_one("SELECT n FROM changes WHERE id = 1", &[]))
+            .map(|r| r.get(0))
     }
 
     fn revoke_api_key(&self, key: &str, audit: &AuditEvent) -> StoreResult<bool> {

@@ -282,6 +282,8 @@ impl SqliteStore {
         let out = change(&tx).map_err(db)?;
         if audited(&out) {
             insert_audits(&tx, std::slice::from_ref(audit)).map_err(db)?;
+            tx.execute("UPDATE changes SET n = n + 1 WHERE id = 1", [])
+                .map_err(db)?;
         }
         tx.commit().map_err(db)?;
         Ok(out)
@@ -408,6 +410,12 @@ impl LicenseStore for SqliteStore {
                 },
             )
             .optional()
+            .map_err(db)
+    }
+
+    fn changes(&self) -> StoreResult<i64> {
+        self.conn()
+            .query_row("SELECT n FROM changes WHERE id = 1", [], |r| r.get(0))
             .map_err(db)
     }
 
