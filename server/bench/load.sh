@@ -10,7 +10,10 @@
 # alike instead of on whichever ran at that moment.
 #
 # LICENSE_SERVER=path runs that binary instead of building this tree's (to compare two
-# builds on the same machine).
+# builds on the same machine). Acquires are also measured against the same tree built
+# with the audit off (the `bench-audit-off` feature, in target/bench-audit-off, or
+# AUDIT_OFF_SERVER=path), a second instance taking its turns with the others: section
+# 12's acquire budget is a ratio to that.
 #
 # Needs redis-server and wrk (apt-get install redis-server wrk). Prints a Markdown table.
 set -euo pipefail
@@ -22,6 +25,14 @@ threads=${BENCH_THREADS:-2}
 
 . server/bench/common.sh
 
+if [ -n "${AUDIT_OFF_SERVER:-}" ]; then
+  srv_off=$(realpath "$AUDIT_OFF_SERVER")
+else
+  cargo build --release --quiet -p license-server --bin license-server --features bench-audit-off \
+    --target-dir target/bench-audit-off
+  srv_off=$PWD/target/bench-audit-off/release/license-server
+fi
+
 rport=$(free_port)
 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null &
 redis_pid=$!
@@ -29,6 +40,7 @@ pids+=("$redis_pid")
 port=$(free_port)
 cat >"$work/server.toml" <<TOML
 listen = "127.0.0.1:$port"
+metrics-listen = "none"
 data-dir = "$work/data"
 admin-token = "bench-admin-token-0123456789abcdef"
 redis-url = "redis://127.0.0.1:$rport/"
@@ -43,7 +55,20 @@ token_key=$("$srv" --config "$work/server.toml" api-key create --tier enterprise
 "$srv" --config "$work/server.toml" serve 2>"$work/server.log" &
 server_pid=$!
 pids+=("$server_pid")
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
+# The same server without its audit, on its own store and Redis database.
+port_off=$(free_port)
+sed -e "s/:$port\"/:$port_off\"/" -e "s|$work/data|$work/data-off|" -e "s|:$rport/|:$rport/1|" \
+  "$work/server.toml" >"$work/server-off.toml"
+"$srv_off" --config "$work/server-off.toml" keygen >/dev/null 2>&1
+key_off=$("$srv_off" --config "$work/server-off.toml" api-key create --tier enterprise --sub org-bench \
+  --days 365 --seats 10000000 --heartbeat-interval 1)
+"$srv_off" --config "$work/server-off.toml" serve 2>"$work/server-off.log" &
+off_pid=$!
+pids+=("$off_pid")
+for p in "$port" "$port_off"; do
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break; sleep 0.05; done
+done
+grep -q bench-audit-off "$work/server-off.log" 2>/dev/null || { echo "$srv_off is not a bench-audit-off build" >&2; exit 1; }
 
 nonce=0123456789abcdef0123456789abcdef
 redis_mem() { redis-cli -p "$rport" info memory | awk -F: '/^used_memory:/{print $2}' | tr -d '\r'; }
@@ -85,6 +110,7 @@ request = function()
     '{"hardware_id":"hw-' .. i .. '","instance_id":"i-' .. i .. '","version":"1","nonce":"$nonce"}')
 end
 LUA
+sed "s/$key/$key_off/" "$work/acquire.lua" >"$work/acquire_off.lua"
 cat >"$work/token.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Authorization"] = "Bearer $token_key"
@@ -102,15 +128,17 @@ LUA
 
 # CPU time (clock ticks) a process has used, user and system.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-run() { # script path: one round's requests/s, p50, p99, errors, appended to $work/NAME.results
+run() { # script path [port]: one round's requests/s, p50, p99, errors, appended to $work/NAME.results
   local script=$work/$1.run.lua r0 s0
   cat "$work/$1.lua" "$work/report.lua" >"$script" 2>/dev/null || cp "$work/report.lua" "$script"
   r0=$(ticks "$redis_pid")
-  s0=$(ticks "$server_pid")
-  wrk -t"$threads" -c"$conns" -d"${secs}s" -s "$script" "http://127.0.0.1:$port$2" |
+  local pid=$server_pid
+  [ -z "${3:-}" ] || pid=$off_pid
+  s0=$(ticks "$pid")
+  wrk -t"$threads" -c"$conns" -d"${secs}s" -s "$script" "http://127.0.0.1:${3:-$port}$2" |
     grep '^RESULT' | cut -d' ' -f2- >>"$work/$1.results"
   # The round's CPU ticks (server, Redis) and its requests.
-  echo "$(($(ticks "$server_pid") - s0)) $(($(ticks "$redis_pid") - r0)) $(tail -1 "$work/$1.results" | awk -v s="$secs" '{print $1 * s}')" >>"$work/$1.cpu"
+  echo "$(($(ticks "$pid") - s0)) $(($(ticks "$redis_pid") - r0)) $(tail -1 "$work/$1.results" | awk -v s="$secs" '{print $1 * s}')" >>"$work/$1.cpu"
 }
 # Microseconds of CPU per request over every round of NAME: server / Redis.
 cpu_per_request() {
@@ -132,6 +160,7 @@ for _ in $(seq "$rounds"); do
   run healthz /healthz
   run heartbeat /api/v1/licenses/heartbeat
   run acquire /api/v1/licenses/acquire
+  run acquire_off /api/v1/licenses/acquire "$port_off"
   run token /api/v1/licenses/token
 done
 echo
@@ -143,12 +172,14 @@ echo "|---|---|---|---|---|"
 row "GET /healthz" healthz
 row "PUT heartbeat ($sessions sessions)" heartbeat
 row "POST acquire" acquire
+row "POST acquire, same build with the audit off" acquire_off
 row "POST token" token
 echo
 echo "heartbeats / healthz: $(python3 -c "print(round($rps_heartbeat / $rps_healthz, 2))")"
 echo "acquires / healthz: $(python3 -c "print(round($rps_acquire / $rps_healthz, 2))")"
+echo "acquires / acquires with the audit off: $(python3 -c "print(round($rps_acquire / $rps_acquire_off, 2))")"
 echo "tokens / healthz: $(python3 -c "print(round($rps_token / $rps_healthz, 2))")"
 echo "Redis memory per online session: $per_session bytes"
-echo "CPU per request, server / Redis (all rounds): healthz $(cpu_per_request healthz), heartbeat $(cpu_per_request heartbeat), acquire $(cpu_per_request acquire), token $(cpu_per_request token)"
+echo "CPU per request, server / Redis (all rounds): healthz $(cpu_per_request healthz), heartbeat $(cpu_per_request heartbeat), acquire $(cpu_per_request acquire) (audit off $(cpu_per_request acquire_off)), token $(cpu_per_request token)"
 # BENCH_ROUNDS_SHOWN=1: every round's requests/s too (how noisy the machine was).
 [ -z "${BENCH_ROUNDS_SHOWN:-}" ] || for n in healthz heartbeat acquire token; do echo "$n rounds: $(cut -d" " -f1 "$work/$n.results" | tr "\n" " ")"; done

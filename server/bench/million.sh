@@ -9,10 +9,16 @@
 #
 # Sessions are made by acquires through both instances (10 per license at the default
 # sizes; each license has 2 × SESSIONS / LICENSES seats, so acquires still find room when
-# full) and nothing heartbeats them but the measured rounds: the licenses' heartbeat
-# interval is an hour, so a session stays online for two (the fill takes minutes, and
-# at the default five-minute interval the first sessions would lapse before the last
-# were made). PostgreSQL runs with fsync off: this measures the seat store, not the disk.
+# full) and nothing heartbeats them: the licenses' heartbeat interval is an hour, so a
+# session stays online for two (the fill takes minutes, and at the default five-minute
+# interval the first sessions would lapse before the last were made).
+#
+# A session is renewed at most once per half interval (429 heartbeat_too_soon), so the
+# measured heartbeats go to sessions that are due: before each measurement, HB_SESSIONS
+# sessions are acquired on another 1 000 licenses whose interval is a minute, and once
+# half a minute has passed each of them is heartbeaten once, as its host would. They sit
+# in the same Redis as the million and cost the server what any heartbeat costs.
+# PostgreSQL runs with fsync off: this measures the seat store, not the disk.
 # LICENSE_SERVER=path runs that binary instead of building this tree's. Needs
 # redis-server, PostgreSQL, wrk, curl and python3. Prints Markdown tables.
 set -euo pipefail
@@ -21,6 +27,9 @@ n=${1:-1000000}
 licenses=${2:-100000}
 secs=${BENCH_SECONDS:-10}
 seats=$(( (2 * n + licenses - 1) / licenses ))
+hb_sessions=${HB_SESSIONS:-60000}
+hb_licenses=1000
+hb_interval=60
 
 . server/bench/common.sh
 admin=bench-admin-token-0123456789abcdef
@@ -99,7 +108,7 @@ request = function()
   n = n + 1
   return wrk.format("POST", "/admin/licenses",
     { ["Authorization"] = "Bearer $admin", ["Content-Type"] = "application/json" },
-    '{"id":"org-' .. os.getenv("RUN") .. '-' .. id .. '-' .. n .. '","tier":"pro","days":365,"seats":$seats,"heartbeat_interval":3600}')
+    '{"id":"org-' .. os.getenv("RUN") .. '-' .. id .. '-' .. n .. '","tier":"pro","days":365,"seats":' .. os.getenv("SEATS") .. ',"heartbeat_interval":' .. os.getenv("INTERVAL") .. '}')
 end
 response = function(status, headers, body)
   local key, lic = body:match('"api_key":"([^"]+)"'), body:match('"license_id":"([^"]+)"')
@@ -126,12 +135,19 @@ response = function(status, headers, body)
   if n >= share then wrk.thread:stop() end
 end
 LUA
-# Heartbeats over "key session" lines.
+# Heartbeats over "key session" lines, each line once: instance SHIFT (1 or 2) takes
+# every other line. Once its lines are done a connection asks /healthz until the thread
+# stops (a second heartbeat of a session would be refused as too soon).
 cat >"$work/heartbeat.lua" <<LUA
 request = function()
   n = n + 1
-  local line = keys[(n * 7919 + id * 104729) % #keys + 1]
-  local key, sid = line:match("(%S+) (%S+)")
+  local at = (n - 1) * 2 + tonumber(os.getenv("SHIFT"))
+  if at > #keys then
+    if not exhausted then exhausted = true; out:write("exhausted\n") end
+    wrk.thread:stop()
+    return wrk.format("GET", "/healthz")
+  end
+  local key, sid = keys[at]:match("(%S+) (%S+)")
   return wrk.format("PUT", "/api/v1/licenses/heartbeat",
     { ["Authorization"] = "Bearer " .. key, ["Content-Type"] = "application/json" },
     '{"session_id":"' .. sid .. '","nonce":"$nonce"}')
@@ -155,7 +171,7 @@ both() {
     i=$((i + 1))
     at=$((shift + i))
     [ "$group" = 1 ] || at=$((shift + (i - 1) * licenses / 2))
-    RUN="$run$i" WANT=$(((want + 1) / 2)) THREADS=1 OUT="$out-$i" KEYS_FILE=$keys SHIFT=$at GROUP=$group \
+    RUN="$run$i" SEATS=${SEATS:-$seats} INTERVAL=${INTERVAL:-3600} WANT=$(((want + 1) / 2)) THREADS=1 OUT="$out-$i" KEYS_FILE=$keys SHIFT=$at GROUP=$group \
       wrk -t1 -c16 -d"${d}s" -s "$work/$script.run.lua" "http://127.0.0.1:$port" |
       grep '^RESULT' >"$work/result-$i" &
     w+=($!)
@@ -183,6 +199,14 @@ while [ "$(count "$work/keys")" -lt "$licenses" ]; do
 done
 cat "$work/keys"-* | head -n "$licenses" >"$work/licenses.all"
 cut -d' ' -f2 "$work/licenses.all" >"$work/keys.all"
+echo "creating $hb_licenses licenses for the measured heartbeats (a $hb_interval s interval)..." >&2
+while [ "$(count "$work/hbkeys")" -lt "$hb_licenses" ]; do
+  had=$(count "$work/hbkeys")
+  SEATS=$hb_sessions INTERVAL=$hb_interval both licenses 5 $((hb_licenses - had)) "$work/hbkeys" >/dev/null
+  [ "$(count "$work/hbkeys")" -gt "$had" ] || { echo "no license was created: $work/a.log" >&2; exit 1; }
+done
+cat "$work/hbkeys"-* | head -n "$hb_licenses" >"$work/hblicenses.all"
+cut -d' ' -f2 "$work/hblicenses.all" >"$work/hbkeys.all"
 
 views() { # label
   local lic
@@ -196,20 +220,33 @@ views() { # label
     "$(timed "${ports[0]}" "/admin/sessions?license=$lic&state=online" "$admin")" \
     "$(timed "${ports[0]}" /admin/audit "$admin")"
 }
-rates() { # label shift: acquires (granted sessions kept), then heartbeats over them
+rates() { # label shift: acquires, then heartbeats of sessions that are due
   local a h
   a=$(both acquire "$secs" 100000000 "$work/measure-$2" "$work/keys.all" "$2")
+  # Sessions to heartbeat, on the one-minute licenses, each due half a minute later (wrk
+  # runs for its whole -d whatever its threads do: short runs until there are enough).
+  while [ "$(count "$work/due-$2")" -lt "$hb_sessions" ]; do
+    local had
+    had=$(count "$work/due-$2")
+    both acquire 5 $((hb_sessions - had)) "$work/due-$2" "$work/hbkeys.all" "$((had + $2))" >/dev/null
+    [ "$(count "$work/due-$2")" -gt "$had" ] || { echo "no acquire was granted: $work/a.log" >&2; exit 1; }
+  done
+  sleep $((hb_interval / 2 + 1))
   # "key session" lines: the token's subject names the license, and so its key.
-  cat "$work/measure-$2"-* | python3 -c '
+  cat "$work/due-$2"-* | python3 -c '
 import base64, json, sys
 keys = dict(l.split() for l in open(sys.argv[1]))
 for line in sys.stdin:
     jwt, sid = line.split()
     body = jwt.split(".")[1]
     sub = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["sub"]
-    print(keys[sub], sid)' "$work/licenses.all" >"$work/beat-$2"
+    print(keys[sub], sid)' "$work/hblicenses.all" >"$work/beat-$2"
   [ -s "$work/beat-$2" ] || { echo "no acquire was granted: $work/a.log" >&2; exit 1; }
-  h=$(both heartbeat "$secs" 100000000 "$work/refused-$2" "$work/beat-$2")
+  h=$(both heartbeat "$secs" 100000000 "$work/refused-$2" "$work/beat-$2" 0)
+  # A connection that ran out of due sessions asked /healthz: then the rate is a floor.
+  if grep -q '^exhausted' "$work/refused-$2"-* 2>/dev/null; then
+    echo "every due session was beaten within the run: the heartbeat rate is a floor" >&2
+  fi
   cat "$work/refused-$2"-* >&2 2>/dev/null || true
   read -r ar _ ap99 ae <<<"$a"
   read -r hr _ hp99 he <<<"$h"

@@ -778,6 +778,9 @@ fn serve(config: ServerConfig) -> Result<(), String> {
             );
             Some(l)
         };
+        if cfg!(feature = "bench-audit-off") {
+            tracing::warn!("built with bench-audit-off: nothing is audited (a benchmark's baseline, never a release)");
+        }
         // Always written, whatever the log level: supervisors and scripts wait for it.
         eprintln!(
             "license-server: listening on {scheme}://{} (key {}, started {})",
