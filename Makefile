@@ -4,7 +4,12 @@
 #
 #   make install PREFIX=/usr/local          # or PREFIX=/usr DESTDIR=pkgroot for a package
 #   cc app.c $(pkg-config --cflags --libs lic4es)
-#   cc app.c $(pkg-config --static --cflags --libs lic4es)   # linked statically
+#   cc app.c $(pkg-config --cflags --libs lic4es-static)     # linked statically
+#
+# Under a PREFIX the system's tools do not search (/usr/local is searched by most), point
+# pkg-config at it, and the program at the library when it runs (or link an rpath):
+#   PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig cc app.c $(pkg-config ...) \
+#     -Wl,-rpath,$PREFIX/lib
 #
 # The library is the one the jar and the wheel carry: the release build under
 # target/cdylib.
@@ -45,10 +50,16 @@ install: lib
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
 	    -e 's|@PRIVATE_LIBS@|$(PRIVATE_LIBS)|' \
 	    bindings/c/lic4es.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/lic4es.pc
-	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/lic4es.pc
+	# `pkg-config --static lic4es` only adds Libs.private: with the shared library
+	# beside the archive, the linker still takes the shared one. lic4es-static names
+	# the archive itself.
+	sed -e 's|^Name: lic4es|Name: lic4es-static|' \
+	    -e 's|^Libs: .*|Libs: $${libdir}/liblic4es.a $(PRIVATE_LIBS)|' -e '/^Libs.private:/d' \
+	    $(DESTDIR)$(PKGCONFIGDIR)/lic4es.pc > $(DESTDIR)$(PKGCONFIGDIR)/lic4es-static.pc
+	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/lic4es.pc $(DESTDIR)$(PKGCONFIGDIR)/lic4es-static.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/liblic4es.so.$(VERSION) $(DESTDIR)$(LIBDIR)/liblic4es.so.$(MAJOR) \
 	    $(DESTDIR)$(LIBDIR)/liblic4es.so $(DESTDIR)$(LIBDIR)/liblic4es.a \
 	    $(DESTDIR)$(INCLUDEDIR)/lic4es.h $(DESTDIR)$(INCLUDEDIR)/lic4es.hpp \
-	    $(DESTDIR)$(PKGCONFIGDIR)/lic4es.pc
+	    $(DESTDIR)$(PKGCONFIGDIR)/lic4es.pc $(DESTDIR)$(PKGCONFIGDIR)/lic4es-static.pc

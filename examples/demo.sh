@@ -29,8 +29,10 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 fi
 
 step() { printf '\n== %s\n' "$*"; }
+# Two processes write at once: the server's lines are marked and indented, the host's and
+# the vendor's commands' are not.
 start_server() {
-  "$srv" --config "$demo/server.toml" serve &
+  "$srv" --config "$demo/server.toml" serve 2> >(sed -u 's/^/        server | /' >&2) &
   server_pid=$!
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
@@ -130,4 +132,8 @@ step "6. Operating it: the audit trail and offline-abuse check, read from the se
 "$srv" --config "$demo/server.toml" audit --license org-seats --limit 6
 "$srv" --config "$demo/server.toml" abuse --all || true
 echo "-- the live dashboard: http://127.0.0.1:$port/admin/ (admin token: demo-admin-token-not-for-production)"
+if [ -t 0 ]; then
+  # Someone is watching: the server stays up for the dashboard until they are done.
+  read -r -p "-- the server keeps running for the dashboard; press Enter to stop it and remove target/demo " _
+fi
 stop_server

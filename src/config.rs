@@ -78,7 +78,8 @@ pub enum KeyDefault {
 }
 
 /// One engine config key: the one table that drives the unknown-key check, the
-/// defaults of [`Config`], and the README's table (a test keeps it current).
+/// defaults of [`Config`], and the configuration reference's table
+/// (`docs/reference/engine-config.md`; a test keeps it current).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyDoc {
     /// The dotted name.
@@ -107,12 +108,12 @@ const fn key(
 
 use KeyDefault::{Described, Value as Val};
 
-/// Every key, in dotted form, in the order the README lists them.
+/// Every key, in dotted form, in the order the configuration reference lists them.
 pub const KEYS: &[KeyDoc] = &[
     key("key", "string", Described("env `SOFTCLIENT4ES_LICENSE_KEY`"), "static license token (JWT)"),
     key("key-file", "path", Described("—"), "file holding the static token (trailing whitespace ignored; may be a symlink, as mounted secrets are); setting both `key` and `key-file` is an error"),
     key("api-key", "string", Described("env `SOFTCLIENT4ES_API_KEY`"), "`sk-` + printable ASCII"),
-    key("api-url", "URL, or a list of URLs", Val(DEFAULT_API_URL), "backend; `http` only on loopback. A list is tried in order on every call (same nonce), starting from the one that last answered: a failure means all of them failed. Ignored (WARN) in a build that pins its server (`LIC4ES_API_URL`, Security model)"),
+    key("api-url", "URL, or a list of URLs", Val(DEFAULT_API_URL), "backend; `http` only on loopback. A list is tried in order on every call (same nonce), starting from the one that last answered: a failure means all of them failed. Ignored (WARN) in a build that pins its server (`LIC4ES_API_URL`: see pinned builds)"),
     key("public-keys", "JWK Set", Described("the set built in with `LIC4ES_PUBLIC_KEYS_FILE`"), "JWK array or JWK Set (Ed25519, RSA ≥ 2048, P-256); when the library has a built-in set, keys given here only narrow it (one not built in is ignored, WARN)"),
     key("issuer", "string", Val(DEFAULT_ISSUER), "required `iss`"),
     key("cache-dir", "path", Described("`~/.softclient4es`"), "cached token, instance id, state"),
@@ -122,7 +123,7 @@ pub const KEYS: &[KeyDoc] = &[
     key("read-timeout", "duration", Val("10s"), "per request, after connecting"),
     key("product-version", "string", Val(""), "sent as `version`"),
     key("instance-id", "string", Described("persisted UUID"), "override for containers"),
-    key("refresh.enabled", "boolean", Val("true"), "background refresh (below); `false` means no background traffic at all, `lic_refresh_now` still works"),
+    key("refresh.enabled", "boolean", Val("true"), "background refresh (see how the tier is kept fresh); `false` means no background traffic at all, `lic_refresh_now` still works"),
     key("refresh.interval", "duration", Val("24h"), "time between background refreshes"),
     key("refresh.force-before-expiry", "duration", Val("48h"), "refresh at once when the token expires sooner than this"),
     key("telemetry.enabled", "boolean", Val("true"), "usage counters sent with refreshes (opt-out)"),
@@ -161,7 +162,7 @@ fn is_group(name: &str) -> bool {
         .any(|k| k.name.split_once('.').is_some_and(|(g, _)| g == name))
 }
 
-/// The README's table of [`KEYS`], in Markdown.
+/// The configuration reference's table of [`KEYS`], in Markdown.
 pub fn keys_markdown() -> String {
     let mut out = String::from("| key | type | default | meaning |\n|---|---|---|---|\n");
     for k in KEYS {

@@ -362,3 +362,37 @@ fn watch_says_how_long_it_watches() {
     let help = text(&cli(&["help"]).stdout);
     assert!(help.contains("watch --config FILE [--seconds N]") && help.contains("(default 10)"));
 }
+
+/// The README's first command, from the repository's root and from anywhere else: paths
+/// in a --config FILE are FILE's, so both give the demo token's tier (Pro; the demo token
+/// lives until 2036).
+#[test]
+fn the_readme_status_command_gives_the_demo_tier_from_any_directory() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let absolute = root.join("examples/demo-config.json");
+    for (dir, config) in [
+        (root, "examples/demo-config.json".to_string()),
+        (elsewhere.path(), absolute.to_str().unwrap().to_string()),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_lic4es"))
+            .args(["status", "--summary", "--config", &config])
+            .current_dir(dir)
+            .env_remove("SOFTCLIENT4ES_LICENSE_KEY")
+            .env_remove("SOFTCLIENT4ES_API_KEY")
+            .output()
+            .unwrap();
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            stdout.starts_with("tier=pro source=static"),
+            "from {}: {stdout}",
+            dir.display()
+        );
+        // Nothing left in the working directory.
+        assert!(std::fs::read_dir(elsewhere.path())
+            .unwrap()
+            .next()
+            .is_none());
+    }
+}

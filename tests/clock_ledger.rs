@@ -108,7 +108,7 @@ fn a_far_future_mark_is_not_trusted_and_is_replaced() {
 /// Attack 6: the clock ledger is a JSON field. Edited by hand (or garbled, or copied from
 /// another machine) the state does not verify: the clock it protected is not trusted,
 /// so no license is judged by it until the license server answers or the file is
-/// deleted by hand (a new machine, which the README says is what that allows).
+/// deleted by hand (a new machine, which the security model says is what that allows).
 #[test]
 fn an_edited_state_does_not_verify_and_no_license_is_judged_by_the_clock() {
     let f = Fixture::new();

@@ -32,11 +32,15 @@ fn make_install(prefix: &Path, destdir: Option<&Path>) {
 }
 
 fn pkg_config(prefix: &Path, args: &[&str]) -> Vec<String> {
+    pkg_config_of(prefix, "lic4es", args)
+}
+
+fn pkg_config_of(prefix: &Path, package: &str, args: &[&str]) -> Vec<String> {
     let out = run(Command::new("pkg-config")
         .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
         .env_remove("PKG_CONFIG_LIBDIR")
         .args(args)
-        .arg("lic4es"));
+        .arg(package));
     stdout(&out).split_whitespace().map(str::to_owned).collect()
 }
 
@@ -126,18 +130,14 @@ fn an_installed_lic4es_is_found_by_pkg_config_and_runs_c_and_cpp_hosts() {
         .env(ld_path.0, ld_path.1));
     assert!(stdout(&out).contains(" 0 failed"), "{}", stdout(&out));
 
-    // C, statically: the archive plus what `Libs.private` names, and no liblic4es at run time.
-    let private: Vec<String> = pkg_config(&prefix, &["--static", "--libs"])
-        .into_iter()
-        .filter(|f| f != "-llic4es" && !f.starts_with("-L"))
-        .collect();
+    // C, statically, by what `lic4es-static` says alone (the archive and what it needs),
+    // and no liblic4es at run time.
     let static_app = work.path().join("static_app");
     run(Command::new("cc")
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror"])
-        .args(pkg_config(&prefix, &["--cflags"]))
+        .args(pkg_config_of(&prefix, "lic4es-static", &["--cflags"]))
         .arg(root().join("tests/c/installed_app.c"))
-        .arg(lib.join("liblic4es.a"))
-        .args(&private)
+        .args(pkg_config_of(&prefix, "lic4es-static", &["--libs"]))
         .arg("-o")
         .arg(&static_app));
     assert!(

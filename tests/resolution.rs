@@ -466,6 +466,8 @@ fn status_reports_license_details() {
     assert_eq!(v["trial"], false);
     assert_eq!(v["days_remaining"], 45);
     assert_eq!(v["expires_at"], lic4es::clock::rfc3339(NOW + 45 * DAY));
+    // A static token without `lic_exp` is its license: both ends are its `exp`.
+    assert_eq!(v["license_expires_at"], v["expires_at"]);
     assert_eq!(v["instance_id"], "pod-7");
     assert_eq!(v["mode"], "static");
     assert!(v["last_refresh"].is_null());

@@ -34,7 +34,7 @@ const HELP: &str = "usage: {usage}\n\n{about-with-newline}\n{all-args}{after-hel
     help_template = HELP,
     subcommand_help_heading = "commands",
     about = "Serve the license API, or manage its signing key, licenses, API keys and seats.\n\
-             Every setting has a default; see the README for the config file."
+             Every setting has a default; see docs/reference/server.md for the config file."
 )]
 struct Cli {
     /// The config file (TOML).
@@ -380,8 +380,12 @@ fn with_state(
 fn keygen(config: &ServerConfig) -> Result<(), String> {
     let path = config.signing_key_path();
     if path.exists() {
+        // The key signs every token the fleet holds: never replaced by accident. What
+        // the caller usually wanted is its public half.
         return Err(format!(
-            "{} exists; remove it to make a new key",
+            "{} exists: this server already has its signing key; `license-server jwks` \
+             prints its public keys (the engines' `public-keys`); removing the key \
+             invalidates every token it signed",
             path.display()
         ));
     }

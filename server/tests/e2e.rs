@@ -417,25 +417,37 @@ fn online_sessions(port: u16, license: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A seat host's config, `dir/NAME.json`, with its own cache dir and `seat` settings.
+fn host_config(dir: &Path, name: &str, key: &str, port: u16, jwks: &Value, seat: Value) -> PathBuf {
+    let path = dir.join(format!("{name}.json"));
+    let cfg = json!({
+        "api-key": key,
+        "api-url": format!("http://127.0.0.1:{port}"),
+        "public-keys": jwks,
+        "cache-dir": dir.join(format!("cache-{name}")).to_str().unwrap(),
+        "seat": seat,
+        "connect-timeout": "2s",
+        "read-timeout": "5s",
+    });
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    path
+}
+
 #[test]
 fn seats_end_to_end() {
     let _one = one_engine();
     let dir = tempfile::tempdir().unwrap();
     let (config, port, jwks, key) = seat_server(dir.path(), "org-seats", 2);
     let child = ServerProcess::start(&config);
-    let host_config = |name: &str| -> PathBuf {
-        let path = dir.path().join(format!("{name}.json"));
-        let cfg = json!({
-            "api-key": key,
-            "api-url": format!("http://127.0.0.1:{port}"),
-            "public-keys": jwks,
-            "cache-dir": dir.path().join(format!("cache-{name}")).to_str().unwrap(),
-            "seat": {"enabled": true},
-            "connect-timeout": "2s",
-            "read-timeout": "5s",
-        });
-        std::fs::write(&path, cfg.to_string()).unwrap();
-        path
+    let host_config = |name: &str| {
+        host_config(
+            dir.path(),
+            name,
+            &key,
+            port,
+            &jwks,
+            json!({"enabled": true}),
+        )
     };
 
     // Two engines take the two seats; a third runs as Community with the reason.
@@ -604,4 +616,118 @@ fn a_rolling_update_at_the_seat_limit_hands_the_seat_over_within_the_backoff() {
         h.stop();
     }
     child.stop();
+}
+
+/// The `lic4es` command-line tool of this workspace (built if a narrower test run did
+/// not build it).
+fn lic4es_cli() -> PathBuf {
+    // target/debug/deps/<test> -> target/debug/lic4es
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("lic4es");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = common::as_from_a_shell(&mut Command::new(cargo))
+            .args(["build", "--quiet", "-p", "lic4es", "--bin", "lic4es"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .status()
+            .unwrap();
+        assert!(
+            status.success() && bin.exists(),
+            "{} not built",
+            bin.display()
+        );
+    }
+    bin
+}
+
+/// A `lic4es watch` host, and the lines it prints (its tier as it changes).
+struct Watcher {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Watcher {
+    fn start(config: &Path) -> Watcher {
+        let mut child = Command::new(lic4es_cli())
+            .args(["watch", "--seconds", "120", "--config"])
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Watcher { child, lines }
+    }
+
+    fn first_line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("watch printed its tier")
+    }
+
+    /// Sends `signal` and waits for the exit; its code.
+    fn stop_with(mut self, signal: libc::c_int) -> Option<i32> {
+        // SAFETY: a signal to a child this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "watch did not stop on {signal}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `lic4es watch` holds a seat like a host; stopped by Ctrl-C or by its supervisor's
+/// SIGTERM, it gives the seat back before it exits (before, the process died of the
+/// signal and the seat stayed taken until its session lapsed), so a waiting host finds
+/// it free.
+#[test]
+fn a_watching_cli_stopped_by_a_signal_gives_its_seat_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, port, jwks, key) = seat_server(dir.path(), "org-watch", 2);
+    let _server = ServerProcess::start(&config);
+    let host_config = |name: &str| {
+        let seat = json!({"enabled": true, "hardware-id": format!("hw-{name}")});
+        host_config(dir.path(), name, &key, port, &jwks, seat)
+    };
+    let held_by = |hw: &str| {
+        online_sessions(port, "org-watch")
+            .iter()
+            .any(|s| s["hardware_id"] == hw)
+    };
+    let a = Watcher::start(&host_config("a"));
+    let line = a.first_line();
+    assert!(line.starts_with("tier=pro"), "a holds a seat: {line}");
+    let b = Watcher::start(&host_config("b"));
+    let line = b.first_line();
+    assert!(line.starts_with("tier=pro"), "b holds a seat: {line}");
+    let c = Watcher::start(&host_config("c"));
+    let line = c.first_line();
+    assert!(line.contains("seat=no_seats"), "none is left for c: {line}");
+    assert!(held_by("hw-a") && held_by("hw-b"));
+
+    // Ctrl-C: the seat is free when the process has exited, not minutes later (c, waiting
+    // on its backoff, may take it at any moment after).
+    assert_eq!(a.stop_with(libc::SIGINT), Some(128 + libc::SIGINT));
+    assert!(!held_by("hw-a"), "a's seat given back");
+    // A supervisor's SIGTERM likewise.
+    assert_eq!(b.stop_with(libc::SIGTERM), Some(128 + libc::SIGTERM));
+    assert!(!held_by("hw-b"), "b's seat given back");
+    drop(c);
 }

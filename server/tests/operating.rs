@@ -40,7 +40,14 @@ fn abuse_is_warned_about_once_and_the_cli_reads_it_and_the_audit_trail_from_the_
         ),
     )
     .unwrap();
-    assert!(cli(&config, &["keygen"]).status.success());
+    let made = cli(&config, &["keygen"]);
+    assert!(made.status.success());
+    // A second keygen keeps the key and says where its public half is.
+    let again = cli(&config, &["keygen"]);
+    assert!(!again.status.success());
+    let why = String::from_utf8_lossy(&again.stderr);
+    assert!(why.contains("`license-server jwks`"), "{why}");
+    assert_eq!(stdout(&cli(&config, &["jwks"])), stdout(&made));
     let out = cli(
         &config,
         &[

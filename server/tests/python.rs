@@ -1,4 +1,5 @@
-//! The Python binding (`bindings/python`): the wheel maturin builds, installed into a fresh
+//! The Python binding (`bindings/python`): the wheel `pip wheel` builds from the source
+//! tree in a fresh venv (and `build.sh`'s), installed into a fresh
 //! venv where it imports with nothing else; `auditwheel show` on it; `mypy --strict` on the
 //! package and the example; and its pytest suite against real license-server processes
 //! (this crate's binary), run from the tools venv with the wheel installed.
@@ -51,11 +52,49 @@ fn the_python_wheel_installs_alone_is_typed_and_passes_its_tests() {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
 
-    // The wheel: maturin builds the release library (under target/cdylib, as the jar's).
+    // The wheel as a Python user builds it: `pip wheel` on the source tree from a fresh
+    // venv, maturin and cffi fetched by pip's build isolation, nothing of this project's
+    // tooling. The only help is where cargo builds: target/cdylib, where the jar's and the
+    // C tests' library already is (the same command, so no second build).
     let wheels = work.join("wheels");
+    let builder = work.join("builder-venv");
+    run(on_real_clock(
+        Command::new(bin.join("python"))
+            .args(["-m", "venv"])
+            .arg(&builder),
+    ));
+    run(on_real_clock(common::as_from_a_shell(
+        Command::new(builder.join("bin/pip"))
+            .args([
+                "wheel",
+                "--no-deps",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .arg("--wheel-dir")
+            .arg(&wheels)
+            .arg(root.join("bindings/python"))
+            .env("CARGO_TARGET_DIR", root.join("target/cdylib"))
+            .env(
+                "CARGO",
+                std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+            ),
+    )));
+    let find_wheel = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "whl"))
+            .unwrap_or_else(|| panic!("no wheel in {}", dir.display()))
+    };
+    let wheel = find_wheel(&wheels);
+
+    // build.sh (the tools venv's maturin) puts its wheel where it is asked, relative to
+    // where it was called from.
     run(on_real_clock(common::as_from_a_shell(
         Command::new(root.join("bindings/python/build.sh"))
-            .arg(&wheels)
+            .arg("by-script")
+            .current_dir(&work)
             .env("PATH", &path)
             .env("VIRTUAL_ENV", &venv)
             .env(
@@ -63,11 +102,7 @@ fn the_python_wheel_installs_alone_is_typed_and_passes_its_tests() {
                 std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
             ),
     )));
-    let wheel = std::fs::read_dir(&wheels)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "whl"))
-        .expect("a wheel was built");
+    find_wheel(&work.join("by-script"));
     let size = std::fs::metadata(&wheel).unwrap().len();
     println!(
         "wheel {}: {size} bytes",

@@ -989,3 +989,25 @@ fn per_license_series_are_bounded_to_the_licenses_nearest_their_limits() {
     // The fleet's totals count every license.
     assert!(m.contains("lic4es_sessions{state=\"online\"} 4"), "{m}");
 }
+
+/// A seat token lives one session's grace; the license a year. The status names both,
+/// each for what it is (`license_expires_at` from the token's signed `lic_exp`).
+#[test]
+fn the_status_shows_the_token_s_expiry_and_the_license_s_end() {
+    let s = Server::on_wall_time();
+    let (_, key) = s.license("team", json!({"seats": 1, "days": 365}));
+    let start = lic4es::clock::Clock::now_secs(s.clock.as_ref());
+    let dir = tempfile::tempdir().unwrap();
+    let (e, logs) = common::engine::engine(&s, dir.path(), &key, json!({"seat.enabled": true}));
+    let st = common::engine::status(&e);
+    assert_eq!(st["tier"], "team", "{}", logs.dump());
+    assert_eq!(
+        st["license_expires_at"],
+        lic4es::clock::rfc3339(start + 365 * DAY)
+    );
+    let token_end = st["expires_at"].as_str().unwrap();
+    assert!(
+        token_end < st["license_expires_at"].as_str().unwrap(),
+        "the seat token ends first: {st}"
+    );
+}

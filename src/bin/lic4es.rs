@@ -331,7 +331,12 @@ fn show_license_row(status: &Value) -> Vec<String> {
         quota("max_result_rows"),
         quota("max_clusters"),
         quota("max_joins"),
-        status["expires_at"].as_str().unwrap_or("never").to_string(),
+        // The license's end, as SHOW LICENSE means it (a seat token's own ends in days).
+        status["license_expires_at"]
+            .as_str()
+            .or(status["expires_at"].as_str())
+            .unwrap_or("never")
+            .to_string(),
         status["days_remaining"]
             .as_i64()
             .map(|d| d.to_string())
@@ -418,9 +423,29 @@ fn status(
     Ok(ExitCode::SUCCESS)
 }
 
+/// SIGINT and SIGTERM end `watch` through its loop, so that the engine shuts down and a
+/// held seat is given back at once, rather than the process dying with the seat taken
+/// until the session lapses. The flag holds the exit code (128 + the signal); a second
+/// signal ends the process at once (a release is bounded by `seat.release-timeout`, but
+/// whoever presses Ctrl-C twice means it).
+fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicUsize>, String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, flag.clone())
+            .and_then(|_| signal_hook::flag::register(sig, flag.clone()))
+            .and_then(|_| signal_hook::flag::register_usize(sig, stop.clone(), 128 + sig as usize))
+            .map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
+    }
+    Ok(stop)
+}
+
 fn watch(path: &str, seconds: u64) -> Result<ExitCode, String> {
+    use std::sync::atomic::Ordering;
+    let stop = stop_on_signals()?;
     let host = Host::start(path)?;
-    eprintln!("lic4es: watching for {seconds} s (--seconds N to change; Ctrl-C stops)");
+    eprintln!("lic4es: watching for {seconds} s (--seconds N to change; Ctrl-C stops and gives a held seat back)");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
     let key = |v: &Value| {
         (
@@ -435,6 +460,12 @@ fn watch(path: &str, seconds: u64) -> Result<ExitCode, String> {
     while std::time::Instant::now() < deadline {
         // A host asks per query; the demo asks ten times a second.
         std::thread::sleep(std::time::Duration::from_millis(100));
+        let code = stop.load(Ordering::Relaxed);
+        if code != 0 {
+            drop(host);
+            eprintln!("lic4es: stopped by a signal; the engine shut down");
+            return Ok(ExitCode::from(code as u8));
+        }
         let now = host.status()?;
         if key(&now) != key(&shown) {
             println!("{}", summary(&now));

@@ -97,8 +97,11 @@ pub struct Status {
     pub features: Vec<String>,
     /// Effective quotas (null = unlimited).
     pub quotas: BTreeMap<String, Option<i64>>,
-    /// Expiry of the license in use.
+    /// Expiry of the token in use (a fetched or seat token lives shorter than its
+    /// license: days, or one session's grace).
     pub expires_at: Option<String>,
+    /// The license's own end: the token's signed `lic_exp`, else its `exp`.
+    pub license_expires_at: Option<String>,
     /// Whole days until expiry.
     pub days_remaining: Option<i64>,
     /// `static`, `api_key`, `online`, `offline`, `degraded`, `none`.
@@ -236,6 +239,7 @@ impl Shared {
             features: ents.features.iter().cloned().collect(),
             quotas: ents.quotas.clone(),
             expires_at,
+            license_expires_at: claims.map(|c| rfc3339(c.lic_exp.unwrap_or(c.exp))),
             days_remaining,
             mode,
             instance_id: st.instance_id.clone(),

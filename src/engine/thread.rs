@@ -297,7 +297,11 @@ mod tests {
         assert!(!t.is_current());
         assert_eq!(t.join(), Ok(()));
         assert!(ran.load(Ordering::SeqCst));
-        let t = RawThread::spawn("lic4es-test", || panic!("boom")).unwrap();
+        // The panic's message reaches the test's output: it says it is meant.
+        let t = RawThread::spawn("lic4es-test", || {
+            panic!("a deliberate panic: this test checks that join reports it")
+        })
+        .unwrap();
         assert_eq!(t.join(), Err(()));
     }
 }
