@@ -1,7 +1,9 @@
 //! Offline abuse (section 14): a license whose seats go offline again and again looks
 //! like one seat shared by machines taking turns. Over a rolling 30 days, more than 5
-//! offline cycles *and* more than 20 days offline in total flag it. Pure: the periods
-//! (from reconnect reports and lapses) and the time are passed in.
+//! offline cycles *and* more than 20 days offline in total flag it; so do acquires refused
+//! beyond the license's acquire budget in more than 5 clock hours (hosts taking turns
+//! online, faster than the budget allows). Pure: the periods (from reconnect reports and
+//! lapses), the over-budget hours and the time are passed in.
 
 /// The window looked at, in seconds.
 pub const WINDOW_SECS: i64 = 30 * 86_400;
@@ -9,6 +11,10 @@ pub const WINDOW_SECS: i64 = 30 * 86_400;
 pub const MAX_CYCLES: u32 = 5;
 /// Offline days allowed in the window; more flags (with the cycles).
 pub const MAX_OFFLINE_DAYS: i64 = 20;
+/// Clock hours with acquires refused over the acquire budget allowed in the window; one
+/// more flags, alone. A rolling update or a crash loop trips the budget in an hour or
+/// two; hosts taking turns on too few seats trip it hour after hour.
+pub const MAX_OVER_BUDGET_HOURS: u32 = 5;
 
 /// One offline period of one session: from `start` to `end` (seconds), or still going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +32,10 @@ pub struct Verdict {
     pub cycles: u32,
     /// Seconds offline inside the window, summed over sessions.
     pub offline_secs: i64,
-    /// More than [`MAX_CYCLES`] cycles and more than [`MAX_OFFLINE_DAYS`] days.
+    /// Clock hours inside the window in which an acquire was refused over the budget.
+    pub over_budget_hours: u32,
+    /// More than [`MAX_CYCLES`] cycles and more than [`MAX_OFFLINE_DAYS`] days, or more
+    /// than [`MAX_OVER_BUDGET_HOURS`] over-budget hours.
     pub flagged: bool,
 }
 
@@ -37,10 +46,12 @@ impl Verdict {
     }
 }
 
-/// Judges `periods` at `now`: a period counts as a cycle when any of it lies within the
-/// 30 days before `now`, and only that part counts towards the days. Periods in the
-/// future or ending before they start are ignored.
-pub fn judge(periods: &[Period], now: i64) -> Verdict {
+/// Judges `periods` and the over-budget hours (each hour's start) at `now`: a period
+/// counts as a cycle when any of it lies within the 30 days before `now`, and only that
+/// part counts towards the days; an hour counts once, when it starts within the window.
+/// Periods in the future or ending before they start, and hours in the future, are
+/// ignored.
+pub fn judge(periods: &[Period], over_budget: &[i64], now: i64) -> Verdict {
     let from = now.saturating_sub(WINDOW_SECS);
     let mut cycles = 0u32;
     let mut offline_secs = 0i64;
@@ -56,34 +67,55 @@ pub fn judge(periods: &[Period], now: i64) -> Verdict {
         cycles = cycles.saturating_add(1);
         offline_secs = offline_secs.saturating_add(end.saturating_sub(start).max(0));
     }
+    let hours: std::collections::BTreeSet<i64> = over_budget
+        .iter()
+        .filter(|&&h| h >= from && h <= now)
+        .map(|h| h.div_euclid(3600))
+        .collect();
+    let over_budget_hours = u32::try_from(hours.len()).unwrap_or(u32::MAX);
     Verdict {
         cycles,
         offline_secs,
-        flagged: cycles > MAX_CYCLES && offline_secs > MAX_OFFLINE_DAYS * 86_400,
+        over_budget_hours,
+        flagged: (cycles > MAX_CYCLES && offline_secs > MAX_OFFLINE_DAYS * 86_400)
+            || over_budget_hours > MAX_OVER_BUDGET_HOURS,
     }
 }
 
 /// The WARN line for a flagged license.
 pub fn message(license: &str, v: &Verdict) -> String {
-    format!(
-        "Possible offline abuse: {license} ({} offline cycles, {:.1} days offline in 30 days)",
+    let mut why = format!(
+        "{} offline cycles, {:.1} days offline",
         v.cycles,
         v.offline_days()
-    )
+    );
+    if v.over_budget_hours > 0 {
+        why.push_str(&format!(
+            ", acquires over the budget in {} hours",
+            v.over_budget_hours
+        ));
+    }
+    format!("Possible offline abuse: {license} ({why} in 30 days)")
 }
 
-/// Judges every license of `periods` (license, period) at `now`, in license order.
+/// Judges every license of `periods` (license, period) and `over_budget` (license, hour)
+/// at `now`, in license order.
 pub fn judge_each<'a>(
     periods: impl IntoIterator<Item = (&'a str, Period)>,
+    over_budget: impl IntoIterator<Item = (&'a str, i64)>,
     now: i64,
 ) -> Vec<(String, Verdict)> {
-    let mut by_license: std::collections::BTreeMap<&str, Vec<Period>> = Default::default();
+    type Seen = (Vec<Period>, Vec<i64>);
+    let mut by_license: std::collections::BTreeMap<&str, Seen> = Default::default();
     for (license, p) in periods {
-        by_license.entry(license).or_default().push(p);
+        by_license.entry(license).or_default().0.push(p);
+    }
+    for (license, h) in over_budget {
+        by_license.entry(license).or_default().1.push(h);
     }
     by_license
         .into_iter()
-        .map(|(license, ps)| (license.to_string(), judge(&ps, now)))
+        .map(|(license, (ps, hs))| (license.to_string(), judge(&ps, &hs, now)))
         .collect()
 }
 
@@ -245,7 +277,7 @@ mod tests {
             ),
         ];
         for (what, ps, cycles, secs, flagged) in cases {
-            let v = judge(&ps, NOW);
+            let v = judge(&ps, &[], NOW);
             assert_eq!(
                 (v.cycles, v.offline_secs, v.flagged),
                 (cycles, secs, flagged),
@@ -255,10 +287,47 @@ mod tests {
     }
 
     #[test]
+    fn acquires_over_the_budget_flag_in_more_than_five_distinct_hours_of_the_window() {
+        let h = |n: i64| NOW - n * 3600;
+        // (what, over-budget refusals' times, hours counted, flagged)
+        let cases: Vec<(&str, Vec<i64>, u32, bool)> = vec![
+            ("none", vec![], 0, false),
+            ("five hours", (1..=5).map(h).collect(), 5, false),
+            ("six hours", (1..=6).map(h).collect(), 6, true),
+            (
+                "many refusals in one hour count once",
+                (0..100).map(|i| h(1) + i).collect(),
+                1,
+                false,
+            ),
+            (
+                "before the window, or in the future: not counted",
+                vec![NOW - WINDOW_SECS - 3600, NOW - 31 * DAY, NOW + 3600, h(2)],
+                1,
+                false,
+            ),
+        ];
+        for (what, hours, counted, flagged) in cases {
+            let v = judge(&[], &hours, NOW);
+            assert_eq!(
+                (v.over_budget_hours, v.flagged),
+                (counted, flagged),
+                "{what}"
+            );
+        }
+        let v = judge(&[], &(1..=6).map(h).collect::<Vec<_>>(), NOW);
+        assert_eq!(
+            message("org-turns", &v),
+            "Possible offline abuse: org-turns (0 offline cycles, 0.0 days offline, \
+             acquires over the budget in 6 hours in 30 days)"
+        );
+    }
+
+    #[test]
     fn six_machines_sharing_a_seat_by_turns_are_flagged_and_named() {
         // Six sessions each offline for 3.5 days within the month.
         let ps = periods(6, 3 * DAY + 12 * 3600);
-        let v = judge(&ps, NOW);
+        let v = judge(&ps, &[], NOW);
         assert!(v.flagged);
         assert_eq!(
             message("org-acme", &v),
@@ -281,13 +350,14 @@ mod tests {
                 let end = if x % 5 == 0 { None } else { Some(start + len) };
                 ps.push(Period { start, end });
             }
-            let v = judge(&ps, NOW);
+            let v = judge(&ps, &[], NOW);
             assert!(v.cycles as usize <= ps.len());
             assert!(v.offline_secs <= ps.len() as i64 * WINDOW_SECS);
             assert_eq!(
                 v.flagged,
                 v.cycles > MAX_CYCLES && v.offline_secs > 20 * DAY
             );
+            assert_eq!(v.over_budget_hours, 0);
         }
     }
 
@@ -300,32 +370,43 @@ mod tests {
         let mut all: Vec<(&str, Period)> = (0..6).map(|i| ("org-a", long(i))).collect();
         all.extend((0..5).map(|i| ("org-b", long(i))));
         all.push(("org-c", long(0)));
-        let verdicts = judge_each(all.iter().copied(), NOW);
+        // org-d: no offline period, hosts taking turns online in six hours.
+        let turns: Vec<(&str, i64)> = (1..=6).map(|h| ("org-d", NOW - h * 3600)).collect();
+        let verdicts = judge_each(all.iter().copied(), turns.iter().copied(), NOW);
         let names: Vec<(&str, bool)> = verdicts
             .iter()
             .map(|(l, v)| (l.as_str(), v.flagged))
             .collect();
-        assert_eq!(names, [("org-a", true), ("org-b", false), ("org-c", false)]);
+        assert_eq!(
+            names,
+            [
+                ("org-a", true),
+                ("org-b", false),
+                ("org-c", false),
+                ("org-d", true)
+            ]
+        );
+        assert_eq!(verdicts[3].1.over_budget_hours, 6);
         assert_eq!(verdicts[0].1.cycles, 6);
 
         let flags = Flags::default();
         let names = |new: Vec<&(String, Verdict)>| -> Vec<String> {
             new.into_iter().map(|(l, _)| l.clone()).collect()
         };
-        assert_eq!(names(flags.note_all(&verdicts)), ["org-a"]);
+        assert_eq!(names(flags.note_all(&verdicts)), ["org-a", "org-d"]);
         assert!(flags.note_all(&verdicts).is_empty(), "warned once");
         assert!(
             !flags.note("org-a", &verdicts[0].1),
             "still flagged, no new warning"
         );
-        assert_eq!(flags.count(), 1);
+        assert_eq!(flags.count(), 2);
         assert!(!flags.note("org-a", &verdicts[1].1));
-        assert_eq!(flags.count(), 0, "a verdict that no longer flags clears it");
+        assert_eq!(flags.count(), 1, "a verdict that no longer flags clears it");
         assert!(
             flags.note("org-a", &verdicts[0].1),
             "flagged again: warned again"
         );
-        assert_eq!(names(flags.note_all(&verdicts[1..])), Vec::<String>::new());
+        assert_eq!(names(flags.note_all(&verdicts[1..3])), Vec::<String>::new());
         assert_eq!(
             flags.count(),
             0,

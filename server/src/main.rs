@@ -599,23 +599,26 @@ fn abuse_report(config: &ServerConfig, all: bool) -> Result<usize, String> {
     let verdicts = audit::offline_verdicts(store.as_ref(), now).map_err(|e| e.to_string())?;
     let flagged = verdicts.iter().filter(|(_, v)| v.flagged).count();
     println!(
-        "{:<40} {:>7} {:>13}  FLAGGED",
-        "LICENSE", "CYCLES", "DAYS OFFLINE"
+        "{:<40} {:>7} {:>13} {:>12}  FLAGGED",
+        "LICENSE", "CYCLES", "DAYS OFFLINE", "OVER BUDGET"
     );
     for (license, v) in verdicts.iter().filter(|(_, v)| all || v.flagged) {
         println!(
-            "{license:<40} {:>7} {:>13.1}  {}",
+            "{license:<40} {:>7} {:>13.1} {:>11}h  {}",
             v.cycles,
             v.offline_days(),
+            v.over_budget_hours,
             if v.flagged { "yes" } else { "no" }
         );
     }
     println!(
-        "{flagged} of {} licenses with offline periods in the last 30 days flagged \
-         (more than {} cycles and more than {} days offline)",
+        "{flagged} of {} licenses with offline periods or acquires over budget in the last \
+         30 days flagged (more than {} cycles and more than {} days offline, or acquires \
+         over budget in more than {} hours)",
         verdicts.len(),
         abuse::MAX_CYCLES,
-        abuse::MAX_OFFLINE_DAYS
+        abuse::MAX_OFFLINE_DAYS,
+        abuse::MAX_OVER_BUDGET_HOURS
     );
     Ok(flagged)
 }

@@ -277,4 +277,24 @@ fn hosts_taking_turns_on_one_seat_run_out_of_turns_within_the_hour() {
     let st = status(hosts.iter().find(|h| h.tier() == Tier::Community).unwrap());
     assert_eq!(st["seat"]["state"], "no_seats", "{st}");
     println!("turns with both hosts at Team before the allowance ran out: {both_team} of 22");
+
+    // Turns hour after hour: acquires over the budget in six clock hours of the month flag
+    // the license for abuse, with no offline period at all.
+    for _ in 0..5 {
+        s.advance(3600 - lic4es::clock::Clock::now_secs(&*s.clock).rem_euclid(3600));
+        for turn in 0..22 {
+            s.advance(150);
+            let _ = hosts[turn % 2].refresh_now();
+        }
+    }
+    let (_, abuse) = s.admin("GET", "/admin/abuse", Value::Null);
+    let verdict = abuse["licenses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["license"] == license.as_str())
+        .unwrap_or_else(|| panic!("{license} judged: {abuse}"));
+    assert_eq!(verdict["over_budget_hours"], 6, "{abuse}");
+    assert_eq!(verdict["cycles"], 0, "{abuse}");
+    assert_eq!(verdict["flagged"], true, "{abuse}");
 }

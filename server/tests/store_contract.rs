@@ -396,6 +396,33 @@ fn offline_periods_are_kept_once_per_session_and_a_reconnect_ends_them() {
 }
 
 #[test]
+fn over_budget_hours_are_kept_once_per_license_and_hour_and_pruned_with_the_window() {
+    each_store(|name, s| {
+        let hour = NOW - NOW.rem_euclid(3600);
+        for (license, h) in [
+            ("org-a", hour),
+            ("org-a", hour),
+            ("org-a", hour - 3600),
+            ("org-b", hour),
+        ] {
+            s.record_over_budget(license, h).unwrap();
+        }
+        assert_eq!(
+            s.over_budget_hours(Some("org-a"), 0).unwrap(),
+            [
+                ("org-a".to_string(), hour - 3600),
+                ("org-a".to_string(), hour)
+            ],
+            "{name}: once per hour"
+        );
+        assert_eq!(s.over_budget_hours(None, hour).unwrap().len(), 2, "{name}");
+        // Pruned with the offline periods (the rule's window).
+        assert_eq!(s.prune_offline(hour).unwrap(), 1, "{name}");
+        assert_eq!(s.over_budget_hours(None, 0).unwrap().len(), 2, "{name}");
+    });
+}
+
+#[test]
 #[cfg_attr(
     lic4es_no_postgres,
     ignore = "needs PostgreSQL: apt-get install postgresql"

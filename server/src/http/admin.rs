@@ -465,7 +465,13 @@ pub async fn abuse(
     service::audit::sweep(&s).await;
     let mut all = service::audit::offline_report(&s).await?;
     all.sort_by(|(la, a), (lb, b)| {
-        (b.flagged, b.cycles, b.offline_secs, la).cmp(&(a.flagged, a.cycles, a.offline_secs, lb))
+        (b.flagged, b.cycles, b.offline_secs, b.over_budget_hours, la).cmp(&(
+            a.flagged,
+            a.cycles,
+            a.offline_secs,
+            a.over_budget_hours,
+            lb,
+        ))
     });
     let licenses: Vec<Value> = all
         .iter()
@@ -478,6 +484,7 @@ pub async fn abuse(
                 "cycles": v.cycles,
                 "offline_secs": v.offline_secs,
                 "offline_days": (v.offline_days() * 10.0).round() / 10.0,
+                "over_budget_hours": v.over_budget_hours,
                 "message": v.flagged.then(|| abuse::message(license, v)),
             })
         })
@@ -491,6 +498,7 @@ pub async fn abuse(
             "window_days": abuse::WINDOW_SECS / 86_400,
             "max_cycles": abuse::MAX_CYCLES,
             "max_offline_days": abuse::MAX_OFFLINE_DAYS,
+            "max_over_budget_hours": abuse::MAX_OVER_BUDGET_HOURS,
             "flagged": all.iter().filter(|(_, v)| v.flagged).count(),
             "licenses": licenses,
         }),

@@ -26,7 +26,13 @@ fn written(s: &AppState, kind: &AuditKind, r: StoreResult<()>) -> ServiceResult<
 /// so that a flood of refused requests cannot grow the database without bound.
 pub async fn refusal(s: &AppState, event: AuditEvent) {
     for e in s.refusals.admit(event) {
+        // An over-budget refusal written as it came (the first of its license's minute)
+        // also marks the hour for the abuse rule; the rest of the minute is only counted.
+        let over_budget = (e.kind == AuditKind::TooManyAcquires).then(|| e.license.clone());
         record(s, e).await;
+        if let Some(license) = over_budget {
+            note_over_budget(s, &license).await;
+        }
     }
 }
 
@@ -141,27 +147,62 @@ pub async fn note_offline(s: &AppState, p: OfflinePeriod) {
     let looked = license.clone();
     let found = super::store(s, move |st| {
         st.record_offline(&p)?;
-        st.offline_periods(Some(&looked), from)
+        Ok((
+            st.offline_periods(Some(&looked), from)?,
+            st.over_budget_hours(Some(&looked), from)?,
+        ))
     })
     .await;
     match found {
-        Ok(periods) => {
-            let periods: Vec<_> = periods.iter().map(|p| p.at(now)).collect();
-            let v = abuse::judge(&periods, now);
-            if s.flags.note(&license, &v) {
-                tracing::warn!("{}", abuse::message(&license, &v));
-            }
-        }
+        Ok(seen) => judge_again(s, &license, seen, now),
         Err(e) => tracing::error!("offline period of {license} not kept: {e}"),
     }
 }
 
-/// Every license with offline periods in the 30 days before `now`, and the rule's
-/// verdict, in license order (blocking; the CLI's `abuse` reads it from the store).
+/// Keeps an hour in which `license` was refused an acquire over its budget and judges
+/// the license again; WARNs when that flags it. A failure is logged: the refusal itself
+/// is audited.
+pub async fn note_over_budget(s: &AppState, license: &str) {
+    let now = s.now();
+    let from = now - abuse::WINDOW_SECS;
+    let looked = license.to_string();
+    let found = super::store(s, move |st| {
+        st.record_over_budget(&looked, now - now.rem_euclid(3600))?;
+        Ok((
+            st.offline_periods(Some(&looked), from)?,
+            st.over_budget_hours(Some(&looked), from)?,
+        ))
+    })
+    .await;
+    match found {
+        Ok(seen) => judge_again(s, license, seen, now),
+        Err(e) => tracing::error!("over-budget hour of {license} not kept: {e}"),
+    }
+}
+
+/// One license's verdict from what the store holds of it; WARNs when it became flagged.
+fn judge_again(
+    s: &AppState,
+    license: &str,
+    (periods, hours): (Vec<OfflinePeriod>, Vec<(String, i64)>),
+    now: i64,
+) {
+    let periods: Vec<_> = periods.iter().map(|p| p.at(now)).collect();
+    let hours: Vec<i64> = hours.into_iter().map(|(_, h)| h).collect();
+    let v = abuse::judge(&periods, &hours, now);
+    if s.flags.note(license, &v) {
+        tracing::warn!("{}", abuse::message(license, &v));
+    }
+}
+
+/// Every license with offline periods or over-budget hours in the 30 days before `now`,
+/// and the rule's verdict, in license order (blocking; the CLI's `abuse` reads it from the store).
 pub fn offline_verdicts(store: &dyn LicenseStore, now: i64) -> StoreResult<Vec<(String, Verdict)>> {
     let periods = store.offline_periods(None, now - abuse::WINDOW_SECS)?;
+    let hours = store.over_budget_hours(None, now - abuse::WINDOW_SECS)?;
     Ok(abuse::judge_each(
         periods.iter().map(|p| (p.license.as_str(), p.at(now))),
+        hours.iter().map(|(l, h)| (l.as_str(), *h)),
         now,
     ))
 }

@@ -34,6 +34,11 @@ pub const SQLITE: &[Migration] = &[
         name: "changes",
         sql: include_str!("migrations/sqlite/V3__changes.sql"),
     },
+    Migration {
+        version: 4,
+        name: "over-budget hours",
+        sql: include_str!("migrations/sqlite/V4__over_budget_hours.sql"),
+    },
 ];
 
 /// The PostgreSQL schema's steps.
@@ -52,6 +57,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 3,
         name: "changes",
         sql: include_str!("migrations/postgres/V3__changes.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "over-budget hours",
+        sql: include_str!("migrations/postgres/V4__over_budget_hours.sql"),
     },
 ];
 

@@ -493,8 +493,19 @@ pub trait LicenseStore: Send + Sync {
     /// optionally of one license.
     fn offline_periods(&self, license: Option<&str>, since: i64)
         -> StoreResult<Vec<OfflinePeriod>>;
-    /// Drops offline periods that ended before `before`; returns how many.
+    /// Drops offline periods that ended before `before`, and over-budget hours before it;
+    /// returns how many.
     fn prune_offline(&self, before: i64) -> StoreResult<u64>;
+    /// Records that `license` was refused an acquire beyond its acquire budget in the
+    /// clock hour starting at `hour` (once per license and hour).
+    fn record_over_budget(&self, license: &str, hour: i64) -> StoreResult<()>;
+    /// The hours recorded by [`LicenseStore::record_over_budget`] at or after `since`, as
+    /// (license, hour), optionally of one license.
+    fn over_budget_hours(
+        &self,
+        license: Option<&str>,
+        since: i64,
+    ) -> StoreResult<Vec<(String, i64)>>;
     /// Adds to seat usage hours in one transaction: each entry raises its hour's peak
     /// and adds its sums.
     fn add_usage(&self, entries: &[crate::usage::HourUsage]) -> StoreResult<()>;

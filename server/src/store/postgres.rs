@@ -613,7 +613,38 @@ impl LicenseStore for PgStore {
     }
 
     fn prune_offline(&self, before: i64) -> StoreResult<u64> {
-        self.with(|c| c.execute("DELETE FROM offline_periods WHERE end_at < $1", &[&before]))
+        self.with(|c| {
+            let periods = c.execute("DELETE FROM offline_periods WHERE end_at < $1", &[&before])?;
+            let hours = c.execute("DELETE FROM over_budget_hours WHERE hour < $1", &[&before])?;
+            Ok(periods + hours)
+        })
+    }
+
+    fn record_over_budget(&self, license: &str, hour: i64) -> StoreResult<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO over_budget_hours (license_id, hour) VALUES ($1, $2)
+                 ON CONFLICT (license_id, hour) DO NOTHING",
+                &[&license, &hour],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn over_budget_hours(
+        &self,
+        license: Option<&str>,
+        since: i64,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT license_id, hour FROM over_budget_hours
+                 WHERE hour >= $1 AND ($2::TEXT IS NULL OR license_id = $2)
+                 ORDER BY license_id, hour",
+                &[&since, &license],
+            )?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
     }
 
     fn add_usage(&self, entries: &[HourUsage]) -> StoreResult<()> {

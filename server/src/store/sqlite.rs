@@ -691,10 +691,44 @@ impl LicenseStore for SqliteStore {
     }
 
     fn prune_offline(&self, before: i64) -> StoreResult<u64> {
-        Ok(self
-            .conn()
+        let conn = self.conn();
+        let periods = conn
             .execute("DELETE FROM offline_periods WHERE end_at < ?1", [before])
-            .map_err(db)? as u64)
+            .map_err(db)?;
+        let hours = conn
+            .execute("DELETE FROM over_budget_hours WHERE hour < ?1", [before])
+            .map_err(db)?;
+        Ok((periods + hours) as u64)
+    }
+
+    fn record_over_budget(&self, license: &str, hour: i64) -> StoreResult<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO over_budget_hours (license_id, hour) VALUES (?1, ?2)
+                 ON CONFLICT (license_id, hour) DO NOTHING",
+                params![license, hour],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn over_budget_hours(
+        &self,
+        license: Option<&str>,
+        since: i64,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT license_id, hour FROM over_budget_hours
+                 WHERE hour >= ?1 AND (?2 IS NULL OR license_id = ?2)
+                 ORDER BY license_id, hour",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![since, license], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db)
     }
 
     fn add_usage(&self, entries: &[HourUsage]) -> StoreResult<()> {
