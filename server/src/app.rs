@@ -47,6 +47,9 @@ pub struct AppState {
     pub(crate) refusals: crate::coalesce::Coalescer,
     /// Offline reports without a known session kept per license and hour.
     pub(crate) report_budget: crate::coalesce::ReportBudget,
+    /// Refusals for want of a seat not yet added to seat usage, per license and hour.
+    pub(crate) refusals_unwritten:
+        std::sync::Mutex<std::collections::BTreeMap<(String, i64), crate::usage::HourUsage>>,
 }
 
 impl AppState {
@@ -79,6 +82,7 @@ impl AppState {
             flags_judged_at: Default::default(),
             refusals: Default::default(),
             report_budget: Default::default(),
+            refusals_unwritten: Default::default(),
         })
     }
 

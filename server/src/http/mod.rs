@@ -629,6 +629,7 @@ pub async fn serve_all(
     )
     .await;
     service::audit::flush_all_refusals(&state).await;
+    service::usage::write_refusals(&state).await;
     if let Some(r) = reloader {
         r.abort();
     }

@@ -114,6 +114,7 @@ pub fn admin_event(
 /// periodically and before sessions are shown.
 pub async fn sweep(s: &AppState) {
     flush_refusals(s).await;
+    super::usage::write_refusals(s).await;
     if let Ok(lapsed) = s.seats.take_lapsed().await {
         for l in lapsed {
             let mut e = seat_event(s, AuditKind::Lapse, &l, None);

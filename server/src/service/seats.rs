@@ -278,7 +278,7 @@ pub async fn grant(
         Ok(session) => session,
         Err(refusal) => {
             if let ServiceError::NoSeats { in_use, .. } = &refusal {
-                super::usage::refused(s, &lic.id, *in_use).await;
+                super::usage::refused(s, &lic.id, *in_use);
             }
             let message = refusal.to_string();
             let kind = match refusal {

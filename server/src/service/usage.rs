@@ -40,12 +40,39 @@ pub async fn sample(s: &AppState) -> ServiceResult<usize> {
     }
 }
 
-/// Counts a refusal of `license` with `in_use` seats in use; a failure is logged (the
-/// refusal was answered and audited).
-pub async fn refused(s: &AppState, license: &str, in_use: u32) {
+/// Counts a refusal of `license` with `in_use` seats in use, in memory: the counts reach
+/// the store with the next sweep (every few seconds, before a report, at shutdown), so a
+/// flood of refused requests costs the store one write per sweep, not one per request.
+pub fn refused(s: &AppState, license: &str, in_use: u32) {
     let hour = HourUsage::refusal(license, s.now(), in_use);
-    if let Err(e) = super::store(s, move |st| st.add_usage(&[hour])).await {
-        tracing::error!("a refusal of {license} not counted in its usage: {e}");
+    let mut unwritten = s
+        .refusals_unwritten
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let key = (hour.license.clone(), hour.hour);
+    let merged = match unwritten.remove(&key) {
+        Some(held) => held.merged(&hour),
+        None => hour,
+    };
+    unwritten.insert(key, merged);
+}
+
+/// Adds the refusals counted since the last call to seat usage, in one transaction; a
+/// failure is logged and the counts are lost (the refusals were answered and audited).
+pub async fn write_refusals(s: &AppState) {
+    let hours: Vec<HourUsage> = std::mem::take(
+        &mut *s
+            .refusals_unwritten
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    )
+    .into_values()
+    .collect();
+    if hours.is_empty() {
+        return;
+    }
+    if let Err(e) = super::store(s, move |st| st.add_usage(&hours)).await {
+        tracing::error!("refusals not counted in seat usage: {e}");
     }
 }
 
@@ -112,8 +139,9 @@ pub fn report_in(store: &dyn LicenseStore, q: &UsageQuery) -> ServiceResult<Vec<
     Ok(usage::report(&hours, q.from, q.to, q.bucket))
 }
 
-/// [`report_in`] for the running server.
+/// [`report_in`] for the running server (with the refusals it has counted so far).
 pub async fn report(s: &AppState, q: UsageQuery) -> ServiceResult<Vec<UsageRow>> {
+    write_refusals(s).await;
     let store = s.store.clone();
     tokio::task::spawn_blocking(move || report_in(store.as_ref(), &q))
         .await

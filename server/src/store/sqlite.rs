@@ -597,11 +597,30 @@ impl LicenseStore for SqliteStore {
     }
 
     fn close(&self) {
-        if let Err(e) = self
-            .conn()
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        {
-            tracing::warn!("write-ahead log not truncated at shutdown: {e}");
+        // A checkpoint that cannot finish (the checkpointer's own under way, a reader
+        // still in the log) answers busy in its first column, not with an error: try
+        // again for a little while.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let busy = self
+                .conn()
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    r.get::<_, i64>(0)
+                });
+            match busy {
+                Ok(0) => return,
+                Ok(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Ok(_) => {
+                    tracing::warn!("write-ahead log not truncated at shutdown: still in use");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("write-ahead log not truncated at shutdown: {e}");
+                    return;
+                }
+            }
         }
     }
 

@@ -169,8 +169,26 @@ impl PgProc {
 }
 
 impl PgProc {
-    /// Stops it at once (as a crash or a failover would).
+    /// Stops it at once (as a crash or a failover would): the backends serving the
+    /// open connections first — a backend outlives a killed postmaster long enough to
+    /// commit one more transaction — then the postmaster.
     pub fn kill(&mut self) {
+        let postmaster = self.child.id().to_string();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ...: the fields after the command's closing paren.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if ppid == Some(postmaster.as_str()) {
+                if let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() {
+                    // SAFETY: a signal to a process our own child started.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
