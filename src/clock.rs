@@ -97,7 +97,7 @@ pub const WRITE_STEP_MS: i64 = 3_600_000;
 /// license.
 pub const MAX_AHEAD_MS: i64 = 366 * 86_400_000;
 
-/// The clock ledger (section 10): the latest time the engine has trusted. It moves with
+/// The clock ledger (`docs/explanation/time.md`): the latest time the engine has trusted. It moves with
 /// the wall clock, with every valid token's `iat`, and, while the process runs, with
 /// monotonic time, so setting the wall clock back, before a restart or during a run,
 /// never moves license time back. Pure: times are passed in.

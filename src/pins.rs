@@ -1,5 +1,5 @@
 //! What a vendor's build of the library fixes, so that its customers cannot choose it
-//! (section 3): the license server (`LIC4ES_API_URL`, one URL or a comma-separated list)
+//! (`docs/how-to/pinned-build.md`): the license server (`LIC4ES_API_URL`, one URL or a comma-separated list)
 //! and the only trust anchors of that server's TLS (`LIC4ES_API_CA_FILE`, PEM), read at
 //! build time like the public keys (`LIC4ES_PUBLIC_KEYS_FILE`, [`crate::token::KeySet`]).
 //!

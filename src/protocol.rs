@@ -1,4 +1,4 @@
-//! The backend protocol (section 6 of the spec), defined once: endpoint paths, every
+//! The backend protocol (`docs/reference/protocol.md`), defined once: endpoint paths, every
 //! request and answer body, and the error codes. The engine, the reference server and the
 //! test backends all use these types.
 //!

@@ -1,4 +1,4 @@
-//! The seat state machine of section 9 (hybrid online/offline seats).
+//! The seat state machine (`docs/explanation/seats.md`) (hybrid online/offline seats).
 //!
 //! Pure: no I/O, no clock reads, no tokio. The engine feeds it [`Event`]s with the time
 //! and a jitter draw ([`Ctx`]); it answers with [`Action`]s to carry out (an exchange
@@ -317,7 +317,7 @@ pub fn heartbeat_ms_from_secs(secs: i64) -> i64 {
         .clamp(HEARTBEAT_BOUNDS_MS.0, HEARTBEAT_BOUNDS_MS.1)
 }
 
-/// The hardware id of section 9: SHA-256 (hex) of `<machine id>:<instance id>`.
+/// The hardware id (`docs/explanation/seats.md`): SHA-256 (hex) of `<machine id>:<instance id>`.
 pub fn hardware_id(machine_id: &str, instance_id: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(

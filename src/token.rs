@@ -444,7 +444,7 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// Section 4's binding rule for seat tokens: outside seat mode (`seat_hardware_id`
+    /// The binding rule for seat tokens (`docs/reference/protocol.md`): outside seat mode (`seat_hardware_id`
     /// `None`) a token carrying `sid` is refused; in seat mode a token carrying another
     /// machine's `hwid` is. Tokens without the claims pass (a backend that does not bind).
     pub fn check_binding(&self, seat_hardware_id: Option<&str>) -> Result<(), TokenError> {
@@ -457,7 +457,7 @@ impl Claims {
         }
     }
 
-    /// Section 4's rule for `key` / `key-file`: a token issued in answer to a request (a
+    /// The rule for `key` / `key-file` (`docs/reference/protocol.md`): a token issued in answer to a request (a
     /// fetched or seat token) is refused; a static or refreshed one, or one minted before
     /// `src` existed, passes.
     pub fn check_static_use(&self) -> Result<(), TokenError> {

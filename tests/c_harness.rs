@@ -93,7 +93,7 @@ fn c_harness_passes() {
     }
 }
 
-/// Section 12: in the shipped (release) library, `lic_current_tier` is one load and a
+/// `docs/explanation/performance.md`: in the shipped (release) library, `lic_current_tier` is one load and a
 /// return. Read off the machine code, since a timing cannot show it reliably.
 #[test]
 #[cfg(target_arch = "x86_64")]

@@ -1,4 +1,4 @@
-//! Disk state rules of section 7: permissions, atomic writes, refusal of links and
+//! Disk state rules (`docs/explanation/security.md`): permissions, atomic writes, refusal of links and
 //! oversized files, write failures, and never replacing a longer-lived token.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Section 10's clock ledger through the engine, on the injected clock: setting the clock
+//! The clock ledger (`docs/explanation/time.md`) through the engine, on the injected clock: setting the clock
 //! back never extends a license, across a restart, while running, or through the grace
 //! period. (Seat mode's offline grace is in `seat.rs`; the real clock through the C ABI,
 //! under faketime, in `faketime.rs`.)

@@ -1,4 +1,4 @@
-//! Section 3, corporate networks: `proxy`, `no-proxy`, `ca-file` and `api-url` as a list,
+//! Corporate networks (`docs/how-to/proxies-and-private-ca.md`): `proxy`, `no-proxy`, `ca-file` and `api-url` as a list,
 //! from the config or the environment, with errors that name the key and never echo a
 //! proxy password. (The proxy and the private CA for real: `server/tests/field.rs`.)
 

@@ -1,4 +1,4 @@
-//! Section 3: every key parsed and validated, errors naming the key.
+//! The engine configuration (`docs/reference/engine-config.md`): every key parsed and validated, errors naming the key.
 
 mod common;
 

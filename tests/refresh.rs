@@ -1,4 +1,4 @@
-//! The refresh scheduler (section 8) on tokio's paused time: days of schedule run in
+//! The refresh scheduler (`docs/explanation/tier.md`) on tokio's paused time: days of schedule run in
 //! milliseconds, against an HTTP backend on loopback served from the same runtime.
 
 mod common;

@@ -1,4 +1,4 @@
-//! The resolution chain of section 5, each step and each fall-through, against a real
+//! The resolution chain (`docs/explanation/tier.md`), each step and each fall-through, against a real
 //! HTTP backend on loopback.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Seat mode (section 9) through the engine, on tokio's paused time against a seat
+//! Seat mode (`docs/explanation/seats.md`) through the engine, on tokio's paused time against a seat
 //! backend on loopback: days of heartbeats, outages, restarts and revocations run in
 //! milliseconds.
 

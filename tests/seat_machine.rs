@@ -1,4 +1,4 @@
-//! The seat state machine (section 9) without any I/O: every state against every event,
+//! The seat state machine (`docs/explanation/seats.md`) without any I/O: every state against every event,
 //! the rules one by one at day scale, and generated event sequences checked against the
 //! invariants.
 

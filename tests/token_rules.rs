@@ -1,4 +1,4 @@
-//! Token rules of section 4: allowed algorithms, key ids, claims and time.
+//! Token rules (`docs/reference/protocol.md`): allowed algorithms, key ids, claims and time.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Config parsing (section 3): any text as the JSON given to lic_init. Errors are fine;
+//! Config parsing (`docs/reference/engine-config.md`): any text as the JSON given to lic_init. Errors are fine;
 //! a panic, or an error message echoing a long value, is not.
 #![no_main]
 

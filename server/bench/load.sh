@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Load benchmark of one license-server instance with seats in Redis, on loopback, with
-# wrk as the load generator (section 12's server rows). Everything runs on this machine's
+# wrk as the load generator (the server rows of docs/explanation/performance.md). Everything runs on this machine's
 # cores, so the figure that travels is the ratio to /healthz measured in the same run.
 #
 #   server/bench/load.sh [SECONDS] [ROUNDS]   (default 10 s per endpoint, 3 rounds)

@@ -1,4 +1,4 @@
-//! Offline abuse (section 14): a license whose seats go offline again and again looks
+//! Offline abuse (`docs/explanation/seats.md`): a license whose seats go offline again and again looks
 //! like one seat shared by machines taking turns. Over a rolling 30 days, more than 5
 //! offline cycles *and* more than 20 days offline in total flag it; so do acquires refused
 //! beyond the license's acquire budget in more than 5 clock hours (hosts taking turns

@@ -83,7 +83,7 @@ impl Effective<'_> {
     }
 }
 
-/// How a license is served (section 14).
+/// How a license is served (`docs/explanation/seats.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Serving {
     /// A free plan: tokens by API key; an acquire answers `mode: "offline"` with grace 0

@@ -2,7 +2,7 @@
 //! (requests, tokens, offline periods, key lookups, telemetry), kept as they happen, and
 //! the gauges a scrape reads from the stores ([`Gauges`], gathered by
 //! [`crate::service::reports::metrics_text`]), in the Prometheus text format with the
-//! contract's names and buckets.
+//! names and buckets of `docs/reference/metrics.md`.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,

@@ -16,7 +16,7 @@ pub const DEFAULT_RETENTION_DAYS: u64 = 90;
 
 const DAY: i64 = 86_400;
 
-/// The telemetry fields the engine sends (section 8); anything else in the object is
+/// The telemetry fields the engine sends (`docs/reference/protocol.md`); anything else in the object is
 /// ignored, so a row's size does not depend on what a client sends.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Sample {

@@ -1,4 +1,4 @@
-//! Several stateless instances on one Redis and one PostgreSQL (section 14): never one
+//! Several stateless instances on one Redis and one PostgreSQL (`docs/how-to/several-instances.md`): never one
 //! seat too many under a race across instances, an instance killed mid-load loses or
 //! doubles no seat, scripts and Redis itself come back, a revocation made on one
 //! instance is refused on the other within a second, and offline abuse and the audit

@@ -70,7 +70,7 @@ fn redis_tls(clock: Arc<ManualClock>) -> Option<Made> {
     Some((Arc::new(store), Some(Box::new(server))))
 }
 
-/// Every store the contract runs against.
+/// Every store the contract tests run against.
 const STORES: [(&str, Make); 5] = [
     ("memory", memory),
     ("redis", redis),

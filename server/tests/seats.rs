@@ -1,4 +1,4 @@
-//! Seats over HTTP (section 14): acquire, heartbeat, reconnect, release, lapsing, the free
+//! Seats over HTTP (`docs/reference/protocol.md`): acquire, heartbeat, reconnect, release, lapsing, the free
 //! plan, revocation, admin sessions and audit, metrics. The server's clock is moved by
 //! the tests, so TTLs and lapses need no sleeping.
 

@@ -1,4 +1,4 @@
-//! HTTPS on the listener (section 14): the configured certificate, a private CA the test
+//! HTTPS on the listener (`docs/how-to/tls.md`): the configured certificate, a private CA the test
 //! makes, a certificate rotated under the running server by SIGHUP, and what a
 //! handshake costs per new connection.
 

@@ -1,4 +1,4 @@
-//! Seat usage reports (section 14 "Usage"): seats sampled into hours, refusals counted as
+//! Seat usage reports (`docs/explanation/server.md`): seats sampled into hours, refusals counted as
 //! they happen, and the report by hour or day from the admin API (JSON and CSV) and the
 //! CLI. The server's clock is moved by the test and the sampler is called as the
 //! server's minute timer calls it.

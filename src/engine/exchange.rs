@@ -98,7 +98,7 @@ impl Shared {
         }
     }
 
-    /// Verifies a token and applies the seat binding rule of section 4 for this engine.
+    /// Verifies a token and applies the seat binding rule (`docs/reference/protocol.md`) for this engine.
     pub(super) fn check_token(&self, token: &str) -> Result<Checked, TokenError> {
         let checked = self.policy.check(token, self.now_secs())?;
         checked
@@ -107,7 +107,7 @@ impl Shared {
         Ok(checked)
     }
 
-    /// Fetches a token with the API key (section 6) and caches it.
+    /// Fetches a token with the API key (`docs/reference/protocol.md`) and caches it.
     pub(super) async fn fetch(
         &self,
         backend: &mut Option<Backend>,

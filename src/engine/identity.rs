@@ -1,5 +1,5 @@
 //! Who this engine is, settled when it is built: its instance id (persisted in
-//! `cache-dir`, or the config's) and its hardware id (section 9), which seat accounting
+//! `cache-dir`, or the config's) and its hardware id (`docs/explanation/seats.md`), which seat accounting
 //! and the seal of `state.json` both use.
 
 use std::path::Path;

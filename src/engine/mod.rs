@@ -3,7 +3,7 @@
 //! Pure Rust; the C ABI in `ffi/` is a thin layer over one of these. Tests create as many
 //! engines as they like, each with its own cache directory, clock and backend.
 //!
-//! The parts live apart: [`resolve`](self::resolve) (section 5 at init), `exchange`
+//! The parts live apart: [`resolve`](self::resolve) (the resolution at init), `exchange`
 //! (talking to the backend), `publish` (what the tier is, and telling the host),
 //! `status`, `refresh` (the refresh schedule), `seat` (carrying out the seat state
 //! machine's actions) and `worker` (the thread, its runtime and the one timer).
@@ -190,7 +190,7 @@ struct Shared {
     log: Logger,
     usage: &'static Usage,
     jitter: fn() -> f64,
-    /// This engine's hardware id (section 9), settled at start: it keys the seal of
+    /// This engine's hardware id (`docs/explanation/seats.md`), settled at start: it keys the seal of
     /// `state.json`, and in seat mode it is the one tokens must name.
     identity_hwid: String,
     /// Warnings of the start, logged when resolution begins.
@@ -347,7 +347,7 @@ impl Engine {
         shared
     }
 
-    /// Resolves the license (section 5 of the spec) and starts the worker thread. Returns
+    /// Resolves the license (`docs/explanation/tier.md`) and starts the worker thread. Returns
     /// once the tier is decided.
     pub fn start(config: Config, opts: EngineOptions) -> Result<Engine, EngineError> {
         let shared = Self::shared(config, opts);
@@ -667,7 +667,7 @@ enum InitFetch {
     Failed,
 }
 
-/// The grace warning of section 5.
+/// The grace warning (`docs/explanation/tier.md`).
 pub fn grace_message(phase: GracePhase, days_ago: i64, days_left: i64) -> String {
     match phase {
         GracePhase::Early => format!("License expired {days_ago} days ago. Renew your license."),

@@ -1,4 +1,4 @@
-//! The refresh schedule (section 8) and one refresh exchange.
+//! The refresh schedule (`docs/explanation/tier.md`) and one refresh exchange.
 //!
 //! [`Schedule`] is pure: it takes the time, the settings and the expiry of the token in
 //! use, and says when to refresh next — periodically, at once when a token enters the

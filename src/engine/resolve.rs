@@ -1,4 +1,4 @@
-//! Section 5: static token, API key (or a seat), cache, Community — decided before
+//! The resolution (`docs/explanation/tier.md`): static token, API key (or a seat), cache, Community — decided before
 //! `lic_init` returns.
 
 use super::worker::Stop;

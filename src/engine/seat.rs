@@ -74,7 +74,7 @@ impl Shared {
         self.resolve_seat(backend, stop, Vec::new()).await
     }
 
-    /// Step 2 of section 5 in seat mode: acquire (or reconnect after a crash or an
+    /// Step 2 of the resolution in seat mode: acquire (or reconnect after a crash or an
     /// offline exit), falling back on the cached token as the seat rules say. `None`
     /// when shutdown interrupted it; else the outcome of the last exchange.
     pub(super) async fn resolve_seat(
@@ -83,7 +83,7 @@ impl Shared {
         stop: &mut Stop,
         reasons: Vec<String>,
     ) -> Option<Result<(), String>> {
-        // From here on, tokens are checked for binding to this machine (section 4).
+        // From here on, tokens are checked for binding to this machine (`docs/reference/protocol.md`).
         let _ = self.hardware_id.set(self.identity_hwid.clone());
         let now = self.now_millis();
         let claimed = if self.state_tampered() {
@@ -461,7 +461,7 @@ impl Shared {
     }
 
     /// A seat token from the backend: acceptable, answering this request's nonce, and
-    /// for an online seat naming its session and this machine (section 4). An offline
+    /// for an online seat naming its session and this machine (`docs/reference/protocol.md`). An offline
     /// plan's token (no session) is bound by its nonce alone.
     fn seat_token(
         &self,
@@ -573,7 +573,7 @@ impl Shared {
     }
 
     /// The token to work offline with when an acquire fails, with the offline grace it
-    /// signs: the one in use, or at init the cached one (section 9).
+    /// signs: the one in use, or at init the cached one (`docs/explanation/seats.md`).
     fn fallback(&self) -> (Option<i64>, i64, Option<(String, Checked, Source)>) {
         let in_use = lock(&self.state).current.as_ref().map(|c| {
             (

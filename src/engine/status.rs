@@ -1,4 +1,4 @@
-//! The status document of `lic_status_json` (section 11).
+//! The status document of `lic_status_json` (`docs/reference/status.md`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -63,7 +63,7 @@ pub struct ClockStatus {
     pub state_verified: bool,
 }
 
-/// What the library's build fixes (section 3), so an operator can see it.
+/// What the library's build fixes (`docs/how-to/pinned-build.md`), so an operator can see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct BuildStatus {
     /// The trusted public keys (`LIC4ES_PUBLIC_KEYS_FILE`).

@@ -265,7 +265,7 @@ pub extern "C" fn lic_init(config_json: *const c_char) -> lic_result {
 #[no_mangle]
 pub extern "C" fn lic_current_tier() -> lic_tier {
     // No panic boundary: a relaxed load cannot panic, and the function must compile to
-    // the load and a return (section 12), with no range check or decode.
+    // the load and a return (`docs/explanation/performance.md`), with no range check or decode.
     let v = TIER.load(Ordering::Relaxed);
     // SAFETY: TIER only ever holds `Tier as u32` (0..=3), stored by this module and by the
     // engine's tier mirror, and lic_tier is a C enum with those discriminants.

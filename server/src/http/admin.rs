@@ -41,7 +41,7 @@ pub(crate) fn check_bodies(body: &[u8]) {
     }
 }
 
-/// A license id from a query: anything outside section 14's alphabet is a 400.
+/// A license id from a query: anything outside the license id alphabet (`docs/reference/http-api.md`) is a 400.
 fn license_id(id: &str) -> Result<(), ApiError> {
     Ok(check_license_id(id)?)
 }

@@ -1,4 +1,4 @@
-//! Seats: acquire, heartbeat, reconnect, release (section 14). The handlers check the
+//! Seats: acquire, heartbeat, reconnect, release (`docs/reference/protocol.md`). The handlers check the
 //! bodies' form and call [`crate::service::seats`].
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Seats (section 14): acquire, reconnect, heartbeat, release and kick; the grant rule,
+//! Seats (`docs/explanation/seats.md`): acquire, reconnect, heartbeat, release and kick; the grant rule,
 //! seat-token lifetimes and the renewal margin, and the offline periods engines report.
 
 use lic4es::protocol::{AcquireAnswer, HeartbeatAnswer, SeatMode};

@@ -1,4 +1,4 @@
-//! Seat usage (section 14 "Usage"): every license's seats sampled once a minute by one
+//! Seat usage (`docs/explanation/server.md`): every license's seats sampled once a minute by one
 //! instance, refusals counted as they happen, and reports by hour or day
 //! ([`crate::usage`] holds the arithmetic).
 
