@@ -731,3 +731,66 @@ fn a_watching_cli_stopped_by_a_signal_gives_its_seat_back() {
     assert!(!held_by("hw-b"), "b's seat given back");
     drop(c);
 }
+
+/// The ```sh block that follows `heading` in the README.
+fn readme_block(readme: &str, heading: &str) -> String {
+    let at = readme
+        .find(heading)
+        .unwrap_or_else(|| panic!("the README has {heading:?}"));
+    let start = at + readme[at..].find("```sh\n").unwrap() + "```sh\n".len();
+    readme[start..start + readme[start..].find("```").unwrap()].to_string()
+}
+
+/// A newcomer's path through the README, as written: the server set up and started by
+/// the "Run the server" commands, a license minted by the "Mint and ship" ones, and a
+/// host on that license, all with the binaries this workspace built (on another port
+/// than the README's, which may be taken).
+#[test]
+fn the_readme_s_server_and_license_commands_work_as_written() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let port = free_port().to_string();
+    let serve =
+        readme_block(&readme, "## Run the server for your customers").replace("8700", &port);
+    let mint = readme_block(&readme, "## Mint and ship a license");
+    assert!(serve.contains("keygen") && mint.contains("api-key create"));
+    let script = format!(
+        "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{serve}\n\
+         for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; \
+         sleep 0.05; done\n{mint}\n\
+         key=$(license-server --config server.toml api-key create --sub org-acme)\n\
+         printf '{{\"api-key\": \"%s\", \"api-url\": \"http://127.0.0.1:{port}\", \
+         \"public-keys\": %s, \"cache-dir\": \"host-cache\"}}' \"$key\" \"$(cat jwks.json)\" \
+         > host.json\nlic4es status --config host.json --summary\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bins = format!(
+        "{}:{}:{}",
+        Path::new(env!("CARGO_BIN_EXE_license-server"))
+            .parent()
+            .unwrap()
+            .display(),
+        lic4es_cli().parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(dir.path())
+        .env("PATH", bins)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script}\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("\"license_id\": \"org-acme\""),
+        "license show: {stdout}"
+    );
+    assert!(stdout.contains("0 sessions"), "sessions list: {stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("tier=team source=seat"),
+        "the host holds a seat of the minted license: {stdout}\n{stderr}"
+    );
+}
