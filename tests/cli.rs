@@ -363,16 +363,42 @@ fn watch_says_how_long_it_watches() {
     assert!(help.contains("watch --config FILE [--seconds N]") && help.contains("(default 10)"));
 }
 
-/// The README's first command, from the repository's root and from anywhere else: paths
-/// in a --config FILE are FILE's, so both give the demo token's tier (Pro; the demo token
-/// lives until 2036).
+/// The README's first command, with `examples/demo-config.json` as it is: paths in a
+/// --config FILE are FILE's, so the demo's tier comes from any working directory and
+/// nothing is left in it. The config is copied beside a token the demo key signs now
+/// (the committed demo token would tie the test to its expiry).
 #[test]
 fn the_readme_status_command_gives_the_demo_tier_from_any_directory() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(readme.contains("lic4es status --config examples/demo-config.json --summary"));
+
+    let tree = tempfile::tempdir().unwrap();
+    let examples = tree.path().join("examples");
+    std::fs::create_dir(&examples).unwrap();
+    std::fs::copy(
+        root.join("examples/demo-config.json"),
+        examples.join("demo-config.json"),
+    )
+    .unwrap();
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(
+        &std::fs::read(root.join("examples/demo-private-key.pem")).unwrap(),
+    )
+    .unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some("demo-2026".into());
+    let mut demo = claims("pro", wall_now() + 30 * DAY);
+    demo["sub"] = json!("org-demo-001");
+    std::fs::write(
+        examples.join("demo-token.jwt"),
+        jsonwebtoken::encode(&header, &demo, &key).unwrap(),
+    )
+    .unwrap();
+
     let elsewhere = tempfile::tempdir().unwrap();
-    let absolute = root.join("examples/demo-config.json");
+    let absolute = examples.join("demo-config.json");
     for (dir, config) in [
-        (root, "examples/demo-config.json".to_string()),
+        (tree.path(), "examples/demo-config.json".to_string()),
         (elsewhere.path(), absolute.to_str().unwrap().to_string()),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_lic4es"))
@@ -389,10 +415,11 @@ fn the_readme_status_command_gives_the_demo_tier_from_any_directory() {
             "from {}: {stdout}",
             dir.display()
         );
-        // Nothing left in the working directory.
-        assert!(std::fs::read_dir(elsewhere.path())
-            .unwrap()
-            .next()
-            .is_none());
     }
+    // Nothing left where it ran; the cache went where the config says, beside the tree.
+    assert!(std::fs::read_dir(elsewhere.path())
+        .unwrap()
+        .next()
+        .is_none());
+    assert!(tree.path().join("target/demo/status-cache").is_dir());
 }

@@ -188,26 +188,17 @@ fn an_edited_grace_in_state_json_buys_no_offline_time() {
     doc["seat"]["grace_seconds"] = json!(DAY);
     std::fs::write(&state, doc.to_string()).unwrap();
     let away = format!("http://127.0.0.1:{}", free_port());
-    let (e, logs) = engine(
-        &s,
-        dir.path(),
-        &key,
-        json!({"api-url": away,
-        "seat.enabled": true}),
-    );
+    let offline = |dir: &std::path::Path, key: &str| {
+        engine(&s, dir, key, json!({"api-url": away, "seat.enabled": true}))
+    };
+    let (e, logs) = offline(dir.path(), &key);
     assert_eq!(e.tier(), Tier::Community, "{}", logs.dump());
 
     // The honest path: a license with a day of grace runs it offline, from its token.
     let (_, key) = s.license("team", json!({"seats": 1, "offline_grace_days": 1}));
     let dir = tempfile::tempdir().unwrap();
     drop(engine(&s, dir.path(), &key, json!({"seat.enabled": true})));
-    let (e, logs) = engine(
-        &s,
-        dir.path(),
-        &key,
-        json!({"api-url": away,
-        "seat.enabled": true}),
-    );
+    let (e, logs) = offline(dir.path(), &key);
     assert_eq!(e.tier(), Tier::Team, "{}", logs.dump());
     assert_eq!(status(&e)["seat"]["state"], "offline");
 }

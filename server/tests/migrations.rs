@@ -8,6 +8,8 @@ use std::process::Command;
 
 mod common;
 
+use common::change_entry;
+
 use common::pg::PgProc;
 use license_server::store::{migrate, AuditQuery, LicenseStore, PgStore, Seats, SqliteStore};
 
@@ -222,14 +224,4 @@ fn the_postgres_pool_holds_no_more_connections_than_configured() {
     let most = watcher.join().unwrap();
     println!("most PostgreSQL connections of the store at once: {most} (pool size 3)");
     assert!(most <= 3, "{most} connections");
-}
-
-/// The audit entry an operator's change commits with.
-fn change_entry() -> license_server::store::AuditEvent {
-    license_server::store::AuditEvent {
-        kind: license_server::store::AuditKind::LicenseUpdate,
-        license: "any".into(),
-        source: Some("test".into()),
-        ..Default::default()
-    }
 }

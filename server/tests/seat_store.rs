@@ -98,6 +98,15 @@ fn granted(a: &Acquired) -> bool {
     matches!(a, Acquired::Granted { .. })
 }
 
+/// Runs `f` to completion on a runtime of its own (each store test's body).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 /// Runs `test` against every store, all at once: most of the time goes to starting the
 /// Redis topologies (a cluster, Sentinels), which is waiting, not work.
 fn each_store(test: impl Fn(&str, Arc<ManualClock>, Arc<dyn SeatStore>) + Sync) {
@@ -180,11 +189,7 @@ fn concurrent_acquires_never_grant_one_seat_too_many() {
 #[test]
 fn a_silent_session_lapses_into_offline_use_for_its_grace() {
     each_store(|name, clock, store| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        block_on(async {
             assert!(granted(
                 &store
                     .acquire(session("s-1", "lic", 1, "h1", GRACE), None)
@@ -248,11 +253,7 @@ fn a_silent_session_lapses_into_offline_use_for_its_grace() {
 #[test]
 fn a_license_is_granted_at_most_its_hourly_allowance_of_seats() {
     each_store(|name, clock, store| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        block_on(async {
             // Start at the top of an hour.
             let start = (NOW / 3600 + 1) * 3600;
             clock.advance_millis((start - NOW) * 1000);
@@ -308,11 +309,7 @@ fn a_license_is_granted_at_most_its_hourly_allowance_of_seats() {
 #[test]
 fn a_session_is_renewed_at_most_once_per_spacing() {
     each_store(|name, clock, store| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        block_on(async {
             let gap = 150;
             assert!(granted(
                 &store
@@ -356,11 +353,7 @@ fn a_session_is_renewed_at_most_once_per_spacing() {
 #[test]
 fn without_grace_a_lapsed_session_is_dropped() {
     each_store(|name, clock, store| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        block_on(async {
             store
                 .acquire(session("s-1", "lic", 1, "h1", 0), None)
                 .await
@@ -379,45 +372,69 @@ fn without_grace_a_lapsed_session_is_dropped() {
 #[test]
 fn a_reconnect_ends_its_own_old_session_at_once() {
     each_store(|name, clock, store| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            store.acquire(session("s-1", "lic", 1, "h1", GRACE), None).await.unwrap();
+        block_on(async {
+            store
+                .acquire(session("s-1", "lic", 1, "h1", GRACE), None)
+                .await
+                .unwrap();
             // Another machine cannot end it.
             let stranger = store
                 .acquire(
                     session("s-x", "lic", 1, "h9", GRACE),
-                    Some(Replace { session_id: "s-1".into(), hardware_id: "h9".into() }),
+                    Some(Replace {
+                        session_id: "s-1".into(),
+                        hardware_id: "h9".into(),
+                    }),
                 )
                 .await
                 .unwrap();
-            assert!(matches!(stranger, Acquired::Full { ended: None, .. }), "{name}: {stranger:?}");
+            assert!(
+                matches!(stranger, Acquired::Full { ended: None, .. }),
+                "{name}: {stranger:?}"
+            );
             // Its own engine, back after a crash, frees the seat and takes a new one.
             clock.advance_millis(5_000);
             let back = store
                 .acquire(
                     session("s-2", "lic", 1, "h1", GRACE),
-                    Some(Replace { session_id: "s-1".into(), hardware_id: "h1".into() }),
+                    Some(Replace {
+                        session_id: "s-1".into(),
+                        hardware_id: "h1".into(),
+                    }),
                 )
                 .await
                 .unwrap();
-            let Acquired::Granted { session: s, ended: Some(old) } = back else {
+            let Acquired::Granted {
+                session: s,
+                ended: Some(old),
+            } = back
+            else {
                 panic!("{name}: {back:?}")
             };
             assert_eq!((s.id.as_str(), old.id.as_str()), ("s-2", "s-1"));
-            let ids: Vec<String> = store.sessions(None).await.unwrap().into_iter().map(|s| s.id).collect();
+            let ids: Vec<String> = store
+                .sessions(None)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| s.id)
+                .collect();
             assert_eq!(ids, vec!["s-2".to_string()], "{name}");
 
             // A lapsed (offline) session is ended the same way.
             clock.advance_millis((TTL + 1) * 1000);
-            let s3 = store.acquire(session("s-3", "lic", 1, "h3", GRACE), None).await.unwrap();
+            let s3 = store
+                .acquire(session("s-3", "lic", 1, "h3", GRACE), None)
+                .await
+                .unwrap();
             assert!(granted(&s3), "{name}: the lapsed s-2 freed its seat");
             let r = store
                 .acquire(
                     session("s-4", "lic", 1, "h1", GRACE),
-                    Some(Replace { session_id: "s-2".into(), hardware_id: "h1".into() }),
+                    Some(Replace {
+                        session_id: "s-2".into(),
+                        hardware_id: "h1".into(),
+                    }),
                 )
                 .await
                 .unwrap();
@@ -432,11 +449,7 @@ fn a_reconnect_ends_its_own_old_session_at_once() {
 #[test]
 fn release_and_kick_end_sessions_and_licenses_are_kept_apart() {
     each_store(|name, _, store| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        block_on(async {
             store
                 .acquire(session("s-1", "lic", 2, "h1", GRACE), None)
                 .await
@@ -489,11 +502,7 @@ async fn all_pages(store: &dyn SeatStore, mut q: SessionQuery) -> (Vec<String>, 
 #[test]
 fn sessions_and_licenses_are_listed_by_the_page_and_summed_without_a_listing() {
     each_store(|name, clock, store| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        block_on(async {
             let grant = |id: &str, lic: &str, limit: u32| {
                 let store = store.clone();
                 let new = session(id, lic, limit, &format!("hw-{id}"), GRACE);

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::change_entry;
+
 use std::sync::Arc;
 
 use common::pg::PgProc;
@@ -485,14 +487,4 @@ fn postgres_over_tls_checks_what_sslmode_says() {
     assert!(e.contains("cannot connect"), "{e}");
     let e = opens(&pg.tls_url("verify-nothing", None)).unwrap_err();
     assert!(e.contains("sslmode"), "{e}");
-}
-
-/// The audit entry an operator's change commits with.
-fn change_entry() -> license_server::store::AuditEvent {
-    license_server::store::AuditEvent {
-        kind: license_server::store::AuditKind::LicenseUpdate,
-        license: "any".into(),
-        source: Some("test".into()),
-        ..Default::default()
-    }
 }

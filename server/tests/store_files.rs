@@ -4,6 +4,8 @@ use std::os::unix::fs::PermissionsExt;
 
 mod common;
 
+use common::change_entry;
+
 use common::process::{cli, request, ServerProcess};
 use common::wall_now;
 use license_server::store::{AuditEvent, License, LicenseStore, SqliteStore};
@@ -176,16 +178,6 @@ fn committed_entries_reach_the_database_file_without_filling_the_wal() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(found, Some(500), "entries in the database file itself");
-}
-
-/// The audit entry an operator's change commits with.
-fn change_entry() -> license_server::store::AuditEvent {
-    license_server::store::AuditEvent {
-        kind: license_server::store::AuditKind::LicenseUpdate,
-        license: "any".into(),
-        source: Some("test".into()),
-        ..Default::default()
-    }
 }
 
 /// The size of the files in `dir`, in bytes.
