@@ -8,7 +8,7 @@ use lic4es::clock::Clock;
 
 use crate::abuse::Flags;
 use crate::config::ServerConfig;
-use crate::keys::SigningKey;
+use crate::keys::{KeyRing, SigningKey};
 use crate::metrics::Metrics;
 use crate::seats::SeatStore;
 use crate::store::{KeyRecord, License, LicenseStore};
@@ -19,6 +19,9 @@ pub struct AppState {
     pub config: ServerConfig,
     /// The signing key.
     pub key: SigningKey,
+    /// Every public key published (the signing one, the next, the retired: [`KeyRing`]).
+    pub jwks: serde_json::Value,
+    /// The same keys, to verify the static tokens presented for a refresh.
     pub(crate) keyset: lic4es::token::KeySet,
     /// Licenses, keys, telemetry, audit.
     pub store: Arc<dyn LicenseStore>,
@@ -53,20 +56,23 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over opened stores, a key and a clock.
+    /// State over opened stores, the server's keys and a clock.
     pub fn new(
         config: ServerConfig,
-        key: SigningKey,
+        keys: KeyRing,
         store: Arc<dyn LicenseStore>,
         seats: Arc<dyn SeatStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, String> {
-        let keyset = lic4es::token::KeySet::from_json_value(&key.public_jwks())?;
+        let jwks = keys.public_jwks();
+        let keyset = lic4es::token::KeySet::from_json_value(&jwks)?;
+        let key = keys.active;
         let proxies = config.proxies()?;
         let body_timeout = std::time::Duration::from_secs(config.body_timeout_secs);
         Ok(AppState {
             config,
             key,
+            jwks,
             keyset,
             audit_writer: crate::store::group_commit::GroupCommit::new(store.clone()),
             store,

@@ -557,7 +557,12 @@ impl ServerConfig {
 
     /// The private signing key (a JWK).
     pub fn signing_key_path(&self) -> PathBuf {
-        self.data_dir.join("signing-key.jwk")
+        self.key_files().active
+    }
+
+    /// The signing key, the next one and the retired ones, under `data-dir`.
+    pub fn key_files(&self) -> crate::keys::KeyFiles {
+        crate::keys::KeyFiles::in_dir(&self.data_dir)
     }
 
     /// Base URL for `refresh_url`.

@@ -1,9 +1,10 @@
 //! The Ed25519 signing key: generated once, stored as a private JWK (0600), published
-//! as a JWK Set.
+//! as a JWK Set — with the key that will sign next and the keys that signed before, so a
+//! key is rotated without a token in the field going bad.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -46,10 +47,15 @@ impl SigningKey {
         URL_SAFE_NO_PAD.encode(self.signing.verifying_key().to_bytes())
     }
 
-    /// The public JWK Set clients configure as `public-keys`.
+    /// The public half as a JWK.
+    pub fn public_jwk(&self) -> Value {
+        json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
+               "kid": self.kid, "x": self.public_x()})
+    }
+
+    /// The public JWK Set of this key alone.
     pub fn public_jwks(&self) -> Value {
-        json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
-                         "kid": self.kid, "x": self.public_x()}]})
+        json!({"keys": [self.public_jwk()]})
     }
 
     /// Reads the private JWK at `path`.
@@ -125,9 +131,171 @@ impl SigningKey {
     }
 }
 
+/// Where a server's keys live (under `data-dir`).
+pub struct KeyFiles {
+    /// The private key that signs (`signing-key.jwk`).
+    pub active: PathBuf,
+    /// The private key that will sign after the next `key activate`, published already.
+    pub next: PathBuf,
+    /// Public keys that signed before and still verify what they signed (a JWK Set).
+    pub retired: PathBuf,
+}
+
+impl KeyFiles {
+    /// The files under `data_dir`.
+    pub fn in_dir(data_dir: &Path) -> KeyFiles {
+        KeyFiles {
+            active: data_dir.join("signing-key.jwk"),
+            next: data_dir.join("next-signing-key.jwk"),
+            retired: data_dir.join("retired-keys.json"),
+        }
+    }
+}
+
+/// The key that signs, and every public key the server publishes: the one that signs,
+/// the next one (so engines trust it before it signs) and the retired ones (tokens they
+/// signed stay valid until they expire).
+pub struct KeyRing {
+    /// The key that signs.
+    pub active: SigningKey,
+    next: Option<SigningKey>,
+    retired: Vec<Value>,
+}
+
+impl KeyRing {
+    /// Reads the keys; the active key must exist.
+    pub fn load(files: &KeyFiles) -> Result<KeyRing, String> {
+        Self::with_active(files, SigningKey::load(&files.active)?)
+    }
+
+    /// Reads the keys, creating the active one first if there is none.
+    pub fn load_or_create(files: &KeyFiles) -> Result<KeyRing, String> {
+        Self::with_active(files, SigningKey::load_or_create(&files.active)?)
+    }
+
+    fn with_active(files: &KeyFiles, active: SigningKey) -> Result<KeyRing, String> {
+        let next = if files.next.exists() {
+            Some(SigningKey::load(&files.next)?)
+        } else {
+            None
+        };
+        let retired = read_retired(&files.retired)?;
+        Ok(KeyRing {
+            active,
+            next,
+            retired,
+        })
+    }
+
+    /// Every public key, the signing one first: what engines configure as `public-keys`
+    /// and `/.well-known/jwks.json` serves. A kid appears once.
+    pub fn public_jwks(&self) -> Value {
+        let mut keys = vec![self.active.public_jwk()];
+        keys.extend(self.next.iter().map(SigningKey::public_jwk));
+        keys.extend(self.retired.iter().cloned());
+        let mut seen = std::collections::HashSet::new();
+        keys.retain(|k| seen.insert(k["kid"].as_str().unwrap_or_default().to_string()));
+        json!({ "keys": keys })
+    }
+
+    /// The kid of the key that signs next, if one was added.
+    pub fn next_kid(&self) -> Option<&str> {
+        self.next.as_ref().map(|k| k.kid.as_str())
+    }
+}
+
+fn read_retired(path: &Path) -> Result<Vec<Value>, String> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let set: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Each must be a public Ed25519 key the engine would accept: checked as the engine does.
+    lic4es::token::KeySet::from_json_value(&set).map_err(|e| format!("{}: {e}", path.display()))?;
+    let keys = set["keys"].as_array().cloned().unwrap_or_default();
+    if keys.iter().any(|k| k.get("d").is_some()) {
+        return Err(format!("{}: holds a private key", path.display()));
+    }
+    Ok(keys)
+}
+
+/// Writes `keys` as the retired set, atomically (a temporary file renamed over it), 0600.
+fn write_retired(path: &Path, keys: &[Value]) -> Result<(), String> {
+    let tmp = path.with_extension("json.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let text = serde_json::to_string_pretty(&json!({ "keys": keys })).unwrap_or_default();
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// `key add`: creates the next signing key, published from now on and signing after
+/// [`activate_next`]. One at a time.
+pub fn add_next(files: &KeyFiles) -> Result<KeyRing, String> {
+    if files.next.exists() {
+        return Err(format!(
+            "{} exists: a next key was added already; `license-server key activate` makes \
+             it the signing key",
+            files.next.display()
+        ));
+    }
+    SigningKey::generate()?.save(&files.next)?;
+    KeyRing::load(files)
+}
+
+/// `key activate`: the next key signs from now on; the key that signed until now is
+/// retired (its public half stays published). A running server signs with the new key
+/// once restarted.
+pub fn activate_next(files: &KeyFiles) -> Result<KeyRing, String> {
+    let ring = KeyRing::load(files)?;
+    if ring.next.is_none() {
+        return Err(format!(
+            "no next key ({} is missing): `license-server key add` creates one, to be \
+             published to the engines before it signs",
+            files.next.display()
+        ));
+    }
+    // The old key's public half is kept first: a crash between the two steps leaves it
+    // both signing and retired (published once), never unpublished.
+    let mut retired = ring.retired.clone();
+    retired.insert(0, ring.active.public_jwk());
+    write_retired(&files.retired, &retired)?;
+    std::fs::rename(&files.next, &files.active)
+        .map_err(|e| format!("cannot move {}: {e}", files.next.display()))?;
+    KeyRing::load(files)
+}
+
+/// `key retire KID`: a retired key is no longer published; tokens it signed stop being
+/// valid wherever engines take the new set.
+pub fn retire(files: &KeyFiles, kid: &str) -> Result<KeyRing, String> {
+    let ring = KeyRing::load(files)?;
+    if ring.active.kid == kid || ring.next_kid() == Some(kid) {
+        return Err(format!(
+            "{kid} is the signing key or the next one: only a retired key can be retired"
+        ));
+    }
+    let mut retired = ring.retired.clone();
+    let before = retired.len();
+    retired.retain(|k| k["kid"].as_str() != Some(kid));
+    if retired.len() == before {
+        return Err(format!("no retired key {kid}"));
+    }
+    write_retired(&files.retired, &retired)?;
+    KeyRing::load(files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn a_signed_token_is_a_jws_the_engine_verifies_and_a_changed_one_is_refused() {
@@ -162,5 +330,85 @@ mod tests {
         key.save(&dir.path().join("k.jwk")).unwrap();
         let loaded = SigningKey::load(&dir.path().join("k.jwk")).unwrap();
         assert_eq!(loaded.sign(&claims).unwrap(), jwt);
+    }
+
+    /// A rotation from the key ring's side: the next key published before it signs, the
+    /// old one published after, until retired; a token of each verifies with the set
+    /// published at each step that an engine could hold.
+    #[test]
+    fn a_key_is_added_activated_and_retired_without_a_gap_in_the_published_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = KeyFiles::in_dir(dir.path());
+        let claims = json!({"iss": "i", "sub": "s", "exp": 2_000_000_000, "tier": "pro"});
+        let verifies = |set: &Value, jwt: &str| {
+            lic4es::token::KeySet::from_json_value(set)
+                .unwrap()
+                .verify(jwt)
+                .is_ok()
+        };
+        let first = KeyRing::load_or_create(&files).unwrap();
+        let old_token = first.active.sign(&claims).unwrap();
+        assert_eq!(first.public_jwks()["keys"].as_array().unwrap().len(), 1);
+        assert!(activate_next(&files).err().unwrap().contains("key add"));
+
+        let added = add_next(&files).unwrap();
+        let next_kid = added.next_kid().unwrap().to_string();
+        assert!(add_next(&files).err().unwrap().contains("exists"));
+        assert_eq!(
+            added.active.kid, first.active.kid,
+            "the old key still signs"
+        );
+        let published = added.public_jwks();
+        assert_eq!(published["keys"].as_array().unwrap().len(), 2);
+        assert!(verifies(&published, &old_token));
+
+        let activated = activate_next(&files).unwrap();
+        assert_eq!(activated.active.kid, next_kid);
+        let new_token = activated.active.sign(&claims).unwrap();
+        // The set published after `key add` already verifies the new key's tokens.
+        assert!(verifies(&published, &new_token));
+        let after = activated.public_jwks();
+        assert_eq!(
+            after["keys"][0]["kid"],
+            next_kid.as_str(),
+            "the signing key first"
+        );
+        assert!(verifies(&after, &old_token) && verifies(&after, &new_token));
+        assert!(!std::fs::read_to_string(&files.retired)
+            .unwrap()
+            .contains("\"d\""));
+        assert_eq!(
+            std::fs::metadata(&files.retired)
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+
+        assert!(retire(&files, &next_kid).is_err(), "the signing key stays");
+        assert!(retire(&files, "lic-nosuchkey").is_err());
+        let retired = retire(&files, &first.active.kid).unwrap();
+        let last = retired.public_jwks();
+        assert!(!verifies(&last, &old_token) && verifies(&last, &new_token));
+        assert_eq!(KeyRing::load(&files).unwrap().public_jwks(), last);
+    }
+
+    #[test]
+    fn a_retired_set_with_a_private_key_or_a_bad_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = KeyFiles::in_dir(dir.path());
+        KeyRing::load_or_create(&files).unwrap();
+        let key = SigningKey::generate().unwrap();
+        let mut private = key.public_jwk();
+        private["d"] = json!(URL_SAFE_NO_PAD.encode([7u8; 32]));
+        for bad in [
+            json!({"keys": [private]}).to_string(),
+            json!({"keys": [{"kty": "RSA", "kid": "r", "n": "AQAB", "e": "AQAB"}]}).to_string(),
+            "not json".to_string(),
+        ] {
+            std::fs::write(&files.retired, bad).unwrap();
+            assert!(KeyRing::load(&files).is_err());
+        }
     }
 }

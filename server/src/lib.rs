@@ -60,7 +60,7 @@ pub fn open_with_clock(
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<AppState>, String> {
     config.validate()?;
-    let key = keys::SigningKey::load_or_create(&config.signing_key_path())?;
+    let key = keys::KeyRing::load_or_create(&config.key_files())?;
     let store = open_store(&config)?;
     if let Some(tree) = git_work_tree_of(&config.data_dir) {
         if !git_ignored(&tree, &config.data_dir) {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use license_server::abuse;
 use license_server::app::AppState;
-use license_server::keys::SigningKey;
+use license_server::keys::{self, KeyRing, SigningKey};
 use license_server::service::licenses::{self, check_license_id, LicenseView, NewLicense, Terms};
 use license_server::service::usage::UsageQuery;
 use license_server::service::{audit, tokens, ServiceError};
@@ -57,8 +57,16 @@ enum Command {
     #[command(help_template = HELP)]
     Keygen,
     /// Print the public JWK Set (what engines configure as `public-keys`).
+    ///
+    /// The signing key, the next one (`key add`) and the retired ones (`key activate`).
     #[command(help_template = HELP)]
     Jwks,
+    /// Rotate the signing key: add the next one, activate it, retire the old one.
+    ///
+    /// Each prints the public JWK Set that results. A running server signs with a newly
+    /// activated key once restarted.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Print a signed static token for a license.
     ///
     /// With --tier and --days, create the license first (an existing ID is refused:
@@ -230,6 +238,26 @@ enum LicenseCommand {
 }
 
 #[derive(Subcommand)]
+enum KeyCommand {
+    /// Create the next signing key: published from now on, signing once activated.
+    ///
+    /// Give the engines the printed set (their `public-keys`, or your pinned build)
+    /// before `key activate`.
+    #[command(help_template = HELP)]
+    Add,
+    /// Make the next key the signing key; the old one's public half stays published.
+    #[command(help_template = HELP)]
+    Activate,
+    /// Stop publishing a retired key: tokens it signed are refused where engines take the
+    /// new set. Retire it once they have expired.
+    #[command(help_template = HELP)]
+    Retire {
+        /// The key's id (`kid`).
+        kid: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum SessionsCommand {
     /// List seat sessions (online and offline) of the running server.
     ///
@@ -272,9 +300,18 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
         Command::Keygen => keygen(&config),
-        Command::Jwks => SigningKey::load(&config.signing_key_path()).map(|k| {
-            println!("{}", k.public_jwks());
+        Command::Jwks => KeyRing::load(&config.key_files()).map(|ring| {
+            println!("{}", ring.public_jwks());
         }),
+        Command::Key(command) => {
+            let files = config.key_files();
+            match command {
+                KeyCommand::Add => keys::add_next(&files),
+                KeyCommand::Activate => keys::activate_next(&files),
+                KeyCommand::Retire { kid } => keys::retire(&files, &kid),
+            }
+            .map(|ring| println!("{}", ring.public_jwks()))
+        }
         Command::Mint {
             license,
             refresh_url,
