@@ -30,9 +30,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 const FD_RESERVE: usize = 64;
 /// How long in-flight requests get to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
-/// What a plain-HTTP client over its address's cap is told before its connection closes.
+/// What a plain-HTTP client over its address's cap is told before its connection closes
+/// (`server_codes::TOO_MANY_CONNECTIONS`: a test checks they agree).
 const TOO_MANY: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
-content-length: 88\r\nconnection: close\r\n\r\n\
+content-length: 83\r\nconnection: close\r\n\r\n\
 {\"error\":\"too_many_connections\",\"message\":\"too many connections from this address\"}";
 
 /// The limits connections are served under.
@@ -326,6 +327,21 @@ fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_canned_refusal_is_well_formed_and_names_its_code() {
+        let text = std::str::from_utf8(TOO_MANY).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            body["error"],
+            super::super::server_codes::TOO_MANY_CONNECTIONS
+        );
+    }
 
     #[test]
     fn one_address_gets_a_sixteenth_of_the_cap_unless_configured() {

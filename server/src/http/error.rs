@@ -61,6 +61,40 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The error codes only this server answers (beside the protocol's,
+/// `lic4es::protocol::codes`): admin and metrics authentication, the transport's limits,
+/// routing. All are in docs/reference/errors.md (checked by tests/docs.rs).
+pub mod server_codes {
+    /// No `Authorization: Bearer` header where one is required.
+    pub const MISSING_BEARER: &str = "missing_bearer";
+    /// The admin API is off (no `admin-token` configured).
+    pub const ADMIN_DISABLED: &str = "admin_disabled";
+    /// A wrong admin token.
+    pub const INVALID_ADMIN_TOKEN: &str = "invalid_admin_token";
+    /// A wrong metrics token.
+    pub const INVALID_METRICS_TOKEN: &str = "invalid_metrics_token";
+    /// Too many failed admin sign-ins from one address.
+    pub const TOO_MANY_ATTEMPTS: &str = "too_many_attempts";
+    /// An address over its connection cap (written before the connection closes).
+    pub const TOO_MANY_CONNECTIONS: &str = "too_many_connections";
+    /// The request body did not arrive in time.
+    pub const BODY_TIMEOUT: &str = "body_timeout";
+    /// The request body is over the size limit.
+    pub const BODY_TOO_LARGE: &str = "body_too_large";
+    /// No such endpoint, or no such record.
+    pub const NOT_FOUND: &str = "not_found";
+    /// The endpoint does not take this method.
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    /// The license id of the request is not the token's.
+    pub const LICENSE_MISMATCH: &str = "license_mismatch";
+    /// A concurrent change won: retry.
+    pub const CONFLICT: &str = "conflict";
+    /// The server could not sign a token.
+    pub const SIGNING_FAILED: &str = "signing_failed";
+    /// Anything else that went wrong inside the server.
+    pub const INTERNAL_ERROR: &str = "internal_error";
+}
+
 /// The status and code of each [`ServiceError`]. A store or seat-store failure is a 503,
 /// which the engine treats as a network failure and answers by holding its tier: never
 /// a grant.
@@ -68,7 +102,7 @@ pub fn status_of(e: &ServiceError) -> (StatusCode, &'static str) {
     use ServiceError as E;
     match e {
         E::Invalid(_) => (StatusCode::BAD_REQUEST, codes::INVALID_REQUEST),
-        E::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+        E::NotFound { .. } => (StatusCode::NOT_FOUND, server_codes::NOT_FOUND),
         E::LicenseExists(_) => (StatusCode::CONFLICT, codes::LICENSE_EXISTS),
         E::UnknownApiKey => (StatusCode::UNAUTHORIZED, codes::INVALID_API_KEY),
         E::ApiKeyRevoked => (StatusCode::UNAUTHORIZED, codes::API_KEY_REVOKED),
@@ -81,12 +115,15 @@ pub fn status_of(e: &ServiceError) -> (StatusCode, &'static str) {
         E::HeartbeatTooSoon { .. } => (StatusCode::TOO_MANY_REQUESTS, codes::HEARTBEAT_TOO_SOON),
         E::TooManyAcquires { .. } => (StatusCode::TOO_MANY_REQUESTS, codes::TOO_MANY_ACQUIRES),
         E::InvalidToken(_) => (StatusCode::UNAUTHORIZED, codes::INVALID_TOKEN),
-        E::LicenseMismatch => (StatusCode::BAD_REQUEST, "license_mismatch"),
-        E::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
+        E::LicenseMismatch => (StatusCode::BAD_REQUEST, server_codes::LICENSE_MISMATCH),
+        E::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, server_codes::CONFLICT),
         E::Store(StoreError::Unavailable(_)) | E::Seats(_) | E::AuditUnavailable(_) => {
             (StatusCode::SERVICE_UNAVAILABLE, codes::STORE_UNAVAILABLE)
         }
-        E::Signing(_) => (StatusCode::INTERNAL_SERVER_ERROR, "signing_failed"),
+        E::Signing(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            server_codes::SIGNING_FAILED,
+        ),
     }
 }
 

@@ -6,6 +6,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+
+use super::server_codes;
 use serde_json::{json, Value};
 
 use crate::app::AppState;
@@ -33,7 +35,7 @@ pub async fn metrics_with_token(State(s): State<Arc<AppState>>, headers: HeaderM
     let Some(expected) = s.config.metrics_token.as_deref() else {
         return super::ApiError::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            server_codes::NOT_FOUND,
             "metrics are served on the metrics-listen address, or here with metrics-token",
         )
         .into_response();
@@ -42,7 +44,7 @@ pub async fn metrics_with_token(State(s): State<Arc<AppState>>, headers: HeaderM
     if !allowed {
         return super::ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "invalid_metrics_token",
+            server_codes::INVALID_METRICS_TOKEN,
             "metrics need the metrics token as bearer",
         )
         .into_response();
@@ -61,5 +63,5 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
 
 /// `GET /.well-known/jwks.json`.
 pub async fn jwks(State(s): State<Arc<AppState>>) -> Json<Value> {
-    Json(s.key.public_jwks())
+    Json(s.jwks.clone())
 }

@@ -30,7 +30,7 @@ use crate::app::AppState;
 use crate::service;
 use crate::store::License;
 
-pub use self::error::ApiError;
+pub use self::error::{server_codes, ApiError};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -74,7 +74,7 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         .filter(|v| !v.is_empty())
         .ok_or_else(|| {
             ApiError::unauthorized(
-                "missing_bearer",
+                server_codes::MISSING_BEARER,
                 "an `Authorization: Bearer ...` header is required",
             )
         })
@@ -290,7 +290,7 @@ async fn body_deadline(State(s): State<Arc<AppState>>, req: Request, next: Next)
         Err(_) => {
             let mut resp = ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
+                server_codes::BODY_TIMEOUT,
                 format!(
                     "the request body did not arrive within {} s",
                     s.body_timeout.as_secs()
@@ -309,7 +309,7 @@ async fn body_deadline(State(s): State<Arc<AppState>>, req: Request, next: Next)
 fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
+        server_codes::BODY_TOO_LARGE,
         format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
     )
 }
@@ -331,10 +331,10 @@ async fn json_errors(req: Request, next: Next) -> Response {
     let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
     let message = lic4es::log::clean(String::from_utf8_lossy(&text).trim());
     let code = match status {
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
-        s if s.is_server_error() => "internal_error",
+        StatusCode::NOT_FOUND => server_codes::NOT_FOUND,
+        StatusCode::METHOD_NOT_ALLOWED => server_codes::METHOD_NOT_ALLOWED,
+        StatusCode::PAYLOAD_TOO_LARGE => server_codes::BODY_TOO_LARGE,
+        s if s.is_server_error() => server_codes::INTERNAL_ERROR,
         _ => codes::INVALID_REQUEST,
     };
     let mut out = ApiError::new(
@@ -387,14 +387,14 @@ impl IntoResponse for AdminDenied {
         match self {
             AdminDenied::Disabled => ApiError::new(
                 StatusCode::FORBIDDEN,
-                "admin_disabled",
+                server_codes::ADMIN_DISABLED,
                 "the admin API is disabled: set admin-token in the config",
             )
             .into_response(),
             AdminDenied::Throttled { ip, wait } => {
                 let mut resp = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_attempts",
+                    server_codes::TOO_MANY_ATTEMPTS,
                     format!("too many wrong admin tokens from {ip}; try again in {wait} s"),
                 )
                 .into_response();
@@ -406,7 +406,7 @@ impl IntoResponse for AdminDenied {
             AdminDenied::NoBearer(e) => e.into_response(),
             AdminDenied::Wrong => ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "invalid_admin_token",
+                server_codes::INVALID_ADMIN_TOKEN,
                 "wrong admin token",
             )
             .into_response(),
@@ -422,7 +422,11 @@ pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        server_codes::NOT_FOUND,
+        "no such endpoint",
+    )
 }
 
 async fn count_requests(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -490,7 +494,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                server_codes::METHOD_NOT_ALLOWED,
                 "method not allowed here",
             )
         })
