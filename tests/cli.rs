@@ -363,15 +363,15 @@ fn watch_says_how_long_it_watches() {
     assert!(help.contains("watch --config FILE [--seconds N]") && help.contains("(default 10)"));
 }
 
-/// The README's first command, with `examples/demo-config.json` as it is: paths in a
+/// The demo tutorial's status command, with `examples/demo-config.json` as it is: paths in a
 /// --config FILE are FILE's, so the demo's tier comes from any working directory and
 /// nothing is left in it. The config is copied beside a token the demo key signs now
 /// (the committed demo token would tie the test to its expiry).
 #[test]
-fn the_readme_status_command_gives_the_demo_tier_from_any_directory() {
+fn the_demo_status_command_gives_the_demo_tier_from_any_directory() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    assert!(readme.contains("lic4es status --config examples/demo-config.json --summary"));
+    let page = std::fs::read_to_string(root.join("docs/tutorials/demo.md")).unwrap();
+    assert!(page.contains("lic4es status --config examples/demo-config.json --summary"));
 
     let tree = tempfile::tempdir().unwrap();
     let examples = tree.path().join("examples");
@@ -422,4 +422,19 @@ fn the_readme_status_command_gives_the_demo_tier_from_any_directory() {
         .next()
         .is_none());
     assert!(tree.path().join("target/demo/status-cache").is_dir());
+}
+
+#[path = "common/synopsis.rs"]
+mod synopsis;
+
+/// The `lic4es` reference's synopsis names only commands and flags the binary has.
+#[test]
+fn the_cli_reference_names_the_commands_and_flags_the_binary_has() {
+    let page = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reference/cli.md");
+    let checked = synopsis::check_synopsis(
+        &page,
+        std::path::Path::new(env!("CARGO_BIN_EXE_lic4es")),
+        "lic4es",
+    );
+    assert!(checked >= 4, "checked {checked} lines");
 }

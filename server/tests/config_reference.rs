@@ -67,3 +67,18 @@ fn the_reference_names_every_server_key_and_only_those() {
     toml::from_str::<ServerConfig>(&block.replace("\"...\"", "\"x\""))
         .unwrap_or_else(|e| panic!("the example does not parse: {e}"));
 }
+
+#[path = "../../tests/common/synopsis.rs"]
+mod synopsis;
+
+/// The commands' synopsis of the same page names only commands and flags the binary has.
+#[test]
+fn the_reference_names_the_commands_and_flags_the_binary_has() {
+    let page = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/reference/server.md"
+    ));
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_license-server"));
+    let checked = synopsis::check_synopsis(page, bin, "license-server");
+    assert!(checked >= 20, "checked {checked} lines");
+}
