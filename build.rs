@@ -139,11 +139,19 @@ fn probe_test_tools() {
     if env::var("LIC4ES_REQUIRE_ALL").as_deref() == Ok("1") {
         return;
     }
-    println!("cargo:rerun-if-env-changed=PATH");
     let path = env::var_os("PATH").unwrap_or_default();
     let dirs: Vec<PathBuf> = env::split_paths(&path).filter(|d| d.is_dir()).collect();
-    // Installing a package changes these directories, which runs the probe again.
-    for d in &dirs {
+    // Installing a package changes the system's directories, which runs the probe again.
+    // PATH itself is not watched, nor the directories on it that builds write or that come
+    // and go (this tree's `target/release` once a reader puts it on PATH, the temporary
+    // environment pip builds the wheel in): each would rebuild the library whenever a
+    // build runs with another PATH, or at every build.
+    let root = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let temp = env::temp_dir();
+    for d in dirs
+        .iter()
+        .filter(|d| !d.starts_with(&root) && !d.starts_with(&temp))
+    {
         println!("cargo:rerun-if-changed={}", d.display());
     }
     if std::path::Path::new("/usr/share/java").is_dir() {

@@ -73,8 +73,9 @@ fn the_python_wheel_installs_alone_is_typed_and_passes_its_tests() {
             ])
             .arg("--wheel-dir")
             .arg(&wheels)
+            // Built in target/cdylib, beside the library the other tests use
+            // (bindings/python/.cargo/config.toml), as a reader's `pip install` is.
             .arg(root.join("bindings/python"))
-            .env("CARGO_TARGET_DIR", root.join("target/cdylib"))
             .env(
                 "CARGO",
                 std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),

@@ -54,6 +54,11 @@ pub(super) struct RawThread {
     joined: bool,
 }
 
+// SAFETY: a `pthread_t` is a handle that any thread may join or compare; it is an
+// integer on glibc and a pointer on musl and macOS, where Rust would not infer `Send`.
+// `join` consumes it, so it is joined once, by whichever thread holds it.
+unsafe impl Send for RawThread {}
+
 impl RawThread {
     /// Starts `body` on a new thread named `name` (cut to 15 bytes).
     pub(super) fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> io::Result<Self> {

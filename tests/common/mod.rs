@@ -515,6 +515,17 @@ pub fn target_dir() -> PathBuf {
 pub fn cdylib() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/cdylib");
+    // Said once per test binary, past the test harness's capture (a direct write, not
+    // eprintln!): on a cold tree this build takes minutes with nothing else to show.
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "lic4es tests: the release library for the C, C++, Java and install tests \
+             (target/cdylib; minutes when it must be built first)"
+        );
+    });
     let mut cmd = std::process::Command::new(cargo);
     on_real_clock(as_from_a_shell(&mut cmd));
     cmd.args(["rustc", "--profile", "release", "-p", "lic4es", "--lib"])
