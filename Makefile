@@ -28,7 +28,7 @@ BUILT := $(TARGET_DIR)/release
 # What the static library needs from the system (`cargo rustc -- --print native-static-libs`).
 PRIVATE_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 
-.PHONY: all lib install uninstall
+.PHONY: all lib install uninstall platforms
 
 all: lib
 
@@ -63,3 +63,10 @@ uninstall:
 	    $(DESTDIR)$(LIBDIR)/liblic4es.so $(DESTDIR)$(LIBDIR)/liblic4es.a \
 	    $(DESTDIR)$(INCLUDEDIR)/lic4es.h $(DESTDIR)$(INCLUDEDIR)/lic4es.hpp \
 	    $(DESTDIR)$(PKGCONFIGDIR)/lic4es.pc $(DESTDIR)$(PKGCONFIGDIR)/lic4es-static.pc
+
+# The shared library for the four Linux platforms the jar and the wheels carry (x86-64 and
+# aarch64, glibc >= 2.17 and musl) under target/platforms/, each checked for what it needs
+# from the system. Needs cargo-zigbuild and zig (pip install cargo-zigbuild ziglang) and
+# the Rust targets: bindings/c/platforms.sh says which.
+platforms:
+	bash bindings/c/platforms.sh

@@ -22,6 +22,14 @@ static int passed, failed;
     }                                                                        \
   } while (0)
 
+/* dlclose unmaps the library on glibc. musl's dlclose never unmaps one (by design), so
+   there the checks that it is gone are skipped, and the harness says so. */
+#ifdef __GLIBC__
+#define CHECK_UNMAPPED(name) CHECK(mapped(name) == 0)
+#else
+#define CHECK_UNMAPPED(name) ((void)(name))
+#endif
+
 typedef struct {
   void *handle;
   lic_result (*init)(const char *);
@@ -225,6 +233,9 @@ int main(int argc, char **argv) {
   const char *base = strrchr(argv[1], '/');
   base = base ? base + 1 : argv[1];
 
+#ifndef __GLIBC__
+  printf("unload checks skipped: this C library's dlclose does not unmap (musl)\n");
+#endif
   api a;
   if (!load(&a, argv[1])) return 2;
   CHECK(mapped(base) == 1);
@@ -232,7 +243,7 @@ int main(int argc, char **argv) {
   CHECK(dlclose(a.handle) == 0);
   /* Every call above ran on this thread, which is still alive: nothing may pin the
      library (a thread-local destructor registered by a call would). */
-  CHECK(mapped(base) == 0);
+  CHECK_UNMAPPED(base);
 
   /* 20 cycles of dlopen -> init -> shutdown -> dlclose: state is fresh every time. */
   for (int i = 0; i < 20; i++) {
@@ -247,7 +258,7 @@ int main(int argc, char **argv) {
     CHECK(c.shutdown() == LIC_OK);
     CHECK(c.current_tier() == LIC_TIER_COMMUNITY);
     CHECK(dlclose(c.handle) == 0);
-    CHECK(mapped(base) == 0);
+    CHECK_UNMAPPED(base);
   }
 
   free(config);

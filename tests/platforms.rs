@@ -1,0 +1,104 @@
+//! The libraries `bindings/c/platforms.sh` builds for the four Linux platforms, each loaded
+//! by the C harness (tests/c/harness.c) built for its platform with zig: the x86-64 ones
+//! natively, the aarch64 ones under qemu-user. The musl libraries skip the harness's
+//! unload checks (musl's `dlclose` never unmaps, by design), and it says so.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{claims, jwks, mint, wall_now, DAY};
+use serde_json::json;
+
+/// Platform, zig's target for the harness, and the emulator it runs under (none: natively).
+const PLATFORMS: [(&str, &str, Option<&str>); 4] = [
+    ("linux-x86_64", "x86_64-linux-gnu.2.17", None),
+    ("linux-x86_64-musl", "x86_64-linux-musl", None),
+    (
+        "linux-aarch64",
+        "aarch64-linux-gnu.2.17",
+        Some("qemu-aarch64"),
+    ),
+    (
+        "linux-aarch64-musl",
+        "aarch64-linux-musl",
+        Some("qemu-aarch64"),
+    ),
+];
+
+#[test]
+#[ignore = "needs the platform libraries (bash bindings/c/platforms.sh), zig, qemu-user and \
+            the aarch64 and musl loaders (see .ci/run); .ci/run builds them and runs it"]
+fn every_platform_s_library_passes_the_c_harness() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let built = root.join("target/platforms");
+    let work = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let config = work.path().join("config.json");
+    std::fs::write(
+        &config,
+        json!({
+            "key": mint(&claims("pro", wall_now() + 30 * DAY)),
+            "public-keys": jwks(),
+            "cache-dir": cache.path().join("c").to_str().unwrap(),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    for (name, zig_target, emulator) in PLATFORMS {
+        let lib = built.join(name).join("liblic4es.so");
+        assert!(lib.is_file(), "{} is not built", lib.display());
+        let exe = work.path().join(format!("harness-{name}"));
+        let out = Command::new("zig")
+            // Dynamic, as hosts are (zig links a musl program statically by default,
+            // and a static musl program cannot dlopen).
+            .args(["cc", "-target", zig_target, "-dynamic"])
+            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-I"])
+            .arg(root.join("include"))
+            .arg(root.join("tests/c/harness.c"))
+            .arg("-o")
+            .arg(&exe)
+            .args(["-ldl", "-lpthread"])
+            .output()
+            .expect("zig (pip install ziglang, as .ci/run does)");
+        assert!(
+            out.status.success(),
+            "{name}: the harness does not compile:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut run = match emulator {
+            Some(qemu) => {
+                let mut c = Command::new(qemu);
+                c.arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        let started = std::time::Instant::now();
+        let run = run
+            .arg(&lib)
+            .arg(&config)
+            .arg(cache.path().join(format!("community-{name}")))
+            .output()
+            .unwrap_or_else(|e| panic!("{name}: cannot run the harness: {e}"));
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            run.status.success() && stdout.contains(" 0 failed"),
+            "{name}: {}\n{stdout}\n{}",
+            run.status,
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert_eq!(
+            stdout.contains("unload checks skipped"),
+            name.ends_with("-musl"),
+            "{name}: {stdout}"
+        );
+        println!(
+            "{name}: {} ({:.1?}{})",
+            stdout.lines().last().unwrap_or_default(),
+            started.elapsed(),
+            emulator.map(|q| format!(", under {q}")).unwrap_or_default()
+        );
+    }
+}
