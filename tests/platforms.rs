@@ -102,3 +102,97 @@ fn every_platform_s_library_passes_the_c_harness() {
         );
     }
 }
+
+/// The jar to ship (`bindings/java/build.sh --platforms`): the four platforms' engines and
+/// shims inside, each shim needing only its C library (on glibc nothing past 2.17), and
+/// this machine's JVM loading the x86-64 glibc pair from it. Which directory a JVM on
+/// another platform takes is the loader's choice by platform string, tested in
+/// LicenseEngineTest.
+#[test]
+#[ignore = "needs the platform libraries (bash bindings/c/platforms.sh), zig and a JDK; \
+            .ci/run builds them and runs it"]
+fn the_shipped_jar_carries_every_platform_and_loads_here() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tempfile::tempdir().unwrap();
+    let build = Command::new("bash")
+        .arg(root.join("bindings/java/build.sh"))
+        .arg("--platforms")
+        .arg(root.join("target/platforms"))
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    for (name, _, _) in PLATFORMS {
+        for file in ["liblic4es.so.0", "liblic4es_jni.so"] {
+            let path = out.path().join("native").join(name).join(file);
+            let dynamic = Command::new("readelf")
+                .args(["-d", "--dyn-syms", "-W"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&dynamic.stdout);
+            for needed in text.lines().filter(|l| l.contains("(NEEDED)")) {
+                assert!(
+                    [
+                        "libc.so",
+                        "libpthread.so.0",
+                        "libdl.so.2",
+                        "ld-linux",
+                        "liblic4es.so.0"
+                    ]
+                    .iter()
+                    .any(|ok| needed.contains(ok)),
+                    "{name}/{file}: {needed}"
+                );
+            }
+            let newest = text
+                .split("GLIBC_")
+                .skip(1)
+                .filter_map(|v| {
+                    let v: String = v
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.')
+                        .collect();
+                    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+                    Some((parts.next()?, parts.next().unwrap_or(0)))
+                })
+                .max();
+            assert!(
+                newest <= Some((2, 17)),
+                "{name}/{file} needs GLIBC {newest:?}"
+            );
+        }
+    }
+    let jar = out.path().join("lic4es.jar");
+    let host = out.path().join("Host.java");
+    std::fs::write(
+        &host,
+        "public class Host { public static void main(String[] a) { \
+         System.out.println(io.lic4es.LicenseEngine.version() + \" \" \
+         + io.lic4es.LicenseEngine.currentTier() + \" \" \
+         + io.lic4es.LicenseEngine.nativeOrigin()); } }",
+    )
+    .unwrap();
+    let run = Command::new("java")
+        .arg(format!("-Dlic4es.tmpdir={}", out.path().display()))
+        .arg("-cp")
+        .arg(&jar)
+        .arg(&host)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success()
+            && stdout.starts_with(&format!("{} COMMUNITY ", env!("CARGO_PKG_VERSION"))),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    println!(
+        "lic4es.jar with four platforms: {} bytes; {stdout}",
+        std::fs::metadata(&jar).unwrap().len()
+    );
+}

@@ -76,14 +76,58 @@ final class NativeLoader {
   }
 
   private static String platform() {
-    String os = System.getProperty("os.name", "").toLowerCase(Locale.ROOT);
-    String arch = System.getProperty("os.arch", "").toLowerCase(Locale.ROOT);
-    if (os.contains("linux") && (arch.equals("amd64") || arch.equals("x86_64"))) {
-      return "linux-x86_64";
+    String os = System.getProperty("os.name", "");
+    String arch = System.getProperty("os.arch", "");
+    String platform = platformOf(os, arch, runsOnMusl());
+    if (platform == null) {
+      throw new UnsatisfiedLinkError(
+          "lic4es has no native library for " + os + "/" + arch + " in this jar; set -D"
+              + LIBRARY_PATH);
     }
-    throw new UnsatisfiedLinkError(
-        "lic4es has no native library for " + os + "/" + arch + " in this jar; set -D"
-            + LIBRARY_PATH);
+    return platform;
+  }
+
+  /**
+   * The jar's directory for a JVM on {@code os}/{@code arch} ({@code os.name},
+   * {@code os.arch}), on musl or not; {@code null} where the jar has none.
+   */
+  static String platformOf(String os, String arch, boolean musl) {
+    if (!os.toLowerCase(Locale.ROOT).contains("linux")) {
+      return null;
+    }
+    String a = arch.toLowerCase(Locale.ROOT);
+    String cpu;
+    if (a.equals("amd64") || a.equals("x86_64")) {
+      cpu = "x86_64";
+    } else if (a.equals("aarch64") || a.equals("arm64")) {
+      cpu = "aarch64";
+    } else {
+      return null;
+    }
+    return "linux-" + cpu + (musl ? "-musl" : "");
+  }
+
+  /**
+   * Whether this JVM runs on musl (Alpine): its loader is mapped into the process. Alpine
+   * reports plain "Linux", and a musl loader on disk says nothing (Debian installs one
+   * beside glibc's); what this process mapped does.
+   */
+  private static boolean runsOnMusl() {
+    try {
+      for (String line : Files.readAllLines(new File("/proc/self/maps").toPath())) {
+        if (isMuslMapping(line)) {
+          return true;
+        }
+      }
+    } catch (IOException | RuntimeException e) {
+      // No /proc: glibc, the common case.
+    }
+    return false;
+  }
+
+  /** Whether a line of /proc/self/maps maps musl's loader (which is its C library). */
+  static boolean isMuslMapping(String line) {
+    return line.contains("/ld-musl-") || line.contains("/libc.musl-");
   }
 
   private static File extract() {

@@ -26,6 +26,38 @@ public class LicenseEngineTest {
         StandardCharsets.UTF_8);
   }
 
+  /** The loader's choice of the jar's native directory, by the JVM's platform strings. */
+  @Test
+  public void theLoaderPicksTheNativeDirectoryOfEachPlatform() {
+    String[][] cases = {
+      {"Linux", "amd64", "false", "linux-x86_64"},
+      {"Linux", "x86_64", "false", "linux-x86_64"},
+      {"Linux", "aarch64", "false", "linux-aarch64"},
+      {"Linux", "arm64", "false", "linux-aarch64"},
+      {"Linux", "amd64", "true", "linux-x86_64-musl"},
+      {"Linux", "aarch64", "true", "linux-aarch64-musl"},
+      {"Linux", "ppc64le", "false", null},
+      {"Mac OS X", "aarch64", "false", null},
+      {"Windows 11", "amd64", "false", null},
+    };
+    for (String[] c : cases) {
+      assertEquals(
+          String.join("/", c[0], c[1], c[2]),
+          c[3],
+          NativeLoader.platformOf(c[0], c[1], Boolean.parseBoolean(c[2])));
+    }
+    // Alpine's JVM maps musl's loader; a glibc JVM maps glibc's, even with musl on disk.
+    assertTrue(
+        NativeLoader.isMuslMapping(
+            "7f3a1c000000-7f3a1c01a000 r--p 00000000 08:01 131 /lib/ld-musl-x86_64.so.1"));
+    assertTrue(
+        NativeLoader.isMuslMapping(
+            "7f3a1c000000-7f3a1c01a000 r--p 00000000 08:01 131 /lib/libc.musl-aarch64.so.1"));
+    assertFalse(
+        NativeLoader.isMuslMapping(
+            "7f3a1c000000-7f3a1c01a000 r--p 00000000 08:01 131 /usr/lib/x86_64-linux-gnu/libc.so.6"));
+  }
+
   @After
   public void tearDown() {
     LicenseEngine.setLogSink(null);
