@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
@@ -13,27 +12,13 @@ use serde_json::json;
 #[test]
 #[cfg_attr(lic4es_no_cc, ignore = "no C compiler: apt-get install gcc")]
 fn c_harness_passes() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let lib = cdylib();
     let work = target_dir().join("c-harness");
     std::fs::create_dir_all(&work).unwrap();
     let exe = work.join("harness");
 
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let out = Command::new(&cc)
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-g", "-I"])
-        .arg(root.join("include"))
-        .arg(root.join("tests/c/harness.c"))
-        .arg("-o")
-        .arg(&exe)
-        .args(["-ldl", "-lpthread"])
-        .output()
-        .expect("a C compiler (set CC)");
-    assert!(
-        out.status.success(),
-        "C harness does not compile:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    build_c_harness(Command::new(cc), &exe);
 
     let cache = tempfile::tempdir().unwrap();
     let config = json!({

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{claims, jwks, mint, wall_now, DAY};
+use common::{build_c_harness, claims, jwks, mint, wall_now, DAY};
 use serde_json::json;
 
 /// Platform, zig's target for the harness, and the emulator it runs under (none: natively).
@@ -50,23 +50,11 @@ fn every_platform_s_library_passes_the_c_harness() {
         let lib = built.join(name).join("liblic4es.so");
         assert!(lib.is_file(), "{} is not built", lib.display());
         let exe = work.path().join(format!("harness-{name}"));
-        let out = Command::new("zig")
-            // Dynamic, as hosts are (zig links a musl program statically by default,
-            // and a static musl program cannot dlopen).
-            .args(["cc", "-target", zig_target, "-dynamic"])
-            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-I"])
-            .arg(root.join("include"))
-            .arg(root.join("tests/c/harness.c"))
-            .arg("-o")
-            .arg(&exe)
-            .args(["-ldl", "-lpthread"])
-            .output()
-            .expect("zig (pip install ziglang, as .ci/run does)");
-        assert!(
-            out.status.success(),
-            "{name}: the harness does not compile:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut zig = Command::new("zig");
+        // Dynamic, as hosts are (zig links a musl program statically by default, and a
+        // static musl program cannot dlopen).
+        zig.args(["cc", "-target", zig_target, "-dynamic"]);
+        build_c_harness(zig, &exe);
         let mut run = match emulator {
             Some(qemu) => {
                 let mut c = Command::new(qemu);

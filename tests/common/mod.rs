@@ -633,3 +633,24 @@ pub fn run(cmd: &mut std::process::Command) -> std::process::Output {
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// Builds tests/c/harness.c into `exe` with `cc` (a C compiler, with its target's flags
+/// already given), warnings as errors; says which compiler failed, and why.
+pub fn build_c_harness(mut cc: std::process::Command, exe: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = cc
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-g", "-I"])
+        .arg(root.join("include"))
+        .arg(root.join("tests/c/harness.c"))
+        .arg("-o")
+        .arg(exe)
+        .args(["-ldl", "-lpthread"])
+        .output()
+        .unwrap_or_else(|e| panic!("{:?}: {e}", cc.get_program()));
+    assert!(
+        out.status.success(),
+        "the C harness does not compile with {:?}:\n{}",
+        cc.get_args().collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
