@@ -239,7 +239,8 @@ enum LicenseCommand {
 
 #[derive(Subcommand)]
 enum KeyCommand {
-    /// Create the next signing key: published from now on, signing once activated.
+    /// Create the next signing key: published (by `jwks` now, by a server's
+    /// /.well-known/jwks.json once it restarts), signing once activated.
     ///
     /// Give the engines the printed set (their `public-keys`, or your pinned build)
     /// before `key activate`.
