@@ -11,10 +11,9 @@
 # 2.17's symbols or musl, for every target from this one machine; its unwinder is linked
 # in, so no library needs libgcc_s. Needs the Rust targets (rustup target add ...) and
 # cargo-zigbuild and ziglang (pip). Usage: platforms.sh [OUT_DIR] (default target/platforms)
+#        platforms.sh --check LIBRARY gnu|musl   only the check below, of one library
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-out=$(mkdir -p "${1:-$root/target/platforms}" && cd "${1:-$root/target/platforms}" && pwd)
-cd "$root"
 
 # name, cargo-zigbuild target (a glibc target carries the glibc version to link against)
 platforms=(
@@ -25,7 +24,7 @@ platforms=(
 )
 
 # What a library may need: the C library and, on glibc 2.17, its parts that were separate
-# libraries then. Nothing else (no libgcc_s, no libstdc++).
+# libraries then (a JNI shim also the engine). Nothing else (no libgcc_s, no libstdc++).
 check() {
   local so=$1 libc=$2 needed n newest
   needed=$(readelf -d "$so" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
@@ -33,6 +32,7 @@ check() {
     case "$libc:$n" in
       gnu:libc.so.6 | gnu:libm.so.6 | gnu:libdl.so.2 | gnu:libpthread.so.0 | gnu:librt.so.1 | gnu:ld-linux-*) ;;
       musl:libc.so) ;;
+      *:liblic4es.so.*) ;;
       *) echo "$so needs $n: only the C library is allowed" >&2; return 1 ;;
     esac
   done
@@ -48,6 +48,14 @@ check() {
   printf '%-20s %8d bytes  needs %s (newest symbol %s)\n' "$(basename "$(dirname "$so")")" \
     "$(stat -c %s "$so")" "$(echo $needed | tr ' ' ',')" "$newest"
 }
+
+if [ "${1:-}" = --check ]; then
+  check "$2" "$3"
+  exit
+fi
+
+out=$(mkdir -p "${1:-$root/target/platforms}" && cd "${1:-$root/target/platforms}" && pwd)
+cd "$root"
 
 for entry in "${platforms[@]}"; do
   read -r name target <<<"$entry"
