@@ -394,6 +394,36 @@ mod tests {
         assert_eq!(KeyRing::load(&files).unwrap().public_jwks(), last);
     }
 
+    /// A server started mid-rotation serves (`/.well-known/jwks.json`) and verifies refresh
+    /// bearers with every published key, and signs with the active one.
+    #[test]
+    fn a_server_publishes_the_next_and_retired_keys_and_signs_with_the_active_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let config: crate::config::ServerConfig =
+            toml::from_str(&format!("data-dir = {:?}", dir.path().to_str().unwrap())).unwrap();
+        let files = config.key_files();
+        let first_key = KeyRing::load_or_create(&files).unwrap().active;
+        let first = first_key.kid.clone();
+        let claims = json!({"iss": "i", "sub": "s", "exp": 2_000_000_000, "tier": "pro"});
+        let old_token = first_key.sign(&claims).unwrap();
+        add_next(&files).unwrap();
+        let active = activate_next(&files).unwrap().active.kid.clone();
+        let next = add_next(&files).unwrap().next_kid().unwrap().to_string();
+        let state = crate::open(config).unwrap();
+        assert_eq!(state.key.kid, active);
+        let kids: Vec<&str> = state.jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
+        assert_eq!(kids, [active.as_str(), next.as_str(), first.as_str()]);
+        assert!(
+            state.keyset.verify(&old_token).is_ok(),
+            "a retired key still verifies"
+        );
+    }
+
     #[test]
     fn a_retired_set_with_a_private_key_or_a_bad_key_is_refused() {
         let dir = tempfile::tempdir().unwrap();
