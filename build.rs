@@ -17,8 +17,15 @@ fn main() {
     // A versioned soname, as C libraries have: a host linked against this release records
     // `liblic4es.so.<major>` and is never loaded against an incompatible one (the install
     // step, the jar and the wheel all carry the library under that name).
+    // macOS records an install name instead; a Windows DLL has neither.
     let major = env::var("CARGO_PKG_VERSION_MAJOR").expect("CARGO_PKG_VERSION_MAJOR");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,liblic4es.so.{major}");
+    match env::var("CARGO_CFG_TARGET_OS").as_deref() {
+        Ok("macos" | "ios") => {
+            println!("cargo:rustc-cdylib-link-arg=-Wl,-install_name,@rpath/liblic4es.{major}.dylib")
+        }
+        Ok("windows") => {}
+        _ => println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,liblic4es.so.{major}"),
+    }
 
     // Vendors build their public keys into the library so that no operator-editable file
     // decides which signatures are trusted.

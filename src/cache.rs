@@ -6,9 +6,10 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+
+use crate::platform;
 
 /// Largest state file read, in bytes.
 pub const MAX_FILE_BYTES: u64 = 64 * 1024;
@@ -87,9 +88,7 @@ impl CacheDir {
 
     /// Creates the directory (mode 0700) if it does not exist.
     pub fn ensure(&self) -> Result<(), WriteError> {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
+        platform::private_dir(DirBuilder::new().recursive(true))
             .create(&self.dir)
             .map_err(|source| WriteError {
                 path: self.dir.clone(),
@@ -101,10 +100,10 @@ impl CacheDir {
     /// it (they could plant or swap files in it). The engine only warns: it does not
     /// change an operator's directory.
     pub fn writable_by_others(&self) -> Option<u32> {
-        use std::os::unix::fs::PermissionsExt;
         let meta = fs::metadata(&self.dir).ok()?;
-        let mode = meta.permissions().mode() & 0o7777;
-        (meta.is_dir() && mode & 0o022 != 0).then_some(mode)
+        meta.is_dir()
+            .then(|| platform::writable_by_others(&meta))
+            .flatten()
     }
 
     /// Reads `name` as text; `Ok(None)` when it does not exist.
@@ -186,17 +185,16 @@ pub fn read_bounded(path: &Path, follow_links: bool) -> Result<Option<String>, R
     }
     let mut opts = OpenOptions::new();
     opts.read(true);
-    // O_NONBLOCK: if the path is swapped for a FIFO between the check and the open, the
-    // open returns at once and the fstat below refuses it. It does not affect reads of a
-    // regular file.
-    let mut flags = libc::O_NONBLOCK;
-    if !follow_links {
+    // Never blocking: if the path is swapped for a FIFO between the check and the open,
+    // the open returns at once and the fstat below refuses it.
+    if follow_links {
+        platform::open_no_block(&mut opts);
+    } else {
         // Closes the window between the check above and the open.
-        flags |= libc::O_NOFOLLOW;
+        platform::open_no_follow(&mut opts);
     }
-    opts.custom_flags(flags);
     let file = opts.open(path).map_err(|source| {
-        if source.raw_os_error() == Some(libc::ELOOP) {
+        if platform::is_link_refused(&source) {
             ReadError::Symlink(path.to_path_buf())
         } else {
             io_err(source)
@@ -240,12 +238,10 @@ fn write_atomic(dir: &Path, path: &Path, name: &str, bytes: &[u8]) -> io::Result
         uuid::Uuid::new_v4().simple()
     ));
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
+        let mut f = platform::open_no_follow(platform::private_file(
+            OpenOptions::new().write(true).create_new(true),
+        ))
+        .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);

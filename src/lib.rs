@@ -28,6 +28,8 @@ pub mod log;
 /// cbindgen:ignore
 pub mod pins;
 /// cbindgen:ignore
+mod platform;
+/// cbindgen:ignore
 pub mod protocol;
 /// cbindgen:ignore
 pub mod seat;

@@ -21,8 +21,6 @@
 //! offline cycles of the last 30 days, are shared by every slot.
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +28,7 @@ use serde_json::{Map, Value};
 
 use crate::cache::{CacheDir, ReadError, WriteError};
 use crate::clock::{parse_rfc3339, rfc3339_millis};
+use crate::platform;
 use crate::seat::{SeatMemory, CYCLE_WINDOW_MS};
 
 /// The state file.
@@ -396,25 +395,24 @@ impl StateFile {
             path: path.display().to_string(),
             reason,
         };
-        // O_NONBLOCK: a FIFO planted here must not block the open.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&path)
-            .map_err(|e| err(e.to_string()))?;
+        // Not through a link, and a FIFO planted here must not block the open.
+        let file = platform::open_no_follow(platform::private_file(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+        ))
+        .open(&path)
+        .map_err(|e| err(e.to_string()))?;
         let meta = file.metadata().map_err(|e| err(e.to_string()))?;
         if !meta.is_file() {
             return Err(err("not a regular file".into()));
         }
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {
-            // SAFETY: flock on a descriptor we own; released when the file is closed.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-            if rc == 0 {
+            // `flock` on Unix, `LockFileEx` on Windows; released when the file is closed.
+            if file.try_lock().is_ok() {
                 return Ok(Some(file));
             }
             if !wait {

@@ -1,6 +1,7 @@
 //! Builds tests/c/harness.c with -Wall -Wextra -Werror and runs it against the cdylib
 //! through dlopen. With LIC4ES_VALGRIND=1 it also runs under valgrind and fails on any
 //! error or definitely-lost block.
+#![cfg(unix)] // The harness is a Linux C program that dlopens the .so.
 
 mod common;
 

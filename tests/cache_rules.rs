@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::os::unix::fs::symlink;
-
 use common::*;
 use lic4es::log::Level;
 use lic4es::{Source, Tier};
@@ -37,52 +35,6 @@ fn write_failure_is_a_warning_and_the_engine_carries_on() {
         "an unwritable dir gives a fresh id per run"
     );
     assert!(uuid::Uuid::parse_str(&first_id).is_ok());
-}
-
-#[test]
-fn symlinked_cache_file_is_not_read_nor_followed() {
-    let f = Fixture::new();
-    let target = f.dir.path().join("elsewhere.jwt");
-    let tok = token("enterprise", 10);
-    std::fs::write(&target, &tok).unwrap();
-    std::fs::create_dir_all(f.cache_dir()).unwrap();
-    symlink(&target, f.cache_dir().join("license-cache.jwt")).unwrap();
-    let e = f.start(json!({}));
-    assert_eq!(e.tier(), Tier::Community);
-    assert!(
-        f.logs.has(Level::Warn, "symbolic link"),
-        "{}",
-        f.logs.dump()
-    );
-    assert_eq!(
-        std::fs::read_to_string(&target).unwrap(),
-        tok,
-        "link target untouched"
-    );
-}
-
-#[test]
-fn cache_write_replaces_a_symlink_instead_of_writing_through_it() {
-    let f = Fixture::new();
-    let target = f.dir.path().join("victim");
-    std::fs::write(&target, "precious").unwrap();
-    std::fs::create_dir_all(f.cache_dir()).unwrap();
-    symlink(&target, f.cache_dir().join("license-cache.jwt")).unwrap();
-    let jwt = token("pro", 1);
-    let served = jwt.clone();
-    let server = TestServer::start(move |r| Reply::token_for(r, &served));
-    let e = f.start(json!({"api-key": "sk-test", "api-url": server.url()}));
-    assert_eq!(e.tier(), Tier::Pro);
-    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
-    let p = f.cache_dir().join("license-cache.jwt");
-    assert!(!std::fs::symlink_metadata(&p)
-        .unwrap()
-        .file_type()
-        .is_symlink());
-    assert_eq!(
-        claims_of(&std::fs::read_to_string(p).unwrap()),
-        claims_of(&jwt)
-    );
 }
 
 #[test]
@@ -228,109 +180,163 @@ fn binary_cache_file_is_rejected_without_crashing() {
     assert!(f.logs.has(Level::Warn, "not UTF-8"));
 }
 
-#[test]
-fn cache_dir_is_created_private() {
-    use std::os::unix::fs::PermissionsExt;
-    let f = Fixture::new();
-    let nested = f.dir.path().join("a/b/c");
-    drop(f.start(json!({"cache-dir": nested.to_str().unwrap()})));
-    let mode = std::fs::metadata(&nested).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o700);
-}
+/// Links, FIFOs and mode bits: the Unix hazards the engine guards against.
+#[cfg(unix)]
+mod unix {
+    use std::os::unix::fs::symlink;
 
-fn mkfifo(path: &std::path::Path) {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-}
+    use super::*;
 
-/// Starts an engine on another thread with `place` run first; fails (rather than hangs)
-/// if the start never returns. Gives the tier and the logs.
-fn start_guarded(
-    place: impl FnOnce(&Fixture) -> serde_json::Value + Send + 'static,
-) -> (Tier, Logs) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    #[test]
+    fn symlinked_cache_file_is_not_read_nor_followed() {
         let f = Fixture::new();
+        let target = f.dir.path().join("elsewhere.jwt");
+        let tok = token("enterprise", 10);
+        std::fs::write(&target, &tok).unwrap();
         std::fs::create_dir_all(f.cache_dir()).unwrap();
-        let extra = place(&f);
-        let e = f.start(extra);
-        let _ = tx.send((e.tier(), f.logs.clone()));
-        drop(e);
-        // Keeps the directory (and the FIFO) until the test has its answer.
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    });
-    rx.recv_timeout(std::time::Duration::from_secs(60))
-        .expect("lic_init returned (a FIFO must not block it)")
-}
-
-/// The start returned at Community (when `community`), and said why.
-fn assert_refused((tier, logs): (Tier, Logs), community: bool) {
-    if community {
-        assert_eq!(tier, Tier::Community);
+        symlink(&target, f.cache_dir().join("license-cache.jwt")).unwrap();
+        let e = f.start(json!({}));
+        assert_eq!(e.tier(), Tier::Community);
+        assert!(
+            f.logs.has(Level::Warn, "symbolic link"),
+            "{}",
+            f.logs.dump()
+        );
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            tok,
+            "link target untouched"
+        );
     }
-    assert!(
-        logs.has(Level::Warn, "not a regular file"),
-        "{}",
-        logs.dump()
-    );
-}
 
-#[test]
-fn fifo_as_cache_file_is_refused_without_blocking() {
-    let started = start_guarded(|f| {
-        mkfifo(&f.cache_dir().join("license-cache.jwt"));
-        json!({})
-    });
-    assert_refused(started, true);
-}
+    #[test]
+    fn cache_write_replaces_a_symlink_instead_of_writing_through_it() {
+        let f = Fixture::new();
+        let target = f.dir.path().join("victim");
+        std::fs::write(&target, "precious").unwrap();
+        std::fs::create_dir_all(f.cache_dir()).unwrap();
+        symlink(&target, f.cache_dir().join("license-cache.jwt")).unwrap();
+        let jwt = token("pro", 1);
+        let served = jwt.clone();
+        let server = TestServer::start(move |r| Reply::token_for(r, &served));
+        let e = f.start(json!({"api-key": "sk-test", "api-url": server.url()}));
+        assert_eq!(e.tier(), Tier::Pro);
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+        let p = f.cache_dir().join("license-cache.jwt");
+        assert!(!std::fs::symlink_metadata(&p)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            claims_of(&std::fs::read_to_string(p).unwrap()),
+            claims_of(&jwt)
+        );
+    }
 
-#[test]
-fn fifo_as_instance_id_is_refused_without_blocking() {
-    let started = start_guarded(|f| {
-        mkfifo(&f.cache_dir().join("instance-id"));
-        json!({})
-    });
-    assert_refused(started, false);
-}
+    #[test]
+    fn cache_dir_is_created_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let f = Fixture::new();
+        let nested = f.dir.path().join("a/b/c");
+        drop(f.start(json!({"cache-dir": nested.to_str().unwrap()})));
+        let mode = std::fs::metadata(&nested).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
 
-#[test]
-fn fifo_as_key_file_is_refused_without_blocking() {
-    let started = start_guarded(|f| {
-        let p = f.dir.path().join("key.jwt");
-        mkfifo(&p);
-        json!({"key-file": p.to_str().unwrap()})
-    });
-    assert_refused(started, true);
-}
+    fn mkfifo(path: &std::path::Path) {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    }
 
-#[test]
-fn symlink_to_a_fifo_as_key_file_is_refused_without_blocking() {
-    let started = start_guarded(|f| {
-        let fifo = f.dir.path().join("fifo");
-        mkfifo(&fifo);
-        let link = f.dir.path().join("key.jwt");
-        symlink(&fifo, &link).unwrap();
-        json!({"key-file": link.to_str().unwrap()})
-    });
-    assert_refused(started, true);
-}
+    /// Starts an engine on another thread with `place` run first; fails (rather than hangs)
+    /// if the start never returns. Gives the tier and the logs.
+    fn start_guarded(
+        place: impl FnOnce(&Fixture) -> serde_json::Value + Send + 'static,
+    ) -> (Tier, Logs) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let f = Fixture::new();
+            std::fs::create_dir_all(f.cache_dir()).unwrap();
+            let extra = place(&f);
+            let e = f.start(extra);
+            let _ = tx.send((e.tier(), f.logs.clone()));
+            drop(e);
+            // Keeps the directory (and the FIFO) until the test has its answer.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("lic_init returned (a FIFO must not block it)")
+    }
 
-#[test]
-fn fifo_as_state_file_is_refused_without_blocking_outside_seat_mode_too() {
-    let started = start_guarded(|f| {
-        mkfifo(&f.cache_dir().join("state.json"));
-        json!({})
-    });
-    assert_refused(started, true);
-}
+    /// The start returned at Community (when `community`), and said why.
+    fn assert_refused((tier, logs): (Tier, Logs), community: bool) {
+        if community {
+            assert_eq!(tier, Tier::Community);
+        }
+        assert!(
+            logs.has(Level::Warn, "not a regular file"),
+            "{}",
+            logs.dump()
+        );
+    }
 
-#[test]
-fn fifo_as_state_file_is_refused_without_blocking() {
-    let started = start_guarded(|f| {
-        mkfifo(&f.cache_dir().join("state.json"));
-        json!({"seat": {"enabled": true}, "api-key": "sk-test", "api-url": refused_url()})
-    });
-    assert_refused(started, false);
+    #[test]
+    fn fifo_as_cache_file_is_refused_without_blocking() {
+        let started = start_guarded(|f| {
+            mkfifo(&f.cache_dir().join("license-cache.jwt"));
+            json!({})
+        });
+        assert_refused(started, true);
+    }
+
+    #[test]
+    fn fifo_as_instance_id_is_refused_without_blocking() {
+        let started = start_guarded(|f| {
+            mkfifo(&f.cache_dir().join("instance-id"));
+            json!({})
+        });
+        assert_refused(started, false);
+    }
+
+    #[test]
+    fn fifo_as_key_file_is_refused_without_blocking() {
+        let started = start_guarded(|f| {
+            let p = f.dir.path().join("key.jwt");
+            mkfifo(&p);
+            json!({"key-file": p.to_str().unwrap()})
+        });
+        assert_refused(started, true);
+    }
+
+    #[test]
+    fn symlink_to_a_fifo_as_key_file_is_refused_without_blocking() {
+        let started = start_guarded(|f| {
+            let fifo = f.dir.path().join("fifo");
+            mkfifo(&fifo);
+            let link = f.dir.path().join("key.jwt");
+            symlink(&fifo, &link).unwrap();
+            json!({"key-file": link.to_str().unwrap()})
+        });
+        assert_refused(started, true);
+    }
+
+    #[test]
+    fn fifo_as_state_file_is_refused_without_blocking_outside_seat_mode_too() {
+        let started = start_guarded(|f| {
+            mkfifo(&f.cache_dir().join("state.json"));
+            json!({})
+        });
+        assert_refused(started, true);
+    }
+
+    #[test]
+    fn fifo_as_state_file_is_refused_without_blocking() {
+        let started = start_guarded(|f| {
+            mkfifo(&f.cache_dir().join("state.json"));
+            json!({"seat": {"enabled": true}, "api-key": "sk-test", "api-url": refused_url()})
+        });
+        assert_refused(started, false);
+    }
 }

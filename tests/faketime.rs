@@ -1,5 +1,6 @@
 //! The clock ledger for real: the `lic4es` CLI hosts the engine through the C ABI on the
 //! system clock, and libfaketime (Debian's `faketime`) sets that clock back.
+#![cfg(unix)] // libfaketime is a Linux preload library.
 
 mod common;
 

@@ -111,6 +111,8 @@ fn log_callback_receives_records_and_cannot_init_or_shut_down() {
     assert_eq!(lic_shutdown(), lic_result::LIC_OK);
 }
 
+/// Windows has no `fork`.
+#[cfg(unix)]
 #[test]
 fn forked_child_gets_forked_errors_and_community() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());

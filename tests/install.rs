@@ -2,6 +2,7 @@
 //! development links, the static library, both headers and `lic4es.pc`; then a C host and
 //! a C++ host built with nothing but `pkg-config --cflags --libs lic4es` against that
 //! prefix, run, and a C host linked statically from `pkg-config --static`.
+#![cfg(unix)] // `make install` lays out a Unix prefix.
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The Java binding: jar built with the JDK alone, JUnit tests under -Xcheck:jni,
 //! extraction from the jar, threads racing init/shutdown, JVM exit without shutdown, and
 //! the per-call cost of currentTier(). Also the Scala example, compiled and run.
+#![cfg(unix)] // The JVM hosts are driven with Unix signals and the Linux natives.
 
 mod common;
 

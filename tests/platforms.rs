@@ -2,6 +2,7 @@
 //! by the C harness (tests/c/harness.c) built for its platform with zig: the x86-64 ones
 //! natively, the aarch64 ones under qemu-user. The musl libraries skip the harness's
 //! unload checks (musl's `dlclose` never unmaps, by design), and it says so.
+#![cfg(unix)] // The Linux platforms' libraries, built and run from Linux.
 
 mod common;
 

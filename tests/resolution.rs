@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
-
 use common::*;
 use lic4es::log::Level;
 use lic4es::{Source, Tier};
@@ -153,10 +151,15 @@ fn api_key_fetch_uses_token_and_writes_private_cache() {
     assert!(body["telemetry"].is_object());
 
     assert_eq!(claims_of(&f.read_cache().unwrap()), claims_of(&fetched));
-    let mode = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(f.cache_dir()), 0o700);
-    assert_eq!(mode(f.cache_dir().join("license-cache.jwt")), 0o600);
-    assert_eq!(mode(f.cache_dir().join("instance-id")), 0o600);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            |p: std::path::PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(f.cache_dir()), 0o700);
+        assert_eq!(mode(f.cache_dir().join("license-cache.jwt")), 0o600);
+        assert_eq!(mode(f.cache_dir().join("instance-id")), 0o600);
+    }
 
     let s = e.status();
     assert_eq!(s.source, Source::ApiKey);
@@ -659,8 +662,11 @@ fn a_replayed_token_without_the_request_s_nonce_is_refused_whatever_the_config_s
     assert_eq!(e.tier(), Tier::Pro, "{}", f.logs.dump());
 }
 
+/// Mode bits are Unix's; Windows ACLs are not inspected.
+#[cfg(unix)]
 #[test]
 fn a_cache_dir_others_can_write_to_is_warned_about_and_left_alone() {
+    use std::os::unix::fs::PermissionsExt;
     let f = Fixture::new();
     std::fs::create_dir_all(f.cache_dir()).unwrap();
     std::fs::set_permissions(f.cache_dir(), std::fs::Permissions::from_mode(0o777)).unwrap();

@@ -469,7 +469,11 @@ fn another_process_carries_on_the_record_a_live_process_gave_up() {
 async fn after_a_crash_the_next_start_reconnects_with_the_old_session() {
     let r = Run::new().await;
     // A process that held s-old died without releasing it.
-    let dead = std::process::Command::new("true").spawn().unwrap();
+    let dead = std::process::Command::new(env!("CARGO_BIN_EXE_lic4es"))
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let pid = dead.id();
     let mut dead = dead;
     dead.wait().unwrap();

@@ -1,5 +1,6 @@
 //! `lic_init` adds exactly one thread and `lic_shutdown` takes it away. Alone in its own
 //! test binary so that no other test's threads are counted.
+#![cfg(target_os = "linux")] // Threads are counted in /proc/self/task.
 
 mod common;
 

@@ -60,17 +60,6 @@ fn machine_id_or_host(given: Option<&str>) -> String {
     }
     match read_bounded(Path::new("/etc/machine-id"), true) {
         Ok(Some(s)) if !s.trim().is_empty() => s.trim().to_string(),
-        _ => host_name(),
+        _ => crate::platform::host_name(),
     }
-}
-
-fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "unknown-host".into();
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }

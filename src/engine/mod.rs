@@ -38,8 +38,9 @@ mod worker;
 pub use self::status::{BuildStatus, ClockStatus, RefreshRecord, SeatStatus, Status};
 
 use self::exchange::Failure;
-use self::thread::{slot, Doorbell, RawThread};
+use self::thread::{slot, Doorbell};
 use self::worker::{Command, Reply};
+use crate::platform::RawThread;
 
 const DAY_SECS: i64 = 86_400;
 

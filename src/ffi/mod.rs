@@ -136,8 +136,7 @@ fn forked_or_pid_changed() -> bool {
         return true;
     }
     let pid = INIT_PID.load(Ordering::Relaxed);
-    // SAFETY: getpid has no preconditions.
-    pid != 0 && pid != unsafe { libc::getpid() } as u32
+    pid != 0 && pid != std::process::id()
 }
 
 fn check_not_forked() -> Result<(), Failure> {
@@ -231,13 +230,9 @@ pub extern "C" fn lic_init(config_json: *const c_char) -> lic_result {
         }
         let config = Config::from_json(json)
             .map_err(|e| Failure::new(lic_result::LIC_ERR_CONFIG, e.to_string()))?;
-        ATFORK.call_once(|| {
-            // SAFETY: registers a handler that only stores atomics.
-            unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
-        });
+        ATFORK.call_once(|| crate::platform::on_fork_in_child(after_fork_in_child));
         LOG_LEVEL.store(config.log_level as u8, Ordering::Relaxed);
-        // SAFETY: getpid has no preconditions.
-        INIT_PID.store(unsafe { libc::getpid() } as u32, Ordering::Relaxed);
+        INIT_PID.store(std::process::id(), Ordering::Relaxed);
         LIVE.store(true, Ordering::Relaxed);
         let opts = EngineOptions {
             log: Arc::new(emit_log),

@@ -245,16 +245,20 @@ impl Fixture {
     }
 }
 
+/// Writes `dir/name` as the engine would: 0600 in a 0700 directory (on Unix).
 pub fn write_private(dir: &Path, name: &str, contents: &str) {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .unwrap();
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, contents).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
 }
 
 /// One request as the test backend saw it.
@@ -547,6 +551,7 @@ fn with_soname_link(lib: PathBuf) -> PathBuf {
     if std::fs::read_link(&soname).is_err() {
         let _ = std::fs::remove_file(&soname);
         // Tests racing here may both try; the second finds the link made.
+        #[cfg(unix)]
         let _ = std::os::unix::fs::symlink("liblic4es.so", &soname);
     }
     lib
