@@ -124,8 +124,8 @@ class LicenseError(Exception):
 Config = Union[Mapping[str, Any], str]
 """A config: the ``softclient4es.license`` keys as a mapping, or that object as JSON."""
 
-# Indexed by the C tier: a tuple lookup costs less than constructing the enum.
-_TIERS = tuple(Tier)
+# Keyed by the C tier: a lookup costs a fraction of constructing the enum.
+_TIERS = {t.value: t for t in Tier}
 _LEVELS = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)
 _SIZE = ctypes.c_size_t
 _BUF = 4096

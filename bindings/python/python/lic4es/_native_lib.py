@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 T = TypeVar("T")
+
+# The base of C integer types (ctypes.c_int's own); generic only to the type checker.
+if TYPE_CHECKING:
+    _IntBase = ctypes._SimpleCData[int]
+else:
+    _IntBase = ctypes._SimpleCData
 
 LOG_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p)
 
@@ -64,11 +70,21 @@ PATH = _path()
 
 
 def tier_reader(convert: Callable[[int], T]) -> Callable[[], T]:
-    """``lic_current_tier`` as a foreign function that hands its result to ``convert``
-    itself, so a call from Python runs no Python frame (ctypes' callable ``restype``,
-    which takes the C ``int`` the function returns)."""
+    """``lic_current_tier`` as a foreign function whose result ctypes hands to ``convert``
+    itself, so a call from Python runs no Python frame.
+
+    The result type is a plain C ``int`` type with a ``_check_retval_`` hook, the pattern of
+    the standard library's own ``ctypes.HRESULT``: ctypes reads the ``int`` as it does for
+    ``c_int`` and passes it to the hook in one vectorcall. A callable ``restype`` would
+    instead build an argument tuple on every call (measured 1.4-1.5x the no-op call against
+    1.2-1.3x here; see tests/test_cost.py)."""
+
+    class _Result(_IntBase):
+        _type_ = "i"
+        _check_retval_ = convert
+
     f = ctypes.PyDLL(PATH)["lic_current_tier"]
     f.argtypes = []
-    f.restype = convert
+    f.restype = _Result
     reader: Callable[[], T] = f
     return reader
