@@ -14,6 +14,11 @@ fn main() {
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=LIC4ES_PUBLIC_KEYS_FILE");
+    // For the tests: built for another target than this machine's (and run under an
+    // emulator), they build the library and the programs they start for it too.
+    for (var, name) in [("TARGET", "LIC4ES_TARGET"), ("HOST", "LIC4ES_HOST")] {
+        println!("cargo:rustc-env={name}={}", env::var(var).expect(var));
+    }
     // A versioned soname, as C libraries have: a host linked against this release records
     // `liblic4es.so.<major>` and is never loaded against an incompatible one (the install
     // step, the jar and the wheel all carry the library under that name).

@@ -8,6 +8,20 @@ mod common;
 use std::process::Command;
 
 use common::*;
+
+/// The C compiler for the tests' target: `CC`, or `cc`; for another target, the one the
+/// `cc` crate would take, `CC_<target>` (for example `zig cc -target aarch64-linux-gnu`).
+fn target_cc() -> Command {
+    let var = match cross_target() {
+        Some(t) => format!("CC_{}", t.replace('-', "_")),
+        None => "CC".into(),
+    };
+    let cc = std::env::var(&var).unwrap_or_else(|_| "cc".into());
+    let mut words = cc.split_whitespace();
+    let mut c = Command::new(words.next().unwrap_or("cc"));
+    c.args(words);
+    c
+}
 use serde_json::json;
 
 #[test]
@@ -18,8 +32,7 @@ fn c_harness_passes() {
     std::fs::create_dir_all(&work).unwrap();
     let exe = work.join("harness");
 
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    build_c_harness(Command::new(cc), &exe);
+    build_c_harness(target_cc(), &exe);
 
     let cache = tempfile::tempdir().unwrap();
     let config = json!({
@@ -34,7 +47,7 @@ fn c_harness_passes() {
     // The Community-only init inside the harness gets its own cache dir, so no test run
     // ever writes to ~/.softclient4es.
     let community_dir = cache.path().join("community");
-    let run = Command::new(&exe)
+    let run = target_command(&exe)
         .arg(&lib)
         .arg(&config_path)
         .arg(&community_dir)

@@ -2,13 +2,13 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 use serde_json::{json, Value};
 
 fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lic4es"))
+    common::cli()
         .args(args)
         .env_remove("SOFTCLIENT4ES_LICENSE_KEY")
         .env_remove("SOFTCLIENT4ES_API_KEY")
@@ -144,7 +144,7 @@ fn inspect_and_status_refuse_endless_input_instead_of_reading_it() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys.json");
     std::fs::write(&keys, jwks().to_string()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lic4es"))
+    let mut child = common::cli()
         .args(["inspect", "-", "--keys", keys.to_str().unwrap()])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -313,7 +313,7 @@ fn relative_paths_in_a_config_file_are_taken_from_its_directory() {
     .unwrap();
     // Run from elsewhere: the paths still name the files beside the config.
     let elsewhere = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_lic4es"))
+    let out = common::cli()
         .args(["status", "--config"])
         .arg(conf.join("license.json"))
         .current_dir(elsewhere.path())
@@ -328,7 +328,7 @@ fn relative_paths_in_a_config_file_are_taken_from_its_directory() {
     );
     assert!(!elsewhere.path().join("cache").exists());
     // Relative to the working directory a relative --config works the same.
-    let out = Command::new(env!("CARGO_BIN_EXE_lic4es"))
+    let out = common::cli()
         .args(["status", "--summary", "--config", "conf/license.json"])
         .current_dir(dir.path())
         .output()
@@ -401,7 +401,7 @@ fn the_demo_status_command_gives_the_demo_tier_from_any_directory() {
         (tree.path(), "examples/demo-config.json".to_string()),
         (elsewhere.path(), absolute.to_str().unwrap().to_string()),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_lic4es"))
+        let out = common::cli()
             .args(["status", "--summary", "--config", &config])
             .current_dir(dir)
             .env_remove("SOFTCLIENT4ES_LICENSE_KEY")
@@ -431,10 +431,6 @@ mod synopsis;
 #[test]
 fn the_cli_reference_names_the_commands_and_flags_the_binary_has() {
     let page = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reference/cli.md");
-    let checked = synopsis::check_synopsis(
-        &page,
-        std::path::Path::new(env!("CARGO_BIN_EXE_lic4es")),
-        "lic4es",
-    );
+    let checked = synopsis::check_synopsis(&page, common::cli, "lic4es");
     assert!(checked >= 4, "checked {checked} lines");
 }

@@ -136,7 +136,7 @@ fn status_through(proxy: &RecordingProxy, api_url: &str) -> Value {
     )
     .unwrap();
     let url = format!("http://127.0.0.1:{}", proxy.port);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lic4es"))
+    let out = cli()
         .args(["status", "--config", cfg.to_str().unwrap()])
         .env_remove("SOFTCLIENT4ES_API_KEY")
         .env_remove("NO_PROXY")

@@ -448,7 +448,7 @@ fn another_process_carries_on_the_record_a_live_process_gave_up() {
         .to_string(),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lic4es"))
+    let out = cli()
         .args(["status", "--config", cfg.to_str().unwrap()])
         .env_remove("SOFTCLIENT4ES_API_KEY")
         .output()
@@ -469,7 +469,7 @@ fn another_process_carries_on_the_record_a_live_process_gave_up() {
 async fn after_a_crash_the_next_start_reconnects_with_the_old_session() {
     let r = Run::new().await;
     // A process that held s-old died without releasing it.
-    let dead = std::process::Command::new(env!("CARGO_BIN_EXE_lic4es"))
+    let dead = cli()
         .arg("--version")
         .stdout(std::process::Stdio::null())
         .spawn()

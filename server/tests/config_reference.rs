@@ -78,7 +78,7 @@ fn the_reference_names_the_commands_and_flags_the_binary_has() {
         env!("CARGO_MANIFEST_DIR"),
         "/../docs/reference/server.md"
     ));
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_license-server"));
+    let bin = || std::process::Command::new(env!("CARGO_BIN_EXE_license-server"));
     let checked = synopsis::check_synopsis(page, bin, "license-server");
     assert!(checked >= 20, "checked {checked} lines");
 }

@@ -516,6 +516,39 @@ pub fn target_dir() -> PathBuf {
 /// build: the test build's library carries the features the whole workspace unifies
 /// (tokio's signal driver, from the server's graph), which a shipped library does not,
 /// and one release build serves every test that loads the library.
+/// The target the tests were built for when it is not this machine's (`cargo test
+/// --target T`, the tests run under the emulator cargo's runner names).
+pub fn cross_target() -> Option<&'static str> {
+    let (target, host): (&'static str, &'static str) = (env!("LIC4ES_TARGET"), env!("LIC4ES_HOST"));
+    (target != host).then_some(target)
+}
+
+/// `exe`, a program built for the tests' target, as a command: under the runner that
+/// cargo runs the tests themselves with (`CARGO_TARGET_<T>_RUNNER`) when the target is
+/// another machine's, so that no binfmt_misc registration is needed.
+pub fn target_command(exe: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    if let Some(target) = cross_target() {
+        let var = format!(
+            "CARGO_TARGET_{}_RUNNER",
+            target.to_uppercase().replace(['-', '.'], "_")
+        );
+        if let Ok(runner) = std::env::var(&var) {
+            let mut words = runner.split_whitespace();
+            if let Some(first) = words.next() {
+                let mut c = std::process::Command::new(first);
+                c.args(words).arg(exe);
+                return c;
+            }
+        }
+    }
+    std::process::Command::new(exe)
+}
+
+/// The `lic4es` CLI of this build, as a command (see [`target_command`]).
+pub fn cli() -> std::process::Command {
+    target_command(env!("CARGO_BIN_EXE_lic4es"))
+}
+
 pub fn cdylib() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/cdylib");
@@ -536,9 +569,16 @@ pub fn cdylib() -> PathBuf {
         .args(["--crate-type", "cdylib", "--quiet", "--target-dir"])
         .arg(&dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
+    // For the tests' target when they were built for another (its linker and runner come
+    // from the same CARGO_TARGET_<T>_* variables that built and run them).
+    let mut out = dir.clone();
+    if let Some(target) = cross_target() {
+        cmd.args(["--target", target]);
+        out = out.join(target);
+    }
     let status = cmd.status().expect("run cargo rustc");
     assert!(status.success(), "cargo rustc --crate-type cdylib failed");
-    let lib = dir.join("release/liblic4es.so");
+    let lib = out.join("release/liblic4es.so");
     assert!(lib.exists(), "{} not built", lib.display());
     with_soname_link(lib)
 }

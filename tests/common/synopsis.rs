@@ -6,9 +6,9 @@
 use std::path::Path;
 use std::process::Command;
 
-/// Checks each line of `page`'s synopsis that starts with `name` against `bin`. Returns
+/// Checks each line of `page`'s synopsis that starts with `name` against the binary `command` starts. Returns
 /// how many lines were checked.
-pub fn check_synopsis(page: &Path, bin: &Path, name: &str) -> usize {
+pub fn check_synopsis(page: &Path, command: impl Fn() -> Command, name: &str) -> usize {
     let text = std::fs::read_to_string(page).unwrap();
     let start = text.find("```text\n").expect("the page has a synopsis") + "```text\n".len();
     let block = &text[start..start + text[start..].find("```").unwrap()];
@@ -27,11 +27,7 @@ pub fn check_synopsis(page: &Path, bin: &Path, name: &str) -> usize {
                     && !w.starts_with('-')
             })
             .collect();
-        let out = Command::new(bin)
-            .args(&path)
-            .arg("--help")
-            .output()
-            .unwrap();
+        let out = command().args(&path).arg("--help").output().unwrap();
         let help = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
