@@ -26,6 +26,8 @@ pub mod ffi;
 /// cbindgen:ignore
 pub mod log;
 /// cbindgen:ignore
+pub mod offline;
+/// cbindgen:ignore
 pub mod pins;
 /// cbindgen:ignore
 mod platform;

@@ -28,6 +28,8 @@ pub mod src {
     pub const SEAT: &str = "seat";
     /// A static token's refresh.
     pub const REFRESH: &str = "refresh";
+    /// An air-gapped activation: node-locked (`hwid`), answering its request's `nonce`.
+    pub const OFFLINE: &str = "offline";
 }
 
 /// Public keys built in at compile time from `LIC4ES_PUBLIC_KEYS_FILE` (empty when unset).
@@ -109,6 +111,10 @@ pub enum TokenError {
          refreshed token is accepted as `key` or `key-file`"
     )]
     NotStatic(String),
+    /// An air-gapped activation's token anywhere but `offline-license.jwt`, or there for
+    /// another machine or request.
+    #[error("an air-gapped activation's token {0}")]
+    Activation(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -453,6 +459,50 @@ impl Claims {
             (Some(mine), Some(theirs)) if mine != theirs => Err(TokenError::OtherHardware(clean(
                 &theirs.chars().take(16).collect::<String>(),
             ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The rule for tokens an engine takes from anywhere but its installed air-gapped
+    /// activation (a backend's answer, the token cache): an activation's token is refused
+    /// there, where its machine is not checked.
+    pub fn check_not_activation(&self) -> Result<(), TokenError> {
+        if self.src.as_deref() == Some(src::OFFLINE) {
+            return Err(TokenError::Activation(
+                "is used only as installed by `lic4es install` on its own machine".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The rule for an installed air-gapped activation: issued as one (`src: "offline"`),
+    /// for this machine (`hwid`), in answer to a request (`nonce`; `expected_nonce`, when
+    /// the request's is known, must be it).
+    pub fn check_activation(
+        &self,
+        hardware_id: &str,
+        expected_nonce: Option<&str>,
+    ) -> Result<(), TokenError> {
+        if self.src.as_deref() != Some(src::OFFLINE) {
+            return Err(TokenError::Activation(
+                "is expected, and this token was not issued as one".into(),
+            ));
+        }
+        match self.hwid.as_deref() {
+            Some(h) if h == hardware_id => {}
+            Some(h) => {
+                return Err(TokenError::Activation(format!(
+                    "was issued to another machine (hwid `{}`)",
+                    clean(&h.chars().take(16).collect::<String>())
+                )))
+            }
+            None => return Err(TokenError::MissingClaim("hwid")),
+        }
+        match (self.nonce.as_deref(), expected_nonce) {
+            (None, _) => Err(TokenError::MissingClaim("nonce")),
+            (Some(n), Some(want)) if n != want => Err(TokenError::Activation(
+                "answers another activation request (its nonce is not this engine's)".into(),
+            )),
             _ => Ok(()),
         }
     }

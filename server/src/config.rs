@@ -23,6 +23,10 @@ pub struct TierPolicy {
     /// Offline grace for seats, in days (0 = strict online-only).
     #[serde(default)]
     pub offline_grace_days: u64,
+    /// Lifetime of an air-gapped activation, in days (0: sites without the internet are
+    /// not activated).
+    #[serde(default)]
+    pub offline_activation_days: u64,
     /// Seats per license: a number (0: a free plan, used offline without a seat) or
     /// `"unlimited"` (a paid license not counted in seats).
     #[serde(default = "default_seats")]
@@ -49,6 +53,8 @@ pub struct Effective<'a> {
     pub heartbeat_interval: u64,
     /// Offline grace, in days.
     pub offline_grace_days: u64,
+    /// Lifetime of an air-gapped activation, in days (0: not allowed).
+    pub offline_activation_days: u64,
     /// Lifetime of issued tokens, in seconds.
     pub token_lifetime: i64,
     /// Grants per seat and clock hour (0: no bound).
@@ -339,6 +345,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
                 .collect(),
             heartbeat_interval: 300,
             offline_grace_days: 0,
+            offline_activation_days: 0,
             seats: Seats::Count(0),
             token_lifetime_hours: None,
             acquires_per_seat_hour: default_acquires_per_seat_hour(),
@@ -351,6 +358,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             quotas: quotas(10, 3, 10),
             heartbeat_interval: 300,
             offline_grace_days: 7,
+            offline_activation_days: 0,
             seats: Seats::Count(5),
             token_lifetime_hours: None,
             acquires_per_seat_hour: default_acquires_per_seat_hour(),
@@ -363,6 +371,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             quotas: quotas(50, 10, 50),
             heartbeat_interval: 300,
             offline_grace_days: 3,
+            offline_activation_days: 0,
             seats: Seats::Count(20),
             token_lifetime_hours: None,
             acquires_per_seat_hour: default_acquires_per_seat_hour(),
@@ -377,6 +386,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             quotas: BTreeMap::new(),
             heartbeat_interval: 300,
             offline_grace_days: 7,
+            offline_activation_days: 365,
             seats: Seats::Unlimited,
             token_lifetime_hours: None,
             acquires_per_seat_hour: default_acquires_per_seat_hour(),
@@ -596,6 +606,9 @@ impl ServerConfig {
             offline_grace_days: lic
                 .offline_grace_days
                 .map_or(p.offline_grace_days, u64::from),
+            offline_activation_days: lic
+                .offline_activation_days
+                .map_or(p.offline_activation_days, u64::from),
             token_lifetime: (p.token_lifetime_hours.unwrap_or(self.token_lifetime_hours) as i64)
                 .saturating_mul(3600),
             acquires_per_seat_hour: p.acquires_per_seat_hour,

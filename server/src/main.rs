@@ -1,6 +1,6 @@
 //! `license-server`: serve the license API, or manage keys, licenses, API keys and seats.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -88,6 +88,9 @@ enum Command {
     /// List or end seat sessions of the running server.
     #[command(subcommand, help_template = HELP)]
     Sessions(SessionsCommand),
+    /// Answer a site without the internet: activate it, or free its seat.
+    #[command(subcommand, help_template = HELP)]
+    Offline(OfflineCommand),
     /// Judge each license's offline periods of the last 30 days.
     ///
     /// Read from the configured store: flagged licenses (more than 5 offline cycles and
@@ -171,6 +174,9 @@ struct TermArgs {
     /// Heartbeat interval, overriding the tier's.
     #[arg(long, value_name = "SECONDS")]
     heartbeat_interval: Option<u64>,
+    /// Air-gapped activation lifetime in days, overriding the tier's (0: none allowed).
+    #[arg(long, value_name = "N")]
+    offline_activation_days: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -284,6 +290,35 @@ enum SessionsCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum OfflineCommand {
+    /// Answer an activation request (`lic4es activate-offline`) with its node-locked
+    /// token, the response the site installs (`lic4es install`); its seat is held.
+    ///
+    /// Through the running server's admin API (`admin-token`; URL default `public-url`,
+    /// else http://LISTEN), which counts the seat.
+    #[command(help_template = HELP)]
+    Activate {
+        /// The request file (its JSON or its one-line form), or `-` for standard input.
+        request: String,
+        /// Write the response here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The server's URL.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
+    /// Enter a site's deactivation code (`lic4es deactivate-offline`): its seat is freed.
+    #[command(help_template = HELP)]
+    Deactivate {
+        /// The code the site's engine printed.
+        code: String,
+        /// The server's URL.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -342,6 +377,7 @@ fn main() -> ExitCode {
                 seats: t.seats,
                 offline_grace_days: t.offline_grace_days,
                 heartbeat_interval: t.heartbeat_interval,
+                offline_activation_days: t.offline_activation_days,
             };
             license_update(config, &sub, terms)
         }
@@ -356,6 +392,12 @@ fn main() -> ExitCode {
         }
         Command::Sessions(SessionsCommand::Kick { session_id, url }) => {
             sessions_kick(&config, &session_id, url)
+        }
+        Command::Offline(OfflineCommand::Activate { request, out, url }) => {
+            offline_activate(&config, &request, out.as_deref(), url)
+        }
+        Command::Offline(OfflineCommand::Deactivate { code, url }) => {
+            offline_deactivate(&config, &code, url)
         }
         Command::Abuse { all } => match abuse_report(&config, all) {
             Ok(0) => Ok(()),
@@ -451,6 +493,10 @@ fn license_arg(config: &ServerConfig, a: LicenseArgs) -> Result<LicenseArg, Stri
             ("--seats", t.seats.is_some()),
             ("--offline-grace-days", t.offline_grace_days.is_some()),
             ("--heartbeat-interval", t.heartbeat_interval.is_some()),
+            (
+                "--offline-activation-days",
+                t.offline_activation_days.is_some(),
+            ),
         ];
         if let Some((f, _)) = terms.iter().find(|(_, given)| *given) {
             return Err(format!(
@@ -474,6 +520,7 @@ fn license_arg(config: &ServerConfig, a: LicenseArgs) -> Result<LicenseArg, Stri
         seats: t.seats,
         offline_grace_days: t.offline_grace_days,
         heartbeat_interval: t.heartbeat_interval,
+        offline_activation_days: t.offline_activation_days,
     }))
 }
 
@@ -544,6 +591,17 @@ fn admin_call(
     method: reqwest::Method,
     path: &str,
 ) -> Result<(u16, String), String> {
+    admin_send(config, url, method, path, None)
+}
+
+/// [`admin_call`] with a JSON body.
+fn admin_send(
+    config: &ServerConfig,
+    url: Option<String>,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<(u16, String), String> {
     let token = config
         .admin_token
         .clone()
@@ -558,12 +616,13 @@ fn admin_call(
     rt.block_on(async {
         let client = lic4es::backend::http_client(Duration::from_secs(5), Duration::from_secs(30))
             .map_err(|e| e.to_string())?;
-        let resp = client
-            .request(method, &url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
+        let mut req = client.request(method, &url).bearer_auth(token);
+        if let Some(body) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let resp = req.send().await.map_err(|e| format!("{url}: {e}"))?;
         let status = resp.status().as_u16();
         let body = resp.text().await.map_err(|e| e.to_string())?;
         Ok((status, body))
@@ -621,6 +680,94 @@ fn sessions_kick(config: &ServerConfig, id: &str, url: Option<String>) -> Result
         404 => Err(format!("no session {id}")),
         s => Err(format!("HTTP {s}: {body}")),
     }
+}
+
+/// The error message of an admin API answer.
+fn answer_error(status: u16, body: &str) -> String {
+    let message = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.to_string());
+    format!("HTTP {status}: {}", lic4es::log::clean(&message))
+}
+
+fn offline_activate(
+    config: &ServerConfig,
+    request: &str,
+    out: Option<&Path>,
+    url: Option<String>,
+) -> Result<(), String> {
+    let text = if request == "-" {
+        let mut t = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(std::io::stdin(), 1 << 16), &mut t)
+            .map_err(|e| format!("standard input: {e}"))?;
+        t
+    } else {
+        lic4es::cache::read_bounded(Path::new(request), true)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{request}: no such file"))?
+    };
+    // Checked here too, so a wrong file is told before the server is asked.
+    let req =
+        lic4es::offline::ActivationRequest::parse(&text).map_err(|e| format!("{request}: {e}"))?;
+    let body = serde_json::to_value(&req).map_err(|e| e.to_string())?;
+    let (status, answer) = admin_send(
+        config,
+        url,
+        reqwest::Method::POST,
+        "/admin/offline-activations",
+        Some(body),
+    )?;
+    if status != 201 {
+        return Err(answer_error(status, &answer));
+    }
+    let v: serde_json::Value = serde_json::from_str(&answer).map_err(|e| e.to_string())?;
+    let token = v["license"].as_str().ok_or("the answer has no license")?;
+    match out {
+        Some(path) => {
+            std::fs::write(path, format!("{token}\n"))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        None => println!("{token}"),
+    }
+    eprintln!(
+        "{}: activation {} on hardware {} until {}{}",
+        req.license_id,
+        v["activation_id"].as_str().unwrap_or("-"),
+        lic4es::log::clean(&req.hardware_id),
+        v["expires_at"].as_str().unwrap_or("-"),
+        if v["counted"].as_bool() == Some(true) {
+            ", holding a seat"
+        } else {
+            " (not counted in seats)"
+        }
+    );
+    Ok(())
+}
+
+fn offline_deactivate(
+    config: &ServerConfig,
+    code: &str,
+    url: Option<String>,
+) -> Result<(), String> {
+    lic4es::offline::DeactivationCode::parse(code).map_err(|e| e.to_string())?;
+    let (status, answer) = admin_send(
+        config,
+        url,
+        reqwest::Method::POST,
+        "/admin/offline-deactivations",
+        Some(serde_json::json!({ "code": code.trim() })),
+    )?;
+    if status != 200 {
+        return Err(answer_error(status, &answer));
+    }
+    let v: serde_json::Value = serde_json::from_str(&answer).map_err(|e| e.to_string())?;
+    println!(
+        "{}: activation {} deactivated, its seat freed",
+        v["license_id"].as_str().unwrap_or("-"),
+        v["activation_id"].as_str().unwrap_or("-")
+    );
+    Ok(())
 }
 
 /// The time by the system clock, as the server keeps it (read-only commands open the
@@ -808,6 +955,13 @@ fn serve(config: ServerConfig) -> Result<(), String> {
     let state = open(config)?;
     let store = state.store.clone();
     let served = rt.block_on(async move {
+        // Air-gapped activations hold their seats before any engine can take one.
+        let held = license_server::service::offline::restore_seats(&state)
+            .await
+            .map_err(|e| format!("air-gapped activations: {e}"))?;
+        if held > 0 {
+            tracing::info!("{held} air-gapped activations hold their seats again");
+        }
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::process::{cli, ServerProcess};
+use common::process::{cli, lic4es_cli, ServerProcess};
 use common::{engine_status, free_port, METRICS};
 use lic4es::ffi::*;
 use serde_json::{json, Value};
@@ -616,28 +616,6 @@ fn a_rolling_update_at_the_seat_limit_hands_the_seat_over_within_the_backoff() {
         h.stop();
     }
     child.stop();
-}
-
-/// The `lic4es` command-line tool of this workspace (built if a narrower test run did
-/// not build it).
-fn lic4es_cli() -> PathBuf {
-    // target/debug/deps/<test> -> target/debug/lic4es
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("lic4es");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = common::as_from_a_shell(&mut Command::new(cargo))
-            .args(["build", "--quiet", "-p", "lic4es", "--bin", "lic4es"])
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .status()
-            .unwrap();
-        assert!(
-            status.success() && bin.exists(),
-            "{} not built",
-            bin.display()
-        );
-    }
-    bin
 }
 
 /// A `lic4es watch` host, and the lines it prints (its tier as it changes).

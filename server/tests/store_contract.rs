@@ -10,8 +10,8 @@ use std::sync::Arc;
 use common::pg::PgProc;
 use common::tls::TestCa;
 use license_server::store::{
-    AuditEvent, AuditQuery, License, LicenseChange, LicenseStore, OfflinePeriod, PgStore, Seats,
-    SqliteStore,
+    AuditEvent, AuditKind, AuditQuery, License, LicenseChange, LicenseStore, OfflineActivation,
+    OfflinePeriod, PgStore, Seats, SqliteStore,
 };
 use license_server::telemetry::Sample;
 
@@ -72,6 +72,7 @@ fn license(id: &str) -> License {
         seats: Some(Seats::Count(3)),
         offline_grace_days: Some(0),
         heartbeat_interval: Some(60),
+        offline_activation_days: Some(90),
     }
 }
 
@@ -394,6 +395,115 @@ fn offline_periods_are_kept_once_per_session_and_a_reconnect_ends_them() {
         assert_eq!(s.offline_periods(None, NOW).unwrap().len(), 2, "{name}");
         assert_eq!(s.prune_offline(NOW).unwrap(), 1, "{name}");
         assert_eq!(s.offline_periods(None, 0).unwrap().len(), 2, "{name}");
+    });
+}
+
+#[test]
+fn air_gapped_activations_are_kept_with_their_audit_and_deactivated_once() {
+    each_store(|name, s| {
+        let lic = license("org-site");
+        assert!(s.insert_license(&lic, NOW, &change_entry()).unwrap());
+        assert_eq!(
+            s.license("org-site")
+                .unwrap()
+                .unwrap()
+                .offline_activation_days,
+            Some(90),
+            "{name}: the license's own activation lifetime"
+        );
+        let activation = |jti: &str, exp: i64| OfflineActivation {
+            jti: jti.into(),
+            license_id: "org-site".into(),
+            hardware_id: "hw-1".into(),
+            instance_id: "i-1".into(),
+            nonce: "0123456789abcdef0123456789abcdef".into(),
+            created_at: NOW,
+            expires_at: exp,
+            deactivated_at: None,
+        };
+        let entry = |kind: AuditKind, jti: &str| AuditEvent {
+            at: NOW,
+            kind,
+            license: "org-site".into(),
+            session_id: Some(jti.into()),
+            ..AuditEvent::default()
+        };
+        for (jti, exp) in [("off-b", NOW + 100), ("off-a", NOW + 100), ("off-old", NOW)] {
+            s.add_offline_activation(
+                &activation(jti, exp),
+                &entry(AuditKind::OfflineActivate, jti),
+            )
+            .unwrap();
+        }
+        assert!(
+            s.add_offline_activation(&activation("off-a", NOW + 5), &change_entry())
+                .is_err(),
+            "{name}: an id is kept once"
+        );
+        assert_eq!(
+            s.offline_activation("off-a").unwrap(),
+            Some(activation("off-a", NOW + 100))
+        );
+        assert_eq!(s.offline_activation("off-none").unwrap(), None);
+        let live: Vec<String> = s
+            .live_offline_activations(NOW)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.jti)
+            .collect();
+        assert_eq!(
+            live,
+            ["off-a", "off-b"],
+            "{name}: expired ones are not live"
+        );
+        assert!(s
+            .deactivate_offline(
+                "off-a",
+                NOW + 1,
+                &entry(AuditKind::OfflineDeactivate, "off-a")
+            )
+            .unwrap());
+        assert!(
+            !s.deactivate_offline("off-a", NOW + 2, &change_entry())
+                .unwrap(),
+            "{name}: once"
+        );
+        assert!(!s
+            .deactivate_offline("off-none", NOW, &change_entry())
+            .unwrap());
+        assert_eq!(
+            s.offline_activation("off-a")
+                .unwrap()
+                .unwrap()
+                .deactivated_at,
+            Some(NOW + 1)
+        );
+        assert_eq!(s.live_offline_activations(NOW).unwrap().len(), 1, "{name}");
+        let kinds: Vec<AuditKind> = s
+            .audit(&AuditQuery {
+                license: Some("org-site".into()),
+                ..AuditQuery::newest(100)
+            })
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds
+                .iter()
+                .filter(|k| **k == AuditKind::OfflineActivate)
+                .count(),
+            3,
+            "{name}: each activation with its entry, the refused one without"
+        );
+        assert_eq!(
+            kinds
+                .iter()
+                .filter(|k| **k == AuditKind::OfflineDeactivate)
+                .count(),
+            1,
+            "{name}: the deactivation once"
+        );
     });
 }
 

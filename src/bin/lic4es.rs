@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use lic4es::clock::{rfc3339, Clock, SystemClock};
 use lic4es::config::DEFAULT_ISSUER;
+use lic4es::engine::airgap;
 use lic4es::ffi;
 use lic4es::token::{decode_unverified, Claims, GracePhase, KeySet, Policy, Standing};
 use serde_json::Value;
@@ -19,6 +20,9 @@ use serde_json::Value;
 const USAGE: &str = "lic4es status --config FILE [--summary | --show-license] [--require-tier TIER]
        lic4es watch --config FILE [--seconds N]
        lic4es inspect TOKEN [--keys JWKS] [--issuer ISS] [--grace-days N]
+       lic4es activate-offline --config FILE --license ID [--out FILE]
+       lic4es install --config FILE RESPONSE
+       lic4es deactivate-offline --config FILE
        lic4es version";
 
 /// Every help: `usage:`, the usage, what the command does, its arguments.
@@ -91,6 +95,41 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 14)]
         grace_days: i64,
     },
+    /// Write an air-gapped activation request for a site without the internet.
+    ///
+    /// The request (JSON, and one base64url line on stdout for copy and paste) goes to the
+    /// vendor, who answers it with a response file (`license-server offline activate`).
+    /// It waits in cache-dir for that response.
+    #[command(help_template = HELP)]
+    ActivateOffline {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The license id (it comes with the license, as the API key does).
+        #[arg(long, value_name = "ID")]
+        license: String,
+        /// Also write the request's JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        out: Option<String>,
+    },
+    /// Install the vendor's response to this machine's activation request.
+    ///
+    /// RESPONSE is a file, @FILE or - (stdin). It must answer the request waiting in
+    /// cache-dir and name this machine; the engine then runs on it until it expires.
+    #[command(help_template = HELP)]
+    Install {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The response file.
+        response: String,
+    },
+    /// Delete the installed activation and print the code that frees its seat.
+    ///
+    /// The vendor enters the code (`license-server offline deactivate CODE`).
+    #[command(help_template = HELP)]
+    DeactivateOffline {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Print the version.
     #[command(help_template = HELP)]
     Version,
@@ -127,6 +166,13 @@ fn main() -> ExitCode {
             grace_days,
         } => inspect(&token, keys.as_deref(), issuer, grace_days),
         Command::Watch { config, seconds } => watch(&config.path, seconds),
+        Command::ActivateOffline {
+            config,
+            license,
+            out,
+        } => activate_offline(&config.path, &license, out.as_deref()),
+        Command::Install { config, response } => install(&config.path, &response),
+        Command::DeactivateOffline { config } => deactivate_offline(&config.path),
         Command::Version => {
             println!("lic4es {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
@@ -204,6 +250,74 @@ fn paths_from(text: &str, dir: &std::path::Path) -> String {
         Value::Object(map).to_string()
     } else {
         text.to_string()
+    }
+}
+
+/// The engine config of the file at `path`, its relative paths taken from its directory.
+fn load_config(path: &str) -> Result<lic4es::config::Config, String> {
+    let dir = std::path::Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    lic4es::config::Config::from_json(&paths_from(&read_path(path)?, dir))
+        .map_err(|e| format!("{path}: {e}"))
+}
+
+fn activate_offline(path: &str, license: &str, out: Option<&str>) -> Result<ExitCode, String> {
+    let config = load_config(path)?;
+    let req = airgap::request(&config, license, None, SystemClock.now_secs())
+        .map_err(|e| e.to_string())?;
+    if let Some(out) = out {
+        let json = serde_json::to_string_pretty(&req).map_err(|e| e.to_string())?;
+        std::fs::write(out, json + "\n").map_err(|e| format!("{out}: {e}"))?;
+    }
+    println!("{}", req.to_line());
+    eprintln!(
+        "activation request for {} from hardware {}: give it to the vendor, then          `lic4es install --config {path} RESPONSE`",
+        req.license_id,
+        &req.hardware_id[..req.hardware_id.len().min(16)]
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn install(path: &str, response: &str) -> Result<ExitCode, String> {
+    let config = load_config(path)?;
+    let text = if response == "-" || response.starts_with('@') {
+        read_arg(response)?
+    } else {
+        read_path(response)?
+    };
+    match airgap::install(&config, &text, None, SystemClock.now_secs()) {
+        Ok(claims) => {
+            println!(
+                "installed: {} {} until {}",
+                claims.sub,
+                claims.tier.as_str(),
+                rfc3339(claims.exp)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn deactivate_offline(path: &str) -> Result<ExitCode, String> {
+    let config = load_config(path)?;
+    match airgap::deactivate(&config) {
+        Ok(code) => {
+            println!("{}", code.to_line());
+            eprintln!(
+                "the activation is deleted; give the code above to the vendor to free its seat                  (`license-server offline deactivate CODE`)"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(1))
+        }
     }
 }
 

@@ -104,6 +104,7 @@ impl Shared {
         checked
             .claims
             .check_binding(self.hardware_id.get().map(String::as_str))?;
+        checked.claims.check_not_activation()?;
         Ok(checked)
     }
 

@@ -25,6 +25,7 @@ use crate::telemetry::{Usage, PROCESS_USAGE};
 use crate::tier::Tier;
 use crate::token::{Claims, GracePhase, Policy};
 
+pub mod airgap;
 mod exchange;
 mod identity;
 mod publish;
@@ -56,6 +57,8 @@ pub enum Source {
     Cache,
     /// A seat.
     Seat,
+    /// An air-gapped activation installed in `cache-dir`.
+    Offline,
     /// No license.
     None,
 }
@@ -656,6 +659,7 @@ fn source_label(source: Source) -> &'static str {
         Source::ApiKey => "fetched with API key",
         Source::Cache => "from cache",
         Source::Seat => "from seat",
+        Source::Offline => "from air-gapped activation",
         Source::None => "none",
     }
 }

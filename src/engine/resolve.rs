@@ -74,6 +74,12 @@ impl Shared {
         }
         out.flush(&self.log);
 
+        // 1b. An air-gapped activation installed in cache-dir.
+        if let Some((token, checked)) = self.installed_activation(&mut reasons) {
+            self.adopt(token, checked, Source::Offline, None);
+            return InitFetch::NotTried;
+        }
+
         // 2. A seat, or a token fetched with the API key.
         let mut fetch_failed = false;
         if let Some(api_key) = &self.config.api_key {

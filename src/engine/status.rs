@@ -223,6 +223,7 @@ impl Shared {
             (Some(s), _) => seat_mode_name(s),
             (None, Source::Static) => "static",
             (None, Source::ApiKey) => "api_key",
+            (None, Source::Offline) => "offline_activation",
             _ if self.config.api_key.is_some() => "api_key",
             _ if self.config.key.is_some() || self.config.key_file.is_some() => "static",
             _ => "none",

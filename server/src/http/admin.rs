@@ -62,6 +62,8 @@ pub struct CreateLicense {
     offline_grace_days: Option<u32>,
     #[serde(default)]
     heartbeat_interval: Option<u64>,
+    #[serde(default)]
+    offline_activation_days: Option<u32>,
 }
 
 /// `POST /admin/licenses`: a license and its first API key.
@@ -82,6 +84,7 @@ pub async fn create_license(
         seats: req.seats,
         offline_grace_days: req.offline_grace_days,
         heartbeat_interval: req.heartbeat_interval,
+        offline_activation_days: req.offline_activation_days,
     };
     let source = addr.to_string();
     let (lic, key) = service::blocking(&s, move |s| {
@@ -400,6 +403,64 @@ pub async fn kick(
 ) -> Result<Response, ApiError> {
     service::seats::kick(&s, &id, &addr.to_string()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /admin/offline-activations`: answers a site's air-gapped activation request (its
+/// JSON, or `{"request": "LINE"}` with its one-line form) with its node-locked token
+/// (`license`), the seat held.
+pub async fn offline_activate(
+    State(s): State<Arc<AppState>>,
+    addr: ClientAddr,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    // The site's request as it wrote it, or its one-line form as `{"request": "LINE"}`.
+    let v: Value = parse(body)?;
+    let text = match v.get("request").and_then(Value::as_str) {
+        Some(line) => line.to_string(),
+        None => v.to_string(),
+    };
+    let req = lic4es::offline::ActivationRequest::parse(&text)
+        .map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.to_string()))?;
+    check_license_id(&req.license_id)?;
+    let a = service::offline::activate(&s, &req, &addr.to_string()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "license": a.token,
+            "activation_id": a.jti,
+            "license_id": a.license,
+            "expires_at": rfc3339(a.expires_at),
+            "counted": a.counted,
+        })),
+    )
+        .into_response())
+}
+
+/// Body of `POST /admin/offline-deactivations`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeactivationBody {
+    code: String,
+}
+
+/// `POST /admin/offline-deactivations`: enters a site's deactivation code; the
+/// activation's seat is freed.
+pub async fn offline_deactivate(
+    State(s): State<Arc<AppState>>,
+    addr: ClientAddr,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body: DeactivationBody = parse(body)?;
+    let code = lic4es::offline::DeactivationCode::parse(&body.code)
+        .map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.to_string()))?;
+    let a = service::offline::deactivate(&s, &code, &addr.to_string()).await?;
+    Ok(Json(json!({
+        "activation_id": a.jti,
+        "license_id": a.license_id,
+        "hardware_id": a.hardware_id,
+        "deactivated_at": a.deactivated_at.map(rfc3339),
+    }))
+    .into_response())
 }
 
 /// An audit entry as the admin API shows it.

@@ -91,6 +91,8 @@ pub mod server_codes {
     pub const CONFLICT: &str = "conflict";
     /// The server could not sign a token.
     pub const SIGNING_FAILED: &str = "signing_failed";
+    /// The license's policy allows no air-gapped activation.
+    pub const OFFLINE_ACTIVATION_NOT_ALLOWED: &str = "offline_activation_not_allowed";
     /// Anything else that went wrong inside the server.
     pub const INTERNAL_ERROR: &str = "internal_error";
 }
@@ -123,6 +125,10 @@ pub fn status_of(e: &ServiceError) -> (StatusCode, &'static str) {
         E::Signing(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             server_codes::SIGNING_FAILED,
+        ),
+        E::OfflineActivationNotAllowed(_) => (
+            StatusCode::FORBIDDEN,
+            server_codes::OFFLINE_ACTIVATION_NOT_ALLOWED,
         ),
     }
 }

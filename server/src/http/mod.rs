@@ -469,6 +469,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/telemetry/daily", get(admin::telemetry_daily))
         .route("/admin/sessions", get(admin::sessions))
         .route("/admin/sessions/{id}", delete(admin::kick))
+        .route("/admin/offline-activations", post(admin::offline_activate))
+        .route(
+            "/admin/offline-deactivations",
+            post(admin::offline_deactivate),
+        )
         .route("/admin/audit", get(admin::audit))
         .route("/admin/abuse", get(admin::abuse))
         .route("/admin/seats", get(admin::seats))

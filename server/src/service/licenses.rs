@@ -32,6 +32,8 @@ pub struct NewLicense {
     pub offline_grace_days: Option<u32>,
     /// Heartbeat interval (seconds), overriding the tier's.
     pub heartbeat_interval: Option<u64>,
+    /// Air-gapped activation lifetime (days), overriding the tier's.
+    pub offline_activation_days: Option<u32>,
 }
 
 /// The terms to change in a license; absent ones stay. Revocation is not among them: a
@@ -53,6 +55,8 @@ pub struct Terms {
     pub offline_grace_days: Option<u32>,
     /// Heartbeat interval (seconds), overriding the tier's.
     pub heartbeat_interval: Option<u64>,
+    /// Air-gapped activation lifetime (days), overriding the tier's.
+    pub offline_activation_days: Option<u32>,
 }
 
 /// A license as operators see it: its record and its effective policy.
@@ -76,6 +80,8 @@ pub struct LicenseView {
     pub offline_grace_days: Option<u64>,
     /// Heartbeat interval in effect (seconds).
     pub heartbeat_interval: Option<u64>,
+    /// Air-gapped activation lifetime in effect (days; 0: not allowed).
+    pub offline_activation_days: Option<u64>,
 }
 
 impl LicenseView {
@@ -92,6 +98,7 @@ impl LicenseView {
             seats: p.as_ref().map(|p| p.seats),
             offline_grace_days: p.as_ref().map(|p| p.offline_grace_days),
             heartbeat_interval: p.as_ref().map(|p| p.heartbeat_interval),
+            offline_activation_days: p.as_ref().map(|p| p.offline_activation_days),
         }
     }
 }
@@ -190,6 +197,7 @@ pub fn create(s: &AppState, spec: NewLicense, source: &str) -> ServiceResult<Lic
         seats: spec.seats,
         offline_grace_days: spec.offline_grace_days,
         heartbeat_interval: spec.heartbeat_interval,
+        offline_activation_days: spec.offline_activation_days,
     };
     let detail = Some(format!("tier {}", lic.tier));
     let e = admin_event(s, AuditKind::LicenseCreate, &lic.id, source, detail);
@@ -223,6 +231,7 @@ pub fn update(s: &AppState, id: &str, terms: Terms, source: &str) -> ServiceResu
         seats: terms.seats,
         offline_grace_days: terms.offline_grace_days,
         heartbeat_interval: terms.heartbeat_interval,
+        offline_activation_days: terms.offline_activation_days,
     };
     let e = admin_event(
         s,
@@ -262,6 +271,9 @@ fn describe(c: &LicenseChange) -> String {
     }
     if let Some(h) = c.heartbeat_interval {
         out.push(format!("heartbeat_interval {h}"));
+    }
+    if let Some(d) = c.offline_activation_days {
+        out.push(format!("offline_activation_days {d}"));
     }
     out.join(", ")
 }

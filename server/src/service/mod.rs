@@ -9,12 +9,14 @@
 //! - [`audit`]: the audit trail, lapses, offline periods and pruning.
 //! - [`reports`]: what operators read: sessions, seats in use, abuse, health, metrics.
 //! - [`usage`]: seat usage sampled per hour and its reports.
+//! - [`offline`]: air-gapped activation and deactivation.
 //!
 //! Every change is audited once, here.
 
 pub mod audit;
 pub mod keys;
 pub mod licenses;
+pub mod offline;
 pub mod reports;
 pub mod seats;
 pub mod tokens;
@@ -115,6 +117,9 @@ pub enum ServiceError {
     /// A token could not be signed.
     #[error("token not signed: {0}")]
     Signing(String),
+    /// The license's policy allows no air-gapped activation (`offline-activation-days` 0).
+    #[error("License {0} allows no air-gapped activation (its offline-activation-days is 0)")]
+    OfflineActivationNotAllowed(String),
 }
 
 /// What an operation returns.

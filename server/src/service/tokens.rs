@@ -42,6 +42,9 @@ pub struct TokenSpec<'a> {
     pub grace_days: Option<i64>,
     /// Seat tokens: the offline grace of the seat, signed, in seconds.
     pub grace_seconds: Option<i64>,
+    /// The token's id, when the caller keeps it (an air-gapped activation's); else a
+    /// fresh one.
+    pub jti: Option<&'a str>,
 }
 
 impl Default for TokenSpec<'_> {
@@ -55,6 +58,7 @@ impl Default for TokenSpec<'_> {
             hwid: None,
             grace_days: None,
             grace_seconds: None,
+            jti: None,
         }
     }
 }
@@ -118,7 +122,10 @@ pub fn issue(s: &AppState, lic: &License, spec: TokenSpec<'_>) -> ServiceResult<
         tier: &lic.tier,
         features: policy.features,
         quotas: policy.quotas,
-        jti: uuid::Uuid::new_v4().hyphenated().encode_lower(&mut jti),
+        jti: match spec.jti {
+            Some(id) => id,
+            None => uuid::Uuid::new_v4().hyphenated().encode_lower(&mut jti),
+        },
         org_name: lic.org_name.as_deref(),
         trial: lic.trial,
         nonce: spec.nonce,

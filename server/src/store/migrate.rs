@@ -39,6 +39,11 @@ pub const SQLITE: &[Migration] = &[
         name: "over-budget hours",
         sql: include_str!("migrations/sqlite/V4__over_budget_hours.sql"),
     },
+    Migration {
+        version: 5,
+        name: "offline activations",
+        sql: include_str!("migrations/sqlite/V5__offline_activations.sql"),
+    },
 ];
 
 /// The PostgreSQL schema's steps.
@@ -62,6 +67,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 4,
         name: "over-budget hours",
         sql: include_str!("migrations/postgres/V4__over_budget_hours.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "offline activations",
+        sql: include_str!("migrations/postgres/V5__offline_activations.sql"),
     },
 ];
 

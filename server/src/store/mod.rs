@@ -126,6 +126,8 @@ pub struct License {
     pub offline_grace_days: Option<u32>,
     /// Overrides the tier policy's heartbeat interval, in seconds.
     pub heartbeat_interval: Option<u64>,
+    /// Overrides the tier policy's air-gapped activation lifetime, in days (0: none).
+    pub offline_activation_days: Option<u32>,
 }
 
 /// The terms of a license to change; absent ones stay as they are.
@@ -145,6 +147,30 @@ pub struct LicenseChange {
     pub offline_grace_days: Option<u32>,
     /// Heartbeat interval (seconds), overriding the tier's.
     pub heartbeat_interval: Option<u64>,
+    /// Air-gapped activation lifetime (days), overriding the tier's.
+    pub offline_activation_days: Option<u32>,
+}
+
+/// An air-gapped activation: the token the vendor issued in answer to a site's request,
+/// counted as a seat of its license until `expires_at` or its deactivation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineActivation {
+    /// The token's `jti`, which the engine's deactivation code names.
+    pub jti: String,
+    /// The license.
+    pub license_id: String,
+    /// The engine's hardware id (the token is node-locked to it).
+    pub hardware_id: String,
+    /// The engine's instance id.
+    pub instance_id: String,
+    /// The request's nonce: the deactivation code is MACed with it.
+    pub nonce: String,
+    /// When it was issued (seconds).
+    pub created_at: i64,
+    /// The token's `exp` (seconds).
+    pub expires_at: i64,
+    /// When the vendor entered its deactivation code.
+    pub deactivated_at: Option<i64>,
 }
 
 /// What an API key resolves to.
@@ -197,13 +223,17 @@ pub enum AuditKind {
     ApiKeyCreate,
     /// `api_key_revoke`: an API key revoked.
     ApiKeyRevoke,
+    /// `offline_activate`: an air-gapped activation answered (its seat held).
+    OfflineActivate,
+    /// `offline_deactivate`: an air-gapped activation's deactivation code entered.
+    OfflineDeactivate,
     /// A name this server does not know.
     Other(String),
 }
 
 impl AuditKind {
     /// Every kind this server writes.
-    pub const ALL: [AuditKind; 17] = [
+    pub const ALL: [AuditKind; 19] = [
         AuditKind::Acquire,
         AuditKind::Refused,
         AuditKind::Renew,
@@ -221,6 +251,8 @@ impl AuditKind {
         AuditKind::LicenseRevoke,
         AuditKind::ApiKeyCreate,
         AuditKind::ApiKeyRevoke,
+        AuditKind::OfflineActivate,
+        AuditKind::OfflineDeactivate,
     ];
 
     /// Its stored name.
@@ -243,6 +275,8 @@ impl AuditKind {
             AuditKind::LicenseRevoke => "license_revoke",
             AuditKind::ApiKeyCreate => "api_key_create",
             AuditKind::ApiKeyRevoke => "api_key_revoke",
+            AuditKind::OfflineActivate => "offline_activate",
+            AuditKind::OfflineDeactivate => "offline_deactivate",
             AuditKind::Other(s) => s,
         }
     }
@@ -514,6 +548,15 @@ pub trait LicenseStore: Send + Sync {
         -> StoreResult<Vec<crate::usage::HourUsage>>;
     /// Drops usage hours before `before`; returns how many.
     fn prune_usage(&self, before: i64) -> StoreResult<u64>;
+    /// Records an air-gapped activation with its audit entry (the same transaction).
+    fn add_offline_activation(&self, a: &OfflineActivation, audit: &AuditEvent) -> StoreResult<()>;
+    /// The activation of token `jti`.
+    fn offline_activation(&self, jti: &str) -> StoreResult<Option<OfflineActivation>>;
+    /// Marks the activation of `jti` deactivated at `at` with its audit entry; false when
+    /// it is unknown or was deactivated already.
+    fn deactivate_offline(&self, jti: &str, at: i64, audit: &AuditEvent) -> StoreResult<bool>;
+    /// Activations neither expired at `now` nor deactivated, by license and jti.
+    fn live_offline_activations(&self, now: i64) -> StoreResult<Vec<OfflineActivation>>;
     /// The schema migrations the database recorded, oldest first.
     fn migrations(&self) -> StoreResult<Vec<migrate::Applied>>;
     /// Whether the store answers.

@@ -18,7 +18,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::migrate;
 use super::{
     hash_key, AuditEvent, AuditKind, AuditQuery, DailyTelemetry, InstanceTelemetry, KeyRecord,
-    License, LicenseChange, LicenseStore, OfflinePeriod, Seats, StoreError, StoreResult,
+    License, LicenseChange, LicenseStore, OfflineActivation, OfflinePeriod, Seats, StoreError,
+    StoreResult,
 };
 use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
 use crate::usage::HourUsage;
@@ -33,7 +34,10 @@ const AUDIT_ROWS_PER_INSERT: usize = 1000;
 const SCHEMA_LOCK: i64 = 0x6c69_6334_6573;
 
 const LICENSE_COLUMNS: &str = "id, tier, org_name, expires_at, trial, revoked, seats, \
-                               offline_grace_days, heartbeat_interval";
+                               offline_grace_days, heartbeat_interval, offline_activation_days";
+
+const ACTIVATION_COLUMNS: &str = "jti, license_id, hardware_id, instance_id, nonce, created_at, \
+                                  expires_at, deactivated_at";
 
 fn db(e: postgres::Error) -> StoreError {
     // Class 23: integrity constraint violations (unique, foreign key, check).
@@ -67,6 +71,20 @@ fn license_row(r: &Row) -> License {
         seats: r.get::<_, Option<i64>>(6).and_then(Seats::from_column),
         offline_grace_days: opt_u32(r.get(7)),
         heartbeat_interval: opt_u64(r.get(8)),
+        offline_activation_days: opt_u32(r.get(9)),
+    }
+}
+
+fn activation_row(r: &Row) -> OfflineActivation {
+    OfflineActivation {
+        jti: r.get(0),
+        license_id: r.get(1),
+        hardware_id: r.get(2),
+        instance_id: r.get(3),
+        nonce: r.get(4),
+        created_at: r.get(5),
+        expires_at: r.get(6),
+        deactivated_at: r.get(7),
     }
 }
 
@@ -203,8 +221,8 @@ impl LicenseStore for PgStore {
             |c| {
                 c.execute(
                 "INSERT INTO licenses (id, tier, org_name, expires_at, trial, revoked, created_at,
-                    seats, offline_grace_days, heartbeat_interval)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                    seats, offline_grace_days, heartbeat_interval, offline_activation_days)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                  ON CONFLICT (id) DO NOTHING",
                 &[
                     &l.id,
@@ -217,6 +235,7 @@ impl LicenseStore for PgStore {
                     &l.seats.map(Seats::to_column),
                     &l.offline_grace_days.map(i64::from),
                     &l.heartbeat_interval.map(big),
+                    &l.offline_activation_days.map(i64::from),
                 ],
                 )
             },
@@ -240,7 +259,8 @@ impl LicenseStore for PgStore {
                         org_name = COALESCE($3, org_name), expires_at = COALESCE($4, expires_at),
                         trial = COALESCE($5, trial), seats = COALESCE($6, seats),
                         offline_grace_days = COALESCE($7, offline_grace_days),
-                        heartbeat_interval = COALESCE($8, heartbeat_interval)
+                        heartbeat_interval = COALESCE($8, heartbeat_interval),
+                        offline_activation_days = COALESCE($9, offline_activation_days)
                      WHERE id = $1 RETURNING {LICENSE_COLUMNS}"
                     ),
                     &[
@@ -252,6 +272,7 @@ impl LicenseStore for PgStore {
                         &c.seats.map(Seats::to_column),
                         &c.offline_grace_days.map(i64::from),
                         &c.heartbeat_interval.map(big),
+                        &c.offline_activation_days.map(i64::from),
                     ],
                 )
             },
@@ -617,6 +638,69 @@ impl LicenseStore for PgStore {
             let periods = c.execute("DELETE FROM offline_periods WHERE end_at < $1", &[&before])?;
             let hours = c.execute("DELETE FROM over_budget_hours WHERE hour < $1", &[&before])?;
             Ok(periods + hours)
+        })
+    }
+
+    fn add_offline_activation(&self, a: &OfflineActivation, audit: &AuditEvent) -> StoreResult<()> {
+        self.audited(
+            audit,
+            |c| {
+                c.execute(
+                    "INSERT INTO offline_activations (jti, license_id, hardware_id, instance_id,
+                        nonce, created_at, expires_at, deactivated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    &[
+                        &a.jti,
+                        &a.license_id,
+                        &a.hardware_id,
+                        &a.instance_id,
+                        &a.nonce,
+                        &a.created_at,
+                        &a.expires_at,
+                        &a.deactivated_at,
+                    ],
+                )
+            },
+            |_| true,
+        )?;
+        Ok(())
+    }
+
+    fn offline_activation(&self, jti: &str) -> StoreResult<Option<OfflineActivation>> {
+        self.with(|c| {
+            c.query_opt(
+                &format!("SELECT {ACTIVATION_COLUMNS} FROM offline_activations WHERE jti = $1"),
+                &[&jti],
+            )
+        })
+        .map(|r| r.as_ref().map(activation_row))
+    }
+
+    fn deactivate_offline(&self, jti: &str, at: i64, audit: &AuditEvent) -> StoreResult<bool> {
+        self.audited(
+            audit,
+            |c| {
+                c.execute(
+                    "UPDATE offline_activations SET deactivated_at = $2
+                     WHERE jti = $1 AND deactivated_at IS NULL",
+                    &[&jti, &at],
+                )
+            },
+            |n| *n > 0,
+        )
+        .map(|n| n > 0)
+    }
+
+    fn live_offline_activations(&self, now: i64) -> StoreResult<Vec<OfflineActivation>> {
+        self.with(|c| {
+            let rows = c.query(
+                &format!(
+                    "SELECT {ACTIVATION_COLUMNS} FROM offline_activations
+                     WHERE deactivated_at IS NULL AND expires_at > $1 ORDER BY license_id, jti"
+                ),
+                &[&now],
+            )?;
+            Ok(rows.iter().map(activation_row).collect())
         })
     }
 

@@ -11,7 +11,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use super::migrate;
 use super::{
     hash_key, AuditEvent, AuditKind, AuditQuery, DailyTelemetry, InstanceTelemetry, KeyRecord,
-    License, LicenseChange, LicenseStore, OfflinePeriod, Seats, StoreError, StoreResult,
+    License, LicenseChange, LicenseStore, OfflineActivation, OfflinePeriod, Seats, StoreError,
+    StoreResult,
 };
 use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
 use crate::usage::HourUsage;
@@ -37,7 +38,7 @@ fn db(e: rusqlite::Error) -> StoreError {
 }
 
 const LICENSE_COLUMNS: &str = "id, tier, org_name, expires_at, trial, revoked, seats, \
-                               offline_grace_days, heartbeat_interval";
+                               offline_grace_days, heartbeat_interval, offline_activation_days";
 
 fn license_row(r: &Row<'_>) -> rusqlite::Result<License> {
     Ok(License {
@@ -50,6 +51,23 @@ fn license_row(r: &Row<'_>) -> rusqlite::Result<License> {
         seats: r.get::<_, Option<i64>>(6)?.and_then(Seats::from_column),
         offline_grace_days: r.get(7)?,
         heartbeat_interval: r.get(8)?,
+        offline_activation_days: r.get(9)?,
+    })
+}
+
+const ACTIVATION_COLUMNS: &str = "jti, license_id, hardware_id, instance_id, nonce, created_at, \
+                                  expires_at, deactivated_at";
+
+fn activation_row(r: &Row<'_>) -> rusqlite::Result<OfflineActivation> {
+    Ok(OfflineActivation {
+        jti: r.get(0)?,
+        license_id: r.get(1)?,
+        hardware_id: r.get(2)?,
+        instance_id: r.get(3)?,
+        nonce: r.get(4)?,
+        created_at: r.get(5)?,
+        expires_at: r.get(6)?,
+        deactivated_at: r.get(7)?,
     })
 }
 
@@ -297,8 +315,8 @@ impl LicenseStore for SqliteStore {
             |tx| {
                 tx.execute(
                 "INSERT INTO licenses (id, tier, org_name, expires_at, trial, revoked, created_at,
-                    seats, offline_grace_days, heartbeat_interval)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                    seats, offline_grace_days, heartbeat_interval, offline_activation_days)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT(id) DO NOTHING",
                 params![
                     l.id,
@@ -310,7 +328,8 @@ impl LicenseStore for SqliteStore {
                     now,
                     l.seats.map(Seats::to_column),
                     l.offline_grace_days,
-                    l.heartbeat_interval
+                    l.heartbeat_interval,
+                    l.offline_activation_days
                 ],
                 )
             },
@@ -334,7 +353,8 @@ impl LicenseStore for SqliteStore {
                         org_name = COALESCE(?3, org_name), expires_at = COALESCE(?4, expires_at),
                         trial = COALESCE(?5, trial), seats = COALESCE(?6, seats),
                         offline_grace_days = COALESCE(?7, offline_grace_days),
-                        heartbeat_interval = COALESCE(?8, heartbeat_interval)
+                        heartbeat_interval = COALESCE(?8, heartbeat_interval),
+                        offline_activation_days = COALESCE(?9, offline_activation_days)
                      WHERE id = ?1 RETURNING {LICENSE_COLUMNS}"
                     ),
                     params![
@@ -345,7 +365,8 @@ impl LicenseStore for SqliteStore {
                         c.trial,
                         c.seats.map(Seats::to_column),
                         c.offline_grace_days,
-                        c.heartbeat_interval
+                        c.heartbeat_interval,
+                        c.offline_activation_days
                     ],
                     license_row,
                 )
@@ -718,6 +739,73 @@ impl LicenseStore for SqliteStore {
             .execute("DELETE FROM over_budget_hours WHERE hour < ?1", [before])
             .map_err(db)?;
         Ok((periods + hours) as u64)
+    }
+
+    fn add_offline_activation(&self, a: &OfflineActivation, audit: &AuditEvent) -> StoreResult<()> {
+        self.audited(
+            audit,
+            |tx| {
+                tx.execute(
+                    "INSERT INTO offline_activations (jti, license_id, hardware_id, instance_id,
+                        nonce, created_at, expires_at, deactivated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        a.jti,
+                        a.license_id,
+                        a.hardware_id,
+                        a.instance_id,
+                        a.nonce,
+                        a.created_at,
+                        a.expires_at,
+                        a.deactivated_at
+                    ],
+                )
+            },
+            |_| true,
+        )?;
+        Ok(())
+    }
+
+    fn offline_activation(&self, jti: &str) -> StoreResult<Option<OfflineActivation>> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {ACTIVATION_COLUMNS} FROM offline_activations WHERE jti = ?1"),
+                [jti],
+                activation_row,
+            )
+            .optional()
+            .map_err(db)
+    }
+
+    fn deactivate_offline(&self, jti: &str, at: i64, audit: &AuditEvent) -> StoreResult<bool> {
+        let n = self.audited(
+            audit,
+            |tx| {
+                tx.execute(
+                    "UPDATE offline_activations SET deactivated_at = ?2
+                     WHERE jti = ?1 AND deactivated_at IS NULL",
+                    params![jti, at],
+                )
+            },
+            |n| *n > 0,
+        )?;
+        Ok(n > 0)
+    }
+
+    fn live_offline_activations(&self, now: i64) -> StoreResult<Vec<OfflineActivation>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {ACTIVATION_COLUMNS} FROM offline_activations
+                 WHERE deactivated_at IS NULL AND expires_at > ?1 ORDER BY license_id, jti"
+            ))
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([now], activation_row)
+            .map_err(db)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db)?;
+        Ok(rows)
     }
 
     fn record_over_budget(&self, license: &str, hour: i64) -> StoreResult<()> {

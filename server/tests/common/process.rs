@@ -2,7 +2,7 @@
 //! run the binary as an operator does.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -133,4 +133,26 @@ pub fn cli(config: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The `lic4es` command-line tool of this workspace (built if a narrower test run did
+/// not build it).
+pub fn lic4es_cli() -> PathBuf {
+    // target/debug/deps/<test> -> target/debug/lic4es
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("lic4es");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = super::as_from_a_shell(&mut Command::new(cargo))
+            .args(["build", "--quiet", "-p", "lic4es", "--bin", "lic4es"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .status()
+            .unwrap();
+        assert!(
+            status.success() && bin.exists(),
+            "{} not built",
+            bin.display()
+        );
+    }
+    bin
 }

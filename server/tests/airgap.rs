@@ -1,0 +1,306 @@
+//! Air-gapped activation through the real processes: a site's `lic4es activate-offline`,
+//! the vendor's `license-server offline activate` against a running server, the site's
+//! `lic4es install`, the engine on its paid tier from that file alone, the seat counted by
+//! the server (across a restart), and `deactivate-offline` freeing it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::free_port;
+use common::process::{cli, lic4es_cli, request, ServerProcess};
+use serde_json::{json, Value};
+
+const ADMIN: &str = "admin-airgap-0123456789abcdef-01234";
+
+fn lic4es(args: &[&str]) -> Output {
+    Command::new(lic4es_cli())
+        .args(args)
+        .env_remove("SOFTCLIENT4ES_API_KEY")
+        .env_remove("SOFTCLIENT4ES_LICENSE_KEY")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// An engine config of a site with no route to the vendor: keys and a cache, nothing else.
+fn site(dir: &Path, name: &str, jwks: &Value) -> PathBuf {
+    let config = dir.join(format!("{name}.json"));
+    std::fs::write(
+        &config,
+        json!({
+            "public-keys": jwks,
+            "cache-dir": dir.join(format!("{name}-cache")).to_str().unwrap(),
+            "log-level": "warn",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    config
+}
+
+fn status(config: &Path) -> Value {
+    let out = lic4es(&["status", "--config", config.to_str().unwrap()]);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "status: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// An acquire of one seat of the license with its API key: the HTTP status.
+fn acquire(port: u16, key: &str, n: u32) -> u16 {
+    let body = json!({
+        "hardware_id": format!("hw-online-{n}"),
+        "instance_id": format!("i-online-{n}"),
+        "version": "1",
+        "nonce": format!("{n:032x}"),
+    });
+    request(port, "POST", "/api/v1/licenses/acquire", key, &body).0
+}
+
+#[test]
+fn an_air_gapped_site_runs_from_its_response_holds_a_seat_and_gives_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n\
+             admin-token = \"{ADMIN}\"\n",
+            dir.path().join("data").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let jwks: Value = serde_json::from_str(&cli(&config, &["keygen"])).unwrap();
+    // A Team license of one seat whose own terms allow 30-day activations (Team's policy
+    // allows none), and a Pro one that keeps its tier's: none.
+    let key = cli(
+        &config,
+        &[
+            "api-key",
+            "create",
+            "--tier",
+            "team",
+            "--sub",
+            "org-site",
+            "--days",
+            "365",
+            "--seats",
+            "1",
+            "--offline-activation-days",
+            "30",
+        ],
+    );
+    cli(
+        &config,
+        &[
+            "api-key", "create", "--tier", "pro", "--sub", "org-pro", "--days", "365",
+        ],
+    );
+    let mut server = ServerProcess::start(&config);
+    let url = format!("http://127.0.0.1:{port}");
+
+    // The site writes its request; the vendor answers it.
+    let site_a = site(dir.path(), "a", &jwks);
+    let line = ok(
+        lic4es(&[
+            "activate-offline",
+            "--config",
+            site_a.to_str().unwrap(),
+            "--license",
+            "org-site",
+            "--out",
+            dir.path().join("request.json").to_str().unwrap(),
+        ]),
+        "activate-offline",
+    );
+    assert!(!line.contains(['{', '\n', ' ']), "one line: {line}");
+    let req_file = dir.path().join("request.txt");
+    std::fs::write(&req_file, &line).unwrap();
+    let response = dir.path().join("response.jwt");
+    let activate = Command::new(env!("CARGO_BIN_EXE_license-server"))
+        .args(["--config", config.to_str().unwrap(), "offline", "activate"])
+        .arg(&req_file)
+        .args(["--url", &url, "--out", response.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&activate.stderr);
+    assert!(activate.status.success(), "{said}");
+    assert!(said.contains("holding a seat"), "{said}");
+    // The JSON form of the same request is answered too: not here, the seat is taken.
+    let (code, refused) = request(
+        port,
+        "POST",
+        "/admin/offline-activations",
+        ADMIN,
+        &serde_json::from_str(&std::fs::read_to_string(dir.path().join("request.json")).unwrap())
+            .unwrap(),
+    );
+    assert_eq!(
+        (code, refused["error"].as_str()),
+        (403, Some("no_seats_available")),
+        "{refused}"
+    );
+
+    // Installed, the site runs Team from that file alone: no API key, no server.
+    let installed = ok(
+        lic4es(&[
+            "install",
+            "--config",
+            site_a.to_str().unwrap(),
+            response.to_str().unwrap(),
+        ]),
+        "install",
+    );
+    assert!(
+        installed.starts_with("installed: org-site team until "),
+        "{installed}"
+    );
+    let s = status(&site_a);
+    assert_eq!(s["tier"], "team", "{s}");
+    assert_eq!(s["source"], "offline", "{s}");
+    assert_eq!(s["mode"], "offline_activation", "{s}");
+
+    // The server counts it, also after a restart (its seats are in memory).
+    assert_eq!(
+        acquire(port, &key, 1),
+        403,
+        "the one seat is the activation's"
+    );
+    server.kill();
+    let server = ServerProcess::start(&config);
+    assert_eq!(acquire(port, &key, 2), 403, "held again after the restart");
+    let (_, sessions) = request(
+        port,
+        "GET",
+        "/admin/sessions?license=org-site",
+        ADMIN,
+        &Value::Null,
+    );
+    assert_eq!(sessions.as_array().map(Vec::len), Some(1), "{sessions}");
+    assert!(sessions[0]["session_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("off-"));
+
+    // Another machine cannot use the response: not installed over its own request, and
+    // not as its token cache either.
+    let site_b = site(dir.path(), "b", &jwks);
+    ok(
+        lic4es(&[
+            "activate-offline",
+            "--config",
+            site_b.to_str().unwrap(),
+            "--license",
+            "org-site",
+        ]),
+        "activate-offline b",
+    );
+    let out = lic4es(&[
+        "install",
+        "--config",
+        site_b.to_str().unwrap(),
+        response.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("another machine"), "{err}");
+    std::fs::copy(&response, dir.path().join("b-cache/license-cache.jwt")).unwrap();
+    assert_eq!(status(&site_b)["tier"], "community");
+
+    // A request cut short in the copying is told as such; a license whose policy allows
+    // no activation says so.
+    let (code, body) = request(
+        port,
+        "POST",
+        "/admin/offline-activations",
+        ADMIN,
+        &json!({ "request": &line[..line.len() / 2] }),
+    );
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    let pro_site = site(dir.path(), "pro", &jwks);
+    let pro_line = ok(
+        lic4es(&[
+            "activate-offline",
+            "--config",
+            pro_site.to_str().unwrap(),
+            "--license",
+            "org-pro",
+        ]),
+        "activate-offline pro",
+    );
+    let (code, body) = request(
+        port,
+        "POST",
+        "/admin/offline-activations",
+        ADMIN,
+        &json!({ "request": pro_line }),
+    );
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (403, Some("offline_activation_not_allowed")),
+        "{body}"
+    );
+
+    // Deactivated: the file is gone, the engine is Community, the code frees the seat once.
+    let code = ok(
+        lic4es(&["deactivate-offline", "--config", site_a.to_str().unwrap()]),
+        "deactivate-offline",
+    );
+    assert_eq!(status(&site_a)["tier"], "community");
+    let freed = cli(&config, &["offline", "deactivate", &code, "--url", &url]);
+    assert!(freed.contains("deactivated, its seat freed"), "{freed}");
+    assert_eq!(acquire(port, &key, 3), 200, "the seat is free again");
+    let again = Command::new(env!("CARGO_BIN_EXE_license-server"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "offline",
+            "deactivate",
+            &code,
+        ])
+        .args(["--url", &url])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("deactivated"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let (_, audit) = request(
+        port,
+        "GET",
+        "/admin/audit?license=org-site",
+        ADMIN,
+        &Value::Null,
+    );
+    let kinds: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    for k in ["offline_activate", "offline_deactivate"] {
+        assert!(kinds.contains(&k), "{k} in {kinds:?}: {audit}");
+    }
+    drop(server);
+}

@@ -1,0 +1,247 @@
+//! Air-gapped activation's two documents, shared by the engine that writes them and the
+//! vendor's server that reads them: the activation request a site without the internet
+//! carries to the vendor, and the deactivation code it carries back when it gives the
+//! seat up. Both travel as JSON or as one base64url line, for copy and paste.
+//!
+//! The code is the token's `jti` and the hardware id, MACed (HMAC-SHA256) with the
+//! request's nonce: only the vendor's server, which kept the nonce, and the engine that
+//! drew it can make one, so a code cannot be made up for another site's activation. It
+//! proves that an engine that held the activation said it deleted it; it cannot prove
+//! that the token is gone from every copy of the disk (see the security model).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+/// Longest request or code accepted, in bytes (either form).
+pub const MAX_DOCUMENT_BYTES: usize = 4096;
+/// Longest id field (license, hardware, instance, jti) accepted.
+const MAX_ID: usize = 200;
+
+/// Why a request or code is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OfflineError {
+    /// Over [`MAX_DOCUMENT_BYTES`].
+    #[error("over {MAX_DOCUMENT_BYTES} bytes")]
+    TooLarge,
+    /// Neither JSON nor a base64url line of it, or a field missing or of the wrong type.
+    #[error("not a {what}: {reason}")]
+    Malformed {
+        /// What was expected.
+        what: &'static str,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// A field is empty, too long or not printable.
+    #[error("field `{0}` is empty, longer than 200 characters or not printable")]
+    BadField(&'static str),
+    /// The nonce is not 32 hex characters.
+    #[error("nonce is not 32 hex characters")]
+    BadNonce,
+}
+
+/// What an engine asks the vendor for: a node-locked token for this machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivationRequest {
+    /// The license (it comes with the license, as the API key does).
+    pub license_id: String,
+    /// The machine's hardware id: the token works only there.
+    pub hardware_id: String,
+    /// The engine's instance id.
+    pub instance_id: String,
+    /// The host's version (`product-version`).
+    pub version: String,
+    /// A fresh nonce, echoed into the token and kept by both sides.
+    pub nonce: String,
+    /// When it was written (RFC 3339, the engine's clock: for the vendor's eyes only).
+    pub created_at: String,
+}
+
+impl ActivationRequest {
+    /// The request as one base64url line.
+    pub fn to_line(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).expect("plain strings serialize"))
+    }
+
+    /// Reads a request from its JSON or its base64url line, and checks its fields.
+    pub fn parse(text: &str) -> Result<Self, OfflineError> {
+        let r: ActivationRequest = parse_document(text, "activation request")?;
+        for (name, value) in [
+            ("license_id", &r.license_id),
+            ("hardware_id", &r.hardware_id),
+            ("instance_id", &r.instance_id),
+        ] {
+            check_id(name, value)?;
+        }
+        if r.version.len() > MAX_ID || r.created_at.len() > MAX_ID {
+            return Err(OfflineError::BadField("version"));
+        }
+        check_nonce(&r.nonce)?;
+        Ok(r)
+    }
+}
+
+/// What an engine prints when it deletes its activation, for the vendor to free the seat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeactivationCode {
+    /// The activation token's `jti`.
+    pub jti: String,
+    /// The hardware id it was locked to.
+    pub hwid: String,
+    /// HMAC-SHA256 of `jti` and `hwid` keyed with the request's nonce, hex.
+    pub mac: String,
+}
+
+fn mac_of(jti: &str, hwid: &str, nonce: &str) -> Hmac<Sha256> {
+    let mut m = Hmac::<Sha256>::new_from_slice(nonce.as_bytes()).expect("HMAC takes any key");
+    m.update(jti.as_bytes());
+    m.update(b"\n");
+    m.update(hwid.as_bytes());
+    m
+}
+
+impl DeactivationCode {
+    /// The code for the activation `jti` on `hwid`, whose request carried `nonce`.
+    pub fn new(jti: &str, hwid: &str, nonce: &str) -> Self {
+        DeactivationCode {
+            jti: jti.to_string(),
+            hwid: hwid.to_string(),
+            mac: hex::encode(mac_of(jti, hwid, nonce).finalize().into_bytes()),
+        }
+    }
+
+    /// The code as one base64url line.
+    pub fn to_line(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).expect("plain strings serialize"))
+    }
+
+    /// Reads a code from its base64url line or its JSON.
+    pub fn parse(text: &str) -> Result<Self, OfflineError> {
+        let c: DeactivationCode = parse_document(text, "deactivation code")?;
+        check_id("jti", &c.jti)?;
+        check_id("hwid", &c.hwid)?;
+        Ok(c)
+    }
+
+    /// Whether the MAC is the one `nonce` gives (in constant time).
+    pub fn verifies(&self, nonce: &str) -> bool {
+        let Ok(mac) = hex::decode(&self.mac) else {
+            return false;
+        };
+        mac_of(&self.jti, &self.hwid, nonce)
+            .verify_slice(&mac)
+            .is_ok()
+    }
+}
+
+fn parse_document<T: serde::de::DeserializeOwned>(
+    text: &str,
+    what: &'static str,
+) -> Result<T, OfflineError> {
+    let text = text.trim();
+    if text.len() > MAX_DOCUMENT_BYTES {
+        return Err(OfflineError::TooLarge);
+    }
+    let malformed = |reason: String| OfflineError::Malformed { what, reason };
+    if text.starts_with('{') {
+        return serde_json::from_str(text).map_err(|e| malformed(e.to_string()));
+    }
+    let bytes = URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .map_err(|e| malformed(format!("neither JSON nor base64url: {e}")))?;
+    serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))
+}
+
+fn check_id(name: &'static str, value: &str) -> Result<(), OfflineError> {
+    if value.is_empty() || value.len() > MAX_ID || value.chars().any(char::is_control) {
+        return Err(OfflineError::BadField(name));
+    }
+    Ok(())
+}
+
+fn check_nonce(nonce: &str) -> Result<(), OfflineError> {
+    if nonce.len() == 32 && nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(OfflineError::BadNonce)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> ActivationRequest {
+        ActivationRequest {
+            license_id: "org-site".into(),
+            hardware_id: "hw-1".into(),
+            instance_id: "i-1".into(),
+            version: "1.2.3".into(),
+            nonce: "0123456789abcdef0123456789abcdef".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn a_request_reads_back_from_json_and_from_its_line() {
+        let r = request();
+        assert_eq!(ActivationRequest::parse(&r.to_line()).unwrap(), r);
+        let json = serde_json::to_string_pretty(&r).unwrap();
+        assert_eq!(ActivationRequest::parse(&format!("\n{json}\n")).unwrap(), r);
+        assert!(!r.to_line().contains(['+', '/', '=', '\n']));
+    }
+
+    #[test]
+    fn a_bad_request_says_what_is_wrong() {
+        type Edit = fn(&mut ActivationRequest);
+        let cases: [(&str, Edit); 4] = [
+            ("field `license_id`", |r| r.license_id.clear()),
+            ("field `hardware_id`", |r| r.hardware_id = "a\nb".into()),
+            ("nonce", |r| r.nonce = "short".into()),
+            ("field `instance_id`", |r| r.instance_id = "x".repeat(201)),
+        ];
+        for (want, edit) in cases {
+            let mut r = request();
+            edit(&mut r);
+            let e = ActivationRequest::parse(&r.to_line()).unwrap_err();
+            assert!(e.to_string().contains(want), "{want}: {e}");
+        }
+        for text in ["", "garbage!", "{\"license_id\": 3}", "e30"] {
+            assert!(matches!(
+                ActivationRequest::parse(text),
+                Err(OfflineError::Malformed { .. })
+            ));
+        }
+        let mut extra = serde_json::to_value(request()).unwrap();
+        extra["seats"] = 5.into();
+        assert!(ActivationRequest::parse(&extra.to_string()).is_err());
+        assert_eq!(
+            ActivationRequest::parse(&"A".repeat(MAX_DOCUMENT_BYTES + 1)),
+            Err(OfflineError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn a_code_verifies_only_with_its_nonce_and_unchanged() {
+        let nonce = "0123456789abcdef0123456789abcdef";
+        let code = DeactivationCode::new("jti-1", "hw-1", nonce);
+        let read = DeactivationCode::parse(&code.to_line()).unwrap();
+        assert_eq!(read, code);
+        assert!(read.verifies(nonce));
+        assert!(!read.verifies("ffffffffffffffffffffffffffffffff"));
+        for edit in [
+            |c: &mut DeactivationCode| c.jti = "jti-2".into(),
+            |c: &mut DeactivationCode| c.hwid = "hw-2".into(),
+            |c: &mut DeactivationCode| c.mac = "00".repeat(32),
+            |c: &mut DeactivationCode| c.mac = "not hex".into(),
+        ] {
+            let mut c = code.clone();
+            edit(&mut c);
+            assert!(!c.verifies(nonce), "{c:?}");
+        }
+    }
+}
