@@ -1,7 +1,8 @@
 //! Air-gapped activation through the real processes: a site's `lic4es activate-offline`,
 //! the vendor's `license-server offline activate` against a running server, the site's
 //! `lic4es install`, the engine on its paid tier from that file alone, the seat counted by
-//! the server (across a restart), and `deactivate-offline` freeing it.
+//! the server (across a restart), and `deactivate-offline` freeing it. Every site command
+//! runs in an empty network namespace (`unshare --map-root-user --net`).
 
 mod common;
 
@@ -14,8 +15,13 @@ use serde_json::{json, Value};
 
 const ADMIN: &str = "admin-airgap-0123456789abcdef-01234";
 
+/// `lic4es ARGS` as the air-gapped site runs it: in a network namespace of its own (in a
+/// user namespace, so no root is needed), where not even loopback is up: nothing it does
+/// can reach anything.
 fn lic4es(args: &[&str]) -> Output {
-    Command::new(lic4es_cli())
+    Command::new("unshare")
+        .args(["--map-root-user", "--net"])
+        .arg(lic4es_cli())
         .args(args)
         .env_remove("SOFTCLIENT4ES_API_KEY")
         .env_remove("SOFTCLIENT4ES_LICENSE_KEY")
