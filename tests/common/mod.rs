@@ -509,13 +509,6 @@ pub fn target_dir() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
-/// `liblic4es.so` as it ships (in the jar, the wheel, and from `make install`): the
-/// release build under `target/cdylib`, by the command the Makefile and maturin also run
-/// (the same command, so none of them compiles it again after another), where CI's size
-/// check finds it again. The C tests (and valgrind) run against it rather than a debug
-/// build: the test build's library carries the features the whole workspace unifies
-/// (tokio's signal driver, from the server's graph), which a shipped library does not,
-/// and one release build serves every test that loads the library.
 /// The target the tests were built for when it is not this machine's (`cargo test
 /// --target T`, the tests run under the emulator cargo's runner names).
 pub fn cross_target() -> Option<&'static str> {
@@ -527,6 +520,11 @@ pub fn cross_target() -> Option<&'static str> {
 /// cargo runs the tests themselves with (`CARGO_TARGET_<T>_RUNNER`) when the target is
 /// another machine's, so that no binfmt_misc registration is needed.
 pub fn target_command(exe: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    // Under Wine the tests are Windows processes themselves: they start a Windows program
+    // directly, and the host's runner (`wine`) is no program there.
+    if cfg!(windows) {
+        return std::process::Command::new(exe);
+    }
     if let Some(target) = cross_target() {
         let var = format!(
             "CARGO_TARGET_{}_RUNNER",
@@ -549,6 +547,13 @@ pub fn cli() -> std::process::Command {
     target_command(env!("CARGO_BIN_EXE_lic4es"))
 }
 
+/// `liblic4es.so` as it ships (in the jar, the wheel, and from `make install`): the
+/// release build under `target/cdylib`, by the command the Makefile and maturin also run
+/// (the same command, so none of them compiles it again after another), where CI's size
+/// check finds it again. The C tests (and valgrind) run against it rather than a debug
+/// build: the test build's library carries the features the whole workspace unifies
+/// (tokio's signal driver, from the server's graph), which a shipped library does not,
+/// and one release build serves every test that loads the library.
 pub fn cdylib() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/cdylib");
