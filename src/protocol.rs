@@ -22,6 +22,9 @@ pub mod paths {
     pub const RECONNECT: &str = "/api/v1/licenses/reconnect";
     /// `DELETE`: give a seat back.
     pub const RELEASE: &str = "/api/v1/licenses/release";
+    /// `POST`: check a held seat out for a while, to run without the network;
+    /// `DELETE`: give a borrowed seat back early.
+    pub const BORROW: &str = "/api/v1/licenses/borrow";
 }
 
 /// The `error` codes of error answers.
@@ -60,6 +63,9 @@ pub mod codes {
     /// turns on one seat); answered 429 with `Retry-After`. The engine treats it as no
     /// seat available.
     pub const TOO_MANY_ACQUIRES: &str = "too_many_acquires";
+
+    /// The license's policy allows no borrowing (`max-borrow` 0); answered 403.
+    pub const BORROW_NOT_ALLOWED: &str = "borrow_not_allowed";
 
     /// Codes that revoke the engine's license at once.
     pub const REVOCATIONS: [&str; 2] = [API_KEY_REVOKED, LICENSE_REVOKED];
@@ -232,6 +238,34 @@ pub struct HeartbeatAnswer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReleaseRequest {
     /// The session given back.
+    pub session_id: String,
+}
+
+/// Body of a borrow (`POST /api/v1/licenses/borrow`): the online session whose seat is
+/// checked out, for how long.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BorrowRequest {
+    /// The online session held now.
+    pub session_id: String,
+    /// How long, in seconds (the server grants at most the license's `max-borrow`).
+    pub seconds: u64,
+    /// Fresh random nonce, echoed into the borrowed token.
+    pub nonce: String,
+}
+
+/// Answer to a borrow.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct BorrowAnswer {
+    /// The borrowed seat's token (`src: "borrow"`, its session's `sid`, `exp` at the
+    /// borrow's end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+}
+
+/// Body of a borrow's early return (`DELETE /api/v1/licenses/borrow`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReturnBorrowRequest {
+    /// The borrowed session (the borrowed token's `sid`).
     pub session_id: String,
 }
 

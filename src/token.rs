@@ -30,6 +30,9 @@ pub mod src {
     pub const REFRESH: &str = "refresh";
     /// An air-gapped activation: node-locked (`hwid`), answering its request's `nonce`.
     pub const OFFLINE: &str = "offline";
+    /// A borrowed seat: its session's `sid` and machine's `hwid`, answering the borrow's
+    /// `nonce`, living exactly the borrow.
+    pub const BORROW: &str = "borrow";
 }
 
 /// Public keys built in at compile time from `LIC4ES_PUBLIC_KEYS_FILE` (empty when unset).

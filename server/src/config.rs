@@ -27,6 +27,10 @@ pub struct TierPolicy {
     /// not activated).
     #[serde(default)]
     pub offline_activation_days: u64,
+    /// The longest a seat may be borrowed: seconds, or a duration (`"14d"`); 0: no
+    /// borrowing.
+    #[serde(default)]
+    pub max_borrow: Secs,
     /// Seats per license: a number (0: a free plan, used offline without a seat) or
     /// `"unlimited"` (a paid license not counted in seats).
     #[serde(default = "default_seats")]
@@ -55,6 +59,8 @@ pub struct Effective<'a> {
     pub offline_grace_days: u64,
     /// Lifetime of an air-gapped activation, in days (0: not allowed).
     pub offline_activation_days: u64,
+    /// The longest borrow, in seconds (0: not allowed).
+    pub max_borrow: u64,
     /// Lifetime of issued tokens, in seconds.
     pub token_lifetime: i64,
     /// Grants per seat and clock hour (0: no bound).
@@ -85,6 +91,39 @@ impl Effective<'_> {
             Seats::Count(0) => Serving::FreePlan,
             Seats::Count(n) => Serving::Counted(n),
             Seats::Unlimited => Serving::Uncounted,
+        }
+    }
+}
+
+/// A length of time in seconds, written as a number of seconds or as a duration string
+/// the engine's config also takes (`"14d"`, `"36h"`, `"90m"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct Secs(pub u64);
+
+impl Secs {
+    /// Reads `text`: whole seconds, or a duration string.
+    pub fn parse(text: &str) -> Result<Secs, String> {
+        let text = text.trim();
+        if let Ok(n) = text.parse::<u64>() {
+            return Ok(Secs(n));
+        }
+        let d = lic4es::config::parse_duration(&serde_json::Value::String(text.to_string()))?;
+        Ok(Secs(d.as_secs()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Secs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Secs, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            Number(u64),
+            Text(String),
+        }
+        match Given::deserialize(d)? {
+            Given::Number(n) => Ok(Secs(n)),
+            Given::Text(t) => Secs::parse(&t).map_err(serde::de::Error::custom),
         }
     }
 }
@@ -346,6 +385,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             heartbeat_interval: 300,
             offline_grace_days: 0,
             offline_activation_days: 0,
+            max_borrow: Secs(0),
             seats: Seats::Count(0),
             token_lifetime_hours: None,
             acquires_per_seat_hour: default_acquires_per_seat_hour(),
@@ -359,6 +399,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             heartbeat_interval: 300,
             offline_grace_days: 7,
             offline_activation_days: 0,
+            max_borrow: Secs(0),
             seats: Seats::Count(5),
             token_lifetime_hours: None,
             acquires_per_seat_hour: default_acquires_per_seat_hour(),
@@ -372,6 +413,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             heartbeat_interval: 300,
             offline_grace_days: 3,
             offline_activation_days: 0,
+            max_borrow: Secs(0),
             seats: Seats::Count(20),
             token_lifetime_hours: None,
             acquires_per_seat_hour: default_acquires_per_seat_hour(),
@@ -387,6 +429,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             heartbeat_interval: 300,
             offline_grace_days: 7,
             offline_activation_days: 365,
+            max_borrow: Secs(14 * 86_400),
             seats: Seats::Unlimited,
             token_lifetime_hours: None,
             acquires_per_seat_hour: default_acquires_per_seat_hour(),
@@ -609,6 +652,7 @@ impl ServerConfig {
             offline_activation_days: lic
                 .offline_activation_days
                 .map_or(p.offline_activation_days, u64::from),
+            max_borrow: lic.max_borrow.unwrap_or(p.max_borrow.0),
             token_lifetime: (p.token_lifetime_hours.unwrap_or(self.token_lifetime_hours) as i64)
                 .saturating_mul(3600),
             acquires_per_seat_hour: p.acquires_per_seat_hour,
@@ -648,8 +692,27 @@ pub fn check_secret(t: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod secret_tests {
-    use super::check_secret;
+mod tests {
+    use super::{check_secret, Secs, ServerConfig};
+
+    #[test]
+    fn a_length_of_time_is_seconds_or_a_duration_string() {
+        #[derive(serde::Deserialize)]
+        struct T {
+            t: Secs,
+        }
+        let read = |v: &str| toml::from_str::<T>(&format!("t = {v}")).map(|t| t.t.0);
+        assert_eq!(read("3600").unwrap(), 3_600);
+        assert_eq!(read("\"14d\"").unwrap(), 14 * 86_400);
+        assert_eq!(read("\"36h\"").unwrap(), 36 * 3_600);
+        assert_eq!(read("\"90\"").unwrap(), 90, "a number in a string is seconds");
+        assert!(read("\"14 fortnights\"").is_err());
+        assert!(read("-1").is_err());
+        assert_eq!(Secs::parse("2h"), Ok(Secs(7_200)));
+        assert!(Secs::parse("").is_err());
+        let enterprise = ServerConfig::default().tiers["enterprise"].max_borrow;
+        assert_eq!(enterprise, Secs(14 * 86_400), "the reference config's Enterprise");
+    }
 
     #[test]
     fn a_secret_must_be_long_varied_and_not_one_pattern_repeated() {

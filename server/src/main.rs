@@ -13,6 +13,7 @@ use license_server::service::{audit, tokens, ServiceError};
 use license_server::store::{AuditQuery, License, Seats};
 
 use clap::{Args, Parser, Subcommand};
+use license_server::config::Secs;
 use license_server::{open, ServerConfig};
 
 /// The server's allocator: a grant allocates a few dozen short-lived buffers across
@@ -177,6 +178,9 @@ struct TermArgs {
     /// Air-gapped activation lifetime in days, overriding the tier's (0: none allowed).
     #[arg(long, value_name = "N")]
     offline_activation_days: Option<u32>,
+    /// Longest borrow, overriding the tier's: seconds or a duration (`14d`; 0: none).
+    #[arg(long, value_name = "DURATION", value_parser = Secs::parse)]
+    max_borrow: Option<Secs>,
 }
 
 #[derive(Subcommand)]
@@ -378,6 +382,7 @@ fn main() -> ExitCode {
                 offline_grace_days: t.offline_grace_days,
                 heartbeat_interval: t.heartbeat_interval,
                 offline_activation_days: t.offline_activation_days,
+                max_borrow: t.max_borrow,
             };
             license_update(config, &sub, terms)
         }
@@ -497,6 +502,7 @@ fn license_arg(config: &ServerConfig, a: LicenseArgs) -> Result<LicenseArg, Stri
                 "--offline-activation-days",
                 t.offline_activation_days.is_some(),
             ),
+            ("--max-borrow", t.max_borrow.is_some()),
         ];
         if let Some((f, _)) = terms.iter().find(|(_, given)| *given) {
             return Err(format!(
@@ -521,6 +527,7 @@ fn license_arg(config: &ServerConfig, a: LicenseArgs) -> Result<LicenseArg, Stri
         offline_grace_days: t.offline_grace_days,
         heartbeat_interval: t.heartbeat_interval,
         offline_activation_days: t.offline_activation_days,
+        max_borrow: t.max_borrow,
     }))
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::pg::PgProc;
 use common::tls::TestCa;
 use license_server::store::{
-    AuditEvent, AuditKind, AuditQuery, License, LicenseChange, LicenseStore, OfflineActivation,
+    AuditEvent, AuditKind, AuditQuery, KeptKind, License, LicenseChange, LicenseStore, OfflineActivation,
     OfflinePeriod, PgStore, Seats, SqliteStore,
 };
 use license_server::telemetry::Sample;
@@ -73,6 +73,7 @@ fn license(id: &str) -> License {
         offline_grace_days: Some(0),
         heartbeat_interval: Some(60),
         offline_activation_days: Some(90),
+        max_borrow: Some(3_600),
     }
 }
 
@@ -411,6 +412,11 @@ fn air_gapped_activations_are_kept_with_their_audit_and_deactivated_once() {
             Some(90),
             "{name}: the license's own activation lifetime"
         );
+        assert_eq!(
+            s.license("org-site").unwrap().unwrap().max_borrow,
+            Some(3_600),
+            "{name}: the license's own longest borrow"
+        );
         let activation = |jti: &str, exp: i64| OfflineActivation {
             jti: jti.into(),
             license_id: "org-site".into(),
@@ -420,6 +426,11 @@ fn air_gapped_activations_are_kept_with_their_audit_and_deactivated_once() {
             created_at: NOW,
             expires_at: exp,
             deactivated_at: None,
+            kind: if jti.starts_with("bor-") {
+                KeptKind::Borrow
+            } else {
+                KeptKind::Activation
+            },
         };
         let entry = |kind: AuditKind, jti: &str| AuditEvent {
             at: NOW,
@@ -428,13 +439,23 @@ fn air_gapped_activations_are_kept_with_their_audit_and_deactivated_once() {
             session_id: Some(jti.into()),
             ..AuditEvent::default()
         };
-        for (jti, exp) in [("off-b", NOW + 100), ("off-a", NOW + 100), ("off-old", NOW)] {
+        for (jti, exp) in [
+            ("off-b", NOW + 100),
+            ("off-a", NOW + 100),
+            ("off-old", NOW),
+            ("bor-c", NOW + 50),
+        ] {
             s.add_offline_activation(
                 &activation(jti, exp),
                 &entry(AuditKind::OfflineActivate, jti),
             )
             .unwrap();
         }
+        assert_eq!(
+            s.offline_activation("bor-c").unwrap().map(|a| a.kind),
+            Some(KeptKind::Borrow),
+            "{name}: a borrow is kept as one"
+        );
         assert!(
             s.add_offline_activation(&activation("off-a", NOW + 5), &change_entry())
                 .is_err(),
@@ -453,7 +474,7 @@ fn air_gapped_activations_are_kept_with_their_audit_and_deactivated_once() {
             .collect();
         assert_eq!(
             live,
-            ["off-a", "off-b"],
+            ["bor-c", "off-a", "off-b"],
             "{name}: expired ones are not live"
         );
         assert!(s
@@ -478,7 +499,7 @@ fn air_gapped_activations_are_kept_with_their_audit_and_deactivated_once() {
                 .deactivated_at,
             Some(NOW + 1)
         );
-        assert_eq!(s.live_offline_activations(NOW).unwrap().len(), 1, "{name}");
+        assert_eq!(s.live_offline_activations(NOW).unwrap().len(), 2, "{name}");
         let kinds: Vec<AuditKind> = s
             .audit(&AuditQuery {
                 license: Some("org-site".into()),
@@ -493,7 +514,7 @@ fn air_gapped_activations_are_kept_with_their_audit_and_deactivated_once() {
                 .iter()
                 .filter(|k| **k == AuditKind::OfflineActivate)
                 .count(),
-            3,
+            4,
             "{name}: each activation with its entry, the refused one without"
         );
         assert_eq!(

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use super::{parse, ApiError, ClientAddr};
 use crate::abuse;
 use crate::app::AppState;
+use crate::config::Secs;
 use crate::seats::{Session, SessionCursor, SessionQuery, SessionState};
 use crate::service::licenses::{self, check_license_id, LicenseView, NewLicense, Terms};
 use crate::service::usage::UsageQuery;
@@ -64,6 +65,8 @@ pub struct CreateLicense {
     heartbeat_interval: Option<u64>,
     #[serde(default)]
     offline_activation_days: Option<u32>,
+    #[serde(default)]
+    max_borrow: Option<Secs>,
 }
 
 /// `POST /admin/licenses`: a license and its first API key.
@@ -85,6 +88,7 @@ pub async fn create_license(
         offline_grace_days: req.offline_grace_days,
         heartbeat_interval: req.heartbeat_interval,
         offline_activation_days: req.offline_activation_days,
+        max_borrow: req.max_borrow,
     };
     let source = addr.to_string();
     let (lic, key) = service::blocking(&s, move |s| {

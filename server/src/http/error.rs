@@ -130,6 +130,7 @@ pub fn status_of(e: &ServiceError) -> (StatusCode, &'static str) {
             StatusCode::FORBIDDEN,
             server_codes::OFFLINE_ACTIVATION_NOT_ALLOWED,
         ),
+        E::BorrowNotAllowed(_) => (StatusCode::FORBIDDEN, codes::BORROW_NOT_ALLOWED),
     }
 }
 

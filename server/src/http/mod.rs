@@ -487,6 +487,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(paths::RECONNECT, post(seats::reconnect))
         .route(paths::HEARTBEAT, put(seats::heartbeat))
         .route(paths::RELEASE, delete(seats::release))
+        .route(
+            paths::BORROW,
+            post(seats::borrow).delete(seats::return_borrow),
+        )
         .route("/healthz", get(metrics::healthz))
         .route("/metrics", get(metrics::metrics_with_token))
         .route("/.well-known/jwks.json", get(metrics::jwks))

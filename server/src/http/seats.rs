@@ -11,13 +11,16 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use lic4es::clock::parse_rfc3339;
 use lic4es::protocol::{
-    codes, AcquireAnswer, AcquireRequest, HeartbeatAnswer, HeartbeatRequest, ReconnectRequest,
-    ReleaseRequest,
+    codes, AcquireAnswer, AcquireRequest, BorrowAnswer, BorrowRequest, HeartbeatAnswer,
+    HeartbeatRequest, ReconnectRequest, ReleaseRequest, ReturnBorrowRequest,
 };
 
-use super::{check_optional_nonce, check_text, parse, ApiError, ClientAddr, KeyLicense};
+use super::{
+    check_nonce, check_optional_nonce, check_text, parse, ApiError, ClientAddr, KeyLicense,
+};
 use crate::app::AppState;
 use crate::seats::Replace;
+use crate::service::borrow;
 use crate::service::seats::{self as service, Report, Seeker};
 
 fn offline_since(t: Option<&str>) -> Result<Option<i64>, ApiError> {
@@ -117,6 +120,10 @@ pub(crate) fn check_bodies(body: &[u8]) {
     if let Ok(req) = super::parse_bytes::<ReleaseRequest>(body) {
         let _ = check_session_id(&req.session_id);
     }
+    if let Ok(req) = super::parse_bytes::<BorrowRequest>(body) {
+        let _ = check_session_id(&req.session_id);
+        let _ = check_nonce(&req.nonce);
+    }
 }
 
 fn check_session_id(id: &str) -> Result<(), ApiError> {
@@ -180,5 +187,44 @@ pub async fn release(
     let req: ReleaseRequest = parse(body)?;
     check_session_id(&req.session_id)?;
     service::release(&s, &lic, &req.session_id, &addr.to_string()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /api/v1/licenses/borrow`: checks the seat of an online session out for a while;
+/// the answer's token lives exactly the borrow.
+pub async fn borrow(
+    State(s): State<Arc<AppState>>,
+    addr: ClientAddr,
+    KeyLicense(lic): KeyLicense,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<BorrowAnswer>, ApiError> {
+    let req: BorrowRequest = parse(body)?;
+    check_session_id(&req.session_id)?;
+    check_nonce(&req.nonce)?;
+    let b = borrow::borrow(
+        &s,
+        &lic,
+        &req.session_id,
+        req.seconds,
+        &req.nonce,
+        &addr.to_string(),
+    )
+    .await?;
+    Ok(Json(BorrowAnswer {
+        license: Some(b.token),
+    }))
+}
+
+/// `DELETE /api/v1/licenses/borrow`: gives a borrowed seat back before its end; 204, and
+/// 404 `session_gone` for a borrow this license does not have.
+pub async fn return_borrow(
+    State(s): State<Arc<AppState>>,
+    addr: ClientAddr,
+    KeyLicense(lic): KeyLicense,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: ReturnBorrowRequest = parse(body)?;
+    check_session_id(&req.session_id)?;
+    borrow::give_back(&s, &lic, &req.session_id, &addr.to_string()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -7,7 +7,7 @@
 use lic4es::clock::rfc3339;
 
 use crate::app::AppState;
-use crate::config::ServerConfig;
+use crate::config::{Secs, ServerConfig};
 use crate::store::{AuditKind, License, LicenseChange, Seats};
 
 use super::audit::admin_event;
@@ -34,6 +34,8 @@ pub struct NewLicense {
     pub heartbeat_interval: Option<u64>,
     /// Air-gapped activation lifetime (days), overriding the tier's.
     pub offline_activation_days: Option<u32>,
+    /// Longest borrow (seconds, or a duration string), overriding the tier's.
+    pub max_borrow: Option<Secs>,
 }
 
 /// The terms to change in a license; absent ones stay. Revocation is not among them: a
@@ -57,6 +59,8 @@ pub struct Terms {
     pub heartbeat_interval: Option<u64>,
     /// Air-gapped activation lifetime (days), overriding the tier's.
     pub offline_activation_days: Option<u32>,
+    /// Longest borrow (seconds, or a duration string), overriding the tier's.
+    pub max_borrow: Option<Secs>,
 }
 
 /// A license as operators see it: its record and its effective policy.
@@ -82,6 +86,8 @@ pub struct LicenseView {
     pub heartbeat_interval: Option<u64>,
     /// Air-gapped activation lifetime in effect (days; 0: not allowed).
     pub offline_activation_days: Option<u64>,
+    /// Longest borrow in effect (seconds; 0: not allowed).
+    pub max_borrow: Option<u64>,
 }
 
 impl LicenseView {
@@ -99,6 +105,7 @@ impl LicenseView {
             offline_grace_days: p.as_ref().map(|p| p.offline_grace_days),
             heartbeat_interval: p.as_ref().map(|p| p.heartbeat_interval),
             offline_activation_days: p.as_ref().map(|p| p.offline_activation_days),
+            max_borrow: p.as_ref().map(|p| p.max_borrow),
         }
     }
 }
@@ -198,6 +205,7 @@ pub fn create(s: &AppState, spec: NewLicense, source: &str) -> ServiceResult<Lic
         offline_grace_days: spec.offline_grace_days,
         heartbeat_interval: spec.heartbeat_interval,
         offline_activation_days: spec.offline_activation_days,
+        max_borrow: spec.max_borrow.map(|s| s.0),
     };
     let detail = Some(format!("tier {}", lic.tier));
     let e = admin_event(s, AuditKind::LicenseCreate, &lic.id, source, detail);
@@ -232,6 +240,7 @@ pub fn update(s: &AppState, id: &str, terms: Terms, source: &str) -> ServiceResu
         offline_grace_days: terms.offline_grace_days,
         heartbeat_interval: terms.heartbeat_interval,
         offline_activation_days: terms.offline_activation_days,
+        max_borrow: terms.max_borrow.map(|s| s.0),
     };
     let e = admin_event(
         s,
@@ -274,6 +283,9 @@ fn describe(c: &LicenseChange) -> String {
     }
     if let Some(d) = c.offline_activation_days {
         out.push(format!("offline_activation_days {d}"));
+    }
+    if let Some(b) = c.max_borrow {
+        out.push(format!("max_borrow {b} s"));
     }
     out.join(", ")
 }

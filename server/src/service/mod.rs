@@ -14,6 +14,7 @@
 //! Every change is audited once, here.
 
 pub mod audit;
+pub mod borrow;
 pub mod keys;
 pub mod licenses;
 pub mod offline;
@@ -120,6 +121,9 @@ pub enum ServiceError {
     /// The license's policy allows no air-gapped activation (`offline-activation-days` 0).
     #[error("License {0} allows no air-gapped activation (its offline-activation-days is 0)")]
     OfflineActivationNotAllowed(String),
+    /// The license's policy allows no borrowing (`max-borrow` 0).
+    #[error("License {0} allows no borrowing (its max-borrow is 0)")]
+    BorrowNotAllowed(String),
 }
 
 /// What an operation returns.

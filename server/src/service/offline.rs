@@ -13,7 +13,7 @@ use super::{audit, ServiceError, ServiceResult};
 use crate::app::AppState;
 use crate::config::Serving;
 use crate::seats::{Acquired, NewSession, Replace};
-use crate::store::{AuditEvent, AuditKind, OfflineActivation};
+use crate::store::{AuditEvent, AuditKind, KeptKind, OfflineActivation};
 
 /// What the vendor hands back to the site.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +31,12 @@ pub struct Activated {
     pub counted: bool,
 }
 
-fn event(s: &AppState, kind: AuditKind, a: &OfflineActivation, source: &str) -> AuditEvent {
+pub(super) fn event(
+    s: &AppState,
+    kind: AuditKind,
+    a: &OfflineActivation,
+    source: &str,
+) -> AuditEvent {
     AuditEvent {
         id: 0,
         at: s.now(),
@@ -45,8 +50,9 @@ fn event(s: &AppState, kind: AuditKind, a: &OfflineActivation, source: &str) -> 
     }
 }
 
-/// The seat an activation holds: a session of its own id that lapses at `expires_at`.
-fn session_of(a: &OfflineActivation, tier: &str, limit: u32, now: i64) -> NewSession {
+/// The seat an activation (or a borrow) holds: a session of its own id that lapses at
+/// `expires_at`.
+pub(super) fn session_of(a: &OfflineActivation, tier: &str, limit: u32, now: i64) -> NewSession {
     NewSession {
         id: a.jti.clone(),
         license: a.license_id.clone(),
@@ -94,6 +100,7 @@ pub async fn activate(
             .saturating_add((p.offline_activation_days as i64).saturating_mul(86_400))
             .min(lic.expires_at),
         deactivated_at: None,
+        kind: KeptKind::Activation,
     };
     let counted = match p.serving(&lic.tier) {
         Serving::Counted(limit) => {
@@ -194,7 +201,7 @@ pub async fn deactivate(
             what: "offline activation",
             id: code.jti.clone(),
         })?;
-    if a.hardware_id != code.hwid || !code.verifies(&a.nonce) {
+    if a.kind != KeptKind::Activation || a.hardware_id != code.hwid || !code.verifies(&a.nonce) {
         return Err(ServiceError::Invalid(
             "the deactivation code does not verify for this activation".into(),
         ));
@@ -227,7 +234,7 @@ pub async fn deactivate(
     })
 }
 
-/// Holds the seats of the live activations again (a server that starts with an empty
+/// Holds the seats of the live activations and borrows again (a server that starts with an empty
 /// seat store, or a shared one that lost them). Returns how many were held again; one
 /// whose license no longer counts seats, or finds every seat taken, is logged.
 pub async fn restore_seats(s: &AppState) -> ServiceResult<usize> {
@@ -260,7 +267,11 @@ pub async fn restore_seats(s: &AppState) -> ServiceResult<usize> {
         {
             Acquired::Granted { .. } => held += 1,
             _ => tracing::warn!(
-                "air-gapped activation {} of {}: every seat is in use, not held again",
+                "{} {} of {}: every seat is in use, not held again",
+                match a.kind {
+                    KeptKind::Activation => "air-gapped activation",
+                    KeptKind::Borrow => "borrowed seat",
+                },
                 a.jti,
                 a.license_id
             ),

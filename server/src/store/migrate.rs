@@ -44,6 +44,11 @@ pub const SQLITE: &[Migration] = &[
         name: "offline activations",
         sql: include_str!("migrations/sqlite/V5__offline_activations.sql"),
     },
+    Migration {
+        version: 6,
+        name: "borrowing",
+        sql: include_str!("migrations/sqlite/V6__borrow.sql"),
+    },
 ];
 
 /// The PostgreSQL schema's steps.
@@ -72,6 +77,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 5,
         name: "offline activations",
         sql: include_str!("migrations/postgres/V5__offline_activations.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "borrowing",
+        sql: include_str!("migrations/postgres/V6__borrow.sql"),
     },
 ];
 

@@ -128,6 +128,8 @@ pub struct License {
     pub heartbeat_interval: Option<u64>,
     /// Overrides the tier policy's air-gapped activation lifetime, in days (0: none).
     pub offline_activation_days: Option<u32>,
+    /// Overrides the tier policy's longest borrow, in seconds (0: none).
+    pub max_borrow: Option<u64>,
 }
 
 /// The terms of a license to change; absent ones stay as they are.
@@ -149,10 +151,43 @@ pub struct LicenseChange {
     pub heartbeat_interval: Option<u64>,
     /// Air-gapped activation lifetime (days), overriding the tier's.
     pub offline_activation_days: Option<u32>,
+    /// Longest borrow (seconds), overriding the tier's.
+    pub max_borrow: Option<u64>,
 }
 
-/// An air-gapped activation: the token the vendor issued in answer to a site's request,
-/// counted as a seat of its license until `expires_at` or its deactivation.
+/// What kind of seat a kept seat is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeptKind {
+    /// An air-gapped activation.
+    #[default]
+    Activation,
+    /// A borrowed seat.
+    Borrow,
+}
+
+impl KeptKind {
+    /// Its stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeptKind::Activation => "activation",
+            KeptKind::Borrow => "borrow",
+        }
+    }
+
+    /// The kind stored as `name` (an unknown name, written by a newer server, reads as an
+    /// activation: both hold a seat until their end).
+    pub fn parse(name: &str) -> KeptKind {
+        match name {
+            "borrow" => KeptKind::Borrow,
+            _ => KeptKind::Activation,
+        }
+    }
+}
+
+/// A seat held without heartbeats until `expires_at` or its early end, kept in the
+/// license store so that it outlives a restart: an air-gapped activation (the token the
+/// vendor issued in answer to a site's request, ended by its deactivation code) or a
+/// borrow (an online seat checked out for a while, ended by its return).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfflineActivation {
     /// The token's `jti`, which the engine's deactivation code names.
@@ -169,8 +204,11 @@ pub struct OfflineActivation {
     pub created_at: i64,
     /// The token's `exp` (seconds).
     pub expires_at: i64,
-    /// When the vendor entered its deactivation code.
+    /// When it ended early: the vendor entered its deactivation code, or the borrow was
+    /// returned.
     pub deactivated_at: Option<i64>,
+    /// An activation or a borrow.
+    pub kind: KeptKind,
 }
 
 /// What an API key resolves to.
@@ -227,13 +265,17 @@ pub enum AuditKind {
     OfflineActivate,
     /// `offline_deactivate`: an air-gapped activation's deactivation code entered.
     OfflineDeactivate,
+    /// `borrow`: an online seat checked out for a while (held without heartbeats).
+    Borrow,
+    /// `borrow_return`: a borrowed seat given back before its end.
+    BorrowReturn,
     /// A name this server does not know.
     Other(String),
 }
 
 impl AuditKind {
     /// Every kind this server writes.
-    pub const ALL: [AuditKind; 19] = [
+    pub const ALL: [AuditKind; 21] = [
         AuditKind::Acquire,
         AuditKind::Refused,
         AuditKind::Renew,
@@ -253,6 +295,8 @@ impl AuditKind {
         AuditKind::ApiKeyRevoke,
         AuditKind::OfflineActivate,
         AuditKind::OfflineDeactivate,
+        AuditKind::Borrow,
+        AuditKind::BorrowReturn,
     ];
 
     /// Its stored name.
@@ -277,6 +321,8 @@ impl AuditKind {
             AuditKind::ApiKeyRevoke => "api_key_revoke",
             AuditKind::OfflineActivate => "offline_activate",
             AuditKind::OfflineDeactivate => "offline_deactivate",
+            AuditKind::Borrow => "borrow",
+            AuditKind::BorrowReturn => "borrow_return",
             AuditKind::Other(s) => s,
         }
     }

@@ -17,9 +17,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::migrate;
 use super::{
-    hash_key, AuditEvent, AuditKind, AuditQuery, DailyTelemetry, InstanceTelemetry, KeyRecord,
-    License, LicenseChange, LicenseStore, OfflineActivation, OfflinePeriod, Seats, StoreError,
-    StoreResult,
+    hash_key, AuditEvent, AuditKind, AuditQuery, DailyTelemetry, InstanceTelemetry, KeptKind,
+    KeyRecord, License, LicenseChange, LicenseStore, OfflineActivation, OfflinePeriod, Seats,
+    StoreError, StoreResult,
 };
 use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
 use crate::usage::HourUsage;
@@ -34,10 +34,11 @@ const AUDIT_ROWS_PER_INSERT: usize = 1000;
 const SCHEMA_LOCK: i64 = 0x6c69_6334_6573;
 
 const LICENSE_COLUMNS: &str = "id, tier, org_name, expires_at, trial, revoked, seats, \
-                               offline_grace_days, heartbeat_interval, offline_activation_days";
+                               offline_grace_days, heartbeat_interval, offline_activation_days, \
+                               max_borrow";
 
 const ACTIVATION_COLUMNS: &str = "jti, license_id, hardware_id, instance_id, nonce, created_at, \
-                                  expires_at, deactivated_at";
+                                  expires_at, deactivated_at, kind";
 
 fn db(e: postgres::Error) -> StoreError {
     // Class 23: integrity constraint violations (unique, foreign key, check).
@@ -72,6 +73,7 @@ fn license_row(r: &Row) -> License {
         offline_grace_days: opt_u32(r.get(7)),
         heartbeat_interval: opt_u64(r.get(8)),
         offline_activation_days: opt_u32(r.get(9)),
+        max_borrow: opt_u64(r.get(10)),
     }
 }
 
@@ -85,6 +87,7 @@ fn activation_row(r: &Row) -> OfflineActivation {
         created_at: r.get(5),
         expires_at: r.get(6),
         deactivated_at: r.get(7),
+        kind: KeptKind::parse(r.get(8)),
     }
 }
 
@@ -221,8 +224,9 @@ impl LicenseStore for PgStore {
             |c| {
                 c.execute(
                 "INSERT INTO licenses (id, tier, org_name, expires_at, trial, revoked, created_at,
-                    seats, offline_grace_days, heartbeat_interval, offline_activation_days)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                    seats, offline_grace_days, heartbeat_interval, offline_activation_days,
+                    max_borrow)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                  ON CONFLICT (id) DO NOTHING",
                 &[
                     &l.id,
@@ -236,6 +240,7 @@ impl LicenseStore for PgStore {
                     &l.offline_grace_days.map(i64::from),
                     &l.heartbeat_interval.map(big),
                     &l.offline_activation_days.map(i64::from),
+                    &l.max_borrow.map(big),
                 ],
                 )
             },
@@ -260,7 +265,8 @@ impl LicenseStore for PgStore {
                         trial = COALESCE($5, trial), seats = COALESCE($6, seats),
                         offline_grace_days = COALESCE($7, offline_grace_days),
                         heartbeat_interval = COALESCE($8, heartbeat_interval),
-                        offline_activation_days = COALESCE($9, offline_activation_days)
+                        offline_activation_days = COALESCE($9, offline_activation_days),
+                        max_borrow = COALESCE($10, max_borrow)
                      WHERE id = $1 RETURNING {LICENSE_COLUMNS}"
                     ),
                     &[
@@ -273,6 +279,7 @@ impl LicenseStore for PgStore {
                         &c.offline_grace_days.map(i64::from),
                         &c.heartbeat_interval.map(big),
                         &c.offline_activation_days.map(i64::from),
+                        &c.max_borrow.map(big),
                     ],
                 )
             },
@@ -647,8 +654,8 @@ impl LicenseStore for PgStore {
             |c| {
                 c.execute(
                     "INSERT INTO offline_activations (jti, license_id, hardware_id, instance_id,
-                        nonce, created_at, expires_at, deactivated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        nonce, created_at, expires_at, deactivated_at, kind)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     &[
                         &a.jti,
                         &a.license_id,
@@ -658,6 +665,7 @@ impl LicenseStore for PgStore {
                         &a.created_at,
                         &a.expires_at,
                         &a.deactivated_at,
+                        &a.kind.as_str(),
                     ],
                 )
             },

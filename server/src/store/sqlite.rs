@@ -10,9 +10,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::migrate;
 use super::{
-    hash_key, AuditEvent, AuditKind, AuditQuery, DailyTelemetry, InstanceTelemetry, KeyRecord,
-    License, LicenseChange, LicenseStore, OfflineActivation, OfflinePeriod, Seats, StoreError,
-    StoreResult,
+    hash_key, AuditEvent, AuditKind, AuditQuery, DailyTelemetry, InstanceTelemetry, KeptKind,
+    KeyRecord, License, LicenseChange, LicenseStore, OfflineActivation, OfflinePeriod, Seats,
+    StoreError, StoreResult,
 };
 use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
 use crate::usage::HourUsage;
@@ -38,7 +38,8 @@ fn db(e: rusqlite::Error) -> StoreError {
 }
 
 const LICENSE_COLUMNS: &str = "id, tier, org_name, expires_at, trial, revoked, seats, \
-                               offline_grace_days, heartbeat_interval, offline_activation_days";
+                               offline_grace_days, heartbeat_interval, offline_activation_days, \
+                               max_borrow";
 
 fn license_row(r: &Row<'_>) -> rusqlite::Result<License> {
     Ok(License {
@@ -52,11 +53,12 @@ fn license_row(r: &Row<'_>) -> rusqlite::Result<License> {
         offline_grace_days: r.get(7)?,
         heartbeat_interval: r.get(8)?,
         offline_activation_days: r.get(9)?,
+        max_borrow: r.get(10)?,
     })
 }
 
 const ACTIVATION_COLUMNS: &str = "jti, license_id, hardware_id, instance_id, nonce, created_at, \
-                                  expires_at, deactivated_at";
+                                  expires_at, deactivated_at, kind";
 
 fn activation_row(r: &Row<'_>) -> rusqlite::Result<OfflineActivation> {
     Ok(OfflineActivation {
@@ -68,6 +70,7 @@ fn activation_row(r: &Row<'_>) -> rusqlite::Result<OfflineActivation> {
         created_at: r.get(5)?,
         expires_at: r.get(6)?,
         deactivated_at: r.get(7)?,
+        kind: KeptKind::parse(&r.get::<_, String>(8)?),
     })
 }
 
@@ -315,8 +318,9 @@ impl LicenseStore for SqliteStore {
             |tx| {
                 tx.execute(
                 "INSERT INTO licenses (id, tier, org_name, expires_at, trial, revoked, created_at,
-                    seats, offline_grace_days, heartbeat_interval, offline_activation_days)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                    seats, offline_grace_days, heartbeat_interval, offline_activation_days,
+                    max_borrow)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT(id) DO NOTHING",
                 params![
                     l.id,
@@ -329,7 +333,8 @@ impl LicenseStore for SqliteStore {
                     l.seats.map(Seats::to_column),
                     l.offline_grace_days,
                     l.heartbeat_interval,
-                    l.offline_activation_days
+                    l.offline_activation_days,
+                    l.max_borrow
                 ],
                 )
             },
@@ -354,7 +359,8 @@ impl LicenseStore for SqliteStore {
                         trial = COALESCE(?5, trial), seats = COALESCE(?6, seats),
                         offline_grace_days = COALESCE(?7, offline_grace_days),
                         heartbeat_interval = COALESCE(?8, heartbeat_interval),
-                        offline_activation_days = COALESCE(?9, offline_activation_days)
+                        offline_activation_days = COALESCE(?9, offline_activation_days),
+                        max_borrow = COALESCE(?10, max_borrow)
                      WHERE id = ?1 RETURNING {LICENSE_COLUMNS}"
                     ),
                     params![
@@ -366,7 +372,8 @@ impl LicenseStore for SqliteStore {
                         c.seats.map(Seats::to_column),
                         c.offline_grace_days,
                         c.heartbeat_interval,
-                        c.offline_activation_days
+                        c.offline_activation_days,
+                        c.max_borrow
                     ],
                     license_row,
                 )
@@ -747,8 +754,8 @@ impl LicenseStore for SqliteStore {
             |tx| {
                 tx.execute(
                     "INSERT INTO offline_activations (jti, license_id, hardware_id, instance_id,
-                        nonce, created_at, expires_at, deactivated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        nonce, created_at, expires_at, deactivated_at, kind)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     params![
                         a.jti,
                         a.license_id,
@@ -757,7 +764,8 @@ impl LicenseStore for SqliteStore {
                         a.nonce,
                         a.created_at,
                         a.expires_at,
-                        a.deactivated_at
+                        a.deactivated_at,
+                        a.kind.as_str()
                     ],
                 )
             },
