@@ -37,11 +37,13 @@ typedef enum {
    */
   LIC_ERR_BUFFER_TOO_SMALL = 5,
   /**
-   * lic_refresh_now: the backend could not be reached or refused.
+   * lic_refresh_now, lic_borrow, lic_return_borrow: the backend could not be reached or
+   * refused.
    */
   LIC_ERR_REFRESH_FAILED = 6,
   /**
-   * lic_refresh_now with nothing to refresh from.
+   * lic_refresh_now with nothing to refresh from; lic_borrow with no online seat;
+   * lic_return_borrow with no seat borrowed.
    */
   LIC_ERR_UNSUPPORTED = 7,
   /**
@@ -209,6 +211,24 @@ void lic_gauge_set(lic_gauge gauge, uint64_t value);
  * reached or refused; LIC_ERR_UNSUPPORTED when there is nothing to refresh from.
  */
 lic_result lic_refresh_now(void);
+
+/**
+ * Checks the online seat out for `seconds` (at most the license's max-borrow), waiting for
+ * the answer (bounded by the request timeouts): the engine then keeps its tier without
+ * heartbeats or offline grace until the borrow ends, across restarts (the borrow is kept
+ * in cache-dir), and the license server counts the seat meanwhile. LIC_ERR_UNSUPPORTED
+ * when no online seat is held; LIC_ERR_REFRESH_FAILED with the reason in lic_last_error
+ * when the backend could not be reached or refused (the seat then stays online);
+ * LIC_ERR_INVALID_ARGUMENT for 0 seconds.
+ */
+lic_result lic_borrow(uint64_t seconds);
+
+/**
+ * Gives a borrowed seat back before its end and acquires a seat again, waiting for the
+ * answer. LIC_ERR_UNSUPPORTED when no seat is borrowed; LIC_ERR_REFRESH_FAILED when the
+ * backend could not be reached (the borrow then holds until its end).
+ */
+lic_result lic_return_borrow(void);
 
 /**
  * Routes log records to callback(user_data, level, message); NULL restores stderr. Records

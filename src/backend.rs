@@ -21,8 +21,9 @@ use url::Url;
 use crate::config::{check_backend_url, Config, ProxyConfig};
 use crate::log::clean;
 use crate::protocol::{
-    codes, paths, AcquireAnswer, AcquireRequest, ErrorBody, HeartbeatAnswer, HeartbeatRequest,
-    ReconnectRequest, RefreshRequest, ReleaseRequest, TokenAnswer, TokenRequest,
+    codes, paths, AcquireAnswer, AcquireRequest, BorrowAnswer, BorrowRequest, ErrorBody,
+    HeartbeatAnswer, HeartbeatRequest, ReconnectRequest, RefreshRequest, ReleaseRequest,
+    ReturnBorrowRequest, TokenAnswer, TokenRequest,
 };
 
 /// Largest response body accepted, in bytes.
@@ -79,6 +80,9 @@ pub enum BackendError {
     /// serve it.
     #[error("the license is counted in seats: {0}")]
     SeatRequired(String),
+    /// `403 borrow_not_allowed`: the license's policy allows no borrowing.
+    #[error("the license allows no borrowing: {0}")]
+    BorrowNotAllowed(String),
     /// A heartbeat answered 404 or 410: the server no longer knows the session.
     #[error("the license server ended the seat session")]
     SessionGone,
@@ -483,6 +487,37 @@ impl Backend {
         }
     }
 
+    /// `POST {api-url}/api/v1/licenses/borrow`: checks the online seat out for a while.
+    pub async fn borrow(
+        &self,
+        api_key: &str,
+        req: &BorrowRequest,
+    ) -> Result<BorrowAnswer, BackendError> {
+        let reply = self.call(Method::POST, paths::BORROW, api_key, req).await?;
+        match reply.status {
+            StatusCode::OK => parse_answer(&reply.body),
+            StatusCode::NOT_FOUND | StatusCode::GONE => Err(BackendError::SessionGone),
+            _ => Err(reply.error()),
+        }
+    }
+
+    /// `DELETE {api-url}/api/v1/licenses/borrow`: gives a borrowed seat back. A borrow the
+    /// server no longer knows (404, 410: returned, or over) counts as returned.
+    pub async fn return_borrow(
+        &self,
+        api_key: &str,
+        req: &ReturnBorrowRequest,
+    ) -> Result<(), BackendError> {
+        let reply = self
+            .call(Method::DELETE, paths::BORROW, api_key, req)
+            .await?;
+        match reply.status {
+            s if s.is_success() => Ok(()),
+            StatusCode::NOT_FOUND | StatusCode::GONE => Ok(()),
+            _ => Err(reply.error()),
+        }
+    }
+
     /// One request to one URL: loopback directly, anything else through the proxy.
     async fn send(
         &self,
@@ -602,6 +637,7 @@ pub fn error_for_status(status: StatusCode, body: &[u8]) -> BackendError {
     match status.as_u16() {
         401 | 403 if revoked => BackendError::Revoked { code, message },
         403 if code == codes::SEAT_REQUIRED => BackendError::SeatRequired(message),
+        403 if code == codes::BORROW_NOT_ALLOWED => BackendError::BorrowNotAllowed(message),
         403 if code == codes::NO_SEATS_AVAILABLE => BackendError::NoSeats {
             message: if message.is_empty() {
                 "all seats in use".into()

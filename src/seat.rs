@@ -51,17 +51,21 @@ pub enum SeatState {
     /// The backend refused a seat (all in use); retried after a backoff (a rolling update's
     /// surge host gets the seat its predecessor releases within minutes).
     NoSeats,
+    /// The seat is checked out until the borrow's end: held on the server without
+    /// heartbeats, the tier kept with no offline grace; a seat is acquired after it.
+    Borrowed,
 }
 
 impl SeatState {
     /// Every state, for tables.
-    pub const ALL: [SeatState; 6] = [
+    pub const ALL: [SeatState; 7] = [
         SeatState::Acquiring,
         SeatState::Online,
         SeatState::Offline,
         SeatState::Degraded,
         SeatState::OfflinePlan,
         SeatState::NoSeats,
+        SeatState::Borrowed,
     ];
 
     /// The snake_case name used in the status and the logs.
@@ -73,6 +77,7 @@ impl SeatState {
             SeatState::Degraded => "degraded",
             SeatState::OfflinePlan => "offline_plan",
             SeatState::NoSeats => "no_seats",
+            SeatState::Borrowed => "borrowed",
         }
     }
 }
@@ -102,6 +107,18 @@ pub struct SeatMemory {
     pub heartbeat_ms: Option<i64>,
     /// When offline mode was entered, for the last 30 days (oldest first).
     pub offline_cycles: Vec<i64>,
+    /// The seat borrowed, while a borrow lasts (its session is `session_id`).
+    pub borrow: Option<Borrow>,
+}
+
+/// A borrowed seat: the server holds it without heartbeats until `until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Borrow {
+    /// The borrowed seat's token, signed by the vendor's key (the engine checks it again
+    /// at every start: the record on disk proves nothing by itself).
+    pub token: String,
+    /// When the borrow ends (ms): the token's `exp`.
+    pub until: i64,
 }
 
 /// How a seat was granted.
@@ -183,6 +200,18 @@ pub enum Event {
     RefreshRequested,
     /// The engine shuts down.
     Shutdown,
+    /// A borrow of the online seat was granted: the server holds the seat as `session_id`
+    /// until `until` without heartbeats (the engine checked the token first).
+    Borrowed {
+        /// The borrow's session (the token's `sid`).
+        session_id: String,
+        /// The borrowed token.
+        token: String,
+        /// The borrow's end (ms).
+        until: i64,
+    },
+    /// The borrowed seat was given back before its end.
+    BorrowReturned,
 }
 
 /// Something for the engine to do.
@@ -404,6 +433,14 @@ impl SeatMachine {
         Some(since.saturating_add(self.grace_ms.unwrap_or(0)))
     }
 
+    /// The end of the borrow, while the seat is borrowed.
+    pub fn borrowed_until(&self) -> Option<i64> {
+        match self.state {
+            SeatState::Borrowed => self.mem.borrow.as_ref().map(|b| b.until),
+            _ => None,
+        }
+    }
+
     /// The next heartbeat, reconnect or acquire.
     pub fn next_exchange_at(&self) -> Option<i64> {
         self.next_at
@@ -442,6 +479,7 @@ impl SeatMachine {
                     && (self.mem.offline_since.is_none() || in_grace())
             }
             SeatState::Offline => token_ok && in_grace(),
+            SeatState::Borrowed => token_ok,
             SeatState::Acquiring | SeatState::Degraded | SeatState::NoSeats => false,
         }
     }
@@ -492,7 +530,28 @@ impl SeatMachine {
         let now = cx.now;
         self.last_event_at = self.last_event_at.max(now);
         match event {
+            Event::Start if self.mem.borrow.as_ref().is_some_and(|b| now < b.until) => {
+                let until = self.mem.borrow.as_ref().map_or(now, |b| b.until);
+                self.hold_borrow(until);
+                self.go(
+                    SeatState::Borrowed,
+                    Level::Info,
+                    format!(
+                        "Running on a borrowed seat until {} - no heartbeats until then",
+                        crate::clock::rfc3339_millis(until)
+                    ),
+                    &mut out,
+                );
+            }
             Event::Start => {
+                if self.mem.borrow.take().is_some() {
+                    // The borrow ended while no engine ran: its session ended with it.
+                    self.mem.session_id = None;
+                    out.push(Action::Log(
+                        Level::Info,
+                        "The borrowed seat's time is over; acquiring a seat".into(),
+                    ));
+                }
                 self.go(
                     SeatState::Acquiring,
                     Level::Info,
@@ -502,6 +561,9 @@ impl SeatMachine {
                 self.next_at = None;
                 out.push(self.seek(now));
             }
+            // A borrowed seat waits for no answer from the server: a grant or a refusal
+            // now is a late one.
+            Event::Granted(_) | Event::NoSeats { .. } if self.state == SeatState::Borrowed => {}
             Event::Granted(grant) => self.granted(now, grant, &mut out),
             Event::NoSeats {
                 message,
@@ -538,6 +600,7 @@ impl SeatMachine {
                 }
             }
             Event::Revoked => {
+                self.mem.borrow = None;
                 self.mem.session_id = None;
                 self.mem.offline_since = None;
                 self.token_until = None;
@@ -611,7 +674,38 @@ impl SeatMachine {
                     &mut out,
                 );
             }
+            Event::Borrowed {
+                session_id,
+                token,
+                until,
+            } if self.state == SeatState::Online => {
+                self.mem.session_id = Some(session_id);
+                self.mem.offline_since = None;
+                self.mem.borrow = Some(Borrow { token, until });
+                self.failures = 0;
+                self.hold_borrow(until);
+                self.go(
+                    SeatState::Borrowed,
+                    Level::Info,
+                    format!(
+                        "Seat borrowed until {} - running without the license server, no \
+                         heartbeats until then",
+                        crate::clock::rfc3339_millis(until)
+                    ),
+                    &mut out,
+                );
+            }
+            Event::BorrowReturned if self.state == SeatState::Borrowed => {
+                self.end_borrow(now, "Borrowed seat returned; acquiring a seat", &mut out);
+            }
+            Event::Due if self.state == SeatState::Borrowed => {
+                if self.borrowed_until().is_none_or(|u| now >= u) {
+                    self.end_borrow(now, "The borrow ended; acquiring a seat", &mut out);
+                }
+            }
             Event::Due => self.due(cx, &mut out),
+            // A borrowed seat has nothing to refresh until it ends or is returned.
+            Event::RefreshRequested if self.state == SeatState::Borrowed => {}
             Event::RefreshRequested => match (&self.state, &self.mem.session_id) {
                 // The server renews a session at most once per half interval: a proof
                 // younger than that is as fresh as a heartbeat could make it.
@@ -640,13 +734,34 @@ impl SeatMachine {
             Event::HeartbeatOk { .. }
             | Event::HeartbeatFailed { .. }
             | Event::SessionGone
-            | Event::Released => {}
+            | Event::Released
+            | Event::Borrowed { .. }
+            | Event::BorrowReturned => {}
         }
         self.prune_cycles(now);
         if self.mem != before {
             out.insert(0, Action::Persist(self.mem.clone()));
         }
         out
+    }
+
+    /// Holds the borrowed seat until `until`: its token counts until then, with no offline
+    /// grace after it, and the machine wakes at its end.
+    fn hold_borrow(&mut self, until: i64) {
+        self.token_until = Some(until);
+        self.grace_ms = Some(0);
+        self.grace_warned_at = None;
+        self.next_at = Some(until);
+    }
+
+    /// The borrow is over (returned, or its time up): the server no longer holds its
+    /// session, and a seat is acquired.
+    fn end_borrow(&mut self, now: i64, message: &str, out: &mut Vec<Action>) {
+        self.mem.borrow = None;
+        self.mem.session_id = None;
+        self.token_until = None;
+        self.go(SeatState::Acquiring, Level::Info, message.into(), out);
+        out.push(self.seek(now));
     }
 
     fn interval(&self) -> i64 {
@@ -859,7 +974,7 @@ impl SeatMachine {
                 ));
             }
             // Not waiting for an acquire: a late answer.
-            SeatState::Online => {}
+            SeatState::Online | SeatState::Borrowed => {}
         }
     }
 

@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 use crate::cache::{CacheDir, ReadError, WriteError};
 use crate::clock::{parse_rfc3339, rfc3339_millis};
 use crate::platform;
-use crate::seat::{SeatMemory, CYCLE_WINDOW_MS};
+use crate::seat::{Borrow, SeatMemory, CYCLE_WINDOW_MS};
 
 /// The state file.
 pub const STATE_FILE: &str = "state.json";
@@ -212,11 +212,24 @@ pub struct SlotDisk {
     /// When offline mode was entered (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offline_since: Option<String>,
+    /// The seat borrowed, while a borrow lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub borrow: Option<BorrowDisk>,
+}
+
+/// A borrowed seat as recorded: its token (which the engine verifies again at every start)
+/// and its end.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BorrowDisk {
+    /// The borrowed token.
+    pub token: String,
+    /// The borrow's end (RFC 3339).
+    pub until: String,
 }
 
 impl SlotDisk {
     fn is_idle(&self) -> bool {
-        self.session_id.is_none() && self.offline_since.is_none()
+        self.session_id.is_none() && self.offline_since.is_none() && self.borrow.is_none()
     }
 }
 
@@ -587,6 +600,12 @@ pub fn claim_in(
         offline_since: slot.offline_since.as_deref().and_then(parse_rfc3339),
         heartbeat_ms: secs_to_ms(seat.heartbeat_interval),
         offline_cycles: cycles(seat, now_ms),
+        borrow: slot.borrow.as_ref().and_then(|b| {
+            Some(Borrow {
+                token: b.token.clone(),
+                until: parse_rfc3339(&b.until)?,
+            })
+        }),
     };
     // Nothing claimed and nothing collected: no write (and no fsync) at init.
     if before.seat.is_none() && doc.seat == Some(SeatDisk::default()) {
@@ -620,6 +639,10 @@ pub fn save_in(
         pid,
         session_id: mem.session_id.clone(),
         offline_since: mem.offline_since.map(rfc3339_millis),
+        borrow: mem.borrow.as_ref().map(|b| BorrowDisk {
+            token: b.token.clone(),
+            until: rfc3339_millis(b.until),
+        }),
     };
     seat.slots.retain(|s| s.id != slot_id);
     if !record.is_idle() {
@@ -697,6 +720,10 @@ mod tests {
             offline_since: Some(NOW - 5_000),
             heartbeat_ms: Some(300_000),
             offline_cycles: vec![NOW - 5_000],
+            borrow: Some(Borrow {
+                token: "a.borrowed.token".into(),
+                until: NOW + 3_600_000,
+            }),
         };
         f.save_slot(&claim.slot, 10, &mem, NOW).unwrap();
         let doc = f.read().unwrap();
@@ -752,6 +779,7 @@ mod tests {
                     pid: 1,
                     session_id: Some("s".into()),
                     offline_since: None,
+                    borrow: None,
                 }],
                 ..SeatDisk::default()
             });
@@ -789,6 +817,7 @@ mod tests {
             pid: 1,
             session_id: session.map(str::to_string),
             offline_since: None,
+            borrow: None,
         };
         let mut doc = StateDoc {
             seat: Some(SeatDisk {

@@ -63,6 +63,15 @@ fn beat(token_until: i64) -> Event {
     }
 }
 
+/// A borrow granted until `until`.
+fn borrowed(session: &str, until: i64) -> Event {
+    Event::Borrowed {
+        session_id: session.into(),
+        token: format!("token-of-{session}"),
+        until,
+    }
+}
+
 fn no_seats(message: &str) -> Event {
     Event::NoSeats {
         message: message.into(),
@@ -171,6 +180,10 @@ fn machine_in(state: SeatState) -> M {
         SeatState::NoSeats => {
             m.on(no_seats("All seats in use (5/5)"));
         }
+        SeatState::Borrowed => {
+            m.on(online("s-1", 7, token));
+            m.on(borrowed("b-1", T0 + 3 * DAY));
+        }
     }
     assert_eq!(m.state(), state, "setup");
     m
@@ -216,9 +229,11 @@ fn every_state_against_every_event() {
         ("due", Event::Due),
         ("refresh", Event::RefreshRequested),
         ("shutdown", Event::Shutdown),
+        ("borrowed", borrowed("b-1", T0 + 3 * DAY)),
+        ("borrow returned", Event::BorrowReturned),
     ];
     // Per state, in the order of `events`: (next state, exchange asked for).
-    let table: [(SeatState, [(SeatState, Ex); 14]); 6] = [
+    let table: [(SeatState, [(SeatState, Ex); 16]); 7] = [
         (
             Acquiring,
             [
@@ -235,6 +250,8 @@ fn every_state_against_every_event() {
                 (Acquiring, Idle),
                 (Acquiring, Idle),
                 (Acquiring, Acquire),
+                (Acquiring, Idle),
+                (Acquiring, Idle),
                 (Acquiring, Idle),
             ],
         ),
@@ -256,6 +273,8 @@ fn every_state_against_every_event() {
                 // A proof younger than half an interval: as fresh as a heartbeat makes it.
                 (Online, Idle),
                 (Online, Release),
+                (Borrowed, Idle),
+                (Online, Idle),
             ],
         ),
         (
@@ -274,6 +293,8 @@ fn every_state_against_every_event() {
                 (Offline, Idle),
                 (Offline, Reconnect),
                 (Offline, Reconnect),
+                (Offline, Idle),
+                (Offline, Idle),
                 (Offline, Idle),
             ],
         ),
@@ -294,6 +315,8 @@ fn every_state_against_every_event() {
                 (Degraded, Reconnect),
                 (Degraded, Reconnect),
                 (Degraded, Idle),
+                (Degraded, Idle),
+                (Degraded, Idle),
             ],
         ),
         (
@@ -312,6 +335,8 @@ fn every_state_against_every_event() {
                 (OfflinePlan, Idle),
                 (OfflinePlan, Acquire),
                 (OfflinePlan, Acquire),
+                (OfflinePlan, Idle),
+                (OfflinePlan, Idle),
                 (OfflinePlan, Idle),
             ],
         ),
@@ -332,6 +357,31 @@ fn every_state_against_every_event() {
                 (NoSeats, Acquire),
                 (NoSeats, Acquire),
                 (NoSeats, Idle),
+                (NoSeats, Idle),
+                (NoSeats, Idle),
+            ],
+        ),
+        (
+            Borrowed,
+            [
+                (Borrowed, Idle),
+                (Borrowed, Idle),
+                (Borrowed, Idle),
+                (Borrowed, Idle),
+                (Acquiring, Idle),
+                (Borrowed, Idle),
+                (Borrowed, Idle),
+                (Borrowed, Idle),
+                (Borrowed, Idle),
+                (Borrowed, Idle),
+                (Borrowed, Idle),
+                // The borrow's end: a seat is acquired.
+                (Acquiring, Acquire),
+                (Borrowed, Idle),
+                // A borrowed seat is not released: it is held until its end.
+                (Borrowed, Idle),
+                (Borrowed, Idle),
+                (Acquiring, Acquire),
             ],
         ),
     ];
@@ -358,7 +408,7 @@ fn every_state_against_every_event() {
             cells += 1;
         }
     }
-    assert_eq!(cells, 6 * 14);
+    assert_eq!(cells, 7 * 16);
 }
 
 #[test]
@@ -877,9 +927,13 @@ fn generated_sequences_keep_the_invariants() {
                         _ => Event::Revoked,
                     }
                 }
-                _ => match rng.below(4) {
+                _ => match rng.below(6) {
                     0 => Event::RefreshRequested,
                     1 => Event::Shutdown,
+                    2 if m.state() == SeatState::Online => {
+                        borrowed("b", now + 1 + rng.below(14 * DAY as u64) as i64)
+                    }
+                    3 => Event::BorrowReturned,
                     _ => Event::Due,
                 },
             };
@@ -893,7 +947,12 @@ fn generated_sequences_keep_the_invariants() {
                 Event::Unreachable { token_until: t, .. } if before.0 == SeatState::Acquiring => {
                     token_until = *t
                 }
-                Event::Revoked | Event::NoSeats { .. } => token_until = None,
+                Event::Borrowed { until, .. } if before.0 == SeatState::Online => {
+                    token_until = Some(*until)
+                }
+                Event::Revoked | Event::NoSeats { .. } if before.0 != SeatState::Borrowed => {
+                    token_until = None
+                }
                 _ => {}
             }
             let cx = Ctx {
@@ -931,10 +990,39 @@ fn generated_sequences_keep_the_invariants() {
                     }
                 }
             }
-            // Only a heartbeat's proof ends an offline period.
+            // A borrow is remembered exactly while the seat is borrowed, never releases its
+            // seat, and holds the tier only until its end.
+            assert_eq!(
+                m.memory().borrow.is_some(),
+                m.state() == SeatState::Borrowed,
+                "run {run}"
+            );
+            if m.state() == SeatState::Borrowed {
+                let until = m.borrowed_until().unwrap();
+                assert_eq!(m.entitled(now), now < until, "run {run}");
+                assert!(
+                    !matches!(exchange(&actions), Some(Action::Release { .. })),
+                    "run {run}"
+                );
+                // A restart before its end runs on it again, with no exchange.
+                if rng.below(10) == 0 {
+                    let mut r = SeatMachine::new(params, m.memory().clone());
+                    let a = r.handle(cx, Event::Start);
+                    let want = if now < until {
+                        SeatState::Borrowed
+                    } else {
+                        SeatState::Acquiring
+                    };
+                    assert_eq!(r.state(), want, "run {run}");
+                    assert_eq!(exchange(&a).is_some(), now >= until, "run {run}");
+                }
+            }
+            // Only a heartbeat's proof ends an offline period (or a borrow, which the
+            // server answers with a token bound to its nonce as a heartbeat is).
             if before.1.is_some() && m.offline_since().is_none() {
                 assert!(
                     ok_or_granted
+                        || m.state() == SeatState::Borrowed
                         || m.state() == SeatState::OfflinePlan
                         || m.state() == SeatState::NoSeats
                         || m.state() == SeatState::Acquiring,
@@ -971,6 +1059,6 @@ fn generated_sequences_keep_the_invariants() {
             }
         }
     }
-    assert_eq!(seen.len(), 6, "every state reached: {seen:?}");
+    assert_eq!(seen.len(), 7, "every state reached: {seen:?}");
     assert!(steps >= 80_000);
 }

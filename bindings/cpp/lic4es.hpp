@@ -180,6 +180,16 @@ class Engine {
   /// One synchronous refresh; throws Error (LIC_ERR_REFRESH_FAILED, LIC_ERR_UNSUPPORTED).
   void refresh_now() const { detail::check(lic_refresh_now()); }
 
+  /// Checks the online seat out for `seconds` (at most the license's max-borrow): the
+  /// tier then holds without heartbeats until the borrow ends, across restarts. Throws
+  /// Error (LIC_ERR_UNSUPPORTED: no online seat; LIC_ERR_REFRESH_FAILED: refused or
+  /// unreachable; LIC_ERR_INVALID_ARGUMENT: 0 seconds).
+  void borrow(uint64_t seconds) const { detail::check(lic_borrow(seconds)); }
+
+  /// Gives a borrowed seat back early; throws Error (LIC_ERR_UNSUPPORTED: none borrowed;
+  /// LIC_ERR_REFRESH_FAILED: unreachable, the borrow holds).
+  void return_borrow() const { detail::check(lic_return_borrow()); }
+
   /// Routes log records to any callable taking (Level, std::string_view). It may be
   /// called from the library's worker thread; exceptions it throws are swallowed.
   template <class F>

@@ -130,6 +130,25 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Borrow this machine's seat for a trip without the network.
+    ///
+    /// Acquires a seat with the config's API key and checks it out for N seconds (at most
+    /// the license's max-borrow). The next host on this cache-dir runs on the borrowed seat
+    /// until its end, without the license server; the server counts it meanwhile.
+    #[command(help_template = HELP)]
+    Borrow {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// How long.
+        #[arg(long, value_name = "N")]
+        seconds: u64,
+    },
+    /// Give the seat borrowed on this cache-dir back before its end.
+    #[command(help_template = HELP)]
+    Return {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Print the version.
     #[command(help_template = HELP)]
     Version,
@@ -173,6 +192,8 @@ fn main() -> ExitCode {
         } => activate_offline(&config.path, &license, out.as_deref()),
         Command::Install { config, response } => install(&config.path, &response),
         Command::DeactivateOffline { config } => deactivate_offline(&config.path),
+        Command::Borrow { config, seconds } => borrow(&config.path, seconds),
+        Command::Return { config } => return_borrow(&config.path),
         Command::Version => {
             println!("lic4es {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
@@ -310,12 +331,45 @@ fn deactivate_offline(path: &str) -> Result<ExitCode, String> {
         Ok(code) => {
             println!("{}", code.to_line());
             eprintln!(
-                "the activation is deleted; give the code above to the vendor to free its seat                  (`license-server offline deactivate CODE`)"
+                "the activation is deleted; give the code above to the vendor to free its seat \
+                 (`license-server offline deactivate CODE`)"
             );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
             eprintln!("{e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn borrow(path: &str, seconds: u64) -> Result<ExitCode, String> {
+    let host = Host::start(path)?;
+    match ffi::lic_borrow(seconds) {
+        ffi::lic_result::LIC_OK => {
+            let status = host.status()?;
+            println!(
+                "seat borrowed until {}",
+                status["seat"]["borrowed_until"].as_str().unwrap_or("?")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        code => {
+            eprintln!("lic4es borrow: {code:?}: {}", Host::last_error());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn return_borrow(path: &str) -> Result<ExitCode, String> {
+    let _host = Host::start(path)?;
+    match ffi::lic_return_borrow() {
+        ffi::lic_result::LIC_OK => {
+            println!("borrowed seat returned");
+            Ok(ExitCode::SUCCESS)
+        }
+        code => {
+            eprintln!("lic4es return: {code:?}: {}", Host::last_error());
             Ok(ExitCode::from(1))
         }
     }

@@ -78,12 +78,16 @@ pub enum EngineError {
     /// The worker thread panicked.
     #[error("the worker thread panicked")]
     WorkerPanicked,
-    /// Nothing to refresh from.
-    #[error("nothing to refresh from: {0}")]
+    /// The request does not apply: nothing to refresh from, no seat to borrow or return.
+    #[error("{0}")]
     Unsupported(String),
     /// The backend could not be reached or refused.
     #[error("license refresh failed: {0}")]
     RefreshFailed(String),
+    /// A borrow or its return could not be made: the backend could not be reached or
+    /// refused.
+    #[error("borrow failed: {0}")]
+    BorrowFailed(String),
 }
 
 /// What an engine is wired to besides its config.
@@ -430,20 +434,44 @@ impl Engine {
         serde_json::to_string(&self.status()).unwrap_or_else(|_| "{}".into())
     }
 
-    fn send(&self, reply: Reply) -> Result<(), EngineError> {
+    fn send(&self, cmd: Command) -> Result<(), EngineError> {
         let worker = lock(&self.worker);
         match worker.as_ref().ok_or(EngineError::NotRunning)? {
             Worker::Thread { thread, .. } if thread.is_current() => Err(EngineError::Unsupported(
-                "a refresh cannot be requested from the worker thread (log callback)".into(),
+                "the license worker cannot be asked to wait for itself (from the log callback)"
+                    .into(),
             )),
             Worker::Thread { bell, .. } => {
-                bell.send(Command::RefreshNow(reply));
+                bell.send(cmd);
                 Ok(())
             }
-            Worker::Task { commands, .. } => commands
-                .send(Command::RefreshNow(reply))
-                .map_err(|_| EngineError::NotRunning),
+            Worker::Task { commands, .. } => {
+                commands.send(cmd).map_err(|_| EngineError::NotRunning)
+            }
         }
+    }
+
+    /// Sends a command and waits for its outcome.
+    fn request(&self, command: impl FnOnce(Reply) -> Command) -> Result<(), EngineError> {
+        let (tx, rx) = slot();
+        self.send(command(Reply::Blocking(tx)))?;
+        rx.wait().unwrap_or(Err(EngineError::NotRunning))
+    }
+
+    /// Checks the online seat out for `seconds` (at most the license's `max-borrow`),
+    /// waiting for the answer: the engine then runs on the borrowed token without
+    /// heartbeats or offline grace until the borrow ends, across restarts.
+    /// [`EngineError::Unsupported`] when no online seat is held, [`EngineError::BorrowFailed`]
+    /// with the reason when the backend could not be reached or refused.
+    pub fn borrow(&self, seconds: u64) -> Result<(), EngineError> {
+        self.request(|reply| Command::Borrow(seconds, reply))
+    }
+
+    /// Gives a borrowed seat back before its end and acquires a seat again.
+    /// [`EngineError::Unsupported`] when no seat is borrowed, [`EngineError::BorrowFailed`]
+    /// when the backend could not be reached (the borrow then holds).
+    pub fn return_borrow(&self) -> Result<(), EngineError> {
+        self.request(Command::ReturnBorrow)
     }
 
     /// One refresh, now, waiting for its outcome (bounded by the request timeouts): a
@@ -451,15 +479,13 @@ impl Engine {
     /// reconnect / acquire. [`EngineError::Unsupported`] when there is nothing to refresh
     /// from, [`EngineError::RefreshFailed`] with the reason when it failed.
     pub fn refresh_now(&self) -> Result<(), EngineError> {
-        let (tx, rx) = slot();
-        self.send(Reply::Blocking(tx))?;
-        rx.wait().unwrap_or(Err(EngineError::NotRunning))
+        self.request(Command::RefreshNow)
     }
 
     /// [`Engine::refresh_now`] for callers on the engine's own runtime.
     pub async fn refresh_now_async(&self) -> Result<(), EngineError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(Reply::Async(tx))?;
+        self.send(Command::RefreshNow(Reply::Async(tx)))?;
         rx.await.unwrap_or(Err(EngineError::NotRunning))
     }
 

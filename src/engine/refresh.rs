@@ -220,7 +220,8 @@ impl Shared {
             sched.stop();
             self.set_next(sched);
             return Err(EngineError::Unsupported(
-                "no API key, and the license in use has no refresh_url".into(),
+                "nothing to refresh from: no API key, and the license in use has no refresh_url"
+                    .into(),
             ));
         };
         let result = match &target {

@@ -49,6 +49,8 @@ pub struct SeatStatus {
     pub next_reconnect_at: Option<String>,
     /// Offline periods entered in the last 30 days.
     pub offline_cycles_30d: u32,
+    /// The end of the borrow while the seat is borrowed (RFC 3339), else null.
+    pub borrowed_until: Option<String>,
 }
 
 /// The `clock` object of the status: the ledger's mark and whether it is in use.
@@ -104,7 +106,8 @@ pub struct Status {
     pub license_expires_at: Option<String>,
     /// Whole days until expiry.
     pub days_remaining: Option<i64>,
-    /// `static`, `api_key`, `online`, `offline`, `degraded`, `none`.
+    /// `static`, `api_key`, `online`, `offline`, `degraded`, `borrowed`,
+    /// `offline_activation`, `none`.
     pub mode: &'static str,
     /// This engine's instance id.
     pub instance_id: String,
@@ -140,6 +143,7 @@ fn seat_mode_name(state: SeatState) -> &'static str {
         SeatState::Offline | SeatState::OfflinePlan => "offline",
         SeatState::Degraded => "degraded",
         SeatState::Acquiring | SeatState::NoSeats => "none",
+        SeatState::Borrowed => "borrowed",
     }
 }
 
@@ -158,6 +162,7 @@ impl Shared {
             grace_until: m.grace_until().map(rfc3339_millis),
             next_reconnect_at: m.next_reconnect_at().map(rfc3339_millis),
             offline_cycles_30d: m.offline_cycles_30d(now_ms),
+            borrowed_until: m.borrowed_until().map(rfc3339_millis),
         }
     }
 

@@ -30,6 +30,9 @@ pub(super) type Stop = watch::Receiver<bool>;
 /// A request to the worker.
 pub(super) enum Command {
     RefreshNow(Reply),
+    /// Check the online seat out for this many seconds.
+    Borrow(u64, Reply),
+    ReturnBorrow(Reply),
 }
 
 /// Where the outcome of a requested refresh goes.
@@ -135,30 +138,41 @@ impl Shared {
             tokio::select! {
                 biased;
                 _ = stopped(&mut stop) => break,
-                cmd = commands.recv() => match cmd {
-                    Some(Command::RefreshNow(reply)) => {
-                        let outcome = if self.seat_mode() {
-                            self.seat_refresh_now(&mut backend, &mut stop).await
-                        } else {
-                            match race(&mut stop, self.refresh_once(&mut backend, &mut sched)).await {
-                                Some(Ok(())) if self.take_seat_wanted() => self
-                                    .begin_seat(&mut backend, &mut stop)
+                cmd = commands.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    let (outcome, reply) = match cmd {
+                        Command::RefreshNow(reply) => {
+                            let outcome = if self.seat_mode() {
+                                self.seat_refresh_now(&mut backend, &mut stop).await
+                            } else {
+                                match race(&mut stop, self.refresh_once(&mut backend, &mut sched))
                                     .await
-                                    .map(|r| r.map_err(EngineError::RefreshFailed)),
-                                other => other,
-                            }
-                        };
-                        match outcome {
-                            Some(r) => reply.send(r),
-                            None => {
-                                reply.send(Err(EngineError::NotRunning));
-                                break;
-                            }
+                                {
+                                    Some(Ok(())) if self.take_seat_wanted() => self
+                                        .begin_seat(&mut backend, &mut stop)
+                                        .await
+                                        .map(|r| r.map_err(EngineError::RefreshFailed)),
+                                    other => other,
+                                }
+                            };
+                            (outcome, reply)
                         }
-                        continue;
+                        Command::Borrow(seconds, reply) => {
+                            (self.seat_borrow(seconds, &mut backend, &mut stop).await, reply)
+                        }
+                        Command::ReturnBorrow(reply) => {
+                            (self.seat_return_borrow(&mut backend, &mut stop).await, reply)
+                        }
+                    };
+                    match outcome {
+                        Some(r) => reply.send(r),
+                        None => {
+                            reply.send(Err(EngineError::NotRunning));
+                            break;
+                        }
                     }
-                    None => break,
-                },
+                    continue;
+                }
                 _ = tokio::time::sleep(sleep) => {}
             }
             self.reassess();

@@ -52,9 +52,11 @@ pub enum lic_result {
     LIC_ERR_NOT_INITIALIZED = 4,
     /// *out_len holds the size needed, including the NUL.
     LIC_ERR_BUFFER_TOO_SMALL = 5,
-    /// lic_refresh_now: the backend could not be reached or refused.
+    /// lic_refresh_now, lic_borrow, lic_return_borrow: the backend could not be reached or
+    /// refused.
     LIC_ERR_REFRESH_FAILED = 6,
-    /// lic_refresh_now with nothing to refresh from.
+    /// lic_refresh_now with nothing to refresh from; lic_borrow with no online seat;
+    /// lic_return_borrow with no seat borrowed.
     LIC_ERR_UNSUPPORTED = 7,
     /// Called in a child process after fork(); the child must not use the parent's engine.
     LIC_ERR_FORKED = 8,
@@ -438,14 +440,66 @@ pub extern "C" fn lic_refresh_now() -> lic_result {
                 "lic_refresh_now cannot be called from the log callback",
             ));
         }
-        engine()?.refresh_now().map_err(|e| {
-            let code = match e {
-                EngineError::Unsupported(_) => lic_result::LIC_ERR_UNSUPPORTED,
-                EngineError::NotRunning => lic_result::LIC_ERR_NOT_INITIALIZED,
-                _ => lic_result::LIC_ERR_REFRESH_FAILED,
-            };
-            Failure::new(code, e.to_string())
-        })
+        engine()?.refresh_now().map_err(engine_failure)
+    })
+}
+
+/// The one map from an engine request's error to its code.
+fn engine_failure(e: EngineError) -> Failure {
+    let code = match e {
+        EngineError::Unsupported(_) => lic_result::LIC_ERR_UNSUPPORTED,
+        EngineError::NotRunning => lic_result::LIC_ERR_NOT_INITIALIZED,
+        EngineError::RefreshFailed(_) | EngineError::BorrowFailed(_) => {
+            lic_result::LIC_ERR_REFRESH_FAILED
+        }
+        EngineError::Spawn(_) | EngineError::Startup(_) | EngineError::WorkerPanicked => {
+            lic_result::LIC_ERR_INTERNAL
+        }
+    };
+    Failure::new(code, e.to_string())
+}
+
+/// Checks the online seat out for `seconds` (at most the license's max-borrow), waiting for
+/// the answer (bounded by the request timeouts): the engine then keeps its tier without
+/// heartbeats or offline grace until the borrow ends, across restarts (the borrow is kept
+/// in cache-dir), and the license server counts the seat meanwhile. LIC_ERR_UNSUPPORTED
+/// when no online seat is held; LIC_ERR_REFRESH_FAILED with the reason in lic_last_error
+/// when the backend could not be reached or refused (the seat then stays online);
+/// LIC_ERR_INVALID_ARGUMENT for 0 seconds.
+#[no_mangle]
+pub extern "C" fn lic_borrow(seconds: u64) -> lic_result {
+    run("lic_borrow", || {
+        check_not_forked()?;
+        if in_callback() {
+            return Err(Failure::new(
+                lic_result::LIC_ERR_INVALID_ARGUMENT,
+                "lic_borrow cannot be called from the log callback",
+            ));
+        }
+        if seconds == 0 {
+            return Err(Failure::new(
+                lic_result::LIC_ERR_INVALID_ARGUMENT,
+                "lic_borrow: seconds must be at least 1",
+            ));
+        }
+        engine()?.borrow(seconds).map_err(engine_failure)
+    })
+}
+
+/// Gives a borrowed seat back before its end and acquires a seat again, waiting for the
+/// answer. LIC_ERR_UNSUPPORTED when no seat is borrowed; LIC_ERR_REFRESH_FAILED when the
+/// backend could not be reached (the borrow then holds until its end).
+#[no_mangle]
+pub extern "C" fn lic_return_borrow() -> lic_result {
+    run("lic_return_borrow", || {
+        check_not_forked()?;
+        if in_callback() {
+            return Err(Failure::new(
+                lic_result::LIC_ERR_INVALID_ARGUMENT,
+                "lic_return_borrow cannot be called from the log callback",
+            ));
+        }
+        engine()?.return_borrow().map_err(engine_failure)
     })
 }
 

@@ -42,6 +42,8 @@ typedef struct {
   void (*counter_add)(lic_counter, uint64_t);
   void (*gauge_set)(lic_gauge, uint64_t);
   lic_result (*refresh_now)(void);
+  lic_result (*borrow)(uint64_t);
+  lic_result (*return_borrow)(void);
   lic_result (*set_log_callback)(lic_log_fn, void *);
   const char *(*version)(void);
 } api;
@@ -90,6 +92,8 @@ static int load(api *a, const char *path) {
   *(void **)&a->counter_add = sym(a->handle, "lic_counter_add");
   *(void **)&a->gauge_set = sym(a->handle, "lic_gauge_set");
   *(void **)&a->refresh_now = sym(a->handle, "lic_refresh_now");
+  *(void **)&a->borrow = sym(a->handle, "lic_borrow");
+  *(void **)&a->return_borrow = sym(a->handle, "lic_return_borrow");
   *(void **)&a->set_log_callback = sym(a->handle, "lic_set_log_callback");
   *(void **)&a->version = sym(a->handle, "lic_version");
   return 1;
@@ -129,6 +133,8 @@ static void check_errors_and_buffers(api *a, const char *config, const char *com
   CHECK(n == 12345);
   CHECK(a->shutdown() == LIC_ERR_NOT_INITIALIZED);
   CHECK(a->refresh_now() == LIC_ERR_NOT_INITIALIZED);
+  CHECK(a->borrow(60) == LIC_ERR_NOT_INITIALIZED);
+  CHECK(a->return_borrow() == LIC_ERR_NOT_INITIALIZED);
 
   /* NULL and malformed arguments. */
   CHECK(a->init(NULL) == LIC_ERR_INVALID_ARGUMENT);
@@ -169,6 +175,10 @@ static void check_errors_and_buffers(api *a, const char *config, const char *com
   CHECK(a->has_feature("jdbc_driver"));
   CHECK(!a->has_feature("no_such_feature"));
   CHECK(a->refresh_now() == LIC_ERR_UNSUPPORTED);
+  /* A static token holds no seat: nothing to borrow or return; 0 seconds is no borrow. */
+  CHECK(a->borrow(60) == LIC_ERR_UNSUPPORTED);
+  CHECK(a->return_borrow() == LIC_ERR_UNSUPPORTED);
+  CHECK(a->borrow(0) == LIC_ERR_INVALID_ARGUMENT);
 
   /* Status: size query, too small (buffer untouched), then success. */
   size_t needed = 0;

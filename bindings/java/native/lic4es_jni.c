@@ -186,6 +186,19 @@ JNIEXPORT jint JNICALL Java_io_lic4es_LicenseEngine_nativeRefreshNow(JNIEnv *env
   return (jint)lic_refresh_now();
 }
 
+JNIEXPORT jint JNICALL Java_io_lic4es_LicenseEngine_nativeBorrow(JNIEnv *env, jclass cls,
+                                                                 jlong seconds) {
+  (void)env;
+  (void)cls;
+  return (jint)lic_borrow((uint64_t)seconds);
+}
+
+JNIEXPORT jint JNICALL Java_io_lic4es_LicenseEngine_nativeReturnBorrow(JNIEnv *env, jclass cls) {
+  (void)env;
+  (void)cls;
+  return (jint)lic_return_borrow();
+}
+
 JNIEXPORT jstring JNICALL Java_io_lic4es_LicenseEngine_nativeVersion(JNIEnv *env, jclass cls) {
   (void)cls;
   return (*env)->NewStringUTF(env, lic_version());

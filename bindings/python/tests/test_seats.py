@@ -3,12 +3,15 @@ interpreter exit (and on SIGTERM made a normal exit), offline with its grace, re
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
-import json
 from pathlib import Path
 from typing import Any
+
+import lic4es
+import pytest
 
 from conftest import Host, LicenseServer, wait_for
 
@@ -126,3 +129,38 @@ def server_admin() -> str:
     from conftest import ADMIN
 
     return ADMIN
+
+
+def test_a_borrowed_seat_holds_without_the_server_and_goes_back(
+    server: LicenseServer, tmp_path: Path
+) -> None:
+    key = server.api_key("team", "org-trip", "--seats", "1", "--max-borrow", "1h")
+    lic4es.init(seat_config(server, key, tmp_path / "trip"))
+    try:
+        assert lic4es.status()["seat"]["state"] == "online"
+        with pytest.raises(ValueError):
+            lic4es.borrow(0)
+        lic4es.borrow(600)
+        st = lic4es.status()
+        assert st["mode"] == "borrowed" and st["tier"] == "team", st
+        assert st["seat"]["borrowed_until"], st
+        sessions = server.online_sessions("org-trip")
+        assert [s["session_id"][:4] for s in sessions] == ["bor-"], sessions
+        # Nothing to refresh while borrowed, and the tier holds with the server gone.
+        server.stop()
+        lic4es.refresh_now()
+        assert lic4es.current_tier() is lic4es.Tier.TEAM
+        with pytest.raises(lic4es.LicenseError) as away:
+            lic4es.return_borrow()
+        assert away.value.code is lic4es.Code.REFRESH_FAILED
+        assert lic4es.status()["mode"] == "borrowed"
+        server.start()
+        lic4es.return_borrow()
+        st = lic4es.status()
+        assert st["seat"]["state"] == "online", st
+        with pytest.raises(lic4es.LicenseError) as none:
+            lic4es.return_borrow()
+        assert none.value.code is lic4es.Code.UNSUPPORTED
+    finally:
+        lic4es.shutdown()
+    assert server.online_sessions("org-trip") == []

@@ -50,6 +50,7 @@ __all__ = [
     "Tier",
     "add_joins",
     "add_queries",
+    "borrow",
     "counter_add",
     "current_tier",
     "gauge_set",
@@ -60,6 +61,7 @@ __all__ = [
     "quota",
     "refresh_now",
     "refresh_now_async",
+    "return_borrow",
     "set_clusters_connected",
     "set_materialized_views_active",
     "shutdown",
@@ -339,6 +341,24 @@ async def refresh_now_async() -> None:
     await asyncio.to_thread(refresh_now)
 
 
+def borrow(seconds: int) -> None:
+    """Checks the online seat out for ``seconds`` (at most the license's ``max-borrow``),
+    waiting for the answer: the tier then holds without heartbeats until the borrow ends,
+    across restarts, and the license server counts the seat meanwhile. Raises
+    ``LicenseError`` with ``Code.UNSUPPORTED`` when no online seat is held, or
+    ``Code.REFRESH_FAILED`` when the server could not be reached or refused."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 1:
+        raise ValueError(f"seconds must be a whole number of at least 1, not {seconds!r}")
+    _check(_lib.lic_borrow(min(seconds, 2**64 - 1)))
+
+
+def return_borrow() -> None:
+    """Gives a borrowed seat back before its end and acquires a seat again. Raises
+    ``LicenseError`` with ``Code.UNSUPPORTED`` when no seat is borrowed, or
+    ``Code.REFRESH_FAILED`` when the server could not be reached (the borrow holds)."""
+    _check(_lib.lic_return_borrow())
+
+
 def version() -> str:
     """The library's version."""
     v: Optional[bytes] = _lib.lic_version()
@@ -422,3 +442,13 @@ class Engine:
     def refresh_now() -> None:
         """As the module's ``refresh_now``."""
         refresh_now()
+
+    @staticmethod
+    def borrow(seconds: int) -> None:
+        """As the module's ``borrow``."""
+        borrow(seconds)
+
+    @staticmethod
+    def return_borrow() -> None:
+        """As the module's ``return_borrow``."""
+        return_borrow()

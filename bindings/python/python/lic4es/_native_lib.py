@@ -54,6 +54,8 @@ def _load() -> ctypes.CDLL:
         "lic_counter_add": (None, [ctypes.c_uint32, ctypes.c_uint64]),
         "lic_gauge_set": (None, [ctypes.c_uint32, ctypes.c_uint64]),
         "lic_refresh_now": (ctypes.c_int, []),
+        "lic_borrow": (ctypes.c_int, [ctypes.c_uint64]),
+        "lic_return_borrow": (ctypes.c_int, []),
         "lic_set_log_callback": (ctypes.c_int, [LOG_FN, ctypes.c_void_p]),
         "lic_version": (ctypes.c_char_p, []),
     }

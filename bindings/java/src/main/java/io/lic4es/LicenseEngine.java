@@ -303,6 +303,34 @@ public final class LicenseEngine {
   }
 
   /**
+   * Checks the online seat out for a while (a trip without the network), waiting for the
+   * answer: the tier then holds without heartbeats until the borrow ends, across restarts,
+   * and the license server counts the seat meanwhile.
+   *
+   * @param seconds how long, at least 1 (the server grants at most the license's {@code
+   *     max-borrow})
+   * @throws LicenseException {@code LIC_ERR_UNSUPPORTED} when no online seat is held,
+   *     {@code LIC_ERR_REFRESH_FAILED} with the reason when the server could not be reached
+   *     or refused
+   */
+  public static void borrow(long seconds) {
+    if (seconds < 1) {
+      throw new IllegalArgumentException("seconds must be at least 1: " + seconds);
+    }
+    check(nativeBorrow(seconds));
+  }
+
+  /**
+   * Gives a borrowed seat back before its end and acquires a seat again.
+   *
+   * @throws LicenseException {@code LIC_ERR_UNSUPPORTED} when no seat is borrowed, {@code
+   *     LIC_ERR_REFRESH_FAILED} when the server could not be reached (the borrow holds)
+   */
+  public static void returnBorrow() {
+    check(nativeReturnBorrow());
+  }
+
+  /**
    * Routes log records to {@code sink}; {@code null} restores {@code java.util.logging}.
    *
    * @param logSink where records go
@@ -429,6 +457,10 @@ public final class LicenseEngine {
   private static native void nativeGaugeSet(int gauge, long value);
 
   private static native int nativeRefreshNow();
+
+  private static native int nativeBorrow(long seconds);
+
+  private static native int nativeReturnBorrow();
 
   private static native String nativeVersion();
 }

@@ -14,9 +14,15 @@ public class LicenseException extends RuntimeException {
   public static final int LIC_ERR_NOT_INITIALIZED = 4;
   /** A buffer was too small (not seen from Java). */
   public static final int LIC_ERR_BUFFER_TOO_SMALL = 5;
-  /** {@code refreshNow}: the backend could not be reached or refused. */
+  /**
+   * {@code refreshNow}, {@code borrow}, {@code returnBorrow}: the backend could not be
+   * reached or refused.
+   */
   public static final int LIC_ERR_REFRESH_FAILED = 6;
-  /** {@code refreshNow} with nothing to refresh from. */
+  /**
+   * {@code refreshNow} with nothing to refresh from; {@code borrow} with no online seat;
+   * {@code returnBorrow} with no seat borrowed.
+   */
   public static final int LIC_ERR_UNSUPPORTED = 7;
   /** Called in a child process after fork(). */
   public static final int LIC_ERR_FORKED = 8;

@@ -226,6 +226,35 @@ public class LicenseEngineTest {
   }
 
   @Test
+  public void aStaticTokenHasNoSeatToBorrowOrReturn() throws Exception {
+    try {
+      LicenseEngine.borrow(60);
+      fail();
+    } catch (LicenseException e) {
+      assertEquals(LicenseException.LIC_ERR_NOT_INITIALIZED, e.code());
+    }
+    LicenseEngine.init(config());
+    try {
+      LicenseEngine.borrow(0);
+      fail();
+    } catch (IllegalArgumentException e) {
+      assertTrue(e.getMessage().contains("at least 1"));
+    }
+    try {
+      LicenseEngine.borrow(60);
+      fail();
+    } catch (LicenseException e) {
+      assertEquals(LicenseException.LIC_ERR_UNSUPPORTED, e.code());
+    }
+    try {
+      LicenseEngine.returnBorrow();
+      fail();
+    } catch (LicenseException e) {
+      assertEquals(LicenseException.LIC_ERR_UNSUPPORTED, e.code());
+    }
+  }
+
+  @Test
   public void hundredInitShutdownCycles() throws Exception {
     String cfg = config();
     for (int i = 0; i < 100; i++) {
