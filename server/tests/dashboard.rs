@@ -271,3 +271,97 @@ fn the_page_is_served_with_a_strict_content_security_policy() {
     let script = String::from_utf8(s.call("GET", "/admin/app.js", None, b"").1).unwrap();
     assert!(!script.contains("innerHTML") && !script.contains("insertAdjacentHTML"));
 }
+
+/// The claims of a JWT, unverified (the engine's checks are tested elsewhere).
+fn claims(jwt: &str) -> Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[test]
+#[cfg_attr(
+    lic4es_no_chromium,
+    ignore = "needs Chromium and its WebDriver: apt-get install chromium chromium-driver"
+)]
+fn the_dashboard_answers_an_air_gapped_request_and_takes_its_deactivation_code() {
+    use lic4es::offline::{ActivationRequest, DeactivationCode};
+
+    let s = Server::on_wall_time();
+    let (license, _) = s.license(
+        "team",
+        json!({"id": "org-site", "seats": 1, "offline_activation_days": 30}),
+    );
+    let request = |hw: &str| ActivationRequest {
+        license_id: license.clone(),
+        hardware_id: hw.into(),
+        instance_id: "i-site".into(),
+        version: "1".into(),
+        nonce: NONCE.into(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let b = Browser::start(profile.path());
+    b.goto(&format!("http://127.0.0.1:{}/admin/", s.port));
+    b.type_into("#token", ADMIN);
+    b.click("#login");
+    b.wait_text("#sessions", "an empty list", |t| t.contains("no sessions"));
+
+    // The site's one line pasted: answered, the response shown and offered as a file.
+    b.type_into("#activate-request", &request("hw-site").to_line());
+    b.click("#activate");
+    let said = b.wait_text("#activate-result", "the answer", |t| !t.is_empty());
+    assert!(said.contains("of org-site until") && said.contains("holding a seat"), "{said}");
+    let token = b.run("return document.getElementById('activate-response').value");
+    let c = claims(token.as_str().unwrap());
+    assert_eq!(
+        (&c["src"], &c["hwid"], &c["nonce"], &c["sub"]),
+        (
+            &json!("offline"),
+            &json!("hw-site"),
+            &json!(NONCE),
+            &json!("org-site")
+        ),
+        "{c}"
+    );
+    let href = b.run("return document.getElementById('activate-download').href");
+    assert!(href.as_str().unwrap().starts_with("blob:"), "{href}");
+    b.wait_text("#sessions", "the activation's seat", |t| {
+        t.contains(c["jti"].as_str().unwrap())
+    });
+
+    // Its JSON pasted for another machine: the one seat is taken, and the page says so.
+    b.run("document.getElementById('activate-request').value = ''");
+    let json_form = serde_json::to_string(&request("hw-other")).unwrap();
+    b.type_into("#activate-request", &json_form);
+    b.click("#activate");
+    let refused = b.wait_text("#activate-result", "the refusal", |t| {
+        t.starts_with("Not answered")
+    });
+    assert!(refused.contains("seats"), "{refused}");
+    assert!(b.run("return document.getElementById('activate-answer').hidden") == json!(true));
+
+    // The deactivation code frees the seat, once.
+    let code = DeactivationCode::new(c["jti"].as_str().unwrap(), "hw-site", NONCE).to_line();
+    b.type_into("#deactivate-code", &code);
+    b.click("#deactivate");
+    let freed = b.wait_text("#deactivate-result", "the deactivation", |t| !t.is_empty());
+    assert!(freed.contains("deactivated; its seat is free"), "{freed}");
+    b.wait_text("#sessions", "the seat gone", |t| t.contains("no sessions"));
+    b.type_into("#deactivate-code", &code);
+    b.click("#deactivate");
+    let again = b.wait_text("#deactivate-result", "the second try", |t| {
+        t.starts_with("Not taken")
+    });
+    assert!(again.contains("deactivated"), "{again}");
+
+    // Signing out takes the response off the page.
+    b.click("#logout");
+    assert_eq!(
+        b.run("return document.getElementById('activate-response').value"),
+        ""
+    );
+}

@@ -66,6 +66,79 @@ async function api(path) {
   return (await apiPage(path))[0];
 }
 
+// An admin API call that changes something: JSON in, JSON out, the server's message on a
+// refusal.
+async function post(path, body) {
+  const resp = await fetch(path, {
+    method: "POST",
+    headers: { Authorization: "Bearer " + token(), "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+    cache: "no-store",
+    credentials: "omit",
+  });
+  if (resp.status === 401) throw new Unauthorized("wrong admin token");
+  let answer = null;
+  try {
+    answer = await resp.json();
+  } catch (_) {
+    answer = null;
+  }
+  if (!resp.ok) throw new Error(answer && answer.message ? answer.message : "HTTP " + resp.status);
+  return answer;
+}
+
+let responseUrl = null;
+
+// Answers a site's air-gapped activation request: the response to copy or download.
+async function activate(ev) {
+  ev.preventDefault();
+  const text = $("activate-request").value.trim();
+  if (!text) return;
+  let body;
+  try {
+    body = JSON.parse(text);
+  } catch (_) {
+    body = { request: text };
+  }
+  if (typeof body !== "object" || body === null) body = { request: text };
+  $("activate-answer").hidden = true;
+  try {
+    const a = await post("/admin/offline-activations", body);
+    $("activate-response").value = a.license;
+    if (responseUrl) URL.revokeObjectURL(responseUrl);
+    responseUrl = URL.createObjectURL(new Blob([a.license + "\n"], { type: "application/jwt" }));
+    $("activate-download").href = responseUrl;
+    $("activate-answer").hidden = false;
+    $("activate-result").className = "ok";
+    $("activate-result").textContent = "Activation " + a.activation_id + " of " + a.license_id +
+      " until " + time(a.expires_at) + (a.counted ? ", holding a seat" : ", not counted in seats");
+    now();
+  } catch (e) {
+    if (e instanceof Unauthorized) return failed(e);
+    $("activate-result").className = "error";
+    $("activate-result").textContent = "Not answered: " + e.message;
+  }
+}
+
+// Enters a site's deactivation code: the activation's seat is freed.
+async function deactivate(ev) {
+  ev.preventDefault();
+  const code = $("deactivate-code").value.trim();
+  if (!code) return;
+  try {
+    const d = await post("/admin/offline-deactivations", { code });
+    $("deactivate-result").className = "ok";
+    $("deactivate-result").textContent = "Activation " + d.activation_id + " of " +
+      d.license_id + " deactivated; its seat is free";
+    $("deactivate-code").value = "";
+    now();
+  } catch (e) {
+    if (e instanceof Unauthorized) return failed(e);
+    $("deactivate-result").className = "error";
+    $("deactivate-result").textContent = "Not taken: " + e.message;
+  }
+}
+
 async function apiPage(path) {
   const resp = await fetch(path, {
     headers: { Authorization: "Bearer " + token() },
@@ -282,6 +355,10 @@ function signOut(why) {
   if (timer) clearTimeout(timer);
   timer = null;
   show(false);
+  // What was answered stays with who signed in.
+  for (const id of ["activate-request", "activate-response", "deactivate-code"]) $(id).value = "";
+  for (const id of ["activate-result", "deactivate-result"]) $(id).textContent = "";
+  $("activate-answer").hidden = true;
   $("login-error").textContent = typeof why === "string" ? why : "";
 }
 
@@ -373,6 +450,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("logout").addEventListener("click", () => signOut());
   $("audit-filter").addEventListener("submit", filterAudit);
   $("usage-form").addEventListener("submit", showUsage);
+  $("activate-form").addEventListener("submit", activate);
+  $("deactivate-form").addEventListener("submit", deactivate);
   $("audit-older").addEventListener("click", older);
   for (const [name, pager] of Object.entries(pagers)) {
     $(name + "-next").addEventListener("click", () => {
