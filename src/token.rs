@@ -30,6 +30,9 @@ pub mod src {
     pub const REFRESH: &str = "refresh";
     /// An air-gapped activation: node-locked (`hwid`), answering its request's `nonce`.
     pub const OFFLINE: &str = "offline";
+    /// A relay's grant: the vendor lets the relay key named in `cnf` sign seat tokens of
+    /// `sub`, up to `tier` and `exp`, for `seats` seats.
+    pub const RELAY_GRANT: &str = "relay_grant";
     /// A borrowed seat: its session's `sid` and machine's `hwid`, answering the borrow's
     /// `nonce`, living exactly the borrow.
     pub const BORROW: &str = "borrow";
@@ -118,6 +121,10 @@ pub enum TokenError {
     /// another machine or request.
     #[error("an air-gapped activation's token {0}")]
     Activation(String),
+    /// A token signed by a relay's key whose grant does not verify, or that goes beyond
+    /// its grant's license, tier or end.
+    #[error("a relay's token is refused: {0}")]
+    Relay(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,8 +242,73 @@ impl KeySet {
     }
 
     /// Checks the token's form and signature and parses its claims. Time and issuer are
-    /// checked by [`Policy::check`].
+    /// checked by [`Policy::check`]. A token signed by a key none of these is, whose header
+    /// carries a relay's grant ([`GRANT_HEADER`]), is accepted through that grant only:
+    /// the grant signed by one of these keys, naming the token's key in `cnf`, and the
+    /// token within the grant's license, tier and end ([`RelayGrant`]).
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        match self.verify_object(token) {
+            Ok((_, payload)) => Claims::from_object(&payload),
+            Err(TokenError::UnknownKid(kid)) => self.verify_relayed(token, kid),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A relay's token, through its grant (`docs/reference/protocol.md`, relays).
+    fn verify_relayed(&self, token: &str, kid: String) -> Result<Claims, TokenError> {
+        let header = decode_object(split(token)?.header, "header")?;
+        let Some(grant) = header.get(GRANT_HEADER) else {
+            return Err(TokenError::UnknownKid(kid));
+        };
+        let relay = |why: &str| TokenError::Relay(why.to_string());
+        let grant = grant
+            .as_str()
+            .ok_or_else(|| relay("its grant is not a token"))?;
+        // The grant is the vendor's own: signed by one of these keys directly, never
+        // through another grant.
+        let (_, g) = self
+            .verify_object(grant)
+            .map_err(|e| TokenError::Relay(format!("its grant does not verify ({e})")))?;
+        let grant_claims = Claims::from_object(&g)
+            .map_err(|e| TokenError::Relay(format!("its grant is malformed ({e})")))?;
+        if grant_claims.src.as_deref() != Some(src::RELAY_GRANT) {
+            return Err(relay(
+                "the grant in its header was not issued as a relay's grant",
+            ));
+        }
+        let jwk = g
+            .get("cnf")
+            .and_then(|c| c.get("jwk"))
+            .ok_or_else(|| relay("its grant names no relay key (`cnf`)"))?;
+        let key = parse_jwk(jwk)
+            .map_err(|e| TokenError::Relay(format!("its grant's relay key is unusable: {e}")))?;
+        if key.kind != KeyKind::Ed25519 || key.kid != kid {
+            return Err(relay("it is not signed by the Ed25519 key its grant names"));
+        }
+        let seats = match g.get("seats") {
+            Some(Value::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+            _ => None,
+        }
+        .ok_or_else(|| relay("its grant names no number of seats"))?;
+        let (_, payload) = KeySet { keys: vec![key] }.verify_object(token)?;
+        let mut claims = Claims::from_object(&payload)?;
+        let bound = RelayGrant {
+            kid,
+            sub: grant_claims.sub.clone(),
+            tier: grant_claims.tier,
+            exp: grant_claims.exp,
+            seats,
+            hwid: grant_claims.hwid.clone(),
+        };
+        bound.limit(&mut claims, &grant_claims)?;
+        Ok(claims)
+    }
+
+    /// Checks the token's form and signature by one of these keys; its header and payload.
+    fn verify_object(
+        &self,
+        token: &str,
+    ) -> Result<(JsonObject, JsonObject), TokenError> {
         let parts = split(token)?;
         let header = decode_object(parts.header, "header")?;
         let alg = match header.get("alg") {
@@ -274,7 +346,76 @@ impl KeySet {
             Ok(true) => {}
             _ => return Err(TokenError::BadSignature),
         }
-        Claims::from_object(&decode_object(parts.payload, "payload")?)
+        Ok((header, decode_object(parts.payload, "payload")?))
+    }
+}
+
+/// A decoded JWT part.
+type JsonObject = Map<String, Value>;
+
+/// The header member of a relay's token that carries its grant, the vendor-signed token
+/// that lets the relay's key sign (the way `x5c` carries a certificate chain).
+pub const GRANT_HEADER: &str = "lic4es_grant";
+
+/// What a relay's grant allows, as the vendor signed it: a relay-signed token counts only
+/// within it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayGrant {
+    /// The relay key's id.
+    pub kid: String,
+    /// The license.
+    pub sub: String,
+    /// The highest tier.
+    pub tier: Tier,
+    /// The grant's end: no relay token outlives it.
+    pub exp: i64,
+    /// Seats the relay may hold at once.
+    pub seats: u32,
+    /// The relay machine's hardware id.
+    pub hwid: Option<String>,
+}
+
+impl RelayGrant {
+    /// Holds a relay's token to its grant: a seat token of the grant's license and issuer,
+    /// no higher tier, ending no later than the grant and with no grace after it; what it
+    /// entitles to (features, quotas, the licensee, trial and platform) is the grant's,
+    /// whatever the relay wrote.
+    pub fn limit(&self, claims: &mut Claims, grant: &Claims) -> Result<(), TokenError> {
+        let refuse = |why: String| Err(TokenError::Relay(why));
+        if claims.iss != grant.iss {
+            return refuse("its issuer is not its grant's".into());
+        }
+        if claims.sub != self.sub {
+            return refuse(format!(
+                "it names license `{}`, its grant `{}`",
+                claims.sub, self.sub
+            ));
+        }
+        if claims.tier > self.tier || claims.unknown_tier.is_some() {
+            return refuse(format!(
+                "its tier is above its grant's ({})",
+                self.tier.as_str()
+            ));
+        }
+        if claims.exp > self.exp {
+            return refuse(format!(
+                "it runs past its grant's end ({})",
+                crate::clock::rfc3339(self.exp)
+            ));
+        }
+        if claims.src.as_deref() != Some(src::SEAT) {
+            return refuse("a relay issues seat tokens only".into());
+        }
+        claims.grace_days = Some(0);
+        claims.features = grant.features.clone();
+        claims.quotas = grant.quotas.clone();
+        claims.org_name = grant.org_name.clone();
+        claims.trial = grant.trial;
+        claims.platform = grant.platform.clone();
+        claims.lic_exp = Some(grant.lic_exp.unwrap_or(grant.exp).min(self.exp));
+        claims.refresh_url = None;
+        claims.relay = Some(self.clone());
+        Ok(())
     }
 }
 
@@ -450,6 +591,8 @@ pub struct Claims {
     pub lic_exp: Option<i64>,
     /// The `tier` claim as given when it names none of the four tiers (cleaned).
     pub unknown_tier: Option<String>,
+    /// A relay's token: the grant it was accepted through.
+    pub relay: Option<RelayGrant>,
 }
 
 impl Claims {
@@ -639,6 +782,7 @@ impl Claims {
             grace_seconds: time("grace_seconds")?.map(|g| g.max(0)),
             lic_exp: time("lic_exp")?,
             unknown_tier,
+            relay: None,
         })
     }
 }

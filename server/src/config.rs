@@ -705,13 +705,21 @@ mod tests {
         assert_eq!(read("3600").unwrap(), 3_600);
         assert_eq!(read("\"14d\"").unwrap(), 14 * 86_400);
         assert_eq!(read("\"36h\"").unwrap(), 36 * 3_600);
-        assert_eq!(read("\"90\"").unwrap(), 90, "a number in a string is seconds");
+        assert_eq!(
+            read("\"90\"").unwrap(),
+            90,
+            "a number in a string is seconds"
+        );
         assert!(read("\"14 fortnights\"").is_err());
         assert!(read("-1").is_err());
         assert_eq!(Secs::parse("2h"), Ok(Secs(7_200)));
         assert!(Secs::parse("").is_err());
         let enterprise = ServerConfig::default().tiers["enterprise"].max_borrow;
-        assert_eq!(enterprise, Secs(14 * 86_400), "the reference config's Enterprise");
+        assert_eq!(
+            enterprise,
+            Secs(14 * 86_400),
+            "the reference config's Enterprise"
+        );
     }
 
     #[test]

@@ -314,7 +314,10 @@ fn the_dashboard_answers_an_air_gapped_request_and_takes_its_deactivation_code()
     b.type_into("#activate-request", &request("hw-site").to_line());
     b.click("#activate");
     let said = b.wait_text("#activate-result", "the answer", |t| !t.is_empty());
-    assert!(said.contains("of org-site until") && said.contains("holding a seat"), "{said}");
+    assert!(
+        said.contains("of org-site until") && said.contains("holding a seat"),
+        "{said}"
+    );
     let token = b.run("return document.getElementById('activate-response').value");
     let c = claims(token.as_str().unwrap());
     assert_eq!(

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use common::pg::PgProc;
 use common::tls::TestCa;
 use license_server::store::{
-    AuditEvent, AuditKind, AuditQuery, KeptKind, License, LicenseChange, LicenseStore, OfflineActivation,
-    OfflinePeriod, PgStore, Seats, SqliteStore,
+    AuditEvent, AuditKind, AuditQuery, KeptKind, License, LicenseChange, LicenseStore,
+    OfflineActivation, OfflinePeriod, PgStore, Seats, SqliteStore,
 };
 use license_server::telemetry::Sample;
 
