@@ -84,6 +84,74 @@ impl ActivationRequest {
     }
 }
 
+/// Most seats one relay's grant may ask for.
+pub const MAX_GRANT_SEATS: u32 = 100_000;
+
+/// What an on-site relay asks the vendor for: a grant of `seats` seats of a license for
+/// its own Ed25519 key, node-locked to its machine. It travels like an activation request
+/// (JSON or one line) to a vendor the relay cannot reach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantRequest {
+    /// The license.
+    pub license_id: String,
+    /// Seats the relay will serve at once.
+    pub seats: u32,
+    /// The relay machine's hardware id.
+    pub hardware_id: String,
+    /// The relay's public key, a JWK (`kty` OKP, `crv` Ed25519, with its `kid`).
+    pub public_key: serde_json::Value,
+    /// A fresh nonce, echoed into the grant.
+    pub nonce: String,
+    /// When it was written (RFC 3339, the relay's clock: for the vendor's eyes only).
+    pub created_at: String,
+}
+
+impl GrantRequest {
+    /// The request as one base64url line.
+    pub fn to_line(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).expect("plain values serialize"))
+    }
+
+    /// Reads a request from its JSON or its base64url line, and checks its fields: ids,
+    /// 1 to [`MAX_GRANT_SEATS`] seats, the nonce, and a usable Ed25519 public key.
+    pub fn parse(text: &str) -> Result<Self, OfflineError> {
+        let r: GrantRequest = parse_document(text, "relay grant request")?;
+        check_id("license_id", &r.license_id)?;
+        check_id("hardware_id", &r.hardware_id)?;
+        if r.created_at.len() > MAX_ID {
+            return Err(OfflineError::BadField("created_at"));
+        }
+        if !(1..=MAX_GRANT_SEATS).contains(&r.seats) {
+            return Err(OfflineError::BadField("seats"));
+        }
+        check_nonce(&r.nonce)?;
+        let ed25519 = r.public_key.get("kty").and_then(|v| v.as_str()) == Some("OKP")
+            && r.public_key.get("crv").and_then(|v| v.as_str()) == Some("Ed25519");
+        let kid_ok = r
+            .public_key
+            .get("kid")
+            .and_then(|v| v.as_str())
+            .is_some_and(|k| check_id("public_key", k).is_ok());
+        let usable = crate::token::KeySet::from_json_value(&serde_json::json!({
+            "keys": [r.public_key.clone()]
+        }))
+        .is_ok();
+        if !(ed25519 && kid_ok && usable) {
+            return Err(OfflineError::BadField("public_key"));
+        }
+        Ok(r)
+    }
+
+    /// The relay key's id.
+    pub fn kid(&self) -> &str {
+        self.public_key
+            .get("kid")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+    }
+}
+
 /// What an engine prints when it deletes its activation, for the vendor to free the seat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -242,6 +310,50 @@ mod tests {
             let mut c = code.clone();
             edit(&mut c);
             assert!(!c.verifies(nonce), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn a_grant_request_reads_back_and_refuses_what_cannot_be_granted() {
+        let key = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "kid": "relay-1",
+            "x": "efCzbMLZVdnHgP-CF2mT8I0hpavsG6hBCyCWh7W6gNc"});
+        let good = GrantRequest {
+            license_id: "org-site".into(),
+            seats: 5,
+            hardware_id: "relay-hw".into(),
+            public_key: key.clone(),
+            nonce: "0123456789abcdef0123456789abcdef".into(),
+            created_at: "2026-12-07T00:00:00Z".into(),
+        };
+        assert_eq!(GrantRequest::parse(&good.to_line()).unwrap(), good);
+        let json = serde_json::to_string(&good).unwrap();
+        assert_eq!(GrantRequest::parse(&json).unwrap().kid(), "relay-1");
+        let bad = |edit: &dyn Fn(&mut GrantRequest)| {
+            let mut r = good.clone();
+            edit(&mut r);
+            GrantRequest::parse(&r.to_line()).unwrap_err()
+        };
+        assert_eq!(bad(&|r| r.seats = 0), OfflineError::BadField("seats"));
+        assert_eq!(
+            bad(&|r| r.seats = MAX_GRANT_SEATS + 1),
+            OfflineError::BadField("seats")
+        );
+        assert_eq!(bad(&|r| r.nonce = "short".into()), OfflineError::BadNonce);
+        assert_eq!(
+            bad(&|r| r.hardware_id = String::new()),
+            OfflineError::BadField("hardware_id")
+        );
+        for key in [
+            serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": key["x"]}),
+            serde_json::json!({"kty": "OKP", "crv": "Ed25519", "kid": "k", "x": "short"}),
+            serde_json::json!({"kty": "EC", "crv": "P-256", "kid": "k", "x": "a", "y": "b"}),
+            serde_json::json!("a string"),
+        ] {
+            assert_eq!(
+                bad(&|r| r.public_key = key.clone()),
+                OfflineError::BadField("public_key"),
+                "{key}"
+            );
         }
     }
 }

@@ -305,10 +305,7 @@ impl KeySet {
     }
 
     /// Checks the token's form and signature by one of these keys; its header and payload.
-    fn verify_object(
-        &self,
-        token: &str,
-    ) -> Result<(JsonObject, JsonObject), TokenError> {
+    fn verify_object(&self, token: &str) -> Result<(JsonObject, JsonObject), TokenError> {
         let parts = split(token)?;
         let header = decode_object(parts.header, "header")?;
         let alg = match header.get("alg") {

@@ -31,6 +31,9 @@ pub struct TierPolicy {
     /// borrowing.
     #[serde(default)]
     pub max_borrow: Secs,
+    /// Lifetime of an on-site relay's grant, in days (0: no relays).
+    #[serde(default)]
+    pub relay_grant_days: u64,
     /// Seats per license: a number (0: a free plan, used offline without a seat) or
     /// `"unlimited"` (a paid license not counted in seats).
     #[serde(default = "default_seats")]
@@ -61,6 +64,8 @@ pub struct Effective<'a> {
     pub offline_activation_days: u64,
     /// The longest borrow, in seconds (0: not allowed).
     pub max_borrow: u64,
+    /// Lifetime of a relay's grant, in days (0: not allowed).
+    pub relay_grant_days: u64,
     /// Lifetime of issued tokens, in seconds.
     pub token_lifetime: i64,
     /// Grants per seat and clock hour (0: no bound).
@@ -386,6 +391,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             offline_grace_days: 0,
             offline_activation_days: 0,
             max_borrow: Secs(0),
+            relay_grant_days: 0,
             seats: Seats::Count(0),
             token_lifetime_hours: None,
             acquires_per_seat_hour: default_acquires_per_seat_hour(),
@@ -400,6 +406,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             offline_grace_days: 7,
             offline_activation_days: 0,
             max_borrow: Secs(0),
+            relay_grant_days: 0,
             seats: Seats::Count(5),
             token_lifetime_hours: None,
             acquires_per_seat_hour: default_acquires_per_seat_hour(),
@@ -414,6 +421,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             offline_grace_days: 3,
             offline_activation_days: 0,
             max_borrow: Secs(0),
+            relay_grant_days: 0,
             seats: Seats::Count(20),
             token_lifetime_hours: None,
             acquires_per_seat_hour: default_acquires_per_seat_hour(),
@@ -430,6 +438,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             offline_grace_days: 7,
             offline_activation_days: 365,
             max_borrow: Secs(14 * 86_400),
+            relay_grant_days: 30,
             seats: Seats::Unlimited,
             token_lifetime_hours: None,
             acquires_per_seat_hour: default_acquires_per_seat_hour(),
@@ -653,6 +662,7 @@ impl ServerConfig {
                 .offline_activation_days
                 .map_or(p.offline_activation_days, u64::from),
             max_borrow: lic.max_borrow.unwrap_or(p.max_borrow.0),
+            relay_grant_days: lic.relay_grant_days.map_or(p.relay_grant_days, u64::from),
             token_lifetime: (p.token_lifetime_hours.unwrap_or(self.token_lifetime_hours) as i64)
                 .saturating_mul(3600),
             acquires_per_seat_hour: p.acquires_per_seat_hour,

@@ -181,6 +181,9 @@ struct TermArgs {
     /// Longest borrow, overriding the tier's: seconds or a duration (`14d`; 0: none).
     #[arg(long, value_name = "DURATION", value_parser = Secs::parse)]
     max_borrow: Option<Secs>,
+    /// An on-site relay's grant lifetime in days, overriding the tier's (0: no relays).
+    #[arg(long, value_name = "N")]
+    relay_grant_days: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -312,6 +315,21 @@ enum OfflineCommand {
         #[arg(long, value_name = "URL")]
         url: Option<String>,
     },
+    /// Answer an on-site relay's grant request with its grant, for the relay's
+    /// `grant-file`; the grant's seats are held until it ends.
+    ///
+    /// Through the running server's admin API, as `activate`.
+    #[command(help_template = HELP)]
+    Grant {
+        /// The request file (its JSON or its one-line form), or `-` for standard input.
+        request: String,
+        /// Write the grant here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The server's URL.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
     /// Enter a site's deactivation code (`lic4es deactivate-offline`): its seat is freed.
     #[command(help_template = HELP)]
     Deactivate {
@@ -383,6 +401,7 @@ fn main() -> ExitCode {
                 heartbeat_interval: t.heartbeat_interval,
                 offline_activation_days: t.offline_activation_days,
                 max_borrow: t.max_borrow,
+                relay_grant_days: t.relay_grant_days,
             };
             license_update(config, &sub, terms)
         }
@@ -400,6 +419,9 @@ fn main() -> ExitCode {
         }
         Command::Offline(OfflineCommand::Activate { request, out, url }) => {
             offline_activate(&config, &request, out.as_deref(), url)
+        }
+        Command::Offline(OfflineCommand::Grant { request, out, url }) => {
+            relay_grant(&config, &request, out.as_deref(), url)
         }
         Command::Offline(OfflineCommand::Deactivate { code, url }) => {
             offline_deactivate(&config, &code, url)
@@ -503,6 +525,7 @@ fn license_arg(config: &ServerConfig, a: LicenseArgs) -> Result<LicenseArg, Stri
                 t.offline_activation_days.is_some(),
             ),
             ("--max-borrow", t.max_borrow.is_some()),
+            ("--relay-grant-days", t.relay_grant_days.is_some()),
         ];
         if let Some((f, _)) = terms.iter().find(|(_, given)| *given) {
             return Err(format!(
@@ -528,6 +551,7 @@ fn license_arg(config: &ServerConfig, a: LicenseArgs) -> Result<LicenseArg, Stri
         heartbeat_interval: t.heartbeat_interval,
         offline_activation_days: t.offline_activation_days,
         max_borrow: t.max_borrow,
+        relay_grant_days: t.relay_grant_days,
     }))
 }
 
@@ -698,22 +722,76 @@ fn answer_error(status: u16, body: &str) -> String {
     format!("HTTP {status}: {}", lic4es::log::clean(&message))
 }
 
+/// A request given on the command line: a file, or `-` for standard input (bounded).
+fn read_request(request: &str) -> Result<String, String> {
+    if request == "-" {
+        let mut t = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(std::io::stdin(), 1 << 16), &mut t)
+            .map_err(|e| format!("standard input: {e}"))?;
+        Ok(t)
+    } else {
+        lic4es::cache::read_bounded(Path::new(request), true)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{request}: no such file"))
+    }
+}
+
+/// Writes what the vendor hands back to `out`, else to standard output.
+fn hand_back(out: Option<&Path>, token: &str) -> Result<(), String> {
+    match out {
+        Some(path) => std::fs::write(path, format!("{token}\n"))
+            .map_err(|e| format!("{}: {e}", path.display())),
+        None => {
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+fn relay_grant(
+    config: &ServerConfig,
+    request: &str,
+    out: Option<&Path>,
+    url: Option<String>,
+) -> Result<(), String> {
+    let text = read_request(request)?;
+    let req = lic4es::offline::GrantRequest::parse(&text).map_err(|e| format!("{request}: {e}"))?;
+    let body = serde_json::to_value(&req).map_err(|e| e.to_string())?;
+    let (status, answer) = admin_send(
+        config,
+        url,
+        reqwest::Method::POST,
+        "/admin/relay-grants",
+        Some(body),
+    )?;
+    if status != 201 {
+        return Err(answer_error(status, &answer));
+    }
+    let v: serde_json::Value = serde_json::from_str(&answer).map_err(|e| e.to_string())?;
+    hand_back(out, v["grant"].as_str().ok_or("the answer has no grant")?)?;
+    eprintln!(
+        "{}: grant {} of {} seats to relay key {} until {}{}",
+        req.license_id,
+        v["grant_id"].as_str().unwrap_or("-"),
+        req.seats,
+        lic4es::log::clean(req.kid()),
+        v["expires_at"].as_str().unwrap_or("-"),
+        if v["counted"].as_bool() == Some(true) {
+            ", its seats held"
+        } else {
+            " (not counted in seats)"
+        }
+    );
+    Ok(())
+}
+
 fn offline_activate(
     config: &ServerConfig,
     request: &str,
     out: Option<&Path>,
     url: Option<String>,
 ) -> Result<(), String> {
-    let text = if request == "-" {
-        let mut t = String::new();
-        std::io::Read::read_to_string(&mut std::io::Read::take(std::io::stdin(), 1 << 16), &mut t)
-            .map_err(|e| format!("standard input: {e}"))?;
-        t
-    } else {
-        lic4es::cache::read_bounded(Path::new(request), true)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{request}: no such file"))?
-    };
+    let text = read_request(request)?;
     // Checked here too, so a wrong file is told before the server is asked.
     let req =
         lic4es::offline::ActivationRequest::parse(&text).map_err(|e| format!("{request}: {e}"))?;
@@ -729,14 +807,10 @@ fn offline_activate(
         return Err(answer_error(status, &answer));
     }
     let v: serde_json::Value = serde_json::from_str(&answer).map_err(|e| e.to_string())?;
-    let token = v["license"].as_str().ok_or("the answer has no license")?;
-    match out {
-        Some(path) => {
-            std::fs::write(path, format!("{token}\n"))
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-        None => println!("{token}"),
-    }
+    hand_back(
+        out,
+        v["license"].as_str().ok_or("the answer has no license")?,
+    )?;
     eprintln!(
         "{}: activation {} on hardware {} until {}{}",
         req.license_id,

@@ -74,6 +74,7 @@ fn license(id: &str) -> License {
         heartbeat_interval: Some(60),
         offline_activation_days: Some(90),
         max_borrow: Some(3_600),
+        relay_grant_days: Some(30),
     }
 }
 

@@ -67,6 +67,8 @@ pub struct CreateLicense {
     offline_activation_days: Option<u32>,
     #[serde(default)]
     max_borrow: Option<Secs>,
+    #[serde(default)]
+    relay_grant_days: Option<u32>,
 }
 
 /// `POST /admin/licenses`: a license and its first API key.
@@ -89,6 +91,7 @@ pub async fn create_license(
         heartbeat_interval: req.heartbeat_interval,
         offline_activation_days: req.offline_activation_days,
         max_borrow: req.max_borrow,
+        relay_grant_days: req.relay_grant_days,
     };
     let source = addr.to_string();
     let (lic, key) = service::blocking(&s, move |s| {
@@ -435,6 +438,36 @@ pub async fn offline_activate(
             "license_id": a.license,
             "expires_at": rfc3339(a.expires_at),
             "counted": a.counted,
+        })),
+    )
+        .into_response())
+}
+
+/// `POST /admin/relay-grants`: answers an on-site relay's grant request (its JSON, or
+/// `{"request": "LINE"}`) with the grant (`grant`), its seats held.
+pub async fn relay_grant(
+    State(s): State<Arc<AppState>>,
+    addr: ClientAddr,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let v: Value = parse(body)?;
+    let text = match v.get("request").and_then(Value::as_str) {
+        Some(line) => line.to_string(),
+        None => v.to_string(),
+    };
+    let req = lic4es::offline::GrantRequest::parse(&text)
+        .map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.to_string()))?;
+    check_license_id(&req.license_id)?;
+    let g = service::relay::grant(&s, &req, &addr.to_string()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "grant": g.grant,
+            "grant_id": g.grant_id,
+            "license_id": g.license,
+            "seats": g.seats,
+            "expires_at": rfc3339(g.expires_at),
+            "counted": g.counted,
         })),
     )
         .into_response())

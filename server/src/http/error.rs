@@ -93,6 +93,8 @@ pub mod server_codes {
     pub const SIGNING_FAILED: &str = "signing_failed";
     /// The license's policy allows no air-gapped activation.
     pub const OFFLINE_ACTIVATION_NOT_ALLOWED: &str = "offline_activation_not_allowed";
+    /// A relay's grant for a license whose policy allows no relays.
+    pub const RELAY_GRANT_NOT_ALLOWED: &str = "relay_grant_not_allowed";
     /// Anything else that went wrong inside the server.
     pub const INTERNAL_ERROR: &str = "internal_error";
 }
@@ -131,6 +133,9 @@ pub fn status_of(e: &ServiceError) -> (StatusCode, &'static str) {
             server_codes::OFFLINE_ACTIVATION_NOT_ALLOWED,
         ),
         E::BorrowNotAllowed(_) => (StatusCode::FORBIDDEN, codes::BORROW_NOT_ALLOWED),
+        E::RelayGrantNotAllowed(_) => {
+            (StatusCode::FORBIDDEN, server_codes::RELAY_GRANT_NOT_ALLOWED)
+        }
     }
 }
 

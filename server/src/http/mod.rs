@@ -470,6 +470,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/sessions", get(admin::sessions))
         .route("/admin/sessions/{id}", delete(admin::kick))
         .route("/admin/offline-activations", post(admin::offline_activate))
+        .route("/admin/relay-grants", post(admin::relay_grant))
         .route(
             "/admin/offline-deactivations",
             post(admin::offline_deactivate),

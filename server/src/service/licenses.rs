@@ -36,6 +36,8 @@ pub struct NewLicense {
     pub offline_activation_days: Option<u32>,
     /// Longest borrow (seconds, or a duration string), overriding the tier's.
     pub max_borrow: Option<Secs>,
+    /// Relay grant lifetime (days), overriding the tier's.
+    pub relay_grant_days: Option<u32>,
 }
 
 /// The terms to change in a license; absent ones stay. Revocation is not among them: a
@@ -61,6 +63,8 @@ pub struct Terms {
     pub offline_activation_days: Option<u32>,
     /// Longest borrow (seconds, or a duration string), overriding the tier's.
     pub max_borrow: Option<Secs>,
+    /// Relay grant lifetime (days), overriding the tier's.
+    pub relay_grant_days: Option<u32>,
 }
 
 /// A license as operators see it: its record and its effective policy.
@@ -88,6 +92,8 @@ pub struct LicenseView {
     pub offline_activation_days: Option<u64>,
     /// Longest borrow in effect (seconds; 0: not allowed).
     pub max_borrow: Option<u64>,
+    /// Relay grant lifetime in effect (days; 0: not allowed).
+    pub relay_grant_days: Option<u64>,
 }
 
 impl LicenseView {
@@ -106,6 +112,7 @@ impl LicenseView {
             heartbeat_interval: p.as_ref().map(|p| p.heartbeat_interval),
             offline_activation_days: p.as_ref().map(|p| p.offline_activation_days),
             max_borrow: p.as_ref().map(|p| p.max_borrow),
+            relay_grant_days: p.as_ref().map(|p| p.relay_grant_days),
         }
     }
 }
@@ -206,6 +213,7 @@ pub fn create(s: &AppState, spec: NewLicense, source: &str) -> ServiceResult<Lic
         heartbeat_interval: spec.heartbeat_interval,
         offline_activation_days: spec.offline_activation_days,
         max_borrow: spec.max_borrow.map(|s| s.0),
+        relay_grant_days: spec.relay_grant_days,
     };
     let detail = Some(format!("tier {}", lic.tier));
     let e = admin_event(s, AuditKind::LicenseCreate, &lic.id, source, detail);
@@ -241,6 +249,7 @@ pub fn update(s: &AppState, id: &str, terms: Terms, source: &str) -> ServiceResu
         heartbeat_interval: terms.heartbeat_interval,
         offline_activation_days: terms.offline_activation_days,
         max_borrow: terms.max_borrow.map(|s| s.0),
+        relay_grant_days: terms.relay_grant_days,
     };
     let e = admin_event(
         s,
@@ -286,6 +295,9 @@ fn describe(c: &LicenseChange) -> String {
     }
     if let Some(b) = c.max_borrow {
         out.push(format!("max_borrow {b} s"));
+    }
+    if let Some(d) = c.relay_grant_days {
+        out.push(format!("relay_grant_days {d}"));
     }
     out.join(", ")
 }

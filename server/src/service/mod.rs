@@ -18,6 +18,7 @@ pub mod borrow;
 pub mod keys;
 pub mod licenses;
 pub mod offline;
+pub mod relay;
 pub mod reports;
 pub mod seats;
 pub mod tokens;
@@ -124,6 +125,9 @@ pub enum ServiceError {
     /// The license's policy allows no borrowing (`max-borrow` 0).
     #[error("License {0} allows no borrowing (its max-borrow is 0)")]
     BorrowNotAllowed(String),
+    /// The license's policy allows no on-site relays (`relay-grant-days` 0).
+    #[error("License {0} allows no on-site relays (its relay-grant-days is 0)")]
+    RelayGrantNotAllowed(String),
 }
 
 /// What an operation returns.

@@ -271,6 +271,7 @@ pub async fn restore_seats(s: &AppState) -> ServiceResult<usize> {
                 match a.kind {
                     KeptKind::Activation => "air-gapped activation",
                     KeptKind::Borrow => "borrowed seat",
+                    KeptKind::Relay => "relay's granted seat",
                 },
                 a.jti,
                 a.license_id

@@ -45,6 +45,8 @@ pub struct TokenSpec<'a> {
     /// The token's id, when the caller keeps it (an air-gapped activation's); else a
     /// fresh one.
     pub jti: Option<&'a str>,
+    /// A relay's grant: the seats it may serve and its public key (`seats`, `cnf`).
+    pub relay: Option<(u32, &'a serde_json::Value)>,
 }
 
 impl Default for TokenSpec<'_> {
@@ -59,6 +61,7 @@ impl Default for TokenSpec<'_> {
             grace_days: None,
             grace_seconds: None,
             jti: None,
+            relay: None,
         }
     }
 }
@@ -100,6 +103,16 @@ struct IssuedClaims<'a> {
     grace_seconds: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     lic_exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seats: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<Confirmation<'a>>,
+}
+
+/// A grant's `cnf`: the key it confirms (RFC 7800).
+#[derive(Serialize)]
+struct Confirmation<'a> {
+    jwk: &'a serde_json::Value,
 }
 
 /// Signs a token for `lic`; returns it with its `exp`.
@@ -138,6 +151,8 @@ pub fn issue(s: &AppState, lic: &License, spec: TokenSpec<'_>) -> ServiceResult<
         // The license's own end, when the token ends sooner: what a person reads as
         // "expires".
         lic_exp: (exp < lic.expires_at).then_some(lic.expires_at),
+        seats: spec.relay.map(|(n, _)| n),
+        cnf: spec.relay.map(|(_, jwk)| Confirmation { jwk }),
     };
     let jwt = s.key.sign(&claims).map_err(ServiceError::Signing)?;
     s.metrics.token_issued(&lic.tier);

@@ -130,6 +130,8 @@ pub struct License {
     pub offline_activation_days: Option<u32>,
     /// Overrides the tier policy's longest borrow, in seconds (0: none).
     pub max_borrow: Option<u64>,
+    /// Overrides the tier policy's relay grant lifetime, in days (0: none).
+    pub relay_grant_days: Option<u32>,
 }
 
 /// The terms of a license to change; absent ones stay as they are.
@@ -153,6 +155,8 @@ pub struct LicenseChange {
     pub offline_activation_days: Option<u32>,
     /// Longest borrow (seconds), overriding the tier's.
     pub max_borrow: Option<u64>,
+    /// Relay grant lifetime (days), overriding the tier's.
+    pub relay_grant_days: Option<u32>,
 }
 
 /// What kind of seat a kept seat is.
@@ -163,6 +167,8 @@ pub enum KeptKind {
     Activation,
     /// A borrowed seat.
     Borrow,
+    /// One of the seats granted to an on-site relay.
+    Relay,
 }
 
 impl KeptKind {
@@ -171,6 +177,7 @@ impl KeptKind {
         match self {
             KeptKind::Activation => "activation",
             KeptKind::Borrow => "borrow",
+            KeptKind::Relay => "relay",
         }
     }
 
@@ -179,6 +186,7 @@ impl KeptKind {
     pub fn parse(name: &str) -> KeptKind {
         match name {
             "borrow" => KeptKind::Borrow,
+            "relay" => KeptKind::Relay,
             _ => KeptKind::Activation,
         }
     }
@@ -269,13 +277,15 @@ pub enum AuditKind {
     Borrow,
     /// `borrow_return`: a borrowed seat given back before its end.
     BorrowReturn,
+    /// `relay_grant`: a seat granted to an on-site relay (one entry per seat held).
+    RelayGrant,
     /// A name this server does not know.
     Other(String),
 }
 
 impl AuditKind {
     /// Every kind this server writes.
-    pub const ALL: [AuditKind; 21] = [
+    pub const ALL: [AuditKind; 22] = [
         AuditKind::Acquire,
         AuditKind::Refused,
         AuditKind::Renew,
@@ -297,6 +307,7 @@ impl AuditKind {
         AuditKind::OfflineDeactivate,
         AuditKind::Borrow,
         AuditKind::BorrowReturn,
+        AuditKind::RelayGrant,
     ];
 
     /// Its stored name.
@@ -323,6 +334,7 @@ impl AuditKind {
             AuditKind::OfflineDeactivate => "offline_deactivate",
             AuditKind::Borrow => "borrow",
             AuditKind::BorrowReturn => "borrow_return",
+            AuditKind::RelayGrant => "relay_grant",
             AuditKind::Other(s) => s,
         }
     }

@@ -35,7 +35,7 @@ const SCHEMA_LOCK: i64 = 0x6c69_6334_6573;
 
 const LICENSE_COLUMNS: &str = "id, tier, org_name, expires_at, trial, revoked, seats, \
                                offline_grace_days, heartbeat_interval, offline_activation_days, \
-                               max_borrow";
+                               max_borrow, relay_grant_days";
 
 const ACTIVATION_COLUMNS: &str = "jti, license_id, hardware_id, instance_id, nonce, created_at, \
                                   expires_at, deactivated_at, kind";
@@ -74,6 +74,7 @@ fn license_row(r: &Row) -> License {
         heartbeat_interval: opt_u64(r.get(8)),
         offline_activation_days: opt_u32(r.get(9)),
         max_borrow: opt_u64(r.get(10)),
+        relay_grant_days: opt_u32(r.get(11)),
     }
 }
 
@@ -225,8 +226,8 @@ impl LicenseStore for PgStore {
                 c.execute(
                 "INSERT INTO licenses (id, tier, org_name, expires_at, trial, revoked, created_at,
                     seats, offline_grace_days, heartbeat_interval, offline_activation_days,
-                    max_borrow)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                    max_borrow, relay_grant_days)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                  ON CONFLICT (id) DO NOTHING",
                 &[
                     &l.id,
@@ -241,6 +242,7 @@ impl LicenseStore for PgStore {
                     &l.heartbeat_interval.map(big),
                     &l.offline_activation_days.map(i64::from),
                     &l.max_borrow.map(big),
+                    &l.relay_grant_days.map(i64::from),
                 ],
                 )
             },
@@ -266,7 +268,8 @@ impl LicenseStore for PgStore {
                         offline_grace_days = COALESCE($7, offline_grace_days),
                         heartbeat_interval = COALESCE($8, heartbeat_interval),
                         offline_activation_days = COALESCE($9, offline_activation_days),
-                        max_borrow = COALESCE($10, max_borrow)
+                        max_borrow = COALESCE($10, max_borrow),
+                        relay_grant_days = COALESCE($11, relay_grant_days)
                      WHERE id = $1 RETURNING {LICENSE_COLUMNS}"
                     ),
                     &[
@@ -280,6 +283,7 @@ impl LicenseStore for PgStore {
                         &c.heartbeat_interval.map(big),
                         &c.offline_activation_days.map(i64::from),
                         &c.max_borrow.map(big),
+                        &c.relay_grant_days.map(i64::from),
                     ],
                 )
             },

@@ -39,7 +39,7 @@ fn db(e: rusqlite::Error) -> StoreError {
 
 const LICENSE_COLUMNS: &str = "id, tier, org_name, expires_at, trial, revoked, seats, \
                                offline_grace_days, heartbeat_interval, offline_activation_days, \
-                               max_borrow";
+                               max_borrow, relay_grant_days";
 
 fn license_row(r: &Row<'_>) -> rusqlite::Result<License> {
     Ok(License {
@@ -54,6 +54,7 @@ fn license_row(r: &Row<'_>) -> rusqlite::Result<License> {
         heartbeat_interval: r.get(8)?,
         offline_activation_days: r.get(9)?,
         max_borrow: r.get(10)?,
+        relay_grant_days: r.get(11)?,
     })
 }
 
@@ -319,8 +320,8 @@ impl LicenseStore for SqliteStore {
                 tx.execute(
                 "INSERT INTO licenses (id, tier, org_name, expires_at, trial, revoked, created_at,
                     seats, offline_grace_days, heartbeat_interval, offline_activation_days,
-                    max_borrow)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                    max_borrow, relay_grant_days)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                  ON CONFLICT(id) DO NOTHING",
                 params![
                     l.id,
@@ -334,7 +335,8 @@ impl LicenseStore for SqliteStore {
                     l.offline_grace_days,
                     l.heartbeat_interval,
                     l.offline_activation_days,
-                    l.max_borrow
+                    l.max_borrow,
+                    l.relay_grant_days
                 ],
                 )
             },
@@ -360,7 +362,8 @@ impl LicenseStore for SqliteStore {
                         offline_grace_days = COALESCE(?7, offline_grace_days),
                         heartbeat_interval = COALESCE(?8, heartbeat_interval),
                         offline_activation_days = COALESCE(?9, offline_activation_days),
-                        max_borrow = COALESCE(?10, max_borrow)
+                        max_borrow = COALESCE(?10, max_borrow),
+                        relay_grant_days = COALESCE(?11, relay_grant_days)
                      WHERE id = ?1 RETURNING {LICENSE_COLUMNS}"
                     ),
                     params![
@@ -373,7 +376,8 @@ impl LicenseStore for SqliteStore {
                         c.offline_grace_days,
                         c.heartbeat_interval,
                         c.offline_activation_days,
-                        c.max_borrow
+                        c.max_borrow,
+                        c.relay_grant_days
                     ],
                     license_row,
                 )
