@@ -287,13 +287,14 @@ fn claims(jwt: &str) -> Value {
     lic4es_no_chromium,
     ignore = "needs Chromium and its WebDriver: apt-get install chromium chromium-driver"
 )]
-fn the_dashboard_answers_an_air_gapped_request_and_takes_its_deactivation_code() {
+fn the_dashboard_answers_air_gapped_sites_and_relays_and_takes_a_deactivation_code() {
     use lic4es::offline::{ActivationRequest, DeactivationCode};
 
     let s = Server::on_wall_time();
     let (license, _) = s.license(
         "team",
-        json!({"id": "org-site", "seats": 1, "offline_activation_days": 30}),
+        json!({"id": "org-site", "seats": 1, "offline_activation_days": 30,
+               "relay_grant_days": 30}),
     );
     let request = |hw: &str| ActivationRequest {
         license_id: license.clone(),
@@ -361,10 +362,44 @@ fn the_dashboard_answers_an_air_gapped_request_and_takes_its_deactivation_code()
     });
     assert!(again.contains("deactivated"), "{again}");
 
-    // Signing out takes the response off the page.
+    // An on-site relay's request: the grant, its one seat held.
+    let relay_keys: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/keys/jwks-other.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let grant_request = lic4es::offline::GrantRequest {
+        license_id: license.clone(),
+        seats: 1,
+        hardware_id: "relay-hw".into(),
+        public_key: relay_keys["keys"][0].clone(),
+        nonce: NONCE.into(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+    };
+    b.type_into("#grant-request", &grant_request.to_line());
+    b.click("#grant");
+    let granted = b.wait_text("#grant-result", "the grant", |t| !t.is_empty());
+    assert!(
+        granted.contains("of 1 seats of org-site") && granted.contains("its seats held"),
+        "{granted}"
+    );
+    let grant = b.run("return document.getElementById('grant-response').value");
+    let g = claims(grant.as_str().unwrap());
+    assert_eq!(
+        (&g["src"], &g["seats"]),
+        (&json!("relay_grant"), &json!(1)),
+        "{g}"
+    );
+    assert_eq!(g["cnf"]["jwk"], relay_keys["keys"][0]);
+    b.wait_text("#sessions", "the relay's seat", |t| t.contains("rel-"));
+
+    // Signing out takes the responses off the page.
     b.click("#logout");
     assert_eq!(
-        b.run("return document.getElementById('activate-response').value"),
-        ""
+        b.run("return [document.getElementById('activate-response').value, document.getElementById('grant-response').value]"),
+        json!(["", ""])
     );
 }

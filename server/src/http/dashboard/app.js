@@ -87,28 +87,39 @@ async function post(path, body) {
   return answer;
 }
 
-let responseUrl = null;
+// What a site pasted: its JSON as it is, else its one line.
+function pasted(id) {
+  const text = $(id).value.trim();
+  if (!text) return null;
+  try {
+    const body = JSON.parse(text);
+    if (typeof body === "object" && body !== null) return body;
+  } catch (_) {
+    // its one-line form
+  }
+  return { request: text };
+}
+
+const downloads = {};
+
+// Shows a token handed back to a site: in its box, and as a file to download.
+function handBack(prefix, token) {
+  $(prefix + "-response").value = token;
+  if (downloads[prefix]) URL.revokeObjectURL(downloads[prefix]);
+  downloads[prefix] = URL.createObjectURL(new Blob([token + "\n"], { type: "application/jwt" }));
+  $(prefix + "-download").href = downloads[prefix];
+  $(prefix + "-answer").hidden = false;
+}
 
 // Answers a site's air-gapped activation request: the response to copy or download.
 async function activate(ev) {
   ev.preventDefault();
-  const text = $("activate-request").value.trim();
-  if (!text) return;
-  let body;
-  try {
-    body = JSON.parse(text);
-  } catch (_) {
-    body = { request: text };
-  }
-  if (typeof body !== "object" || body === null) body = { request: text };
+  const body = pasted("activate-request");
+  if (!body) return;
   $("activate-answer").hidden = true;
   try {
     const a = await post("/admin/offline-activations", body);
-    $("activate-response").value = a.license;
-    if (responseUrl) URL.revokeObjectURL(responseUrl);
-    responseUrl = URL.createObjectURL(new Blob([a.license + "\n"], { type: "application/jwt" }));
-    $("activate-download").href = responseUrl;
-    $("activate-answer").hidden = false;
+    handBack("activate", a.license);
     $("activate-result").className = "ok";
     $("activate-result").textContent = "Activation " + a.activation_id + " of " + a.license_id +
       " until " + time(a.expires_at) + (a.counted ? ", holding a seat" : ", not counted in seats");
@@ -117,6 +128,27 @@ async function activate(ev) {
     if (e instanceof Unauthorized) return failed(e);
     $("activate-result").className = "error";
     $("activate-result").textContent = "Not answered: " + e.message;
+  }
+}
+
+// Answers an on-site relay's grant request: the grant to copy or download.
+async function grantRelay(ev) {
+  ev.preventDefault();
+  const body = pasted("grant-request");
+  if (!body) return;
+  $("grant-answer").hidden = true;
+  try {
+    const g = await post("/admin/relay-grants", body);
+    handBack("grant", g.grant);
+    $("grant-result").className = "ok";
+    $("grant-result").textContent = "Grant " + g.grant_id + " of " + g.seats + " seats of " +
+      g.license_id + " until " + time(g.expires_at) +
+      (g.counted ? ", its seats held" : ", not counted in seats");
+    now();
+  } catch (e) {
+    if (e instanceof Unauthorized) return failed(e);
+    $("grant-result").className = "error";
+    $("grant-result").textContent = "Not granted: " + e.message;
   }
 }
 
@@ -356,9 +388,13 @@ function signOut(why) {
   timer = null;
   show(false);
   // What was answered stays with who signed in.
-  for (const id of ["activate-request", "activate-response", "deactivate-code"]) $(id).value = "";
-  for (const id of ["activate-result", "deactivate-result"]) $(id).textContent = "";
+  for (const id of ["activate-request", "activate-response", "deactivate-code",
+    "grant-request", "grant-response"]) $(id).value = "";
+  for (const id of ["activate-result", "deactivate-result", "grant-result"]) {
+    $(id).textContent = "";
+  }
   $("activate-answer").hidden = true;
+  $("grant-answer").hidden = true;
   $("login-error").textContent = typeof why === "string" ? why : "";
 }
 
@@ -452,6 +488,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("usage-form").addEventListener("submit", showUsage);
   $("activate-form").addEventListener("submit", activate);
   $("deactivate-form").addEventListener("submit", deactivate);
+  $("grant-form").addEventListener("submit", grantRelay);
   $("audit-older").addEventListener("click", older);
   for (const [name, pager] of Object.entries(pagers)) {
     $(name + "-next").addEventListener("click", () => {
