@@ -210,3 +210,71 @@ fn a_grant_is_refused_beyond_the_license_or_its_policy() {
         .count();
     assert_eq!(granted, 2, "{audit}");
 }
+
+/// A stand-in for the on-site relay between an engine and the server: every seat token
+/// the server answers is signed again by the relay's key, with the grant in its header
+/// and the tier `tier` — as a relay that holds the grant would issue it.
+fn signing_relay(s: &Server, grant: String, tier: &'static str) -> common::relay::Relay {
+    common::relay::Relay::start(s.port, move |req, up| {
+        let mut a = up.forward(req, &req.body);
+        if let Some(jwt) = a.body["license"].as_str() {
+            let mut c = claims_of(jwt);
+            c["tier"] = json!(tier);
+            let (jwk, key) = relay_key();
+            let mut h = Header::new(Algorithm::EdDSA);
+            h.kid = Some(jwk["kid"].as_str().unwrap().into());
+            h.extras.insert(GRANT_HEADER, grant.as_str());
+            a.body["license"] = json!(jsonwebtoken::encode(&h, &c, &key).unwrap());
+        }
+        a
+    })
+}
+
+#[test]
+fn an_engine_runs_on_a_relay_s_tokens_within_the_grant_and_says_so() {
+    let s = Server::on_wall_time();
+    let (license, key) = s.license(
+        "team",
+        json!({"id": "org-relayed", "seats": 2, "relay_grant_days": 30}),
+    );
+    let (_, g) = s.admin(
+        "POST",
+        "/admin/relay-grants",
+        json!({"request": request(&license, 1, "relay-hw").to_line()}),
+    );
+    let grant = g["grant"].as_str().unwrap().to_string();
+
+    let relay = signing_relay(&s, grant.clone(), "team");
+    let dir = tempfile::tempdir().unwrap();
+    let (e, logs) = common::engine::engine(
+        &s,
+        dir.path(),
+        &key,
+        json!({"api-url": relay.url(), "seat.enabled": true}),
+    );
+    assert_eq!(e.tier(), Tier::Team, "{}", logs.dump());
+    let st = common::engine::status(&e);
+    assert_eq!(st["seat"]["state"], "online", "{st}");
+    assert_eq!(st["relay"]["key_id"], "test-ed-other", "{st}");
+    assert_eq!(st["relay"]["seats"], 1, "{st}");
+    assert_eq!(st["relay"]["grant_until"], g["expires_at"], "{st}");
+    s.advance(300);
+    e.refresh_now()
+        .expect("a heartbeat answered through the relay");
+    assert_eq!(e.tier(), Tier::Team);
+    e.shutdown().unwrap();
+
+    // A relay that writes a higher tier than its grant's gets nothing taken.
+    let greedy = signing_relay(&s, grant, "enterprise");
+    let dir = tempfile::tempdir().unwrap();
+    let (e, logs) = common::engine::engine(
+        &s,
+        dir.path(),
+        &key,
+        json!({"api-url": greedy.url(), "seat.enabled": true}),
+    );
+    assert_eq!(e.tier(), Tier::Community, "{}", logs.dump());
+    assert!(logs.has("tier is above its grant's"), "{}", logs.dump());
+    assert_eq!(common::engine::status(&e)["relay"], Value::Null);
+    e.shutdown().unwrap();
+}

@@ -135,6 +135,20 @@ pub struct Status {
     pub build: BuildStatus,
     /// The seat, in seat mode (null otherwise).
     pub seat: Option<SeatStatus>,
+    /// The on-site relay whose token is in use, through the vendor's grant (null
+    /// otherwise).
+    pub relay: Option<RelayStatus>,
+}
+
+/// The `relay` object of the status: the grant a relay's token was accepted through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RelayStatus {
+    /// The relay key's id.
+    pub key_id: String,
+    /// The grant's end (RFC 3339): no token of the relay outlives it.
+    pub grant_until: String,
+    /// Seats the grant lets the relay hold.
+    pub seats: u32,
 }
 
 fn seat_mode_name(state: SeatState) -> &'static str {
@@ -274,6 +288,11 @@ impl Shared {
                 pinned_ca: self.config.pins.ca.is_some(),
             },
             seat: st.seat.as_ref().map(|s| self.seat_status(s, now_ms)),
+            relay: claims.and_then(|c| c.relay.as_ref()).map(|r| RelayStatus {
+                key_id: crate::log::clean(&r.kid),
+                grant_until: rfc3339(r.exp),
+                seats: r.seats,
+            }),
         }
     }
 }
