@@ -7,17 +7,12 @@ mod common;
 
 use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use lic4es::token::{src, KeySet, Policy, TokenError, GRANT_HEADER};
+use lic4es::token::{src, Policy, TokenError, GRANT_HEADER};
 use lic4es::Tier;
 use serde_json::{json, Value};
 
 fn policy() -> Policy {
-    Policy {
-        keys: KeySet::from_json_value(&jwks()).unwrap(),
-        issuer: ISSUER.into(),
-        skew_secs: 60,
-        grace_secs: 14 * DAY,
-    }
+    test_policy()
 }
 
 /// The relay's public key, as the grant names it.

@@ -11,12 +11,7 @@ use lic4es::Tier;
 use serde_json::{json, Value};
 
 fn policy() -> Policy {
-    Policy {
-        keys: KeySet::from_json_value(&jwks()).unwrap(),
-        issuer: ISSUER.into(),
-        skew_secs: 60,
-        grace_secs: 14 * DAY,
-    }
+    test_policy()
 }
 
 fn check(tok: &str) -> Result<lic4es::token::Checked, TokenError> {

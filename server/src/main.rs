@@ -748,6 +748,29 @@ fn hand_back(out: Option<&Path>, token: &str) -> Result<(), String> {
     }
 }
 
+/// Sends a request a site carried to the admin API at `path` and hands the token in the
+/// answer's `field` back (to `out`, else standard output); the answer, for the summary.
+fn answer_carried(
+    config: &ServerConfig,
+    url: Option<String>,
+    path: &str,
+    request: &impl serde::Serialize,
+    field: &str,
+    out: Option<&Path>,
+) -> Result<serde_json::Value, String> {
+    let body = serde_json::to_value(request).map_err(|e| e.to_string())?;
+    let (status, answer) = admin_send(config, url, reqwest::Method::POST, path, Some(body))?;
+    if status != 201 {
+        return Err(answer_error(status, &answer));
+    }
+    let v: serde_json::Value = serde_json::from_str(&answer).map_err(|e| e.to_string())?;
+    let token = v[field]
+        .as_str()
+        .ok_or_else(|| format!("the answer has no {field}"))?;
+    hand_back(out, token)?;
+    Ok(v)
+}
+
 fn relay_grant(
     config: &ServerConfig,
     request: &str,
@@ -756,19 +779,7 @@ fn relay_grant(
 ) -> Result<(), String> {
     let text = read_request(request)?;
     let req = lic4es::offline::GrantRequest::parse(&text).map_err(|e| format!("{request}: {e}"))?;
-    let body = serde_json::to_value(&req).map_err(|e| e.to_string())?;
-    let (status, answer) = admin_send(
-        config,
-        url,
-        reqwest::Method::POST,
-        "/admin/relay-grants",
-        Some(body),
-    )?;
-    if status != 201 {
-        return Err(answer_error(status, &answer));
-    }
-    let v: serde_json::Value = serde_json::from_str(&answer).map_err(|e| e.to_string())?;
-    hand_back(out, v["grant"].as_str().ok_or("the answer has no grant")?)?;
+    let v = answer_carried(config, url, "/admin/relay-grants", &req, "grant", out)?;
     eprintln!(
         "{}: grant {} of {} seats to relay key {} until {}{}",
         req.license_id,
@@ -795,21 +806,13 @@ fn offline_activate(
     // Checked here too, so a wrong file is told before the server is asked.
     let req =
         lic4es::offline::ActivationRequest::parse(&text).map_err(|e| format!("{request}: {e}"))?;
-    let body = serde_json::to_value(&req).map_err(|e| e.to_string())?;
-    let (status, answer) = admin_send(
+    let v = answer_carried(
         config,
         url,
-        reqwest::Method::POST,
         "/admin/offline-activations",
-        Some(body),
-    )?;
-    if status != 201 {
-        return Err(answer_error(status, &answer));
-    }
-    let v: serde_json::Value = serde_json::from_str(&answer).map_err(|e| e.to_string())?;
-    hand_back(
+        &req,
+        "license",
         out,
-        v["license"].as_str().ok_or("the answer has no license")?,
     )?;
     eprintln!(
         "{}: activation {} on hardware {} until {}{}",

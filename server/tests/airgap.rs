@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::free_port;
-use common::process::{cli, lic4es_cli, request, ServerProcess};
+use common::process::{acquire_as, cli, lic4es_cli, request, vendor_config, ServerProcess};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "admin-airgap-0123456789abcdef-01234";
@@ -68,29 +68,14 @@ fn status(config: &Path) -> Value {
 
 /// An acquire of one seat of the license with its API key: the HTTP status.
 fn acquire(port: u16, key: &str, n: u32) -> u16 {
-    let body = json!({
-        "hardware_id": format!("hw-online-{n}"),
-        "instance_id": format!("i-online-{n}"),
-        "version": "1",
-        "nonce": format!("{n:032x}"),
-    });
-    request(port, "POST", "/api/v1/licenses/acquire", key, &body).0
+    acquire_as(port, key, &format!("hw-online-{n}"), n)
 }
 
 #[test]
 fn an_air_gapped_site_runs_from_its_response_holds_a_seat_and_gives_it_back() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = dir.path().join("server.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n\
-             admin-token = \"{ADMIN}\"\n",
-            dir.path().join("data").to_str().unwrap()
-        ),
-    )
-    .unwrap();
+    let config = vendor_config(dir.path(), port, ADMIN);
     let jwks: Value = serde_json::from_str(&cli(&config, &["keygen"])).unwrap();
     // A Team license of one seat whose own terms allow 30-day activations (Team's policy
     // allows none), and a Pro one that keeps its tier's: none.

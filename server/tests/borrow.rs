@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::free_port;
-use common::process::{cli, lic4es_cli, request, ServerProcess};
+use common::process::{acquire_as, cli, lic4es_cli, request, vendor_config, ServerProcess};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "admin-borrow-0123456789abcdef-012345";
@@ -62,13 +62,7 @@ fn status(config: &Path, offline: bool) -> Value {
 
 /// An acquire of one seat by another machine: the HTTP status.
 fn acquire(port: u16, key: &str, n: u32) -> u16 {
-    let body = json!({
-        "hardware_id": format!("hw-other-{n}"),
-        "instance_id": format!("i-other-{n}"),
-        "version": "1",
-        "nonce": format!("{n:032x}"),
-    });
-    request(port, "POST", "/api/v1/licenses/acquire", key, &body).0
+    acquire_as(port, key, &format!("hw-other-{n}"), n)
 }
 
 fn audit_kinds(port: u16) -> Vec<String> {
@@ -91,16 +85,7 @@ fn audit_kinds(port: u16) -> Vec<String> {
 fn a_borrowed_seat_runs_offline_across_restarts_counts_on_the_server_and_goes_back() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = dir.path().join("server.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n\
-             admin-token = \"{ADMIN}\"\n",
-            dir.path().join("data").to_str().unwrap()
-        ),
-    )
-    .unwrap();
+    let config = vendor_config(dir.path(), port, ADMIN);
     let jwks: Value = serde_json::from_str(&cli(&config, &["keygen"])).unwrap();
     // A Team license of one seat whose own terms allow borrows of an hour (Team's policy
     // allows none), and a Pro one that keeps its tier's: none.

@@ -215,12 +215,7 @@ pub(crate) fn emit_log(level: Level, msg: &str) {
 pub extern "C" fn lic_init(config_json: *const c_char) -> lic_result {
     run("lic_init", || {
         check_not_forked()?;
-        if in_callback() {
-            return Err(Failure::new(
-                lic_result::LIC_ERR_INVALID_ARGUMENT,
-                "lic_init cannot be called from the log callback",
-            ));
-        }
+        not_from_callback("lic_init")?;
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         let json = unsafe { str_arg(config_json, "config_json") }?;
         let _guard = LIFECYCLE.lock().unwrap_or_else(|p| p.into_inner());
@@ -287,12 +282,7 @@ const _: () = {
 pub extern "C" fn lic_shutdown() -> lic_result {
     run("lic_shutdown", || {
         check_not_forked()?;
-        if in_callback() {
-            return Err(Failure::new(
-                lic_result::LIC_ERR_INVALID_ARGUMENT,
-                "lic_shutdown cannot be called from the log callback",
-            ));
-        }
+        not_from_callback("lic_shutdown")?;
         let _guard = LIFECYCLE.lock().unwrap_or_else(|p| p.into_inner());
         let engine = ENGINE
             .write()
@@ -434,14 +424,21 @@ pub extern "C" fn lic_gauge_set(gauge: lic_gauge, value: u64) {
 pub extern "C" fn lic_refresh_now() -> lic_result {
     run("lic_refresh_now", || {
         check_not_forked()?;
-        if in_callback() {
-            return Err(Failure::new(
-                lic_result::LIC_ERR_INVALID_ARGUMENT,
-                "lic_refresh_now cannot be called from the log callback",
-            ));
-        }
+        not_from_callback("lic_refresh_now")?;
         engine()?.refresh_now().map_err(engine_failure)
     })
+}
+
+/// Refuses a call that would wait on the thread calling it: from inside the log callback
+/// (which may run on the worker), `name` is LIC_ERR_INVALID_ARGUMENT.
+fn not_from_callback(name: &str) -> Result<(), Failure> {
+    if in_callback() {
+        return Err(Failure::new(
+            lic_result::LIC_ERR_INVALID_ARGUMENT,
+            format!("{name} cannot be called from the log callback"),
+        ));
+    }
+    Ok(())
 }
 
 /// The one map from an engine request's error to its code.
@@ -470,12 +467,7 @@ fn engine_failure(e: EngineError) -> Failure {
 pub extern "C" fn lic_borrow(seconds: u64) -> lic_result {
     run("lic_borrow", || {
         check_not_forked()?;
-        if in_callback() {
-            return Err(Failure::new(
-                lic_result::LIC_ERR_INVALID_ARGUMENT,
-                "lic_borrow cannot be called from the log callback",
-            ));
-        }
+        not_from_callback("lic_borrow")?;
         if seconds == 0 {
             return Err(Failure::new(
                 lic_result::LIC_ERR_INVALID_ARGUMENT,
@@ -493,12 +485,7 @@ pub extern "C" fn lic_borrow(seconds: u64) -> lic_result {
 pub extern "C" fn lic_return_borrow() -> lic_result {
     run("lic_return_borrow", || {
         check_not_forked()?;
-        if in_callback() {
-            return Err(Failure::new(
-                lic_result::LIC_ERR_INVALID_ARGUMENT,
-                "lic_return_borrow cannot be called from the log callback",
-            ));
-        }
+        not_from_callback("lic_return_borrow")?;
         engine()?.return_borrow().map_err(engine_failure)
     })
 }

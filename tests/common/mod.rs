@@ -41,6 +41,17 @@ fn pem(name: &str) -> Vec<u8> {
     std::fs::read(keys_dir().join(name)).unwrap()
 }
 
+/// The token rules of an engine that trusts the test keys: the default issuer, a minute's
+/// leeway, fourteen days of grace.
+pub fn test_policy() -> lic4es::token::Policy {
+    lic4es::token::Policy {
+        keys: lic4es::token::KeySet::from_json_value(&jwks()).unwrap(),
+        issuer: ISSUER.into(),
+        skew_secs: 60,
+        grace_secs: 14 * DAY,
+    }
+}
+
 /// Signs `claims` with the Ed25519 test key (kid `test-ed-1`).
 pub fn mint(claims: &Value) -> String {
     mint_with(claims, Algorithm::EdDSA, "test-ed-1")

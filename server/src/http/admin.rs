@@ -412,6 +412,20 @@ pub async fn kick(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// A document a site carried by hand, as an admin body: its JSON as it wrote it, or its
+/// one-line form as `{"request": "LINE"}`; read by `read`, a refusal a 400.
+fn carried<T, E: std::fmt::Display>(
+    body: Result<Bytes, BytesRejection>,
+    read: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, ApiError> {
+    let v: Value = parse(body)?;
+    let text = match v.get("request").and_then(Value::as_str) {
+        Some(line) => line.to_string(),
+        None => v.to_string(),
+    };
+    read(&text).map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.to_string()))
+}
+
 /// `POST /admin/offline-activations`: answers a site's air-gapped activation request (its
 /// JSON, or `{"request": "LINE"}` with its one-line form) with its node-locked token
 /// (`license`), the seat held.
@@ -420,14 +434,7 @@ pub async fn offline_activate(
     addr: ClientAddr,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    // The site's request as it wrote it, or its one-line form as `{"request": "LINE"}`.
-    let v: Value = parse(body)?;
-    let text = match v.get("request").and_then(Value::as_str) {
-        Some(line) => line.to_string(),
-        None => v.to_string(),
-    };
-    let req = lic4es::offline::ActivationRequest::parse(&text)
-        .map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.to_string()))?;
+    let req = carried(body, lic4es::offline::ActivationRequest::parse)?;
     check_license_id(&req.license_id)?;
     let a = service::offline::activate(&s, &req, &addr.to_string()).await?;
     Ok((
@@ -450,13 +457,7 @@ pub async fn relay_grant(
     addr: ClientAddr,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let v: Value = parse(body)?;
-    let text = match v.get("request").and_then(Value::as_str) {
-        Some(line) => line.to_string(),
-        None => v.to_string(),
-    };
-    let req = lic4es::offline::GrantRequest::parse(&text)
-        .map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.to_string()))?;
+    let req = carried(body, lic4es::offline::GrantRequest::parse)?;
     check_license_id(&req.license_id)?;
     let g = service::relay::grant(&s, &req, &addr.to_string()).await?;
     Ok((

@@ -6,7 +6,7 @@
 //! restart. The engine gets a token (`src: "borrow"`) that lives exactly the borrow, and
 //! may give the seat back early.
 
-use super::offline::{event, session_of};
+use super::offline::{self, event, session_of};
 use super::tokens::{self, Lifetime, TokenSpec};
 use super::{ServiceError, ServiceResult};
 use crate::app::AppState;
@@ -116,7 +116,7 @@ pub async fn borrow(
     let (token, exp) = match signed {
         Ok(t) => t,
         Err(e) => {
-            free(s, &kept).await;
+            offline::give_back(s, &kept, true).await;
             return Err(e);
         }
     };
@@ -130,7 +130,7 @@ pub async fn borrow(
     ));
     let record = kept.clone();
     if let Err(err) = super::store(s, move |st| st.add_offline_activation(&record, &e)).await {
-        free(s, &kept).await;
+        offline::give_back(s, &kept, true).await;
         return Err(match err {
             ServiceError::Store(e) => ServiceError::AuditUnavailable(e),
             other => other,
@@ -141,14 +141,6 @@ pub async fn borrow(
         session_id: kept.jti,
         until: exp,
     })
-}
-
-/// Frees the seat of a borrow that could not be answered (the engine, answered with an
-/// error, acquires again).
-async fn free(s: &AppState, kept: &OfflineActivation) {
-    if let Err(e) = s.seats.release(&kept.jti, &kept.license_id).await {
-        tracing::error!("seat of borrow {} not freed: {e}", kept.jti);
-    }
 }
 
 /// Gives a borrowed seat back before its end: the seat is freed and the borrow ended,

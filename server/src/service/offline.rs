@@ -13,7 +13,7 @@ use super::{audit, ServiceError, ServiceResult};
 use crate::app::AppState;
 use crate::config::Serving;
 use crate::seats::{Acquired, NewSession, Replace};
-use crate::store::{AuditEvent, AuditKind, KeptKind, OfflineActivation};
+use crate::store::{AuditEvent, AuditKind, KeptKind, License, OfflineActivation};
 
 /// What the vendor hands back to the site.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +68,19 @@ pub(super) fn session_of(a: &OfflineActivation, tier: &str, limit: u32, now: i64
     }
 }
 
+/// The license a site's request names, refused when it is unknown, revoked or expired.
+pub(super) async fn license_in_standing(s: &AppState, id: &str) -> ServiceResult<License> {
+    let key = id.to_string();
+    let lic = super::store(s, move |st| st.license(&key))
+        .await?
+        .ok_or_else(|| ServiceError::NotFound {
+            what: "license",
+            id: id.to_string(),
+        })?;
+    super::keys::standing(&lic, s.now())?;
+    Ok(lic)
+}
+
 /// Answers an activation request: refused when the license is unknown, revoked, expired,
 /// its policy allows no air-gapped activation, or every seat is in use; else the token,
 /// its seat held and the activation kept with its audit entry.
@@ -76,14 +89,7 @@ pub async fn activate(
     req: &ActivationRequest,
     source: &str,
 ) -> ServiceResult<Activated> {
-    let id = req.license_id.clone();
-    let lic = super::store(s, move |st| st.license(&id))
-        .await?
-        .ok_or_else(|| ServiceError::NotFound {
-            what: "license",
-            id: req.license_id.clone(),
-        })?;
-    super::keys::standing(&lic, s.now())?;
+    let lic = license_in_standing(s, &req.license_id).await?;
     let p = tokens::policy(s, &lic)?;
     if p.offline_activation_days == 0 {
         return Err(ServiceError::OfflineActivationNotAllowed(lic.id.clone()));
@@ -175,12 +181,12 @@ pub async fn activate(
     })
 }
 
-/// Frees the seat of an activation that could not be answered.
-async fn give_back(s: &AppState, a: &OfflineActivation, counted: bool) {
+/// Frees the seat of an activation (or a borrow) that could not be answered.
+pub(super) async fn give_back(s: &AppState, a: &OfflineActivation, counted: bool) {
     if counted {
         if let Err(e) = s.seats.release(&a.jti, &a.license_id).await {
-            // The session lapses at the token's `exp`; the site never got the token.
-            tracing::error!("seat of air-gapped activation {} not freed: {e}", a.jti);
+            // The session lapses at its end; the engine never got the token.
+            tracing::error!("kept seat {} not freed: {e}", a.jti);
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use lic4es::offline::GrantRequest;
 
-use super::offline::{event, session_of};
+use super::offline::{event, license_in_standing, session_of};
 use super::tokens::{self, Lifetime, TokenSpec};
 use super::{audit, ServiceError, ServiceResult};
 use crate::app::AppState;
@@ -44,14 +44,7 @@ fn seat_id(grant_id: &str, i: u32) -> String {
 /// asked, or they are not free; else the grant, its seats held and kept with an audit
 /// entry each. The relay machine's previous grant of the license ends here.
 pub async fn grant(s: &AppState, req: &GrantRequest, source: &str) -> ServiceResult<Granted> {
-    let id = req.license_id.clone();
-    let lic = super::store(s, move |st| st.license(&id))
-        .await?
-        .ok_or_else(|| ServiceError::NotFound {
-            what: "license",
-            id: req.license_id.clone(),
-        })?;
-    super::keys::standing(&lic, s.now())?;
+    let lic = license_in_standing(s, &req.license_id).await?;
     let p = tokens::policy(s, &lic)?;
     if p.relay_grant_days == 0 {
         return Err(ServiceError::RelayGrantNotAllowed(lic.id.clone()));
@@ -186,7 +179,8 @@ pub async fn grant(s: &AppState, req: &GrantRequest, source: &str) -> ServiceRes
     })
 }
 
-/// Frees the first `n` seats of a grant that could not be answered.
+/// Frees the first `n` seats of a grant that could not be answered (a grant's seats are
+/// named by their number, which its rows are not yet written under).
 async fn give_back(s: &AppState, license: &str, grant_id: &str, n: u32) {
     for i in 0..n {
         if let Err(e) = s.seats.release(&seat_id(grant_id, i), license).await {

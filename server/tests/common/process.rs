@@ -119,6 +119,35 @@ pub fn request(port: u16, method: &str, path: &str, bearer: &str, body: &Value) 
     super::http::json(port, method, path, Some(bearer), body)
 }
 
+/// A server config in `dir` for `port`, its data under `dir/data`, the admin API behind
+/// `admin_token` and no metrics listener: what a vendor runs, for the tests that start it
+/// as its own process.
+pub fn vendor_config(dir: &Path, port: u16, admin_token: &str) -> PathBuf {
+    let config = dir.join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n\
+             admin-token = \"{admin_token}\"\n",
+            dir.join("data").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// An acquire of a seat with `key` by machine `hw` (its instance and nonce from `n`): the
+/// HTTP status.
+pub fn acquire_as(port: u16, key: &str, hw: &str, n: u32) -> u16 {
+    let body = serde_json::json!({
+        "hardware_id": hw,
+        "instance_id": format!("i-{hw}"),
+        "version": "1",
+        "nonce": format!("{n:032x}"),
+    });
+    request(port, "POST", lic4es::protocol::paths::ACQUIRE, key, &body).0
+}
+
 /// `license-server --config CONFIG ARGS…`, which must succeed: its stdout, trimmed.
 pub fn cli(config: &Path, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_license-server"))
