@@ -23,9 +23,9 @@ const MAX_ID: usize = 200;
 /// Why a request or code is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OfflineError {
-    /// Over [`MAX_DOCUMENT_BYTES`].
-    #[error("over {MAX_DOCUMENT_BYTES} bytes")]
-    TooLarge,
+    /// Over its size bound ([`MAX_DOCUMENT_BYTES`], or [`MAX_GRANT_REQUEST_BYTES`]).
+    #[error("over {0} bytes")]
+    TooLarge(usize),
     /// Neither JSON nor a base64url line of it, or a field missing or of the wrong type.
     #[error("not a {what}: {reason}")]
     Malformed {
@@ -105,7 +105,15 @@ pub struct GrantRequest {
     pub nonce: String,
     /// When it was written (RFC 3339, the relay's clock: for the vendor's eyes only).
     pub created_at: String,
+    /// A renewal's report of the relay's seat usage since its last grant: a JWS signed
+    /// by the relay's key, which the vendor adds to the license's usage report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<String>,
 }
+
+/// Largest grant request read: a renewal carries the site's busy hours since the last one
+/// (within a request body the server takes).
+pub const MAX_GRANT_REQUEST_BYTES: usize = 48 * 1024;
 
 impl GrantRequest {
     /// The request as one base64url line.
@@ -116,7 +124,8 @@ impl GrantRequest {
     /// Reads a request from its JSON or its base64url line, and checks its fields: ids,
     /// 1 to [`MAX_GRANT_SEATS`] seats, the nonce, and a usable Ed25519 public key.
     pub fn parse(text: &str) -> Result<Self, OfflineError> {
-        let r: GrantRequest = parse_document(text, "relay grant request")?;
+        let r: GrantRequest =
+            parse_document_within(text, "relay grant request", MAX_GRANT_REQUEST_BYTES)?;
         check_id("license_id", &r.license_id)?;
         check_id("hardware_id", &r.hardware_id)?;
         if r.created_at.len() > MAX_ID {
@@ -210,9 +219,17 @@ fn parse_document<T: serde::de::DeserializeOwned>(
     text: &str,
     what: &'static str,
 ) -> Result<T, OfflineError> {
+    parse_document_within(text, what, MAX_DOCUMENT_BYTES)
+}
+
+fn parse_document_within<T: serde::de::DeserializeOwned>(
+    text: &str,
+    what: &'static str,
+    max: usize,
+) -> Result<T, OfflineError> {
     let text = text.trim();
-    if text.len() > MAX_DOCUMENT_BYTES {
-        return Err(OfflineError::TooLarge);
+    if text.len() > max {
+        return Err(OfflineError::TooLarge(max));
     }
     let malformed = |reason: String| OfflineError::Malformed { what, reason };
     if text.starts_with('{') {
@@ -289,7 +306,7 @@ mod tests {
         assert!(ActivationRequest::parse(&extra.to_string()).is_err());
         assert_eq!(
             ActivationRequest::parse(&"A".repeat(MAX_DOCUMENT_BYTES + 1)),
-            Err(OfflineError::TooLarge)
+            Err(OfflineError::TooLarge(MAX_DOCUMENT_BYTES))
         );
     }
 
@@ -324,6 +341,7 @@ mod tests {
             public_key: key.clone(),
             nonce: "0123456789abcdef0123456789abcdef".into(),
             created_at: "2026-12-07T00:00:00Z".into(),
+            usage: None,
         };
         assert_eq!(GrantRequest::parse(&good.to_line()).unwrap(), good);
         let json = serde_json::to_string(&good).unwrap();

@@ -25,6 +25,9 @@ pub mod paths {
     /// `POST`: check a held seat out for a while, to run without the network;
     /// `DELETE`: give a borrowed seat back early.
     pub const BORROW: &str = "/api/v1/licenses/borrow";
+    /// `POST`: an on-site relay's grant request (`lic4es::offline::GrantRequest`), with
+    /// the license's API key: the relay's grant, or its renewal.
+    pub const RELAY_GRANT: &str = "/api/v1/licenses/relay-grant";
 }
 
 /// The `error` codes of error answers.
@@ -69,6 +72,24 @@ pub mod codes {
 
     /// Codes that revoke the engine's license at once.
     pub const REVOCATIONS: [&str; 2] = [API_KEY_REVOKED, LICENSE_REVOKED];
+}
+
+/// Answer to an on-site relay's grant request (`paths::RELAY_GRANT`, and the admin
+/// API's `POST /admin/relay-grants`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayGrantAnswer {
+    /// The grant (the token the relay puts in its tokens' header).
+    pub grant: String,
+    /// Its id.
+    pub grant_id: String,
+    /// The license.
+    pub license_id: String,
+    /// Seats granted.
+    pub seats: u32,
+    /// When it ends (RFC 3339).
+    pub expires_at: String,
+    /// Whether its seats are counted among the license's.
+    pub counted: bool,
 }
 
 /// Body of a token fetch (`POST /api/v1/licenses/token`).

@@ -20,8 +20,9 @@ pub struct SigningKey {
     /// the seed does) doubled the cost of every signature.
     signing: ed25519_dalek::SigningKey,
     /// The JWS header (`{"typ":"JWT","alg":"EdDSA","kid":…}`), base64url, shared by
-    /// every token.
-    header_b64: String,
+    /// every token. A relay's key adds its grant to it ([`SigningKey::set_grant`]), and
+    /// replaces it when the grant is renewed while the relay serves.
+    header_b64: std::sync::RwLock<std::sync::Arc<str>>,
 }
 
 impl SigningKey {
@@ -34,16 +35,34 @@ impl SigningKey {
     }
 
     fn from_seed(kid: String, seed: [u8; 32]) -> SigningKey {
-        let header = json!({"typ": "JWT", "alg": "EdDSA", "kid": kid});
         SigningKey {
-            header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
+            header_b64: std::sync::RwLock::new(Self::header(&kid, None).into()),
             kid,
             seed,
             signing: ed25519_dalek::SigningKey::from_bytes(&seed),
         }
     }
 
-    fn public_x(&self) -> String {
+    fn header(kid: &str, grant: Option<&str>) -> String {
+        let mut header = json!({"typ": "JWT", "alg": "EdDSA", "kid": kid});
+        if let Some(g) = grant {
+            header[lic4es::token::GRANT_HEADER] = json!(g);
+        }
+        URL_SAFE_NO_PAD.encode(header.to_string())
+    }
+
+    /// Puts `grant` (a relay's grant from the vendor) in the header of every token this
+    /// key signs from now on: what lets an engine accept them (`lic4es_grant`).
+    pub fn set_grant(&self, grant: &str) {
+        let header: std::sync::Arc<str> = Self::header(&self.kid, Some(grant)).into();
+        *self
+            .header_b64
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = header;
+    }
+
+    /// The public key's `x` (base64url): what a relay's grant names in `cnf`.
+    pub fn public_x(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.signing.verifying_key().to_bytes())
     }
 
@@ -120,8 +139,13 @@ impl SigningKey {
     /// RFC 7515: header, payload and Ed25519 signature, each base64url without padding).
     pub fn sign<C: serde::Serialize + ?Sized>(&self, claims: &C) -> Result<String, String> {
         let payload = serde_json::to_vec(claims).map_err(|e| e.to_string())?;
-        let mut jwt = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 90);
-        jwt.push_str(&self.header_b64);
+        let header = self
+            .header_b64
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut jwt = String::with_capacity(header.len() + payload.len() * 4 / 3 + 90);
+        jwt.push_str(&header);
         jwt.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut jwt);
         let signature = self.signing.sign(jwt.as_bytes());
@@ -171,6 +195,16 @@ impl KeyRing {
     /// Reads the keys, creating the active one first if there is none.
     pub fn load_or_create(files: &KeyFiles) -> Result<KeyRing, String> {
         Self::with_active(files, SigningKey::load_or_create(&files.active)?)
+    }
+
+    /// A ring of one key, published alone: a relay's, which engines never take from its
+    /// JWK Set (they verify it through the vendor's grant).
+    pub fn single(active: SigningKey) -> KeyRing {
+        KeyRing {
+            active,
+            next: None,
+            retired: Vec::new(),
+        }
     }
 
     fn with_active(files: &KeyFiles, active: SigningKey) -> Result<KeyRing, String> {

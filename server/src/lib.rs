@@ -21,6 +21,7 @@ pub mod http;
 pub mod keys;
 pub mod log;
 pub mod metrics;
+pub mod relay;
 pub mod seats;
 pub mod service;
 pub mod store;
@@ -61,6 +62,17 @@ pub fn open_with_clock(
 ) -> Result<Arc<AppState>, String> {
     config.validate()?;
     let key = keys::KeyRing::load_or_create(&config.key_files())?;
+    open_with_keys(config, key, clock)
+}
+
+/// [`open_with_clock`] signing with `key` rather than the keys under `data-dir` (an
+/// on-site relay's own key).
+pub fn open_with_keys(
+    config: ServerConfig,
+    key: keys::KeyRing,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<AppState>, String> {
+    config.validate()?;
     let store = open_store(&config)?;
     if let Some(tree) = git_work_tree_of(&config.data_dir) {
         if !git_ignored(&tree, &config.data_dir) {

@@ -137,6 +137,16 @@ enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// Run an on-site relay: serve engines on a customer's network the seats of a vendor's
+    /// grant, signed with the relay's own key (docs/how-to/relay.md).
+    ///
+    /// `--config` is the relay's own file (listen, data-dir, grant-file, relay-key-file,
+    /// upstream, api-key).
+    #[command(help_template = HELP)]
+    Relay {
+        #[command(subcommand)]
+        command: Option<RelayCommand>,
+    },
     /// Apply the pending schema migrations and list what the store records.
     ///
     /// The configured store: SQLite or PostgreSQL. `serve` applies them at start as well.
@@ -341,6 +351,30 @@ enum OfflineCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum RelayCommand {
+    /// Write this relay's grant request for the vendor (`license-server offline grant`):
+    /// its key, its machine, the license and seats, and its usage since its last grant.
+    ///
+    /// The one-line form goes to standard output; `--out` writes the JSON too.
+    #[command(help_template = HELP)]
+    Request {
+        /// The license (it comes with the license, as the API key does).
+        #[arg(long, value_name = "ID")]
+        license: String,
+        /// Seats the relay will serve at once.
+        #[arg(long, value_name = "N")]
+        seats: u32,
+        /// Write the request (JSON) here as well.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Send it to `upstream` with `api-key` instead, and write the grant to
+        /// `grant-file`.
+        #[arg(long)]
+        send: bool,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -350,6 +384,12 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    if let Some(Command::Relay { command }) = cli.command {
+        return match relay(cli.config.as_deref(), command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        };
+    }
     let config = match ServerConfig::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => return fail(&e),
@@ -444,10 +484,53 @@ fn main() -> ExitCode {
             csv,
         } => usage_report(&config, &license, from, to, &bucket, csv),
         Command::Migrate => migrate(&config),
+        Command::Relay { .. } => unreachable!("answered before the server's config is read"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
+    }
+}
+
+/// `license-server relay`, and its request.
+fn relay(config: Option<&Path>, command: Option<RelayCommand>) -> Result<(), String> {
+    use license_server::relay::{self, RelayConfig};
+    let path = config.ok_or("a relay needs --config FILE (docs/how-to/relay.md)")?;
+    let config = RelayConfig::load(path).map_err(|e| e.to_string())?;
+    license_server::log::init(&config.log_level, false, license_server::log::Format::Text);
+    match command {
+        None => relay::run(config).map_err(|e| e.to_string()),
+        Some(RelayCommand::Request {
+            license,
+            seats,
+            out,
+            send,
+        }) => {
+            check_license_id(&license).map_err(message_of)?;
+            let req =
+                relay::request(&config, &license, seats, unix_now()).map_err(|e| e.to_string())?;
+            if send {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let until = rt
+                    .block_on(relay::send(&config, &req))
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "grant until {until} written to {}",
+                    config.grant_path().display()
+                );
+                return Ok(());
+            }
+            if let Some(out) = out {
+                let json = serde_json::to_string_pretty(&req).map_err(|e| e.to_string())?;
+                std::fs::write(&out, json + "\n")
+                    .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            }
+            println!("{}", req.to_line());
+            Ok(())
+        }
     }
 }
 
@@ -1071,16 +1154,13 @@ fn serve(config: ServerConfig) -> Result<(), String> {
             state.key.kid,
             lic4es::clock::rfc3339(state.now())
         );
-        license_server::http::serve_all(listener, metrics, state, tls, async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            tracing::info!("shutting down");
-        })
+        license_server::http::serve_all(
+            listener,
+            metrics,
+            state,
+            tls,
+            license_server::http::terminated(),
+        )
         .await
         .map_err(|e| e.to_string())
     });

@@ -4,7 +4,7 @@
 //! and how hours make a report by hour or by day. The sampler and the store carry it out
 //! (`crate::service::usage`).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Seconds in an hour.
 pub const HOUR: i64 = 3_600;
@@ -69,6 +69,56 @@ impl HourUsage {
         self.refusals = self.refusals.saturating_add(more.refusals);
         self.offline_secs = self.offline_secs.saturating_add(more.offline_secs);
         self
+    }
+}
+
+/// Most hours a relay's report carries: the newest with anything in them.
+pub const SITE_REPORT_MAX_HOURS: usize = 1000;
+
+/// An on-site relay's report of its seat usage, carried to the vendor by its next grant
+/// request and signed by its key: per hour with any use, the start, the peak of seats in
+/// use and the refusals for want of a seat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteReport {
+    /// The license.
+    pub license: String,
+    /// `[hour, peak, refusals]`, oldest first.
+    pub hours: Vec<(i64, u32, u32)>,
+}
+
+impl SiteReport {
+    /// The report of `hours` (the relay's own, of `license`), the newest
+    /// [`SITE_REPORT_MAX_HOURS`] with any use.
+    pub fn of(license: &str, hours: &[HourUsage]) -> SiteReport {
+        let mut rows: Vec<(i64, u32, u32)> = hours
+            .iter()
+            .filter(|h| h.peak > 0 || h.refusals > 0)
+            .map(|h| (h.hour, h.peak, h.refusals))
+            .collect();
+        rows.sort_unstable();
+        let skip = rows.len().saturating_sub(SITE_REPORT_MAX_HOURS);
+        SiteReport {
+            license: license.to_string(),
+            hours: rows.split_off(skip),
+        }
+    }
+
+    /// What the vendor adds to the license's usage from the hours in `[from, to)`: their
+    /// peaks and refusals. Not seat time: the grant's seats are held, and sampled as in
+    /// use, on the vendor's server for the grant's whole life.
+    pub fn usage(&self, from: i64, to: i64) -> Vec<HourUsage> {
+        self.hours
+            .iter()
+            .filter(|(hour, _, _)| (from..to).contains(hour) && hour_of(*hour) == *hour)
+            .map(|&(hour, peak, refusals)| HourUsage {
+                license: self.license.clone(),
+                hour,
+                peak,
+                refusals,
+                ..HourUsage::default()
+            })
+            .collect()
     }
 }
 
@@ -160,6 +210,35 @@ mod tests {
     use super::*;
 
     const T: i64 = 1_795_354_152;
+
+    #[test]
+    fn a_site_report_carries_its_busy_hours_and_adds_peaks_and_refusals_within_a_range() {
+        let h = hour_of(T);
+        let hours = [
+            HourUsage::sample("l", h + HOUR, 2, 0),
+            HourUsage::sample("l", h, 0, 0),
+            HourUsage::refusal("l", h + 2 * HOUR, 3),
+        ];
+        let r = SiteReport::of("l", &hours);
+        assert_eq!(r.hours, [(h + HOUR, 2, 0), (h + 2 * HOUR, 3, 1)]);
+        let added = r.usage(h + 2 * HOUR, h + 3 * HOUR);
+        assert_eq!(added.len(), 1);
+        assert_eq!((added[0].peak, added[0].refusals), (3, 1));
+        assert_eq!(added[0].seat_secs, 0);
+        // An hour not on an hour's start is not taken.
+        let odd = SiteReport {
+            license: "l".into(),
+            hours: vec![(h + 5, 9, 9)],
+        };
+        assert!(odd.usage(h, h + HOUR).is_empty());
+        // At most the newest SITE_REPORT_MAX_HOURS hours.
+        let many: Vec<HourUsage> = (0..SITE_REPORT_MAX_HOURS as i64 + 5)
+            .map(|i| HourUsage::refusal("l", h + i * HOUR, 1))
+            .collect();
+        let r = SiteReport::of("l", &many);
+        assert_eq!(r.hours.len(), SITE_REPORT_MAX_HOURS);
+        assert_eq!(r.hours[0].0, h + 5 * HOUR);
+    }
 
     #[test]
     fn a_range_takes_days_and_rfc3339_times() {

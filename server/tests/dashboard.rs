@@ -378,6 +378,7 @@ fn the_dashboard_answers_air_gapped_sites_and_relays_and_takes_a_deactivation_co
         public_key: relay_keys["keys"][0].clone(),
         nonce: NONCE.into(),
         created_at: "2026-01-01T00:00:00Z".into(),
+        usage: None,
     };
     b.type_into("#grant-request", &grant_request.to_line());
     b.click("#grant");

@@ -34,6 +34,7 @@ fn request(license: &str, seats: u32, hw: &str) -> GrantRequest {
         public_key: relay_key().0,
         nonce: NONCE.into(),
         created_at: "2026-12-07T00:00:00Z".into(),
+        usage: None,
     }
 }
 

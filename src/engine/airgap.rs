@@ -24,6 +24,13 @@ pub const OFFLINE_LICENSE_FILE: &str = "offline-license.jwt";
 /// The request waiting for its response, in `cache-dir`.
 pub const OFFLINE_REQUEST_FILE: &str = "offline-request.json";
 
+/// The hardware id of an on-site relay on this machine holding the key `kid`: as an
+/// engine's, the machine's id with the relay's own in place of an instance id, so a
+/// grant node-locked to it does not serve from a copy of the relay's files elsewhere.
+pub fn relay_hardware_id(kid: &str) -> String {
+    crate::seat::hardware_id(&super::identity::machine_id_or_host(None), kid)
+}
+
 /// Why an air-gapped step did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum AirgapError {

@@ -54,7 +54,7 @@ fn instance_id(config: &Config, cache: &CacheDir, notes: &mut Vec<String>) -> St
 }
 
 /// The machine id `given` (tests), else `/etc/machine-id`, else the host name.
-fn machine_id_or_host(given: Option<&str>) -> String {
+pub(super) fn machine_id_or_host(given: Option<&str>) -> String {
     if let Some(m) = given {
         return m.to_string();
     }

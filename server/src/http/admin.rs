@@ -460,18 +460,7 @@ pub async fn relay_grant(
     let req = carried(body, lic4es::offline::GrantRequest::parse)?;
     check_license_id(&req.license_id)?;
     let g = service::relay::grant(&s, &req, &addr.to_string()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "grant": g.grant,
-            "grant_id": g.grant_id,
-            "license_id": g.license,
-            "seats": g.seats,
-            "expires_at": rfc3339(g.expires_at),
-            "counted": g.counted,
-        })),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(g.answer())).into_response())
 }
 
 /// Body of `POST /admin/offline-deactivations`.

@@ -1,5 +1,5 @@
-//! Token fetch by API key and static-token refresh. The handlers check the bodies' form
-//! and call [`crate::service::tokens`].
+//! Token fetch by API key, static-token refresh, and an on-site relay's own grant
+//! request. The handlers check the bodies' form and call [`crate::service`].
 
 use std::sync::Arc;
 
@@ -9,13 +9,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use lic4es::protocol::{codes, RefreshRequest, TokenAnswer, TokenRequest};
+use lic4es::protocol::{codes, RefreshRequest, RelayGrantAnswer, TokenAnswer, TokenRequest};
 
 use super::{
-    bearer, body_bytes, check_nonce, check_text, parse, parse_bytes, ApiError, KeyLicense,
+    bearer, body_bytes, check_nonce, check_text, parse, parse_bytes, ApiError, ClientAddr,
+    KeyLicense,
 };
 use crate::app::AppState;
-use crate::service::tokens;
+use crate::service::{relay, tokens};
 
 fn check_client(req: &TokenRequest) -> Result<(), ApiError> {
     check_text("instance_id", &req.instance_id, 256, true)?;
@@ -90,4 +91,28 @@ pub async fn refresh(
         Some(issued) => Ok(Json(token_answer(&s, issued)).into_response()),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
+}
+
+/// `POST /api/v1/licenses/relay-grant`: an on-site relay that reaches the vendor asks for
+/// its grant, or its renewal with its usage report, with the license's API key; the
+/// request must be for that license.
+pub async fn relay_grant(
+    State(s): State<Arc<AppState>>,
+    KeyLicense(lic): KeyLicense,
+    addr: ClientAddr,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<RelayGrantAnswer>), ApiError> {
+    let body = body_bytes(body)?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad(codes::INVALID_JSON, "the body is not UTF-8"))?;
+    let req = lic4es::offline::GrantRequest::parse(text)
+        .map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.to_string()))?;
+    if req.license_id != lic.id {
+        return Err(ApiError::bad(
+            codes::INVALID_REQUEST,
+            "the grant request is for another license than the API key's",
+        ));
+    }
+    let g = relay::grant(&s, &req, &addr.to_string()).await?;
+    Ok((StatusCode::CREATED, Json(g.answer())))
 }

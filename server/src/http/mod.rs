@@ -488,6 +488,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(paths::RECONNECT, post(seats::reconnect))
         .route(paths::HEARTBEAT, put(seats::heartbeat))
         .route(paths::RELEASE, delete(seats::release))
+        .route(paths::RELAY_GRANT, post(licenses::relay_grant))
         .route(
             paths::BORROW,
             post(seats::borrow).delete(seats::return_borrow),
@@ -557,6 +558,23 @@ async fn reload_on_sighup(tls: Arc<crate::tls::Tls>) {
             Err(e) => tracing::error!("SIGHUP: {e}; the certificate in use stays"),
         }
     }
+}
+
+/// Resolves at SIGTERM or Ctrl-C: when a server process shuts down.
+pub async fn terminated() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("no SIGTERM handler ({e}): only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
 }
 
 /// [`serve`] with `tls` (from [`crate::tls::Tls::of_config`]) and `/metrics` on `metrics`

@@ -6,7 +6,10 @@
 //! in the license store (it outlives a restart), and a relay's next grant, its renewal,
 //! replaces the last one for that machine.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use lic4es::offline::GrantRequest;
+use serde_json::Value;
 
 use super::offline::{event, license_in_standing, session_of};
 use super::tokens::{self, Lifetime, TokenSpec};
@@ -15,6 +18,7 @@ use crate::app::AppState;
 use crate::config::Serving;
 use crate::seats::{Acquired, Replace};
 use crate::store::{AuditKind, KeptKind, OfflineActivation};
+use crate::usage::{hour_of, HourUsage, SiteReport};
 
 /// A grant issued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +38,20 @@ pub struct Granted {
     pub counted: bool,
 }
 
+impl Granted {
+    /// The answer to the relay (the same from the admin API and the relay's own call).
+    pub fn answer(self) -> lic4es::protocol::RelayGrantAnswer {
+        lic4es::protocol::RelayGrantAnswer {
+            grant: self.grant,
+            grant_id: self.grant_id,
+            license_id: self.license,
+            seats: self.seats,
+            expires_at: lic4es::clock::rfc3339(self.expires_at),
+            counted: self.counted,
+        }
+    }
+}
+
 /// The id of a grant's `i`th seat.
 fn seat_id(grant_id: &str, i: u32) -> String {
     format!("{grant_id}-{i}")
@@ -42,8 +60,14 @@ fn seat_id(grant_id: &str, i: u32) -> String {
 /// Answers a relay's grant request: refused when the license is unknown, revoked,
 /// expired, its policy allows no relays (`relay-grant-days` 0), it has fewer seats than
 /// asked, or they are not free; else the grant, its seats held and kept with an audit
-/// entry each. The relay machine's previous grant of the license ends here.
+/// entry each. The relay machine's previous grant of the license ends here, and a
+/// renewal's usage report (verified with the relay's key) is added to the license's
+/// usage: the hours since the previous grant, each once.
 pub async fn grant(s: &AppState, req: &GrantRequest, source: &str) -> ServiceResult<Granted> {
+    let report = match &req.usage {
+        Some(jws) => Some(site_report(jws, &req.public_key, &req.license_id)?),
+        None => None,
+    };
     let lic = license_in_standing(s, &req.license_id).await?;
     let p = tokens::policy(s, &lic)?;
     if p.relay_grant_days == 0 {
@@ -66,6 +90,13 @@ pub async fn grant(s: &AppState, req: &GrantRequest, source: &str) -> ServiceRes
         kind: KeptKind::Relay,
     };
     let previous = previous_grant(s, &lic.id, &req.hardware_id).await?;
+    // Hours from the previous grant's on, to the last one begun: a request answered
+    // twice adds nothing the second time (its previous grant is then the first answer).
+    let since = previous.first().map_or(
+        now.saturating_sub(2 * (p.relay_grant_days as i64).saturating_mul(86_400)),
+        |r| hour_of(r.created_at),
+    );
+    let site = report.map_or_else(Vec::new, |r| r.usage(since, now));
     let counted = match p.serving(&lic.tier) {
         Serving::Counted(limit) => {
             if req.seats > limit {
@@ -139,15 +170,17 @@ pub async fn grant(s: &AppState, req: &GrantRequest, source: &str) -> ServiceRes
             return Err(e);
         }
     };
+    let reported = site_summary(&site);
     for i in 0..held {
         let row = kept(i);
         let mut e = event(s, AuditKind::RelayGrant, &row, source);
         e.detail = Some(format!(
-            "seat {} of {} of grant {grant_id} to relay key {} until {}",
+            "seat {} of {} of grant {grant_id} to relay key {} until {}{}",
             i + 1,
             req.seats,
             lic4es::log::clean(req.kid()),
-            lic4es::clock::rfc3339(exp)
+            lic4es::clock::rfc3339(exp),
+            if i == 0 { reported.as_str() } else { "" }
         ));
         if let Err(err) = super::store(s, move |st| st.add_offline_activation(&row, &e)).await {
             give_back(s, &lic.id, &grant_id, held).await;
@@ -162,12 +195,18 @@ pub async fn grant(s: &AppState, req: &GrantRequest, source: &str) -> ServiceRes
         let mut e = event(s, AuditKind::RelayGrant, &kept(0), source);
         e.session_id = Some(grant_id.clone());
         e.detail = Some(format!(
-            "grant of {} seats (not counted in seats) to relay key {} until {}",
+            "grant of {} seats (not counted in seats) to relay key {} until {}{reported}",
             req.seats,
             lic4es::log::clean(req.kid()),
             lic4es::clock::rfc3339(exp)
         ));
         audit::required(s, e).await?;
+    }
+    if !site.is_empty() {
+        // The grant stands either way; a report not kept is logged, not refused.
+        if let Err(e) = super::store(s, move |st| st.add_usage(&site)).await {
+            tracing::error!("relay usage of {} not kept: {e}", lic.id);
+        }
     }
     Ok(Granted {
         grant,
@@ -177,6 +216,59 @@ pub async fn grant(s: &AppState, req: &GrantRequest, source: &str) -> ServiceRes
         expires_at: exp,
         counted,
     })
+}
+
+/// The audit trail's words for a site's reported hours (empty for none).
+fn site_summary(site: &[HourUsage]) -> String {
+    if site.is_empty() {
+        return String::new();
+    }
+    let peak = site.iter().map(|h| h.peak).max().unwrap_or(0);
+    let refusals: u32 = site.iter().map(|h| h.refusals).sum();
+    format!(
+        "; the site reported {} hours of use, peak {peak} seats, {refusals} refusals",
+        site.len()
+    )
+}
+
+/// A relay's usage report: a JWS (EdDSA) its key `jwk` — the grant request's — signed,
+/// of `license`.
+fn site_report(jws: &str, jwk: &Value, license: &str) -> ServiceResult<SiteReport> {
+    let bad = |why: &str| ServiceError::Invalid(format!("the relay's usage report {why}"));
+    let key = jwk
+        .get("x")
+        .and_then(Value::as_str)
+        .and_then(|x| URL_SAFE_NO_PAD.decode(x).ok())
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|b| ed25519_dalek::VerifyingKey::from_bytes(&b).ok())
+        .ok_or_else(|| bad("cannot be verified: the request's key is unusable"))?;
+    let (signed, signature) = jws.rsplit_once('.').ok_or_else(|| bad("is not a JWS"))?;
+    let (header, payload) = signed.split_once('.').ok_or_else(|| bad("is not a JWS"))?;
+    let header: Value = URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|h| serde_json::from_slice(&h).ok())
+        .ok_or_else(|| bad("has no readable header"))?;
+    if header.get("alg").and_then(Value::as_str) != Some("EdDSA") {
+        return Err(bad("is not signed with EdDSA"));
+    }
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .ok()
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        .map(|b| ed25519_dalek::Signature::from_bytes(&b))
+        .ok_or_else(|| bad("has no signature"))?;
+    key.verify_strict(signed.as_bytes(), &signature)
+        .map_err(|_| bad("is not signed by the relay's key"))?;
+    let report: SiteReport = URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|p| serde_json::from_slice(&p).ok())
+        .ok_or_else(|| bad("is malformed"))?;
+    if report.license != license {
+        return Err(bad("is of another license"));
+    }
+    Ok(report)
 }
 
 /// Frees the first `n` seats of a grant that could not be answered (a grant's seats are

@@ -27,10 +27,20 @@ impl ServerProcess {
     /// [`ServerProcess::start`], with `configure` setting up the command first (limits,
     /// environment).
     pub fn start_with(config: &Path, configure: impl FnOnce(&mut Command)) -> ServerProcess {
+        Self::start_args(config, &["serve"], configure)
+    }
+
+    /// `license-server --config CONFIG ARGS…` (`relay`, say), started as
+    /// [`ServerProcess::start_with`] starts `serve`.
+    pub fn start_args(
+        config: &Path,
+        args: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> ServerProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_license-server"));
         cmd.arg("--config")
             .arg(config)
-            .arg("serve")
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         configure(&mut cmd);
