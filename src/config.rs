@@ -114,6 +114,7 @@ pub const KEYS: &[KeyDoc] = &[
     key("key-file", "path", Described("—"), "file holding the static token (trailing whitespace ignored; may be a symlink, as mounted secrets are); setting both `key` and `key-file` is an error"),
     key("api-key", "string", Described("env `SOFTCLIENT4ES_API_KEY`"), "`sk-` + printable ASCII"),
     key("api-url", "URL, or a list of URLs", Val(DEFAULT_API_URL), "backend; `http` only on loopback. A list is tried in order on every call (same nonce), starting from the one that last answered: a failure means all of them failed. Ignored (WARN) in a build that pins its server (`LIC4ES_API_URL`: see pinned builds)"),
+    key("relay-url", "URL, or a list of URLs", Described("none"), "an on-site relay (`license-server relay`), talked to instead of `api-url` (which is then ignored, WARN), also in a build that pins its server: every token answered is taken only if a relay signed it through the vendor's grant, never a token the vendor signed directly. `http` only on loopback"),
     key("public-keys", "JWK Set", Described("the set built in with `LIC4ES_PUBLIC_KEYS_FILE`"), "JWK array or JWK Set (Ed25519, RSA ≥ 2048, P-256); when the library has a built-in set, keys given here only narrow it (one not built in is ignored, WARN)"),
     key("issuer", "string", Val(DEFAULT_ISSUER), "required `iss`"),
     key("cache-dir", "path", Described("`~/.softclient4es`"), "cached token, instance id, state"),
@@ -366,8 +367,12 @@ pub struct Config {
     pub key_file: Option<PathBuf>,
     /// API key (`sk-…`).
     pub api_key: Option<String>,
-    /// Backend base URLs, in the order they are tried (at least one).
+    /// Backend base URLs, in the order they are tried (at least one): `api-url`'s, the
+    /// build's pinned server, or `relay-url`'s.
     pub api_urls: Vec<Url>,
+    /// `relay-url` is set: the backend is an on-site relay, and a token it answers is
+    /// taken only when a relay signed it through the vendor's grant.
+    pub relay_only: bool,
     /// How remote backends are reached: the proxy and the hosts reached directly.
     pub proxy: ProxyConfig,
     /// `ca-file`: the extra trust anchors it holds (DER), with the file named.
@@ -533,6 +538,15 @@ fn build(
             );
         }
         api_urls = pinned.clone();
+    }
+    // An on-site relay replaces the server, pinned or not; what it answers is held to
+    // the vendor's grant (`relay_only`).
+    let relay_only = flat.contains_key("relay-url");
+    if relay_only {
+        if flat.contains_key("api-url") && pins.api_urls.is_none() {
+            warnings.push("api-url is ignored: relay-url names the server".into());
+        }
+        api_urls = backend_urls(flat, "relay-url")?;
     }
     if pins.ca.is_some() && ca_file.take().is_some() {
         warnings.push(
@@ -703,6 +717,7 @@ fn build(
         key_file,
         api_key,
         api_urls,
+        relay_only,
         proxy,
         ca_file,
         pins: pins.clone(),
@@ -848,29 +863,34 @@ fn parse_proxy(s: &str) -> Result<Url, String> {
 
 /// `api-url`: one URL or a non-empty list, each under the https rule.
 fn api_urls(flat: &BTreeMap<String, Value>) -> Result<Vec<Url>, ConfigError> {
-    let given: Vec<String> = match flat.get("api-url") {
+    backend_urls(flat, "api-url")
+}
+
+/// A backend key (`api-url`, `relay-url`): one URL or a non-empty list, each under the
+/// https rule.
+fn backend_urls(flat: &BTreeMap<String, Value>, key: &str) -> Result<Vec<Url>, ConfigError> {
+    let given: Vec<String> = match flat.get(key) {
         Some(v @ Value::Array(_)) => {
-            let list: Vec<String> = string_list(v, "api-url")?
+            let list: Vec<String> = string_list(v, key)?
                 .into_iter()
                 .filter(|u| !u.is_empty())
                 .collect();
             if list.is_empty() {
-                return Err(ConfigError::new("api-url", "the list names no URL"));
+                return Err(ConfigError::new(key, "the list names no URL"));
             }
             if list.len() > 8 {
-                return Err(ConfigError::new("api-url", "at most 8 URLs"));
+                return Err(ConfigError::new(key, "at most 8 URLs"));
             }
             list
         }
-        _ => vec![opt_string(flat, "api-url")?.unwrap_or_else(|| default_of("api-url").into())],
+        _ => vec![opt_string(flat, key)?.unwrap_or_else(|| default_of("api-url").into())],
     };
     given
         .iter()
         .map(|s| {
-            let url = Url::parse(s.trim()).map_err(|e| {
-                ConfigError::new("api-url", format!("`{}` is not a URL: {e}", show(s)))
-            })?;
-            check_backend_url(&url).map_err(|m| ConfigError::new("api-url", m))?;
+            let url = Url::parse(s.trim())
+                .map_err(|e| ConfigError::new(key, format!("`{}` is not a URL: {e}", show(s))))?;
+            check_backend_url(&url).map_err(|m| ConfigError::new(key, m))?;
             Ok(url)
         })
         .collect()

@@ -402,3 +402,39 @@ fn a_runaway_value_in_public_keys_is_not_echoed_whole() {
     let e = parse(json!({"public-keys": [key.clone(), key]})).unwrap_err();
     assert!(e.to_string().len() < 200, "{}", e.to_string().len());
 }
+
+#[test]
+fn relay_url_replaces_the_server_even_a_pinned_one_and_takes_only_relays_tokens() {
+    let c = parse(json!({})).unwrap();
+    assert!(!c.relay_only);
+    let c = parse(json!({"relay-url": "https://relay.plant.example:8700"})).unwrap();
+    assert!(c.relay_only);
+    assert_eq!(c.api_urls[0].as_str(), "https://relay.plant.example:8700/");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // Beside api-url, the relay is the server and api-url is said to be ignored.
+    let c = parse(json!({"api-url": "https://vendor.example", "relay-url":
+                         ["https://relay-a.example", "https://relay-b.example"]}))
+    .unwrap();
+    assert_eq!(c.api_urls.len(), 2);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("relay-url")),
+        "{:?}",
+        c.warnings
+    );
+    // In a build that pins its server, relay-url is still how a relay is reached.
+    let pins = lic4es::pins::Pins::parse("https://license.vendor.example", "").unwrap();
+    let c = Config::from_json_pinned(
+        &json!({"relay-url": "http://127.0.0.1:8700"}).to_string(),
+        &|_| None,
+        &pins,
+    )
+    .unwrap();
+    assert!(c.relay_only);
+    assert_eq!(c.api_urls[0].as_str(), "http://127.0.0.1:8700/");
+    // The https rule holds for it as for api-url.
+    assert_eq!(
+        err_key(json!({"relay-url": "http://relay.plant.example"})),
+        "relay-url"
+    );
+    assert_eq!(err_key(json!({"relay-url": []})), "relay-url");
+}

@@ -236,7 +236,7 @@ fn an_engine_runs_on_a_relay_s_tokens_within_the_grant_and_says_so() {
     let s = Server::on_wall_time();
     let (license, key) = s.license(
         "team",
-        json!({"id": "org-relayed", "seats": 2, "relay_grant_days": 30}),
+        json!({"id": "org-relayed", "seats": 4, "relay_grant_days": 30}),
     );
     let (_, g) = s.admin(
         "POST",
@@ -278,4 +278,29 @@ fn an_engine_runs_on_a_relay_s_tokens_within_the_grant_and_says_so() {
     assert!(logs.has("tier is above its grant's"), "{}", logs.dump());
     assert_eq!(common::engine::status(&e)["relay"], Value::Null);
     e.shutdown().unwrap();
+
+    // Behind `relay-url` an engine takes a relay's tokens, and refuses the vendor's own
+    // even from a server that would grant it a seat.
+    let relay = signing_relay(&s, g["grant"].as_str().unwrap().to_string(), "team");
+    for (url, tier) in [
+        (relay.url(), Tier::Team),
+        (format!("http://127.0.0.1:{}", s.port), Tier::Community),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (e, logs) = common::engine::engine(
+            &s,
+            dir.path(),
+            &key,
+            json!({"relay-url": url, "seat.enabled": true}),
+        );
+        assert_eq!(e.tier(), tier, "{url}: {}", logs.dump());
+        if tier == Tier::Community {
+            assert!(
+                logs.has("relay-url takes only a relay's tokens"),
+                "{}",
+                logs.dump()
+            );
+        }
+        e.shutdown().unwrap();
+    }
 }

@@ -166,11 +166,20 @@ impl Shared {
 
     /// A token just received must be valid now (not merely in grace), bound to this
     /// engine, and answer this request's nonce: a token without it, or with another
-    /// request's, could be a replay of someone else's answer.
+    /// request's, could be a replay of someone else's answer. Behind `relay-url` it must
+    /// also come from a relay through the vendor's grant: a vendor-signed token comes only
+    /// from the vendor's (in a pinned build, the pinned) server.
     pub(super) fn accept_token(&self, jwt: &str, nonce: &str) -> Result<Checked, Failure> {
         let checked = self
             .check_token(jwt)
             .map_err(|e| Failure::Rejected(format!("the returned license was rejected: {e}")))?;
+        if self.config.relay_only && checked.claims.relay.is_none() {
+            return Err(Failure::Rejected(
+                "the returned license was rejected: relay-url takes only a relay's tokens, and \
+                 the vendor signed this one directly"
+                    .into(),
+            ));
+        }
         if checked.standing != Standing::Valid {
             return Err(Failure::Rejected(
                 "the backend returned an expired license".into(),
