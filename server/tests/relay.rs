@@ -178,6 +178,21 @@ fn a_relay_serves_its_grant_s_seats_renews_with_its_usage_and_stops_at_the_grant
     assert_eq!(acquire_as(s.port, &key, "hw-vendor-3", 3), 200);
     assert_eq!(acquire_as(s.port, &key, "hw-vendor-4", 4), 403);
 
+    // An answer to a carried request dropped into the grant file (an air-gapped
+    // renewal) is served at the relay's next look, without a restart.
+    let req = relay::request(&config, &license, 2, s.state.now()).unwrap();
+    let (status, answer) = s.admin(
+        "POST",
+        "/admin/relay-grants",
+        json!({"request": req.to_line()}),
+    );
+    assert_eq!(status, 201, "{answer}");
+    std::fs::write(config.grant_path(), answer["grant"].as_str().unwrap()).unwrap();
+    let said = r.maintain().unwrap().expect("the dropped grant");
+    let dropped = r.relay.grant();
+    assert_eq!(json!(dropped.id), answer["grant_id"], "{said}");
+    assert_eq!(r.maintain().unwrap(), None);
+
     // Past the renewed grant's end the relay serves nothing, and a relay that cannot ask
     // the vendor does not start on it.
     s.advance(31 * DAY);
@@ -186,7 +201,7 @@ fn a_relay_serves_its_grant_s_seats_renews_with_its_usage_and_stops_at_the_grant
     let offline = relay_config(dir.path(), &key, None);
     match RelayServer::open(offline, s.clock.clone()) {
         Err(RelayError::Grant(_, GrantError::Ended(end))) => {
-            assert_eq!(end, renewed.expires_at)
+            assert_eq!(end, dropped.expires_at)
         }
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("a relay started on a grant that ended"),
@@ -320,5 +335,32 @@ fn an_air_gapped_relay_is_granted_by_request_and_response_and_serves_lic4es() {
     let (status, refused) = request(relay_port, "POST", paths::ACQUIRE, &key, &body);
     assert_eq!(status, 403, "{refused}");
     assert_eq!(refused["error"], "no_seats_available", "{refused}");
+    relay.stop();
+
+    // Over the site's network the relay speaks TLS with the site's own CA, which the
+    // engines are given as `ca-file` (plain HTTP they speak only on loopback).
+    let ca = common::tls::TestCa::new("plant CA");
+    let (cert, tls_key) = ca.issue("relay", &["localhost"]);
+    let mut toml = std::fs::read_to_string(&relay_toml).unwrap();
+    toml.push_str(&format!("tls-cert = {cert:?}\ntls-key = {tls_key:?}\n"));
+    std::fs::write(&relay_toml, toml).unwrap();
+    let relay = ServerProcess::start_args(&relay_toml, &["relay"], |_| {});
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&engine).unwrap()).unwrap();
+    config["api-url"] = json!(format!("https://localhost:{relay_port}"));
+    config["ca-file"] = json!(ca.ca_file.to_str().unwrap());
+    config["cache-dir"] = json!(dir.path().join("tls-engine-cache").to_str().unwrap());
+    std::fs::write(&engine, config.to_string()).unwrap();
+    let out = std::process::Command::new(lic4es_cli())
+        .args(["status", "--config", engine.to_str().unwrap()])
+        .env_remove("SOFTCLIENT4ES_API_KEY")
+        .env_remove("SOFTCLIENT4ES_LICENSE_KEY")
+        .output()
+        .unwrap();
+    let st: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(st["tier"], "enterprise", "{st}");
+    assert_eq!(st["seat"]["state"], "online", "{st}");
+    assert_eq!(st["relay"]["seats"], 2, "{st}");
     relay.stop();
 }
