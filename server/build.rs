@@ -13,6 +13,8 @@ fn main() {
     println!("cargo:rustc-check-cfg=cfg(lic4es_no_promtool)");
     println!("cargo:rustc-check-cfg=cfg(lic4es_no_chromium)");
     println!("cargo:rustc-check-cfg=cfg(lic4es_no_python)");
+    println!("cargo:rustc-check-cfg=cfg(lic4es_no_git)");
+    println!("cargo:rustc-check-cfg=cfg(lic4es_not_root)");
     // Every tool is required: nothing is marked, so nothing here depends on PATH or on
     // what is installed, and nothing is rebuilt when they change.
     if env::var("LIC4ES_REQUIRE_ALL").as_deref() == Ok("1") {
@@ -32,6 +34,24 @@ fn main() {
     let have_pg = std::fs::read_dir(pg_root)
         .map(|rd| rd.flatten().any(|e| e.path().join("bin/initdb").is_file()))
         .unwrap_or(false);
+    if !dirs.iter().any(|d| d.join("git").is_file()) {
+        println!("cargo:rustc-cfg=lic4es_no_git");
+        println!("cargo:warning=tests needing git are ignored: apt-get install git");
+    }
+    // Mounting a small tmpfs (a full disk under the audit trail) needs root; the tests
+    // run as the user that builds them.
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false);
+    if !root {
+        println!("cargo:rustc-cfg=lic4es_not_root");
+        println!("cargo:warning=the full-disk test is ignored: it mounts a tmpfs, as root");
+    }
     if !have_redis {
         println!("cargo:rustc-cfg=lic4es_no_redis");
         println!(

@@ -150,7 +150,7 @@ fn the_migrate_command_applies_and_lists_the_versions() {
     ignore = "needs PostgreSQL: apt-get install postgresql"
 )]
 fn an_unversioned_postgres_database_is_adopted_with_its_data() {
-    let pg = PgProc::start().expect("PostgreSQL");
+    let pg = PgProc::start();
     let mut c = postgres::Client::connect(&pg.url(), postgres::NoTls).unwrap();
     c.batch_execute(include_str!("fixtures/unversioned.postgres.sql"))
         .unwrap();
@@ -181,7 +181,7 @@ fn an_unversioned_postgres_database_is_adopted_with_its_data() {
     ignore = "needs PostgreSQL: apt-get install postgresql"
 )]
 fn the_postgres_pool_holds_no_more_connections_than_configured() {
-    let pg = PgProc::start().expect("PostgreSQL");
+    let pg = PgProc::start();
     let s = std::sync::Arc::new(PgStore::open_with(&pg.url(), 3).unwrap());
     // The connection the store migrated on (before its pool existed) is closed; its
     // backend process may take a moment to leave pg_stat_activity.

@@ -13,21 +13,30 @@ pub struct RedisProc {
     tls: bool,
 }
 
+/// Fails the test when redis-server or redis-cli is missing: a test that needs them is
+/// marked ignored where they are not installed (`build.rs`), so it never passes by
+/// doing nothing.
+fn need_redis() {
+    for tool in ["redis-server", "redis-cli"] {
+        assert!(
+            super::have_tool(tool),
+            "{tool} not found: apt-get install redis-server (build.rs marks the tests that need \
+             it ignored when it is not installed)"
+        );
+    }
+}
+
 impl RedisProc {
-    /// Starts one, without persistence; `None` (with a SKIPPED line) when redis-server is
-    /// not installed, unless LIC4ES_REQUIRE_ALL=1, where that fails the test.
-    pub fn start() -> Option<RedisProc> {
-        if !super::have_tool("redis-server") {
-            return None;
-        }
-        Some(Self::start_on(super::free_port()))
+    /// Starts one, without persistence. Without redis-server the test fails: tests that
+    /// need it are marked ignored where it is not installed (`build.rs`).
+    pub fn start() -> RedisProc {
+        need_redis();
+        Self::start_on(super::free_port())
     }
 
     /// Starts one that speaks TLS only, with a certificate for 127.0.0.1 issued by `ca`.
-    pub fn start_tls(ca: &super::tls::TestCa) -> Option<RedisProc> {
-        if !super::have_tool("redis-server") {
-            return None;
-        }
+    pub fn start_tls(ca: &super::tls::TestCa) -> RedisProc {
+        need_redis();
         let (cert, key) = ca.issue("redis", &["127.0.0.1", "localhost"]);
         let port = super::free_port();
         let tls = [
@@ -44,7 +53,7 @@ impl RedisProc {
             "--tls-auth-clients".into(),
             "no".into(),
         ];
-        Some(Self::spawn(port, &tls))
+        Self::spawn(port, &tls)
     }
 
     /// The arguments that make a server on `port` speak TLS only, with a certificate for
@@ -195,22 +204,19 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     /// Starts six servers, joins them (`redis-cli --cluster create`) and waits until the
-    /// cluster is up and every replica is in sync; `None` (with a SKIPPED line) when
-    /// redis-server is not installed, unless LIC4ES_REQUIRE_ALL=1.
-    pub fn start() -> Option<RedisCluster> {
+    /// cluster is up and every replica is in sync.
+    pub fn start() -> RedisCluster {
         Self::start_with(None)
     }
 
     /// [`RedisCluster::start`], every node speaking TLS only (clients, replication and
     /// the cluster bus) with certificates from `ca`.
-    pub fn start_tls(ca: &super::tls::TestCa) -> Option<RedisCluster> {
+    pub fn start_tls(ca: &super::tls::TestCa) -> RedisCluster {
         Self::start_with(Some(ca))
     }
 
-    fn start_with(tls: Option<&super::tls::TestCa>) -> Option<RedisCluster> {
-        if !super::have_tool("redis-server") || !super::have_tool("redis-cli") {
-            return None;
-        }
+    fn start_with(tls: Option<&super::tls::TestCa>) -> RedisCluster {
+        need_redis();
         let nodes: Vec<RedisProc> = (0..6)
             .map(|_| {
                 let port = cluster_port();
@@ -260,7 +266,7 @@ impl RedisCluster {
                     .is_some_and(|i| i.contains("master_link_status:up"))
             });
         }
-        Some(cluster)
+        cluster
     }
 
     /// `redis-cli` on the node at `port` (over TLS when the cluster speaks it).
@@ -349,22 +355,19 @@ impl RedisSentinel {
     /// The name the Sentinels monitor the master under.
     pub const NAME: &'static str = "seats";
 
-    /// Starts them and waits until the replica is in sync; `None` (with a SKIPPED line)
-    /// when redis-server is not installed, unless LIC4ES_REQUIRE_ALL=1.
-    pub fn start() -> Option<RedisSentinel> {
+    /// Starts them and waits until the replica is in sync.
+    pub fn start() -> RedisSentinel {
         Self::start_with(None)
     }
 
     /// [`RedisSentinel::start`], every server and Sentinel speaking TLS only, with
     /// certificates from `ca`.
-    pub fn start_tls(ca: &super::tls::TestCa) -> Option<RedisSentinel> {
+    pub fn start_tls(ca: &super::tls::TestCa) -> RedisSentinel {
         Self::start_with(Some(ca))
     }
 
-    fn start_with(tls: Option<&super::tls::TestCa>) -> Option<RedisSentinel> {
-        if !super::have_tool("redis-server") || !super::have_tool("redis-cli") {
-            return None;
-        }
+    fn start_with(tls: Option<&super::tls::TestCa>) -> RedisSentinel {
+        need_redis();
         let listen = |port: u16| match tls {
             Some(ca) => RedisProc::tls_args(ca, port),
             None => vec!["--port".to_string(), port.to_string()],
@@ -417,13 +420,13 @@ impl RedisSentinel {
                 RedisProc::spawn_sentinel(port, &file)
             })
             .collect();
-        Some(RedisSentinel {
+        RedisSentinel {
             master,
             replica,
             sentinels,
             ca,
             _conf: conf,
-        })
+        }
     }
 
     fn cli(&self, port: u16, args: &[&str]) -> Option<String> {
