@@ -18,6 +18,18 @@ pub enum Tier {
 }
 
 impl Tier {
+    /// Every tier, lowest first.
+    pub const ALL: [Tier; 4] = [Tier::Community, Tier::Pro, Tier::Team, Tier::Enterprise];
+
+    /// A tier's name, case-insensitive and trimmed (`"Pro"`, `" team"`); `None` for
+    /// anything else. Where a name is given (config, API, command line), not guessed.
+    pub fn parse(s: &str) -> Option<Tier> {
+        let s = s.trim();
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s))
+    }
+
     /// Lower-case name, as in tokens and the status (`"pro"`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -40,12 +52,7 @@ impl Tier {
 
     /// A token's `tier` claim: case-insensitive, trimmed; anything unknown is Community.
     pub fn from_claim(s: &str) -> Tier {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "pro" => Tier::Pro,
-            "team" => Tier::Team,
-            "enterprise" => Tier::Enterprise,
-            _ => Tier::Community,
-        }
+        Self::parse(s).unwrap_or_default()
     }
 
     /// The tier with this numeric value; anything out of range is Community.
@@ -56,6 +63,34 @@ impl Tier {
             3 => Tier::Enterprise,
             _ => Tier::Community,
         }
+    }
+}
+
+impl std::str::FromStr for Tier {
+    type Err = UnknownTier;
+
+    fn from_str(s: &str) -> Result<Tier, UnknownTier> {
+        Tier::parse(s).ok_or_else(|| UnknownTier(crate::log::clean(s)))
+    }
+}
+
+/// A name that is not a tier's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown tier `{0}` (one of: community, pro, team, enterprise)")]
+pub struct UnknownTier(pub String);
+
+/// Written by its lower-case name.
+impl serde::Serialize for Tier {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Read by [`Tier::parse`]: case-insensitive, and an unknown name is an error.
+impl<'de> serde::Deserialize<'de> for Tier {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Tier, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -75,5 +110,25 @@ mod tests {
         assert_eq!(Tier::from_claim("Pro"), Tier::Pro);
         assert_eq!(Tier::from_claim("platinum"), Tier::Community);
         assert_eq!(Tier::from_u8(200), Tier::Community);
+    }
+
+    #[test]
+    fn a_given_name_is_parsed_in_any_case_and_an_unknown_one_refused() {
+        for t in Tier::ALL {
+            assert_eq!(Tier::parse(t.as_str()), Some(t));
+            assert_eq!(Tier::parse(t.display_name()), Some(t));
+            assert_eq!(Tier::parse(&t.as_str().to_uppercase()), Some(t));
+            assert_eq!(
+                serde_json::to_string(&t).unwrap(),
+                format!("\"{}\"", t.as_str())
+            );
+        }
+        assert_eq!(serde_json::from_str::<Tier>("\"Pro\"").unwrap(), Tier::Pro);
+        assert!(serde_json::from_str::<Tier>("\"platinum\"").is_err());
+        assert!("".parse::<Tier>().is_err());
+        assert_eq!(
+            "gold".parse::<Tier>().unwrap_err().to_string(),
+            "unknown tier `gold` (one of: community, pro, team, enterprise)"
+        );
     }
 }

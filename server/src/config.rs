@@ -335,8 +335,6 @@ fn default_idle_timeout() -> u64 {
     60
 }
 
-/// The tier names a policy may be given for.
-pub const TIERS: [&str; 4] = ["community", "pro", "team", "enterprise"];
 
 fn default_telemetry_days() -> u64 {
     crate::telemetry::DEFAULT_RETENTION_DAYS
@@ -465,8 +463,12 @@ impl ServerConfig {
             }
         };
         for (name, t) in &cfg.tiers {
-            if !TIERS.contains(&name.as_str()) {
-                return Err(format!("tiers.{name}: unknown tier ({})", TIERS.join(", ")));
+            // A policy's name is the tier's one spelling (`pro`): policies are looked
+            // up by it.
+            if crate::domain::Tier::parse(name).map(|t| t.as_str()) != Some(name.as_str()) {
+                return Err(format!(
+                    "tiers.{name}: unknown tier (community, pro, team, enterprise)"
+                ));
             }
             if t.heartbeat_interval == 0 || t.heartbeat_interval > 86_400 {
                 return Err(format!(

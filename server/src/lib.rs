@@ -17,6 +17,7 @@ pub mod abuse;
 pub mod app;
 pub mod coalesce;
 pub mod config;
+pub mod domain;
 pub mod http;
 pub mod keys;
 pub mod log;

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use license_server::abuse;
 use license_server::app::AppState;
+use license_server::domain::{LicenseId, Tier};
 use license_server::keys::{self, KeyRing, SigningKey};
-use license_server::service::licenses::{self, check_license_id, LicenseView, NewLicense, Terms};
+use license_server::service::licenses::{self, LicenseView, NewLicense, Terms};
 use license_server::service::usage::UsageQuery;
 use license_server::service::{audit, tokens, ServiceError};
 use license_server::store::{AuditQuery, License, Seats};
@@ -107,7 +108,7 @@ enum Command {
     Audit {
         /// Only this license's entries.
         #[arg(long, value_name = "ID")]
-        license: Option<String>,
+        license: Option<LicenseId>,
         /// At most this many entries (1 to 1000).
         #[arg(long, value_name = "N", default_value_t = 50)]
         limit: u32,
@@ -123,7 +124,7 @@ enum Command {
     Usage {
         /// The license.
         #[arg(long, value_name = "ID")]
-        license: String,
+        license: LicenseId,
         /// From this time (RFC 3339) or day (2026-11-01).
         #[arg(long, value_name = "TIME")]
         from: Option<String>,
@@ -159,10 +160,10 @@ enum Command {
 struct LicenseArgs {
     /// The license id.
     #[arg(long, value_name = "ID")]
-    sub: String,
+    sub: LicenseId,
     /// Create the license with this tier (and --days).
     #[arg(long, value_name = "T")]
-    tier: Option<String>,
+    tier: Option<Tier>,
     #[command(flatten)]
     terms: TermArgs,
 }
@@ -222,10 +223,10 @@ enum LicenseCommand {
     SetTier {
         /// The license id.
         #[arg(long, value_name = "ID")]
-        sub: String,
+        sub: LicenseId,
         /// The new tier.
         #[arg(long, value_name = "T")]
-        tier: String,
+        tier: Tier,
     },
     /// Change a license's terms.
     ///
@@ -234,10 +235,10 @@ enum LicenseCommand {
     Update {
         /// The license id.
         #[arg(long, value_name = "ID")]
-        sub: String,
+        sub: LicenseId,
         /// New tier.
         #[arg(long, value_name = "T")]
-        tier: Option<String>,
+        tier: Option<Tier>,
         /// Trial or not.
         #[arg(long, value_name = "true|false")]
         trial: Option<bool>,
@@ -249,14 +250,14 @@ enum LicenseCommand {
     Revoke {
         /// The license id.
         #[arg(long, value_name = "ID")]
-        sub: String,
+        sub: LicenseId,
     },
     /// Print a license and its effective policy.
     #[command(help_template = HELP)]
     Show {
         /// The license id.
         #[arg(long, value_name = "ID")]
-        sub: String,
+        sub: LicenseId,
     },
 }
 
@@ -361,7 +362,7 @@ enum RelayCommand {
     Request {
         /// The license (it comes with the license, as the API key does).
         #[arg(long, value_name = "ID")]
-        license: String,
+        license: LicenseId,
         /// Seats the relay will serve at once.
         #[arg(long, value_name = "N")]
         seats: u32,
@@ -421,7 +422,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::License(LicenseCommand::SetTier { sub, tier }) => with_state(config, |s| {
-            let lic = licenses::set_tier(s, &sub, &tier.to_ascii_lowercase(), CLI)?;
+            let lic = licenses::set_tier(s, &sub, tier, CLI)?;
             println!("{}: {}", lic.id, lic.tier);
             Ok(())
         }),
@@ -432,7 +433,7 @@ fn main() -> ExitCode {
             terms: t,
         }) => {
             let terms = Terms {
-                tier: tier.map(|t| t.to_ascii_lowercase()),
+                tier,
                 days: t.days,
                 org_name: t.org,
                 trial,
@@ -482,7 +483,7 @@ fn main() -> ExitCode {
             to,
             bucket,
             csv,
-        } => usage_report(&config, &license, from, to, &bucket, csv),
+        } => usage_report(&config, license, from, to, &bucket, csv),
         Command::Migrate => migrate(&config),
         Command::Relay { .. } => unreachable!("answered before the server's config is read"),
     };
@@ -506,7 +507,6 @@ fn relay(config: Option<&Path>, command: Option<RelayCommand>) -> Result<(), Str
             out,
             send,
         }) => {
-            check_license_id(&license).map_err(message_of)?;
             let req =
                 relay::request(&config, &license, seats, unix_now()).map_err(|e| e.to_string())?;
             if send {
@@ -590,11 +590,10 @@ fn keygen(config: &ServerConfig) -> Result<(), String> {
 /// existing one.
 enum LicenseArg {
     New(NewLicense),
-    Existing(String),
+    Existing(LicenseId),
 }
 
 fn license_arg(config: &ServerConfig, a: LicenseArgs) -> Result<LicenseArg, String> {
-    check_license_id(&a.sub).map_err(message_of)?;
     let Some(tier) = a.tier else {
         let t = &a.terms;
         let terms = [
@@ -618,10 +617,9 @@ fn license_arg(config: &ServerConfig, a: LicenseArgs) -> Result<LicenseArg, Stri
         }
         return Ok(LicenseArg::Existing(a.sub));
     };
-    let tier = tier.to_ascii_lowercase();
     let t = a.terms;
     let days = t.days.ok_or("--days is required (see --help)")?;
-    licenses::check_terms(config, Some(&tier), Some(days), t.heartbeat_interval)
+    licenses::check_terms(config, Some(tier), Some(days), t.heartbeat_interval)
         .map_err(message_of)?;
     Ok(LicenseArg::New(NewLicense {
         id: a.sub,
@@ -665,12 +663,13 @@ fn api_key_create(config: ServerConfig, a: LicenseArgs) -> Result<(), String> {
     let arg = license_arg(&config, a)?;
     with_state(config, |state| {
         let lic = obtain(state, arg)?;
-        println!("{}", licenses::new_api_key(state, &lic.id, CLI)?);
+        let id = LicenseId::parse(&lic.id)?;
+        println!("{}", licenses::new_api_key(state, &id, CLI)?);
         Ok(())
     })
 }
 
-fn license_update(config: ServerConfig, sub: &str, terms: Terms) -> Result<(), String> {
+fn license_update(config: ServerConfig, sub: &LicenseId, terms: Terms) -> Result<(), String> {
     with_state(config, |state| {
         let lic = licenses::update(state, sub, terms, CLI)?;
         println!(
@@ -683,8 +682,7 @@ fn license_update(config: ServerConfig, sub: &str, terms: Terms) -> Result<(), S
     })
 }
 
-fn license_show(config: &ServerConfig, sub: &str) -> Result<(), String> {
-    check_license_id(sub).map_err(message_of)?;
+fn license_show(config: &ServerConfig, sub: &LicenseId) -> Result<(), String> {
     let store = license_server::open_store(config)?;
     let lic = store
         .license(sub)
@@ -977,7 +975,7 @@ fn abuse_report(config: &ServerConfig, all: bool) -> Result<usize, String> {
 
 fn usage_report(
     config: &ServerConfig,
-    license: &str,
+    license: LicenseId,
     from: Option<String>,
     to: Option<String>,
     bucket: &str,
@@ -1016,17 +1014,14 @@ fn usage_report(
 
 fn audit_trail(
     config: &ServerConfig,
-    license: Option<String>,
+    license: Option<LicenseId>,
     limit: u32,
     before: Option<i64>,
 ) -> Result<(), String> {
-    if let Some(l) = &license {
-        check_license_id(l).map_err(message_of)?;
-    }
     let store = license_server::open_store(config)?;
     let rows = store
         .audit(&AuditQuery {
-            license,
+            license: license.map(LicenseId::into_string),
             before,
             limit: limit.clamp(1, 1000),
         })

@@ -129,12 +129,9 @@ fn static_token_refresh_issues_a_new_token_or_204() {
     let lic = licenses::create(
         &s.state,
         NewLicense {
-            id: "org-static".into(),
-            tier: "pro".into(),
             org_name: Some("Acme".into()),
-            days: 30,
             seats: Some(license_server::store::Seats::Unlimited),
-            ..NewLicense::default()
+            ..NewLicense::new("org-static".parse().unwrap(), lic4es::Tier::Pro, 30)
         },
         "test",
     )
@@ -405,5 +402,50 @@ fn license_ids_outside_the_alphabet_are_400() {
         assert_eq!(status, 201, "{id:?}: {v}");
     }
     let (status, _) = s.json("GET", "/admin/licenses/bad%20id", Some(ADMIN), Value::Null);
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn a_tier_is_taken_in_any_case_and_said_in_one_spelling_and_a_bad_id_is_400() {
+    let s = Server::start();
+    let (status, v) = s.admin(
+        "POST",
+        "/admin/licenses",
+        json!({"id": "org-case", "tier": "Pro", "days": 30}),
+    );
+    assert_eq!((status, v["tier"].as_str()), (201, Some("pro")), "{v}");
+    let (status, v) = s.admin(
+        "POST",
+        "/admin/licenses/org-case/tier",
+        json!({"tier": "ENTERPRISE"}),
+    );
+    assert_eq!(
+        (status, v["tier"].as_str()),
+        (200, Some("enterprise")),
+        "{v}"
+    );
+    let (status, v) = s.json(
+        "PATCH",
+        "/admin/licenses/org-case",
+        Some(ADMIN),
+        json!({"tier": "Team"}),
+    );
+    assert_eq!((status, v["tier"].as_str()), (200, Some("team")), "{v}");
+    let (status, v) = s.admin(
+        "POST",
+        "/admin/licenses",
+        json!({"tier": "Gold", "days": 3}),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("unknown tier"),
+        "{v}"
+    );
+    for path in ["/admin/licenses/org%20case", "/admin/licenses/a%2Fb"] {
+        let (status, v) = s.admin("GET", path, Value::Null);
+        assert_eq!(status, 400, "{path}: {v}");
+        assert!(v["message"].as_str().unwrap().contains("license id"), "{v}");
+    }
+    let (status, _) = s.admin("GET", "/admin/usage?license=a%20b", Value::Null);
     assert_eq!(status, 400);
 }

@@ -15,12 +15,13 @@ use lic4es::protocol::codes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{parse, ApiError, ClientAddr};
+use super::{parse, ApiError, ClientAddr, LicensePath};
 use crate::abuse;
 use crate::app::AppState;
 use crate::config::Secs;
+use crate::domain::{LicenseId, Tier};
 use crate::seats::{Session, SessionCursor, SessionQuery, SessionState};
-use crate::service::licenses::{self, check_license_id, LicenseView, NewLicense, Terms};
+use crate::service::licenses::{self, LicenseView, NewLicense, Terms};
 use crate::service::usage::UsageQuery;
 use crate::service::{self, reports};
 use crate::store::{AuditEvent, AuditQuery, Seats};
@@ -29,30 +30,21 @@ use crate::usage::Bucket;
 /// The admin bodies through the handlers' parsing (for the fuzzer, through
 /// [`super::check_any_body`]).
 pub(crate) fn check_bodies(body: &[u8]) {
-    if let Ok(req) = super::parse_bytes::<CreateLicense>(body) {
-        if let Some(id) = &req.id {
-            let _ = check_license_id(id);
-        }
-    }
+    let _ = super::parse_bytes::<CreateLicense>(body);
     let _ = super::parse_bytes::<Terms>(body);
     let _ = super::parse_bytes::<SetTier>(body);
     let _ = super::parse_bytes::<RevokeKey>(body);
     if let Ok(text) = std::str::from_utf8(body) {
-        let _ = check_license_id(text);
+        let _ = LicenseId::parse(text);
     }
-}
-
-/// A license id from a query: anything outside the license id alphabet (`docs/reference/http-api.md`) is a 400.
-fn license_id(id: &str) -> Result<(), ApiError> {
-    Ok(check_license_id(id)?)
 }
 
 /// Body of `POST /admin/licenses`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLicense {
-    id: Option<String>,
-    tier: String,
+    id: Option<LicenseId>,
+    tier: Tier,
     org_name: Option<String>,
     days: i64,
     #[serde(default)]
@@ -78,10 +70,16 @@ pub async fn create_license(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: CreateLicense = parse(body)?;
+    let id = match req.id {
+        Some(id) => id,
+        None => LicenseId::parse(&format!(
+            "lic-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        ))
+        .map_err(service::ServiceError::from)?,
+    };
     let spec = NewLicense {
-        id: req
-            .id
-            .unwrap_or_else(|| format!("lic-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])),
+        id,
         tier: req.tier,
         org_name: req.org_name,
         days: req.days,
@@ -95,8 +93,9 @@ pub async fn create_license(
     };
     let source = addr.to_string();
     let (lic, key) = service::blocking(&s, move |s| {
+        let id = spec.id.clone();
         let lic = licenses::create(s, spec, &source)?;
-        let key = licenses::new_api_key(s, &lic.id, &source)?;
+        let key = licenses::new_api_key(s, &id, &source)?;
         Ok((lic, key))
     })
     .await?;
@@ -110,7 +109,7 @@ pub async fn create_license(
 /// `GET /admin/licenses/{id}`.
 pub async fn show_license(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    LicensePath(id): LicensePath,
 ) -> Result<Json<LicenseView>, ApiError> {
     let lic = service::blocking(&s, move |s| licenses::get(s, &id)).await?;
     Ok(Json(LicenseView::of(&s.config, &lic)))
@@ -121,7 +120,7 @@ pub async fn show_license(
 pub async fn update_license(
     State(s): State<Arc<AppState>>,
     addr: ClientAddr,
-    Path(id): Path<String>,
+    LicensePath(id): LicensePath,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<LicenseView>, ApiError> {
     let terms: Terms = parse(body)?;
@@ -134,7 +133,7 @@ pub async fn update_license(
 pub async fn add_api_key(
     State(s): State<Arc<AppState>>,
     addr: ClientAddr,
-    Path(id): Path<String>,
+    LicensePath(id): LicensePath,
 ) -> Result<Response, ApiError> {
     let (lid, source) = (id.clone(), addr.to_string());
     let key = service::blocking(&s, move |s| licenses::new_api_key(s, &lid, &source)).await?;
@@ -149,20 +148,19 @@ pub async fn add_api_key(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetTier {
-    tier: String,
+    tier: Tier,
 }
 
 /// `POST /admin/licenses/{id}/tier`.
 pub async fn set_tier(
     State(s): State<Arc<AppState>>,
     addr: ClientAddr,
-    Path(id): Path<String>,
+    LicensePath(id): LicensePath,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let req: SetTier = parse(body)?;
     let source = addr.to_string();
-    let lic =
-        service::blocking(&s, move |s| licenses::set_tier(s, &id, &req.tier, &source)).await?;
+    let lic = service::blocking(&s, move |s| licenses::set_tier(s, &id, req.tier, &source)).await?;
     Ok(Json(json!({"license_id": lic.id, "tier": lic.tier})))
 }
 
@@ -170,7 +168,7 @@ pub async fn set_tier(
 pub async fn revoke_license(
     State(s): State<Arc<AppState>>,
     addr: ClientAddr,
-    Path(id): Path<String>,
+    LicensePath(id): LicensePath,
 ) -> Result<Json<Value>, ApiError> {
     let (lid, source) = (id.clone(), addr.to_string());
     service::blocking(&s, move |s| licenses::revoke(s, &lid, &source)).await?;
@@ -218,9 +216,6 @@ pub async fn telemetry_daily(
     f: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let f = filter(f)?;
-    if let Some(l) = &f.license {
-        license_id(l)?;
-    }
     let limit = f.limit.unwrap_or(100).clamp(1, 1000);
     let rows = service::store(&s, move |st| {
         st.daily_telemetry(f.license.as_deref(), limit)
@@ -241,7 +236,7 @@ pub async fn telemetry_daily(
 /// `&cursor=` for the paged views).
 #[derive(Deserialize)]
 pub struct Filter {
-    license: Option<String>,
+    license: Option<LicenseId>,
     limit: Option<u32>,
     before: Option<i64>,
     cursor: Option<String>,
@@ -298,7 +293,7 @@ fn paged<T: Serialize>(path: &str, query: &[(&str, String)], items: T) -> Respon
 fn next_query(f: &Filter, limit: u32, next: Option<String>) -> Vec<(&'static str, String)> {
     let mut q = Vec::new();
     if let Some(l) = &f.license {
-        q.push(("license", l.clone()));
+        q.push(("license", l.to_string()));
     }
     if let Some(st) = &f.state {
         q.push(("state", st.clone()));
@@ -357,9 +352,6 @@ pub async fn sessions(
     f: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let f = filter(f)?;
-    if let Some(l) = &f.license {
-        license_id(l)?;
-    }
     let state = match f.state.as_deref() {
         None | Some("") => None,
         Some("online") => Some(SessionState::Online),
@@ -381,7 +373,7 @@ pub async fn sessions(
     let page = reports::sessions_page(
         &s,
         SessionQuery {
-            license: f.license.clone(),
+            license: f.license.clone().map(LicenseId::into_string),
             state,
             after,
             limit,
@@ -435,8 +427,8 @@ pub async fn offline_activate(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req = carried(body, lic4es::offline::ActivationRequest::parse)?;
-    check_license_id(&req.license_id)?;
-    let a = service::offline::activate(&s, &req, &addr.to_string()).await?;
+    let license = LicenseId::parse(&req.license_id).map_err(service::ServiceError::from)?;
+    let a = service::offline::activate(&s, &license, &req, &addr.to_string()).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -458,8 +450,8 @@ pub async fn relay_grant(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req = carried(body, lic4es::offline::GrantRequest::parse)?;
-    check_license_id(&req.license_id)?;
-    let g = service::relay::grant(&s, &req, &addr.to_string()).await?;
+    let license = LicenseId::parse(&req.license_id).map_err(service::ServiceError::from)?;
+    let g = service::relay::grant(&s, &license, &req, &addr.to_string()).await?;
     Ok((StatusCode::CREATED, Json(g.answer())).into_response())
 }
 
@@ -506,9 +498,6 @@ pub async fn audit(
     f: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let f = filter(f)?;
-    if let Some(l) = &f.license {
-        license_id(l)?;
-    }
     let before = match f.cursor.as_deref() {
         None | Some("") => f.before,
         Some(c) => Some(c.parse::<i64>().map_err(|_| {
@@ -517,7 +506,7 @@ pub async fn audit(
     };
     let limit = page_limit(&f);
     let q = AuditQuery {
-        license: f.license.clone(),
+        license: f.license.clone().map(LicenseId::into_string),
         before,
         limit,
     };
@@ -600,10 +589,15 @@ pub async fn seats(
     f: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let f = filter(f)?;
-    let after = f.cursor.clone().filter(|c| !c.is_empty());
-    if let Some(c) = &after {
-        license_id(c)?;
-    }
+    // The cursor is the last license of the page before.
+    let after = match f.cursor.as_deref().filter(|c| !c.is_empty()) {
+        Some(c) => Some(
+            LicenseId::parse(c)
+                .map_err(service::ServiceError::from)?
+                .into_string(),
+        ),
+        None => None,
+    };
     let limit = page_limit(&f);
     let page = reports::seats_page(&s, after, limit).await?;
     Ok(paged(
@@ -637,7 +631,7 @@ pub async fn summary(
 /// `?license=ID&from=&to=&bucket=` of `GET /admin/usage`.
 #[derive(Deserialize)]
 pub struct UsageParams {
-    license: Option<String>,
+    license: Option<LicenseId>,
     from: Option<String>,
     to: Option<String>,
     bucket: Option<String>,
@@ -652,7 +646,7 @@ pub async fn usage(
     q: Result<Query<UsageParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.body_text()))?;
-    let Some(license) = q.license.as_deref() else {
+    let Some(license) = q.license else {
         return Err(ApiError::bad(
             codes::INVALID_REQUEST,
             "`license` is required",

@@ -16,6 +16,7 @@ use super::{
     KeyLicense,
 };
 use crate::app::AppState;
+use crate::domain::LicenseId;
 use crate::service::{relay, tokens};
 
 fn check_client(req: &TokenRequest) -> Result<(), ApiError> {
@@ -113,6 +114,7 @@ pub async fn relay_grant(
             "the grant request is for another license than the API key's",
         ));
     }
-    let g = relay::grant(&s, &req, &addr.to_string()).await?;
+    let license = LicenseId::parse(&lic.id).map_err(crate::service::ServiceError::from)?;
+    let g = relay::grant(&s, &license, &req, &addr.to_string()).await?;
     Ok((StatusCode::CREATED, Json(g.answer())))
 }

@@ -156,6 +156,24 @@ impl FromRequestParts<Arc<AppState>> for KeyLicense {
     }
 }
 
+/// The `{id}` of an admin path, parsed as a license id (anything else is a 400).
+pub struct LicensePath(pub crate::domain::LicenseId);
+
+impl FromRequestParts<Arc<AppState>> for LicensePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let axum::extract::Path(id) = axum::extract::Path::<String>::from_request_parts(parts, s)
+            .await
+            .map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.body_text()))?;
+        let id = crate::domain::LicenseId::parse(&id).map_err(service::ServiceError::from)?;
+        Ok(LicensePath(id))
+    }
+}
+
 /// The client a request comes from: the connection's peer, or, when that peer is one of
 /// `trusted-proxies`, the address its `X-Forwarded-For` names. Used for the audit trail's
 /// source and the admin throttle.

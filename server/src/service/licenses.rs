@@ -8,18 +8,19 @@ use lic4es::clock::rfc3339;
 
 use crate::app::AppState;
 use crate::config::{Secs, ServerConfig};
+use crate::domain::{LicenseId, Tier};
 use crate::store::{AuditKind, License, LicenseChange, Seats};
 
 use super::audit::admin_event;
 use super::{ServiceError, ServiceResult};
 
 /// A license to create.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewLicense {
     /// Its id.
-    pub id: String,
+    pub id: LicenseId,
     /// Its tier.
-    pub tier: String,
+    pub tier: Tier,
     /// The licensee.
     pub org_name: Option<String>,
     /// Days from now until it expires.
@@ -40,13 +41,32 @@ pub struct NewLicense {
     pub relay_grant_days: Option<u32>,
 }
 
+impl NewLicense {
+    /// A license `id` of `tier` for `days`, on its tier's terms.
+    pub fn new(id: LicenseId, tier: Tier, days: i64) -> NewLicense {
+        NewLicense {
+            id,
+            tier,
+            org_name: None,
+            days,
+            trial: false,
+            seats: None,
+            offline_grace_days: None,
+            heartbeat_interval: None,
+            offline_activation_days: None,
+            max_borrow: None,
+            relay_grant_days: None,
+        }
+    }
+}
+
 /// The terms to change in a license; absent ones stay. Revocation is not among them: a
 /// revoked license stays revoked. Also the body of `PATCH /admin/licenses/{id}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Terms {
     /// New tier.
-    pub tier: Option<String>,
+    pub tier: Option<Tier>,
     /// New licensee.
     pub org_name: Option<String>,
     /// New expiry: this many days from now.
@@ -117,31 +137,11 @@ impl LicenseView {
     }
 }
 
-/// Longest license id.
-pub const MAX_LICENSE_ID: usize = 128;
-
-/// Checks a license id: 1 to 128 of `A-Z a-z 0-9 . _ -`. Ids end up in tokens, URLs,
-/// metrics labels and Redis keys, so nothing else is let in.
-pub fn check_license_id(id: &str) -> ServiceResult<()> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_LICENSE_ID
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ServiceError::Invalid(format!(
-            "license id must be 1 to {MAX_LICENSE_ID} characters of A-Z, a-z, 0-9, `.`, `_` and `-`"
-        )))
-    }
-}
-
 /// Checks the terms a license is created or updated with, whichever are given: a tier
 /// with a policy, 1 to 36500 days, a heartbeat interval of 1 to 86400 seconds.
 pub fn check_terms(
     config: &ServerConfig,
-    tier: Option<&str>,
+    tier: Option<Tier>,
     days: Option<i64>,
     heartbeat_interval: Option<u64>,
 ) -> ServiceResult<()> {
@@ -160,8 +160,8 @@ pub fn check_terms(
 }
 
 /// Checks that `tier` has a policy.
-pub fn check_tier(config: &ServerConfig, tier: &str) -> ServiceResult<()> {
-    match config.policy(tier) {
+pub fn check_tier(config: &ServerConfig, tier: Tier) -> ServiceResult<()> {
+    match config.policy(tier.as_str()) {
         Some(_) => Ok(()),
         None => Err(ServiceError::Invalid(format!(
             "unknown tier `{tier}` (one of: {})",
@@ -193,17 +193,16 @@ fn key_prefix(key: &str) -> String {
 /// [`ServiceError::LicenseExists`]: a license is never silently replaced (which would
 /// also lift its revocation).
 pub fn create(s: &AppState, spec: NewLicense, source: &str) -> ServiceResult<License> {
-    check_license_id(&spec.id)?;
     check_terms(
         &s.config,
-        Some(&spec.tier),
+        Some(spec.tier),
         Some(spec.days),
         spec.heartbeat_interval,
     )?;
     let now = s.now();
     let lic = License {
-        id: spec.id,
-        tier: spec.tier,
+        id: spec.id.into_string(),
+        tier: spec.tier.as_str().to_string(),
         org_name: spec.org_name,
         expires_at: now + spec.days * 86_400,
         trial: spec.trial,
@@ -224,24 +223,17 @@ pub fn create(s: &AppState, spec: NewLicense, source: &str) -> ServiceResult<Lic
 }
 
 /// The license `id`.
-pub fn get(s: &AppState, id: &str) -> ServiceResult<License> {
-    check_license_id(id)?;
+pub fn get(s: &AppState, id: &LicenseId) -> ServiceResult<License> {
     s.store.license(id)?.ok_or_else(|| no_license(id))
 }
 
 /// Changes the given terms of license `id` in one store call (two operators changing
 /// different terms at once both see their change kept).
-pub fn update(s: &AppState, id: &str, terms: Terms, source: &str) -> ServiceResult<License> {
-    check_license_id(id)?;
-    check_terms(
-        &s.config,
-        terms.tier.as_deref(),
-        terms.days,
-        terms.heartbeat_interval,
-    )?;
+pub fn update(s: &AppState, id: &LicenseId, terms: Terms, source: &str) -> ServiceResult<License> {
+    check_terms(&s.config, terms.tier, terms.days, terms.heartbeat_interval)?;
     let change = LicenseChange {
         expires_at: terms.days.map(|d| s.now() + d * 86_400),
-        tier: terms.tier,
+        tier: terms.tier.map(|t| t.as_str().to_string()),
         org_name: terms.org_name,
         trial: terms.trial,
         seats: terms.seats,
@@ -303,14 +295,13 @@ fn describe(c: &LicenseChange) -> String {
 }
 
 /// Changes license `id`'s tier.
-pub fn set_tier(s: &AppState, id: &str, tier: &str, source: &str) -> ServiceResult<License> {
-    check_license_id(id)?;
+pub fn set_tier(s: &AppState, id: &LicenseId, tier: Tier, source: &str) -> ServiceResult<License> {
     check_tier(&s.config, tier)?;
     let change = LicenseChange {
-        tier: Some(tier.to_string()),
+        tier: Some(tier.as_str().to_string()),
         ..LicenseChange::default()
     };
-    let detail = Some(format!("tier {tier}"));
+    let detail = Some(format!("tier {}", tier.as_str()));
     let e = admin_event(s, AuditKind::LicenseTier, id, source, detail);
     let lic = s
         .store
@@ -321,8 +312,7 @@ pub fn set_tier(s: &AppState, id: &str, tier: &str, source: &str) -> ServiceResu
 }
 
 /// Revokes license `id`: its keys, tokens and seats stop working.
-pub fn revoke(s: &AppState, id: &str, source: &str) -> ServiceResult<()> {
-    check_license_id(id)?;
+pub fn revoke(s: &AppState, id: &LicenseId, source: &str) -> ServiceResult<()> {
     let e = admin_event(s, AuditKind::LicenseRevoke, id, source, None);
     if !s.store.revoke_license(id, &e)? {
         return Err(no_license(id));
@@ -332,8 +322,7 @@ pub fn revoke(s: &AppState, id: &str, source: &str) -> ServiceResult<()> {
 }
 
 /// A new API key for license `id` (only its hash is stored).
-pub fn new_api_key(s: &AppState, id: &str, source: &str) -> ServiceResult<String> {
-    check_license_id(id)?;
+pub fn new_api_key(s: &AppState, id: &LicenseId, source: &str) -> ServiceResult<String> {
     if s.store.license(id)?.is_none() {
         return Err(no_license(id));
     }

@@ -133,6 +133,18 @@ pub enum ServiceError {
 /// What an operation returns.
 pub type ServiceResult<T> = Result<T, ServiceError>;
 
+impl From<crate::domain::InvalidLicenseId> for ServiceError {
+    fn from(e: crate::domain::InvalidLicenseId) -> Self {
+        ServiceError::Invalid(e.to_string())
+    }
+}
+
+impl From<crate::domain::UnknownTier> for ServiceError {
+    fn from(e: crate::domain::UnknownTier) -> Self {
+        ServiceError::Invalid(e.to_string())
+    }
+}
+
 /// Runs blocking store work on tokio's blocking pool, off the request threads.
 pub async fn store<T, F>(s: &AppState, f: F) -> ServiceResult<T>
 where

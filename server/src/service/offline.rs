@@ -12,6 +12,7 @@ use super::tokens::{self, Lifetime, TokenSpec};
 use super::{audit, ServiceError, ServiceResult};
 use crate::app::AppState;
 use crate::config::Serving;
+use crate::domain::LicenseId;
 use crate::seats::{Acquired, NewSession, Replace};
 use crate::store::{AuditEvent, AuditKind, KeptKind, License, OfflineActivation};
 
@@ -69,8 +70,8 @@ pub(super) fn session_of(a: &OfflineActivation, tier: &str, limit: u32, now: i64
 }
 
 /// The license a site's request names, refused when it is unknown, revoked or expired.
-pub(super) async fn license_in_standing(s: &AppState, id: &str) -> ServiceResult<License> {
-    let key = id.to_string();
+pub(super) async fn license_in_standing(s: &AppState, id: &LicenseId) -> ServiceResult<License> {
+    let key = id.clone();
     let lic = super::store(s, move |st| st.license(&key))
         .await?
         .ok_or_else(|| ServiceError::NotFound {
@@ -86,10 +87,11 @@ pub(super) async fn license_in_standing(s: &AppState, id: &str) -> ServiceResult
 /// its seat held and the activation kept with its audit entry.
 pub async fn activate(
     s: &AppState,
+    license: &LicenseId,
     req: &ActivationRequest,
     source: &str,
 ) -> ServiceResult<Activated> {
-    let lic = license_in_standing(s, &req.license_id).await?;
+    let lic = license_in_standing(s, license).await?;
     let p = tokens::policy(s, &lic)?;
     if p.offline_activation_days == 0 {
         return Err(ServiceError::OfflineActivationNotAllowed(lic.id.clone()));

@@ -16,6 +16,7 @@ use super::tokens::{self, Lifetime, TokenSpec};
 use super::{audit, ServiceError, ServiceResult};
 use crate::app::AppState;
 use crate::config::Serving;
+use crate::domain::LicenseId;
 use crate::seats::{Acquired, Replace};
 use crate::store::{AuditKind, KeptKind, OfflineActivation};
 use crate::usage::{hour_of, HourUsage, SiteReport};
@@ -63,12 +64,17 @@ fn seat_id(grant_id: &str, i: u32) -> String {
 /// entry each. The relay machine's previous grant of the license ends here, and a
 /// renewal's usage report (verified with the relay's key) is added to the license's
 /// usage: the hours since the previous grant, each once.
-pub async fn grant(s: &AppState, req: &GrantRequest, source: &str) -> ServiceResult<Granted> {
+pub async fn grant(
+    s: &AppState,
+    license: &LicenseId,
+    req: &GrantRequest,
+    source: &str,
+) -> ServiceResult<Granted> {
     let report = match &req.usage {
-        Some(jws) => Some(site_report(jws, &req.public_key, &req.license_id)?),
+        Some(jws) => Some(site_report(jws, &req.public_key, license)?),
         None => None,
     };
-    let lic = license_in_standing(s, &req.license_id).await?;
+    let lic = license_in_standing(s, license).await?;
     let p = tokens::policy(s, &lic)?;
     if p.relay_grant_days == 0 {
         return Err(ServiceError::RelayGrantNotAllowed(lic.id.clone()));

@@ -3,6 +3,7 @@
 //! ([`crate::usage`] holds the arithmetic).
 
 use crate::app::AppState;
+use crate::domain::LicenseId;
 use crate::store::{LicenseStore, StoreError};
 use crate::usage::{self, Bucket, HourUsage, UsageRow};
 
@@ -80,7 +81,7 @@ pub async fn write_refusals(s: &AppState) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageQuery {
     /// The license.
-    pub license: String,
+    pub license: LicenseId,
     /// The range's start (seconds).
     pub from: i64,
     /// Its end (seconds).
@@ -93,13 +94,12 @@ impl UsageQuery {
     /// The query of `license` over `from`..`to` as given (RFC 3339 or a day; by default
     /// the 30 days before `now`), grouped by `bucket` (`hour` or `day`, by default day).
     pub fn parse(
-        license: &str,
+        license: LicenseId,
         from: Option<&str>,
         to: Option<&str>,
         bucket: Option<&str>,
         now: i64,
     ) -> ServiceResult<Self> {
-        super::licenses::check_license_id(license)?;
         let when = |name: &str, v: Option<&str>, default: i64| match v {
             None | Some("") => Ok(default),
             Some(t) => usage::parse_when(t).ok_or_else(|| {
@@ -125,7 +125,7 @@ impl UsageQuery {
             )));
         }
         Ok(UsageQuery {
-            license: license.to_string(),
+            license,
             from,
             to,
             bucket,
