@@ -335,7 +335,6 @@ fn default_idle_timeout() -> u64 {
     60
 }
 
-
 fn default_telemetry_days() -> u64 {
     crate::telemetry::DEFAULT_RETENTION_DAYS
 }
