@@ -243,3 +243,37 @@ fn every_command_has_its_own_help_naming_the_defaults() {
     let out = cli(&config, &["--help"]);
     assert!(stdout(&out).contains("commands:"));
 }
+
+/// The CLI lists every session, page after page (the admin API answers 100 at a time),
+/// and a session id is escaped as one path segment.
+#[test]
+fn sessions_list_pages_through_every_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let config = common::process::vendor_config(dir.path(), port, common::ADMIN);
+    let key = stdout(&cli(
+        &config,
+        &[
+            "api-key", "create", "--tier", "Team", "--sub", "org-many", "--days", "30", "--seats",
+            "300",
+        ],
+    ))
+    .trim()
+    .to_string();
+    let server = ServerProcess::start(&config);
+    for n in 0..230 {
+        let hw = format!("hw-{n}");
+        assert_eq!(common::process::acquire_as(port, &key, &hw, n), 200);
+    }
+    let out = cli(&config, &["sessions", "list", "--license", "org-many"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.ends_with("230 sessions\n"), "{text}");
+    let out = cli(&config, &["sessions", "kick", "a/../b c"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no session a/../b c"),
+        "{out:?}"
+    );
+    server.stop();
+}
