@@ -19,6 +19,7 @@ pub mod coalesce;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod jobs;
 pub mod keys;
 pub mod log;
 pub mod metrics;

@@ -36,6 +36,7 @@ pub struct Metrics {
     telemetry: IntCounter,
     key_lookups: IntCounter,
     over_budget: IntCounter,
+    job_failures: IntCounterVec,
 }
 
 // The names, help texts, labels and buckets are constants: building them cannot fail,
@@ -88,6 +89,11 @@ impl Default for Metrics {
                 "lic4es_acquires_over_budget_total",
                 "Acquires refused: the license was granted its seats' hourly allowance already.",
             ),
+            job_failures: counters(
+                "lic4es_background_job_failures_total",
+                "Failed runs of a background job (sweep, prune, changes, sample, relay_grant).",
+                &["job"],
+            ),
         }
     }
 }
@@ -138,6 +144,11 @@ impl Metrics {
         self.over_budget.inc();
     }
 
+    /// A background job's run failed ([`crate::jobs`]).
+    pub(crate) fn job_failed(&self, job: &str) {
+        self.job_failures.with_label_values(&[job]).inc();
+    }
+
     pub(crate) fn telemetry_received(&self) {
         self.telemetry.inc();
     }
@@ -183,7 +194,7 @@ impl Metrics {
         for (store, ok) in &g.store_up {
             up.with_label_values(&[store]).set(i64::from(*ok));
         }
-        let collectors: [Box<dyn prometheus::core::Collector>; 12] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
             Box::new(self.requests.clone()),
             Box::new(self.durations.clone()),
             Box::new(self.offline.clone()),
@@ -191,6 +202,7 @@ impl Metrics {
             Box::new(self.telemetry.clone()),
             Box::new(self.key_lookups.clone()),
             Box::new(self.over_budget.clone()),
+            Box::new(self.job_failures.clone()),
             Box::new(sessions),
             Box::new(in_use),
             Box::new(limits),

@@ -449,3 +449,34 @@ fn a_tier_is_taken_in_any_case_and_said_in_one_spelling_and_a_bad_id_is_400() {
     let (status, _) = s.admin("GET", "/admin/usage?license=a%20b", Value::Null);
     assert_eq!(status, 400);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_background_job_is_counted_until_it_works_again() {
+    use license_server::jobs::{every, Job};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+    let s = Server::start();
+    let runs = std::sync::Arc::new(AtomicU32::new(0));
+    let counted = runs.clone();
+    let job = every(&s.state, Job::Sample, Duration::from_secs(60), move |_| {
+        let n = counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n < 3 {
+                Err("the store is down")
+            } else {
+                Ok(())
+            }
+        }
+    });
+    for _ in 0..6 {
+        tokio::time::advance(Duration::from_secs(60)).await;
+        tokio::task::yield_now().await;
+    }
+    job.abort();
+    assert!(runs.load(Ordering::SeqCst) >= 5);
+    let m = s.metrics();
+    assert!(
+        m.contains("lic4es_background_job_failures_total{job=\"sample\"} 3"),
+        "{m}"
+    );
+}

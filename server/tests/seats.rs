@@ -737,6 +737,7 @@ fn the_audit_trail_is_kept_for_its_configured_days_and_offline_periods_for_30() 
             .build()
             .unwrap()
             .block_on(license_server::service::audit::prune_old(&s.state))
+            .unwrap()
     };
     prune();
     // The creation, the first acquire and its lapse are over two days old: gone.

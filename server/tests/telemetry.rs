@@ -113,7 +113,8 @@ fn instances_per_license_are_capped_and_old_rows_pruned() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(license_server::service::audit::prune_old(&state));
+    rt.block_on(license_server::service::audit::prune_old(&state))
+        .unwrap();
     assert_eq!(rows(&s, "telemetry_latest"), 0);
     assert_eq!(rows(&s, "telemetry_daily"), 0);
 }

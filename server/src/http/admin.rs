@@ -539,7 +539,10 @@ pub async fn abuse(
         })?,
     };
     let limit = page_limit(&f);
-    service::audit::sweep(&s).await;
+    // Offline periods are read from the license store, whatever the seat store says.
+    if let Err(e) = service::audit::sweep(&s).await {
+        tracing::warn!("lapses not audited before offline abuse was judged: {e}");
+    }
     let mut all = service::audit::offline_report(&s).await?;
     all.sort_by(|(la, a), (lb, b)| {
         (b.flagged, b.cycles, b.offline_secs, b.over_budget_hours, la).cmp(&(

@@ -548,9 +548,6 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// How often lapses are audited and the audit trail pruned while serving.
-const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Serves on `listener` until `shutdown` completes, under the config's connection
 /// limits, over HTTPS when the config names `tls-cert` and `tls-key`; lapsed sessions
 /// are audited in the background.
@@ -604,42 +601,7 @@ pub async fn serve_all(
     tls: Option<Arc<crate::tls::Tls>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let sweeper = state.clone();
-    let sweep = tokio::spawn(async move {
-        let mut n: u64 = 0;
-        loop {
-            tokio::time::sleep(SWEEP_EVERY).await;
-            service::audit::sweep(&sweeper).await;
-            n += 1;
-            if n % 360 == 1 {
-                service::audit::prune_old(&sweeper).await;
-            }
-        }
-    });
-    // Changes made on other instances (or by the CLI) reach this one's API-key cache.
-    let watcher = state.clone();
-    let watch = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(crate::app::CHANGES_POLL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            tick.tick().await;
-            if let Ok(n) = service::store(&watcher, |st| st.changes()).await {
-                watcher.keys_seen.observe_changes(n);
-            }
-        }
-    });
-    let sampler = state.clone();
-    let sample = tokio::spawn(async move {
-        let every = std::time::Duration::from_secs(crate::usage::SAMPLE_SECS as u64);
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            tick.tick().await;
-            if let Err(e) = service::usage::sample(&sampler).await {
-                tracing::warn!("seat usage not sampled: {e}");
-            }
-        }
-    });
+    let jobs = crate::jobs::start(&state);
     let cap = conn::connection_cap(state.config.max_connections, conn::raise_nofile_limit());
     let limits = conn::Limits {
         header_timeout: std::time::Duration::from_secs(state.config.header_timeout_secs),
@@ -687,9 +649,7 @@ pub async fn serve_all(
     if let Some(t) = metrics_task {
         let _ = t.await;
     }
-    sweep.abort();
-    sample.abort();
-    watch.abort();
+    drop(jobs);
     result
 }
 

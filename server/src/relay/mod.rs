@@ -514,19 +514,15 @@ pub fn run(config: RelayConfig) -> Result<(), RelayError> {
             lic4es::clock::rfc3339(g.expires_at)
         );
         let keeper = relay.clone();
-        let upkeep = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(MAINTAIN_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                match keeper.maintain().await {
-                    Ok(Some(what)) => tracing::info!("{what}"),
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!("{e}"),
-                }
-            }
-        });
+        let upkeep = crate::jobs::every(
+            relay.state(),
+            crate::jobs::Job::RelayGrant,
+            MAINTAIN_EVERY,
+            move |_| {
+                let relay = keeper.clone();
+                async move { crate::jobs::relay_outcome(relay.maintain().await) }
+            },
+        );
         let state = relay.state().clone();
         let served = crate::http::serve_all(listener, None, state, tls, crate::http::terminated())
             .await

@@ -112,31 +112,31 @@ pub fn admin_event(
 
 /// Audits the lapses the seat store found and keeps each as an offline period. Runs
 /// periodically and before sessions are shown.
-pub async fn sweep(s: &AppState) {
+pub async fn sweep(s: &AppState) -> ServiceResult<()> {
     flush_refusals(s).await;
     super::usage::write_refusals(s).await;
-    if let Ok(lapsed) = s.seats.take_lapsed().await {
-        for l in lapsed {
-            let mut e = seat_event(s, AuditKind::Lapse, &l, None);
-            e.at = l.last_seen.saturating_add(l.ttl);
-            e.detail = l
-                .offline_until
-                .map(|u| format!("offline until {}", lic4es::clock::rfc3339(u)));
-            record(s, e).await;
-            let start = l.offline_since.unwrap_or(l.last_seen);
-            note_offline(
-                s,
-                OfflinePeriod {
-                    license: l.license,
-                    session_id: l.id,
-                    start,
-                    end: l.offline_until.unwrap_or(start).max(start),
-                    ended: false,
-                },
-            )
-            .await;
-        }
+    let lapsed = s.seats.take_lapsed().await?;
+    for l in lapsed {
+        let mut e = seat_event(s, AuditKind::Lapse, &l, None);
+        e.at = l.last_seen.saturating_add(l.ttl);
+        e.detail = l
+            .offline_until
+            .map(|u| format!("offline until {}", lic4es::clock::rfc3339(u)));
+        record(s, e).await;
+        let start = l.offline_since.unwrap_or(l.last_seen);
+        note_offline(
+            s,
+            OfflinePeriod {
+                license: l.license,
+                session_id: l.id,
+                start,
+                end: l.offline_until.unwrap_or(start).max(start),
+                ended: false,
+            },
+        )
+        .await;
     }
+    Ok(())
 }
 
 /// Keeps an offline period and judges its license again; WARNs when that flags it. A
@@ -221,16 +221,24 @@ pub async fn offline_report(s: &AppState) -> ServiceResult<Vec<(String, Verdict)
 
 /// Drops audit entries past `audit-retention-days`, telemetry past
 /// `telemetry-retention-days`, seat usage past `usage-retention-days` and offline
-/// periods past the abuse rule's 30 days.
-pub async fn prune_old(s: &AppState) {
+/// periods past the abuse rule's 30 days. Each is tried whatever the others did; the
+/// first failure is returned.
+pub async fn prune_old(s: &AppState) -> ServiceResult<()> {
     let days = |d: u64| (d.min(100_000) as i64) * 86_400;
-    let before = s.now() - days(s.config.audit_retention_days);
-    let _ = super::store(s, move |st| st.prune_audit(before)).await;
-    let before = s.now() - days(s.config.telemetry_retention_days);
-    let _ = super::store(s, move |st| st.prune_telemetry(before)).await;
-    let before = s.now() - days(s.config.usage_retention_days);
-    let _ = super::store(s, move |st| st.prune_usage(before)).await;
+    let now = s.now();
+    let audit = now - days(s.config.audit_retention_days);
+    let telemetry = now - days(s.config.telemetry_retention_days);
+    let usage = now - days(s.config.usage_retention_days);
     // Offline periods matter to the abuse rule's 30 days only.
-    let before = s.now() - abuse::WINDOW_SECS;
-    let _ = super::store(s, move |st| st.prune_offline(before)).await;
+    let offline = now - abuse::WINDOW_SECS;
+    let outcomes = [
+        super::store(s, move |st| st.prune_audit(audit)).await,
+        super::store(s, move |st| st.prune_telemetry(telemetry)).await,
+        super::store(s, move |st| st.prune_usage(usage)).await,
+        super::store(s, move |st| st.prune_offline(offline)).await,
+    ];
+    outcomes
+        .into_iter()
+        .collect::<ServiceResult<Vec<u64>>>()
+        .map(|_| ())
 }
