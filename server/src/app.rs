@@ -8,9 +8,9 @@ use lic4es::clock::Clock;
 
 use crate::abuse::Flags;
 use crate::config::ServerConfig;
-use crate::keys::{KeyRing, SigningKey};
 use crate::metrics::Metrics;
 use crate::seats::SeatStore;
+use crate::signing::{KeyRing, SigningKey};
 use crate::store::{KeyRecord, License, LicenseStore};
 
 /// Everything the operations share.
@@ -45,7 +45,7 @@ pub struct AppState {
     /// When offline abuse was last judged from the store for a scrape (seconds).
     pub(crate) flags_judged_at: std::sync::atomic::AtomicI64,
     /// The audit trail's writer (group commit).
-    pub(crate) audit_writer: crate::store::group_commit::GroupCommit,
+    pub(crate) audit_writer: crate::store::audit_writer::AuditWriter,
     /// Repeated refusals, coalesced before they reach the audit trail.
     pub(crate) refusals: crate::coalesce::Coalescer,
     /// Offline reports without a known session kept per license and hour.
@@ -74,7 +74,7 @@ impl AppState {
             key,
             jwks,
             keyset,
-            audit_writer: crate::store::group_commit::GroupCommit::new(store.clone()),
+            audit_writer: crate::store::audit_writer::AuditWriter::new(store.clone()),
             store,
             seats,
             clock,

@@ -624,8 +624,8 @@ impl ServerConfig {
     }
 
     /// The signing key, the next one and the retired ones, under `data-dir`.
-    pub fn key_files(&self) -> crate::keys::KeyFiles {
-        crate::keys::KeyFiles::in_dir(&self.data_dir)
+    pub fn key_files(&self) -> crate::signing::KeyFiles {
+        crate::signing::KeyFiles::in_dir(&self.data_dir)
     }
 
     /// Base URL for `refresh_url`.

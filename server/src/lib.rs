@@ -6,12 +6,14 @@
 //! reports on `/healthz` and `/metrics`.
 //!
 //! Layers, each using only those below it:
-//! - [`http`] (the endpoints by area) and the CLI (`main.rs`): thin adapters;
+//! - [`http`] (the endpoints by area), the CLI (`main.rs`, `cli/`, `startup.rs`) and an
+//!   on-site [`relay`]: thin adapters and runners; [`jobs`], the background work;
 //! - [`service`]: the domain operations, each audited once, with typed errors;
 //! - [`app`]: the shared state, plain data;
 //! - [`store`] (licenses, keys, audit: SQLite, PostgreSQL), [`seats`] (in memory,
-//!   Redis), [`config`], [`keys`], [`metrics`], and the pure rules [`abuse`],
-//!   [`telemetry`], [`throttle`] and [`usage`].
+//!   Redis), [`config`], [`signing`], [`metrics`], and the pure rules [`abuse`],
+//!   [`telemetry`], [`throttle`] and [`usage`];
+//! - [`domain`]: the vocabulary (license ids, tiers), parsed once at the edge.
 
 pub mod abuse;
 pub mod app;
@@ -20,12 +22,12 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod jobs;
-pub mod keys;
 pub mod log;
 pub mod metrics;
 pub mod relay;
 pub mod seats;
 pub mod service;
+pub mod signing;
 pub mod store;
 pub mod telemetry;
 pub mod throttle;
@@ -63,7 +65,7 @@ pub fn open_with_clock(
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<AppState>, String> {
     config.validate()?;
-    let key = keys::KeyRing::load_or_create(&config.key_files())?;
+    let key = signing::KeyRing::load_or_create(&config.key_files())?;
     open_with_keys(config, key, clock)
 }
 
@@ -71,7 +73,7 @@ pub fn open_with_clock(
 /// on-site relay's own key).
 pub fn open_with_keys(
     config: ServerConfig,
-    key: keys::KeyRing,
+    key: signing::KeyRing,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<AppState>, String> {
     config.validate()?;

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use license_server::keys::{self, KeyRing};
 use license_server::service::licenses::{self, Terms};
+use license_server::signing::{self, KeyRing};
 use license_server::ServerConfig;
 
 use cli::admin::*;
@@ -53,9 +53,9 @@ fn main() -> ExitCode {
         Command::Key(command) => {
             let files = config.key_files();
             match command {
-                KeyCommand::Add => keys::add_next(&files),
-                KeyCommand::Activate => keys::activate_next(&files),
-                KeyCommand::Retire { kid } => keys::retire(&files, &kid),
+                KeyCommand::Add => signing::add_next(&files),
+                KeyCommand::Activate => signing::activate_next(&files),
+                KeyCommand::Retire { kid } => signing::retire(&files, &kid),
             }
             .map(|ring| println!("{}", ring.public_jwks()))
         }

@@ -31,7 +31,7 @@ mod identity;
 mod publish;
 mod refresh;
 mod resolve;
-mod seat;
+mod seat_exchange;
 mod status;
 mod thread;
 mod worker;

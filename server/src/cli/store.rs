@@ -3,9 +3,9 @@
 
 use license_server::app::AppState;
 use license_server::domain::LicenseId;
-use license_server::keys::SigningKey;
 use license_server::service::licenses::{self, LicenseView, NewLicense, Terms};
 use license_server::service::{tokens, ServiceError};
+use license_server::signing::SigningKey;
 use license_server::store::License;
 use license_server::{open, ServerConfig};
 

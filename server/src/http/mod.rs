@@ -152,7 +152,7 @@ impl FromRequestParts<Arc<AppState>> for KeyLicense {
         s: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
         let key = bearer(&parts.headers)?;
-        Ok(KeyLicense(service::keys::licensed(s, key).await?))
+        Ok(KeyLicense(service::api_keys::licensed(s, key).await?))
     }
 }
 

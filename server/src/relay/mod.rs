@@ -26,8 +26,8 @@ pub use grant::{Grant, GrantError};
 
 use crate::app::AppState;
 use crate::config::{Secs, ServerConfig, NO_LISTENER};
-use crate::keys::{KeyRing, SigningKey};
 use crate::service::{self, ServiceError};
+use crate::signing::{KeyRing, SigningKey};
 use crate::store::{AuditEvent, AuditKind, License, LicenseChange, Seats};
 use crate::usage::{hour_of, SiteReport};
 

@@ -58,7 +58,7 @@ pub async fn record(s: &AppState, event: AuditEvent) {
 
 /// Appends to the audit trail, or fails: for entries without which the request must not
 /// succeed (a seat granted, a token renewed).
-/// Entries are group-committed ([`crate::store::group_commit`]): this returns once the
+/// Entries are group-committed ([`crate::store::audit_writer`]): this returns once the
 /// transaction holding the entry committed.
 pub async fn required(s: &AppState, event: AuditEvent) -> ServiceResult<()> {
     let kind = event.kind.clone();

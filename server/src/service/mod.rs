@@ -3,7 +3,7 @@
 //! these, and map its [`ServiceError`] to a status or an exit code.
 //!
 //! - [`licenses`]: create, update, set tier, revoke, API keys, the license view.
-//! - [`keys`]: the license an API key belongs to, if both are in good standing.
+//! - [`api_keys`]: the license an API key belongs to, if both are in good standing.
 //! - [`tokens`]: signing tokens, the token endpoint and static-token refresh.
 //! - [`seats`]: acquire, reconnect, heartbeat, release, kick.
 //! - [`audit`]: the audit trail, lapses, offline periods and pruning.
@@ -13,9 +13,9 @@
 //!
 //! Every change is audited once, here.
 
+pub mod api_keys;
 pub mod audit;
 pub mod borrow;
-pub mod keys;
 pub mod licenses;
 pub mod offline;
 pub mod relay;

@@ -78,7 +78,7 @@ pub(super) async fn license_in_standing(s: &AppState, id: &LicenseId) -> Service
             what: "license",
             id: id.to_string(),
         })?;
-    super::keys::standing(&lic, s.now())?;
+    super::api_keys::standing(&lic, s.now())?;
     Ok(lic)
 }
 

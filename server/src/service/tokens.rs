@@ -274,7 +274,7 @@ pub async fn refresh(
     let lic = super::store(s, move |st| st.license(&id))
         .await?
         .ok_or_else(|| ServiceError::InvalidToken("unknown license".into()))?;
-    super::keys::standing(&lic, s.now())?;
+    super::api_keys::standing(&lic, s.now())?;
     // A seat-counted license is not served by a token that needs no seat, however it
     // was minted.
     served_by_token(s, &lic).map_err(|e| ServiceError::InvalidToken(e.to_string()))?;

@@ -5,7 +5,7 @@
 //! The interface is blocking; the HTTP layer calls it on tokio's blocking pool, never on
 //! the async request threads.
 
-pub mod group_commit;
+pub mod audit_writer;
 pub mod migrate;
 pub mod pg_tls;
 pub mod postgres;

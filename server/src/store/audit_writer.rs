@@ -33,7 +33,7 @@ struct Pending {
 
 /// The audit trail's writer over a store. Its thread starts with the first entry and
 /// ends when this is dropped.
-pub struct GroupCommit {
+pub struct AuditWriter {
     store: Arc<dyn LicenseStore>,
     queue: OnceLock<Result<mpsc::Sender<Pending>, String>>,
     batches: Arc<AtomicU64>,
@@ -43,10 +43,10 @@ fn stopped(why: &str) -> StoreError {
     StoreError::Unavailable(format!("the audit writer {why}"))
 }
 
-impl GroupCommit {
+impl AuditWriter {
     /// A writer of `store`'s audit trail.
     pub fn new(store: Arc<dyn LicenseStore>) -> Self {
-        GroupCommit {
+        AuditWriter {
             store,
             queue: OnceLock::new(),
             batches: Arc::default(),
@@ -132,7 +132,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn LicenseStore> =
             Arc::new(SqliteStore::open(&dir.path().join("a.sqlite3")).unwrap());
-        let writer = Arc::new(GroupCommit::new(store.clone()));
+        let writer = Arc::new(AuditWriter::new(store.clone()));
         let appends = 2_000;
         let mut tasks = Vec::new();
         for i in 0..appends {
@@ -173,7 +173,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.sqlite3");
         let store: Arc<dyn LicenseStore> = Arc::new(SqliteStore::open(&path).unwrap());
-        let writer = GroupCommit::new(store.clone());
+        let writer = AuditWriter::new(store.clone());
         let entry = || AuditEvent {
             kind: "acquire".into(),
             license: "l".into(),
