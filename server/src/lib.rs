@@ -16,6 +16,7 @@
 //! - [`domain`]: the vocabulary (license ids, tiers), parsed once at the edge.
 
 pub mod abuse;
+pub mod admin_api;
 pub mod app;
 pub mod coalesce;
 pub mod config;

@@ -2,7 +2,7 @@
 //! a row a day; never more than once a minute per instance. Pure rules; the store carries
 //! them out.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A report from the same instance sooner than this after the last stored one is answered
@@ -18,7 +18,7 @@ const DAY: i64 = 86_400;
 
 /// The telemetry fields the engine sends (`docs/reference/protocol.md`); anything else in the object is
 /// ignored, so a row's size does not depend on what a client sends.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sample {
     /// Cumulative queries since the engine's process started.
     pub queries_total: Option<u64>,

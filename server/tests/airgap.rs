@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::free_port;
-use common::process::{acquire_as, cli, lic4es_cli, request, vendor_config, ServerProcess};
+use common::process::{
+    acquire_as, api_key, cli, lic4es_cli, request, vendor_config, ServerProcess,
+};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "admin-airgap-0123456789abcdef-01234";
@@ -79,22 +81,12 @@ fn an_air_gapped_site_runs_from_its_response_holds_a_seat_and_gives_it_back() {
     let jwks: Value = serde_json::from_str(&cli(&config, &["keygen"])).unwrap();
     // A Team license of one seat whose own terms allow 30-day activations (Team's policy
     // allows none), and a Pro one that keeps its tier's: none.
-    let key = cli(
+    let key = api_key(
         &config,
-        &[
-            "api-key",
-            "create",
-            "--tier",
-            "team",
-            "--sub",
-            "org-site",
-            "--days",
-            "365",
-            "--seats",
-            "1",
-            "--offline-activation-days",
-            "30",
-        ],
+        "team",
+        "org-site",
+        365,
+        &["--seats", "1", "--offline-activation-days", "30"],
     );
     cli(
         &config,

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::free_port;
-use common::process::{acquire_as, cli, lic4es_cli, request, vendor_config, ServerProcess};
+use common::process::{
+    acquire_as, api_key, cli, lic4es_cli, request, vendor_config, ServerProcess,
+};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "admin-borrow-0123456789abcdef-012345";
@@ -89,22 +91,12 @@ fn a_borrowed_seat_runs_offline_across_restarts_counts_on_the_server_and_goes_ba
     let jwks: Value = serde_json::from_str(&cli(&config, &["keygen"])).unwrap();
     // A Team license of one seat whose own terms allow borrows of an hour (Team's policy
     // allows none), and a Pro one that keeps its tier's: none.
-    let key = cli(
+    let key = api_key(
         &config,
-        &[
-            "api-key",
-            "create",
-            "--tier",
-            "team",
-            "--sub",
-            "org-trip",
-            "--days",
-            "365",
-            "--seats",
-            "1",
-            "--max-borrow",
-            "1h",
-        ],
+        "team",
+        "org-trip",
+        365,
+        &["--seats", "1", "--max-borrow", "1h"],
     );
     let pro_key = cli(
         &config,

@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,17 +41,7 @@ fn fleet(redis: &str) -> Fleet {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_license-server"))
-        .arg("--config")
-        .arg(&config)
-        .arg("keygen")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::process::cli(&config, &["keygen"]);
     let servers = [ServerProcess::start(&config), ServerProcess::start(&config)];
     Fleet {
         ports: [servers[0].port, servers[1].port],

@@ -8,7 +8,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::process::{cli, ServerProcess};
+use common::process::{api_key, cli, ServerProcess};
 use common::proxy::{ConnectProxy, InspectingProxy};
 use common::tls::TestCa;
 use lic4es::config::Config;
@@ -40,19 +40,7 @@ impl Backend {
             ),
         )
         .unwrap();
-        let api_key = cli(
-            &config,
-            &[
-                "api-key",
-                "create",
-                "--tier",
-                "enterprise",
-                "--sub",
-                "org-field",
-                "--days",
-                "30",
-            ],
-        );
+        let api_key = api_key(&config, "enterprise", "org-field", 30, &[]);
         let jwks: Value = serde_json::from_str(&cli(&config, &["jwks"])).unwrap();
         let server = ServerProcess::start(&config);
         Backend {

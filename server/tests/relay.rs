@@ -6,7 +6,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::process::{acquire_as, cli, lic4es_cli, request, vendor_config, ServerProcess};
+use common::process::{
+    acquire_as, api_key, cli, lic4es_status, request, vendor_config, ServerProcess,
+};
 use common::{free_port, Server, ADMIN};
 use lic4es::protocol::paths;
 use lic4es::Tier;
@@ -230,20 +232,12 @@ fn an_air_gapped_relay_is_granted_by_request_and_response_and_serves_lic4es() {
     let port = free_port();
     let server_config = vendor_config(dir.path(), port, ADMIN);
     let jwks: Value = serde_json::from_str(&cli(&server_config, &["keygen"])).unwrap();
-    let key = cli(
+    let key = api_key(
         &server_config,
-        &[
-            "api-key",
-            "create",
-            "--tier",
-            "enterprise",
-            "--sub",
-            "org-plant",
-            "--days",
-            "365",
-            "--seats",
-            "2",
-        ],
+        "enterprise",
+        "org-plant",
+        365,
+        &["--seats", "2"],
     );
     let vendor = ServerProcess::start(&server_config);
 
@@ -316,14 +310,7 @@ fn an_air_gapped_relay_is_granted_by_request_and_response_and_serves_lic4es() {
         .to_string(),
     )
     .unwrap();
-    let out = std::process::Command::new(lic4es_cli())
-        .args(["status", "--config", engine.to_str().unwrap()])
-        .env_remove("SOFTCLIENT4ES_API_KEY")
-        .env_remove("SOFTCLIENT4ES_LICENSE_KEY")
-        .output()
-        .unwrap();
-    let st: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let st = lic4es_status(&engine);
     assert_eq!(st["tier"], "enterprise", "{st}");
     assert_eq!(st["relay"]["seats"], 2, "{st}");
 
@@ -351,14 +338,7 @@ fn an_air_gapped_relay_is_granted_by_request_and_response_and_serves_lic4es() {
     config["ca-file"] = json!(ca.ca_file.to_str().unwrap());
     config["cache-dir"] = json!(dir.path().join("tls-engine-cache").to_str().unwrap());
     std::fs::write(&engine, config.to_string()).unwrap();
-    let out = std::process::Command::new(lic4es_cli())
-        .args(["status", "--config", engine.to_str().unwrap()])
-        .env_remove("SOFTCLIENT4ES_API_KEY")
-        .env_remove("SOFTCLIENT4ES_LICENSE_KEY")
-        .output()
-        .unwrap();
-    let st: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let st = lic4es_status(&engine);
     assert_eq!(st["tier"], "enterprise", "{st}");
     assert_eq!(st["seat"]["state"], "online", "{st}");
     assert_eq!(st["relay"]["seats"], 2, "{st}");

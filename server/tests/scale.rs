@@ -82,17 +82,7 @@ fn cluster() -> Cluster {
     )
     .unwrap();
     // One signing key for every instance.
-    let out = Command::new(env!("CARGO_BIN_EXE_license-server"))
-        .arg("--config")
-        .arg(&config)
-        .arg("keygen")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::process::cli(&config, &["keygen"]);
     let a = ServerProcess::start(&config);
     let b = ServerProcess::start(&config);
     Cluster {

@@ -6,7 +6,7 @@ mod common;
 
 use common::change_entry;
 
-use common::process::{cli, request, ServerProcess};
+use common::process::{api_key, cli, request, ServerProcess};
 use common::wall_now;
 use license_server::store::{AuditEvent, License, LicenseStore, SqliteStore};
 
@@ -204,21 +204,7 @@ fn twenty_thousand_refused_requests_from_one_key_add_less_than_a_megabyte() {
     )
     .unwrap();
     cli(&config, &["keygen"]);
-    let key = cli(
-        &config,
-        &[
-            "api-key",
-            "create",
-            "--tier",
-            "team",
-            "--sub",
-            "org-flood",
-            "--days",
-            "30",
-            "--seats",
-            "1",
-        ],
-    );
+    let key = api_key(&config, "team", "org-flood", 30, &["--seats", "1"]);
     let server = ServerProcess::start(&config);
     let port = server.port;
     let body = |i: usize| {

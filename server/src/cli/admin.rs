@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use license_server::admin_api as api;
 use license_server::domain::LicenseId;
 use license_server::ServerConfig;
 
@@ -215,27 +216,33 @@ pub(crate) fn hand_back(out: Option<&Path>, token: &str) -> Result<(), String> {
 }
 
 /// Sends a request a site carried to the admin API at `path` and hands the token in the
-/// answer's `field` back (to `out`, else standard output); the answer, for the summary.
-pub(crate) fn answer_carried(
+/// answer (`token`) back (to `out`, else standard output); the answer, for the summary.
+pub(crate) fn answer_carried<A: serde::de::DeserializeOwned>(
     config: &ServerConfig,
     url: Option<String>,
     path: &[&str],
     request: &impl serde::Serialize,
-    field: &str,
+    token: impl Fn(&A) -> &str,
     out: Option<&Path>,
-) -> Result<serde_json::Value, String> {
+) -> Result<A, String> {
     let body = serde_json::to_value(request).map_err(|e| e.to_string())?;
     let admin = Admin::new(config, url)?;
     let a = admin.send(reqwest::Method::POST, admin.url(path, &[]), Some(&body))?;
     if a.status != 201 {
         return Err(answer_error(a.status, &a.body));
     }
-    let v: serde_json::Value = serde_json::from_str(&a.body).map_err(|e| e.to_string())?;
-    let token = v[field]
-        .as_str()
-        .ok_or_else(|| format!("the answer has no {field}"))?;
-    hand_back(out, token)?;
-    Ok(v)
+    let answer: A = serde_json::from_str(&a.body).map_err(|e| e.to_string())?;
+    hand_back(out, token(&answer))?;
+    Ok(answer)
+}
+
+/// How an answer's seat stands, for its summary line.
+fn held(counted: bool, held: &'static str) -> &'static str {
+    if counted {
+        held
+    } else {
+        " (not counted in seats)"
+    }
 }
 
 pub(crate) fn relay_grant(
@@ -246,19 +253,22 @@ pub(crate) fn relay_grant(
 ) -> Result<(), String> {
     let text = read_request(request)?;
     let req = lic4es::offline::GrantRequest::parse(&text).map_err(|e| format!("{request}: {e}"))?;
-    let v = answer_carried(config, url, &["admin", "relay-grants"], &req, "grant", out)?;
+    let g: api::RelayGrantAnswer = answer_carried(
+        config,
+        url,
+        &["admin", "relay-grants"],
+        &req,
+        |g: &api::RelayGrantAnswer| &g.grant,
+        out,
+    )?;
     eprintln!(
         "{}: grant {} of {} seats to relay key {} until {}{}",
         req.license_id,
-        v["grant_id"].as_str().unwrap_or("-"),
+        g.grant_id,
         req.seats,
         lic4es::log::clean(req.kid()),
-        v["expires_at"].as_str().unwrap_or("-"),
-        if v["counted"].as_bool() == Some(true) {
-            ", its seats held"
-        } else {
-            " (not counted in seats)"
-        }
+        g.expires_at,
+        held(g.counted, ", its seats held")
     );
     Ok(())
 }
@@ -273,25 +283,21 @@ pub(crate) fn offline_activate(
     // Checked here too, so a wrong file is told before the server is asked.
     let req =
         lic4es::offline::ActivationRequest::parse(&text).map_err(|e| format!("{request}: {e}"))?;
-    let v = answer_carried(
+    let a: api::Activated = answer_carried(
         config,
         url,
         &["admin", "offline-activations"],
         &req,
-        "license",
+        |a: &api::Activated| &a.license,
         out,
     )?;
     eprintln!(
         "{}: activation {} on hardware {} until {}{}",
         req.license_id,
-        v["activation_id"].as_str().unwrap_or("-"),
+        a.activation_id,
         lic4es::log::clean(&req.hardware_id),
-        v["expires_at"].as_str().unwrap_or("-"),
-        if v["counted"].as_bool() == Some(true) {
-            ", holding a seat"
-        } else {
-            " (not counted in seats)"
-        }
+        a.expires_at,
+        held(a.counted, ", holding a seat")
     );
     Ok(())
 }
@@ -311,11 +317,10 @@ pub(crate) fn offline_deactivate(
     if a.status != 200 {
         return Err(answer_error(a.status, &a.body));
     }
-    let v: serde_json::Value = serde_json::from_str(&a.body).map_err(|e| e.to_string())?;
+    let d: api::Deactivated = serde_json::from_str(&a.body).map_err(|e| e.to_string())?;
     println!(
         "{}: activation {} deactivated, its seat freed",
-        v["license_id"].as_str().unwrap_or("-"),
-        v["activation_id"].as_str().unwrap_or("-")
+        d.license_id, d.activation_id
     );
     Ok(())
 }

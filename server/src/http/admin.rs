@@ -13,10 +13,11 @@ use axum::Json;
 use lic4es::clock::rfc3339;
 use lic4es::protocol::codes;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{parse, ApiError, ClientAddr, LicensePath};
 use crate::abuse;
+use crate::admin_api as api;
 use crate::app::AppState;
 use crate::config::Secs;
 use crate::domain::{LicenseId, Tier};
@@ -101,7 +102,12 @@ pub async fn create_license(
     .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"license_id": lic.id, "tier": lic.tier, "expires_at": lic.expires_at, "api_key": key})),
+        Json(api::LicenseCreated {
+            license_id: lic.id,
+            tier: lic.tier,
+            expires_at: lic.expires_at,
+            api_key: key,
+        }),
     )
         .into_response())
 }
@@ -139,7 +145,10 @@ pub async fn add_api_key(
     let key = service::blocking(&s, move |s| licenses::new_api_key(s, &lid, &source)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"license_id": id, "api_key": key})),
+        Json(api::KeyCreated {
+            license_id: id.into_string(),
+            api_key: key,
+        }),
     )
         .into_response())
 }
@@ -157,11 +166,14 @@ pub async fn set_tier(
     addr: ClientAddr,
     LicensePath(id): LicensePath,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::TierSet>, ApiError> {
     let req: SetTier = parse(body)?;
     let source = addr.to_string();
     let lic = service::blocking(&s, move |s| licenses::set_tier(s, &id, req.tier, &source)).await?;
-    Ok(Json(json!({"license_id": lic.id, "tier": lic.tier})))
+    Ok(Json(api::TierSet {
+        license_id: lic.id,
+        tier: lic.tier,
+    }))
 }
 
 /// `POST /admin/licenses/{id}/revoke`.
@@ -169,10 +181,13 @@ pub async fn revoke_license(
     State(s): State<Arc<AppState>>,
     addr: ClientAddr,
     LicensePath(id): LicensePath,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::Revoked>, ApiError> {
     let (lid, source) = (id.clone(), addr.to_string());
     service::blocking(&s, move |s| licenses::revoke(s, &lid, &source)).await?;
-    Ok(Json(json!({"license_id": id, "revoked": true})))
+    Ok(Json(api::Revoked {
+        license_id: Some(id.into_string()),
+        revoked: true,
+    }))
 }
 
 /// Body of `POST /admin/api-keys/revoke`.
@@ -187,49 +202,55 @@ pub async fn revoke_key(
     State(s): State<Arc<AppState>>,
     addr: ClientAddr,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::Revoked>, ApiError> {
     let req: RevokeKey = parse(body)?;
     let source = addr.to_string();
     service::blocking(&s, move |s| {
         licenses::revoke_api_key(s, &req.api_key, &source)
     })
     .await?;
-    Ok(Json(json!({"revoked": true})))
+    Ok(Json(api::Revoked {
+        license_id: None,
+        revoked: true,
+    }))
 }
 
 /// `GET /admin/telemetry`: the latest report of the most recently heard instances.
-pub async fn telemetry(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub async fn telemetry(
+    State(s): State<Arc<AppState>>,
+) -> Result<Json<Vec<api::TelemetryLatest>>, ApiError> {
     let rows = service::store(&s, |st| st.recent_telemetry(100)).await?;
-    Ok(Json(Value::Array(
+    Ok(Json(
         rows.into_iter()
-            .map(|r| {
-                json!({"license_id": r.license_id, "instance_id": r.instance_id,
-                       "received_at": rfc3339(r.received_at), "telemetry": r.telemetry})
+            .map(|r| api::TelemetryLatest {
+                license_id: r.license_id,
+                instance_id: r.instance_id,
+                received_at: rfc3339(r.received_at),
+                telemetry: r.telemetry,
             })
             .collect(),
-    )))
+    ))
 }
 
 /// `GET /admin/telemetry/daily[?license=ID][&limit=N]`: usage per license and day.
 pub async fn telemetry_daily(
     State(s): State<Arc<AppState>>,
     f: Result<Query<Filter>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<api::TelemetryDay>>, ApiError> {
     let f = filter(f)?;
     let limit = f.limit.unwrap_or(100).clamp(1, 1000);
     let rows = service::store(&s, move |st| {
         st.daily_telemetry(f.license.as_deref(), limit)
     })
     .await?;
-    Ok(Json(Value::Array(
+    Ok(Json(
         rows.into_iter()
-            .map(|r| {
-                let mut v = json!(r);
-                v["day"] = json!(rfc3339(r.day * 86_400)[..10].to_string());
-                v
+            .map(|r| api::TelemetryDay {
+                day: rfc3339(r.day * 86_400)[..10].to_string(),
+                row: r,
             })
             .collect(),
-    )))
+    ))
 }
 
 /// `?license=ID` (and `&limit=N&before=ID` for the audit trail; `&state=` and
@@ -431,13 +452,13 @@ pub async fn offline_activate(
     let a = service::offline::activate(&s, &license, &req, &addr.to_string()).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "license": a.token,
-            "activation_id": a.jti,
-            "license_id": a.license,
-            "expires_at": rfc3339(a.expires_at),
-            "counted": a.counted,
-        })),
+        Json(api::Activated {
+            license: a.token,
+            activation_id: a.jti,
+            license_id: a.license,
+            expires_at: rfc3339(a.expires_at),
+            counted: a.counted,
+        }),
     )
         .into_response())
 }
@@ -473,12 +494,12 @@ pub async fn offline_deactivate(
     let code = lic4es::offline::DeactivationCode::parse(&body.code)
         .map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.to_string()))?;
     let a = service::offline::deactivate(&s, &code, &addr.to_string()).await?;
-    Ok(Json(json!({
-        "activation_id": a.jti,
-        "license_id": a.license_id,
-        "hardware_id": a.hardware_id,
-        "deactivated_at": a.deactivated_at.map(rfc3339),
-    }))
+    Ok(Json(api::Deactivated {
+        activation_id: a.jti,
+        license_id: a.license_id,
+        hardware_id: a.hardware_id,
+        deactivated_at: a.deactivated_at.map(rfc3339),
+    })
     .into_response())
 }
 
@@ -553,20 +574,18 @@ pub async fn abuse(
             lb,
         ))
     });
-    let licenses: Vec<Value> = all
+    let licenses: Vec<api::AbuseRow> = all
         .iter()
         .skip(skip)
         .take(limit as usize)
-        .map(|(license, v)| {
-            json!({
-                "license": license,
-                "flagged": v.flagged,
-                "cycles": v.cycles,
-                "offline_secs": v.offline_secs,
-                "offline_days": (v.offline_days() * 10.0).round() / 10.0,
-                "over_budget_hours": v.over_budget_hours,
-                "message": v.flagged.then(|| abuse::message(license, v)),
-            })
+        .map(|(license, v)| api::AbuseRow {
+            license: license.clone(),
+            flagged: v.flagged,
+            cycles: v.cycles,
+            offline_secs: v.offline_secs,
+            offline_days: (v.offline_days() * 10.0).round() / 10.0,
+            over_budget_hours: v.over_budget_hours,
+            message: v.flagged.then(|| abuse::message(license, v)),
         })
         .collect();
     let end = skip + licenses.len();
@@ -574,14 +593,14 @@ pub async fn abuse(
     Ok(paged(
         "/admin/abuse",
         &next_query(&f, limit, next),
-        json!({
-            "window_days": abuse::WINDOW_SECS / 86_400,
-            "max_cycles": abuse::MAX_CYCLES,
-            "max_offline_days": abuse::MAX_OFFLINE_DAYS,
-            "max_over_budget_hours": abuse::MAX_OVER_BUDGET_HOURS,
-            "flagged": all.iter().filter(|(_, v)| v.flagged).count(),
-            "licenses": licenses,
-        }),
+        api::AbusePage {
+            window_days: abuse::WINDOW_SECS / 86_400,
+            max_cycles: abuse::MAX_CYCLES,
+            max_offline_days: abuse::MAX_OFFLINE_DAYS,
+            max_over_budget_hours: abuse::MAX_OVER_BUDGET_HOURS,
+            flagged: all.iter().filter(|(_, v)| v.flagged).count(),
+            licenses,
+        },
     ))
 }
 
@@ -616,19 +635,19 @@ pub async fn seats(
 pub async fn summary(
     State(s): State<Arc<AppState>>,
     f: Result<Query<Filter>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::Summary<Vec<reports::SeatUse>>>, ApiError> {
     let f = filter(f)?;
     let n = f.limit.unwrap_or(10).clamp(1, PAGE_MAX) as usize;
     let sum = reports::summary(&s).await?;
     let nearest = reports::seat_uses(&s, sum.nearest.into_iter().take(n).collect()).await?;
-    Ok(Json(json!({
-        "online": sum.online,
-        "offline": sum.offline,
-        "licenses": sum.licenses,
-        "flagged": s.flags.count(),
-        "as_of": rfc3339(sum.at),
-        "nearest": nearest,
-    })))
+    Ok(Json(api::Summary {
+        online: sum.online,
+        offline: sum.offline,
+        licenses: sum.licenses,
+        flagged: s.flags.count() as u64,
+        as_of: rfc3339(sum.at),
+        nearest,
+    }))
 }
 
 /// `?license=ID&from=&to=&bucket=` of `GET /admin/usage`.
@@ -681,19 +700,26 @@ pub async fn usage(
         .ok()
         .and_then(|l| s.config.effective(&l))
         .map(|p| p.seats);
-    Ok(Json(json!({
-        "license": query.license,
-        "from": rfc3339(query.from),
-        "to": rfc3339(query.to),
-        "bucket": match query.bucket { Bucket::Hour => "hour", Bucket::Day => "day" },
-        "limit": limit,
-        "rows": rows.iter().map(|r| json!({
-            "start": rfc3339(r.start),
-            "peak": r.peak,
-            "mean": r.mean,
-            "refusals": r.refusals,
-            "offline_hours": r.offline_hours,
-        })).collect::<Vec<_>>(),
-    }))
+    Ok(Json(api::UsageReport {
+        license: query.license.to_string(),
+        from: rfc3339(query.from),
+        to: rfc3339(query.to),
+        bucket: match query.bucket {
+            Bucket::Hour => "hour",
+            Bucket::Day => "day",
+        }
+        .into(),
+        limit,
+        rows: rows
+            .iter()
+            .map(|r| api::UsageBucket {
+                start: rfc3339(r.start),
+                peak: r.peak,
+                mean: r.mean,
+                refusals: r.refusals,
+                offline_hours: r.offline_hours,
+            })
+            .collect(),
+    })
     .into_response())
 }

@@ -174,6 +174,30 @@ pub fn cli(config: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// `license-server api-key create --tier TIER --sub ID --days DAYS [EXTRA…]` (the license
+/// created with it): the new key.
+pub fn api_key(config: &Path, tier: &str, sub: &str, days: u32, extra: &[&str]) -> String {
+    let days = days.to_string();
+    let mut args = vec![
+        "api-key", "create", "--tier", tier, "--sub", sub, "--days", &days,
+    ];
+    args.extend_from_slice(extra);
+    cli(config, &args)
+}
+
+/// `lic4es status --config CONFIG` (no license from the environment): its document.
+pub fn lic4es_status(config: &Path) -> Value {
+    let out = Command::new(lic4es_cli())
+        .args(["status", "--config"])
+        .arg(config)
+        .env_remove("SOFTCLIENT4ES_API_KEY")
+        .env_remove("SOFTCLIENT4ES_LICENSE_KEY")
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+}
+
 /// The `lic4es` command-line tool of this workspace (built if a narrower test run did
 /// not build it).
 pub fn lic4es_cli() -> PathBuf {
