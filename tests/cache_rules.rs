@@ -282,61 +282,70 @@ mod unix {
         );
     }
 
-    #[test]
-    fn fifo_as_cache_file_is_refused_without_blocking() {
-        let started = start_guarded(|f| {
-            mkfifo(&f.cache_dir().join("license-cache.jwt"));
-            json!({})
-        });
-        assert_refused(started, true);
-    }
+    /// Where a FIFO stands in for a file the engine reads, and the config it starts
+    /// with: each start returns, says why it refused the file, and (where `true`) runs
+    /// Community.
+    type Plant = fn(&Fixture) -> serde_json::Value;
 
     #[test]
-    fn fifo_as_instance_id_is_refused_without_blocking() {
-        let started = start_guarded(|f| {
-            mkfifo(&f.cache_dir().join("instance-id"));
-            json!({})
-        });
-        assert_refused(started, false);
-    }
-
-    #[test]
-    fn fifo_as_key_file_is_refused_without_blocking() {
-        let started = start_guarded(|f| {
-            let p = f.dir.path().join("key.jwt");
-            mkfifo(&p);
-            json!({"key-file": p.to_str().unwrap()})
-        });
-        assert_refused(started, true);
-    }
-
-    #[test]
-    fn symlink_to_a_fifo_as_key_file_is_refused_without_blocking() {
-        let started = start_guarded(|f| {
-            let fifo = f.dir.path().join("fifo");
-            mkfifo(&fifo);
-            let link = f.dir.path().join("key.jwt");
-            symlink(&fifo, &link).unwrap();
-            json!({"key-file": link.to_str().unwrap()})
-        });
-        assert_refused(started, true);
-    }
-
-    #[test]
-    fn fifo_as_state_file_is_refused_without_blocking_outside_seat_mode_too() {
-        let started = start_guarded(|f| {
-            mkfifo(&f.cache_dir().join("state.json"));
-            json!({})
-        });
-        assert_refused(started, true);
-    }
-
-    #[test]
-    fn fifo_as_state_file_is_refused_without_blocking() {
-        let started = start_guarded(|f| {
-            mkfifo(&f.cache_dir().join("state.json"));
-            json!({"seat": {"enabled": true}, "api-key": "sk-test", "api-url": refused_url()})
-        });
-        assert_refused(started, false);
+    fn a_fifo_in_place_of_any_file_the_engine_reads_is_refused_without_blocking() {
+        let cases: [(&str, Plant, bool); 6] = [
+            (
+                "the cache file",
+                |f| {
+                    mkfifo(&f.cache_dir().join("license-cache.jwt"));
+                    json!({})
+                },
+                true,
+            ),
+            (
+                "the instance id",
+                |f| {
+                    mkfifo(&f.cache_dir().join("instance-id"));
+                    json!({})
+                },
+                false,
+            ),
+            (
+                "the key file",
+                |f| {
+                    let p = f.dir.path().join("key.jwt");
+                    mkfifo(&p);
+                    json!({"key-file": p.to_str().unwrap()})
+                },
+                true,
+            ),
+            (
+                "a link to a FIFO as the key file",
+                |f| {
+                    let fifo = f.dir.path().join("fifo");
+                    mkfifo(&fifo);
+                    let link = f.dir.path().join("key.jwt");
+                    symlink(&fifo, &link).unwrap();
+                    json!({"key-file": link.to_str().unwrap()})
+                },
+                true,
+            ),
+            (
+                "the state file, outside seat mode",
+                |f| {
+                    mkfifo(&f.cache_dir().join("state.json"));
+                    json!({})
+                },
+                true,
+            ),
+            (
+                "the state file, in seat mode",
+                |f| {
+                    mkfifo(&f.cache_dir().join("state.json"));
+                    json!({"seat": {"enabled": true}, "api-key": "sk-test", "api-url": refused_url()})
+                },
+                false,
+            ),
+        ];
+        for (what, plant, community) in cases {
+            eprintln!("a FIFO as {what}");
+            assert_refused(start_guarded(plant), community);
+        }
     }
 }

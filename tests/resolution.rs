@@ -43,44 +43,36 @@ fn missing_key_file_falls_through_to_community_with_reason() {
     assert!(e.status().reason.unwrap().contains("does not exist"));
 }
 
+/// A static token in the early and the mid grace: its tier, the warning, the status.
 #[test]
-fn static_token_in_early_grace_keeps_tier_and_warns() {
-    let f = Fixture::new();
-    let e = f.start(json!({"key": mint(&claims("pro", NOW - 3 * DAY - 60))}));
-    assert_eq!(e.tier(), Tier::Pro);
-    assert!(
-        f.logs.has(
-            Level::Warn,
-            "License expired 3 days ago. Renew your license."
+fn a_static_token_in_grace_keeps_its_tier_and_says_how_long() {
+    // (tier, expired seconds ago, warning, grace, status)
+    let cases = [
+        (
+            "pro",
+            3 * DAY + 60,
+            "License expired 3 days ago. Renew your license.",
+            "early",
+            "Expired (3 days ago, in grace period)",
         ),
-        "{}",
-        f.logs.dump()
-    );
-    let s = e.status();
-    assert_eq!(s.grace, "early");
-    assert_eq!(s.status, "Expired (3 days ago, in grace period)");
-    assert_eq!(s.days_remaining, Some(0));
-}
-
-#[test]
-fn static_token_in_mid_grace_says_when_it_degrades() {
-    let f = Fixture::new();
-    let e = f.start(json!({"key": mint(&claims("enterprise", NOW - 10 * DAY - 3600))}));
-    assert_eq!(e.tier(), Tier::Enterprise);
-    assert!(
-        f.logs.has(
-            Level::Warn,
-            "License expired 10 days ago. Service will degrade to Community in 3 days."
+        (
+            "enterprise",
+            10 * DAY + 3600,
+            "License expired 10 days ago. Service will degrade to Community in 3 days.",
+            "mid",
+            "Expired (10 days ago, 3 days until Community fallback)",
         ),
-        "{}",
-        f.logs.dump()
-    );
-    let s = e.status();
-    assert_eq!(s.grace, "mid");
-    assert_eq!(
-        s.status,
-        "Expired (10 days ago, 3 days until Community fallback)"
-    );
+    ];
+    for (tier, ago, warning, grace, status) in cases {
+        let f = Fixture::new();
+        let e = f.start(json!({"key": mint(&claims(tier, NOW - ago))}));
+        assert_eq!(e.tier().as_str(), tier);
+        assert!(f.logs.has(Level::Warn, warning), "{}", f.logs.dump());
+        let s = e.status();
+        assert_eq!(s.grace, grace);
+        assert_eq!(s.status, status);
+        assert_eq!(s.days_remaining, Some(0));
+    }
 }
 
 #[test]

@@ -20,19 +20,40 @@ thread_local! {
 }
 
 /// A failed call: its result code and message.
-pub(crate) struct Failure(pub lic_result, pub String);
+pub(crate) struct CallError(pub lic_result, pub String);
 
-impl Failure {
+impl CallError {
     pub(crate) fn new(code: lic_result, msg: impl Into<String>) -> Self {
-        Failure(code, msg.into())
+        CallError(code, msg.into())
+    }
+}
+
+/// The one map from the engine's errors to result codes.
+impl From<crate::engine::EngineError> for CallError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        use crate::engine::EngineError as E;
+        let code = match e {
+            E::Unsupported(_) => lic_result::LIC_ERR_UNSUPPORTED,
+            E::NotRunning => lic_result::LIC_ERR_NOT_INITIALIZED,
+            E::RefreshFailed(_) | E::BorrowFailed(_) => lic_result::LIC_ERR_REFRESH_FAILED,
+            E::Spawn(_) | E::Startup(_) | E::WorkerPanicked => lic_result::LIC_ERR_INTERNAL,
+        };
+        CallError::new(code, e.to_string())
+    }
+}
+
+/// A config that does not parse or validate.
+impl From<crate::config::ConfigError> for CallError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        CallError::new(lic_result::LIC_ERR_CONFIG, e.to_string())
     }
 }
 
 /// Runs `f` behind the panic boundary; records the message of a failure on this thread.
-pub(crate) fn run(name: &str, f: impl FnOnce() -> Result<(), Failure>) -> lic_result {
+pub(crate) fn run(name: &str, f: impl FnOnce() -> Result<(), CallError>) -> lic_result {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => lic_result::LIC_OK,
-        Ok(Err(Failure(code, msg))) => {
+        Ok(Err(CallError(code, msg))) => {
             set_last_error(&msg);
             code
         }
@@ -112,15 +133,15 @@ pub(crate) fn as_callback(f: impl FnOnce()) {
 ///
 /// # Safety
 /// `p` is NULL or points to a NUL-terminated string that outlives the call.
-pub(crate) unsafe fn str_arg<'a>(p: *const c_char, name: &str) -> Result<&'a str, Failure> {
+pub(crate) unsafe fn str_arg<'a>(p: *const c_char, name: &str) -> Result<&'a str, CallError> {
     if p.is_null() {
-        return Err(Failure::new(
+        return Err(CallError::new(
             lic_result::LIC_ERR_INVALID_ARGUMENT,
             format!("{name} is NULL"),
         ));
     }
     CStr::from_ptr(p).to_str().map_err(|_| {
-        Failure::new(
+        CallError::new(
             lic_result::LIC_ERR_INVALID_ARGUMENT,
             format!("{name} is not valid UTF-8"),
         )
@@ -137,10 +158,10 @@ pub(crate) unsafe fn write_str(
     buf: *mut c_char,
     len: usize,
     out_len: *mut usize,
-) -> Result<(), Failure> {
+) -> Result<(), CallError> {
     let needed = s.len() + 1;
     if buf.is_null() && len > 0 {
-        return Err(Failure::new(
+        return Err(CallError::new(
             lic_result::LIC_ERR_INVALID_ARGUMENT,
             "buf is NULL but len is not 0",
         ));
@@ -149,7 +170,7 @@ pub(crate) unsafe fn write_str(
         if !out_len.is_null() {
             *out_len = needed;
         }
-        return Err(Failure::new(
+        return Err(CallError::new(
             lic_result::LIC_ERR_BUFFER_TOO_SMALL,
             format!("buffer of {len} bytes is too small: {needed} needed"),
         ));

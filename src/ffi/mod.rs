@@ -15,9 +15,9 @@ use std::ffi::{c_char, c_void, CString};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Once, RwLock};
 
-use self::boundary::{as_callback, in_callback, run, run_or, str_arg, write_str, Failure};
+use self::boundary::{as_callback, in_callback, run, run_or, str_arg, write_str, CallError};
 use crate::config::{Config, COMMUNITY_FEATURES, COMMUNITY_QUOTAS};
-use crate::engine::{Engine, EngineError, EngineOptions};
+use crate::engine::{Engine, EngineOptions};
 use crate::log::Level;
 use crate::telemetry::{Counter, Gauge, PROCESS_USAGE};
 use crate::tier::Tier;
@@ -141,9 +141,9 @@ fn forked_or_pid_changed() -> bool {
     pid != 0 && pid != std::process::id()
 }
 
-fn check_not_forked() -> Result<(), Failure> {
+fn check_not_forked() -> Result<(), CallError> {
     if forked_or_pid_changed() {
-        return Err(Failure::new(
+        return Err(CallError::new(
             lic_result::LIC_ERR_FORKED,
             "called in a child process after fork(); initialise a new engine only in a process \
              that did not inherit one",
@@ -158,13 +158,13 @@ fn with_engine<T>(f: impl FnOnce(Option<&Engine>) -> T) -> T {
     f(guard.as_deref())
 }
 
-fn engine() -> Result<Arc<Engine>, Failure> {
+fn engine() -> Result<Arc<Engine>, CallError> {
     ENGINE
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .clone()
         .ok_or_else(|| {
-            Failure::new(
+            CallError::new(
                 lic_result::LIC_ERR_NOT_INITIALIZED,
                 "lic_init has not been called",
             )
@@ -220,13 +220,12 @@ pub extern "C" fn lic_init(config_json: *const c_char) -> lic_result {
         let json = unsafe { str_arg(config_json, "config_json") }?;
         let _guard = LIFECYCLE.lock().unwrap_or_else(|p| p.into_inner());
         if ENGINE.read().unwrap_or_else(|p| p.into_inner()).is_some() {
-            return Err(Failure::new(
+            return Err(CallError::new(
                 lic_result::LIC_ERR_ALREADY_INITIALIZED,
                 "lic_init was already called; call lic_shutdown first",
             ));
         }
-        let config = Config::from_json(json)
-            .map_err(|e| Failure::new(lic_result::LIC_ERR_CONFIG, e.to_string()))?;
+        let config = Config::from_json(json)?;
         ATFORK.call_once(|| crate::platform::on_fork_in_child(after_fork_in_child));
         LOG_LEVEL.store(config.log_level as u8, Ordering::Relaxed);
         INIT_PID.store(std::process::id(), Ordering::Relaxed);
@@ -246,7 +245,7 @@ pub extern "C" fn lic_init(config_json: *const c_char) -> lic_result {
                 LIVE.store(false, Ordering::Relaxed);
                 INIT_PID.store(0, Ordering::Relaxed);
                 TIER.store(Tier::Community as u32, Ordering::Relaxed);
-                Err(Failure::new(lic_result::LIC_ERR_INTERNAL, e.to_string()))
+                Err(e.into())
             }
         }
     })
@@ -289,7 +288,7 @@ pub extern "C" fn lic_shutdown() -> lic_result {
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .ok_or_else(|| {
-                Failure::new(
+                CallError::new(
                     lic_result::LIC_ERR_NOT_INITIALIZED,
                     "lic_init has not been called",
                 )
@@ -299,7 +298,7 @@ pub extern "C" fn lic_shutdown() -> lic_result {
         LIVE.store(false, Ordering::Relaxed);
         INIT_PID.store(0, Ordering::Relaxed);
         drop(engine);
-        result.map_err(|e| Failure::new(lic_result::LIC_ERR_INTERNAL, e.to_string()))
+        result.map_err(CallError::from)
     })
 }
 
@@ -332,7 +331,7 @@ pub extern "C" fn lic_last_error(buf: *mut c_char, len: usize, out_len: *mut usi
         // size does not overwrite the message being asked for.
         match unsafe { write_str(&msg, buf, len, out_len) } {
             Ok(()) => lic_result::LIC_OK,
-            Err(Failure(code, _)) => code,
+            Err(CallError(code, _)) => code,
         }
     })
 }
@@ -358,7 +357,7 @@ pub extern "C" fn lic_quota(name: *const c_char) -> i64 {
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         let name = match unsafe { str_arg(name, "name") } {
             Ok(n) => n,
-            Err(Failure(_, msg)) => {
+            Err(CallError(_, msg)) => {
                 boundary::set_last_error(&msg);
                 return -1;
             }
@@ -381,7 +380,7 @@ pub extern "C" fn lic_has_feature(name: *const c_char) -> bool {
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         let name = match unsafe { str_arg(name, "name") } {
             Ok(n) => n,
-            Err(Failure(_, msg)) => {
+            Err(CallError(_, msg)) => {
                 boundary::set_last_error(&msg);
                 return false;
             }
@@ -425,15 +424,15 @@ pub extern "C" fn lic_refresh_now() -> lic_result {
     run("lic_refresh_now", || {
         check_not_forked()?;
         not_from_callback("lic_refresh_now")?;
-        engine()?.refresh_now().map_err(engine_failure)
+        engine()?.refresh_now().map_err(CallError::from)
     })
 }
 
 /// Refuses a call that would wait on the thread calling it: from inside the log callback
 /// (which may run on the worker), `name` is LIC_ERR_INVALID_ARGUMENT.
-fn not_from_callback(name: &str) -> Result<(), Failure> {
+fn not_from_callback(name: &str) -> Result<(), CallError> {
     if in_callback() {
-        return Err(Failure::new(
+        return Err(CallError::new(
             lic_result::LIC_ERR_INVALID_ARGUMENT,
             format!("{name} cannot be called from the log callback"),
         ));
@@ -441,20 +440,6 @@ fn not_from_callback(name: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The one map from an engine request's error to its code.
-fn engine_failure(e: EngineError) -> Failure {
-    let code = match e {
-        EngineError::Unsupported(_) => lic_result::LIC_ERR_UNSUPPORTED,
-        EngineError::NotRunning => lic_result::LIC_ERR_NOT_INITIALIZED,
-        EngineError::RefreshFailed(_) | EngineError::BorrowFailed(_) => {
-            lic_result::LIC_ERR_REFRESH_FAILED
-        }
-        EngineError::Spawn(_) | EngineError::Startup(_) | EngineError::WorkerPanicked => {
-            lic_result::LIC_ERR_INTERNAL
-        }
-    };
-    Failure::new(code, e.to_string())
-}
 
 /// Checks the online seat out for `seconds` (at most the license's max-borrow), waiting for
 /// the answer (bounded by the request timeouts): the engine then keeps its tier without
@@ -469,12 +454,12 @@ pub extern "C" fn lic_borrow(seconds: u64) -> lic_result {
         check_not_forked()?;
         not_from_callback("lic_borrow")?;
         if seconds == 0 {
-            return Err(Failure::new(
+            return Err(CallError::new(
                 lic_result::LIC_ERR_INVALID_ARGUMENT,
                 "lic_borrow: seconds must be at least 1",
             ));
         }
-        engine()?.borrow(seconds).map_err(engine_failure)
+        engine()?.borrow(seconds).map_err(CallError::from)
     })
 }
 
@@ -486,7 +471,7 @@ pub extern "C" fn lic_return_borrow() -> lic_result {
     run("lic_return_borrow", || {
         check_not_forked()?;
         not_from_callback("lic_return_borrow")?;
-        engine()?.return_borrow().map_err(engine_failure)
+        engine()?.return_borrow().map_err(CallError::from)
     })
 }
 
@@ -500,7 +485,7 @@ pub extern "C" fn lic_set_log_callback(callback: lic_log_fn, user_data: *mut c_v
     run("lic_set_log_callback", || {
         check_not_forked()?;
         if in_callback() {
-            return Err(Failure::new(
+            return Err(CallError::new(
                 lic_result::LIC_ERR_INVALID_ARGUMENT,
                 "lic_set_log_callback called from inside the log callback",
             ));
