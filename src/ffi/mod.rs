@@ -440,7 +440,6 @@ fn not_from_callback(name: &str) -> Result<(), CallError> {
     Ok(())
 }
 
-
 /// Checks the online seat out for `seconds` (at most the license's max-borrow), waiting for
 /// the answer (bounded by the request timeouts): the engine then keeps its tier without
 /// heartbeats or offline grace until the borrow ends, across restarts (the borrow is kept
