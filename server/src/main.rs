@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use license_server::service::licenses::{self, Terms};
+use license_server::service::licenses;
 use license_server::signing::{self, KeyRing};
 use license_server::ServerConfig;
 
@@ -79,21 +79,7 @@ fn main() -> ExitCode {
             tier,
             trial,
             terms: t,
-        }) => {
-            let terms = Terms {
-                tier,
-                days: t.days,
-                org_name: t.org,
-                trial,
-                seats: t.seats,
-                offline_grace_days: t.offline_grace_days,
-                heartbeat_interval: t.heartbeat_interval,
-                offline_activation_days: t.offline_activation_days,
-                max_borrow: t.max_borrow,
-                relay_grant_days: t.relay_grant_days,
-            };
-            license_update(config, &sub, terms)
-        }
+        }) => license_update(config, &sub, t.into_terms(tier, trial)),
         Command::License(LicenseCommand::Revoke { sub }) => with_state(config, |s| {
             licenses::revoke(s, &sub, CLI)?;
             println!("{sub}: revoked");
@@ -106,12 +92,8 @@ fn main() -> ExitCode {
         Command::Sessions(SessionsCommand::Kick { session_id, url }) => {
             sessions_kick(&config, &session_id, url)
         }
-        Command::Offline(OfflineCommand::Activate { request, out, url }) => {
-            offline_activate(&config, &request, out.as_deref(), url)
-        }
-        Command::Offline(OfflineCommand::Grant { request, out, url }) => {
-            relay_grant(&config, &request, out.as_deref(), url)
-        }
+        Command::Offline(OfflineCommand::Activate(c)) => offline_activate(&config, c),
+        Command::Offline(OfflineCommand::Grant(c)) => relay_grant(&config, c),
         Command::Offline(OfflineCommand::Deactivate { code, url }) => {
             offline_deactivate(&config, &code, url)
         }

@@ -8,6 +8,7 @@ use license_server::admin_api as api;
 use license_server::domain::LicenseId;
 use license_server::ServerConfig;
 
+use super::args::Carried;
 use super::reports::duration;
 
 /// The running server's admin API (`admin-token`; its URL `--url`, else `public-url`,
@@ -215,25 +216,32 @@ pub(crate) fn hand_back(out: Option<&Path>, token: &str) -> Result<(), String> {
     }
 }
 
-/// Sends a request a site carried to the admin API at `path` and hands the token in the
-/// answer (`token`) back (to `out`, else standard output); the answer, for the summary.
-pub(crate) fn answer_carried<A: serde::de::DeserializeOwned>(
+/// Reads the request a site carried (checked with `parse` before the server is asked),
+/// sends it to the admin API at `path` and hands the token in the answer (`token`) back
+/// (to `--out`, else standard output); the request and the answer, for the summary.
+pub(crate) fn answer_carried<R, A, E>(
     config: &ServerConfig,
-    url: Option<String>,
+    c: Carried,
+    parse: fn(&str) -> Result<R, E>,
     path: &[&str],
-    request: &impl serde::Serialize,
-    token: impl Fn(&A) -> &str,
-    out: Option<&Path>,
-) -> Result<A, String> {
-    let body = serde_json::to_value(request).map_err(|e| e.to_string())?;
-    let admin = Admin::new(config, url)?;
+    token: fn(&A) -> &str,
+) -> Result<(R, A), String>
+where
+    R: serde::Serialize,
+    A: serde::de::DeserializeOwned,
+    E: std::fmt::Display,
+{
+    let text = read_request(&c.request)?;
+    let request = parse(&text).map_err(|e| format!("{}: {e}", c.request))?;
+    let body = serde_json::to_value(&request).map_err(|e| e.to_string())?;
+    let admin = Admin::new(config, c.url)?;
     let a = admin.send(reqwest::Method::POST, admin.url(path, &[]), Some(&body))?;
     if a.status != 201 {
         return Err(answer_error(a.status, &a.body));
     }
     let answer: A = serde_json::from_str(&a.body).map_err(|e| e.to_string())?;
-    hand_back(out, token(&answer))?;
-    Ok(answer)
+    hand_back(c.out.as_deref(), token(&answer))?;
+    Ok((request, answer))
 }
 
 /// How an answer's seat stands, for its summary line.
@@ -245,21 +253,13 @@ fn held(counted: bool, held: &'static str) -> &'static str {
     }
 }
 
-pub(crate) fn relay_grant(
-    config: &ServerConfig,
-    request: &str,
-    out: Option<&Path>,
-    url: Option<String>,
-) -> Result<(), String> {
-    let text = read_request(request)?;
-    let req = lic4es::offline::GrantRequest::parse(&text).map_err(|e| format!("{request}: {e}"))?;
-    let g: api::RelayGrantAnswer = answer_carried(
+pub(crate) fn relay_grant(config: &ServerConfig, c: Carried) -> Result<(), String> {
+    let (req, g) = answer_carried(
         config,
-        url,
+        c,
+        lic4es::offline::GrantRequest::parse,
         &["admin", "relay-grants"],
-        &req,
         |g: &api::RelayGrantAnswer| &g.grant,
-        out,
     )?;
     eprintln!(
         "{}: grant {} of {} seats to relay key {} until {}{}",
@@ -273,23 +273,13 @@ pub(crate) fn relay_grant(
     Ok(())
 }
 
-pub(crate) fn offline_activate(
-    config: &ServerConfig,
-    request: &str,
-    out: Option<&Path>,
-    url: Option<String>,
-) -> Result<(), String> {
-    let text = read_request(request)?;
-    // Checked here too, so a wrong file is told before the server is asked.
-    let req =
-        lic4es::offline::ActivationRequest::parse(&text).map_err(|e| format!("{request}: {e}"))?;
-    let a: api::Activated = answer_carried(
+pub(crate) fn offline_activate(config: &ServerConfig, c: Carried) -> Result<(), String> {
+    let (req, a) = answer_carried(
         config,
-        url,
+        c,
+        lic4es::offline::ActivationRequest::parse,
         &["admin", "offline-activations"],
-        &req,
         |a: &api::Activated| &a.license,
-        out,
     )?;
     eprintln!(
         "{}: activation {} on hardware {} until {}{}",

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use license_server::config::Secs;
 use license_server::domain::{LicenseId, Tier};
+use license_server::service::licenses::Terms;
 use license_server::store::Seats;
 
 /// Every command's help: `usage:` and the usage clap derives, what the command does,
@@ -291,6 +292,37 @@ pub(crate) enum SessionsCommand {
     },
 }
 
+impl TermArgs {
+    /// The terms given, with a new tier and trial when given too.
+    pub(crate) fn into_terms(self, tier: Option<Tier>, trial: Option<bool>) -> Terms {
+        Terms {
+            tier,
+            days: self.days,
+            org_name: self.org,
+            trial,
+            seats: self.seats,
+            offline_grace_days: self.offline_grace_days,
+            heartbeat_interval: self.heartbeat_interval,
+            offline_activation_days: self.offline_activation_days,
+            max_borrow: self.max_borrow,
+            relay_grant_days: self.relay_grant_days,
+        }
+    }
+}
+
+/// A request a site carried to the vendor, and where its answer goes.
+#[derive(Args)]
+pub(crate) struct Carried {
+    /// The request file (its JSON or its one-line form), or `-` for standard input.
+    pub(crate) request: String,
+    /// Write the answer (the response, the grant) here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+    /// The server's URL.
+    #[arg(long, value_name = "URL")]
+    pub(crate) url: Option<String>,
+}
+
 #[derive(Subcommand)]
 pub(crate) enum OfflineCommand {
     /// Answer an activation request (`lic4es activate-offline`) with its node-locked
@@ -299,31 +331,13 @@ pub(crate) enum OfflineCommand {
     /// Through the running server's admin API (`admin-token`; URL default `public-url`,
     /// else http://LISTEN), which counts the seat.
     #[command(help_template = HELP)]
-    Activate {
-        /// The request file (its JSON or its one-line form), or `-` for standard input.
-        request: String,
-        /// Write the response here instead of standard output.
-        #[arg(long, value_name = "FILE")]
-        out: Option<PathBuf>,
-        /// The server's URL.
-        #[arg(long, value_name = "URL")]
-        url: Option<String>,
-    },
+    Activate(Carried),
     /// Answer an on-site relay's grant request with its grant, for the relay's
     /// `grant-file`; the grant's seats are held until it ends.
     ///
     /// Through the running server's admin API, as `activate`.
     #[command(help_template = HELP)]
-    Grant {
-        /// The request file (its JSON or its one-line form), or `-` for standard input.
-        request: String,
-        /// Write the grant here instead of standard output.
-        #[arg(long, value_name = "FILE")]
-        out: Option<PathBuf>,
-        /// The server's URL.
-        #[arg(long, value_name = "URL")]
-        url: Option<String>,
-    },
+    Grant(Carried),
     /// Enter a site's deactivation code (`lic4es deactivate-offline`): its seat is freed.
     #[command(help_template = HELP)]
     Deactivate {

@@ -92,19 +92,12 @@ pub(crate) fn license_arg(config: &ServerConfig, a: LicenseArgs) -> Result<Licen
     let days = t.days.ok_or("--days is required (see --help)")?;
     licenses::check_terms(config, Some(tier), Some(days), t.heartbeat_interval)
         .map_err(message_of)?;
-    Ok(LicenseArg::New(NewLicense {
-        id: a.sub,
+    Ok(LicenseArg::New(NewLicense::with_terms(
+        a.sub,
         tier,
-        org_name: t.org,
         days,
-        trial: false,
-        seats: t.seats,
-        offline_grace_days: t.offline_grace_days,
-        heartbeat_interval: t.heartbeat_interval,
-        offline_activation_days: t.offline_activation_days,
-        max_borrow: t.max_borrow,
-        relay_grant_days: t.relay_grant_days,
-    }))
+        t.into_terms(None, None),
+    )))
 }
 
 /// Creates the license, or finds the existing one.

@@ -42,6 +42,22 @@ pub struct NewLicense {
 }
 
 impl NewLicense {
+    /// A license `id` of `tier` for `days` with the overrides `terms` gives (its own tier
+    /// and days are not read: they are the arguments).
+    pub fn with_terms(id: LicenseId, tier: Tier, days: i64, terms: Terms) -> NewLicense {
+        NewLicense {
+            org_name: terms.org_name,
+            trial: terms.trial.unwrap_or(false),
+            seats: terms.seats,
+            offline_grace_days: terms.offline_grace_days,
+            heartbeat_interval: terms.heartbeat_interval,
+            offline_activation_days: terms.offline_activation_days,
+            max_borrow: terms.max_borrow,
+            relay_grant_days: terms.relay_grant_days,
+            ..NewLicense::new(id, tier, days)
+        }
+    }
+
     /// A license `id` of `tier` for `days`, on its tier's terms.
     pub fn new(id: LicenseId, tier: Tier, days: i64) -> NewLicense {
         NewLicense {

@@ -12,30 +12,24 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}{body}"))
 }
 
-/// `lua/acquire.lua` (its arguments are described at its head).
-pub(super) static ACQUIRE_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/acquire.lua")));
+/// The scripts, each `lua/<name>.lua` (its arguments are described at its head), loaded
+/// once.
+macro_rules! scripts {
+    ($($name:ident = $file:literal;)*) => {
+        $(
+            #[doc = concat!("`lua/", $file, "`.")]
+            pub(super) static $name: LazyLock<Script> =
+                LazyLock::new(|| script(include_str!(concat!("lua/", $file))));
+        )*
+    };
+}
 
-/// `lua/heartbeat.lua` (its arguments are described at its head).
-pub(super) static HEARTBEAT_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/heartbeat.lua")));
-
-/// `lua/renewed.lua` (its arguments are described at its head).
-pub(super) static RENEWED_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/renewed.lua")));
-
-/// `lua/end.lua` (its arguments are described at its head).
-pub(super) static END_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/end.lua")));
-
-/// `lua/list.lua` (its arguments are described at its head).
-pub(super) static LIST_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/list.lua")));
-
-/// `lua/page.lua` (its arguments are described at its head).
-pub(super) static PAGE_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/page.lua")));
-
-/// `lua/take_lapsed.lua` (its arguments are described at its head).
-pub(super) static TAKE_LAPSED_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/take_lapsed.lua")));
+scripts! {
+    ACQUIRE_SCRIPT = "acquire.lua";
+    HEARTBEAT_SCRIPT = "heartbeat.lua";
+    RENEWED_SCRIPT = "renewed.lua";
+    END_SCRIPT = "end.lua";
+    LIST_SCRIPT = "list.lua";
+    PAGE_SCRIPT = "page.lua";
+    TAKE_LAPSED_SCRIPT = "take_lapsed.lua";
+}
