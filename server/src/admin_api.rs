@@ -7,6 +7,53 @@ pub use lic4es::protocol::RelayGrantAnswer;
 
 use crate::store::Seats;
 
+/// A session as the admin API shows it (`GET /admin/sessions`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRow {
+    /// The session.
+    pub session_id: String,
+    /// Its license.
+    pub license: String,
+    /// The engine's hardware id.
+    pub hardware_id: String,
+    /// The engine's instance id.
+    pub instance_id: String,
+    /// `online` or `offline`.
+    pub mode: String,
+    /// When it was granted (RFC 3339).
+    pub acquired_at: String,
+    /// Its last heartbeat (RFC 3339).
+    pub last_seen: String,
+    /// When it went offline (RFC 3339).
+    pub offline_since: Option<String>,
+    /// When a lapsed session's offline grace ends (RFC 3339).
+    pub offline_until: Option<String>,
+    /// Seconds offline so far (offline sessions).
+    pub offline_secs: Option<i64>,
+    /// Seconds of offline grace left (offline sessions).
+    pub grace_left_secs: Option<i64>,
+}
+
+impl SessionRow {
+    /// The row of `s` at `now` (seconds).
+    pub fn at(s: crate::seats::Session, now: i64) -> Self {
+        let rfc3339 = lic4es::clock::rfc3339;
+        SessionRow {
+            mode: if s.online() { "online" } else { "offline" }.into(),
+            offline_secs: s.offline_since.map(|t| (now - t).max(0)),
+            grace_left_secs: s.offline_until.map(|t| (t - now).max(0)),
+            acquired_at: rfc3339(s.acquired_at),
+            last_seen: rfc3339(s.last_seen),
+            offline_since: s.offline_since.map(rfc3339),
+            offline_until: s.offline_until.map(rfc3339),
+            session_id: s.id,
+            license: s.license,
+            hardware_id: s.hardware_id,
+            instance_id: s.instance_id,
+        }
+    }
+}
+
 /// `POST /admin/licenses`: the license created and its first API key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LicenseCreated {

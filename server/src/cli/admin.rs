@@ -90,7 +90,10 @@ impl Admin {
     }
 
     /// Every item of a paged listing from `first` on, following each page's next link.
-    pub(crate) fn every_page(&self, first: reqwest::Url) -> Result<Vec<serde_json::Value>, String> {
+    pub(crate) fn every_page<T: serde::de::DeserializeOwned>(
+        &self,
+        first: reqwest::Url,
+    ) -> Result<Vec<T>, String> {
         let mut items = Vec::new();
         let mut url = Some(first);
         while let Some(u) = url.take() {
@@ -98,8 +101,7 @@ impl Admin {
             if a.status != 200 {
                 return Err(answer_error(a.status, &a.body));
             }
-            let page: Vec<serde_json::Value> =
-                serde_json::from_str(&a.body).map_err(|e| e.to_string())?;
+            let page: Vec<T> = serde_json::from_str(&a.body).map_err(|e| e.to_string())?;
             items.extend(page);
             url = match a.next {
                 Some(path) => Some(self.base.join(&path).map_err(|e| e.to_string())?),
@@ -137,23 +139,23 @@ pub(crate) fn sessions_list(
         .as_ref()
         .map(|l| vec![("license", l.as_str())])
         .unwrap_or_default();
-    let list = admin.every_page(admin.url(&["admin", "sessions"], &query))?;
+    let list: Vec<api::SessionRow> = admin.every_page(admin.url(&["admin", "sessions"], &query))?;
     println!(
         "{:<40} {:<24} {:<8} {:<21} {:>12} {:>12}  HARDWARE",
         "SESSION", "LICENSE", "MODE", "LAST SEEN", "OFFLINE FOR", "GRACE LEFT"
     );
+    let clean = lic4es::log::clean;
+    let secs = |v: Option<i64>| v.map(duration).unwrap_or_else(|| "-".into());
     for s in &list {
-        let f = |k: &str| lic4es::log::clean(s[k].as_str().unwrap_or("-"));
-        let secs = |k: &str| s[k].as_i64().map(duration).unwrap_or_else(|| "-".into());
-        let hw: String = f("hardware_id").chars().take(16).collect();
+        let hw: String = clean(&s.hardware_id).chars().take(16).collect();
         println!(
             "{:<40} {:<24} {:<8} {:<21} {:>12} {:>12}  {hw}",
-            f("session_id"),
-            f("license"),
-            f("mode"),
-            f("last_seen"),
-            secs("offline_secs"),
-            secs("grace_left_secs")
+            clean(&s.session_id),
+            clean(&s.license),
+            clean(&s.mode),
+            clean(&s.last_seen),
+            secs(s.offline_secs),
+            secs(s.grace_left_secs)
         );
     }
     println!("{} sessions", list.len());

@@ -21,7 +21,7 @@ use crate::admin_api as api;
 use crate::app::AppState;
 use crate::config::Secs;
 use crate::domain::{LicenseId, Tier};
-use crate::seats::{Session, SessionCursor, SessionQuery, SessionState};
+use crate::seats::{SessionCursor, SessionQuery, SessionState};
 use crate::service::licenses::{self, LicenseView, NewLicense, Terms};
 use crate::service::usage::UsageQuery;
 use crate::service::{self, reports};
@@ -326,45 +326,6 @@ fn next_query(f: &Filter, limit: u32, next: Option<String>) -> Vec<(&'static str
     q
 }
 
-/// A session as the admin API shows it.
-#[derive(Debug, Serialize)]
-pub struct SessionView {
-    session_id: String,
-    license: String,
-    hardware_id: String,
-    instance_id: String,
-    /// `online` or `offline`.
-    mode: &'static str,
-    acquired_at: String,
-    last_seen: String,
-    offline_since: Option<String>,
-    /// When a lapsed session's offline grace ends.
-    offline_until: Option<String>,
-    /// Seconds offline so far (offline sessions).
-    offline_secs: Option<i64>,
-    /// Seconds of offline grace left (offline sessions).
-    grace_left_secs: Option<i64>,
-}
-
-impl SessionView {
-    /// The view of `s` at `now` (seconds).
-    fn at(s: Session, now: i64) -> Self {
-        SessionView {
-            mode: if s.online() { "online" } else { "offline" },
-            offline_secs: s.offline_since.map(|t| (now - t).max(0)),
-            grace_left_secs: s.offline_until.map(|t| (t - now).max(0)),
-            acquired_at: rfc3339(s.acquired_at),
-            last_seen: rfc3339(s.last_seen),
-            offline_since: s.offline_since.map(rfc3339),
-            offline_until: s.offline_until.map(rfc3339),
-            session_id: s.id,
-            license: s.license,
-            hardware_id: s.hardware_id,
-            instance_id: s.instance_id,
-        }
-    }
-}
-
 /// `GET /admin/sessions[?license=ID][&state=online|offline][&limit=N][&cursor=C]`: a
 /// page of sessions in (license, session id) order, at most `limit` (100 by default,
 /// 1 000 at most); the `Link` header names the next page.
@@ -402,10 +363,10 @@ pub async fn sessions(
     )
     .await?;
     let now = s.now();
-    let items: Vec<SessionView> = page
+    let items: Vec<api::SessionRow> = page
         .items
         .into_iter()
-        .map(|x| SessionView::at(x, now))
+        .map(|x| api::SessionRow::at(x, now))
         .collect();
     let next = page.next.map(|c| c.to_string());
     Ok(paged(
