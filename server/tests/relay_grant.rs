@@ -304,3 +304,54 @@ fn an_engine_runs_on_a_relay_s_tokens_within_the_grant_and_says_so() {
         e.shutdown().unwrap();
     }
 }
+
+/// A renewal's usage report counts only when the relay's key (the request's) signed it, and
+/// only for the request's license.
+#[test]
+fn a_usage_report_is_taken_only_as_the_relay_s_key_signed_it() {
+    let s = Server::start();
+    let (license, _) = s.license(
+        "team",
+        json!({"id": "org-reports", "seats": 2, "relay_grant_days": 30}),
+    );
+    let hour = common::NOW - common::NOW.rem_euclid(3_600) - 3_600;
+    let report = |license: &str| json!({"license": license, "hours": [[hour, 1, 1]]});
+    let signed = |claims: &Value, pem: &str| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/keys");
+        let key = EncodingKey::from_ed_pem(&std::fs::read(dir.join(pem)).unwrap()).unwrap();
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), claims, &key).unwrap()
+    };
+    let with_usage = |usage: String| {
+        let mut r = request(&license, 1, "relay-hw");
+        r.usage = Some(usage);
+        serde_json::to_value(r).unwrap()
+    };
+    for (usage, why) in [
+        (
+            signed(&report(&license), "ed25519-1.pem"),
+            "another key signed it",
+        ),
+        (
+            signed(&report("org-other"), "ed25519-other.pem"),
+            "another license's",
+        ),
+        ("x.y.z".to_string(), "not a JWS"),
+    ] {
+        let (status, body) = s.admin("POST", "/admin/relay-grants", with_usage(usage));
+        assert_eq!(status, 400, "{why}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("usage report"),
+            "{why}: {body}"
+        );
+    }
+    let usage = signed(&report(&license), "ed25519-other.pem");
+    let (status, body) = s.admin("POST", "/admin/relay-grants", with_usage(usage));
+    assert_eq!(status, 201, "{body}");
+    let (_, audit) = s.admin("GET", "/admin/audit?license=org-reports", Value::Null);
+    assert!(
+        audit
+            .to_string()
+            .contains("1 hours of use, peak 1 seats, 1 refusals"),
+        "{audit}"
+    );
+}
