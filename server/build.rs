@@ -1,6 +1,6 @@
 //! Marks the tests that need a Redis or PostgreSQL server (or promtool, or Chromium with
-//! its WebDriver) ignored, with the install
-//! command, when those are not installed (so a test summary shows what did not run).
+//! its WebDriver) ignored when those are not installed, and says the install command once
+//! per tool as a build warning (so a test summary shows what did not run, and why).
 //! Under `LIC4ES_REQUIRE_ALL=1` (CI) nothing is marked: a missing server fails its test.
 
 use std::env;
@@ -10,6 +10,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIC4ES_REQUIRE_ALL");
     println!("cargo:rustc-check-cfg=cfg(lic4es_no_redis)");
     println!("cargo:rustc-check-cfg=cfg(lic4es_no_postgres)");
+    println!("cargo:rustc-check-cfg=cfg(lic4es_no_shared_stores)");
     println!("cargo:rustc-check-cfg=cfg(lic4es_no_promtool)");
     println!("cargo:rustc-check-cfg=cfg(lic4es_no_chromium)");
     println!("cargo:rustc-check-cfg=cfg(lic4es_no_python)");
@@ -90,5 +91,9 @@ fn main() {
     if !have_pg {
         println!("cargo:rustc-cfg=lic4es_no_postgres");
         println!("cargo:warning=tests needing PostgreSQL are ignored: apt-get install postgresql");
+    }
+    // Instances sharing a database and a seat store need both.
+    if !(have_redis && have_pg) {
+        println!("cargo:rustc-cfg=lic4es_no_shared_stores");
     }
 }

@@ -9,13 +9,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::free_port;
 use common::process::{
-    acquire_as, api_key, cli, lic4es_cli, request, vendor_config, ServerProcess,
+    acquire_as, api_key, cli, lic4es_cli, request, vendor, ServerProcess, Vendor,
 };
+use common::ADMIN;
 use serde_json::{json, Value};
-
-const ADMIN: &str = "admin-airgap-0123456789abcdef-01234";
 
 /// `lic4es ARGS` as the air-gapped site runs it: in a network namespace of its own (in a
 /// user namespace, so no root is needed), where not even loopback is up: nothing it does
@@ -76,9 +74,7 @@ fn acquire(port: u16, key: &str, n: u32) -> u16 {
 #[test]
 fn an_air_gapped_site_runs_from_its_response_holds_a_seat_and_gives_it_back() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = vendor_config(dir.path(), port, ADMIN);
-    let jwks: Value = serde_json::from_str(&cli(&config, &["keygen"])).unwrap();
+    let Vendor { port, config, jwks } = vendor(dir.path());
     // A Team license of one seat whose own terms allow 30-day activations (Team's policy
     // allows none), and a Pro one that keeps its tier's: none.
     let key = api_key(
@@ -276,12 +272,7 @@ fn an_air_gapped_site_runs_from_its_response_holds_a_seat_and_gives_it_back() {
         ADMIN,
         &Value::Null,
     );
-    let kinds: Vec<&str> = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["type"].as_str())
-        .collect();
+    let kinds: Vec<&str> = common::strings(&audit, "type");
     for k in ["offline_activate", "offline_deactivate"] {
         assert!(kinds.contains(&k), "{k} in {kinds:?}: {audit}");
     }

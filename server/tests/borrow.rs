@@ -8,13 +8,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::free_port;
 use common::process::{
-    acquire_as, api_key, cli, lic4es_cli, request, vendor_config, ServerProcess,
+    acquire_as, api_key, cli, lic4es_cli, request, vendor, ServerProcess, Vendor,
 };
+use common::ADMIN;
 use serde_json::{json, Value};
-
-const ADMIN: &str = "admin-borrow-0123456789abcdef-012345";
 
 /// `lic4es ARGS`; with `offline`, in a network namespace of its own where nothing can be
 /// reached (`unshare --map-root-user --net`).
@@ -86,9 +84,7 @@ fn audit_kinds(port: u16) -> Vec<String> {
 #[test]
 fn a_borrowed_seat_runs_offline_across_restarts_counts_on_the_server_and_goes_back() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = vendor_config(dir.path(), port, ADMIN);
-    let jwks: Value = serde_json::from_str(&cli(&config, &["keygen"])).unwrap();
+    let Vendor { port, config, jwks } = vendor(dir.path());
     // A Team license of one seat whose own terms allow borrows of an hour (Team's policy
     // allows none), and a Pro one that keeps its tier's: none.
     let key = api_key(

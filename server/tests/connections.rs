@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::process::ServerProcess;
+use common::process::{server_toml, ServerProcess};
 
 /// A server process and its data dir.
 struct Proc {
@@ -21,15 +21,10 @@ struct Proc {
 /// `license-server serve` with `extra` config, its descriptors limited to `nofile`.
 fn start(extra: &str, nofile: u64) -> Proc {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("server.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n{extra}",
-            dir.path().join("data").to_str().unwrap()
-        ),
-    )
-    .unwrap();
+    let cfg = server_toml(
+        dir.path(),
+        &format!("listen = \"127.0.0.1:0\"\nmetrics-listen = \"none\"\n{extra}"),
+    );
     let server = ServerProcess::start_with(&cfg, |cmd| {
         // SAFETY: setrlimit is async-signal-safe.
         unsafe {

@@ -10,7 +10,6 @@ use std::ffi::CString;
 use common::webdriver::Browser;
 use common::*;
 use lic4es::ffi::*;
-use lic4es::protocol::paths;
 use license_server::usage::HourUsage;
 use serde_json::{json, Value};
 
@@ -31,10 +30,7 @@ fn artifact(name: &str) -> std::path::PathBuf {
 }
 
 #[test]
-#[cfg_attr(
-    lic4es_no_chromium,
-    ignore = "needs Chromium and its WebDriver: apt-get install chromium chromium-driver"
-)]
+#[cfg_attr(lic4es_no_chromium, ignore = "needs chromium-driver")]
 fn the_dashboard_shows_sessions_lapses_abuse_and_escapes_customer_text() {
     // The engine below checks its seat token against the system clock: the server issues
     // it at the real time.
@@ -105,10 +101,8 @@ fn the_dashboard_shows_sessions_lapses_abuse_and_escapes_customer_text() {
     });
 
     // A customer's hardware id with markup in it.
-    let (code, v) = s.json(
-        "POST",
-        paths::ACQUIRE,
-        Some(&key),
+    let (code, v) = s.acquire(
+        &key,
         json!({"hardware_id": HOSTILE_HW, "instance_id": "i-2", "version": "1", "nonce": NONCE}),
     );
     assert_eq!(code, 200, "{v}");
@@ -134,21 +128,14 @@ fn the_dashboard_shows_sessions_lapses_abuse_and_escapes_customer_text() {
     // Six machines take turns on one seat, each coming back after four days offline
     // from its cached token (no session left to end: the acquire reports the period).
     for i in 0..6 {
-        let (code, v) = s.json(
-            "POST",
-            paths::ACQUIRE,
-            Some(&shared_key),
+        let (code, v) = s.acquire(
+            &shared_key,
             json!({"hardware_id": format!("turns-{i}"), "instance_id": "t", "version": "1",
                    "nonce": NONCE, "offline_cycles_30d": 1,
                    "offline_since": lic4es::clock::rfc3339(s.state.now() - 4 * DAY)}),
         );
         assert_eq!(code, 200, "{v}");
-        let (code, _) = s.json(
-            "DELETE",
-            paths::RELEASE,
-            Some(&shared_key),
-            json!({"session_id": v["session_id"]}),
-        );
+        let (code, _) = s.release(&shared_key, json!({"session_id": v["session_id"]}));
         assert_eq!(code, 204);
     }
     let abuse = b.wait_text("#abuse", "the flagged license", |t| {
@@ -283,10 +270,7 @@ fn claims(jwt: &str) -> Value {
 }
 
 #[test]
-#[cfg_attr(
-    lic4es_no_chromium,
-    ignore = "needs Chromium and its WebDriver: apt-get install chromium chromium-driver"
-)]
+#[cfg_attr(lic4es_no_chromium, ignore = "needs chromium-driver")]
 fn the_dashboard_answers_air_gapped_sites_and_relays_and_takes_a_deactivation_code() {
     use lic4es::offline::{ActivationRequest, DeactivationCode};
 

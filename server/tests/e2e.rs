@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::process::{cli, lic4es_cli, ServerProcess};
+use common::process::{cli, lic4es_cli, server_toml, vendor, ServerProcess, Vendor};
 use common::{engine_status, free_port, METRICS};
 use lic4es::ffi::*;
 use serde_json::{json, Value};
@@ -40,18 +40,7 @@ fn logged(level: lic_log_level, text: &str) -> bool {
 /// A server config on a free port in `dir` with a signing key and an API key of a Pro
 /// license `sub` counted in `seats`: (config, port, public keys, API key).
 fn seat_server(dir: &Path, sub: &str, seats: u32) -> (PathBuf, u16, Value, String) {
-    let port = free_port();
-    let config = dir.join("server.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n\
-             admin-token = \"admin-e2e-0123456789abcdef-0123456\"\n",
-            dir.join("data").to_str().unwrap()
-        ),
-    )
-    .unwrap();
-    let jwks: Value = serde_json::from_str(&cli(&config, &["keygen"])).unwrap();
+    let Vendor { port, config, jwks } = vendor(dir);
     let seats = seats.to_string();
     let key = cli(
         &config,
@@ -97,16 +86,13 @@ fn engine_against_the_reference_server() {
     let _one = one_engine();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = dir.path().join("server.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n\
-             metrics-token = \"{METRICS}\"\naccess-log = true\n",
-            dir.path().join("data").to_str().unwrap()
+    let config = server_toml(
+        dir.path(),
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\nmetrics-listen = \"none\"\n\
+             metrics-token = \"{METRICS}\"\naccess-log = true\n"
         ),
-    )
-    .unwrap();
+    );
     let jwks: Value = serde_json::from_str(&cli(&config, &["keygen"])).unwrap();
     let key = cli(
         &config,
@@ -286,14 +272,7 @@ fn engine_against_the_reference_server() {
 
 /// An HTTP GET with the admin token, parsed as JSON.
 fn admin_get(port: u16, path: &str) -> Value {
-    common::http::json(
-        port,
-        "GET",
-        path,
-        Some("admin-e2e-0123456789abcdef-0123456"),
-        &Value::Null,
-    )
-    .1
+    common::http::json(port, "GET", path, Some(common::ADMIN), &Value::Null).1
 }
 
 /// Another process running the engine through the C ABI: this test binary, as

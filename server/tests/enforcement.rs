@@ -130,7 +130,7 @@ fn a_license_not_counted_in_seats_is_served_by_token_and_an_acquire_answers_offl
         "Enterprise is unlimited by default"
     );
 
-    let (code, v) = s.json("POST", paths::ACQUIRE, Some(&key), acquire_body("hw"));
+    let (code, v) = s.acquire(&key, acquire_body("hw"));
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["mode"], "offline");
     assert_eq!(v["grace_period_days"], 7, "the tier's grace");
@@ -186,7 +186,7 @@ fn refresh_exchanges_only_a_static_token_minted_with_a_refresh_url() {
 
     // Seat tokens: live, released, kicked.
     let (seated, key) = s.license("team", json!({"seats": 2}));
-    let (_, v) = s.json("POST", paths::ACQUIRE, Some(&key), acquire_body("hw-1"));
+    let (_, v) = s.acquire(&key, acquire_body("hw-1"));
     let live = v["license"].as_str().unwrap().to_string();
     assert_eq!(
         s.jwks().verify(&live).unwrap().grace_days,
@@ -198,19 +198,14 @@ fn refresh_exchanges_only_a_static_token_minted_with_a_refresh_url() {
         "invalid_token",
         "a live seat token",
     );
-    let (code, _) = s.json(
-        "DELETE",
-        paths::RELEASE,
-        Some(&key),
-        json!({"session_id": v["session_id"]}),
-    );
+    let (code, _) = s.release(&key, json!({"session_id": v["session_id"]}));
     assert_eq!(code, 204);
     refused(
         refresh(&live, &seated),
         "invalid_token",
         "a released seat's token",
     );
-    let (_, v) = s.json("POST", paths::ACQUIRE, Some(&key), acquire_body("hw-2"));
+    let (_, v) = s.acquire(&key, acquire_body("hw-2"));
     let kicked = v["license"].as_str().unwrap().to_string();
     let sid = v["session_id"].as_str().unwrap();
     let (code, _) = s.admin("DELETE", &format!("/admin/sessions/{sid}"), Value::Null);
@@ -316,7 +311,7 @@ fn an_acquire_reports_the_offline_period_no_session_is_left_to_end() {
     let mut body = acquire_body("laptop");
     body["offline_since"] = json!(lic4es::clock::rfc3339(NOW - 2 * DAY));
     body["offline_cycles_30d"] = json!(3);
-    let (code, v) = s.json("POST", paths::ACQUIRE, Some(&key), body.clone());
+    let (code, v) = s.acquire(&key, body.clone());
     assert_eq!(code, 200, "{v}");
     let e = &entries(&s, &license, "acquire")[0];
     assert_eq!(e["detail"], "offline 172800 s; 3 offline cycles in 30 days");
@@ -328,7 +323,7 @@ fn an_acquire_reports_the_offline_period_no_session_is_left_to_end() {
 
     // The same report sent again (the answer was lost, or the seat was full) is one
     // period, even when refused.
-    let (code, _) = s.json("POST", paths::ACQUIRE, Some(&key), body);
+    let (code, _) = s.acquire(&key, body);
     assert_eq!(code, 403);
     assert!(entries(&s, &license, "refused")[0]["detail"]
         .as_str()
@@ -340,7 +335,7 @@ fn an_acquire_reports_the_offline_period_no_session_is_left_to_end() {
     let (other, key) = s.license("pro", json!({"seats": 1}));
     let mut body = acquire_body("old-laptop");
     body["offline_since"] = json!("1970-01-01T00:00:00Z");
-    let (code, _) = s.json("POST", paths::ACQUIRE, Some(&key), body);
+    let (code, _) = s.acquire(&key, body);
     assert_eq!(code, 200);
     let detail = entries(&s, &other, "acquire")[0]["detail"]
         .as_str()
@@ -360,10 +355,10 @@ fn an_acquire_reports_the_offline_period_no_session_is_left_to_end() {
     );
 
     // A reconnect cannot report more than its session lived, nor a future.
-    let (code, v) = s.json("POST", paths::ACQUIRE, Some(&key), acquire_body("pc"));
+    let (code, v) = s.acquire(&key, acquire_body("pc"));
     assert_eq!(code, 403, "{v}");
     let (third, key) = s.license("pro", json!({"seats": 1, "heartbeat_interval": 86_400}));
-    let (_, v) = s.json("POST", paths::ACQUIRE, Some(&key), acquire_body("pc"));
+    let (_, v) = s.acquire(&key, acquire_body("pc"));
     let mut old = v["session_id"].as_str().unwrap().to_string();
     s.advance(3600);
     for (since, want) in [(NOW - 30 * DAY, 3600), (NOW + 10 * DAY, 0)] {
@@ -486,12 +481,7 @@ fn no_seat_is_granted_while_the_audit_trail_cannot_be_written() {
     let mut granted = 0;
     let mut unavailable = 0;
     for i in 0..300 {
-        let (code, v) = s.json(
-            "POST",
-            paths::ACQUIRE,
-            Some(&key),
-            acquire_body(&format!("hw-{i}")),
-        );
+        let (code, v) = s.acquire(&key, acquire_body(&format!("hw-{i}")));
         match code {
             200 => granted += 1,
             503 => {
@@ -531,15 +521,12 @@ fn no_seat_is_granted_while_the_audit_trail_cannot_be_written() {
 }
 
 #[test]
-#[cfg_attr(
-    lic4es_no_postgres,
-    ignore = "needs PostgreSQL: apt-get install postgresql"
-)]
+#[cfg_attr(lic4es_no_postgres, ignore = "needs PostgreSQL")]
 fn no_seat_is_granted_while_postgresql_is_down() {
     let mut pg = pg::PgProc::start();
     let s = Server::with_config(&format!("database-url = {:?}", pg.url()));
     let (license, key) = s.license("team", json!({"seats": 1000}));
-    let (code, _) = s.json("POST", paths::ACQUIRE, Some(&key), acquire_body("warm"));
+    let (code, _) = s.acquire(&key, acquire_body("warm"));
     assert_eq!(code, 200, "the API key's lookup is cached");
     pg.kill();
     // Within the key cache's half second the seat store alone could grant: the audit
@@ -547,23 +534,14 @@ fn no_seat_is_granted_while_postgresql_is_down() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(1500);
     let mut n = 0;
     while std::time::Instant::now() < deadline {
-        let (code, v) = s.json(
-            "POST",
-            paths::ACQUIRE,
-            Some(&key),
-            acquire_body(&format!("hw-{n}")),
-        );
+        let (code, v) = s.acquire(&key, acquire_body(&format!("hw-{n}")));
         assert_eq!(code, 503, "{v}");
         n += 1;
     }
     let (code, _) = s.json("GET", "/healthz", None, Value::Null);
     assert_eq!(code, 503);
     let online = s.state.seats.sessions(Some(&license));
-    let online = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(online)
-        .unwrap();
+    let online = common::block_on(online).unwrap();
     assert_eq!(
         online.len(),
         1,

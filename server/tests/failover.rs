@@ -30,17 +30,14 @@ struct Fleet {
 fn fleet(redis: &str) -> Fleet {
     let pg = PgProc::start();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("server.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n\
+    let config = common::process::server_toml(
+        dir.path(),
+        &format!(
+            "listen = \"127.0.0.1:0\"\nmetrics-listen = \"none\"\n\
              admin-token = {ADMIN:?}\ndatabase-url = {:?}\n{redis}\n",
-            dir.path().join("data").to_str().unwrap(),
             pg.url(),
         ),
-    )
-    .unwrap();
+    );
     common::process::cli(&config, &["keygen"]);
     let servers = [ServerProcess::start(&config), ServerProcess::start(&config)];
     Fleet {
@@ -228,10 +225,7 @@ fn under_load(fleet: &Fleet, license: &str, fail: impl FnOnce()) -> Seen {
 }
 
 #[test]
-#[cfg_attr(
-    any(lic4es_no_redis, lic4es_no_postgres),
-    ignore = "needs redis-server and PostgreSQL: apt-get install redis-server postgresql"
-)]
+#[cfg_attr(lic4es_no_shared_stores, ignore = "needs Redis and PostgreSQL")]
 fn a_cluster_master_killed_under_load_fails_over_without_one_seat_too_many() {
     let mut cluster = RedisCluster::start();
     let nodes: Vec<String> = cluster.urls().iter().map(|u| format!("{u:?}")).collect();
@@ -265,10 +259,7 @@ fn a_cluster_master_killed_under_load_fails_over_without_one_seat_too_many() {
 }
 
 #[test]
-#[cfg_attr(
-    any(lic4es_no_redis, lic4es_no_postgres),
-    ignore = "needs redis-server and PostgreSQL: apt-get install redis-server postgresql"
-)]
+#[cfg_attr(lic4es_no_shared_stores, ignore = "needs Redis and PostgreSQL")]
 fn a_sentinel_master_killed_under_load_fails_over_without_one_seat_too_many() {
     let mut sentinel = RedisSentinel::start();
     sentinel.wait_ready();

@@ -29,16 +29,8 @@ fn raw(port: u16, head: &str, body: &str) -> (u16, String, String) {
 }
 
 fn server_toml(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
-    let cfg = dir.join("server.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata-dir = {:?}\nadmin-token = {ADMIN:?}\n{extra}",
-            dir.join("data").to_str().unwrap()
-        ),
-    )
-    .unwrap();
-    cfg
+    let lines = format!("listen = \"127.0.0.1:0\"\nadmin-token = {ADMIN:?}\n{extra}");
+    common::process::server_toml(dir, &lines)
 }
 
 #[test]
@@ -65,14 +57,7 @@ fn a_short_admin_token_keeps_the_server_from_starting() {
     ] {
         let cfg = dir.path().join("bad.toml");
         std::fs::write(&cfg, format!("listen = \"127.0.0.1:0\"\n{extra}\n")).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_license-server"))
-            .arg("--config")
-            .arg(&cfg)
-            .arg("serve")
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{extra}: started");
+        let err = common::process::refused_to_serve(&cfg);
         assert!(err.contains(key), "{extra}: {err}");
     }
     let cfg = dir.path().join("bad.toml");
@@ -314,21 +299,14 @@ fn paths_and_ids_that_are_not_what_they_seem_get_json_errors() {
         "bom\u{FEFF}",
         "tag\u{E0041}",
     ] {
-        let (code, v) = s.json(
-            "POST",
-            paths::ACQUIRE,
-            Some(&key),
+        let (code, v) = s.acquire(
+            &key,
             json!({"hardware_id": hw, "instance_id": "i", "version": "1", "nonce": NONCE}),
         );
         assert_eq!(code, 400, "{hw:?}: {v}");
         assert!(v["message"].as_str().unwrap().contains("format characters"));
     }
-    let (code, v) = s.json(
-        "DELETE",
-        paths::RELEASE,
-        Some(&key),
-        json!({"session_id": "ses-\u{202E}1"}),
-    );
+    let (code, v) = s.release(&key, json!({"session_id": "ses-\u{202E}1"}));
     assert_eq!(code, 400, "{v}");
 }
 

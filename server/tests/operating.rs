@@ -30,16 +30,13 @@ fn abuse_is_warned_about_once_and_the_cli_reads_it_and_the_audit_trail_from_the_
     let dir = tempfile::tempdir().unwrap();
     // A fixed port: `sessions list` finds the server through the config's `listen`.
     let port = common::free_port();
-    let config = dir.path().join("server.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n\
-             access-log = true\nadmin-token = \"adm-0123456789abcdef-0123456789ab\"\n",
-            dir.path().join("data").to_str().unwrap()
+    let config = common::process::server_toml(
+        dir.path(),
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\nmetrics-listen = \"none\"\n\
+             access-log = true\nadmin-token = \"adm-0123456789abcdef-0123456789ab\"\n"
         ),
-    )
-    .unwrap();
+    );
     let made = cli(&config, &["keygen"]);
     assert!(made.status.success());
     // A second keygen keeps the key and says where its public half is.

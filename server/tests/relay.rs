@@ -7,9 +7,9 @@ mod common;
 use std::sync::Arc;
 
 use common::process::{
-    acquire_as, api_key, cli, lic4es_status, request, vendor_config, ServerProcess,
+    acquire_as, api_key, cli, lic4es_status, request, vendor, ServerProcess, Vendor,
 };
-use common::{free_port, Server, ADMIN};
+use common::{free_port, Server};
 use lic4es::protocol::paths;
 use lic4es::Tier;
 use license_server::relay::{self, GrantError, Relay, RelayConfig, RelayError};
@@ -229,9 +229,11 @@ fn g_kid(grant: &str) -> String {
 #[test]
 fn an_air_gapped_relay_is_granted_by_request_and_response_and_serves_lic4es() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let server_config = vendor_config(dir.path(), port, ADMIN);
-    let jwks: Value = serde_json::from_str(&cli(&server_config, &["keygen"])).unwrap();
+    let Vendor {
+        port,
+        config: server_config,
+        jwks,
+    } = vendor(dir.path());
     let key = api_key(
         &server_config,
         "enterprise",

@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use lic4es::offline::GrantRequest;
-use lic4es::protocol::paths;
 use lic4es::token::{KeySet, Policy, TokenError, GRANT_HEADER};
 use lic4es::Tier;
 use serde_json::{json, Value};
@@ -53,7 +52,7 @@ fn claims_of(jwt: &str) -> Value {
 fn acquire(s: &Server, key: &str, n: u32) -> u16 {
     let body = json!({"hardware_id": format!("hw-{n}"), "instance_id": "i", "version": "1",
                       "nonce": NONCE});
-    s.json("POST", paths::ACQUIRE, Some(key), body).0
+    s.acquire(key, body).0
 }
 
 #[test]
@@ -94,12 +93,7 @@ fn a_grant_holds_its_seats_is_renewed_in_place_and_lets_the_relay_sign_within_it
     assert_eq!(status, 201, "{renewed}");
     assert_ne!(renewed["grant_id"], g["grant_id"]);
     let (_, sessions) = s.admin("GET", "/admin/sessions?license=org-site", Value::Null);
-    let ids: Vec<&str> = sessions
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|x| x["session_id"].as_str())
-        .collect();
+    let ids: Vec<&str> = common::strings(&sessions, "session_id");
     let relay_seats = ids.iter().filter(|i| i.starts_with("rel-")).count();
     assert_eq!(relay_seats, 2, "{ids:?}");
     assert!(ids

@@ -68,19 +68,16 @@ fn cluster() -> Cluster {
     let redis = RedisProc::start();
     let pg = PgProc::start();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("server.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n\
+    let config = common::process::server_toml(
+        dir.path(),
+        &format!(
+            "listen = \"127.0.0.1:0\"\nmetrics-listen = \"none\"\n\
              admin-token = \"admin-secret-0123456789abcdef-tests\"\n\
              database-url = {:?}\nredis-url = {:?}\n",
-            dir.path().join("data").to_str().unwrap(),
             pg.url(),
             redis.url()
         ),
-    )
-    .unwrap();
+    );
     // One signing key for every instance.
     common::process::cli(&config, &["keygen"]);
     let a = ServerProcess::start(&config);
@@ -107,10 +104,7 @@ fn new_license(port: u16, id: &str, seats: u32) -> String {
 }
 
 #[test]
-#[cfg_attr(
-    any(lic4es_no_redis, lic4es_no_postgres),
-    ignore = "needs redis-server and PostgreSQL: apt-get install redis-server postgresql"
-)]
+#[cfg_attr(lic4es_no_shared_stores, ignore = "needs Redis and PostgreSQL")]
 fn two_instances_never_grant_one_seat_too_many_and_a_revocation_spreads_within_a_second() {
     let c = cluster();
     let key = new_license(c.a.port, "org-race", 10);
@@ -181,10 +175,7 @@ fn two_instances_never_grant_one_seat_too_many_and_a_revocation_spreads_within_a
 }
 
 #[test]
-#[cfg_attr(
-    any(lic4es_no_redis, lic4es_no_postgres),
-    ignore = "needs redis-server and PostgreSQL: apt-get install redis-server postgresql"
-)]
+#[cfg_attr(lic4es_no_shared_stores, ignore = "needs Redis and PostgreSQL")]
 fn an_instance_killed_mid_load_loses_and_doubles_no_seat() {
     let mut c = cluster();
     let key = new_license(c.b.port, "org-kill", 10);
@@ -223,10 +214,7 @@ fn an_instance_killed_mid_load_loses_and_doubles_no_seat() {
 }
 
 #[test]
-#[cfg_attr(
-    any(lic4es_no_redis, lic4es_no_postgres),
-    ignore = "needs redis-server and PostgreSQL: apt-get install redis-server postgresql"
-)]
+#[cfg_attr(lic4es_no_shared_stores, ignore = "needs Redis and PostgreSQL")]
 fn script_flush_and_a_redis_restart_mid_load_are_recovered_from() {
     let mut c = cluster();
     let key = new_license(c.a.port, "org-flush", 5);
@@ -274,10 +262,7 @@ fn script_flush_and_a_redis_restart_mid_load_are_recovered_from() {
 }
 
 #[test]
-#[cfg_attr(
-    any(lic4es_no_redis, lic4es_no_postgres),
-    ignore = "needs redis-server and PostgreSQL: apt-get install redis-server postgresql"
-)]
+#[cfg_attr(lic4es_no_shared_stores, ignore = "needs Redis and PostgreSQL")]
 fn offline_abuse_and_the_audit_trail_are_the_same_on_every_instance() {
     let c = cluster();
     let key = new_license(c.a.port, "org-turns", 1);

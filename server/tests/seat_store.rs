@@ -104,14 +104,7 @@ fn granted(a: &Acquired) -> bool {
     matches!(a, Acquired::Granted { .. })
 }
 
-/// Runs `f` to completion on a runtime of its own (each store test's body).
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
+use common::block_on;
 
 /// Runs `test` against every store, all at once: most of the time goes to starting the
 /// Redis topologies (a cluster, Sentinels), which is waiting, not work.
@@ -597,10 +590,7 @@ fn sessions_and_licenses_are_listed_by_the_page_and_summed_without_a_listing() {
 }
 
 #[test]
-#[cfg_attr(
-    lic4es_no_redis,
-    ignore = "needs redis-server: apt-get install redis-server"
-)]
+#[cfg_attr(lic4es_no_redis, ignore = "needs redis-server")]
 fn redis_collects_lapses_a_bounded_round_of_licenses_at_a_time() {
     let (_server, clock, store) = redis_at_now();
     let rt = redis_rt();
@@ -629,10 +619,7 @@ fn redis_collects_lapses_a_bounded_round_of_licenses_at_a_time() {
 }
 
 #[test]
-#[cfg_attr(
-    lic4es_no_redis,
-    ignore = "needs redis-server: apt-get install redis-server"
-)]
+#[cfg_attr(lic4es_no_redis, ignore = "needs redis-server")]
 fn redis_finds_the_sessions_an_earlier_version_wrote() {
     let (server, clock, store) = redis_at_now();
     let rt = redis_rt();
@@ -712,10 +699,7 @@ fn redis_rt() -> tokio::runtime::Runtime {
 }
 
 #[test]
-#[cfg_attr(
-    lic4es_no_redis,
-    ignore = "needs redis-server: apt-get install redis-server"
-)]
+#[cfg_attr(lic4es_no_redis, ignore = "needs redis-server")]
 fn redis_scripts_survive_script_flush_and_an_outage_is_never_a_grant() {
     let mut server = RedisProc::start();
     let clock = Arc::new(ManualClock::at_secs(NOW));
@@ -783,10 +767,7 @@ fn redis_scripts_survive_script_flush_and_an_outage_is_never_a_grant() {
 }
 
 #[test]
-#[cfg_attr(
-    lic4es_no_redis,
-    ignore = "needs redis-server: apt-get install redis-server"
-)]
+#[cfg_attr(lic4es_no_redis, ignore = "needs redis-server")]
 fn redis_keeps_an_online_session_in_under_a_kibibyte() {
     let server = RedisProc::start();
     let clock = Arc::new(ManualClock::at_secs(NOW));
@@ -869,10 +850,7 @@ fn round_trip(name: &str, store: RedisSeats) {
 }
 
 #[test]
-#[cfg_attr(
-    lic4es_no_redis,
-    ignore = "needs redis-server: apt-get install redis-server"
-)]
+#[cfg_attr(lic4es_no_redis, ignore = "needs redis-server")]
 fn rediss_works_on_a_cluster_and_behind_sentinel() {
     let ca = TestCa::new("redis CA");
     let clock = Arc::new(ManualClock::at_secs(NOW));
@@ -902,10 +880,7 @@ fn rediss_works_on_a_cluster_and_behind_sentinel() {
 }
 
 #[test]
-#[cfg_attr(
-    lic4es_no_redis,
-    ignore = "needs redis-server: apt-get install redis-server"
-)]
+#[cfg_attr(lic4es_no_redis, ignore = "needs redis-server")]
 fn rediss_checks_the_server_certificate() {
     let ca = TestCa::new("redis CA");
     let server = RedisProc::start_tls(&ca);

@@ -17,16 +17,11 @@ fn acquire_body(hw: &str) -> Value {
 }
 
 fn acquire(s: &Server, key: &str, hw: &str) -> (u16, Value) {
-    s.json("POST", paths::ACQUIRE, Some(key), acquire_body(hw))
+    s.acquire(key, acquire_body(hw))
 }
 
 fn heartbeat(s: &Server, key: &str, sid: &str) -> (u16, Value) {
-    s.json(
-        "PUT",
-        paths::HEARTBEAT,
-        Some(key),
-        json!({"session_id": sid, "nonce": NONCE}),
-    )
+    s.heartbeat(key, json!({"session_id": sid, "nonce": NONCE}))
 }
 
 fn sessions(s: &Server, license: &str) -> Vec<Value> {
@@ -152,12 +147,7 @@ fn every_heartbeat_answers_with_a_renewed_token_bound_to_its_nonce() {
     for hour in 1..=14 {
         s.advance(3600);
         let nonce = format!("{hour:032x}");
-        let (status, v) = s.json(
-            "PUT",
-            paths::HEARTBEAT,
-            Some(&key),
-            json!({"session_id": sid, "nonce": nonce}),
-        );
+        let (status, v) = s.heartbeat(&key, json!({"session_id": sid, "nonce": nonce}));
         assert_eq!(status, 200, "hour {hour}: {v}");
         assert_eq!(v["heartbeat_interval"], 3600);
         let c = s.jwks().verify(v["license"].as_str().unwrap()).unwrap();
@@ -367,20 +357,10 @@ fn an_admin_kick_ends_a_session_and_its_next_heartbeat_is_410() {
     let sid2 = v["session_id"].as_str().unwrap().to_string();
     let (_, other) = s.license("pro", json!({}));
     assert_eq!(heartbeat(&s, &other, &sid2).0, 410);
-    let (status, _) = s.json(
-        "DELETE",
-        paths::RELEASE,
-        Some(&other),
-        json!({"session_id": sid2}),
-    );
+    let (status, _) = s.release(&other, json!({"session_id": sid2}));
     assert_eq!(status, 204);
     assert_eq!(sessions(&s, &license).len(), 1, "still held");
-    let (status, _) = s.json(
-        "DELETE",
-        paths::RELEASE,
-        Some(&key),
-        json!({"session_id": sid2}),
-    );
+    let (status, _) = s.release(&key, json!({"session_id": sid2}));
     assert_eq!(status, 204);
     assert!(sessions(&s, &license).is_empty());
     assert_eq!(audit_types(&s, &license).last().unwrap(), "release");
@@ -731,14 +711,7 @@ fn the_audit_trail_is_kept_for_its_configured_days_and_offline_periods_for_30() 
         reconnect_body("old", &old, NOW),
     );
     assert_eq!(status, 200, "{v}");
-    let prune = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(license_server::service::audit::prune_old(&s.state))
-            .unwrap()
-    };
+    let prune = || common::block_on(license_server::service::audit::prune_old(&s.state)).unwrap();
     prune();
     // The creation, the first acquire and its lapse are over two days old: gone.
     assert_eq!(audit_types(&s, &license), ["reconnect", "acquire"]);
@@ -758,12 +731,7 @@ fn the_audit_trail_is_kept_for_its_configured_days_and_offline_periods_for_30() 
 fn the_coditect_adr_client_s_bodies_are_served() {
     let s = Server::start();
     let (license, key) = s.license("team", json!({"seats": 1, "heartbeat_interval": 3600}));
-    let (status, v) = s.json(
-        "POST",
-        paths::ACQUIRE,
-        Some(&key),
-        json!({"hardware_id": "adr-laptop"}),
-    );
+    let (status, v) = s.acquire(&key, json!({"hardware_id": "adr-laptop"}));
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["mode"], "online");
     assert_eq!(v["heartbeat_interval"], 3600);
@@ -775,12 +743,7 @@ fn the_coditect_adr_client_s_bodies_are_served() {
     assert_eq!(sessions(&s, &license)[0]["instance_id"], "");
 
     // A second machine is refused by count.
-    let (status, v) = s.json(
-        "POST",
-        paths::ACQUIRE,
-        Some(&key),
-        json!({"hardware_id": "adr-desktop"}),
-    );
+    let (status, v) = s.acquire(&key, json!({"hardware_id": "adr-desktop"}));
     assert_eq!(status, 403, "{v}");
     assert_eq!(v["message"], "All seats in use (1/1)");
 
@@ -788,12 +751,7 @@ fn the_coditect_adr_client_s_bodies_are_served() {
     let mut renewed = None;
     for _ in 0..12 {
         s.advance(3600);
-        let (status, v) = s.json(
-            "PUT",
-            paths::HEARTBEAT,
-            Some(&key),
-            json!({"session_id": sid}),
-        );
+        let (status, v) = s.heartbeat(&key, json!({"session_id": sid}));
         assert_eq!(status, 200, "{v}");
         if let Some(jwt) = v["license"].as_str() {
             renewed = Some(s.jwks().verify(jwt).unwrap());
@@ -814,32 +772,17 @@ fn the_coditect_adr_client_s_bodies_are_served() {
     let new = v["session_id"].as_str().unwrap().to_string();
     assert_ne!(new, sid);
     assert_eq!(sessions(&s, &license).len(), 1);
-    let (status, _) = s.json(
-        "DELETE",
-        paths::RELEASE,
-        Some(&key),
-        json!({"session_id": new}),
-    );
+    let (status, _) = s.release(&key, json!({"session_id": new}));
     assert_eq!(status, 204);
     assert!(sessions(&s, &license).is_empty());
 
     // A nonce that is given must still have the engine's form.
-    let (status, v) = s.json(
-        "POST",
-        paths::ACQUIRE,
-        Some(&key),
-        json!({"hardware_id": "adr-laptop", "nonce": "xyz"}),
-    );
+    let (status, v) = s.acquire(&key, json!({"hardware_id": "adr-laptop", "nonce": "xyz"}));
     assert_eq!(status, 400, "{v}");
 
     // The free plan: offline mode, grace 0, no seat.
     let (_, free) = s.license("community", json!({}));
-    let (status, v) = s.json(
-        "POST",
-        paths::ACQUIRE,
-        Some(&free),
-        json!({"hardware_id": "adr-laptop"}),
-    );
+    let (status, v) = s.acquire(&free, json!({"hardware_id": "adr-laptop"}));
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["mode"], "offline");
     assert_eq!(v["grace_period_days"], 0);

@@ -563,10 +563,7 @@ fn over_budget_hours_are_kept_once_per_license_and_hour_and_pruned_with_the_wind
 }
 
 #[test]
-#[cfg_attr(
-    lic4es_no_postgres,
-    ignore = "needs PostgreSQL: apt-get install postgresql"
-)]
+#[cfg_attr(lic4es_no_postgres, ignore = "needs PostgreSQL")]
 fn instances_starting_together_create_the_postgres_schema_once() {
     let pg = PgProc::start();
     let url = pg.url();
@@ -586,10 +583,7 @@ fn instances_starting_together_create_the_postgres_schema_once() {
 }
 
 #[test]
-#[cfg_attr(
-    lic4es_no_postgres,
-    ignore = "needs PostgreSQL: apt-get install postgresql"
-)]
+#[cfg_attr(lic4es_no_postgres, ignore = "needs PostgreSQL")]
 fn postgres_over_tls_checks_what_sslmode_says() {
     let ca = TestCa::new("db CA");
     let pg = PgProc::start_tls(&ca);

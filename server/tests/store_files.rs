@@ -194,15 +194,10 @@ fn bytes_in(dir: &std::path::Path) -> u64 {
 fn twenty_thousand_refused_requests_from_one_key_add_less_than_a_megabyte() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let config = dir.path().join("server.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n",
-            data.to_str().unwrap()
-        ),
-    )
-    .unwrap();
+    let config = common::process::server_toml(
+        dir.path(),
+        "listen = \"127.0.0.1:0\"\nmetrics-listen = \"none\"\n",
+    );
     cli(&config, &["keygen"]);
     let key = api_key(&config, "team", "org-flood", 30, &["--seats", "1"]);
     let server = ServerProcess::start(&config);

@@ -109,12 +109,7 @@ fn instances_per_license_are_capped_and_old_rows_pruned() {
         .unwrap();
     assert_eq!(gone, 0);
     s.advance(91 * 86_400);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(license_server::service::audit::prune_old(&state))
-        .unwrap();
+    common::block_on(license_server::service::audit::prune_old(&state)).unwrap();
     assert_eq!(rows(&s, "telemetry_latest"), 0);
     assert_eq!(rows(&s, "telemetry_daily"), 0);
 }

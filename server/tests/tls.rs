@@ -121,23 +121,11 @@ fn half_a_certificate_pair_or_a_bad_file_keeps_the_server_from_starting() {
         ),
     ];
     for (extra, want) in cases {
-        let path = ca.dir().join("bad.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "listen = \"127.0.0.1:0\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n{extra}",
-                ca.dir().join("data")
-            ),
-        )
-        .unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_license-server"))
-            .arg("--config")
-            .arg(&path)
-            .arg("serve")
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{extra}: started");
+        let path = common::process::server_toml(
+            ca.dir(),
+            &format!("listen = \"127.0.0.1:0\"\nmetrics-listen = \"none\"\n{extra}"),
+        );
+        let err = common::process::refused_to_serve(&path);
         assert!(err.contains(want), "{extra}: {err}");
         assert!(!err.contains("listening on"), "{err}");
     }

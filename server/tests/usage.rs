@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use lic4es::protocol::paths;
 use license_server::usage::HourUsage;
 use serde_json::{json, Value};
 
@@ -14,22 +13,12 @@ const HOUR: i64 = 3_600;
 const DAY: i64 = 86_400;
 
 fn acquire(s: &Server, key: &str, hw: &str) -> (u16, Value) {
-    s.json(
-        "POST",
-        paths::ACQUIRE,
-        Some(key),
-        json!({"hardware_id": hw, "instance_id": format!("i-{hw}"), "version": "1", "nonce": NONCE}),
-    )
+    s.acquire(key, json!({"hardware_id": hw, "instance_id": format!("i-{hw}"), "version": "1", "nonce": NONCE}))
 }
 
 /// One run of the server's minute sampler.
 fn sample(s: &Server) -> usize {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(license_server::service::usage::sample(&s.state))
-        .unwrap()
+    common::block_on(license_server::service::usage::sample(&s.state)).unwrap()
 }
 
 fn rfc(t: i64) -> String {
@@ -51,12 +40,7 @@ fn peaks_means_refusals_and_offline_hours_are_reported_by_hour_and_day() {
     s.advance(60);
     assert_eq!(sample(&s), 2);
     s.advance(60);
-    let (code, _) = s.json(
-        "DELETE",
-        paths::RELEASE,
-        Some(&key),
-        json!({"session_id": a["session_id"]}),
-    );
+    let (code, _) = s.release(&key, json!({"session_id": a["session_id"]}));
     assert_eq!(code, 204);
     sample(&s);
 
@@ -188,14 +172,8 @@ fn the_cli_prints_the_report_from_the_store() {
     s.state.store.add_usage(&hours).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("server.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data-dir = {:?}\n",
-            s.state.config.data_dir.to_str().unwrap()
-        ),
-    )
-    .unwrap();
+    let data = s.state.config.data_dir.to_str().unwrap();
+    std::fs::write(&config, format!("data-dir = {data:?}\n")).unwrap();
     let from = rfc(day - DAY);
     let to = rfc(day + DAY);
     let csv = common::process::cli(

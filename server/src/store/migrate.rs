@@ -17,72 +17,32 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-/// The SQLite schema's steps.
-pub const SQLITE: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "initial",
-        sql: include_str!("migrations/sqlite/V1__initial.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "seat usage",
-        sql: include_str!("migrations/sqlite/V2__seat_usage.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "changes",
-        sql: include_str!("migrations/sqlite/V3__changes.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "over-budget hours",
-        sql: include_str!("migrations/sqlite/V4__over_budget_hours.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "offline activations",
-        sql: include_str!("migrations/sqlite/V5__offline_activations.sql"),
-    },
-    Migration {
-        version: 6,
-        name: "borrowing",
-        sql: include_str!("migrations/sqlite/V6__borrow.sql"),
-    },
-];
+/// Both schemas' steps from one list: each step exists in both dialects, under the same
+/// version and file name.
+macro_rules! migrations {
+    ($(($version:literal, $name:literal, $file:literal)),* $(,)?) => {
+        /// The SQLite schema's steps.
+        pub const SQLITE: &[Migration] = &[$(Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("migrations/sqlite/", $file)),
+        }),*];
+        /// The PostgreSQL schema's steps.
+        pub const POSTGRES: &[Migration] = &[$(Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("migrations/postgres/", $file)),
+        }),*];
+    };
+}
 
-/// The PostgreSQL schema's steps.
-pub const POSTGRES: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "initial",
-        sql: include_str!("migrations/postgres/V1__initial.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "seat usage",
-        sql: include_str!("migrations/postgres/V2__seat_usage.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "changes",
-        sql: include_str!("migrations/postgres/V3__changes.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "over-budget hours",
-        sql: include_str!("migrations/postgres/V4__over_budget_hours.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "offline activations",
-        sql: include_str!("migrations/postgres/V5__offline_activations.sql"),
-    },
-    Migration {
-        version: 6,
-        name: "borrowing",
-        sql: include_str!("migrations/postgres/V6__borrow.sql"),
-    },
+migrations![
+    (1, "initial", "V1__initial.sql"),
+    (2, "seat usage", "V2__seat_usage.sql"),
+    (3, "changes", "V3__changes.sql"),
+    (4, "over-budget hours", "V4__over_budget_hours.sql"),
+    (5, "offline activations", "V5__offline_activations.sql"),
+    (6, "borrowing", "V6__borrow.sql"),
 ];
 
 /// The table that records what was applied.

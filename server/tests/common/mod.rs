@@ -157,6 +157,21 @@ impl Server {
         )
     }
 
+    /// A seat acquire with `key`.
+    pub fn acquire(&self, key: &str, body: Value) -> (u16, Value) {
+        self.json("POST", lic4es::protocol::paths::ACQUIRE, Some(key), body)
+    }
+
+    /// A heartbeat with `key`.
+    pub fn heartbeat(&self, key: &str, body: Value) -> (u16, Value) {
+        self.json("PUT", lic4es::protocol::paths::HEARTBEAT, Some(key), body)
+    }
+
+    /// A seat release with `key`.
+    pub fn release(&self, key: &str, body: Value) -> (u16, Value) {
+        self.json("DELETE", lic4es::protocol::paths::RELEASE, Some(key), body)
+    }
+
     pub fn admin(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
         self.json(method, path, Some(ADMIN), body)
     }
@@ -193,6 +208,22 @@ impl Drop for Server {
         let _ = self.stop.take().unwrap().send(());
         let _ = self.thread.take().unwrap().join();
     }
+}
+
+/// Runs `f` to completion on a runtime of its own: a test's call into the server's async
+/// parts (a background job's one run, a seat store's operation).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// The `field` strings of a JSON list's items (an audit page's types, a session list's ids).
+pub fn strings<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    let items = list.as_array().expect("a JSON list");
+    items.iter().filter_map(|x| x[field].as_str()).collect()
 }
 
 pub fn fetch_body(nonce: &str) -> Value {

@@ -129,21 +129,47 @@ pub fn request(port: u16, method: &str, path: &str, bearer: &str, body: &Value) 
     super::http::json(port, method, path, Some(bearer), body)
 }
 
+/// `dir/server.toml`: the data under `dir/data`, then `lines` (TOML, each ending in a
+/// newline).
+pub fn server_toml(dir: &Path, lines: &str) -> PathBuf {
+    let config = dir.join("server.toml");
+    let data = dir.join("data");
+    std::fs::write(
+        &config,
+        format!("data-dir = {:?}\n{lines}", data.to_str().unwrap()),
+    )
+    .unwrap();
+    config
+}
+
 /// A server config in `dir` for `port`, its data under `dir/data`, the admin API behind
 /// `admin_token` and no metrics listener: what a vendor runs, for the tests that start it
 /// as its own process.
 pub fn vendor_config(dir: &Path, port: u16, admin_token: &str) -> PathBuf {
-    let config = dir.join("server.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata-dir = {:?}\nmetrics-listen = \"none\"\n\
-             admin-token = \"{admin_token}\"\n",
-            dir.join("data").to_str().unwrap()
+    server_toml(
+        dir,
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\nmetrics-listen = \"none\"\n\
+             admin-token = \"{admin_token}\"\n"
         ),
     )
-    .unwrap();
-    config
+}
+
+/// A vendor's server as its operator sets it up, not yet started.
+pub struct Vendor {
+    pub port: u16,
+    pub config: PathBuf,
+    /// Its public keys (what `keygen` printed).
+    pub jwks: Value,
+}
+
+/// [`vendor_config`] in `dir` on a free port with the admin token [`super::ADMIN`], and
+/// its signing key made.
+pub fn vendor(dir: &Path) -> Vendor {
+    let port = super::free_port();
+    let config = vendor_config(dir, port, super::ADMIN);
+    let jwks = serde_json::from_str(&cli(&config, &["keygen"])).unwrap();
+    Vendor { port, config, jwks }
 }
 
 /// An acquire of a seat with `key` by machine `hw` (its instance and nonce from `n`): the
@@ -218,4 +244,17 @@ pub fn lic4es_cli() -> PathBuf {
         );
     }
     bin
+}
+
+/// `license-server --config {config} serve` where it must not start: what it said.
+pub fn refused_to_serve(config: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_license-server"))
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "started on {config:?}: {err}");
+    err
 }

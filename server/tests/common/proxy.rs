@@ -50,8 +50,9 @@ impl ConnectProxy {
     }
 }
 
-/// The request head, read a byte at a time so nothing past it is consumed.
-fn head(conn: &mut TcpStream) -> Option<String> {
+/// The request head (on TCP or through TLS), read a byte at a time so nothing past it is
+/// consumed.
+fn head(conn: &mut impl Read) -> Option<String> {
     let mut raw = Vec::new();
     let mut b = [0u8; 1];
     while !raw.ends_with(b"\r\n\r\n") {
@@ -187,10 +188,10 @@ fn inspect(
     name: &str,
     log: &Mutex<Vec<String>>,
 ) {
-    let Some(head) = head(&mut client) else {
+    let Some(connect) = head(&mut client) else {
         return;
     };
-    let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+    let target = connect.split_whitespace().nth(1).unwrap_or("").to_string();
     let port: u16 = target
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse().ok())
@@ -204,7 +205,7 @@ fn inspect(
     let _ = client.set_read_timeout(Some(std::time::Duration::from_secs(10)));
     let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(server).unwrap(), client);
     // The request, in clear.
-    let Some(request_head) = head_tls(&mut tls) else {
+    let Some(request_head) = head(&mut tls) else {
         return;
     };
     let len: usize = request_head
@@ -241,17 +242,4 @@ fn inspect(
     let _ = tls.flush();
     tls.conn.send_close_notify();
     let _ = tls.flush();
-}
-
-/// A request head read through TLS, a byte at a time.
-fn head_tls(tls: &mut impl Read) -> Option<String> {
-    let mut raw = Vec::new();
-    let mut b = [0u8; 1];
-    while !raw.ends_with(b"\r\n\r\n") {
-        if raw.len() > 16 * 1024 || tls.read(&mut b).ok()? == 0 {
-            return None;
-        }
-        raw.push(b[0]);
-    }
-    String::from_utf8(raw).ok()
 }

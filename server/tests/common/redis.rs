@@ -105,11 +105,7 @@ impl RedisProc {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        listening(port, "redis-server");
         RedisProc {
             child,
             port,
@@ -127,11 +123,7 @@ impl RedisProc {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server --sentinel");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "a Sentinel did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        listening(port, "a Sentinel");
         RedisProc {
             child,
             port,
@@ -470,5 +462,14 @@ impl RedisSentinel {
 impl Drop for RedisProc {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Waits until `what` listens on `port` (at most ten seconds).
+fn listening(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
