@@ -164,26 +164,25 @@ impl Metrics {
         sessions
             .with_label_values(&["offline"])
             .set(g.offline as i64);
-        let in_use = gauge(
+        let per_license = |name: &str, help: &str, values: &[(String, u32)]| {
+            let family = gauge(name, help, &["license"]);
+            for (license, n) in values {
+                family
+                    .with_label_values(&[license.as_str()])
+                    .set(i64::from(*n));
+            }
+            family
+        };
+        let in_use = per_license(
             "lic4es_seats_in_use",
             "Online sessions per license.",
-            &["license"],
+            &g.in_use,
         );
-        for (license, n) in &g.in_use {
-            in_use
-                .with_label_values(&[license.as_str()])
-                .set(i64::from(*n));
-        }
-        let limits = gauge(
+        let limits = per_license(
             "lic4es_seats_limit",
             "Seats per license (licenses with sessions).",
-            &["license"],
+            &g.limits,
         );
-        for (license, n) in &g.limits {
-            limits
-                .with_label_values(&[license.as_str()])
-                .set(i64::from(*n));
-        }
         let flagged = IntGauge::new(
             "lic4es_offline_abuse_flagged",
             "Licenses flagged for possible offline abuse.",

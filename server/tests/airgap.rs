@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::process::{
-    acquire_as, api_key, cli, lic4es_cli, request, vendor, ServerProcess, Vendor,
+    acquire_as, api_key, cli, engine_config, lic4es_cli, listing, request, vendor, ServerProcess,
+    Vendor,
 };
 use common::ADMIN;
 use serde_json::{json, Value};
@@ -41,18 +42,7 @@ fn ok(out: Output, what: &str) -> String {
 
 /// An engine config of a site with no route to the vendor: keys and a cache, nothing else.
 fn site(dir: &Path, name: &str, jwks: &Value) -> PathBuf {
-    let config = dir.join(format!("{name}.json"));
-    std::fs::write(
-        &config,
-        json!({
-            "public-keys": jwks,
-            "cache-dir": dir.join(format!("{name}-cache")).to_str().unwrap(),
-            "log-level": "warn",
-        })
-        .to_string(),
-    )
-    .unwrap();
-    config
+    engine_config(dir, name, jwks, json!({}))
 }
 
 fn status(config: &Path) -> Value {
@@ -163,13 +153,7 @@ fn an_air_gapped_site_runs_from_its_response_holds_a_seat_and_gives_it_back() {
     server.kill();
     let server = ServerProcess::start(&config);
     assert_eq!(acquire(port, &key, 2), 403, "held again after the restart");
-    let (_, sessions) = request(
-        port,
-        "GET",
-        "/admin/sessions?license=org-site",
-        ADMIN,
-        &Value::Null,
-    );
+    let sessions = listing(port, "sessions", "org-site");
     assert_eq!(sessions.as_array().map(Vec::len), Some(1), "{sessions}");
     assert!(sessions[0]["session_id"]
         .as_str()
@@ -265,13 +249,7 @@ fn an_air_gapped_site_runs_from_its_response_holds_a_seat_and_gives_it_back() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
-    let (_, audit) = request(
-        port,
-        "GET",
-        "/admin/audit?license=org-site",
-        ADMIN,
-        &Value::Null,
-    );
+    let audit = listing(port, "audit", "org-site");
     let kinds: Vec<&str> = common::strings(&audit, "type");
     for k in ["offline_activate", "offline_deactivate"] {
         assert!(kinds.contains(&k), "{k} in {kinds:?}: {audit}");

@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::process::{
-    acquire_as, api_key, cli, lic4es_cli, request, vendor, ServerProcess, Vendor,
+    acquire_as, api_key, cli, engine_config, lic4es_cli, listing, vendor, ServerProcess, Vendor,
 };
-use common::ADMIN;
 use serde_json::{json, Value};
 
 /// `lic4es ARGS`; with `offline`, in a network namespace of its own where nothing can be
@@ -37,21 +36,9 @@ fn text(b: &[u8]) -> String {
 
 /// An engine in seat mode with the license's API key.
 fn engine(dir: &Path, name: &str, port: u16, key: &str, jwks: &Value) -> PathBuf {
-    let config = dir.join(format!("{name}.json"));
-    std::fs::write(
-        &config,
-        json!({
-            "api-url": format!("http://127.0.0.1:{port}"),
-            "api-key": key,
-            "seat.enabled": true,
-            "public-keys": jwks,
-            "cache-dir": dir.join(format!("{name}-cache")).to_str().unwrap(),
-            "log-level": "warn",
-        })
-        .to_string(),
-    )
-    .unwrap();
-    config
+    let url = format!("http://127.0.0.1:{port}");
+    let seat = json!({"api-url": url, "api-key": key, "seat.enabled": true});
+    engine_config(dir, name, jwks, seat)
 }
 
 fn status(config: &Path, offline: bool) -> Value {
@@ -66,19 +53,9 @@ fn acquire(port: u16, key: &str, n: u32) -> u16 {
 }
 
 fn audit_kinds(port: u16) -> Vec<String> {
-    let (_, audit) = request(
-        port,
-        "GET",
-        "/admin/audit?license=org-trip",
-        ADMIN,
-        &Value::Null,
-    );
-    audit
-        .as_array()
-        .unwrap_or_else(|| panic!("{audit}"))
-        .iter()
-        .filter_map(|e| e["type"].as_str().map(str::to_string))
-        .collect()
+    let audit = listing(port, "audit", "org-trip");
+    let kinds = common::strings(&audit, "type");
+    kinds.into_iter().map(str::to_string).collect()
 }
 
 #[test]
@@ -132,13 +109,7 @@ fn a_borrowed_seat_runs_offline_across_restarts_counts_on_the_server_and_goes_ba
 
     // The server counts it: the license's one seat is taken, by a session of the borrow.
     assert_eq!(acquire(port, &key, 1), 403, "the one seat is borrowed");
-    let (_, sessions) = request(
-        port,
-        "GET",
-        "/admin/sessions?license=org-trip",
-        ADMIN,
-        &Value::Null,
-    );
+    let sessions = listing(port, "sessions", "org-trip");
     assert_eq!(sessions.as_array().map(Vec::len), Some(1), "{sessions}");
     assert!(sessions[0]["session_id"]
         .as_str()

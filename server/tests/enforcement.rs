@@ -31,6 +31,13 @@ fn refresh_body(license: &str) -> Value {
            "nonce": NONCE})
 }
 
+/// The engine runs on a seat, online.
+fn holds_a_seat_online(e: &lic4es::Engine) {
+    let st = status(e);
+    let got = (st["source"].as_str(), st["mode"].as_str());
+    assert_eq!(got, (Some("seat"), Some("online")), "{st}");
+}
+
 #[test]
 fn the_seat_limit_holds_whatever_the_hosts_config_says() {
     let s = Server::start();
@@ -40,12 +47,7 @@ fn the_seat_limit_holds_whatever_the_hosts_config_says() {
     // A host that set only its API key gets the seat: the license asked for one.
     let (a, a_logs) = engine(&s, dirs[0].path(), &key, json!({}));
     assert_eq!(a.tier(), Tier::Team);
-    let st = status(&a);
-    assert_eq!(
-        (st["source"].as_str(), st["mode"].as_str()),
-        (Some("seat"), Some("online")),
-        "{st}"
-    );
+    holds_a_seat_online(&a);
     assert!(a_logs.has("The license is counted in seats"));
 
     // Another one, in seat mode, is refused.
@@ -158,12 +160,7 @@ fn a_license_not_counted_in_seats_is_served_by_token_and_an_acquire_answers_offl
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["seats"], 2);
     e.refresh_now().unwrap();
-    let st = status(&e);
-    assert_eq!(
-        (st["source"].as_str(), st["mode"].as_str()),
-        (Some("seat"), Some("online")),
-        "{st}"
-    );
+    holds_a_seat_online(&e);
     assert!(logs.has("acquiring a seat"));
     assert_eq!(e.tier(), Tier::Pro);
 }

@@ -24,7 +24,7 @@ fn token_for_an_api_key_is_signed_and_echoes_the_nonce() {
     assert_eq!(lifetime, 24 * 3600);
     assert!((v["expires_in"].as_i64().unwrap() - lifetime).abs() <= 2);
 
-    let (status, v) = s.json("GET", "/admin/telemetry", Some(ADMIN), Value::Null);
+    let (status, v) = s.admin("GET", "/admin/telemetry", Value::Null);
     assert_eq!(status, 200);
     assert_eq!(v[0]["instance_id"], "i-1");
     assert_eq!(v[0]["telemetry"]["queries_total"], 10);
@@ -40,10 +40,9 @@ fn unknown_and_revoked_keys_and_licenses() {
     );
 
     let (license, key) = new_key(&s, "team");
-    let (status, _) = s.json(
+    let (status, _) = s.admin(
         "POST",
         &format!("/admin/licenses/{license}/revoke"),
-        Some(ADMIN),
         Value::Null,
     );
     assert_eq!(status, 200);
@@ -54,12 +53,7 @@ fn unknown_and_revoked_keys_and_licenses() {
     );
 
     let (_, key) = new_key(&s, "pro");
-    let (status, _) = s.json(
-        "POST",
-        "/admin/api-keys/revoke",
-        Some(ADMIN),
-        json!({"api_key": key}),
-    );
+    let (status, _) = s.admin("POST", "/admin/api-keys/revoke", json!({"api_key": key}));
     assert_eq!(status, 200);
     let (status, v) = s.fetch(&key);
     assert_eq!(
@@ -149,10 +143,9 @@ fn static_token_refresh_issues_a_new_token_or_204() {
     );
     assert_eq!(status, 204, "unchanged license: no new token");
 
-    let (status, _) = s.json(
+    let (status, _) = s.admin(
         "POST",
         "/admin/licenses/org-static/tier",
-        Some(ADMIN),
         json!({"tier": "enterprise"}),
     );
     assert_eq!(status, 200);
@@ -327,10 +320,9 @@ fn creating_a_license_whose_id_exists_is_409_and_never_lifts_a_revocation() {
     );
 
     // Changing a license is explicit, and a revocation stays.
-    let (status, v) = s.json(
+    let (status, v) = s.admin(
         "PATCH",
         "/admin/licenses/org-dup",
-        Some(ADMIN),
         json!({"tier": "team", "seats": 9}),
     );
     assert_eq!(status, 200, "{v}");
@@ -342,12 +334,7 @@ fn creating_a_license_whose_id_exists_is_409_and_never_lifts_a_revocation() {
         ),
         (Some("team"), Some(9), Some(true))
     );
-    let (status, _) = s.json(
-        "PATCH",
-        "/admin/licenses/nope",
-        Some(ADMIN),
-        json!({"tier": "pro"}),
-    );
+    let (status, _) = s.admin("PATCH", "/admin/licenses/nope", json!({"tier": "pro"}));
     assert_eq!(status, 404);
 
     // Another key for an existing license is its own call.
@@ -401,7 +388,7 @@ fn license_ids_outside_the_alphabet_are_400() {
         );
         assert_eq!(status, 201, "{id:?}: {v}");
     }
-    let (status, _) = s.json("GET", "/admin/licenses/bad%20id", Some(ADMIN), Value::Null);
+    let (status, _) = s.admin("GET", "/admin/licenses/bad%20id", Value::Null);
     assert_eq!(status, 400);
 }
 
@@ -424,12 +411,7 @@ fn a_tier_is_taken_in_any_case_and_said_in_one_spelling_and_a_bad_id_is_400() {
         (200, Some("enterprise")),
         "{v}"
     );
-    let (status, v) = s.json(
-        "PATCH",
-        "/admin/licenses/org-case",
-        Some(ADMIN),
-        json!({"tier": "Team"}),
-    );
+    let (status, v) = s.admin("PATCH", "/admin/licenses/org-case", json!({"tier": "Team"}));
     assert_eq!((status, v["tier"].as_str()), (200, Some("team")), "{v}");
     let (status, v) = s.admin(
         "POST",

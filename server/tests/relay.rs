@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::process::{
-    acquire_as, api_key, cli, lic4es_status, request, vendor, ServerProcess, Vendor,
+    acquire_as, api_key, cli, engine_config, lic4es_status, request, vendor, ServerProcess, Vendor,
 };
 use common::{free_port, Server};
 use lic4es::protocol::paths;
@@ -298,20 +298,9 @@ fn an_air_gapped_relay_is_granted_by_request_and_response_and_serves_lic4es() {
     assert_eq!(relay.port, relay_port);
 
     // `lic4es` on the relay alone: Enterprise, from the relay through the vendor's grant.
-    let engine = dir.path().join("engine.json");
-    std::fs::write(
-        &engine,
-        json!({
-            "api-url": format!("http://127.0.0.1:{relay_port}"),
-            "api-key": key,
-            "seat.enabled": true,
-            "public-keys": jwks,
-            "cache-dir": dir.path().join("engine-cache").to_str().unwrap(),
-            "log-level": "warn",
-        })
-        .to_string(),
-    )
-    .unwrap();
+    let url = format!("http://127.0.0.1:{relay_port}");
+    let seat = json!({"api-url": url, "api-key": key, "seat.enabled": true});
+    let engine = engine_config(dir.path(), "engine", &jwks, seat);
     let st = lic4es_status(&engine);
     assert_eq!(st["tier"], "enterprise", "{st}");
     assert_eq!(st["relay"]["seats"], 2, "{st}");

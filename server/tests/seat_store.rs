@@ -100,6 +100,14 @@ fn session(id: &str, license: &str, limit: u32, hw: &str, grace: i64) -> NewSess
     }
 }
 
+/// A reconnect's old session `old` of machine `hw`.
+fn replacing(old: &str, hw: &str) -> Option<Replace> {
+    Some(Replace {
+        session_id: old.into(),
+        hardware_id: hw.into(),
+    })
+}
+
 fn granted(a: &Acquired) -> bool {
     matches!(a, Acquired::Granted { .. })
 }
@@ -379,10 +387,7 @@ fn a_reconnect_ends_its_own_old_session_at_once() {
             let stranger = store
                 .acquire(
                     session("s-x", "lic", 1, "h9", GRACE),
-                    Some(Replace {
-                        session_id: "s-1".into(),
-                        hardware_id: "h9".into(),
-                    }),
+                    replacing("s-1", "h9"),
                 )
                 .await
                 .unwrap();
@@ -395,10 +400,7 @@ fn a_reconnect_ends_its_own_old_session_at_once() {
             let back = store
                 .acquire(
                     session("s-2", "lic", 1, "h1", GRACE),
-                    Some(Replace {
-                        session_id: "s-1".into(),
-                        hardware_id: "h1".into(),
-                    }),
+                    replacing("s-1", "h1"),
                 )
                 .await
                 .unwrap();
@@ -429,10 +431,7 @@ fn a_reconnect_ends_its_own_old_session_at_once() {
             let r = store
                 .acquire(
                     session("s-4", "lic", 1, "h1", GRACE),
-                    Some(Replace {
-                        session_id: "s-2".into(),
-                        hardware_id: "h1".into(),
-                    }),
+                    replacing("s-2", "h1"),
                 )
                 .await
                 .unwrap();

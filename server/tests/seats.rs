@@ -25,24 +25,12 @@ fn heartbeat(s: &Server, key: &str, sid: &str) -> (u16, Value) {
 }
 
 fn sessions(s: &Server, license: &str) -> Vec<Value> {
-    let (status, v) = s.admin(
-        "GET",
-        &format!("/admin/sessions?license={license}"),
-        Value::Null,
-    );
-    assert_eq!(status, 200, "{v}");
-    v.as_array().unwrap().clone()
+    s.listing("sessions", license)
 }
 
 /// The license's audit trail, newest first.
 fn trail(s: &Server, license: &str) -> Vec<Value> {
-    let (status, v) = s.admin(
-        "GET",
-        &format!("/admin/audit?license={license}"),
-        Value::Null,
-    );
-    assert_eq!(status, 200, "{v}");
-    v.as_array().unwrap().clone()
+    s.listing("audit", license)
 }
 
 /// The license's newest audit entry of type `kind`.

@@ -101,12 +101,9 @@ fn serving_from_a_work_tree_warns_unless_the_data_dir_is_ignored() {
             ])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{said}");
+        said
     };
     assert!(!mint("license-server-data").contains("git work tree"));
     let warned = mint("keys-here");

@@ -4,8 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,7 +14,7 @@ use lic4es::protocol::codes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{parse, ApiError, ClientAddr, LicensePath};
+use super::{ApiError, ClientAddr, LicensePath, Payload};
 use crate::abuse;
 use crate::admin_api as api;
 use crate::app::AppState;
@@ -68,9 +67,8 @@ pub struct CreateLicense {
 pub async fn create_license(
     State(s): State<Arc<AppState>>,
     addr: ClientAddr,
-    body: Result<Bytes, BytesRejection>,
+    Payload(req): Payload<CreateLicense>,
 ) -> Result<Response, ApiError> {
-    let req: CreateLicense = parse(body)?;
     let id = match req.id {
         Some(id) => id,
         None => LicenseId::parse(&format!(
@@ -127,9 +125,8 @@ pub async fn update_license(
     State(s): State<Arc<AppState>>,
     addr: ClientAddr,
     LicensePath(id): LicensePath,
-    body: Result<Bytes, BytesRejection>,
+    Payload(terms): Payload<Terms>,
 ) -> Result<Json<LicenseView>, ApiError> {
-    let terms: Terms = parse(body)?;
     let source = addr.to_string();
     let lic = service::blocking(&s, move |s| licenses::update(s, &id, terms, &source)).await?;
     Ok(Json(LicenseView::of(&s.config, &lic)))
@@ -165,9 +162,8 @@ pub async fn set_tier(
     State(s): State<Arc<AppState>>,
     addr: ClientAddr,
     LicensePath(id): LicensePath,
-    body: Result<Bytes, BytesRejection>,
+    Payload(req): Payload<SetTier>,
 ) -> Result<Json<api::TierSet>, ApiError> {
-    let req: SetTier = parse(body)?;
     let source = addr.to_string();
     let lic = service::blocking(&s, move |s| licenses::set_tier(s, &id, req.tier, &source)).await?;
     Ok(Json(api::TierSet {
@@ -201,9 +197,8 @@ pub struct RevokeKey {
 pub async fn revoke_key(
     State(s): State<Arc<AppState>>,
     addr: ClientAddr,
-    body: Result<Bytes, BytesRejection>,
+    Payload(req): Payload<RevokeKey>,
 ) -> Result<Json<api::Revoked>, ApiError> {
-    let req: RevokeKey = parse(body)?;
     let source = addr.to_string();
     service::blocking(&s, move |s| {
         licenses::revoke_api_key(s, &req.api_key, &source)
@@ -389,10 +384,9 @@ pub async fn kick(
 /// A document a site carried by hand, as an admin body: its JSON as it wrote it, or its
 /// one-line form as `{"request": "LINE"}`; read by `read`, a refusal a 400.
 fn carried<T, E: std::fmt::Display>(
-    body: Result<Bytes, BytesRejection>,
+    v: Value,
     read: impl FnOnce(&str) -> Result<T, E>,
 ) -> Result<T, ApiError> {
-    let v: Value = parse(body)?;
     let text = match v.get("request").and_then(Value::as_str) {
         Some(line) => line.to_string(),
         None => v.to_string(),
@@ -406,7 +400,7 @@ fn carried<T, E: std::fmt::Display>(
 pub async fn offline_activate(
     State(s): State<Arc<AppState>>,
     addr: ClientAddr,
-    body: Result<Bytes, BytesRejection>,
+    Payload(body): Payload<Value>,
 ) -> Result<Response, ApiError> {
     let req = carried(body, lic4es::offline::ActivationRequest::parse)?;
     let license = LicenseId::parse(&req.license_id).map_err(service::ServiceError::from)?;
@@ -429,7 +423,7 @@ pub async fn offline_activate(
 pub async fn relay_grant(
     State(s): State<Arc<AppState>>,
     addr: ClientAddr,
-    body: Result<Bytes, BytesRejection>,
+    Payload(body): Payload<Value>,
 ) -> Result<Response, ApiError> {
     let req = carried(body, lic4es::offline::GrantRequest::parse)?;
     let license = LicenseId::parse(&req.license_id).map_err(service::ServiceError::from)?;
@@ -449,9 +443,8 @@ pub struct DeactivationBody {
 pub async fn offline_deactivate(
     State(s): State<Arc<AppState>>,
     addr: ClientAddr,
-    body: Result<Bytes, BytesRejection>,
+    Payload(body): Payload<DeactivationBody>,
 ) -> Result<Response, ApiError> {
-    let body: DeactivationBody = parse(body)?;
     let code = lic4es::offline::DeactivationCode::parse(&body.code)
         .map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.to_string()))?;
     let a = service::offline::deactivate(&s, &code, &addr.to_string()).await?;

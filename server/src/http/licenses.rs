@@ -12,8 +12,8 @@ use axum::Json;
 use lic4es::protocol::{codes, RefreshRequest, RelayGrantAnswer, TokenAnswer, TokenRequest};
 
 use super::{
-    bearer, body_bytes, check_nonce, check_text, parse, parse_bytes, ApiError, ClientAddr,
-    KeyLicense,
+    bearer, body_bytes, check_nonce, check_text, parse_bytes, ApiError, ClientAddr, KeyLicense,
+    Payload,
 };
 use crate::app::AppState;
 use crate::domain::LicenseId;
@@ -66,9 +66,8 @@ pub(crate) fn check_bodies(body: &[u8]) {
 pub async fn token(
     State(s): State<Arc<AppState>>,
     KeyLicense(lic): KeyLicense,
-    body: Result<Bytes, BytesRejection>,
+    Payload(req): Payload<TokenRequest>,
 ) -> Result<Json<TokenAnswer>, ApiError> {
-    let req: TokenRequest = parse(body)?;
     check_client(&req)?;
     let issued = tokens::by_api_key(&s, &lic, &req).await?;
     Ok(Json(token_answer(&s, issued)))

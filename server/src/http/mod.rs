@@ -52,6 +52,18 @@ pub(crate) fn parse<T: DeserializeOwned>(
     parse_bytes(&body_bytes(body)?)
 }
 
+/// A handler's request body as `T` ([`parse`]): the last argument of a handler, so that
+/// its key or token is checked before the body is read.
+pub struct Payload<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Payload<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Ok(Payload(parse(Bytes::from_request(req, state).await)?))
+    }
+}
+
 /// [`parse`] for a body already read.
 pub(crate) fn parse_bytes<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let v: serde_json::Value = serde_json::from_slice(body)

@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,7 +14,7 @@ use lic4es::protocol::{
 };
 
 use super::{
-    check_nonce, check_optional_nonce, check_text, parse, ApiError, ClientAddr, KeyLicense,
+    check_nonce, check_optional_nonce, check_text, ApiError, ClientAddr, KeyLicense, Payload,
 };
 use crate::app::AppState;
 use crate::seats::Replace;
@@ -135,9 +133,8 @@ pub async fn acquire(
     State(s): State<Arc<AppState>>,
     addr: ClientAddr,
     KeyLicense(lic): KeyLicense,
-    body: Result<Bytes, BytesRejection>,
+    Payload(req): Payload<AcquireRequest>,
 ) -> Result<Json<AcquireAnswer>, ApiError> {
-    let req: AcquireRequest = parse(body)?;
     let (who, report) = of_acquire(&req, addr)?;
     Ok(Json(service::grant(&s, &lic, who, None, report).await?))
 }
@@ -148,9 +145,8 @@ pub async fn reconnect(
     State(s): State<Arc<AppState>>,
     addr: ClientAddr,
     KeyLicense(lic): KeyLicense,
-    body: Result<Bytes, BytesRejection>,
+    Payload(req): Payload<ReconnectRequest>,
 ) -> Result<Json<AcquireAnswer>, ApiError> {
-    let req: ReconnectRequest = parse(body)?;
     let (who, report) = of_reconnect(&req, addr)?;
     let replace = req.old_session_id.clone().map(|old| Replace {
         session_id: old,
@@ -165,9 +161,8 @@ pub async fn heartbeat(
     State(s): State<Arc<AppState>>,
     addr: ClientAddr,
     KeyLicense(lic): KeyLicense,
-    body: Result<Bytes, BytesRejection>,
+    Payload(req): Payload<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatAnswer>, ApiError> {
-    let req: HeartbeatRequest = parse(body)?;
     check_session_id(&req.session_id)?;
     let nonce = check_optional_nonce(&req.nonce)?;
     let source = addr.to_string();
@@ -182,9 +177,8 @@ pub async fn release(
     State(s): State<Arc<AppState>>,
     addr: ClientAddr,
     KeyLicense(lic): KeyLicense,
-    body: Result<Bytes, BytesRejection>,
+    Payload(req): Payload<ReleaseRequest>,
 ) -> Result<Response, ApiError> {
-    let req: ReleaseRequest = parse(body)?;
     check_session_id(&req.session_id)?;
     service::release(&s, &lic, &req.session_id, &addr.to_string()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -196,9 +190,8 @@ pub async fn borrow(
     State(s): State<Arc<AppState>>,
     addr: ClientAddr,
     KeyLicense(lic): KeyLicense,
-    body: Result<Bytes, BytesRejection>,
+    Payload(req): Payload<BorrowRequest>,
 ) -> Result<Json<BorrowAnswer>, ApiError> {
-    let req: BorrowRequest = parse(body)?;
     check_session_id(&req.session_id)?;
     check_nonce(&req.nonce)?;
     let b = borrow::borrow(
@@ -221,9 +214,8 @@ pub async fn return_borrow(
     State(s): State<Arc<AppState>>,
     addr: ClientAddr,
     KeyLicense(lic): KeyLicense,
-    body: Result<Bytes, BytesRejection>,
+    Payload(req): Payload<ReturnBorrowRequest>,
 ) -> Result<Response, ApiError> {
-    let req: ReturnBorrowRequest = parse(body)?;
     check_session_id(&req.session_id)?;
     borrow::give_back(&s, &lic, &req.session_id, &addr.to_string()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

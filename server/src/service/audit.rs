@@ -78,14 +78,27 @@ pub fn seat_event(
     session: &Session,
     source: Option<&str>,
 ) -> AuditEvent {
+    let holder = [&session.id, &session.hardware_id, &session.instance_id];
+    held_seat_event(s, kind, &session.license, holder, source)
+}
+
+/// An entry for a seat event of `license`'s seat `[session id, hardware id, instance
+/// id]` (a session's, an activation's or a borrow's).
+pub(super) fn held_seat_event(
+    s: &AppState,
+    kind: AuditKind,
+    license: &str,
+    [session_id, hardware_id, instance_id]: [&String; 3],
+    source: Option<&str>,
+) -> AuditEvent {
     AuditEvent {
         id: 0,
         at: s.now(),
         kind,
-        license: session.license.clone(),
-        session_id: Some(session.id.clone()),
-        hardware_id: Some(session.hardware_id.clone()),
-        instance_id: Some(session.instance_id.clone()),
+        license: license.to_string(),
+        session_id: Some(session_id.clone()),
+        hardware_id: Some(hardware_id.clone()),
+        instance_id: Some(instance_id.clone()),
         source: source.map(str::to_string),
         detail: None,
     }

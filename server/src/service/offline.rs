@@ -38,17 +38,8 @@ pub(super) fn event(
     a: &OfflineActivation,
     source: &str,
 ) -> AuditEvent {
-    AuditEvent {
-        id: 0,
-        at: s.now(),
-        kind,
-        license: a.license_id.clone(),
-        session_id: Some(a.jti.clone()),
-        hardware_id: Some(a.hardware_id.clone()),
-        instance_id: Some(a.instance_id.clone()),
-        source: Some(source.to_string()),
-        detail: None,
-    }
+    let holder = [&a.jti, &a.hardware_id, &a.instance_id];
+    super::audit::held_seat_event(s, kind, &a.license_id, holder, Some(source))
 }
 
 /// The seat an activation (or a borrow) holds: a session of its own id that lapses at

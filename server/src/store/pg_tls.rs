@@ -131,29 +131,30 @@ pub fn connector(tls: &PgTls) -> Result<MakeRustlsConnect, String> {
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
     let verifier: Arc<dyn ServerCertVerifier> = match (tls.check, &tls.root_cert) {
-        (Check::Nothing, _) => Arc::new(Unchecked(provider.clone())),
-        (check, Some(path)) => {
-            let inner = WebPkiServerVerifier::builder_with_provider(
-                Arc::new(roots_of(path)?),
-                provider.clone(),
-            )
-            .build()
-            .map_err(|e| format!("sslrootcert: {e}"))?;
+        (Check::Nothing, _) => Arc::new(Relaxed {
+            chain: None,
+            provider: provider.clone(),
+        }),
+        (check, root_cert) => {
+            let inner: Arc<dyn ServerCertVerifier> = match root_cert {
+                Some(path) => WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots_of(path)?),
+                    provider.clone(),
+                )
+                .build()
+                .map_err(|e| format!("sslrootcert: {e}"))?,
+                None => Arc::new(
+                    rustls_platform_verifier::Verifier::new(provider.clone())
+                        .map_err(|e| format!("the platform's roots: {e}"))?,
+                ),
+            };
             if check == Check::Full {
                 inner
             } else {
-                Arc::new(ChainOnly(inner))
-            }
-        }
-        (check, None) => {
-            let inner: Arc<dyn ServerCertVerifier> = Arc::new(
-                rustls_platform_verifier::Verifier::new(provider.clone())
-                    .map_err(|e| format!("the platform's roots: {e}"))?,
-            );
-            if check == Check::Full {
-                inner
-            } else {
-                Arc::new(ChainOnly(inner))
+                Arc::new(Relaxed {
+                    chain: Some(inner),
+                    provider: provider.clone(),
+                })
             }
         }
     };
@@ -178,11 +179,17 @@ fn roots_of(path: &Path) -> Result<rustls::RootCertStore, String> {
     Ok(roots)
 }
 
-/// `verify-ca`: the chain is checked, a certificate for another name is accepted.
+/// What libpq's weaker modes accept. `verify-ca` (`chain` set): the chain is checked, a
+/// certificate for another name is accepted. `require` without `sslrootcert` (no
+/// `chain`): any certificate (libpq's meaning of the mode). Either way the handshake's
+/// signatures are checked, so the session key is the server's.
 #[derive(Debug)]
-struct ChainOnly(Arc<dyn ServerCertVerifier>);
+struct Relaxed {
+    chain: Option<Arc<dyn ServerCertVerifier>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Relaxed {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -191,10 +198,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -208,7 +215,8 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -217,61 +225,14 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `require` without `sslrootcert`: any certificate (libpq's meaning of the mode); the
-/// handshake's signatures are still checked, so the session key is the server's.
-#[derive(Debug)]
-struct Unchecked(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

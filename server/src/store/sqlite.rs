@@ -310,6 +310,30 @@ impl SqliteStore {
         tx.commit().map_err(db)?;
         Ok(out)
     }
+
+    /// The rows `sql` selects with `params`, each read by `row`.
+    fn select<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<Vec<T>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(sql).map_err(db)?;
+        let rows = stmt.query_map(params, row).map_err(db)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db)
+    }
+
+    /// Deletes what each `DELETE … < ?1` statement selects below its bound: the rows
+    /// deleted.
+    fn delete_before(&self, deletes: &[(&str, i64)]) -> StoreResult<u64> {
+        let conn = self.conn();
+        let mut n = 0;
+        for (sql, before) in deletes {
+            n += conn.execute(sql, [before]).map_err(db)? as u64;
+        }
+        Ok(n)
+    }
 }
 
 impl LicenseStore for SqliteStore {
@@ -552,16 +576,12 @@ impl LicenseStore for SqliteStore {
     }
 
     fn recent_telemetry(&self, limit: u32) -> StoreResult<Vec<InstanceTelemetry>> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT license_id, instance_id, received_at, queries_total, joins_total,
+        self.select(
+            "SELECT license_id, instance_id, received_at, queries_total, joins_total,
                     mvs_active, clusters_connected
                  FROM telemetry_latest ORDER BY received_at DESC LIMIT ?1",
-            )
-            .map_err(db)?;
-        let rows = stmt
-            .query_map([limit], |r| {
+            [limit],
+            |r| {
                 let n = |i: usize| r.get::<_, Option<i64>>(i).map(|v| v.map(|v| v as u64));
                 Ok(InstanceTelemetry {
                     license_id: r.get(0)?,
@@ -574,9 +594,8 @@ impl LicenseStore for SqliteStore {
                         clusters_connected: n(6)?,
                     },
                 })
-            })
-            .map_err(db)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(db)
+            },
+        )
     }
 
     fn daily_telemetry(
@@ -584,17 +603,13 @@ impl LicenseStore for SqliteStore {
         license: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<DailyTelemetry>> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT license_id, day, reports, instances, queries, joins, peak_mvs_active,
+        self.select(
+            "SELECT license_id, day, reports, instances, queries, joins, peak_mvs_active,
                     peak_clusters_connected
                  FROM telemetry_daily WHERE (?1 IS NULL OR license_id = ?1)
                  ORDER BY day DESC, license_id LIMIT ?2",
-            )
-            .map_err(db)?;
-        let rows = stmt
-            .query_map(params![license, limit], |r| {
+            params![license, limit],
+            |r| {
                 let n = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
                 Ok(DailyTelemetry {
                     license_id: r.get(0)?,
@@ -606,26 +621,18 @@ impl LicenseStore for SqliteStore {
                     peak_mvs_active: n(6)?,
                     peak_clusters_connected: n(7)?,
                 })
-            })
-            .map_err(db)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(db)
+            },
+        )
     }
 
     fn prune_telemetry(&self, before: i64) -> StoreResult<u64> {
-        let conn = self.conn();
-        let a = conn
-            .execute(
+        self.delete_before(&[
+            (
                 "DELETE FROM telemetry_latest WHERE received_at < ?1",
-                [before],
-            )
-            .map_err(db)?;
-        let b = conn
-            .execute(
-                "DELETE FROM telemetry_daily WHERE day < ?1",
-                [day_of(before)],
-            )
-            .map_err(db)?;
-        Ok((a + b) as u64)
+                before,
+            ),
+            ("DELETE FROM telemetry_daily WHERE day < ?1", day_of(before)),
+        ])
     }
 
     fn close(&self) {
@@ -664,17 +671,13 @@ impl LicenseStore for SqliteStore {
     }
 
     fn audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT id, at, kind, license_id, session_id, hardware_id, instance_id, source,
+        self.select(
+            "SELECT id, at, kind, license_id, session_id, hardware_id, instance_id, source,
                     detail
                  FROM audit WHERE (?1 IS NULL OR license_id = ?1) AND (?2 IS NULL OR id < ?2)
                  ORDER BY id DESC LIMIT ?3",
-            )
-            .map_err(db)?;
-        let rows = stmt
-            .query_map(params![q.license, q.before, q.limit], |r| {
+            params![q.license, q.before, q.limit],
+            |r| {
                 Ok(AuditEvent {
                     id: r.get(0)?,
                     at: r.get(1)?,
@@ -686,16 +689,12 @@ impl LicenseStore for SqliteStore {
                     source: r.get(7)?,
                     detail: r.get(8)?,
                 })
-            })
-            .map_err(db)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(db)
+            },
+        )
     }
 
     fn prune_audit(&self, before: i64) -> StoreResult<u64> {
-        Ok(self
-            .conn()
-            .execute("DELETE FROM audit WHERE at < ?1", [before])
-            .map_err(db)? as u64)
+        self.delete_before(&[("DELETE FROM audit WHERE at < ?1", before)])
     }
 
     fn record_offline(&self, p: &OfflinePeriod) -> StoreResult<()> {
@@ -719,16 +718,12 @@ impl LicenseStore for SqliteStore {
         license: Option<&str>,
         since: i64,
     ) -> StoreResult<Vec<OfflinePeriod>> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT license_id, session_id, start_at, end_at, ended FROM offline_periods
+        self.select(
+            "SELECT license_id, session_id, start_at, end_at, ended FROM offline_periods
                  WHERE (?1 IS NULL OR license_id = ?1) AND end_at >= ?2
                  ORDER BY license_id, start_at",
-            )
-            .map_err(db)?;
-        let rows = stmt
-            .query_map(params![license, since], |r| {
+            params![license, since],
+            |r| {
                 Ok(OfflinePeriod {
                     license: r.get(0)?,
                     session_id: r.get(1)?,
@@ -736,20 +731,15 @@ impl LicenseStore for SqliteStore {
                     end: r.get(3)?,
                     ended: r.get::<_, i64>(4)? != 0,
                 })
-            })
-            .map_err(db)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(db)
+            },
+        )
     }
 
     fn prune_offline(&self, before: i64) -> StoreResult<u64> {
-        let conn = self.conn();
-        let periods = conn
-            .execute("DELETE FROM offline_periods WHERE end_at < ?1", [before])
-            .map_err(db)?;
-        let hours = conn
-            .execute("DELETE FROM over_budget_hours WHERE hour < ?1", [before])
-            .map_err(db)?;
-        Ok((periods + hours) as u64)
+        self.delete_before(&[
+            ("DELETE FROM offline_periods WHERE end_at < ?1", before),
+            ("DELETE FROM over_budget_hours WHERE hour < ?1", before),
+        ])
     }
 
     fn add_offline_activation(&self, a: &OfflineActivation, audit: &AuditEvent) -> StoreResult<()> {
@@ -805,19 +795,14 @@ impl LicenseStore for SqliteStore {
     }
 
     fn live_offline_activations(&self, now: i64) -> StoreResult<Vec<OfflineActivation>> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(&format!(
+        self.select(
+            &format!(
                 "SELECT {ACTIVATION_COLUMNS} FROM offline_activations
                  WHERE deactivated_at IS NULL AND expires_at > ?1 ORDER BY license_id, jti"
-            ))
-            .map_err(db)?;
-        let rows = stmt
-            .query_map([now], activation_row)
-            .map_err(db)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db)?;
-        Ok(rows)
+            ),
+            [now],
+            activation_row,
+        )
     }
 
     fn record_over_budget(&self, license: &str, hour: i64) -> StoreResult<()> {
@@ -836,18 +821,13 @@ impl LicenseStore for SqliteStore {
         license: Option<&str>,
         since: i64,
     ) -> StoreResult<Vec<(String, i64)>> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT license_id, hour FROM over_budget_hours
+        self.select(
+            "SELECT license_id, hour FROM over_budget_hours
                  WHERE hour >= ?1 AND (?2 IS NULL OR license_id = ?2)
                  ORDER BY license_id, hour",
-            )
-            .map_err(db)?;
-        let rows = stmt
-            .query_map(params![since, license], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(db)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(db)
+            params![since, license],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 
     fn add_usage(&self, entries: &[HourUsage]) -> StoreResult<()> {
@@ -881,15 +861,11 @@ impl LicenseStore for SqliteStore {
     }
 
     fn usage(&self, license: &str, from: i64, to: i64) -> StoreResult<Vec<HourUsage>> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT hour, peak, seat_secs, refusals, offline_secs FROM seat_usage
+        self.select(
+            "SELECT hour, peak, seat_secs, refusals, offline_secs FROM seat_usage
                  WHERE license_id = ?1 AND hour >= ?2 AND hour < ?3 ORDER BY hour",
-            )
-            .map_err(db)?;
-        let rows = stmt
-            .query_map(params![license, from, to], |r| {
+            params![license, from, to],
+            |r| {
                 Ok(HourUsage {
                     license: license.to_string(),
                     hour: r.get(0)?,
@@ -898,16 +874,12 @@ impl LicenseStore for SqliteStore {
                     refusals: r.get(3)?,
                     offline_secs: r.get(4)?,
                 })
-            })
-            .map_err(db)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(db)
+            },
+        )
     }
 
     fn prune_usage(&self, before: i64) -> StoreResult<u64> {
-        Ok(self
-            .conn()
-            .execute("DELETE FROM seat_usage WHERE hour < ?1", [before])
-            .map_err(db)? as u64)
+        self.delete_before(&[("DELETE FROM seat_usage WHERE hour < ?1", before)])
     }
 
     fn migrations(&self) -> StoreResult<Vec<migrate::Applied>> {

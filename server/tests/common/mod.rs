@@ -176,6 +176,14 @@ impl Server {
         self.json(method, path, Some(ADMIN), body)
     }
 
+    /// An admin listing (`sessions`, `audit`) of `license`: its first page.
+    pub fn listing(&self, what: &str, license: &str) -> Vec<Value> {
+        let path = format!("/admin/{what}?license={license}");
+        let (status, v) = self.admin("GET", &path, Value::Null);
+        assert_eq!(status, 200, "{path}: {v}");
+        v.as_array().expect("a list").clone()
+    }
+
     pub fn jwks(&self) -> lic4es::token::KeySet {
         let (_, v) = self.json("GET", "/.well-known/jwks.json", None, Value::Null);
         lic4es::token::KeySet::from_json_value(&v).unwrap()

@@ -258,3 +258,27 @@ pub fn refused_to_serve(config: &Path) -> String {
     assert!(!out.status.success(), "started on {config:?}: {err}");
     err
 }
+
+/// `dir/{name}.json`, the config of an engine run by `lic4es`: the vendor's `jwks`, a
+/// cache of its own (`dir/{name}-cache`), warnings only, and the entries of `extra`.
+pub fn engine_config(dir: &Path, name: &str, jwks: &Value, extra: Value) -> PathBuf {
+    let config = dir.join(format!("{name}.json"));
+    let mut body = serde_json::json!({
+        "public-keys": jwks,
+        "cache-dir": dir.join(format!("{name}-cache")).to_str().unwrap(),
+        "log-level": "warn",
+    });
+    for (k, v) in extra.as_object().expect("an object") {
+        body[k] = v.clone();
+    }
+    std::fs::write(&config, body.to_string()).unwrap();
+    config
+}
+
+/// An admin listing (`sessions`, `audit`) of `license` from the server on `port`.
+pub fn listing(port: u16, what: &str, license: &str) -> Value {
+    let path = format!("/admin/{what}?license={license}");
+    let (status, v) = request(port, "GET", &path, super::ADMIN, &Value::Null);
+    assert_eq!(status, 200, "{path}: {v}");
+    v
+}
