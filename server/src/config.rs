@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::domain::Secs;
 use crate::store::{License, Seats};
 
 /// Per-tier policy.
@@ -96,39 +97,6 @@ impl Effective<'_> {
             Seats::Count(0) => Serving::FreePlan,
             Seats::Count(n) => Serving::Counted(n),
             Seats::Unlimited => Serving::Uncounted,
-        }
-    }
-}
-
-/// A length of time in seconds, written as a number of seconds or as a duration string
-/// the engine's config also takes (`"14d"`, `"36h"`, `"90m"`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(transparent)]
-pub struct Secs(pub u64);
-
-impl Secs {
-    /// Reads `text`: whole seconds, or a duration string.
-    pub fn parse(text: &str) -> Result<Secs, String> {
-        let text = text.trim();
-        if let Ok(n) = text.parse::<u64>() {
-            return Ok(Secs(n));
-        }
-        let d = lic4es::config::parse_duration(&serde_json::Value::String(text.to_string()))?;
-        Ok(Secs(d.as_secs()))
-    }
-}
-
-impl<'de> Deserialize<'de> for Secs {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Secs, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Given {
-            Number(u64),
-            Text(String),
-        }
-        match Given::deserialize(d)? {
-            Given::Number(n) => Ok(Secs(n)),
-            Given::Text(t) => Secs::parse(&t).map_err(serde::de::Error::custom),
         }
     }
 }
@@ -646,24 +614,25 @@ impl ServerConfig {
     /// tier has no policy.
     pub fn effective(&self, lic: &License) -> Option<Effective<'_>> {
         let p = self.policy(&lic.tier)?;
+        let own = &lic.overrides;
         // Borrowed, not cloned: every grant asks for its policy, and only the token's
         // claims read the features and quotas.
         Some(Effective {
             features: &p.features,
             quotas: &p.quotas,
-            seats: lic.seats.unwrap_or(p.seats),
-            heartbeat_interval: lic
+            seats: own.seats.unwrap_or(p.seats),
+            heartbeat_interval: own
                 .heartbeat_interval
                 .unwrap_or(p.heartbeat_interval)
                 .clamp(1, 86_400),
-            offline_grace_days: lic
+            offline_grace_days: own
                 .offline_grace_days
                 .map_or(p.offline_grace_days, u64::from),
-            offline_activation_days: lic
+            offline_activation_days: own
                 .offline_activation_days
                 .map_or(p.offline_activation_days, u64::from),
-            max_borrow: lic.max_borrow.unwrap_or(p.max_borrow.0),
-            relay_grant_days: lic.relay_grant_days.map_or(p.relay_grant_days, u64::from),
+            max_borrow: own.max_borrow.unwrap_or(p.max_borrow).0,
+            relay_grant_days: own.relay_grant_days.map_or(p.relay_grant_days, u64::from),
             token_lifetime: (p.token_lifetime_hours.unwrap_or(self.token_lifetime_hours) as i64)
                 .saturating_mul(3600),
             acquires_per_seat_hour: p.acquires_per_seat_hour,

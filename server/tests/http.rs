@@ -124,7 +124,10 @@ fn static_token_refresh_issues_a_new_token_or_204() {
         &s.state,
         NewLicense {
             org_name: Some("Acme".into()),
-            seats: Some(license_server::store::Seats::Unlimited),
+            overrides: license_server::domain::Overrides {
+                seats: Some(license_server::store::Seats::Unlimited),
+                ..Default::default()
+            },
             ..NewLicense::new("org-static".parse().unwrap(), lic4es::Tier::Pro, 30)
         },
         "test",

@@ -8,7 +8,7 @@ use std::process::Command;
 
 mod common;
 
-use common::change_entry;
+use common::{change_entry, seats};
 
 use common::pg::PgProc;
 use license_server::store::{migrate, AuditQuery, LicenseStore, PgStore, Seats, SqliteStore};
@@ -32,14 +32,14 @@ fn check_fixture_data(name: &str, s: &dyn LicenseStore) {
     assert_eq!(audit[0].kind, "license_create", "{name}");
     // And the store works on the new schema.
     let change = license_server::store::LicenseChange {
-        seats: Some(Seats::Count(9)),
+        overrides: seats(Seats::Count(9)),
         ..Default::default()
     };
     let changed = s
         .change_license("org-old", &change, &change_entry())
         .unwrap()
         .unwrap();
-    assert_eq!(changed.seats, Some(Seats::Count(9)), "{name}");
+    assert_eq!(changed.overrides.seats, Some(Seats::Count(9)), "{name}");
     s.ping_write(1_795_354_152).unwrap();
 }
 
@@ -154,7 +154,7 @@ fn an_unversioned_postgres_database_is_adopted_with_its_data() {
     assert_eq!(versions(&s), all);
     check_fixture_data("postgres", &s);
     assert_eq!(
-        s.license("org-old").unwrap().unwrap().seats,
+        s.license("org-old").unwrap().unwrap().overrides.seats,
         Some(Seats::Count(9))
     );
     drop(s);

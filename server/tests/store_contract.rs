@@ -3,12 +3,13 @@
 
 mod common;
 
-use common::change_entry;
+use common::{change_entry, seats};
 
 use std::sync::Arc;
 
 use common::pg::PgProc;
 use common::tls::TestCa;
+use license_server::domain::{Overrides, Secs};
 use license_server::store::{
     AuditEvent, AuditKind, AuditQuery, KeptKind, License, LicenseChange, LicenseStore,
     OfflineActivation, OfflinePeriod, PgStore, Seats, SqliteStore,
@@ -75,12 +76,14 @@ fn license(id: &str) -> License {
         expires_at: NOW + 86_400,
         trial: false,
         revoked: false,
-        seats: Some(Seats::Count(3)),
-        offline_grace_days: Some(0),
-        heartbeat_interval: Some(60),
-        offline_activation_days: Some(90),
-        max_borrow: Some(3_600),
-        relay_grant_days: Some(30),
+        overrides: Overrides {
+            seats: Some(Seats::Count(3)),
+            offline_grace_days: Some(0),
+            heartbeat_interval: Some(60),
+            offline_activation_days: Some(90),
+            max_borrow: Some(Secs(3_600)),
+            relay_grant_days: Some(30),
+        },
     }
 }
 
@@ -104,7 +107,7 @@ fn concurrent_changes_of_different_terms_are_all_kept() {
                             }
                         } else {
                             LicenseChange {
-                                seats: Some(Seats::Count(i)),
+                                overrides: seats(Seats::Count(i)),
                                 ..LicenseChange::default()
                             }
                         };
@@ -120,7 +123,7 @@ fn concurrent_changes_of_different_terms_are_all_kept() {
         }
         let got = s.license("org-c").unwrap().unwrap();
         assert_eq!(
-            (got.expires_at, got.seats),
+            (got.expires_at, got.overrides.seats),
             (NOW + 50, Some(Seats::Count(50))),
             "{name}"
         );
@@ -146,7 +149,7 @@ fn licenses_are_created_once_updated_explicitly_and_revocations_stay() {
         assert!(s.revoke_license("org-1", &change_entry()).unwrap());
         let change = LicenseChange {
             tier: Some("team".into()),
-            seats: Some(Seats::Unlimited),
+            overrides: seats(Seats::Unlimited),
             ..LicenseChange::default()
         };
         let changed = s
@@ -156,7 +159,7 @@ fn licenses_are_created_once_updated_explicitly_and_revocations_stay() {
         let got = s.license("org-1").unwrap().unwrap();
         assert_eq!(changed, got, "{name}: the license as changed is returned");
         assert_eq!(
-            (got.tier.as_str(), got.seats, got.revoked),
+            (got.tier.as_str(), got.overrides.seats, got.revoked),
             ("team", Some(Seats::Unlimited), true),
             "{name}: an unlimited seat count is kept as such"
         );
@@ -411,17 +414,15 @@ fn air_gapped_activations_are_kept_with_their_audit_and_deactivated_once() {
     each_store(|name, s| {
         let lic = license("org-site");
         assert!(s.insert_license(&lic, NOW, &change_entry()).unwrap());
+        let own = s.license("org-site").unwrap().unwrap().overrides;
         assert_eq!(
-            s.license("org-site")
-                .unwrap()
-                .unwrap()
-                .offline_activation_days,
+            own.offline_activation_days,
             Some(90),
             "{name}: the license's own activation lifetime"
         );
         assert_eq!(
-            s.license("org-site").unwrap().unwrap().max_borrow,
-            Some(3_600),
+            own.max_borrow,
+            Some(Secs(3_600)),
             "{name}: the license's own longest borrow"
         );
         let activation = |jti: &str, exp: i64| OfflineActivation {

@@ -3,10 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use license_server::config::Secs;
-use license_server::domain::{LicenseId, Tier};
+use license_server::domain::{LicenseId, NoOtherKeys, Overrides, Seats, Secs, Tier};
 use license_server::service::licenses::Terms;
-use license_server::store::Seats;
 
 /// Every command's help: `usage:` and the usage clap derives, what the command does,
 /// its arguments.
@@ -296,10 +294,18 @@ impl TermArgs {
     /// The terms given, with a new tier and trial when given too.
     pub(crate) fn into_terms(self, tier: Option<Tier>, trial: Option<bool>) -> Terms {
         Terms {
+            overrides: self.overrides(),
             tier,
             days: self.days,
             org_name: self.org,
             trial,
+            no_other_keys: NoOtherKeys,
+        }
+    }
+
+    /// The license's own terms given.
+    pub(crate) fn overrides(&self) -> Overrides {
+        Overrides {
             seats: self.seats,
             offline_grace_days: self.offline_grace_days,
             heartbeat_interval: self.heartbeat_interval,

@@ -67,20 +67,14 @@ pub(crate) enum LicenseArg {
 pub(crate) fn license_arg(config: &ServerConfig, a: LicenseArgs) -> Result<LicenseArg, String> {
     let Some(tier) = a.tier else {
         let t = &a.terms;
-        let terms = [
-            ("--days", t.days.is_some()),
-            ("--org", t.org.is_some()),
-            ("--seats", t.seats.is_some()),
-            ("--offline-grace-days", t.offline_grace_days.is_some()),
-            ("--heartbeat-interval", t.heartbeat_interval.is_some()),
-            (
-                "--offline-activation-days",
-                t.offline_activation_days.is_some(),
-            ),
-            ("--max-borrow", t.max_borrow.is_some()),
-            ("--relay-grant-days", t.relay_grant_days.is_some()),
-        ];
-        if let Some((f, _)) = terms.iter().find(|(_, given)| *given) {
+        let given = [("--days", t.days.is_some()), ("--org", t.org.is_some())];
+        let mut given = given.iter().filter(|(_, g)| *g).map(|(f, _)| f.to_string());
+        // An override's flag is its name: `seats` is `--seats`.
+        let overrides = t.overrides().set();
+        let mut overrides = overrides
+            .iter()
+            .map(|(n, _)| format!("--{}", n.replace('_', "-")));
+        if let Some(f) = given.next().or_else(|| overrides.next()) {
             return Err(format!(
                 "{f} describes a new license and needs --tier; change an existing one with \
                  `license update`"

@@ -18,13 +18,12 @@ use super::{ApiError, ClientAddr, LicensePath, Payload};
 use crate::abuse;
 use crate::admin_api as api;
 use crate::app::AppState;
-use crate::config::Secs;
-use crate::domain::{LicenseId, Tier};
+use crate::domain::{LicenseId, NoOtherKeys, Overrides, Tier};
 use crate::seats::{SessionCursor, SessionQuery, SessionState};
 use crate::service::licenses::{self, LicenseView, NewLicense, Terms};
 use crate::service::usage::UsageQuery;
 use crate::service::{self, reports};
-use crate::store::{AuditEvent, AuditQuery, Seats};
+use crate::store::{AuditEvent, AuditQuery};
 use crate::usage::Bucket;
 
 /// The admin bodies through the handlers' parsing (for the fuzzer, through
@@ -39,9 +38,8 @@ pub(crate) fn check_bodies(body: &[u8]) {
     }
 }
 
-/// Body of `POST /admin/licenses`.
+/// Body of `POST /admin/licenses`; a key it does not know is refused.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CreateLicense {
     id: Option<LicenseId>,
     tier: Tier,
@@ -49,18 +47,10 @@ pub struct CreateLicense {
     days: i64,
     #[serde(default)]
     trial: bool,
-    #[serde(default)]
-    seats: Option<Seats>,
-    #[serde(default)]
-    offline_grace_days: Option<u32>,
-    #[serde(default)]
-    heartbeat_interval: Option<u64>,
-    #[serde(default)]
-    offline_activation_days: Option<u32>,
-    #[serde(default)]
-    max_borrow: Option<Secs>,
-    #[serde(default)]
-    relay_grant_days: Option<u32>,
+    #[serde(flatten)]
+    overrides: Overrides,
+    #[serde(flatten, default)]
+    _no_other_keys: NoOtherKeys,
 }
 
 /// `POST /admin/licenses`: a license and its first API key.
@@ -83,12 +73,7 @@ pub async fn create_license(
         org_name: req.org_name,
         days: req.days,
         trial: req.trial,
-        seats: req.seats,
-        offline_grace_days: req.offline_grace_days,
-        heartbeat_interval: req.heartbeat_interval,
-        offline_activation_days: req.offline_activation_days,
-        max_borrow: req.max_borrow,
-        relay_grant_days: req.relay_grant_days,
+        overrides: req.overrides,
     };
     let source = addr.to_string();
     let (lic, key) = service::blocking(&s, move |s| {

@@ -28,7 +28,7 @@ use crate::app::AppState;
 use crate::config::{Secs, ServerConfig, NO_LISTENER};
 use crate::service::{self, ServiceError};
 use crate::signing::{KeyRing, SigningKey};
-use crate::store::{AuditEvent, AuditKind, License, LicenseChange, Seats};
+use crate::store::{AuditEvent, AuditKind, License, LicenseChange, Overrides, Seats};
 use crate::usage::{hour_of, SiteReport};
 
 /// Why the relay cannot start or go on.
@@ -338,7 +338,10 @@ impl Relay {
             org_name: grant.org_name.clone(),
             expires_at: grant.expires_at,
             trial: grant.trial,
-            seats: Some(Seats::Count(grant.seats)),
+            overrides: Overrides {
+                seats: Some(Seats::Count(grant.seats)),
+                ..Overrides::default()
+            },
             ..License::default()
         };
         let audit = AuditEvent {
@@ -363,8 +366,7 @@ impl Relay {
                     org_name: lic.org_name.clone(),
                     expires_at: Some(lic.expires_at),
                     trial: Some(lic.trial),
-                    seats: lic.seats,
-                    ..LicenseChange::default()
+                    overrides: lic.overrides,
                 };
                 st.change_license(&lic.id, &change, &audit)?;
             }

@@ -7,8 +7,8 @@
 use lic4es::clock::rfc3339;
 
 use crate::app::AppState;
-use crate::config::{Secs, ServerConfig};
-use crate::domain::{LicenseId, Tier};
+use crate::config::ServerConfig;
+use crate::domain::{LicenseId, NoOtherKeys, Overrides, Tier};
 use crate::store::{AuditKind, License, LicenseChange, Seats};
 
 use super::audit::admin_event;
@@ -27,18 +27,8 @@ pub struct NewLicense {
     pub days: i64,
     /// A trial.
     pub trial: bool,
-    /// Seats, overriding the tier's.
-    pub seats: Option<Seats>,
-    /// Offline grace days, overriding the tier's.
-    pub offline_grace_days: Option<u32>,
-    /// Heartbeat interval (seconds), overriding the tier's.
-    pub heartbeat_interval: Option<u64>,
-    /// Air-gapped activation lifetime (days), overriding the tier's.
-    pub offline_activation_days: Option<u32>,
-    /// Longest borrow (seconds, or a duration string), overriding the tier's.
-    pub max_borrow: Option<Secs>,
-    /// Relay grant lifetime (days), overriding the tier's.
-    pub relay_grant_days: Option<u32>,
+    /// Its own terms over its tier's policy.
+    pub overrides: Overrides,
 }
 
 impl NewLicense {
@@ -48,12 +38,7 @@ impl NewLicense {
         NewLicense {
             org_name: terms.org_name,
             trial: terms.trial.unwrap_or(false),
-            seats: terms.seats,
-            offline_grace_days: terms.offline_grace_days,
-            heartbeat_interval: terms.heartbeat_interval,
-            offline_activation_days: terms.offline_activation_days,
-            max_borrow: terms.max_borrow,
-            relay_grant_days: terms.relay_grant_days,
+            overrides: terms.overrides,
             ..NewLicense::new(id, tier, days)
         }
     }
@@ -66,20 +51,15 @@ impl NewLicense {
             org_name: None,
             days,
             trial: false,
-            seats: None,
-            offline_grace_days: None,
-            heartbeat_interval: None,
-            offline_activation_days: None,
-            max_borrow: None,
-            relay_grant_days: None,
+            overrides: Overrides::default(),
         }
     }
 }
 
 /// The terms to change in a license; absent ones stay. Revocation is not among them: a
-/// revoked license stays revoked. Also the body of `PATCH /admin/licenses/{id}`.
+/// revoked license stays revoked. Also the body of `PATCH /admin/licenses/{id}`: a key it
+/// does not know is refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Terms {
     /// New tier.
     pub tier: Option<Tier>,
@@ -89,18 +69,11 @@ pub struct Terms {
     pub days: Option<i64>,
     /// Trial or not.
     pub trial: Option<bool>,
-    /// Seats, overriding the tier's.
-    pub seats: Option<Seats>,
-    /// Offline grace days, overriding the tier's.
-    pub offline_grace_days: Option<u32>,
-    /// Heartbeat interval (seconds), overriding the tier's.
-    pub heartbeat_interval: Option<u64>,
-    /// Air-gapped activation lifetime (days), overriding the tier's.
-    pub offline_activation_days: Option<u32>,
-    /// Longest borrow (seconds, or a duration string), overriding the tier's.
-    pub max_borrow: Option<Secs>,
-    /// Relay grant lifetime (days), overriding the tier's.
-    pub relay_grant_days: Option<u32>,
+    /// Its own terms over its tier's policy to set.
+    #[serde(flatten)]
+    pub overrides: Overrides,
+    #[serde(flatten, default)]
+    pub no_other_keys: NoOtherKeys,
 }
 
 /// A license as operators see it: its record and its effective policy.
@@ -213,7 +186,7 @@ pub fn create(s: &AppState, spec: NewLicense, source: &str) -> ServiceResult<Lic
         &s.config,
         Some(spec.tier),
         Some(spec.days),
-        spec.heartbeat_interval,
+        spec.overrides.heartbeat_interval,
     )?;
     let now = s.now();
     let lic = License {
@@ -223,12 +196,7 @@ pub fn create(s: &AppState, spec: NewLicense, source: &str) -> ServiceResult<Lic
         expires_at: now + spec.days * 86_400,
         trial: spec.trial,
         revoked: false,
-        seats: spec.seats,
-        offline_grace_days: spec.offline_grace_days,
-        heartbeat_interval: spec.heartbeat_interval,
-        offline_activation_days: spec.offline_activation_days,
-        max_borrow: spec.max_borrow.map(|s| s.0),
-        relay_grant_days: spec.relay_grant_days,
+        overrides: spec.overrides,
     };
     let detail = Some(format!("tier {}", lic.tier));
     let e = admin_event(s, AuditKind::LicenseCreate, &lic.id, source, detail);
@@ -246,18 +214,14 @@ pub fn get(s: &AppState, id: &LicenseId) -> ServiceResult<License> {
 /// Changes the given terms of license `id` in one store call (two operators changing
 /// different terms at once both see their change kept).
 pub fn update(s: &AppState, id: &LicenseId, terms: Terms, source: &str) -> ServiceResult<License> {
-    check_terms(&s.config, terms.tier, terms.days, terms.heartbeat_interval)?;
+    let heartbeat = terms.overrides.heartbeat_interval;
+    check_terms(&s.config, terms.tier, terms.days, heartbeat)?;
     let change = LicenseChange {
         expires_at: terms.days.map(|d| s.now() + d * 86_400),
         tier: terms.tier.map(|t| t.as_str().to_string()),
         org_name: terms.org_name,
         trial: terms.trial,
-        seats: terms.seats,
-        offline_grace_days: terms.offline_grace_days,
-        heartbeat_interval: terms.heartbeat_interval,
-        offline_activation_days: terms.offline_activation_days,
-        max_borrow: terms.max_borrow.map(|s| s.0),
-        relay_grant_days: terms.relay_grant_days,
+        overrides: terms.overrides,
     };
     let e = admin_event(
         s,
@@ -289,24 +253,8 @@ fn describe(c: &LicenseChange) -> String {
     if let Some(t) = c.trial {
         out.push(format!("trial {t}"));
     }
-    if let Some(n) = c.seats {
-        out.push(format!("seats {n}"));
-    }
-    if let Some(g) = c.offline_grace_days {
-        out.push(format!("offline_grace_days {g}"));
-    }
-    if let Some(h) = c.heartbeat_interval {
-        out.push(format!("heartbeat_interval {h}"));
-    }
-    if let Some(d) = c.offline_activation_days {
-        out.push(format!("offline_activation_days {d}"));
-    }
-    if let Some(b) = c.max_borrow {
-        out.push(format!("max_borrow {b} s"));
-    }
-    if let Some(d) = c.relay_grant_days {
-        out.push(format!("relay_grant_days {d}"));
-    }
+    let overrides = c.overrides.set().into_iter();
+    out.extend(overrides.map(|(name, v)| format!("{name} {v}")));
     out.join(", ")
 }
 

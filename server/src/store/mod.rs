@@ -18,90 +18,35 @@ use crate::telemetry::Sample;
 pub use self::postgres::PgStore;
 pub use self::sqlite::SqliteStore;
 
-/// How many seats a license has: a number (0 is the free plan, used offline without a
-/// seat), or unlimited (a paid license not counted in seats).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Seats {
-    /// At most this many online sessions.
-    Count(u32),
-    /// Not counted: tokens by API key, and an acquire answers `mode: "offline"`.
-    Unlimited,
+pub use crate::domain::{Overrides, Seats};
+
+/// A license's overrides as its six columns (`seats`, `offline_grace_days`,
+/// `heartbeat_interval`, `offline_activation_days`, `max_borrow`, `relay_grant_days`):
+/// whole numbers, `NULL` where the tier's policy applies.
+pub(crate) fn override_columns(o: &Overrides) -> [Option<i64>; 6] {
+    let big = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    [
+        o.seats.map(Seats::to_column),
+        o.offline_grace_days.map(i64::from),
+        o.heartbeat_interval.map(big),
+        o.offline_activation_days.map(i64::from),
+        o.max_borrow.map(|s| big(s.0)),
+        o.relay_grant_days.map(i64::from),
+    ]
 }
 
-impl Seats {
-    /// The word for an unlimited seat count, in config, the admin API and the CLI.
-    pub const UNLIMITED: &'static str = "unlimited";
-
-    /// Parses `5` or `unlimited`.
-    pub fn parse(s: &str) -> Result<Seats, String> {
-        let t = s.trim();
-        if t.eq_ignore_ascii_case(Self::UNLIMITED) {
-            return Ok(Seats::Unlimited);
-        }
-        t.parse::<u32>()
-            .map(Seats::Count)
-            .map_err(|_| format!("seats must be a whole number or `{}`", Self::UNLIMITED))
-    }
-
-    /// The stored form: the count, or -1 for unlimited.
-    pub fn to_column(self) -> i64 {
-        match self {
-            Seats::Count(n) => i64::from(n),
-            Seats::Unlimited => -1,
-        }
-    }
-
-    /// [`Seats::to_column`] read back; `None` for anything else.
-    pub fn from_column(v: i64) -> Option<Seats> {
-        match v {
-            -1 => Some(Seats::Unlimited),
-            n => u32::try_from(n).ok().map(Seats::Count),
-        }
-    }
-}
-
-impl std::str::FromStr for Seats {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Seats, String> {
-        Seats::parse(s)
-    }
-}
-
-impl std::fmt::Display for Seats {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Seats::Count(n) => write!(f, "{n}"),
-            Seats::Unlimited => f.write_str(Self::UNLIMITED),
-        }
-    }
-}
-
-impl serde::Serialize for Seats {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Seats::Count(n) => s.serialize_u32(*n),
-            Seats::Unlimited => s.serialize_str(Self::UNLIMITED),
-        }
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Seats {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(serde::Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Count(u32),
-            Word(String),
-        }
-        match Raw::deserialize(d).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "seats must be a whole number or \"{}\"",
-                Seats::UNLIMITED
-            ))
-        })? {
-            Raw::Count(n) => Ok(Seats::Count(n)),
-            Raw::Word(w) => Seats::parse(&w).map_err(serde::de::Error::custom),
-        }
+/// [`override_columns`] read back; a value out of its range reads as unset.
+pub(crate) fn overrides_of(columns: [Option<i64>; 6]) -> Overrides {
+    let [seats, grace, heartbeat, activation, borrow, relay] = columns;
+    let small = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok());
+    let wide = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+    Overrides {
+        seats: seats.and_then(Seats::from_column),
+        offline_grace_days: small(grace),
+        heartbeat_interval: wide(heartbeat),
+        offline_activation_days: small(activation),
+        max_borrow: wide(borrow).map(crate::domain::Secs),
+        relay_grant_days: small(relay),
     }
 }
 
@@ -120,18 +65,8 @@ pub struct License {
     pub trial: bool,
     /// Revoked.
     pub revoked: bool,
-    /// Overrides the tier policy's seat count.
-    pub seats: Option<Seats>,
-    /// Overrides the tier policy's offline grace (0 = strict online-only).
-    pub offline_grace_days: Option<u32>,
-    /// Overrides the tier policy's heartbeat interval, in seconds.
-    pub heartbeat_interval: Option<u64>,
-    /// Overrides the tier policy's air-gapped activation lifetime, in days (0: none).
-    pub offline_activation_days: Option<u32>,
-    /// Overrides the tier policy's longest borrow, in seconds (0: none).
-    pub max_borrow: Option<u64>,
-    /// Overrides the tier policy's relay grant lifetime, in days (0: none).
-    pub relay_grant_days: Option<u32>,
+    /// Its own terms over its tier's policy.
+    pub overrides: Overrides,
 }
 
 /// The terms of a license to change; absent ones stay as they are.
@@ -145,18 +80,8 @@ pub struct LicenseChange {
     pub expires_at: Option<i64>,
     /// Trial or not.
     pub trial: Option<bool>,
-    /// Seats, overriding the tier's.
-    pub seats: Option<Seats>,
-    /// Offline grace days, overriding the tier's.
-    pub offline_grace_days: Option<u32>,
-    /// Heartbeat interval (seconds), overriding the tier's.
-    pub heartbeat_interval: Option<u64>,
-    /// Air-gapped activation lifetime (days), overriding the tier's.
-    pub offline_activation_days: Option<u32>,
-    /// Longest borrow (seconds), overriding the tier's.
-    pub max_borrow: Option<u64>,
-    /// Relay grant lifetime (days), overriding the tier's.
-    pub relay_grant_days: Option<u32>,
+    /// Its own terms to set; those it does not set stay.
+    pub overrides: Overrides,
 }
 
 /// What kind of seat a kept seat is.

@@ -17,9 +17,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::migrate;
 use super::{
-    hash_key, AuditEvent, AuditKind, AuditQuery, DailyTelemetry, InstanceTelemetry, KeptKind,
-    KeyRecord, License, LicenseChange, LicenseStore, OfflineActivation, OfflinePeriod, Seats,
-    StoreError, StoreResult,
+    hash_key, override_columns, overrides_of, AuditEvent, AuditKind, AuditQuery, DailyTelemetry,
+    InstanceTelemetry, KeptKind, KeyRecord, License, LicenseChange, LicenseStore,
+    OfflineActivation, OfflinePeriod, StoreError, StoreResult,
 };
 use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
 use crate::usage::HourUsage;
@@ -48,10 +48,6 @@ fn db(e: postgres::Error) -> StoreError {
     }
 }
 
-fn opt_u32(v: Option<i64>) -> Option<u32> {
-    v.and_then(|v| u32::try_from(v).ok())
-}
-
 fn opt_u64(v: Option<i64>) -> Option<u64> {
     v.and_then(|v| u64::try_from(v).ok())
 }
@@ -69,12 +65,7 @@ fn license_row(r: &Row) -> License {
         expires_at: r.get(3),
         trial: r.get(4),
         revoked: r.get(5),
-        seats: r.get::<_, Option<i64>>(6).and_then(Seats::from_column),
-        offline_grace_days: opt_u32(r.get(7)),
-        heartbeat_interval: opt_u64(r.get(8)),
-        offline_activation_days: opt_u32(r.get(9)),
-        max_borrow: opt_u64(r.get(10)),
-        relay_grant_days: opt_u32(r.get(11)),
+        overrides: overrides_of([r.get(6), r.get(7), r.get(8), r.get(9), r.get(10), r.get(11)]),
     }
 }
 
@@ -223,6 +214,8 @@ impl LicenseStore for PgStore {
         self.audited(
             audit,
             |c| {
+                let [seats, grace, heartbeat, activation, borrow, relay] =
+                    override_columns(&l.overrides);
                 c.execute(
                 "INSERT INTO licenses (id, tier, org_name, expires_at, trial, revoked, created_at,
                     seats, offline_grace_days, heartbeat_interval, offline_activation_days,
@@ -237,12 +230,12 @@ impl LicenseStore for PgStore {
                     &l.trial,
                     &l.revoked,
                     &now,
-                    &l.seats.map(Seats::to_column),
-                    &l.offline_grace_days.map(i64::from),
-                    &l.heartbeat_interval.map(big),
-                    &l.offline_activation_days.map(i64::from),
-                    &l.max_borrow.map(big),
-                    &l.relay_grant_days.map(i64::from),
+                    &seats,
+                    &grace,
+                    &heartbeat,
+                    &activation,
+                    &borrow,
+                    &relay,
                 ],
                 )
             },
@@ -260,6 +253,8 @@ impl LicenseStore for PgStore {
         self.audited(
             audit,
             |conn| {
+                let [seats, grace, heartbeat, activation, borrow, relay] =
+                    override_columns(&c.overrides);
                 conn.query_opt(
                     &format!(
                         "UPDATE licenses SET tier = COALESCE($2, tier),
@@ -278,12 +273,12 @@ impl LicenseStore for PgStore {
                         &c.org_name,
                         &c.expires_at,
                         &c.trial,
-                        &c.seats.map(Seats::to_column),
-                        &c.offline_grace_days.map(i64::from),
-                        &c.heartbeat_interval.map(big),
-                        &c.offline_activation_days.map(i64::from),
-                        &c.max_borrow.map(big),
-                        &c.relay_grant_days.map(i64::from),
+                        &seats,
+                        &grace,
+                        &heartbeat,
+                        &activation,
+                        &borrow,
+                        &relay,
                     ],
                 )
             },

@@ -10,9 +10,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::migrate;
 use super::{
-    hash_key, AuditEvent, AuditKind, AuditQuery, DailyTelemetry, InstanceTelemetry, KeptKind,
-    KeyRecord, License, LicenseChange, LicenseStore, OfflineActivation, OfflinePeriod, Seats,
-    StoreError, StoreResult,
+    hash_key, override_columns, overrides_of, AuditEvent, AuditKind, AuditQuery, DailyTelemetry,
+    InstanceTelemetry, KeptKind, KeyRecord, License, LicenseChange, LicenseStore,
+    OfflineActivation, OfflinePeriod, StoreError, StoreResult,
 };
 use crate::telemetry::{admit, day_of, Latest, Sample, MAX_INSTANCES_PER_LICENSE};
 use crate::usage::HourUsage;
@@ -49,12 +49,14 @@ fn license_row(r: &Row<'_>) -> rusqlite::Result<License> {
         expires_at: r.get(3)?,
         trial: r.get(4)?,
         revoked: r.get(5)?,
-        seats: r.get::<_, Option<i64>>(6)?.and_then(Seats::from_column),
-        offline_grace_days: r.get(7)?,
-        heartbeat_interval: r.get(8)?,
-        offline_activation_days: r.get(9)?,
-        max_borrow: r.get(10)?,
-        relay_grant_days: r.get(11)?,
+        overrides: overrides_of([
+            r.get(6)?,
+            r.get(7)?,
+            r.get(8)?,
+            r.get(9)?,
+            r.get(10)?,
+            r.get(11)?,
+        ]),
     })
 }
 
@@ -341,6 +343,8 @@ impl LicenseStore for SqliteStore {
         let n = self.audited(
             audit,
             |tx| {
+                let [seats, grace, heartbeat, activation, borrow, relay] =
+                    override_columns(&l.overrides);
                 tx.execute(
                 "INSERT INTO licenses (id, tier, org_name, expires_at, trial, revoked, created_at,
                     seats, offline_grace_days, heartbeat_interval, offline_activation_days,
@@ -355,12 +359,12 @@ impl LicenseStore for SqliteStore {
                     l.trial,
                     l.revoked,
                     now,
-                    l.seats.map(Seats::to_column),
-                    l.offline_grace_days,
-                    l.heartbeat_interval,
-                    l.offline_activation_days,
-                    l.max_borrow,
-                    l.relay_grant_days
+                    seats,
+                    grace,
+                    heartbeat,
+                    activation,
+                    borrow,
+                    relay
                 ],
                 )
             },
@@ -378,6 +382,8 @@ impl LicenseStore for SqliteStore {
         self.audited(
             audit,
             |tx| {
+                let [seats, grace, heartbeat, activation, borrow, relay] =
+                    override_columns(&c.overrides);
                 tx.query_row(
                     &format!(
                         "UPDATE licenses SET tier = COALESCE(?2, tier),
@@ -396,12 +402,12 @@ impl LicenseStore for SqliteStore {
                         c.org_name,
                         c.expires_at,
                         c.trial,
-                        c.seats.map(Seats::to_column),
-                        c.offline_grace_days,
-                        c.heartbeat_interval,
-                        c.offline_activation_days,
-                        c.max_borrow,
-                        c.relay_grant_days
+                        seats,
+                        grace,
+                        heartbeat,
+                        activation,
+                        borrow,
+                        relay
                     ],
                     license_row,
                 )

@@ -234,6 +234,14 @@ pub fn strings<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
     items.iter().filter_map(|x| x[field].as_str()).collect()
 }
 
+/// A license's own terms: `seats`, nothing else.
+pub fn seats(seats: license_server::store::Seats) -> license_server::domain::Overrides {
+    license_server::domain::Overrides {
+        seats: Some(seats),
+        ..Default::default()
+    }
+}
+
 pub fn fetch_body(nonce: &str) -> Value {
     json!({"instance_id": "i-1", "version": "1.0", "nonce": nonce, "uptime_hours": 1.5,
            "telemetry": {"queries_total": 10, "joins_total": 2, "mvs_active": 1, "clusters_connected": 1}})
