@@ -40,7 +40,6 @@ pub struct TierPolicy {
     #[serde(default = "default_seats")]
     pub seats: Seats,
     /// Lifetime of issued tokens, in hours; default the global `token-lifetime-hours`.
-    #[serde(default)]
     pub token_lifetime_hours: Option<u64>,
     /// Seats a license may be granted per clock hour, per seat it has (acquires and
     /// reconnects): hosts cannot take turns on one seat every heartbeat. 0 sets no bound.
@@ -154,20 +153,16 @@ pub struct ServerConfig {
     pub listen: String,
     /// PEM certificate chain: with `tls-key`, the listener speaks HTTPS (read again on
     /// SIGHUP).
-    #[serde(default)]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls-cert`.
-    #[serde(default)]
     pub tls_key: Option<PathBuf>,
     /// Where the store and the signing key live.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
     /// SQLite file; default `{data-dir}/licenses.sqlite3`.
-    #[serde(default)]
     pub database: Option<PathBuf>,
     /// Licenses, keys, telemetry and audit in PostgreSQL (`postgres://…`), shared by
     /// every instance; unset keeps them in the SQLite file.
-    #[serde(default)]
     pub database_url: Option<String>,
     /// Most PostgreSQL connections this instance holds (`database-pool-size`); callers
     /// beyond it wait for one.
@@ -175,28 +170,23 @@ pub struct ServerConfig {
     pub database_pool_size: u32,
     /// Seats in Redis (`redis://host:port[/db]`), shared by every instance; unset keeps
     /// them in this process's memory.
-    #[serde(default)]
     pub redis_url: Option<String>,
     /// Seats on a Redis Cluster: seed nodes (`redis://host:port`, or `rediss://`), from
     /// which the rest of the cluster is found. Instead of `redis-url`.
     #[serde(default)]
     pub redis_cluster: Vec<String>,
     /// Seats on the master that Redis Sentinels name. Instead of `redis-url`.
-    #[serde(default)]
     pub redis_sentinel: Option<RedisSentinel>,
     /// PEM roots that a `rediss://` server's certificate must chain to (a managed Redis
     /// with a private CA); unset: the platform's roots.
-    #[serde(default)]
     pub redis_ca_file: Option<PathBuf>,
     /// `iss` of issued tokens.
     #[serde(default = "default_issuer")]
     pub issuer: String,
     /// Base URL clients reach this server at; used for `refresh_url`.
-    #[serde(default)]
     pub public_url: Option<String>,
     /// Bearer token of the admin API (at least [`MIN_SECRET_LEN`] characters); unset
     /// disables it.
-    #[serde(default)]
     pub admin_token: Option<String>,
     /// Where `/metrics` is served, apart from the API customers reach (`none`: nowhere
     /// but on the main listener with `metrics-token`).
@@ -204,7 +194,6 @@ pub struct ServerConfig {
     pub metrics_listen: String,
     /// A bearer token that opens `/metrics` on the main listener too (at least
     /// [`MIN_SECRET_LEN`] characters); unset, the main listener does not serve it.
-    #[serde(default)]
     pub metrics_token: Option<String>,
     /// Licenses that get their own `lic4es_seats_in_use` and `lic4es_seats_limit`
     /// series at most: those nearest their limits (fleet totals are always there).
@@ -256,12 +245,10 @@ pub struct ServerConfig {
     pub idle_timeout_secs: u64,
     /// Most connections served at once; more wait to be accepted. Default: 4096, or
     /// the open-file limit less a reserve when that is lower.
-    #[serde(default)]
     pub max_connections: Option<usize>,
     /// Most connections one client address holds at once (a trusted proxy's are not
     /// counted); more are closed at once, so one address's thousands of idle connections
     /// cannot starve the rest. Default: a sixteenth of the cap, at least 16.
-    #[serde(default)]
     pub max_connections_per_client: Option<usize>,
 }
 

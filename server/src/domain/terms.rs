@@ -129,22 +129,16 @@ impl<'de> Deserialize<'de> for Secs {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct Overrides {
     /// Seats (0: a free plan; `unlimited`: not counted).
-    #[serde(default)]
     pub seats: Option<Seats>,
     /// Offline grace, in days (0: strictly online).
-    #[serde(default)]
     pub offline_grace_days: Option<u32>,
     /// Seconds between heartbeats.
-    #[serde(default)]
     pub heartbeat_interval: Option<u64>,
     /// Lifetime of an air-gapped activation, in days (0: none).
-    #[serde(default)]
     pub offline_activation_days: Option<u32>,
     /// The longest borrow (seconds, or a duration string; 0: none).
-    #[serde(default)]
     pub max_borrow: Option<Secs>,
     /// Lifetime of an on-site relay's grant, in days (0: none).
-    #[serde(default)]
     pub relay_grant_days: Option<u32>,
 }
 

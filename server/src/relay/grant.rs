@@ -81,7 +81,6 @@ struct GrantClaims {
     #[serde(default)]
     src: String,
     cnf: Confirmation,
-    #[serde(default)]
     org_name: Option<String>,
     #[serde(default)]
     trial: bool,

@@ -72,23 +72,18 @@ pub struct RelayConfig {
     pub listen: String,
     /// PEM certificate chain: with `tls-key`, engines reach the relay over HTTPS (an
     /// engine speaks plain HTTP only on loopback).
-    #[serde(default)]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls-cert`.
-    #[serde(default)]
     pub tls_key: Option<PathBuf>,
     /// Its store (sessions, audit, usage) and, by default, its key and grant.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
     /// The grant (the vendor's answer); default `{data-dir}/grant.jwt`.
-    #[serde(default)]
     pub grant_file: Option<PathBuf>,
     /// The relay's Ed25519 key, created 0600 at first start; default
     /// `{data-dir}/relay-key.jwk`.
-    #[serde(default)]
     pub relay_key_file: Option<PathBuf>,
     /// The vendor's server, for a relay that gets and renews its grant online.
-    #[serde(default)]
     pub upstream: Option<String>,
     /// The license's API key: what engines present to the relay, and, with `upstream`,
     /// what the relay presents to the vendor.
