@@ -45,6 +45,13 @@ fn site(dir: &Path, name: &str, jwks: &Value) -> PathBuf {
     engine_config(dir, name, jwks, json!({}))
 }
 
+/// `lic4es activate-offline` of the site `config` for `license`: the request's one line.
+fn activate_offline(config: &Path, license: &str, extra: &[&str]) -> String {
+    let config = config.to_str().unwrap();
+    let args = ["activate-offline", "--config", config, "--license", license];
+    ok(lic4es(&[&args[..], extra].concat()), "activate-offline")
+}
+
 fn status(config: &Path) -> Value {
     let out = lic4es(&["status", "--config", config.to_str().unwrap()]);
     serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
@@ -85,18 +92,8 @@ fn an_air_gapped_site_runs_from_its_response_holds_a_seat_and_gives_it_back() {
 
     // The site writes its request; the vendor answers it.
     let site_a = site(dir.path(), "a", &jwks);
-    let line = ok(
-        lic4es(&[
-            "activate-offline",
-            "--config",
-            site_a.to_str().unwrap(),
-            "--license",
-            "org-site",
-            "--out",
-            dir.path().join("request.json").to_str().unwrap(),
-        ]),
-        "activate-offline",
-    );
+    let out = dir.path().join("request.json");
+    let line = activate_offline(&site_a, "org-site", &["--out", out.to_str().unwrap()]);
     assert!(!line.contains(['{', '\n', ' ']), "one line: {line}");
     let req_file = dir.path().join("request.txt");
     std::fs::write(&req_file, &line).unwrap();
@@ -119,11 +116,7 @@ fn an_air_gapped_site_runs_from_its_response_holds_a_seat_and_gives_it_back() {
         &serde_json::from_str(&std::fs::read_to_string(dir.path().join("request.json")).unwrap())
             .unwrap(),
     );
-    assert_eq!(
-        (code, refused["error"].as_str()),
-        (403, Some("no_seats_available")),
-        "{refused}"
-    );
+    common::refused(code, &refused, 403, "no_seats_available");
 
     // Installed, the site runs Team from that file alone: no API key, no server.
     let installed = ok(
@@ -163,16 +156,7 @@ fn an_air_gapped_site_runs_from_its_response_holds_a_seat_and_gives_it_back() {
     // Another machine cannot use the response: not installed over its own request, and
     // not as its token cache either.
     let site_b = site(dir.path(), "b", &jwks);
-    ok(
-        lic4es(&[
-            "activate-offline",
-            "--config",
-            site_b.to_str().unwrap(),
-            "--license",
-            "org-site",
-        ]),
-        "activate-offline b",
-    );
+    activate_offline(&site_b, "org-site", &[]);
     let out = lic4es(&[
         "install",
         "--config",
@@ -194,22 +178,9 @@ fn an_air_gapped_site_runs_from_its_response_holds_a_seat_and_gives_it_back() {
         ADMIN,
         &json!({ "request": &line[..line.len() / 2] }),
     );
-    assert_eq!(
-        (code, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
+    common::refused(code, &body, 400, "invalid_request");
     let pro_site = site(dir.path(), "pro", &jwks);
-    let pro_line = ok(
-        lic4es(&[
-            "activate-offline",
-            "--config",
-            pro_site.to_str().unwrap(),
-            "--license",
-            "org-pro",
-        ]),
-        "activate-offline pro",
-    );
+    let pro_line = activate_offline(&pro_site, "org-pro", &[]);
     let (code, body) = request(
         port,
         "POST",
@@ -217,11 +188,7 @@ fn an_air_gapped_site_runs_from_its_response_holds_a_seat_and_gives_it_back() {
         ADMIN,
         &json!({ "request": pro_line }),
     );
-    assert_eq!(
-        (code, body["error"].as_str()),
-        (403, Some("offline_activation_not_allowed")),
-        "{body}"
-    );
+    common::refused(code, &body, 403, "offline_activation_not_allowed");
 
     // Deactivated: the file is gone, the engine is Community, the code frees the seat once.
     let code = ok(

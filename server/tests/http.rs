@@ -34,10 +34,7 @@ fn token_for_an_api_key_is_signed_and_echoes_the_nonce() {
 fn unknown_and_revoked_keys_and_licenses() {
     let s = Server::start();
     let (status, v) = s.fetch("sk-nope");
-    assert_eq!(
-        (status, v["error"].as_str()),
-        (401, Some("invalid_api_key"))
-    );
+    refused(status, &v, 401, "invalid_api_key");
 
     let (license, key) = new_key(&s, "team");
     let (status, _) = s.admin(
@@ -47,19 +44,13 @@ fn unknown_and_revoked_keys_and_licenses() {
     );
     assert_eq!(status, 200);
     let (status, v) = s.fetch(&key);
-    assert_eq!(
-        (status, v["error"].as_str()),
-        (403, Some("license_revoked"))
-    );
+    refused(status, &v, 403, "license_revoked");
 
     let (_, key) = new_key(&s, "pro");
     let (status, _) = s.admin("POST", "/admin/api-keys/revoke", json!({"api_key": key}));
     assert_eq!(status, 200);
     let (status, v) = s.fetch(&key);
-    assert_eq!(
-        (status, v["error"].as_str()),
-        (401, Some("api_key_revoked"))
-    );
+    refused(status, &v, 401, "api_key_revoked");
     assert!(v["message"].as_str().unwrap().contains("revoked"));
 }
 
@@ -138,12 +129,8 @@ fn static_token_refresh_issues_a_new_token_or_204() {
         license_server::service::tokens::issue_static(&s.state, &lic, Some(&url)).unwrap();
     let body = json!({"license_id": "org-static", "instance_id": "i-2", "version": "1",
                       "uptime_hours": 3, "nonce": NONCE});
-    let (status, _) = s.json(
-        "POST",
-        "/api/v1/licenses/refresh",
-        Some(&token),
-        body.clone(),
-    );
+    let refresh = |body: Value| s.json("POST", "/api/v1/licenses/refresh", Some(&token), body);
+    let (status, _) = refresh(body.clone());
     assert_eq!(status, 204, "unchanged license: no new token");
 
     let (status, _) = s.admin(
@@ -152,12 +139,7 @@ fn static_token_refresh_issues_a_new_token_or_204() {
         json!({"tier": "enterprise"}),
     );
     assert_eq!(status, 200);
-    let (status, v) = s.json(
-        "POST",
-        "/api/v1/licenses/refresh",
-        Some(&token),
-        body.clone(),
-    );
+    let (status, v) = refresh(body.clone());
     assert_eq!(status, 200, "{v}");
     let claims = s.jwks().verify(v["jwt"].as_str().unwrap()).unwrap();
     assert_eq!(claims.tier, lic4es::Tier::Enterprise);
@@ -166,11 +148,8 @@ fn static_token_refresh_issues_a_new_token_or_204() {
 
     let mut other = body;
     other["license_id"] = json!("org-else");
-    let (status, v) = s.json("POST", "/api/v1/licenses/refresh", Some(&token), other);
-    assert_eq!(
-        (status, v["error"].as_str()),
-        (400, Some("license_mismatch"))
-    );
+    let (status, v) = refresh(other);
+    refused(status, &v, 400, "license_mismatch");
 }
 
 #[test]
@@ -310,11 +289,7 @@ fn creating_a_license_whose_id_exists_is_409_and_never_lifts_a_revocation() {
     let mut again = body.clone();
     again["tier"] = json!("enterprise");
     let (status, v) = s.admin("POST", "/admin/licenses", again);
-    assert_eq!(
-        (status, v["error"].as_str()),
-        (409, Some("license_exists")),
-        "{v}"
-    );
+    refused(status, &v, 409, "license_exists");
     assert_eq!(s.fetch(&old_key).1["error"], "license_revoked");
     let (_, shown) = s.admin("GET", "/admin/licenses/org-dup", Value::Null);
     assert_eq!(

@@ -55,6 +55,11 @@ fn acquire(s: &Server, key: &str, n: u32) -> u16 {
     s.acquire(key, body).0
 }
 
+/// The vendor's answer to a relay's grant request `body` (`POST /admin/relay-grants`).
+fn answer(s: &Server, body: Value) -> (u16, Value) {
+    s.admin("POST", "/admin/relay-grants", body)
+}
+
 #[test]
 fn a_grant_holds_its_seats_is_renewed_in_place_and_lets_the_relay_sign_within_it() {
     let s = Server::start();
@@ -62,9 +67,8 @@ fn a_grant_holds_its_seats_is_renewed_in_place_and_lets_the_relay_sign_within_it
         "team",
         json!({"id": "org-site", "seats": 3, "relay_grant_days": 30}),
     );
-    let (status, g) = s.admin(
-        "POST",
-        "/admin/relay-grants",
+    let (status, g) = answer(
+        &s,
         json!({"request": request(&license, 2, "relay-hw").to_line()}),
     );
     assert_eq!(status, 201, "{g}");
@@ -85,9 +89,8 @@ fn a_grant_holds_its_seats_is_renewed_in_place_and_lets_the_relay_sign_within_it
     assert_eq!(acquire(&s, &key, 2), 403);
 
     // The relay's renewal replaces its grant: still two seats held, not four.
-    let (status, renewed) = s.admin(
-        "POST",
-        "/admin/relay-grants",
+    let (status, renewed) = answer(
+        &s,
         serde_json::to_value(request(&license, 2, "relay-hw")).unwrap(),
     );
     assert_eq!(status, 201, "{renewed}");
@@ -103,16 +106,11 @@ fn a_grant_holds_its_seats_is_renewed_in_place_and_lets_the_relay_sign_within_it
 
     // Asking for one seat more than is free is refused, and the grant in force keeps its
     // two.
-    let (status, more) = s.admin(
-        "POST",
-        "/admin/relay-grants",
+    let (status, more) = answer(
+        &s,
         serde_json::to_value(request(&license, 3, "relay-hw")).unwrap(),
     );
-    assert_eq!(
-        (status, more["error"].as_str()),
-        (403, Some("no_seats_available")),
-        "{more}"
-    );
+    refused(status, &more, 403, "no_seats_available");
     let (_, sessions) = s.admin("GET", "/admin/sessions?license=org-site", Value::Null);
     let held: Vec<&str> = sessions
         .as_array()
@@ -168,31 +166,18 @@ fn a_grant_is_refused_beyond_the_license_or_its_policy() {
         (request("org-none", 1, "relay-hw"), 404, "not_found"),
     ];
     for (req, status, code) in cases {
-        let (got, body) = s.admin(
-            "POST",
-            "/admin/relay-grants",
-            serde_json::to_value(&req).unwrap(),
-        );
+        let (got, body) = answer(&s, serde_json::to_value(&req).unwrap());
         assert_eq!(
             (got, body["error"].as_str()),
             (status, Some(code)),
             "{body}"
         );
     }
-    let (got, body) = s.admin(
-        "POST",
-        "/admin/relay-grants",
-        json!({"request": "not a request"}),
-    );
-    assert_eq!(
-        (got, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
+    let (got, body) = answer(&s, json!({"request": "not a request"}));
+    refused(got, &body, 400, "invalid_request");
     // Nothing was held by the refusals, and the audit trail names each seat granted.
-    let (status, _) = s.admin(
-        "POST",
-        "/admin/relay-grants",
+    let (status, _) = answer(
+        &s,
         serde_json::to_value(request(&license, 2, "relay-hw")).unwrap(),
     );
     assert_eq!(status, 201);
@@ -232,9 +217,8 @@ fn an_engine_runs_on_a_relay_s_tokens_within_the_grant_and_says_so() {
         "team",
         json!({"id": "org-relayed", "seats": 4, "relay_grant_days": 30}),
     );
-    let (_, g) = s.admin(
-        "POST",
-        "/admin/relay-grants",
+    let (_, g) = answer(
+        &s,
         json!({"request": request(&license, 1, "relay-hw").to_line()}),
     );
     let grant = g["grant"].as_str().unwrap().to_string();
@@ -331,7 +315,7 @@ fn a_usage_report_is_taken_only_as_the_relay_s_key_signed_it() {
         ),
         ("x.y.z".to_string(), "not a JWS"),
     ] {
-        let (status, body) = s.admin("POST", "/admin/relay-grants", with_usage(usage));
+        let (status, body) = answer(&s, with_usage(usage));
         assert_eq!(status, 400, "{why}: {body}");
         assert!(
             body["message"].as_str().unwrap().contains("usage report"),
@@ -339,7 +323,7 @@ fn a_usage_report_is_taken_only_as_the_relay_s_key_signed_it() {
         );
     }
     let usage = signed(&report(&license), "ed25519-other.pem");
-    let (status, body) = s.admin("POST", "/admin/relay-grants", with_usage(usage));
+    let (status, body) = answer(&s, with_usage(usage));
     assert_eq!(status, 201, "{body}");
     let (_, audit) = s.admin("GET", "/admin/audit?license=org-reports", Value::Null);
     assert!(

@@ -108,6 +108,12 @@ fn replacing(old: &str, hw: &str) -> Option<Replace> {
     })
 }
 
+/// A new session's acquire, which must be granted.
+async fn take(store: &(impl SeatStore + ?Sized), new: NewSession) {
+    let got = store.acquire(new, None).await.unwrap();
+    assert!(granted(&got), "{got:?}");
+}
+
 fn granted(a: &Acquired) -> bool {
     matches!(a, Acquired::Granted { .. })
 }
@@ -196,12 +202,7 @@ fn concurrent_acquires_never_grant_one_seat_too_many() {
 fn a_silent_session_lapses_into_offline_use_for_its_grace() {
     each_store(|name, clock, store| {
         block_on(async {
-            assert!(granted(
-                &store
-                    .acquire(session("s-1", "lic", 1, "h1", GRACE), None)
-                    .await
-                    .unwrap()
-            ));
+            take(&*store, session("s-1", "lic", 1, "h1", GRACE)).await;
             clock.advance_millis((TTL - 1) * 1000);
             assert!(
                 store.heartbeat("s-1", "lic", 0).await.unwrap().is_some(),
@@ -233,12 +234,7 @@ fn a_silent_session_lapses_into_offline_use_for_its_grace() {
             );
 
             // Its seat is free again.
-            assert!(granted(
-                &store
-                    .acquire(session("s-2", "lic", 1, "h2", GRACE), None)
-                    .await
-                    .unwrap()
-            ));
+            take(&*store, session("s-2", "lic", 1, "h2", GRACE)).await;
             // Past its grace it is gone.
             clock.advance_millis(GRACE * 1000);
             store.heartbeat("s-2", "lic", 0).await.unwrap();
@@ -317,12 +313,7 @@ fn a_session_is_renewed_at_most_once_per_spacing() {
     each_store(|name, clock, store| {
         block_on(async {
             let gap = 150;
-            assert!(granted(
-                &store
-                    .acquire(session("s-1", "lic", 1, "h1", GRACE), None)
-                    .await
-                    .unwrap()
-            ));
+            take(&*store, session("s-1", "lic", 1, "h1", GRACE)).await;
             // The acquire counts: a heartbeat right after it is too soon.
             clock.advance_millis(40 * 1000);
             match store.heartbeat("s-1", "lic", gap).await.unwrap() {
@@ -623,12 +614,7 @@ fn redis_finds_the_sessions_an_earlier_version_wrote() {
     let (server, clock, store) = redis_at_now();
     let rt = redis_rt();
     rt.block_on(async {
-        assert!(granted(
-            &store
-                .acquire(session("s-1", "lic-old", 2, "h1", GRACE), None)
-                .await
-                .unwrap()
-        ));
+        take(&store, session("s-1", "lic-old", 2, "h1", GRACE)).await;
     });
     // As an earlier version left them: the licenses in a set, no id index.
     let cli = |args: &[&str]| {
@@ -706,12 +692,7 @@ fn redis_scripts_survive_script_flush_and_an_outage_is_never_a_grant() {
         .unwrap()
         .with_test_clock(clock);
     redis_rt().block_on(async {
-        assert!(granted(
-            &store
-                .acquire(session("s-1", "lic", 2, "h1", GRACE), None)
-                .await
-                .unwrap()
-        ));
+        take(&store, session("s-1", "lic", 2, "h1", GRACE)).await;
         // Scripts gone from the cache (as after a failover): loaded again on NOSCRIPT.
         let client = ::redis::Client::open(server.url()).unwrap();
         let mut c = client.get_multiplexed_async_connection().await.unwrap();
@@ -721,12 +702,7 @@ fn redis_scripts_survive_script_flush_and_an_outage_is_never_a_grant() {
             .await
             .unwrap();
         assert!(store.heartbeat("s-1", "lic", 0).await.unwrap().is_some());
-        assert!(granted(
-            &store
-                .acquire(session("s-2", "lic", 2, "h2", GRACE), None)
-                .await
-                .unwrap()
-        ));
+        take(&store, session("s-2", "lic", 2, "h2", GRACE)).await;
     });
     // Redis goes away: every call is an error, never a grant.
     let port = server.port;
@@ -756,12 +732,7 @@ fn redis_scripts_survive_script_flush_and_an_outage_is_never_a_grant() {
             None,
             "session gone: 410"
         );
-        assert!(granted(
-            &store
-                .acquire(session("s-4", "lic", 2, "h1", GRACE), None)
-                .await
-                .unwrap()
-        ));
+        take(&store, session("s-4", "lic", 2, "h1", GRACE)).await;
     });
 }
 

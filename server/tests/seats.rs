@@ -20,6 +20,13 @@ fn acquire(s: &Server, key: &str, hw: &str) -> (u16, Value) {
     s.acquire(key, acquire_body(hw))
 }
 
+/// A seat taken by machine `hw`: its session id.
+fn seat(s: &Server, key: &str, hw: &str) -> String {
+    let (status, v) = acquire(s, key, hw);
+    assert_eq!(status, 200, "{v}");
+    v["session_id"].as_str().unwrap().to_string()
+}
+
 fn heartbeat(s: &Server, key: &str, sid: &str) -> (u16, Value) {
     s.heartbeat(key, json!({"session_id": sid, "nonce": NONCE}))
 }
@@ -208,13 +215,12 @@ fn a_heartbeat_sooner_than_half_an_interval_is_refused_and_audited() {
 fn a_silent_session_lapses_frees_its_seat_and_is_shown_offline_until_its_grace_ends() {
     let s = Server::start();
     let (license, key) = s.license("team", json!({"seats": 1}));
-    let (_, v) = acquire(&s, &key, "laptop");
-    let sid = v["session_id"].as_str().unwrap().to_string();
+    let sid = seat(&s, &key, "laptop");
     s.advance(TTL - 1);
     assert_eq!(heartbeat(&s, &key, &sid).0, 200);
     s.advance(TTL + 1);
     let (status, v) = heartbeat(&s, &key, &sid);
-    assert_eq!((status, v["error"].as_str()), (410, Some("session_gone")));
+    refused(status, &v, 410, "session_gone");
 
     let listed = sessions(&s, &license);
     assert_eq!(listed[0]["mode"], "offline");
@@ -243,8 +249,7 @@ fn a_reconnect_frees_the_old_seat_at_once_and_records_the_offline_period() {
     let s = Server::start();
     // Heartbeats every two hours: the session outlives the test's three hours online.
     let (license, key) = s.license("pro", json!({"seats": 1, "heartbeat_interval": 7200}));
-    let (_, v) = acquire(&s, &key, "hw");
-    let old = v["session_id"].as_str().unwrap().to_string();
+    let old = seat(&s, &key, "hw");
     // The engine lost contact two hours ago; its session is still online on the server.
     s.advance(3 * 3600);
     let mut body = acquire_body("hw");
@@ -298,39 +303,28 @@ fn a_strict_online_only_license_has_no_offline_sessions() {
 fn revocations_answer_every_seat_call() {
     let s = Server::start();
     let (license, key) = s.license("pro", json!({}));
-    let (_, v) = acquire(&s, &key, "hw");
-    let sid = v["session_id"].as_str().unwrap().to_string();
+    let sid = seat(&s, &key, "hw");
     s.admin(
         "POST",
         &format!("/admin/licenses/{license}/revoke"),
         Value::Null,
     );
     let (status, v) = heartbeat(&s, &key, &sid);
-    assert_eq!(
-        (status, v["error"].as_str()),
-        (403, Some("license_revoked"))
-    );
+    refused(status, &v, 403, "license_revoked");
     let (status, v) = acquire(&s, &key, "hw");
-    assert_eq!(
-        (status, v["error"].as_str()),
-        (403, Some("license_revoked"))
-    );
+    refused(status, &v, 403, "license_revoked");
 
     let (_, key2) = s.license("pro", json!({}));
     s.admin("POST", "/admin/api-keys/revoke", json!({"api_key": key2}));
     let (status, v) = acquire(&s, &key2, "hw");
-    assert_eq!(
-        (status, v["error"].as_str()),
-        (401, Some("api_key_revoked"))
-    );
+    refused(status, &v, 401, "api_key_revoked");
 }
 
 #[test]
 fn an_admin_kick_ends_a_session_and_its_next_heartbeat_is_410() {
     let s = Server::start();
     let (license, key) = s.license("pro", json!({}));
-    let (_, v) = acquire(&s, &key, "hw");
-    let sid = v["session_id"].as_str().unwrap().to_string();
+    let sid = seat(&s, &key, "hw");
     let (status, _) = s.admin("DELETE", &format!("/admin/sessions/{sid}"), Value::Null);
     assert_eq!(status, 204);
     assert_eq!(heartbeat(&s, &key, &sid).0, 410);
@@ -341,8 +335,7 @@ fn an_admin_kick_ends_a_session_and_its_next_heartbeat_is_410() {
     );
     assert!(audit_types(&s, &license).contains(&"kick".to_string()));
     // Another license's key cannot keep (or release) this license's session.
-    let (_, v) = acquire(&s, &key, "hw2");
-    let sid2 = v["session_id"].as_str().unwrap().to_string();
+    let sid2 = seat(&s, &key, "hw2");
     let (_, other) = s.license("pro", json!({}));
     assert_eq!(heartbeat(&s, &other, &sid2).0, 410);
     let (status, _) = s.release(&other, json!({"session_id": sid2}));
@@ -444,8 +437,7 @@ fn heartbeats_reach_the_database_at_most_twice_a_second() {
     let s = Server::start();
     // A 1-second interval: renewals may come back to back (half of it is 0 s).
     let (_, key) = s.license("pro", json!({"heartbeat_interval": 1}));
-    let (_, v) = acquire(&s, &key, "hw-1");
-    let sid = v["session_id"].as_str().unwrap().to_string();
+    let sid = seat(&s, &key, "hw-1");
     let before = key_lookups(&s);
     let started = std::time::Instant::now();
     for _ in 0..300 {
@@ -464,8 +456,7 @@ fn heartbeats_reach_the_database_at_most_twice_a_second() {
 fn a_revocation_through_the_admin_api_applies_at_once_on_its_instance() {
     let s = Server::start();
     let (license, key) = s.license("pro", json!({"heartbeat_interval": 1}));
-    let (_, v) = acquire(&s, &key, "hw-1");
-    let sid = v["session_id"].as_str().unwrap().to_string();
+    let sid = seat(&s, &key, "hw-1");
     assert_eq!(heartbeat(&s, &key, &sid).0, 200, "cached now");
     let (status, _) = s.admin(
         "POST",
@@ -474,11 +465,7 @@ fn a_revocation_through_the_admin_api_applies_at_once_on_its_instance() {
     );
     assert_eq!(status, 200);
     let (status, v) = heartbeat(&s, &key, &sid);
-    assert_eq!(
-        (status, v["error"].as_str()),
-        (403, Some("license_revoked")),
-        "{v}"
-    );
+    refused(status, &v, 403, "license_revoked");
 }
 
 /// The body of a reconnect of `old`, offline since `since`.
@@ -507,10 +494,8 @@ fn lapses_and_reconnects_feed_the_offline_abuse_rule() {
     let s = Server::start();
     let (license, key) = s.license("pro", json!({"seats": 1, "offline_grace_days": 7}));
     let (honest, honest_key) = s.license("pro", json!({"seats": 1}));
-    let (_, v) = acquire(&s, &key, "laptop");
-    let mut sid = v["session_id"].as_str().unwrap().to_string();
-    let (_, v) = acquire(&s, &honest_key, "desk");
-    let honest_sid = v["session_id"].as_str().unwrap().to_string();
+    let mut sid = seat(&s, &key, "laptop");
+    let honest_sid = seat(&s, &honest_key, "desk");
     let mut last_contact = NOW;
     for cycle in 1..=6 {
         // Four days without a word: the session lapses and is shown offline.
@@ -684,8 +669,7 @@ fn a_reconnect_for_a_session_the_server_forgot_still_reports_its_offline_period(
 fn the_audit_trail_is_kept_for_its_configured_days_and_offline_periods_for_30() {
     let s = Server::with_config("audit-retention-days = 2\n");
     let (license, key) = s.license("pro", json!({"seats": 1, "offline_grace_days": 7}));
-    let (_, v) = acquire(&s, &key, "old");
-    let old = v["session_id"].as_str().unwrap().to_string();
+    let old = seat(&s, &key, "old");
     s.advance(3 * DAY);
     assert_eq!(
         sessions(&s, &license)[0]["mode"],

@@ -9,7 +9,7 @@ use lic4es::clock::rfc3339;
 use crate::app::AppState;
 use crate::config::ServerConfig;
 use crate::domain::{LicenseId, NoOtherKeys, Overrides, Tier};
-use crate::store::{AuditKind, License, LicenseChange, Seats};
+use crate::store::{AuditEvent, AuditKind, License, LicenseChange, Seats};
 
 use super::audit::admin_event;
 use super::{ServiceError, ServiceResult};
@@ -230,9 +230,19 @@ pub fn update(s: &AppState, id: &LicenseId, terms: Terms, source: &str) -> Servi
         source,
         Some(describe(&change)),
     );
+    apply(s, id, &change, &e)
+}
+
+/// Makes `change` to license `id` with its audit entry `e`.
+fn apply(
+    s: &AppState,
+    id: &LicenseId,
+    change: &LicenseChange,
+    e: &AuditEvent,
+) -> ServiceResult<License> {
     let lic = s
         .store
-        .change_license(id, &change, &e)?
+        .change_license(id, change, e)?
         .ok_or_else(|| no_license(id))?;
     changed(s);
     Ok(lic)
@@ -267,12 +277,7 @@ pub fn set_tier(s: &AppState, id: &LicenseId, tier: Tier, source: &str) -> Servi
     };
     let detail = Some(format!("tier {}", tier.as_str()));
     let e = admin_event(s, AuditKind::LicenseTier, id, source, detail);
-    let lic = s
-        .store
-        .change_license(id, &change, &e)?
-        .ok_or_else(|| no_license(id))?;
-    changed(s);
-    Ok(lic)
+    apply(s, id, &change, &e)
 }
 
 /// Revokes license `id`: its keys, tokens and seats stop working.

@@ -242,6 +242,12 @@ pub fn seats(seats: license_server::store::Seats) -> license_server::domain::Ove
     }
 }
 
+/// Asserts an answer is a refusal: `status`, with the JSON error code `error`.
+pub fn refused(status: u16, body: &Value, want_status: u16, error: &str) {
+    let got = (status, body["error"].as_str());
+    assert_eq!(got, (want_status, Some(error)), "{body}");
+}
+
 pub fn fetch_body(nonce: &str) -> Value {
     json!({"instance_id": "i-1", "version": "1.0", "nonce": nonce, "uptime_hours": 1.5,
            "telemetry": {"queries_total": 10, "joins_total": 2, "mvs_active": 1, "clusters_connected": 1}})
