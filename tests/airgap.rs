@@ -132,22 +132,14 @@ fn the_installed_activation_is_the_tier_on_its_machine_until_its_exp_and_no_long
     .unwrap();
     let e = other.start(json!({ "seat.hardware-id": "hw-other" }));
     assert_eq!(e.tier(), Tier::Community);
-    assert!(
-        other.logs.has(Level::Warn, "another machine"),
-        "{}",
-        other.logs.dump()
-    );
+    other.logs.expect(Level::Warn, "another machine");
     drop(e);
 
     // A day after its exp, with the config's 14-day grace: no grace for an activation.
     f.clock.advance_millis(31 * DAY * 1000);
     let e = f.start(json!({ "seat.hardware-id": HWID, "grace-period": "14d" }));
     assert_eq!(e.tier(), Tier::Community);
-    assert!(
-        f.logs.has(Level::Warn, "an activation has no grace"),
-        "{}",
-        f.logs.dump()
-    );
+    f.logs.expect(Level::Warn, "an activation has no grace");
     assert!(
         f.cache_dir().join(OFFLINE_LICENSE_FILE).exists(),
         "kept: its deactivation code is still wanted"
@@ -162,21 +154,13 @@ fn an_activation_s_token_is_refused_as_key_and_as_the_token_cache() {
     let token = response(&req, NOW + 30 * DAY, |_| {});
     let e = f.start(json!({ "seat.hardware-id": HWID, "key": token }));
     assert_eq!(e.tier(), Tier::Community);
-    assert!(
-        f.logs.has(Level::Warn, "air-gapped activation's token"),
-        "{}",
-        f.logs.dump()
-    );
+    f.logs.expect(Level::Warn, "air-gapped activation's token");
     drop(e);
     let f = Fixture::new();
     f.write_cache(&token);
     let e = f.start(json!({}));
     assert_eq!(e.tier(), Tier::Community, "{}", f.logs.dump());
-    assert!(
-        f.logs.has(Level::Warn, "air-gapped activation's token"),
-        "{}",
-        f.logs.dump()
-    );
+    f.logs.expect(Level::Warn, "air-gapped activation's token");
 }
 
 #[test]

@@ -20,12 +20,8 @@ fn write_failure_is_a_warning_and_the_engine_carries_on() {
     let cfg = json!({"api-key": "sk-test", "api-url": server.url(), "cache-dir": cache_dir.to_str().unwrap()});
     let e = f.start(cfg.clone());
     assert_eq!(e.tier(), Tier::Pro, "{}", f.logs.dump());
-    assert!(
-        f.logs.has(Level::Warn, "License cache not written"),
-        "{}",
-        f.logs.dump()
-    );
-    assert!(f.logs.has(Level::Warn, "instance id not persisted"));
+    f.logs.expect(Level::Warn, "License cache not written");
+    f.logs.expect(Level::Warn, "instance id not persisted");
     let first_id = e.status().instance_id;
     drop(e);
     let e = f.start(cfg);
@@ -46,11 +42,7 @@ fn oversized_cache_file_is_not_read() {
     f.write_cache(&big);
     let e = f.start(json!({}));
     assert_eq!(e.tier(), Tier::Community);
-    assert!(
-        f.logs.has(Level::Warn, "over the 64 KiB limit"),
-        "{}",
-        f.logs.dump()
-    );
+    f.logs.expect(Level::Warn, "over the 64 KiB limit");
 }
 
 #[test]
@@ -163,7 +155,7 @@ fn garbage_instance_id_file_is_replaced() {
     write_private(&f.cache_dir(), "instance-id", "not a uuid\u{0}\u{1}");
     let id = f.start(json!({})).status().instance_id;
     assert!(uuid::Uuid::parse_str(&id).is_ok());
-    assert!(f.logs.has(Level::Warn, "not a UUID"));
+    f.logs.expect(Level::Warn, "not a UUID");
 }
 
 #[test]
@@ -177,7 +169,7 @@ fn binary_cache_file_is_rejected_without_crashing() {
     .unwrap();
     let e = f.start(json!({}));
     assert_eq!(e.tier(), Tier::Community);
-    assert!(f.logs.has(Level::Warn, "not UTF-8"));
+    f.logs.expect(Level::Warn, "not UTF-8");
 }
 
 /// Links, FIFOs and mode bits: the Unix hazards the engine guards against.
@@ -197,11 +189,7 @@ mod unix {
         symlink(&target, f.cache_dir().join("license-cache.jwt")).unwrap();
         let e = f.start(json!({}));
         assert_eq!(e.tier(), Tier::Community);
-        assert!(
-            f.logs.has(Level::Warn, "symbolic link"),
-            "{}",
-            f.logs.dump()
-        );
+        f.logs.expect(Level::Warn, "symbolic link");
         assert_eq!(
             std::fs::read_to_string(&target).unwrap(),
             tok,

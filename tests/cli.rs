@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::*;
@@ -20,17 +21,26 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `dir/license.json`: the static token `key`, the test keys, a cache in `dir/c`, and the
+/// entries of `extra`.
+fn static_config(dir: &Path, key: &str, extra: Value) -> PathBuf {
+    let cfg = dir.join("license.json");
+    let mut body = json!({"key": key, "public-keys": jwks(), "cache-dir": dir.join("c")});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    std::fs::write(&cfg, body.to_string()).unwrap();
+    cfg
+}
+
 #[test]
 fn status_prints_the_document_and_logs_to_stderr() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("license.json");
-    std::fs::write(
-        &cfg,
-        json!({"key": mint(&claims("team", wall_now() + 10 * DAY)), "public-keys": jwks(),
-               "cache-dir": dir.path().join("c").to_str().unwrap()})
-        .to_string(),
-    )
-    .unwrap();
+    let cfg = static_config(
+        dir.path(),
+        &mint(&claims("team", wall_now() + 10 * DAY)),
+        json!({}),
+    );
     let out = cli(&["status", "--config", cfg.to_str().unwrap()]);
     assert!(out.status.success());
     let v: Value = serde_json::from_str(&text(&out.stdout)).unwrap();
@@ -167,14 +177,7 @@ fn show_license_prints_the_row_softclient4es_shows() {
     let mut c = claims("pro", wall_now() + 10 * DAY + 3600);
     c["trial"] = json!(true);
     c["platform"] = json!("staging");
-    let cfg = dir.path().join("license.json");
-    std::fs::write(
-        &cfg,
-        json!({"key": mint(&c), "public-keys": jwks(),
-               "cache-dir": dir.path().join("c").to_str().unwrap()})
-        .to_string(),
-    )
-    .unwrap();
+    let cfg = static_config(dir.path(), &mint(&c), json!({}));
     let out = cli(&[
         "status",
         "--config",
@@ -250,14 +253,11 @@ fn show_license_prints_the_row_softclient4es_shows() {
 #[test]
 fn require_tier_exits_3_when_the_tier_is_below_it() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("license.json");
-    std::fs::write(
-        &cfg,
-        json!({"key": mint(&claims("team", wall_now() - 30 * DAY)), "public-keys": jwks(),
-               "cache-dir": dir.path().join("c").to_str().unwrap(), "log-level": "error"})
-        .to_string(),
-    )
-    .unwrap();
+    let cfg = static_config(
+        dir.path(),
+        &mint(&claims("team", wall_now() - 30 * DAY)),
+        json!({"log-level": "error"}),
+    );
     let c = cfg.to_str().unwrap();
     // The token expired beyond its grace: Community.
     let out = cli(&[
@@ -343,14 +343,11 @@ fn relative_paths_in_a_config_file_are_taken_from_its_directory() {
 #[test]
 fn watch_says_how_long_it_watches() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("license.json");
-    std::fs::write(
-        &cfg,
-        json!({"key": mint(&claims("pro", wall_now() + 10 * DAY)), "public-keys": jwks(),
-               "cache-dir": dir.path().join("c").to_str().unwrap()})
-        .to_string(),
-    )
-    .unwrap();
+    let cfg = static_config(
+        dir.path(),
+        &mint(&claims("pro", wall_now() + 10 * DAY)),
+        json!({}),
+    );
     let out = cli(&["watch", "--config", cfg.to_str().unwrap(), "--seconds", "0"]);
     assert!(out.status.success());
     assert!(text(&out.stdout).starts_with("tier=pro"));

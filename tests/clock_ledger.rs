@@ -37,7 +37,7 @@ fn a_clock_set_back_before_a_restart_does_not_revive_a_license_past_its_grace() 
     let s = e.status();
     assert!(s.clock.clock_behind);
     assert_eq!(parse_rfc3339(&s.clock.high_water_mark), Some(mark));
-    assert!(f.logs.has(Level::Warn, "System clock moved backwards"));
+    f.logs.expect(Level::Warn, "System clock moved backwards");
     drop(e);
 
     // Control: with the ledger gone, the same clock would have revived it.
@@ -100,7 +100,7 @@ fn a_far_future_mark_is_not_trusted_and_is_replaced() {
     let e = f.start(json!({"key": mint(&claims("pro", NOW + 30 * DAY))}));
     assert_eq!(e.tier(), Tier::Pro, "{}", f.logs.dump());
     assert!(!e.status().clock.clock_behind);
-    assert!(f.logs.has(Level::Warn, "implausibly far ahead"));
+    f.logs.expect(Level::Warn, "implausibly far ahead");
     drop(e);
     assert_eq!(state_mark(&f), Some(NOW * 1000), "replaced by a sound mark");
 }
@@ -124,11 +124,7 @@ fn an_edited_state_does_not_verify_and_no_license_is_judged_by_the_clock() {
         std::fs::write(&state, &edited).unwrap();
         let e = f.start(json!({"key": key}));
         assert_eq!(e.tier(), Tier::Community, "{edited}");
-        assert!(
-            f.logs.has(Level::Warn, "State file does not verify"),
-            "{}",
-            f.logs.dump()
-        );
+        f.logs.expect(Level::Warn, "State file does not verify");
         assert!(e
             .status()
             .reason

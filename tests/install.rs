@@ -93,9 +93,7 @@ fn an_installed_lic4es_is_found_by_pkg_config_and_runs_c_and_cpp_hosts() {
     let config = work.path().join("config.json");
     std::fs::write(
         &config,
-        live_pro_config(&work.path().join("cache"), "info")
-            .into_string()
-            .unwrap(),
+        live_pro_config(&work.path().join("cache"), "info").as_bytes(),
     )
     .unwrap();
     let ld_path = ("LD_LIBRARY_PATH", lib.as_os_str());

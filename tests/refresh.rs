@@ -147,7 +147,7 @@ async fn failures_keep_the_token_and_the_schedule() {
         );
         assert_eq!(e.tier(), Tier::Pro);
         assert_eq!(r.logs().count("License refresh failed: "), i + 1);
-        assert!(r.logs().has(Level::Warn, "License refresh failed: "));
+        r.logs().expect(Level::Warn, "License refresh failed: ");
         let last = e.status().last_refresh.unwrap();
         assert!(!last.ok);
         assert!(last.error.as_deref().unwrap().contains(reason), "{last:?}");
@@ -173,10 +173,9 @@ async fn revocation_while_running_drops_to_community_at_once() {
     assert_eq!(e.tier(), Tier::Community);
     assert_eq!(e.status().status, "Revoked");
     assert!(r.f.read_cache().is_none(), "revocation deletes the cache");
-    assert!(r.logs().has(Level::Error, "key revoked by admin"));
-    assert!(r
-        .logs()
-        .has(Level::Warn, "License downgraded from Pro to Community"));
+    r.logs().expect(Level::Error, "key revoked by admin");
+    r.logs()
+        .expect(Level::Warn, "License downgraded from Pro to Community");
 }
 
 #[tokio::test(start_paused = true)]
@@ -336,7 +335,7 @@ async fn refreshed_token_with_another_nonce_is_rejected() {
         Err(EngineError::RefreshFailed(m)) if m.contains("nonce")
     ));
     assert_eq!(e.tier(), Tier::Pro);
-    assert!(r.logs().has(Level::Warn, "License refresh failed"));
+    r.logs().expect(Level::Warn, "License refresh failed");
 }
 
 #[tokio::test(start_paused = true)]
@@ -384,9 +383,8 @@ async fn tier_drops_at_the_end_of_grace_without_anyone_asking() {
     assert_eq!(e.tier(), Tier::Pro);
     wait_secs(4).await;
     assert_eq!(e.tier(), Tier::Community, "a timer, not a poll by status()");
-    assert!(r
-        .logs()
-        .has(Level::Warn, "License downgraded from Pro to Community"));
+    r.logs()
+        .expect(Level::Warn, "License downgraded from Pro to Community");
 }
 
 #[tokio::test(start_paused = true)]

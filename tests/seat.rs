@@ -118,9 +118,8 @@ async fn acquires_at_init_heartbeats_every_interval_and_releases_at_shutdown() {
         Level::Info,
         "Seat acquired - online mode, heartbeat every 300 s"
     ));
-    assert!(r
-        .logs()
-        .has(Level::Info, "License from seat: Pro (license org-acme-123"));
+    r.logs()
+        .expect(Level::Info, "License from seat: Pro (license org-acme-123");
     assert_eq!(r.logs().count("upgraded"), 0, "{}", r.logs().dump());
     let body = r.server.seen()[0].req.json();
     assert_eq!(body["hardware_id"], "hw-test");
@@ -170,7 +169,7 @@ async fn offline_for_the_grace_then_degraded_then_reconnected() {
     let went = r.now_ms() - 1000;
     let seat = seat_of(&e);
     assert_eq!(seat.state, SeatState::Offline, "{}", r.logs().dump());
-    assert!(r.logs().has(Level::Warn, "No heartbeat proof for 660 s"));
+    r.logs().expect(Level::Warn, "No heartbeat proof for 660 s");
     assert!(r.logs().has(
         Level::Warn,
         "Entered offline mode - grace period of 7 days active"
@@ -198,18 +197,16 @@ async fn offline_for_the_grace_then_degraded_then_reconnected() {
         .collect();
     assert!(reconnects.len() > 150, "{}", reconnects.len());
     assert!(reconnects.windows(2).all(|w| w[1] - w[0] <= 3_600_000));
-    assert!(r
-        .logs()
-        .has(Level::Warn, "Offline grace period ends in 1 days"));
+    r.logs()
+        .expect(Level::Warn, "Offline grace period ends in 1 days");
     wait_secs(2 * MIN).await;
     assert_eq!(e.tier(), Tier::Community);
     assert!(r.logs().has(
         Level::Error,
         "Offline grace period expired - limited to Community features"
     ));
-    assert!(r
-        .logs()
-        .has(Level::Warn, "License downgraded from Pro to Community"));
+    r.logs()
+        .expect(Level::Warn, "License downgraded from Pro to Community");
     let s = e.status();
     assert_eq!(s.status, "Degraded (offline grace expired)");
     assert_eq!(
@@ -221,9 +218,8 @@ async fn offline_for_the_grace_then_degraded_then_reconnected() {
     r.fake.mode(Mode::Up);
     wait_secs(H + 1).await;
     assert_eq!(e.tier(), Tier::Pro, "{}", r.logs().dump());
-    assert!(r
-        .logs()
-        .has(Level::Info, "Reconnected - online mode resumed"));
+    r.logs()
+        .expect(Level::Info, "Reconnected - online mode resumed");
     let last = r.fake.get(|i| i.reconnects.last().cloned()).unwrap();
     assert_eq!(last.old_session_id.as_deref(), Some("s-1"));
     assert_eq!(last.offline_since, Some(rfc3339_millis(went)));
@@ -252,9 +248,8 @@ async fn a_restart_on_day_three_still_ends_the_grace_on_day_seven() {
 
     let b = r.start(json!({})).await;
     assert_eq!(b.tier(), Tier::Pro, "{}", r.logs().dump());
-    assert!(r
-        .logs()
-        .has(Level::Warn, "Using cached license (seat acquire failed)"));
+    r.logs()
+        .expect(Level::Warn, "Using cached license (seat acquire failed)");
     assert!(r.logs().has(
         Level::Warn,
         "Entered offline mode - grace period of 3 days active"
@@ -321,9 +316,8 @@ async fn no_seats_is_community_with_the_backend_s_message_and_retried_after_a_mi
     wait_secs(4 * MIN).await;
     assert_eq!(r.count(paths::ACQUIRE), 4);
     assert_eq!(e.tier(), Tier::Pro);
-    assert!(r
-        .logs()
-        .has(Level::Info, "License upgraded from Community to Pro"));
+    r.logs()
+        .expect(Level::Info, "License upgraded from Community to Pro");
 }
 
 #[tokio::test(start_paused = true)]
@@ -375,7 +369,7 @@ async fn a_revocation_on_a_heartbeat_drops_to_community_at_once() {
     assert_eq!(e.tier(), Tier::Community);
     let s = e.status();
     assert_eq!(s.status, "Revoked");
-    assert!(r.logs().has(Level::Error, "License revoked"));
+    r.logs().expect(Level::Error, "License revoked");
     assert!(r.f.read_cache().is_none(), "cache deleted");
     assert_eq!(s.seat.unwrap().session_id, None);
     // No heartbeats for a seat that is gone; the next acquire waits for the schedule.
@@ -526,7 +520,7 @@ async fn a_free_plan_runs_without_a_seat_and_acquires_again_each_interval() {
     assert_eq!(s.seat.unwrap().state, SeatState::OfflinePlan);
     assert_eq!(s.mode, "offline");
     assert_eq!(s.license_id.as_deref(), Some("org-acme-123"));
-    assert!(r.logs().has(Level::Info, "Offline plan"));
+    r.logs().expect(Level::Info, "Offline plan");
     wait_secs(12 * H + 1).await;
     assert_eq!(
         r.paths(),
@@ -561,9 +555,8 @@ async fn in_seat_mode_a_token_not_bound_to_its_seat_is_refused() {
     r.fake.set(|i| i.unbound = true);
     let e = r.start(json!({})).await;
     assert_eq!(e.tier(), Tier::Community, "{}", r.logs().dump());
-    assert!(r
-        .logs()
-        .has(Level::Warn, "not bound to this seat session (`sid`)"));
+    r.logs()
+        .expect(Level::Warn, "not bound to this seat session (`sid`)");
 }
 
 #[test]
@@ -574,11 +567,8 @@ fn a_seat_token_outside_seat_mode_is_rejected() {
     c["hwid"] = json!("hw");
     let e = f.start(json!({"key": mint(&c)}));
     assert_eq!(e.tier(), Tier::Community);
-    assert!(
-        f.logs.has(Level::Warn, "a seat token is bound to its seat"),
-        "{}",
-        f.logs.dump()
-    );
+    f.logs
+        .expect(Level::Warn, "a seat token is bound to its seat");
     // A seat token in the cache is no fallback for an API-key engine either.
     let g = Fixture::new();
     g.write_cache(&mint(&c));
@@ -699,7 +689,7 @@ async fn a_revocation_answering_the_acquire_ends_resolution_at_community() {
     assert_eq!(e.tier(), Tier::Community, "no fall-through to the cache");
     let s = e.status();
     assert_eq!(s.status, "Revoked");
-    assert!(r.logs().has(Level::Error, "License revoked"));
+    r.logs().expect(Level::Error, "License revoked");
     assert!(r.f.read_cache().is_none(), "cache deleted");
     assert_eq!(s.seat.unwrap().state, SeatState::Acquiring);
     // The next attempt waits for the refresh schedule.
@@ -732,5 +722,5 @@ async fn setting_the_clock_back_does_not_stretch_the_offline_grace() {
     );
     assert_eq!(seat_of(&e).state, SeatState::Degraded);
     assert!(e.status().clock.clock_behind);
-    assert!(r.logs().has(Level::Warn, "System clock moved backwards"));
+    r.logs().expect(Level::Warn, "System clock moved backwards");
 }

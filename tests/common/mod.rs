@@ -133,6 +133,15 @@ impl Logs {
             .iter()
             .any(|(l, m)| *l == level && m.contains(text))
     }
+    /// Asserts a record of `level` containing `text` was logged (showing every record if
+    /// not).
+    pub fn expect(&self, level: Level, text: &str) {
+        assert!(
+            self.has(level, text),
+            "no {level} `{text}` in:\n{}",
+            self.dump()
+        );
+    }
     pub fn count(&self, text: &str) -> usize {
         self.all().iter().filter(|(_, m)| m.contains(text)).count()
     }
@@ -674,6 +683,15 @@ impl RecordingProxy {
 
     pub fn seen(&self) -> Vec<String> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// Asserts a request line starting with `start` reached the proxy.
+    pub fn expect(&self, start: &str) {
+        let seen = self.seen();
+        assert!(
+            seen.iter().any(|l| l.starts_with(start)),
+            "{start}: {seen:?}"
+        );
     }
 }
 
