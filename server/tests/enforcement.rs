@@ -358,7 +358,7 @@ fn an_acquire_reports_the_offline_period_no_session_is_left_to_end() {
         let mut body = acquire_body("pc");
         body["old_session_id"] = json!(old);
         body["offline_since"] = json!(lic4es::clock::rfc3339(since));
-        let (code, v) = s.json("POST", paths::RECONNECT, Some(&key), body);
+        let (code, v) = s.reconnect(&key, body);
         assert_eq!(code, 200, "{v}");
         old = v["session_id"].as_str().unwrap().to_string();
         let detail = entries(&s, &third, "reconnect")[0]["detail"]

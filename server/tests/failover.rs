@@ -30,15 +30,7 @@ struct Fleet {
 fn fleet(redis: &str) -> Fleet {
     let pg = PgProc::start();
     let dir = tempfile::tempdir().unwrap();
-    let config = common::process::server_toml(
-        dir.path(),
-        &format!(
-            "listen = \"127.0.0.1:0\"\nmetrics-listen = \"none\"\n\
-             admin-token = {ADMIN:?}\ndatabase-url = {:?}\n{redis}\n",
-            pg.url(),
-        ),
-    );
-    common::process::cli(&config, &["keygen"]);
+    let config = common::process::fleet_config(dir.path(), &pg.url(), redis);
     let servers = [ServerProcess::start(&config), ServerProcess::start(&config)];
     Fleet {
         ports: [servers[0].port, servers[1].port],

@@ -68,18 +68,8 @@ fn cluster() -> Cluster {
     let redis = RedisProc::start();
     let pg = PgProc::start();
     let dir = tempfile::tempdir().unwrap();
-    let config = common::process::server_toml(
-        dir.path(),
-        &format!(
-            "listen = \"127.0.0.1:0\"\nmetrics-listen = \"none\"\n\
-             admin-token = \"admin-secret-0123456789abcdef-tests\"\n\
-             database-url = {:?}\nredis-url = {:?}\n",
-            pg.url(),
-            redis.url()
-        ),
-    );
-    // One signing key for every instance.
-    common::process::cli(&config, &["keygen"]);
+    let redis_url = format!("redis-url = {:?}", redis.url());
+    let config = common::process::fleet_config(dir.path(), &pg.url(), &redis_url);
     let a = ServerProcess::start(&config);
     let b = ServerProcess::start(&config);
     Cluster {

@@ -351,10 +351,7 @@ fn a_session_is_renewed_at_most_once_per_spacing() {
 fn without_grace_a_lapsed_session_is_dropped() {
     each_store(|name, clock, store| {
         block_on(async {
-            store
-                .acquire(session("s-1", "lic", 1, "h1", 0), None)
-                .await
-                .unwrap();
+            take(&*store, session("s-1", "lic", 1, "h1", 0)).await;
             clock.advance_millis((TTL + 1) * 1000);
             assert!(store.sessions(None).await.unwrap().is_empty(), "{name}");
             assert_eq!(
@@ -370,10 +367,7 @@ fn without_grace_a_lapsed_session_is_dropped() {
 fn a_reconnect_ends_its_own_old_session_at_once() {
     each_store(|name, clock, store| {
         block_on(async {
-            store
-                .acquire(session("s-1", "lic", 1, "h1", GRACE), None)
-                .await
-                .unwrap();
+            take(&*store, session("s-1", "lic", 1, "h1", GRACE)).await;
             // Another machine cannot end it.
             let stranger = store
                 .acquire(
@@ -438,14 +432,8 @@ fn a_reconnect_ends_its_own_old_session_at_once() {
 fn release_and_kick_end_sessions_and_licenses_are_kept_apart() {
     each_store(|name, _, store| {
         block_on(async {
-            store
-                .acquire(session("s-1", "lic", 2, "h1", GRACE), None)
-                .await
-                .unwrap();
-            store
-                .acquire(session("s-2", "lic", 2, "h2", GRACE), None)
-                .await
-                .unwrap();
+            take(&*store, session("s-1", "lic", 2, "h1", GRACE)).await;
+            take(&*store, session("s-2", "lic", 2, "h2", GRACE)).await;
             assert_eq!(
                 store.heartbeat("s-1", "other", 0).await.unwrap(),
                 None,
@@ -758,10 +746,7 @@ fn redis_keeps_an_online_session_in_under_a_kibibyte() {
     let n = 2000;
     redis_rt().block_on(async {
         // Load the scripts and the index keys first, so only sessions are counted.
-        store
-            .acquire(session("warm", "lic-0", 1, "h", GRACE), None)
-            .await
-            .unwrap();
+        take(&store, session("warm", "lic-0", 1, "h", GRACE)).await;
         let before = used(&mut c);
         for i in 0..n {
             let s = NewSession {

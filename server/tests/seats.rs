@@ -256,7 +256,7 @@ fn a_reconnect_frees_the_old_seat_at_once_and_records_the_offline_period() {
     body["old_session_id"] = json!(old);
     body["offline_since"] = json!(lic4es::clock::rfc3339(NOW + 3 * 3600 - 7200));
     body["offline_cycles_30d"] = json!(2);
-    let (status, v) = s.json("POST", paths::RECONNECT, Some(&key), body);
+    let (status, v) = s.reconnect(&key, body);
     assert_eq!(status, 200, "{v}");
     let new = v["session_id"].as_str().unwrap();
     assert_ne!(new, old);
@@ -267,7 +267,7 @@ fn a_reconnect_frees_the_old_seat_at_once_and_records_the_offline_period() {
     assert_eq!(rec["session_id"], old);
     assert_eq!(rec["detail"], "offline 7200 s; 2 offline cycles in 30 days");
     // Without an old session it is a plain acquire; the seat is taken now.
-    let (status, _) = s.json("POST", paths::RECONNECT, Some(&key), acquire_body("other"));
+    let (status, _) = s.reconnect(&key, acquire_body("other"));
     assert_eq!(status, 403);
 }
 
@@ -504,12 +504,7 @@ fn lapses_and_reconnects_feed_the_offline_abuse_rule() {
         assert_eq!(listed[0]["mode"], "offline", "cycle {cycle}");
         assert_eq!(listed[0]["offline_secs"], 4 * DAY);
         assert_eq!(listed[0]["grace_left_secs"], 3 * DAY + TTL);
-        let (status, v) = s.json(
-            "POST",
-            paths::RECONNECT,
-            Some(&key),
-            reconnect_body("laptop", &sid, last_contact),
-        );
+        let (status, v) = s.reconnect(&key, reconnect_body("laptop", &sid, last_contact));
         assert_eq!(status, 200, "{v}");
         sid = v["session_id"].as_str().unwrap().to_string();
         last_contact = NOW + cycle * 4 * DAY;
@@ -640,12 +635,7 @@ fn a_reconnect_for_a_session_the_server_forgot_still_reports_its_offline_period(
     let s = Server::start();
     let (license, key) = s.license("pro", json!({"seats": 2}));
     // As after a restart of a server keeping seats in memory: the old id is unknown.
-    let (status, v) = s.json(
-        "POST",
-        paths::RECONNECT,
-        Some(&key),
-        reconnect_body("hw", "ses-forgotten", NOW - 3 * DAY),
-    );
+    let (status, v) = s.reconnect(&key, reconnect_body("hw", "ses-forgotten", NOW - 3 * DAY));
     assert_eq!(status, 200, "{v}");
     let rec = entry(&s, &license, "reconnect");
     assert_eq!(rec["session_id"], "ses-forgotten");
@@ -661,7 +651,7 @@ fn a_reconnect_for_a_session_the_server_forgot_still_reports_its_offline_period(
     // Without a reported start, an unknown old session adds nothing.
     let mut body = acquire_body("hw2");
     body["old_session_id"] = json!("ses-other");
-    assert_eq!(s.json("POST", paths::RECONNECT, Some(&key), body).0, 200);
+    assert_eq!(s.reconnect(&key, body).0, 200);
     assert_eq!(abuse(&s)["licenses"][0]["cycles"], 1);
 }
 
@@ -676,12 +666,7 @@ fn the_audit_trail_is_kept_for_its_configured_days_and_offline_periods_for_30() 
         "offline",
         "lapse audited"
     );
-    let (status, v) = s.json(
-        "POST",
-        paths::RECONNECT,
-        Some(&key),
-        reconnect_body("old", &old, NOW),
-    );
+    let (status, v) = s.reconnect(&key, reconnect_body("old", &old, NOW));
     assert_eq!(status, 200, "{v}");
     let prune = || common::block_on(license_server::service::audit::prune_old(&s.state)).unwrap();
     prune();
@@ -734,10 +719,8 @@ fn the_coditect_adr_client_s_bodies_are_served() {
     assert_eq!(renewed.sid.as_deref(), Some(sid.as_str()));
 
     // A reconnect with the old session frees its seat at once.
-    let (status, v) = s.json(
-        "POST",
-        paths::RECONNECT,
-        Some(&key),
+    let (status, v) = s.reconnect(
+        &key,
         json!({"old_session_id": sid, "hardware_id": "adr-laptop"}),
     );
     assert_eq!(status, 200, "{v}");

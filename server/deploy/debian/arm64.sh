@@ -11,6 +11,7 @@
 # (default target/debian-arm64).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+. server/deploy/debian/serving.sh
 out=${1:-target/debian-arm64}
 target=aarch64-unknown-linux-gnu
 
@@ -44,13 +45,5 @@ sed -e "s|^listen = .*|listen = \"127.0.0.1:$api\"|" \
   "$root/etc/license-server/license-server.toml" >"$root/server.toml"
 qemu-aarch64 "$bin" --config "$root/server.toml" serve >"$log" 2>&1 &
 pid=$!
-ok=""
-for _ in $(seq 600); do
-  if grep -q "listening on http://127.0.0.1:$api" "$log"; then ok=1; break; fi
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.05
-done
-if [ -z "$ok" ]; then cat "$log"; echo "the arm64 license-server did not start" >&2; exit 1; fi
-health=$(exec 3<>"/dev/tcp/127.0.0.1/$api" && printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3 && cat <&3)
-echo "$health" | grep -q '"status":"ok"' || { echo "$health"; exit 1; }
+serves_healthz "$pid" "$log" "$api" "the arm64 license-server"
 echo "the arm64 license-server from the package served /healthz under qemu-aarch64"

@@ -6,6 +6,7 @@
 # dir and its signing key) and cleans up. Needs root and dpkg; CI runs it.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+. server/deploy/debian/serving.sh
 
 if ! command -v cargo-deb >/dev/null 2>&1; then
   cargo install cargo-deb --locked --quiet
@@ -31,15 +32,7 @@ runuser -u license-server -- /usr/bin/license-server --config "$conf" serve >"$l
 pid=$!
 stop() { kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; }
 trap stop EXIT
-ok=""
-for _ in $(seq 200); do
-  if grep -q 'listening on http://127.0.0.1:8700' "$log"; then ok=1; break; fi
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.05
-done
-if [ -z "$ok" ]; then cat "$log"; echo "the installed license-server did not start" >&2; exit 1; fi
-health=$(exec 3<>/dev/tcp/127.0.0.1/8700 && printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3 && cat <&3)
-echo "$health" | grep -q '"status":"ok"' || { echo "$health"; exit 1; }
+serves_healthz "$pid" "$log" 8700 "the installed license-server"
 test "$(stat -c %U /var/lib/license-server/signing-key.jwk)" = license-server
 test "$(stat -c %a /var/lib/license-server/signing-key.jwk)" = 600
 stop

@@ -162,6 +162,11 @@ impl Server {
         self.json("POST", lic4es::protocol::paths::ACQUIRE, Some(key), body)
     }
 
+    /// A reconnect with `key`.
+    pub fn reconnect(&self, key: &str, body: Value) -> (u16, Value) {
+        self.json("POST", lic4es::protocol::paths::RECONNECT, Some(key), body)
+    }
+
     /// A heartbeat with `key`.
     pub fn heartbeat(&self, key: &str, body: Value) -> (u16, Value) {
         self.json("PUT", lic4es::protocol::paths::HEARTBEAT, Some(key), body)

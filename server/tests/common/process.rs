@@ -142,6 +142,22 @@ pub fn server_toml(dir: &Path, lines: &str) -> PathBuf {
     config
 }
 
+/// The config of instances that share one PostgreSQL database (`database_url`) and the
+/// seat store `seats` (its TOML line): each on a free port, the admin token
+/// [`super::ADMIN`], no metrics listener; and their one signing key, made.
+pub fn fleet_config(dir: &Path, database_url: &str, seats: &str) -> PathBuf {
+    let config = server_toml(
+        dir,
+        &format!(
+            "listen = \"127.0.0.1:0\"\nmetrics-listen = \"none\"\nadmin-token = {:?}\n\
+             database-url = {database_url:?}\n{seats}\n",
+            super::ADMIN
+        ),
+    );
+    cli(&config, &["keygen"]);
+    config
+}
+
 /// A server config in `dir` for `port`, its data under `dir/data`, the admin API behind
 /// `admin_token` and no metrics listener: what a vendor runs, for the tests that start it
 /// as its own process.
