@@ -1,7 +1,7 @@
 # Sourced by the benchmarks (from the repository's root): the server binary ($srv: this
 # tree's release build, or LICENSE_SERVER=path to compare builds), a work dir ($work)
 # removed at exit with every process in $pids (after the commands in $at_exit),
-# free_port, and timed (a GET's median time).
+# free_port, start_redis, wrk_threads_lua, and timed (a GET's median time).
 if [ -n "${LICENSE_SERVER:-}" ]; then
   srv=$(realpath "$LICENSE_SERVER")
 else
@@ -29,4 +29,24 @@ timed() {
     curl -s -o /dev/null -w '%{time_total} %{size_download}\n' -H "Authorization: Bearer $bearer" \
       "http://127.0.0.1:$port$path"
   done | sort -n | sed -n 3p | awk '{printf "%.1f ms, %d B", $1 * 1000, $2}'
+}
+
+# A redis-server on a free port ($rport; its pid $redis_pid, and in $pids), keeping nothing
+# on disk: start_redis DIR.
+start_redis() {
+  rport=$(free_port)
+  redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$1" >/dev/null &
+  redis_pid=$!
+  pids+=("$redis_pid")
+}
+
+# The start of a wrk script whose threads know their number, `id` (from 1).
+wrk_threads_lua() {
+  cat <<'LUA'
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("id", counter)
+end
+LUA
 }

@@ -33,10 +33,7 @@ else
   srv_off=$PWD/target/bench-audit-off/release/license-server
 fi
 
-rport=$(free_port)
-redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null &
-redis_pid=$!
-pids+=("$redis_pid")
+start_redis "$work"
 port=$(free_port)
 cat >"$work/server.toml" <<TOML
 listen = "127.0.0.1:$port"

@@ -50,9 +50,7 @@ pids+=($!)
 at_exit+=('as_pg "$pgbin/pg_ctl" -D "$work/pg/data" stop -m immediate')
 for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$pport") 2>/dev/null && break; sleep 0.05; done
 
-rport=$(free_port)
-redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null &
-pids+=($!)
+start_redis "$work"
 redis_mem() { redis-cli -p "$rport" info memory | awk -F: '/^used_memory:/{print $2}' | tr -d '\r'; }
 
 ports=()
@@ -82,12 +80,9 @@ done
 
 # wrk scripts. Each thread writes what it must keep (API keys, session ids) to its own
 # file, $OUT-<thread>; a thread stops after its share of WANT requests.
-cat >"$work/common.lua" <<'LUA'
-local counter = 0
-function setup(thread)
-  counter = counter + 1
-  thread:set("id", counter)
-end
+{
+  wrk_threads_lua
+  cat <<'LUA'
 function init()
   n = 0
   share = math.ceil(tonumber(os.getenv("WANT")) / tonumber(os.getenv("THREADS")))
@@ -102,7 +97,15 @@ done = function(summary, latency, requests)
     summary.errors.status + summary.errors.connect + summary.errors.read +
     summary.errors.write + summary.errors.timeout))
 end
+-- Keeps the captures of `first` and `second` in `body` as one line when both match; the
+-- thread stops after its share.
+function keep(body, first, second)
+  local a, b = body:match(first), body:match(second)
+  if a and b then out:write(a, " ", b, "\n") end
+  if n >= share then wrk.thread:stop() end
+end
 LUA
+} >"$work/common.lua"
 cat >"$work/licenses.lua" <<LUA
 request = function()
   n = n + 1
@@ -111,9 +114,7 @@ request = function()
     '{"id":"org-' .. os.getenv("RUN") .. '-' .. id .. '-' .. n .. '","tier":"pro","days":365,"seats":' .. os.getenv("SEATS") .. ',"heartbeat_interval":' .. os.getenv("INTERVAL") .. '}')
 end
 response = function(status, headers, body)
-  local key, lic = body:match('"api_key":"([^"]+)"'), body:match('"license_id":"([^"]+)"')
-  if key and lic then out:write(lic, " ", key, "\n") end
-  if n >= share then wrk.thread:stop() end
+  keep(body, '"license_id":"([^"]+)"', '"api_key":"([^"]+)"')
 end
 LUA
 # Acquires round-robin over the keys, GROUP in a row with each; every granted session's
@@ -130,9 +131,7 @@ request = function()
       '","instance_id":"i","version":"1","nonce":"$nonce"}')
 end
 response = function(status, headers, body)
-  local sid, jwt = body:match('"session_id":"([^"]+)"'), body:match('"license":"([^"]+)"')
-  if sid and jwt then out:write(jwt, " ", sid, "\n") end
-  if n >= share then wrk.thread:stop() end
+  keep(body, '"license":"([^"]+)"', '"session_id":"([^"]+)"')
 end
 LUA
 # Heartbeats over "key session" lines, each line once: instance SHIFT (1 or 2) takes

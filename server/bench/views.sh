@@ -22,16 +22,13 @@ nonce=0123456789abcdef0123456789abcdef
 
 # wrk script: acquires round-robin over the keys in $work/keys, each thread stopping after
 # its share of $want acquires.
-cat >"$work/fill.lua" <<'LUA'
+{
+  wrk_threads_lua
+  cat <<'LUA'
 local keys = {}
 for line in io.lines(os.getenv("KEYS_FILE")) do keys[#keys + 1] = line end
 local want = tonumber(os.getenv("WANT"))
 local threads = tonumber(os.getenv("THREADS"))
-local counter = 0
-function setup(thread)
-  counter = counter + 1
-  thread:set("id", counter)
-end
 function init()
   n = 0
   share = math.ceil(want / threads)
@@ -48,6 +45,7 @@ response = function()
   if n >= share then wrk.thread:stop() end
 end
 LUA
+} >"$work/fill.lua"
 
 
 run() { # store sessions
@@ -63,10 +61,7 @@ run() { # store sessions
     echo "data-dir = \"$dir/data\""
     echo "admin-token = \"$admin\""
     if [ "$store" = redis ]; then
-      local rport
-      rport=$(free_port)
-      redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >/dev/null &
-      pids+=($!)
+      start_redis "$dir"
       echo "redis-url = \"redis://127.0.0.1:$rport/\""
     fi
   } >"$dir/server.toml"
