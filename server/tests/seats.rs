@@ -20,6 +20,12 @@ fn acquire(s: &Server, key: &str, hw: &str) -> (u16, Value) {
     s.acquire(key, acquire_body(hw))
 }
 
+/// The `id`s of a page of audit entries.
+fn ids(page: &Value) -> Vec<i64> {
+    let entries = page.as_array().unwrap().iter();
+    entries.map(|e| e["id"].as_i64().unwrap()).collect()
+}
+
 /// A seat taken by machine `hw`: its session id.
 fn seat(s: &Server, key: &str, hw: &str) -> String {
     let (status, v) = acquire(s, key, hw);
@@ -843,19 +849,9 @@ fn admin_views_come_by_the_page_with_the_next_page_linked() {
 
     // The audit trail by the page, newest first, linked by the last id.
     let (_, v, next) = admin_page(&s, &format!("/admin/audit?license={lic_a}&limit=3"));
-    let page1: Vec<i64> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_i64().unwrap())
-        .collect();
+    let page1 = ids(&v);
     let (_, v, _) = admin_page(&s, &next.expect("older entries"));
-    let page2: Vec<i64> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_i64().unwrap())
-        .collect();
+    let page2 = ids(&v);
     assert_eq!(page1.len(), 3);
     assert!(
         !page2.is_empty() && page2[0] < page1[2],
