@@ -220,10 +220,11 @@ pub struct TelemetryConfig {
 }
 
 /// `seat.enabled`: whether the engine holds a seat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SeatChoice {
     /// The license decides: fetch a token by API key, and acquire a seat when the backend
     /// answers that the license is counted in seats.
+    #[default]
     Auto,
     /// Acquire a seat at once.
     On,

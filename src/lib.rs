@@ -34,6 +34,8 @@ mod platform;
 /// cbindgen:ignore
 pub mod protocol;
 /// cbindgen:ignore
+pub mod resolution;
+/// cbindgen:ignore
 pub mod seat;
 /// cbindgen:ignore
 pub mod state;

@@ -19,6 +19,7 @@ use crate::clock;
 use crate::clock::{Clock, Ledger, SystemClock};
 use crate::config::{Config, Entitlements};
 use crate::log::{stderr_sink, Level, LogSink, Logger};
+use crate::resolution::InitFetch;
 use crate::seat::SeatMachine;
 use crate::state::{Seal, StateFile};
 use crate::telemetry::{Usage, PROCESS_USAGE};
@@ -688,14 +689,6 @@ fn source_label(source: Source) -> &'static str {
         Source::Offline => "from air-gapped activation",
         Source::None => "none",
     }
-}
-
-/// What happened to the token fetch during init.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum InitFetch {
-    NotTried,
-    Succeeded,
-    Failed,
 }
 
 /// The grace warning (`docs/explanation/tier.md`).

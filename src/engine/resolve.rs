@@ -9,16 +9,94 @@ use crate::log::{redact, Level};
 use crate::token::{Checked, Standing};
 
 use super::exchange::{Failure, SEAT_AUTO_MESSAGE, SEAT_REQUIRED_REASON};
-use crate::config::SeatChoice;
+use crate::resolution::{self, Facts, Fetched, Look, Next, Settled};
+
+/// [`Look::Found`] (keeping the token in `found`) or [`Look::Nothing`].
+fn look(token: Option<(String, Checked)>, found: &mut Option<(String, Checked)>) -> Look {
+    match token {
+        Some(t) => {
+            *found = Some(t);
+            Look::Found
+        }
+        None => Look::Nothing,
+    }
+}
 
 impl Shared {
-    /// Resolves the license. Says whether a token fetch was attempted, and with what
-    /// outcome, so the scheduler does not repeat it at once.
+    /// Resolves the license: [`resolution::next`] decides each step, this carries it out.
+    /// Says whether a token fetch was attempted, and with what outcome, so the scheduler
+    /// does not repeat it at once.
     pub(super) async fn resolve(
         &self,
         backend: &mut Option<Backend>,
         stop: &mut Stop,
     ) -> InitFetch {
+        let mut out = self.startup_warnings();
+        let mut reasons: Vec<String> = Vec::new();
+        let mut facts = Facts {
+            api_key: self.config.api_key.is_some(),
+            seat: self.config.seat.enabled,
+            ..Facts::default()
+        };
+        // The token a step found, and what the server said when it did not give one.
+        let mut found: Option<(String, Checked)> = None;
+        let mut refusal = String::new();
+        loop {
+            let step = resolution::next(&facts);
+            match step {
+                Next::ReadStatic => {
+                    facts.static_token =
+                        look(self.checked_static(&mut out, &mut reasons), &mut found);
+                    out.flush(&self.log);
+                    out = Outbox::default();
+                }
+                Next::ReadActivation => {
+                    facts.activation = look(self.installed_activation(&mut reasons), &mut found);
+                }
+                Next::ReadCachedSeat => {
+                    facts.cached_seat_token = if self.cached_seat_token() {
+                        Look::Found
+                    } else {
+                        Look::Nothing
+                    };
+                }
+                Next::Fetch => {
+                    let fetched = self
+                        .fetch_at_start(backend, &mut reasons, &mut refusal)
+                        .await;
+                    facts.fetch = Some(match fetched {
+                        Ok(token) => {
+                            found = Some(token);
+                            Fetched::Token
+                        }
+                        Err(f) => f,
+                    });
+                }
+                Next::ReadCache => {
+                    let failed = facts.fetch == Some(Fetched::Failed);
+                    let cause = failed.then_some("API key fetch failed");
+                    facts.cache = look(self.cached_token(cause, &mut reasons), &mut found);
+                }
+                Next::Seat => {
+                    if facts.fetch == Some(Fetched::SeatRequired) {
+                        self.log.info(SEAT_AUTO_MESSAGE);
+                        self.log
+                            .debug(&format!("license server: {}", crate::log::clean(&refusal)));
+                    }
+                    self.resolve_seat(backend, stop, reasons).await;
+                    return resolution::init_fetch(&facts, step);
+                }
+                Next::Settle(end) => {
+                    self.settle(end, found.take(), &refusal, reasons);
+                    return resolution::init_fetch(&facts, step);
+                }
+            }
+        }
+    }
+
+    /// The warnings of the start, before resolution looks at anything: the config's, a
+    /// cache dir others can write, the start's notes, a state that does not verify.
+    fn startup_warnings(&self) -> Outbox {
         let mut out = Outbox::default();
         for w in &self.config.warnings {
             out.push(Level::Warn, w.clone());
@@ -37,124 +115,110 @@ impl Shared {
             out.push(Level::Warn, note);
         }
         self.cache.sweep_stale_temps();
-        let mut reasons: Vec<String> = Vec::new();
         if let Some(t) = lock(&self.tamper).as_ref() {
             out.push(Level::Warn, t.warning());
         }
+        out
+    }
 
-        // 1. Static token.
-        if let Some(token) = self.static_token(&mut out, &mut reasons) {
-            // With a state that does not verify, the clock it protected is not trusted
-            // to judge the token either.
-            let checked = self
-                .check_token(&token)
-                .and_then(|c| {
-                    c.claims.check_static_use()?;
-                    Ok(c)
-                })
-                .map_err(|e| e.to_string())
-                .and_then(|c| match self.tamper_blocks_the_clock() {
-                    Some(why) => Err(why),
-                    None => Ok(c),
-                });
-            match checked {
-                Ok(checked) => {
-                    out.flush(&self.log);
-                    self.adopt(token, checked, Source::Static, None);
-                    return InitFetch::NotTried;
-                }
-                Err(e) => {
-                    out.push(
-                        Level::Warn,
-                        format!("Static license {} rejected: {e}", redact(&token)),
-                    );
-                    reasons.push(format!("static license rejected: {e}"));
-                }
+    /// The static token, when one is configured and stands. With a state that does not
+    /// verify, the clock it protected is not trusted to judge the token either.
+    fn checked_static(
+        &self,
+        out: &mut Outbox,
+        reasons: &mut Vec<String>,
+    ) -> Option<(String, Checked)> {
+        let token = self.static_token(out, reasons)?;
+        let checked = self
+            .check_token(&token)
+            .and_then(|c| {
+                c.claims.check_static_use()?;
+                Ok(c)
+            })
+            .map_err(|e| e.to_string())
+            .and_then(|c| match self.tamper_blocks_the_clock() {
+                Some(why) => Err(why),
+                None => Ok(c),
+            });
+        match checked {
+            Ok(checked) => Some((token, checked)),
+            Err(e) => {
+                out.push(
+                    Level::Warn,
+                    format!("Static license {} rejected: {e}", redact(&token)),
+                );
+                reasons.push(format!("static license rejected: {e}"));
+                None
             }
         }
-        out.flush(&self.log);
+    }
 
-        // 1b. An air-gapped activation installed in cache-dir.
-        if let Some((token, checked)) = self.installed_activation(&mut reasons) {
-            self.adopt(token, checked, Source::Offline, None);
-            return InitFetch::NotTried;
-        }
-
-        // 2. A seat, or a token fetched with the API key.
-        let mut fetch_failed = false;
-        if let Some(api_key) = &self.config.api_key {
-            let seat_now = match self.config.seat.enabled {
-                SeatChoice::On => true,
-                // The license was served with a seat last time (its seat token is
-                // cached): seek one again at once, so a restart reconnects its session,
-                // and one while the backend is away works offline from that token.
-                SeatChoice::Auto => self.cached_seat_token(),
-                SeatChoice::Off => false,
-            };
-            if seat_now {
-                self.resolve_seat(backend, stop, reasons).await;
-                return InitFetch::NotTried;
+    /// The token fetch with the API key at start: the token, or how it ended (what the
+    /// server said, for a revocation or a seat, in `refusal`).
+    async fn fetch_at_start(
+        &self,
+        backend: &mut Option<Backend>,
+        reasons: &mut Vec<String>,
+        refusal: &mut String,
+    ) -> Result<(String, Checked), Fetched> {
+        let api_key = self.config.api_key.as_deref().unwrap_or_default();
+        match self.fetch(backend, api_key).await {
+            Ok(token) => Ok(token),
+            Err(Failure::Revoked(message)) => {
+                *refusal = message;
+                Err(Fetched::Revoked)
             }
-            match self.fetch(backend, api_key).await {
-                Ok((token, checked)) => {
-                    self.adopt(token, checked, Source::ApiKey, None);
-                    return InitFetch::Succeeded;
-                }
-                Err(Failure::Revoked(message)) => {
-                    self.revoke(&message);
-                    return InitFetch::Failed;
-                }
-                Err(Failure::SeatRequired(message)) => {
-                    if self.config.seat.enabled == SeatChoice::Auto {
-                        self.log.info(SEAT_AUTO_MESSAGE);
-                        self.log
-                            .debug(&format!("license server: {}", crate::log::clean(&message)));
-                        self.resolve_seat(backend, stop, reasons).await;
-                        return InitFetch::NotTried;
-                    }
-                    // The vendor's record says a seat is needed and the host declines
-                    // one: no cached token stands in for it.
-                    self.log.warn(&format!(
-                        "License fetch with API key {}: {SEAT_REQUIRED_REASON} \
-                         (seat.enabled: false)",
-                        redact(api_key)
-                    ));
-                    self.forget_cached_token();
-                    reasons.push(SEAT_REQUIRED_REASON.into());
-                    self.settle_community(reasons);
-                    return InitFetch::Succeeded;
-                }
-                Err(failure) => {
-                    let reason = failure.reason();
-                    self.log.warn(&format!(
-                        "License fetch with API key {} failed: {reason}",
-                        redact(api_key)
-                    ));
-                    reasons.push(format!("API key fetch failed: {reason}"));
-                    fetch_failed = true;
-                }
+            Err(Failure::SeatRequired(message)) => {
+                *refusal = message;
+                Err(Fetched::SeatRequired)
+            }
+            Err(failure) => {
+                let reason = failure.reason();
+                self.log.warn(&format!(
+                    "License fetch with API key {} failed: {reason}",
+                    redact(api_key)
+                ));
+                reasons.push(format!("API key fetch failed: {reason}"));
+                Err(Fetched::Failed)
             }
         }
+    }
 
-        // 3. Cached token.
-        let cause = fetch_failed.then_some("API key fetch failed");
-        if let Some((token, checked)) = self.cached_token(cause, &mut reasons) {
-            let why = (!reasons.is_empty()).then(|| reasons.join("; "));
-            self.adopt(token, checked, Source::Cache, why);
-            return if fetch_failed {
-                InitFetch::Failed
-            } else {
-                InitFetch::NotTried
-            };
-        }
-
-        // 4. Community.
-        self.settle_community(reasons);
-        if fetch_failed {
-            InitFetch::Failed
-        } else {
-            InitFetch::NotTried
-        }
+    /// Carries out where resolution settled: `found` is the token the last step found.
+    fn settle(
+        &self,
+        end: Settled,
+        found: Option<(String, Checked)>,
+        refusal: &str,
+        mut reasons: Vec<String>,
+    ) {
+        let source = match end {
+            Settled::Static => Source::Static,
+            Settled::Activation => Source::Offline,
+            Settled::ApiKey => Source::ApiKey,
+            Settled::Cache => Source::Cache,
+            Settled::Revoked => return self.revoke(refusal),
+            Settled::SeatDeclined => {
+                // The vendor's record says a seat is needed and the host declines one: no
+                // cached token stands in for it.
+                let api_key = self.config.api_key.as_deref().unwrap_or_default();
+                self.log.warn(&format!(
+                    "License fetch with API key {}: {SEAT_REQUIRED_REASON} \
+                     (seat.enabled: false)",
+                    redact(api_key)
+                ));
+                self.forget_cached_token();
+                reasons.push(SEAT_REQUIRED_REASON.into());
+                return self.settle_community(reasons);
+            }
+            Settled::Community => return self.settle_community(reasons),
+        };
+        let Some((token, checked)) = found else {
+            // `next` settles on a source only once its step found a token.
+            return self.settle_community(reasons);
+        };
+        let why = (end == Settled::Cache && !reasons.is_empty()).then(|| reasons.join("; "));
+        self.adopt(token, checked, source, why);
     }
 
     /// Whether the cache holds a seat token of this vendor that still counts: the
