@@ -8,16 +8,15 @@
 //! `status`, `refresh` (the refresh schedule), `seat` (carrying out the seat state
 //! machine's actions) and `worker` (the thread, its runtime and the one timer).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::cache::CacheDir;
-use crate::clock;
-use crate::clock::{Clock, Ledger, SystemClock};
-use crate::config::{Config, Entitlements};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
 use crate::log::{stderr_sink, Level, LogSink, Logger};
 use crate::resolution::InitFetch;
 use crate::seat::SeatMachine;
@@ -29,6 +28,8 @@ use crate::token::{Claims, GracePhase, Policy};
 pub mod airgap;
 mod exchange;
 mod identity;
+mod license_time;
+mod on_disk;
 mod publish;
 mod refresh;
 mod resolve;
@@ -40,6 +41,9 @@ mod worker;
 pub use self::status::{BuildStatus, ClockStatus, RefreshRecord, SeatStatus, Status};
 
 use self::exchange::Failure;
+use self::license_time::LicenseTime;
+use self::on_disk::OnDisk;
+use self::publish::Published;
 use self::thread::{slot, Doorbell};
 use self::worker::{Command, Reply};
 use crate::platform::RawThread;
@@ -163,40 +167,12 @@ struct State {
     degraded: bool,
 }
 
-/// Why `state.json` is not trusted, until the backend answers with a token bound to this
-/// engine's request.
-#[derive(Debug, Clone)]
-struct Tamper {
-    reason: String,
-    /// The file is there (edited, copied, unsealed); else it is missing while a cached
-    /// license exists. Only a file that is there keeps the clock from judging a static
-    /// token: a machine without one is a new machine.
-    present: bool,
-}
-
-impl Tamper {
-    fn warning(&self) -> String {
-        let mut w = format!(
-            "State file does not verify ({}): no cached license is used offline",
-            self.reason
-        );
-        if self.present {
-            w.push_str(
-                ", and no license is judged by this machine's clock, until the license \
-                 server answers once or state.json is deleted by hand",
-            );
-        } else {
-            w.push_str(" until the license server answers once");
-        }
-        w
-    }
-}
-
 struct Shared {
     config: Config,
     policy: Policy,
-    clock: Arc<dyn Clock>,
     log: Logger,
+    /// License time: the clock read through its ledger.
+    time: LicenseTime,
     usage: &'static Usage,
     jitter: fn() -> f64,
     /// This engine's hardware id (`docs/explanation/seats.md`), settled at start: it keys the seal of
@@ -204,31 +180,17 @@ struct Shared {
     identity_hwid: String,
     /// Warnings of the start, logged when resolution begins.
     startup_notes: Mutex<Vec<String>>,
-    /// `state.json` does not verify: nothing from it is trusted, nothing is written to it.
-    tamper: Mutex<Option<Tamper>>,
-    tier: AtomicU8,
-    tier_mirror: Option<&'static AtomicU32>,
+    /// `state.json`, and whether it is trusted.
+    disk: OnDisk,
+    /// What the host reads: tier and entitlements.
+    published: Published,
     state: Mutex<State>,
-    entitlements: RwLock<Arc<Entitlements>>,
     cache: CacheDir,
-    state_file: StateFile,
     /// Set in seat mode once the instance id is known.
     hardware_id: OnceLock<String>,
     /// Set when a refresh by API key learnt that the license is counted in seats
     /// (`seat.enabled: "auto"`): the worker starts seat mode.
     seat_wanted: AtomicBool,
-    /// A failed `state.json` write is logged once, not at every heartbeat.
-    state_write_warned: AtomicBool,
-    /// Monotonic ms at start, for `uptime_hours`.
-    started_at_mono: i64,
-    /// The clock ledger: license time never runs back with the wall clock.
-    ledger: Mutex<Ledger>,
-    /// Why the persisted mark was set aside, logged once at resolution.
-    ledger_note: Mutex<Option<String>>,
-    /// The last reading was behind the mark (shown in the status).
-    clock_behind: AtomicBool,
-    /// "System clock moved backwards" was logged for the current episode.
-    clock_warned: AtomicBool,
 }
 
 /// Log records gathered under a lock and emitted after it is released, so a log callback
@@ -285,50 +247,18 @@ impl Engine {
         let cache = CacheDir::new(config.cache_dir.clone());
         let id = identity::Identity::load(&config, &cache, opts.machine_id.as_deref());
         let state_file = StateFile::new(cache.clone(), Seal::new(&id.hardware_id));
-        // The mark of a state that verifies; a missing state gives none (only the wall
-        // clock and the tokens' `iat` vouch for the time then). A state that does not
-        // verify, or none beside a cached license (deleted), is tampered with.
-        let (persisted, tamper) = match state_file.read_present() {
-            Ok(Some(doc)) => (doc.mark(), None),
-            Ok(None) if matches!(cache.read(crate::cache::TOKEN_FILE), Ok(Some(_))) => (
-                None,
-                Some(Tamper {
-                    reason: "it is missing while a cached license exists".into(),
-                    present: false,
-                }),
-            ),
-            Ok(None) => (None, None),
-            Err(e) => (
-                None,
-                Some(Tamper {
-                    reason: e.to_string(),
-                    present: true,
-                }),
-            ),
-        };
-        let (ledger, ledger_note) = Ledger::start(
-            persisted,
-            opts.clock.now_millis(),
-            opts.clock.monotonic_millis(),
-        );
-        let shared = Arc::new(Shared {
-            entitlements: RwLock::new(Arc::new(config.community.clone())),
-            started_at_mono: opts.clock.monotonic_millis(),
-            ledger: Mutex::new(ledger),
-            ledger_note: Mutex::new(ledger_note),
-            clock_behind: AtomicBool::new(false),
-            clock_warned: AtomicBool::new(false),
+        let (disk, persisted) = OnDisk::open(state_file, &cache);
+        Arc::new(Shared {
+            published: Published::community(config.community.clone(), opts.tier_mirror),
+            time: LicenseTime::start(opts.clock, persisted),
             config,
             policy,
-            clock: opts.clock,
             log,
             usage: opts.usage,
             jitter: opts.jitter,
             identity_hwid: id.hardware_id,
             startup_notes: Mutex::new(id.notes),
-            tamper: Mutex::new(tamper),
-            tier: AtomicU8::new(Tier::Community as u8),
-            tier_mirror: opts.tier_mirror,
+            disk,
             state: Mutex::new(State {
                 current: None,
                 revoked: false,
@@ -344,16 +274,10 @@ impl Engine {
                 previous_tier: None,
                 degraded: false,
             }),
-            state_file,
             cache,
             hardware_id: OnceLock::new(),
             seat_wanted: AtomicBool::new(false),
-            state_write_warned: AtomicBool::new(false),
-        });
-        if let Some(m) = shared.tier_mirror {
-            m.store(Tier::Community as u32, Ordering::Release);
-        }
-        shared
+        })
     }
 
     /// Resolves the license (`docs/explanation/tier.md`) and starts the worker thread. Returns
@@ -411,17 +335,17 @@ impl Engine {
     /// The tier in effect: one atomic load.
     #[inline]
     pub fn tier(&self) -> Tier {
-        Tier::from_u8(self.shared.tier.load(Ordering::Acquire))
+        self.shared.published.tier()
     }
 
     /// The quota `name`; -1 when unlimited or not set by the license.
     pub fn quota(&self, name: &str) -> i64 {
-        self.shared.read_entitlements().quota(name)
+        self.shared.published.entitlements().quota(name)
     }
 
     /// Whether the license grants `name`.
     pub fn has_feature(&self, name: &str) -> bool {
-        self.shared.read_entitlements().has_feature(name)
+        self.shared.published.entitlements().has_feature(name)
     }
 
     /// The status document.
@@ -542,63 +466,40 @@ impl Drop for Engine {
 }
 
 impl Shared {
-    fn read_entitlements(&self) -> std::sync::RwLockReadGuard<'_, Arc<Entitlements>> {
-        self.entitlements.read().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// License time (ms): the wall clock read through the ledger, so a clock set back
     /// never moves it back. Every expiry decision uses this.
     fn now_millis(&self) -> i64 {
-        let r = lock(&self.ledger).observe(self.clock.now_millis(), self.clock.monotonic_millis());
-        self.clock_behind.store(r.behind, Ordering::Relaxed);
-        r.effective
+        self.time.now_millis()
     }
 
     fn now_secs(&self) -> i64 {
-        self.now_millis().div_euclid(1000)
+        self.time.now_secs()
     }
 
     /// Logs once per episode that the wall clock reads behind the mark. Called where no
     /// lock is held, so a log callback may call back in.
     fn note_clock(&self) {
-        if let Some(why) = lock(&self.ledger_note).take() {
-            self.log.warn(&why);
-        }
-        let wall = self.clock.now_millis();
-        let effective = self.now_millis();
-        if self.clock_behind.load(Ordering::Relaxed) {
-            if !self.clock_warned.swap(true, Ordering::Relaxed) {
-                self.log.warn(&format!(
-                    "System clock moved backwards: it reads {}, before {} already seen; \
-                     license time follows the latter",
-                    clock::rfc3339(wall.div_euclid(1000)),
-                    clock::rfc3339(effective.div_euclid(1000))
-                ));
-            }
-        } else {
-            self.clock_warned.store(false, Ordering::Relaxed);
+        for warning in self.time.warnings() {
+            self.log.warn(&warning);
         }
     }
 
     /// A valid token vouches that time is at least its `iat`.
     fn trust_iat(&self, iat: Option<i64>) {
         if let Some(iat) = iat {
-            lock(&self.ledger).trust(iat, self.clock.monotonic_millis());
+            self.time.trust(iat);
         }
     }
 
     /// Whether `state.json` does not verify (and so is neither trusted nor written).
     fn state_tampered(&self) -> bool {
-        lock(&self.tamper).is_some()
+        self.disk.tampered()
     }
 
     /// Why no token may be judged by this machine's clock: a state that is there and does
     /// not verify (the clock it protected may have been set back).
     fn tamper_blocks_the_clock(&self) -> Option<String> {
-        lock(&self.tamper)
-            .as_ref()
-            .filter(|t| t.present)
-            .map(|t| format!("state.json does not verify ({})", t.reason))
+        self.disk.blocks_the_clock()
     }
 
     /// The backend answered with a token bound to this engine's request: time and
@@ -606,17 +507,17 @@ impl Shared {
     /// mark from now; in seat mode a fresh record of this engine's seat), and a machine
     /// without a state gets one at once, so that deleting it later is noticed.
     fn backend_answered(&self) {
-        let was = lock(&self.tamper).take();
+        let was = self.disk.forgive();
         if was.is_none() {
-            if !self.state_file.present() {
+            if !self.disk.file.present() {
                 self.persist_mark(true);
             }
             return;
         }
-        let mark = lock(&self.ledger).mark(self.clock.monotonic_millis());
-        match self.state_file.reset(mark) {
+        let mark = self.time.mark();
+        match self.disk.file.reset(mark) {
             Ok(()) => {
-                lock(&self.ledger).persisted(mark);
+                self.time.persisted(mark);
                 self.log
                     .info("state.json sealed anew: the license server answered");
                 self.reclaim_seat_slot();
@@ -625,7 +526,7 @@ impl Shared {
                 self.log.warn(&format!(
                     "state.json not sealed anew ({e}); carrying on in memory"
                 ));
-                *lock(&self.tamper) = was;
+                self.disk.hold_again(was);
             }
         }
     }
@@ -637,35 +538,30 @@ impl Shared {
         if self.state_tampered() {
             return;
         }
-        let due = lock(&self.ledger).due(self.clock.monotonic_millis(), force);
-        let Some(mark) = due else { return };
-        match self.state_file.merge_mark(mark) {
-            Ok(_) => lock(&self.ledger).persisted(mark),
+        let Some(mark) = self.time.due(force) else {
+            return;
+        };
+        match self.disk.file.merge_mark(mark) {
+            Ok(_) => self.time.persisted(mark),
             Err(e) => {
-                if !self.state_write_warned.swap(true, Ordering::Relaxed) {
+                if self.disk.first_failed_write() {
                     self.log.warn(&format!(
                         "state.json not written ({e}); carrying on in memory"
                     ));
                 }
                 // Not retried before it moves another hour.
-                lock(&self.ledger).persisted(mark);
+                self.time.persisted(mark);
             }
         }
     }
 
     /// The ledger's mark now, and whether the wall clock is behind it.
     fn clock_view(&self) -> (i64, bool) {
-        let mark = lock(&self.ledger).mark(self.clock.monotonic_millis());
-        (mark, self.clock_behind.load(Ordering::Relaxed))
+        self.time.view()
     }
 
     fn uptime_hours(&self) -> f64 {
-        let ms = self
-            .clock
-            .monotonic_millis()
-            .saturating_sub(self.started_at_mono)
-            .max(0);
-        (ms as f64 / 3_600_000.0 * 1000.0).round() / 1000.0
+        self.time.uptime_hours()
     }
 
     /// Whether a seat is sought (seat mode, and no static token holds).
@@ -674,9 +570,7 @@ impl Shared {
     }
 
     fn drop_tier(&self) {
-        if let Some(m) = self.tier_mirror {
-            m.store(Tier::Community as u32, Ordering::Release);
-        }
+        self.published.drop_mirror();
     }
 }
 

@@ -1,8 +1,8 @@
 //! What the tier is, and telling the host: putting a license in use, dropping it, and
 //! publishing tier and entitlements (the seat machine gates the paid tier in seat mode).
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use super::exchange::SEAT_REQUIRED_REASON;
 use super::{grace_message, lock, source_label, Current, Outbox, Shared, Source, State, DAY_SECS};
@@ -12,6 +12,62 @@ use crate::config::Entitlements;
 use crate::log::Level;
 use crate::tier::Tier;
 use crate::token::{Checked, GracePhase, Standing};
+
+/// What the host reads: the tier (one atomic load; and its mirror, the C API's own
+/// atomic) and the entitlements that go with it.
+pub(super) struct Published {
+    tier: AtomicU8,
+    mirror: Option<&'static AtomicU32>,
+    entitlements: RwLock<Arc<Entitlements>>,
+}
+
+impl Published {
+    /// Community, with `community`'s entitlements, until a license is published.
+    pub(super) fn community(
+        community: Entitlements,
+        mirror: Option<&'static AtomicU32>,
+    ) -> Published {
+        if let Some(m) = mirror {
+            m.store(Tier::Community as u32, Ordering::Release);
+        }
+        Published {
+            tier: AtomicU8::new(Tier::Community as u8),
+            mirror,
+            entitlements: RwLock::new(Arc::new(community)),
+        }
+    }
+
+    /// The tier in effect.
+    #[inline]
+    pub(super) fn tier(&self) -> Tier {
+        Tier::from_u8(self.tier.load(Ordering::Acquire))
+    }
+
+    /// The entitlements in effect.
+    pub(super) fn entitlements(&self) -> RwLockReadGuard<'_, Arc<Entitlements>> {
+        self.entitlements.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes `tier` and `ents`: the tier before, and whether the entitlements changed.
+    fn set(&self, tier: Tier, ents: Entitlements) -> (Tier, bool) {
+        let same_ents = **self.entitlements() == ents;
+        if !same_ents {
+            *self.entitlements.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ents);
+        }
+        let old = Tier::from_u8(self.tier.swap(tier as u8, Ordering::AcqRel));
+        if let Some(m) = self.mirror {
+            m.store(tier as u32, Ordering::Release);
+        }
+        (old, !same_ents)
+    }
+
+    /// The C API's mirror reads Community: the engine behind it stops.
+    pub(super) fn drop_mirror(&self) {
+        if let Some(m) = self.mirror {
+            m.store(Tier::Community as u32, Ordering::Release);
+        }
+    }
+}
 
 impl Shared {
     /// Puts a checked license in `st.current` without publishing: logs its grace
@@ -150,15 +206,8 @@ impl Shared {
             ),
             _ => (Tier::Community, self.config.community.clone()),
         };
-        let same_ents = **self.read_entitlements() == ents;
-        if !same_ents {
-            *self.entitlements.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ents);
-        }
-        let old = Tier::from_u8(self.tier.swap(tier as u8, Ordering::AcqRel));
-        if let Some(m) = self.tier_mirror {
-            m.store(tier as u32, Ordering::Release);
-        }
-        if old != tier || !same_ents {
+        let (old, ents_changed) = self.published.set(tier, ents);
+        if old != tier || ents_changed {
             st.generation += 1;
         }
         if st.initialized && old != tier {

@@ -115,8 +115,8 @@ impl Shared {
             out.push(Level::Warn, note);
         }
         self.cache.sweep_stale_temps();
-        if let Some(t) = lock(&self.tamper).as_ref() {
-            out.push(Level::Warn, t.warning());
+        if let Some(warning) = self.disk.tamper_warning() {
+            out.push(Level::Warn, warning);
         }
         out
     }

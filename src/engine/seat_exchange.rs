@@ -92,7 +92,7 @@ impl Shared {
             // backend has answered (the seat record then lives in memory).
             None
         } else {
-            Some(self.state_file.claim_slot(std::process::id(), now))
+            Some(self.disk.file.claim_slot(std::process::id(), now))
         };
         let (slot, mem) = match claimed {
             None => (None, SeatMemory::default()),
@@ -127,7 +127,7 @@ impl Shared {
         };
         let outcome = self.drive(start, backend, Some(stop)).await;
         let mut st = lock(&self.state);
-        let tier = crate::tier::Tier::from_u8(self.tier.load(std::sync::atomic::Ordering::Acquire));
+        let tier = self.published.tier();
         if tier == crate::tier::Tier::Community {
             let mut why = reasons;
             why.extend(st.reason.clone());
@@ -409,7 +409,7 @@ impl Shared {
             // engine on this cache-dir, in this process or another, to carry on.
             let slot = lock(&self.state).seat.as_mut().and_then(|s| s.slot.take());
             if let Some((id, owned)) = slot {
-                self.state_file.give_up_slot(&id, owned);
+                self.disk.file.give_up_slot(&id, owned);
             }
         }
     }
@@ -482,7 +482,8 @@ impl Shared {
             return;
         }
         if let Ok((claim, Some(owned))) = self
-            .state_file
+            .disk
+            .file
             .claim_slot(std::process::id(), self.now_millis())
         {
             run.slot = Some((claim.slot, owned));
@@ -497,13 +498,11 @@ impl Shared {
         let Some(slot) = slot else { return };
         let now = self.now_millis();
         if let Err(e) = self
-            .state_file
+            .disk
+            .file
             .save_slot(&slot, std::process::id(), mem, now)
         {
-            if !self
-                .state_write_warned
-                .swap(true, std::sync::atomic::Ordering::Relaxed)
-            {
+            if self.disk.first_failed_write() {
                 self.log.warn(&format!(
                     "Seat state not written ({e}); carrying on in memory"
                 ));

@@ -1,7 +1,6 @@
 //! The status document of `lic_status_json` (`docs/reference/status.md`).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -184,8 +183,8 @@ impl Shared {
         let now = self.now_secs();
         let now_ms = self.now_millis();
         let st = lock(&self.state);
-        let tier = Tier::from_u8(self.tier.load(Ordering::Acquire));
-        let ents = self.read_entitlements().clone();
+        let tier = self.published.tier();
+        let ents = self.published.entitlements().clone();
         let seat_state = st.seat.as_ref().map(|s| s.machine.state());
         let (source, status, grace, expires_at, days_remaining) = match &st.current {
             Some(c) => {
