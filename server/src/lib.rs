@@ -43,30 +43,80 @@ pub use app::AppState;
 pub use config::ServerConfig;
 pub use http::serve;
 
+/// Why the server's state could not be opened, or `serve` could not start: each by what
+/// failed; the message is the operator's (the CLI prints it and exits 2).
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The config breaks a rule (a secret too short, Redis settings that conflict, …).
+    #[error("{0}")]
+    Config(String),
+    /// The license store did not open (or its schema is newer than this server's).
+    #[error("{0}")]
+    Store(String),
+    /// The seat store did not open.
+    #[error("{0}")]
+    Seats(String),
+    /// The signing key could not be read or created.
+    #[error("{0}")]
+    Key(String),
+    /// The shared state could not be built from them.
+    #[error("{0}")]
+    State(String),
+    /// The listener's certificate or key.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The seats of air-gapped activations could not be held again.
+    #[error("air-gapped activations: {0}")]
+    Restore(#[from] service::ServiceError),
+    /// An address could not be listened on; `setting` names the key when it is not
+    /// `listen`.
+    #[error("cannot listen on {addr}{setting}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// ` (metrics-listen)`, or nothing.
+        setting: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The runtime could not start, or serving failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<StartupError> for String {
+    fn from(e: StartupError) -> String {
+        e.to_string()
+    }
+}
+
 /// Opens store and key (creating the key if needed) and builds the shared state, on the
 /// system clock with seats in memory.
-pub fn open(config: ServerConfig) -> Result<Arc<AppState>, String> {
+pub fn open(config: ServerConfig) -> Result<Arc<AppState>, StartupError> {
     open_with_clock(config, Arc::new(SystemClock))
 }
 
 /// The configured license store: PostgreSQL with `database-url`, else the SQLite file.
-pub fn open_store(config: &ServerConfig) -> Result<Arc<dyn store::LicenseStore>, String> {
-    Ok(match config.database_url.as_deref() {
-        Some(url) if !url.trim().is_empty() => Arc::new(store::PgStore::open_with(
-            url.trim(),
-            config.database_pool_size,
-        )?),
-        _ => Arc::new(store::SqliteStore::open(&config.database_path())?),
-    })
+pub fn open_store(config: &ServerConfig) -> Result<Arc<dyn store::LicenseStore>, StartupError> {
+    let store: Arc<dyn store::LicenseStore> = match config.database_url.as_deref() {
+        Some(url) if !url.trim().is_empty() => Arc::new(
+            store::PgStore::open_with(url.trim(), config.database_pool_size)
+                .map_err(StartupError::Store)?,
+        ),
+        _ => Arc::new(
+            store::SqliteStore::open(&config.database_path()).map_err(StartupError::Store)?,
+        ),
+    };
+    Ok(store)
 }
 
 /// [`open`] with another clock (tests move it to expire sessions without sleeping).
 pub fn open_with_clock(
     config: ServerConfig,
     clock: Arc<dyn Clock>,
-) -> Result<Arc<AppState>, String> {
-    config.validate()?;
-    let key = signing::KeyRing::load_or_create(&config.key_files())?;
+) -> Result<Arc<AppState>, StartupError> {
+    config.validate().map_err(StartupError::Config)?;
+    let key = signing::KeyRing::load_or_create(&config.key_files()).map_err(StartupError::Key)?;
     open_with_keys(config, key, clock)
 }
 
@@ -76,8 +126,8 @@ pub fn open_with_keys(
     config: ServerConfig,
     key: signing::KeyRing,
     clock: Arc<dyn Clock>,
-) -> Result<Arc<AppState>, String> {
-    config.validate()?;
+) -> Result<Arc<AppState>, StartupError> {
+    config.validate().map_err(StartupError::Config)?;
     let store = open_store(&config)?;
     if let Some(tree) = git_work_tree_of(&config.data_dir) {
         if !git_ignored(&tree, &config.data_dir) {
@@ -90,14 +140,16 @@ pub fn open_with_keys(
             );
         }
     }
-    let seats: Arc<dyn seats::SeatStore> = match config.redis_topology()? {
-        Some(topology) => Arc::new(seats::RedisSeats::open(
-            &topology,
-            config.redis_ca_file.as_deref(),
-        )?),
+    let topology = config.redis_topology().map_err(StartupError::Config)?;
+    let seats: Arc<dyn seats::SeatStore> = match topology {
+        Some(topology) => Arc::new(
+            seats::RedisSeats::open(&topology, config.redis_ca_file.as_deref())
+                .map_err(StartupError::Seats)?,
+        ),
         None => Arc::new(seats::MemorySeats::new(clock.clone())),
     };
-    Ok(Arc::new(AppState::new(config, key, store, seats, clock)?))
+    let state = AppState::new(config, key, store, seats, clock).map_err(StartupError::State)?;
+    Ok(Arc::new(state))
 }
 
 /// The git work tree `dir` lies in, if any: the nearest ancestor holding `.git` (a

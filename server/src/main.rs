@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     };
     license_server::log::init(&config.log_level, config.access_log, config.log_format);
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config),
+        Command::Serve => serve(config).map_err(String::from),
         Command::Keygen => keygen(&config),
         Command::Jwks => KeyRing::load(&config.key_files()).map(|ring| {
             println!("{}", ring.public_jwks());

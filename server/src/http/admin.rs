@@ -258,6 +258,18 @@ fn page_limit(f: &Filter) -> u32 {
     f.limit.unwrap_or(PAGE_DEFAULT).clamp(1, PAGE_MAX)
 }
 
+/// The page a listing's `cursor=` asks for, read as the key `K` that listing's pages are
+/// placed by (a session's license and id, an audit entry's id, a license, a rank): what
+/// this server wrote into the `Link` header of the page before. None on a first page.
+fn cursor<K: std::str::FromStr>(f: &Filter) -> Result<Option<K>, ApiError> {
+    match f.cursor.as_deref() {
+        None | Some("") => Ok(None),
+        Some(c) => c.parse().map(Some).map_err(|_| {
+            ApiError::bad(codes::INVALID_REQUEST, "cursor is not one this server gave")
+        }),
+    }
+}
+
 /// What a value in a query must not hold as is (besides non-ASCII, always encoded).
 const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b' ')
@@ -325,12 +337,7 @@ pub async fn sessions(
             ))
         }
     };
-    let after = match f.cursor.as_deref() {
-        None | Some("") => None,
-        Some(c) => Some(SessionCursor::parse(c).ok_or_else(|| {
-            ApiError::bad(codes::INVALID_REQUEST, "cursor is not one this server gave")
-        })?),
-    };
+    let after: Option<SessionCursor> = cursor(&f)?;
     let limit = page_limit(&f);
     let page = reports::sessions_page(
         &s,
@@ -458,12 +465,8 @@ pub async fn audit(
     f: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let f = filter(f)?;
-    let before = match f.cursor.as_deref() {
-        None | Some("") => f.before,
-        Some(c) => Some(c.parse::<i64>().map_err(|_| {
-            ApiError::bad(codes::INVALID_REQUEST, "cursor is not one this server gave")
-        })?),
-    };
+    // The cursor is the last id of the page before; `before=` says the same by hand.
+    let before = cursor::<i64>(&f)?.or(f.before);
     let limit = page_limit(&f);
     let q = AuditQuery {
         license: f.license.clone().map(LicenseId::into_string),
@@ -492,12 +495,8 @@ pub async fn abuse(
     f: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let f = filter(f)?;
-    let skip = match f.cursor.as_deref() {
-        None | Some("") => 0,
-        Some(c) => c.parse::<usize>().map_err(|_| {
-            ApiError::bad(codes::INVALID_REQUEST, "cursor is not one this server gave")
-        })?,
-    };
+    // The cursor is the rank the page before ended at.
+    let skip = cursor::<usize>(&f)?.unwrap_or(0);
     let limit = page_limit(&f);
     // Offline periods are read from the license store, whatever the seat store says.
     if let Err(e) = service::audit::sweep(&s).await {
@@ -551,14 +550,7 @@ pub async fn seats(
 ) -> Result<Response, ApiError> {
     let f = filter(f)?;
     // The cursor is the last license of the page before.
-    let after = match f.cursor.as_deref().filter(|c| !c.is_empty()) {
-        Some(c) => Some(
-            LicenseId::parse(c)
-                .map_err(service::ServiceError::from)?
-                .into_string(),
-        ),
-        None => None,
-    };
+    let after = cursor::<LicenseId>(&f)?.map(LicenseId::into_string);
     let limit = page_limit(&f);
     let page = reports::seats_page(&s, after, limit).await?;
     Ok(paged(

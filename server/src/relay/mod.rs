@@ -281,7 +281,7 @@ impl Relay {
             KeyRing::single(signer),
             clock,
         )
-        .map_err(RelayError::Config)?;
+        .map_err(|e| RelayError::Config(e.to_string()))?;
         let relay = Arc::new(Relay {
             config,
             state,

@@ -121,6 +121,13 @@ impl SessionCursor {
     }
 }
 
+impl std::str::FromStr for SessionCursor {
+    type Err = ();
+    fn from_str(text: &str) -> Result<Self, ()> {
+        SessionCursor::parse(text).ok_or(())
+    }
+}
+
 impl std::fmt::Display for SessionCursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.license, self.session_id)
