@@ -12,7 +12,10 @@ if ! command -v cargo-deb >/dev/null 2>&1; then
   cargo install cargo-deb --locked --quiet
 fi
 rm -rf target/debian
-cargo deb -p license-server --output target/debian/ >/dev/null
+# The workspace's release build (the README's command, which CI has made by now): packed
+# as built, so that the package and the book's commands share one build.
+cargo build --release --workspace --quiet
+cargo deb -p license-server --no-build --output target/debian/ >/dev/null
 deb=$(ls target/debian/license-server_*.deb)
 echo "license-server .deb: $(stat -c %s "$deb") bytes ($deb)"
 
