@@ -440,3 +440,24 @@ async fn a_failing_background_job_is_counted_until_it_works_again() {
         "{m}"
     );
 }
+
+#[test]
+fn admin_bodies_refuse_keys_they_do_not_know_and_read_every_term() {
+    let s = Server::start();
+    // A typo is refused, naming the key, in a new license and in a change alike.
+    let typo = json!({"tier": "pro", "days": 3, "seat": 3});
+    let (status, v) = s.admin("POST", "/admin/licenses", typo);
+    refused(status, &v, 400, "invalid_request");
+    assert!(v["message"].as_str().unwrap().contains("`seat`"), "{v}");
+    let terms = json!({"max_borrow": "2h", "relay_grant_days": 7, "offline_activation_days": 9});
+    let (license, _) = s.license("pro", terms);
+    let path = format!("/admin/licenses/{license}");
+    let (status, v) = s.admin("PATCH", &path, json!({"seatz": 2}));
+    refused(status, &v, 400, "invalid_request");
+    assert!(v["message"].as_str().unwrap().contains("`seatz`"), "{v}");
+    // Every term given reads back, a duration in seconds.
+    let (status, v) = s.admin("GET", &path, Value::Null);
+    assert_eq!(status, 200, "{v}");
+    let got = ["max_borrow", "relay_grant_days", "offline_activation_days"].map(|k| v[k].as_u64());
+    assert_eq!(got, [Some(7200), Some(7), Some(9)], "{v}");
+}
