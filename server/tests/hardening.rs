@@ -482,3 +482,21 @@ fn no_admin_change_is_made_that_the_audit_trail_does_not_record() {
         assert!(kinds.contains(&k), "{k} in {kinds:?}");
     }
 }
+
+#[test]
+fn an_address_taken_keeps_the_server_from_starting_and_says_which_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let lines = format!("listen = \"{addr}\"\nmetrics-listen = \"none\"\n");
+    let cfg = common::process::server_toml(dir.path(), &lines);
+    let err = common::process::refused_to_serve(&cfg);
+    assert!(err.contains(&format!("cannot listen on {addr}:")), "{err}");
+    let lines = format!("listen = \"127.0.0.1:0\"\nmetrics-listen = \"{addr}\"\n");
+    let cfg = common::process::server_toml(dir.path(), &lines);
+    let err = common::process::refused_to_serve(&cfg);
+    assert!(
+        err.contains(&format!("cannot listen on {addr} (metrics-listen):")),
+        "{err}"
+    );
+}
