@@ -75,7 +75,7 @@ fn main() {
     fs::write(out.join("builtin_state_key.txt"), state_key).expect("write state key");
 
     // The vendor's Community entitlements, likewise: an operator's config may narrow them
-    // and never widen them. Unset: SoftClient4ES's own (src/config.rs).
+    // and never widen them. Unset: SoftClient4ES's own (src/config/entitlements.rs).
     println!("cargo:rerun-if-env-changed=LIC4ES_COMMUNITY_FILE");
     let community = match env::var("LIC4ES_COMMUNITY_FILE") {
         Ok(path) if !path.trim().is_empty() => {
