@@ -3,10 +3,9 @@
 //! Nested objects and dotted keys mean the same (`{"refresh": {"interval": "1h"}}` and
 //! `{"refresh.interval": "1h"}`). Every key is validated here, at init, so a typo is an
 //! error naming the key rather than a setting silently ignored.
-
 //!
-//! The key table ([`KEYS`], in `keys`) says what each key takes and defaults to, and
-//! parses and checks every value by it; [`build`] holds the rules between keys (which
+//! The key table (`KEYS`, in `keys`) says what each key takes and defaults to, and
+//! parses and checks every value by it; `build` holds the rules between keys (which
 //! source wins, what is clamped, what needs what). `values` parses single values,
 //! `network` holds how the backend is reached, `entitlements` what Community grants.
 

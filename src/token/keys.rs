@@ -131,7 +131,7 @@ impl KeySet {
     }
 
     /// Checks the token's form and signature and parses its claims. Time and issuer are
-    /// checked by [`Policy::check`]. A token signed by a key none of these is, whose header
+    /// checked by [`Policy::check`](super::Policy::check). A token signed by a key none of these is, whose header
     /// carries a relay's grant ([`GRANT_HEADER`]), is accepted through that grant only:
     /// the grant signed by one of these keys, naming the token's key in `cnf`, and the
     /// token within the grant's license, tier and end ([`RelayGrant`]).
