@@ -170,14 +170,7 @@ fn the_mark_is_written_by_the_hour_not_per_call_and_merged_between_processes() {
     }
     // The first mark is written by the engine's worker once it has started (on a slow
     // machine, after the calls above): wait for it, real time, a few seconds at most.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while state_mark(&f).is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no mark written at start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    common::wait_for("the mark written at start", 10, || state_mark(&f).is_some());
     let first = state_mark(&f);
     f.clock.advance_millis(30 * 60 * 1000);
     let _ = e.status();

@@ -255,15 +255,9 @@ fn engine_against_the_reference_server() {
         lic_init(static_config(&with_url).as_ptr()),
         lic_result::LIC_OK
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while lic_current_tier() != lic_tier::LIC_TIER_ENTERPRISE && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(
-        lic_current_tier(),
-        lic_tier::LIC_TIER_ENTERPRISE,
-        "scheduled refresh upgraded"
-    );
+    common::wait_for("the scheduled refresh's upgrade", 10, || {
+        lic_current_tier() == lic_tier::LIC_TIER_ENTERPRISE
+    });
     assert_eq!(engine_status()["source"], "static");
     assert!(api_requests() > before);
     assert_eq!(lic_shutdown(), lic_result::LIC_OK);
@@ -632,14 +626,12 @@ impl Watcher {
     fn stop_with(mut self, signal: libc::c_int) -> Option<i32> {
         // SAFETY: a signal to a child this test started and has not reaped.
         assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "watch did not stop on {signal}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut status = None;
+        common::wait_for(&format!("watch stopping on {signal}"), 15, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status.and_then(|s| s.code())
     }
 }
 

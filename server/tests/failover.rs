@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::pg::PgProc;
 use common::process::{request, ServerProcess};
-use common::redis::{cli, wait_for, RedisCluster, RedisSentinel};
+use common::redis::{cli, RedisCluster, RedisSentinel};
+use common::wait_for;
 use common::{ADMIN, NONCE};
 use serde_json::{json, Value};
 

@@ -235,14 +235,11 @@ fn script_flush_and_a_redis_restart_mid_load_are_recovered_from() {
 
     // Back without persistence: sessions are gone (410), engines acquire again.
     c.redis = RedisProc::start_on(port);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        let (status, _) = heartbeat(c.b.port, &key, &sid);
-        if status != 503 || Instant::now() > deadline {
-            break status;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let mut status = 0;
+    common::wait_for("the restarted Redis answering", 10, || {
+        status = heartbeat(c.b.port, &key, &sid).0;
+        status != 503
+    });
     assert_eq!(status, 410);
     assert_eq!(acquire(c.a.port, &key, "hw-1").0, 200);
     assert_eq!(

@@ -159,16 +159,9 @@ fn committed_entries_reach_the_database_file_without_filling_the_wal() {
         c.query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
             .ok()
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut found = None;
-    while std::time::Instant::now() < deadline {
-        found = in_file();
-        if found == Some(500) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert_eq!(found, Some(500), "entries in the database file itself");
+    common::wait_for("500 entries in the database file itself", 20, || {
+        in_file() == Some(500)
+    });
 }
 
 /// The size of the files in `dir`, in bytes.

@@ -16,17 +16,17 @@ use lic4es::telemetry::Usage;
 use lic4es::{Config, Engine, EngineOptions};
 use serde_json::{json, Value};
 
-// Not every test binary uses both (as with dead code, above).
+// What the server's tests use too; not every test binary uses all of it (as with dead
+// code, above).
 #[allow(unused_imports)]
-pub use child_env::{as_from_a_shell, on_real_clock};
+pub use lic4es_test_support::{
+    as_from_a_shell, free_port, have_file, have_tool, on_real_clock, refused_url, run, tool_exists,
+    wait_for, wall_now, DAY, NOW,
+};
 
-mod child_env;
 pub mod paused;
 pub mod seat;
 
-/// 2026-11-22T13:29:12Z: "now" in every test.
-pub const NOW: i64 = 1_795_354_152;
-pub const DAY: i64 = 86_400;
 pub const ISSUER: &str = "https://license.softclient4es.com";
 
 pub fn keys_dir() -> PathBuf {
@@ -87,14 +87,6 @@ pub fn claims(tier: &str, exp: i64) -> Value {
         "org_name": "Acme Corp",
         "trial": false
     })
-}
-
-/// The real time, for tests that go through the C ABI (which uses the system clock).
-pub fn wall_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 /// A C-ABI config with a Pro static token valid for 30 real days.
@@ -514,14 +506,6 @@ fn serve(conn: TcpStream, handler: &Handler, reqs: &Mutex<Vec<Request>>, stop: &
     let _ = conn.flush();
 }
 
-/// A loopback URL on which nothing listens (connection refused).
-pub fn refused_url() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    drop(l);
-    format!("http://127.0.0.1:{port}")
-}
-
 /// target/debug (or target/release) of the running test binary.
 pub fn target_dir() -> PathBuf {
     // target/debug/deps/<test>-<hash> -> target/debug
@@ -622,42 +606,6 @@ fn with_soname_link(lib: PathBuf) -> PathBuf {
     lib
 }
 
-/// Whether `tool` is on the PATH. When it is not, prints a loud SKIPPED line and returns
-/// false, unless LIC4ES_REQUIRE_ALL=1, where a missing tool fails the test.
-pub fn have_tool(tool: &str) -> bool {
-    let found = tool_exists(tool);
-    if !found {
-        if std::env::var("LIC4ES_REQUIRE_ALL").as_deref() == Ok("1") {
-            panic!("{tool} not found and LIC4ES_REQUIRE_ALL=1");
-        }
-        eprintln!("SKIPPED: {tool} not found");
-        println!("SKIPPED: {tool} not found");
-    }
-    found
-}
-
-/// Whether `tool` is on the PATH.
-pub fn tool_exists(tool: &str) -> bool {
-    std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-/// Whether a file a test needs exists; like [`have_tool`] when it does not.
-pub fn have_file(path: &Path) -> bool {
-    let found = path.exists();
-    if !found {
-        if std::env::var("LIC4ES_REQUIRE_ALL").as_deref() == Ok("1") {
-            panic!("{} not found and LIC4ES_REQUIRE_ALL=1", path.display());
-        }
-        eprintln!("SKIPPED: {} not found", path.display());
-        println!("SKIPPED: {} not found", path.display());
-    }
-    found
-}
-
 /// A proxy that records the first line of every request it gets and answers 502.
 pub struct RecordingProxy {
     pub port: u16,
@@ -693,19 +641,6 @@ impl RecordingProxy {
             "{start}: {seen:?}"
         );
     }
-}
-
-/// Runs `cmd` and returns its output; a failure to start or a non-zero exit fails the test
-/// with both streams.
-pub fn run(cmd: &mut std::process::Command) -> std::process::Output {
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// The repository root (the `lic4es` crate's manifest directory).

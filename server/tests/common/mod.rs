@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use lic4es::clock::ManualClock;
 
-// Not every test binary uses both (as with dead code, above).
+// What the engine's tests use too; not every test binary uses all of it (as with dead
+// code, above).
 #[allow(unused_imports)]
-pub use child_env::{as_from_a_shell, on_real_clock};
+pub use lic4es_test_support::{
+    as_from_a_shell, free_port, have_tool, on_real_clock, wait_for, wall_now, NOW,
+};
 
-#[path = "../../../tests/common/child_env.rs"]
-mod child_env;
 pub mod engine;
 pub mod http;
 pub mod pg;
@@ -24,9 +25,6 @@ pub mod tls;
 pub mod webdriver;
 use license_server::{AppState, ServerConfig};
 use serde_json::{json, Value};
-
-/// 2026-11-22T13:29:12Z: where every test clock starts.
-pub const NOW: i64 = 1_795_354_152;
 
 pub const NONCE: &str = "0123456789abcdef0123456789abcdef";
 
@@ -272,41 +270,6 @@ pub fn change_entry() -> license_server::store::AuditEvent {
         source: Some("test".into()),
         ..Default::default()
     }
-}
-
-/// Whether `tool` is on the PATH. When it is not, prints a loud SKIPPED line and returns
-/// false, unless LIC4ES_REQUIRE_ALL=1, where a missing tool fails the test.
-pub fn have_tool(tool: &str) -> bool {
-    let found = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !found {
-        if std::env::var("LIC4ES_REQUIRE_ALL").as_deref() == Ok("1") {
-            panic!("{tool} not found and LIC4ES_REQUIRE_ALL=1");
-        }
-        eprintln!("SKIPPED: {tool} not found");
-        println!("SKIPPED: {tool} not found");
-    }
-    found
-}
-
-/// The real time (seconds), for servers that meet an engine on the system clock.
-pub fn wall_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("the system clock is after 1970")
-        .as_secs() as i64
-}
-
-/// A port nothing listens on now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The status of this process's engine, through the C ABI.

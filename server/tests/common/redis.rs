@@ -5,6 +5,8 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::wait_for;
+
 pub struct RedisProc {
     child: Child,
     pub port: u16,
@@ -166,15 +168,6 @@ pub fn cli_tls(port: u16, ca: Option<&std::path::Path>, args: &[&str]) -> Option
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Polls `check` every 50 ms until it holds; fails the test after `secs` seconds.
-pub fn wait_for(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A port whose cluster bus port (+10000) is free too.

@@ -1,5 +1,4 @@
-//! What a test takes out of a child process's environment. Shared by this crate's tests
-//! and the server's (`server/tests/common` includes this file).
+//! What a test takes out of a child process's environment.
 
 /// `cmd`, which runs cargo, without what cargo sets in a test's environment
 /// (`CARGO_MANIFEST_DIR`, `OUT_DIR`, ...): build scripts that watch one of them (ring's
