@@ -6,133 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::domain::Effective;
 pub use crate::domain::Secs;
+pub use crate::domain::TierPolicy;
 use crate::store::{License, Seats};
-
-/// Per-tier policy.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct TierPolicy {
-    /// Features granted.
-    pub features: Vec<String>,
-    /// Quotas; a missing name is unlimited.
-    #[serde(default)]
-    pub quotas: BTreeMap<String, i64>,
-    /// Seconds between seat heartbeats.
-    #[serde(default = "default_heartbeat")]
-    pub heartbeat_interval: u64,
-    /// Offline grace for seats, in days (0 = strict online-only).
-    #[serde(default)]
-    pub offline_grace_days: u64,
-    /// Lifetime of an air-gapped activation, in days (0: sites without the internet are
-    /// not activated).
-    #[serde(default)]
-    pub offline_activation_days: u64,
-    /// The longest a seat may be borrowed: seconds, or a duration (`"14d"`); 0: no
-    /// borrowing.
-    #[serde(default)]
-    pub max_borrow: Secs,
-    /// Lifetime of an on-site relay's grant, in days (0: no relays).
-    #[serde(default)]
-    pub relay_grant_days: u64,
-    /// Seats per license: a number (0: a free plan, used offline without a seat) or
-    /// `"unlimited"` (a paid license not counted in seats).
-    #[serde(default = "default_seats")]
-    pub seats: Seats,
-    /// Lifetime of issued tokens, in hours; default the global `token-lifetime-hours`.
-    pub token_lifetime_hours: Option<u64>,
-    /// Seats a license may be granted per clock hour, per seat it has (acquires and
-    /// reconnects): hosts cannot take turns on one seat every heartbeat. 0 sets no bound.
-    #[serde(default = "default_acquires_per_seat_hour")]
-    pub acquires_per_seat_hour: u32,
-}
-
-/// A license's policy: its tier's, with the license's own overrides applied.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Effective<'a> {
-    /// Features granted.
-    pub features: &'a [String],
-    /// Quotas.
-    pub quotas: &'a BTreeMap<String, i64>,
-    /// Seats (0: a free plan; unlimited: not counted).
-    pub seats: Seats,
-    /// Seconds between heartbeats.
-    pub heartbeat_interval: u64,
-    /// Offline grace, in days.
-    pub offline_grace_days: u64,
-    /// Lifetime of an air-gapped activation, in days (0: not allowed).
-    pub offline_activation_days: u64,
-    /// The longest borrow, in seconds (0: not allowed).
-    pub max_borrow: u64,
-    /// Lifetime of a relay's grant, in days (0: not allowed).
-    pub relay_grant_days: u64,
-    /// Lifetime of issued tokens, in seconds.
-    pub token_lifetime: i64,
-    /// Grants per seat and clock hour (0: no bound).
-    pub acquires_per_seat_hour: u32,
-}
-
-impl Effective<'_> {
-    /// Seconds of silence after which a session lapses: two heartbeats and a minute.
-    pub fn session_ttl(&self) -> i64 {
-        (self.heartbeat_interval as i64).saturating_mul(2) + 60
-    }
-
-    /// Offline grace in seconds.
-    pub fn grace_secs(&self) -> i64 {
-        (self.offline_grace_days as i64).saturating_mul(86_400)
-    }
-
-    /// Seats a license of `seats` may be granted per clock hour (0: no bound).
-    pub fn grants_per_hour(&self, seats: u32) -> u32 {
-        seats.saturating_mul(self.acquires_per_seat_hour)
-    }
-
-    /// How the license is served: the vendor's license record and tier policy decide,
-    /// never the engine's config.
-    pub fn serving(&self, tier: &str) -> Serving {
-        match self.seats {
-            _ if tier == "community" => Serving::FreePlan,
-            Seats::Count(0) => Serving::FreePlan,
-            Seats::Count(n) => Serving::Counted(n),
-            Seats::Unlimited => Serving::Uncounted,
-        }
-    }
-}
-
-/// How a license is served (`docs/explanation/seats.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Serving {
-    /// A free plan: tokens by API key; an acquire answers `mode: "offline"` with grace 0
-    /// and holds no seat.
-    FreePlan,
-    /// Seat-counted: tokens only through acquire, reconnect and heartbeat, at most this
-    /// many online sessions; the token endpoint answers `403 seat_required`.
-    Counted(u32),
-    /// A paid license not counted in seats: tokens by API key; an acquire answers
-    /// `mode: "offline"` with the tier's grace.
-    Uncounted,
-}
-
-impl Serving {
-    /// Whether the token endpoint serves the license.
-    pub fn by_token(self) -> bool {
-        !matches!(self, Serving::Counted(_))
-    }
-}
-
-fn default_heartbeat() -> u64 {
-    300
-}
-/// One grant per seat every five minutes, on average over an hour: a heartbeat
-/// interval's worth, so hosts that take turns on a seat run out within the hour, while a
-/// rolling update or a restart loop of a few tries goes through.
-fn default_acquires_per_seat_hour() -> u32 {
-    12
-}
-fn default_seats() -> Seats {
-    Seats::Count(5)
-}
 
 /// `redis-sentinel = { master = "NAME", nodes = ["redis://host:port", …] }`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -346,7 +223,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             relay_grant_days: 0,
             seats: Seats::Count(0),
             token_lifetime_hours: None,
-            acquires_per_seat_hour: default_acquires_per_seat_hour(),
+            acquires_per_seat_hour: TierPolicy::DEFAULT_ACQUIRES_PER_SEAT_HOUR,
         },
     );
     tiers.insert(
@@ -361,7 +238,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             relay_grant_days: 0,
             seats: Seats::Count(5),
             token_lifetime_hours: None,
-            acquires_per_seat_hour: default_acquires_per_seat_hour(),
+            acquires_per_seat_hour: TierPolicy::DEFAULT_ACQUIRES_PER_SEAT_HOUR,
         },
     );
     tiers.insert(
@@ -376,7 +253,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             relay_grant_days: 0,
             seats: Seats::Count(20),
             token_lifetime_hours: None,
-            acquires_per_seat_hour: default_acquires_per_seat_hour(),
+            acquires_per_seat_hour: TierPolicy::DEFAULT_ACQUIRES_PER_SEAT_HOUR,
         },
     );
     let mut ent = paid;
@@ -393,7 +270,7 @@ fn default_tiers() -> BTreeMap<String, TierPolicy> {
             relay_grant_days: 30,
             seats: Seats::Unlimited,
             token_lifetime_hours: None,
-            acquires_per_seat_hour: default_acquires_per_seat_hour(),
+            acquires_per_seat_hour: TierPolicy::DEFAULT_ACQUIRES_PER_SEAT_HOUR,
         },
     );
     tiers
@@ -601,29 +478,7 @@ impl ServerConfig {
     /// tier has no policy.
     pub fn effective(&self, lic: &License) -> Option<Effective<'_>> {
         let p = self.policy(&lic.tier)?;
-        let own = &lic.overrides;
-        // Borrowed, not cloned: every grant asks for its policy, and only the token's
-        // claims read the features and quotas.
-        Some(Effective {
-            features: &p.features,
-            quotas: &p.quotas,
-            seats: own.seats.unwrap_or(p.seats),
-            heartbeat_interval: own
-                .heartbeat_interval
-                .unwrap_or(p.heartbeat_interval)
-                .clamp(1, 86_400),
-            offline_grace_days: own
-                .offline_grace_days
-                .map_or(p.offline_grace_days, u64::from),
-            offline_activation_days: own
-                .offline_activation_days
-                .map_or(p.offline_activation_days, u64::from),
-            max_borrow: own.max_borrow.unwrap_or(p.max_borrow).0,
-            relay_grant_days: own.relay_grant_days.map_or(p.relay_grant_days, u64::from),
-            token_lifetime: (p.token_lifetime_hours.unwrap_or(self.token_lifetime_hours) as i64)
-                .saturating_mul(3600),
-            acquires_per_seat_hour: p.acquires_per_seat_hour,
-        })
+        Some(p.with(&lic.overrides, self.token_lifetime_hours))
     }
 }
 

@@ -4,8 +4,10 @@
 //! checked again.
 
 mod license_id;
+mod policy;
 mod terms;
 
 pub use lic4es::tier::{Tier, UnknownTier};
 pub use license_id::{InvalidLicenseId, LicenseId, MAX_LICENSE_ID};
+pub use policy::{Effective, Serving, TierPolicy};
 pub use terms::{NoOtherKeys, Overrides, Seats, Secs};

@@ -10,7 +10,7 @@ use super::offline::{self, event, session_of};
 use super::tokens::{self, Lifetime, TokenSpec};
 use super::{ServiceError, ServiceResult};
 use crate::app::AppState;
-use crate::config::Serving;
+use crate::domain::Serving;
 use crate::seats::{Acquired, Replace};
 use crate::store::{AuditKind, KeptKind, License, OfflineActivation};
 

@@ -11,8 +11,8 @@ use lic4es::offline::{ActivationRequest, DeactivationCode};
 use super::tokens::{self, Lifetime, TokenSpec};
 use super::{audit, ServiceError, ServiceResult};
 use crate::app::AppState;
-use crate::config::Serving;
 use crate::domain::LicenseId;
+use crate::domain::Serving;
 use crate::seats::{Acquired, NewSession, Replace};
 use crate::store::{AuditEvent, AuditKind, KeptKind, License, OfflineActivation};
 

@@ -4,7 +4,7 @@
 use lic4es::protocol::{AcquireAnswer, HeartbeatAnswer, SeatMode};
 
 use crate::app::AppState;
-use crate::config::{Effective, Serving};
+use crate::domain::{Effective, Serving};
 use crate::seats::{Acquired, Beat, NewSession, Replace, Session};
 use crate::store::{AuditEvent, AuditKind, License, OfflinePeriod};
 

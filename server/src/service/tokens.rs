@@ -6,7 +6,7 @@ use lic4es::protocol::TokenRequest;
 use serde::Serialize;
 
 use crate::app::AppState;
-use crate::config::{Effective, Serving};
+use crate::domain::{Effective, Serving};
 use crate::store::License;
 
 use super::{ServiceError, ServiceResult};
