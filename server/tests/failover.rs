@@ -220,7 +220,7 @@ fn under_load(fleet: &Fleet, license: &str, fail: impl FnOnce()) -> Seen {
 #[test]
 #[cfg_attr(lic4es_no_shared_stores, ignore = "needs Redis and PostgreSQL")]
 fn a_cluster_master_killed_under_load_fails_over_without_one_seat_too_many() {
-    let mut cluster = RedisCluster::start();
+    let mut cluster = RedisCluster::start_failing_over_fast();
     let nodes: Vec<String> = cluster.urls().iter().map(|u| format!("{u:?}")).collect();
     let fleet = fleet(&format!("redis-cluster = [{}]", nodes.join(", ")));
     // A graceful failover (the replica takes over once it has every write): nothing lost.
@@ -254,7 +254,7 @@ fn a_cluster_master_killed_under_load_fails_over_without_one_seat_too_many() {
 #[test]
 #[cfg_attr(lic4es_no_shared_stores, ignore = "needs Redis and PostgreSQL")]
 fn a_sentinel_master_killed_under_load_fails_over_without_one_seat_too_many() {
-    let mut sentinel = RedisSentinel::start();
+    let mut sentinel = RedisSentinel::start_failing_over_fast();
     sentinel.wait_ready();
     let nodes: Vec<String> = sentinel.urls().iter().map(|u| format!("{u:?}")).collect();
     let fleet = fleet(&format!(

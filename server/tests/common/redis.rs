@@ -187,20 +187,34 @@ pub struct RedisCluster {
     ca: Option<std::path::PathBuf>,
 }
 
+/// How long Redis waits on a silent node before failing over, in milliseconds: long
+/// where a test does not want a failover (a loaded machine can stall a node for a
+/// second, and a failover then loses what the test just wrote), short where it kills a
+/// node to see one.
+const NO_FAILOVER_MS: u32 = 30_000;
+const QUICK_FAILOVER_MS: u32 = 1_000;
+
 impl RedisCluster {
     /// Starts six servers, joins them (`redis-cli --cluster create`) and waits until the
-    /// cluster is up and every replica is in sync.
+    /// cluster is up and every replica is in sync. No node fails over unless it is
+    /// silent for half a minute.
     pub fn start() -> RedisCluster {
-        Self::start_with(None)
+        Self::start_with(None, NO_FAILOVER_MS)
     }
 
     /// [`RedisCluster::start`], every node speaking TLS only (clients, replication and
     /// the cluster bus) with certificates from `ca`.
     pub fn start_tls(ca: &super::tls::TestCa) -> RedisCluster {
-        Self::start_with(Some(ca))
+        Self::start_with(Some(ca), NO_FAILOVER_MS)
     }
 
-    fn start_with(tls: Option<&super::tls::TestCa>) -> RedisCluster {
+    /// [`RedisCluster::start`] where a master silent for a second fails over: for tests
+    /// that kill one.
+    pub fn start_failing_over_fast() -> RedisCluster {
+        Self::start_with(None, QUICK_FAILOVER_MS)
+    }
+
+    fn start_with(tls: Option<&super::tls::TestCa>, node_timeout_ms: u32) -> RedisCluster {
         need_redis();
         let nodes: Vec<RedisProc> = (0..6)
             .map(|_| {
@@ -218,7 +232,7 @@ impl RedisCluster {
                         "--cluster-config-file",
                         "nodes.conf",
                         "--cluster-node-timeout",
-                        "1000",
+                        &node_timeout_ms.to_string(),
                     ],
                 )
             })
@@ -340,18 +354,25 @@ impl RedisSentinel {
     /// The name the Sentinels monitor the master under.
     pub const NAME: &'static str = "seats";
 
-    /// Starts them and waits until the replica is in sync.
+    /// Starts them and waits until the replica is in sync. The Sentinels fail over only
+    /// a master silent for half a minute.
     pub fn start() -> RedisSentinel {
-        Self::start_with(None)
+        Self::start_with(None, NO_FAILOVER_MS)
     }
 
     /// [`RedisSentinel::start`], every server and Sentinel speaking TLS only, with
     /// certificates from `ca`.
     pub fn start_tls(ca: &super::tls::TestCa) -> RedisSentinel {
-        Self::start_with(Some(ca))
+        Self::start_with(Some(ca), NO_FAILOVER_MS)
     }
 
-    fn start_with(tls: Option<&super::tls::TestCa>) -> RedisSentinel {
+    /// [`RedisSentinel::start`] where the Sentinels fail over a master silent for a
+    /// second: for tests that kill it.
+    pub fn start_failing_over_fast() -> RedisSentinel {
+        Self::start_with(None, QUICK_FAILOVER_MS)
+    }
+
+    fn start_with(tls: Option<&super::tls::TestCa>, down_after_ms: u32) -> RedisSentinel {
         need_redis();
         let listen = |port: u16| match tls {
             Some(ca) => RedisProc::tls_args(ca, port),
@@ -394,7 +415,7 @@ impl RedisSentinel {
                     format!(
                         "{listen}bind 127.0.0.1\nprotected-mode no\n\
                          sentinel monitor {name} 127.0.0.1 {mport} 2\n\
-                         sentinel down-after-milliseconds {name} 1000\n\
+                         sentinel down-after-milliseconds {name} {down_after_ms}\n\
                          sentinel failover-timeout {name} 5000\n\
                          sentinel parallel-syncs {name} 1\n",
                         name = Self::NAME,
