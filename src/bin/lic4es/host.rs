@@ -34,17 +34,24 @@ impl Host {
     }
 
     pub(crate) fn status(&self) -> Result<Value, String> {
+        // The status can grow between asking its size and reading it (the worker enters
+        // offline mode meanwhile, say): ask again with the size it then needs, as the
+        // bindings do.
         let mut needed = 0usize;
-        ffi::lic_status_json(std::ptr::null_mut(), 0, &mut needed);
-        let mut buf = vec![0 as c_char; needed.max(1)];
-        match ffi::lic_status_json(buf.as_mut_ptr(), buf.len(), std::ptr::null_mut()) {
-            // SAFETY: lic_status_json wrote a NUL-terminated string into buf.
-            ffi::lic_result::LIC_OK => {
-                serde_json::from_str(&unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy())
-                    .map_err(|e| e.to_string())
+        let mut code = ffi::lic_status_json(std::ptr::null_mut(), 0, &mut needed);
+        for _ in 0..4 {
+            if code != ffi::lic_result::LIC_ERR_BUFFER_TOO_SMALL {
+                break;
             }
-            code => Err(format!("lic_status_json: {code:?}: {}", Self::last_error())),
+            let mut buf = vec![0 as c_char; needed.max(1)];
+            code = ffi::lic_status_json(buf.as_mut_ptr(), buf.len(), &mut needed);
+            if code == ffi::lic_result::LIC_OK {
+                // SAFETY: lic_status_json wrote a NUL-terminated string into buf.
+                let text = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy();
+                return serde_json::from_str(&text).map_err(|e| e.to_string());
+            }
         }
+        Err(format!("lic_status_json: {code:?}: {}", Self::last_error()))
     }
 }
 
