@@ -340,6 +340,13 @@ fn an_admin_kick_ends_a_session_and_its_next_heartbeat_is_410() {
         404
     );
     assert!(audit_types(&s, &license).contains(&"kick".to_string()));
+    // A path that cannot be a session id is refused as such, not looked up.
+    let (status, v) = s.admin("DELETE", "/admin/sessions/a%0Ab", Value::Null);
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["message"].as_str().unwrap_or("").contains("session_id"),
+        "{v}"
+    );
     // Another license's key cannot keep (or release) this license's session.
     let sid2 = seat(&s, &key, "hw2");
     let (_, other) = s.license("pro", json!({}));

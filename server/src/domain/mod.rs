@@ -5,9 +5,11 @@
 
 mod license_id;
 mod policy;
+mod session_id;
 mod terms;
 
 pub use lic4es::tier::{Tier, UnknownTier};
 pub use license_id::{InvalidLicenseId, LicenseId, MAX_LICENSE_ID};
 pub use policy::{Effective, Serving, TierPolicy};
+pub use session_id::{InvalidSessionId, SessionId, MAX_SESSION_ID};
 pub use terms::{NoOtherKeys, Overrides, Seats, Secs};

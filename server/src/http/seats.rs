@@ -17,6 +17,7 @@ use super::{
     check_nonce, check_optional_nonce, check_text, ApiError, ClientAddr, KeyLicense, Payload,
 };
 use crate::app::AppState;
+use crate::domain::SessionId;
 use crate::seats::Replace;
 use crate::service::borrow;
 use crate::service::seats::{self as service, Report, Seeker};
@@ -124,8 +125,8 @@ pub(crate) fn check_bodies(body: &[u8]) {
     }
 }
 
-fn check_session_id(id: &str) -> Result<(), ApiError> {
-    check_text("session_id", id, 256, true)
+fn check_session_id(id: &str) -> Result<SessionId, ApiError> {
+    SessionId::parse(id).map_err(|e| ApiError::bad(codes::INVALID_REQUEST, e.to_string()))
 }
 
 /// `POST /api/v1/licenses/acquire`.
@@ -163,11 +164,11 @@ pub async fn heartbeat(
     KeyLicense(lic): KeyLicense,
     Payload(req): Payload<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatAnswer>, ApiError> {
-    check_session_id(&req.session_id)?;
+    let id = check_session_id(&req.session_id)?;
     let nonce = check_optional_nonce(&req.nonce)?;
     let source = addr.to_string();
     Ok(Json(
-        service::heartbeat(&s, &lic, &req.session_id, nonce, &source).await?,
+        service::heartbeat(&s, &lic, id.as_str(), nonce, &source).await?,
     ))
 }
 
@@ -179,8 +180,8 @@ pub async fn release(
     KeyLicense(lic): KeyLicense,
     Payload(req): Payload<ReleaseRequest>,
 ) -> Result<Response, ApiError> {
-    check_session_id(&req.session_id)?;
-    service::release(&s, &lic, &req.session_id, &addr.to_string()).await?;
+    let id = check_session_id(&req.session_id)?;
+    service::release(&s, &lic, id.as_str(), &addr.to_string()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -192,12 +193,12 @@ pub async fn borrow(
     KeyLicense(lic): KeyLicense,
     Payload(req): Payload<BorrowRequest>,
 ) -> Result<Json<BorrowAnswer>, ApiError> {
-    check_session_id(&req.session_id)?;
+    let id = check_session_id(&req.session_id)?;
     check_nonce(&req.nonce)?;
     let b = borrow::borrow(
         &s,
         &lic,
-        &req.session_id,
+        id.as_str(),
         req.seconds,
         &req.nonce,
         &addr.to_string(),
@@ -216,7 +217,7 @@ pub async fn return_borrow(
     KeyLicense(lic): KeyLicense,
     Payload(req): Payload<ReturnBorrowRequest>,
 ) -> Result<Response, ApiError> {
-    check_session_id(&req.session_id)?;
-    borrow::give_back(&s, &lic, &req.session_id, &addr.to_string()).await?;
+    let id = check_session_id(&req.session_id)?;
+    borrow::give_back(&s, &lic, id.as_str(), &addr.to_string()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -139,6 +139,12 @@ impl From<crate::domain::InvalidLicenseId> for ServiceError {
     }
 }
 
+impl From<crate::domain::InvalidSessionId> for ServiceError {
+    fn from(e: crate::domain::InvalidSessionId) -> Self {
+        ServiceError::Invalid(e.to_string())
+    }
+}
+
 impl From<crate::domain::UnknownTier> for ServiceError {
     fn from(e: crate::domain::UnknownTier) -> Self {
         ServiceError::Invalid(e.to_string())

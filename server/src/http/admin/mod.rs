@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::{ApiError, ClientAddr, LicensePath, Payload};
 use crate::admin_api as api;
 use crate::app::AppState;
-use crate::domain::{LicenseId, NoOtherKeys, Overrides, Tier};
+use crate::domain::{LicenseId, NoOtherKeys, Overrides, SessionId, Tier};
 use crate::service;
 use crate::service::licenses::{self, LicenseView, NewLicense, Terms};
 
@@ -202,8 +202,8 @@ pub async fn revoke_key(
 pub async fn kick(
     State(s): State<Arc<AppState>>,
     addr: ClientAddr,
-    Path(id): Path<String>,
+    Path(id): Path<SessionId>,
 ) -> Result<Response, ApiError> {
-    service::seats::kick(&s, &id, &addr.to_string()).await?;
+    service::seats::kick(&s, id.as_str(), &addr.to_string()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
