@@ -33,6 +33,7 @@ mod on_disk;
 mod publish;
 mod refresh;
 mod resolve;
+mod seat_borrow;
 mod seat_exchange;
 mod status;
 mod thread;
