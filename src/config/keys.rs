@@ -9,11 +9,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rustls::pki_types::CertificateDer;
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::network::{backend_urls, ca_file, proxy};
+use super::network::{backend_urls, ca_file, proxy, CaFile};
 use super::values::{
     boolean, count, hosts, level, names_of, parse_duration, path, positive_duration, quota_map,
     seat_choice, string_list, text,
@@ -114,7 +113,7 @@ impl Kind {
             Kind::PemFile => {
                 let file = path(v, key)?;
                 let certs = ca_file(&file, key)?;
-                Parsed::Certs(file, certs)
+                Parsed::Certs((file, certs))
             }
         })
     }
@@ -240,7 +239,31 @@ enum Parsed {
     Seat(SeatChoice),
     Level(Level),
     Proxy(Option<Url>),
-    Certs(PathBuf, Vec<CertificateDer<'static>>),
+    Certs(CaFile),
+}
+
+/// A reader of [`Values`] for one variant of [`Parsed`]: `name`'s value if it is that
+/// variant, optional (`-> Option<T>`) or, for a key with a default, required (`-> T`).
+/// A key read as another kind than its table's is an error, not a panic.
+macro_rules! reader {
+    ($(#[$doc:meta])* $fn:ident -> Option<$ty:ty> = $variant:ident) => {
+        $(#[$doc])*
+        pub(super) fn $fn(&self, name: &str) -> Result<Option<$ty>, ConfigError> {
+            self.take(name, |p| match p {
+                Parsed::$variant(v) => Some(v),
+                _ => None,
+            })
+        }
+    };
+    ($(#[$doc:meta])* $fn:ident -> $ty:ty = $variant:ident) => {
+        $(#[$doc])*
+        pub(super) fn $fn(&self, name: &str) -> Result<$ty, ConfigError> {
+            self.must(name, |p| match p {
+                Parsed::$variant(v) => Some(v),
+                _ => None,
+            })
+        }
+    };
 }
 
 /// A config document's values, each given key parsed and checked by its kind: what the
@@ -360,104 +383,22 @@ impl Values {
         })
     }
 
-    pub(super) fn text(&self, name: &str) -> Result<Option<String>, ConfigError> {
-        self.take(name, |p| match p {
-            Parsed::Text(s) => Some(s),
-            _ => None,
-        })
-    }
-
-    pub(super) fn path(&self, name: &str) -> Result<Option<PathBuf>, ConfigError> {
-        self.take(name, |p| match p {
-            Parsed::Path(p) => Some(p),
-            _ => None,
-        })
-    }
-
-    pub(super) fn boolean(&self, name: &str) -> Result<bool, ConfigError> {
-        self.must(name, |p| match p {
-            Parsed::Boolean(b) => Some(b),
-            _ => None,
-        })
-    }
-
-    pub(super) fn duration(&self, name: &str) -> Result<Duration, ConfigError> {
-        self.must(name, |p| match p {
-            Parsed::Duration(d) => Some(d),
-            _ => None,
-        })
-    }
-
-    pub(super) fn count(&self, name: &str) -> Result<u32, ConfigError> {
-        self.must(name, |p| match p {
-            Parsed::Count(n) => Some(n),
-            _ => None,
-        })
-    }
-
-    pub(super) fn urls(&self, name: &str) -> Result<Option<Vec<Url>>, ConfigError> {
-        self.take(name, |p| match p {
-            Parsed::Urls(u) => Some(u),
-            _ => None,
-        })
-    }
-
-    pub(super) fn keys(&self, name: &str) -> Result<Option<KeySet>, ConfigError> {
-        self.take(name, |p| match p {
-            Parsed::Keys(k) => Some(k),
-            _ => None,
-        })
-    }
-
-    pub(super) fn names(&self, name: &str) -> Result<Option<Vec<String>>, ConfigError> {
-        self.take(name, |p| match p {
-            Parsed::Names(n) => Some(n),
-            _ => None,
-        })
-    }
-
-    pub(super) fn quotas(
-        &self,
-        name: &str,
-    ) -> Result<Option<BTreeMap<String, Option<i64>>>, ConfigError> {
-        self.take(name, |p| match p {
-            Parsed::Quotas(q) => Some(q),
-            _ => None,
-        })
-    }
-
-    pub(super) fn seat_choice(&self, name: &str) -> Result<SeatChoice, ConfigError> {
-        self.must(name, |p| match p {
-            Parsed::Seat(s) => Some(s),
-            _ => None,
-        })
-    }
-
-    pub(super) fn level(&self, name: &str) -> Result<Level, ConfigError> {
-        self.must(name, |p| match p {
-            Parsed::Level(l) => Some(l),
-            _ => None,
-        })
-    }
-
-    /// `proxy` as given: `Some(None)` is `"none"`.
-    pub(super) fn proxy(&self, name: &str) -> Result<Option<Option<Url>>, ConfigError> {
-        self.take(name, |p| match p {
-            Parsed::Proxy(u) => Some(u),
-            _ => None,
-        })
-    }
-
-    #[allow(clippy::type_complexity)]
-    pub(super) fn certs(
-        &self,
-        name: &str,
-    ) -> Result<Option<(PathBuf, Vec<CertificateDer<'static>>)>, ConfigError> {
-        self.take(name, |p| match p {
-            Parsed::Certs(f, c) => Some((f, c)),
-            _ => None,
-        })
-    }
+    reader!(text -> Option<String> = Text);
+    reader!(path -> Option<PathBuf> = Path);
+    reader!(boolean -> bool = Boolean);
+    reader!(duration -> Duration = Duration);
+    reader!(count -> u32 = Count);
+    reader!(urls -> Option<Vec<Url>> = Urls);
+    reader!(keys -> Option<KeySet> = Keys);
+    reader!(names -> Option<Vec<String>> = Names);
+    reader!(quotas -> Option<BTreeMap<String, Option<i64>>> = Quotas);
+    reader!(seat_choice -> SeatChoice = Seat);
+    reader!(level -> Level = Level);
+    reader!(
+        /// `proxy` as given: `Some(None)` is `"none"`.
+        proxy -> Option<Option<Url>> = Proxy
+    );
+    reader!(certs -> Option<CaFile> = Certs);
 }
 
 #[cfg(test)]
