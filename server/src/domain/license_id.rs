@@ -1,8 +1,6 @@
 //! A license id: 1 to 128 of `A-Z a-z 0-9 . _ -`. Ids end up in tokens, URLs, metrics
 //! labels and Redis keys, so nothing else is let in.
 
-use std::fmt;
-
 /// Longest license id.
 pub const MAX_LICENSE_ID: usize = 128;
 
@@ -31,37 +29,13 @@ impl LicenseId {
         }
     }
 
-    /// The id.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The id, owned.
     pub fn into_string(self) -> String {
         self.0
     }
 }
 
-impl std::str::FromStr for LicenseId {
-    type Err = InvalidLicenseId;
-
-    fn from_str(s: &str) -> Result<LicenseId, InvalidLicenseId> {
-        LicenseId::parse(s)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for LicenseId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<LicenseId, D::Error> {
-        let id = String::deserialize(d)?;
-        LicenseId::parse(&id).map_err(serde::de::Error::custom)
-    }
-}
-
-impl fmt::Display for LicenseId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+parsed_text!(LicenseId, InvalidLicenseId);
 
 impl AsRef<str> for LicenseId {
     fn as_ref(&self) -> &str {

@@ -1,8 +1,6 @@
 //! A seat session's id, as an engine or the admin names it: not blank, at most 256
 //! characters, nothing a terminal or the dashboard would show otherwise than it is.
 
-use std::fmt;
-
 /// Longest session id, in characters.
 pub const MAX_SESSION_ID: usize = 256;
 
@@ -31,33 +29,9 @@ impl SessionId {
             Err(InvalidSessionId)
         }
     }
-
-    /// The id.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl std::str::FromStr for SessionId {
-    type Err = InvalidSessionId;
-
-    fn from_str(s: &str) -> Result<SessionId, InvalidSessionId> {
-        SessionId::parse(s)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for SessionId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SessionId, D::Error> {
-        let id = String::deserialize(d)?;
-        SessionId::parse(&id).map_err(serde::de::Error::custom)
-    }
-}
-
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+parsed_text!(SessionId, InvalidSessionId);
 
 #[cfg(test)]
 mod tests {
