@@ -272,14 +272,6 @@ fn page_script(blocks: &[Block], ports: (u16, u16)) -> (String, Vec<(usize, usiz
     (script, expectations)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn every_shell_block_runs_or_says_why_not() {
     for page in pages() {
@@ -309,7 +301,13 @@ fn every_command_in_the_readme_and_the_book_runs_as_written() {
         if !blocks.iter().any(|b| b.info == "sh") {
             continue;
         }
-        let (script, expectations) = page_script(&blocks, (free_port(), free_port()));
+        let (script, expectations) = page_script(
+            &blocks,
+            (
+                lic4es_test_support::free_port(),
+                lic4es_test_support::free_port(),
+            ),
+        );
         let out = tempfile::tempdir().unwrap();
         let home = tempfile::tempdir().unwrap();
         eprintln!("::: {name}");

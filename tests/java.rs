@@ -391,7 +391,7 @@ impl NoexecMount {
             .is_ok_and(|s| s.success());
         if !ok {
             assert!(
-                std::env::var("LIC4ES_REQUIRE_ALL").as_deref() != Ok("1"),
+                !lic4es_test_support::require_all(),
                 "cannot mount a noexec tmpfs and LIC4ES_REQUIRE_ALL=1 (it needs root)"
             );
             println!("SKIPPED: cannot mount a noexec tmpfs here (needs privileges)");

@@ -305,6 +305,15 @@ fn paths_and_ids_that_are_not_what_they_seem_get_json_errors() {
     }
     let (code, v) = s.release(&key, json!({"session_id": "ses-\u{202E}1"}));
     assert_eq!(code, 400, "{v}");
+    // A session id is refused blank or over 256 characters, by every seat call.
+    let long = "s".repeat(257);
+    for id in ["", "  ", long.as_str()] {
+        let (code, v) = s.heartbeat(&key, json!({"session_id": id, "nonce": NONCE}));
+        assert_eq!(code, 400, "{id:?}: {v}");
+        assert!(v["message"].as_str().unwrap().contains("session_id"), "{v}");
+        let (code, v) = s.release(&key, json!({"session_id": id}));
+        assert_eq!(code, 400, "{id:?}: {v}");
+    }
 }
 
 #[test]

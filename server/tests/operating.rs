@@ -70,10 +70,7 @@ fn abuse_is_warned_about_once_and_the_cli_reads_it_and_the_audit_trail_from_the_
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(stdout(&out).contains("0 of 0 licenses"), "{}", stdout(&out));
 
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = common::wall_now();
     // Seven machines take turns on the seat, each back after four days offline from its
     // cached token: the acquire reports the period. The last one keeps the seat.
     let mut old = String::new();

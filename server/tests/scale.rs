@@ -253,10 +253,7 @@ fn script_flush_and_a_redis_restart_mid_load_are_recovered_from() {
 fn offline_abuse_and_the_audit_trail_are_the_same_on_every_instance() {
     let c = cluster();
     let key = new_license(c.a.port, "org-turns", 1);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = common::wall_now();
     // Six machines take turns on the seat, alternating instances, each back after four
     // days offline from its cached token: each acquire reports the period.
     for i in 0..6 {

@@ -11,7 +11,7 @@ use lic4es::clock::ManualClock;
 // code, above).
 #[allow(unused_imports)]
 pub use lic4es_test_support::{
-    as_from_a_shell, free_port, have_tool, on_real_clock, wait_for, wall_now, NOW,
+    as_from_a_shell, free_port, have_tool, on_real_clock, run, wait_for, wall_now, NOW,
 };
 
 pub mod engine;
